@@ -1,0 +1,86 @@
+# plover-qemu top-level Makefile: the verbs users type.
+#
+#   make            configure if needed, build plover/core, QEMU with plover, the test guest
+#   make check      everything above, then unit, fuzz and integration tests
+#   make demo       the main job: boot replicas in network namespaces and drive kvd
+#   make bench      every benchmark (bench-consensus, bench-syncvm, ...)
+#   make install    install qemu-system-x86_64 under the configured prefix
+#
+# ./configure writes build/config.mk; a fresh clone configures itself on the
+# first make, installing missing Debian packages when run as root.
+
+SRCDIR := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+BUILD  := $(SRCDIR)/build
+
+-include $(BUILD)/config.mk
+
+ifeq ($(CONFIGURED),)
+# Not configured yet: configure (installing dependencies) and start over.
+.DEFAULT_GOAL := all
+%:: $(BUILD)/config.mk
+	@$(MAKE) --no-print-directory -f $(SRCDIR)/Makefile $@
+all: $(BUILD)/config.mk
+	@$(MAKE) --no-print-directory -f $(SRCDIR)/Makefile all
+$(BUILD)/config.mk:
+	cd $(SRCDIR) && ./configure --install-deps
+.PHONY: all
+else
+
+include $(SRCDIR)/plover/core/core.mk
+include $(SRCDIR)/tests/unit/unit.mk
+include $(SRCDIR)/tests/guest/guest.mk
+
+QEMU_BUILD := $(BUILD)/qemu
+QEMU_BIN   := $(QEMU_BUILD)/qemu-system-x86_64
+export CCACHE_BASEDIR := $(SRCDIR)
+export CCACHE_NOHASHDIR := 1
+
+.DEFAULT_GOAL := all
+.PHONY: all core qemu guest check check-unit check-fuzz check-integration \
+        fuzz soak bench demo install export-patches deps clean distclean
+
+all: core qemu guest
+
+# QEMU: ninja knows what is stale; plover/ is inside its build through
+# qemu/plover -> ../plover (made by configure).
+qemu: $(QEMU_BUILD)/build.ninja
+	ninja -C $(QEMU_BUILD) qemu-system-x86_64 qemu-img
+	ln -sf $(QEMU_BIN) $(BUILD)/qemu-system-x86_64
+
+$(QEMU_BUILD)/build.ninja: $(BUILD)/config.mk
+	$(SRCDIR)/scripts/configure-qemu.sh $(BUILD)/config.mk
+
+check: all
+	$(MAKE) --no-print-directory check-unit
+	$(MAKE) --no-print-directory check-fuzz
+	$(MAKE) --no-print-directory check-integration
+
+check-integration: qemu guest
+	QEMU=$(QEMU_BIN) GUEST_DIR=$(GUEST_OUT) SRCDIR=$(SRCDIR) \
+	    $(SRCDIR)/tests/integration/run.sh
+
+demo: all
+	QEMU=$(QEMU_BIN) GUEST_DIR=$(GUEST_OUT) SRCDIR=$(SRCDIR) \
+	    $(SRCDIR)/tests/integration/demo.sh
+
+bench: bench-consensus bench-syncvm
+
+install: qemu
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(QEMU_BIN) $(DESTDIR)$(PREFIX)/bin/qemu-system-x86_64
+
+# After editing qemu/ and committing there: regenerate patches/ from the
+# commits on top of the upstream tag (docs/development.md).
+export-patches:
+	$(SRCDIR)/scripts/export-patches.sh $(QEMU_SRC) $(SRCDIR)/patches
+
+deps:
+	cd $(SRCDIR) && ./configure --install-deps
+
+clean:
+	rm -rf $(BUILD)/plover $(BUILD)/tests $(BUILD)/guest $(BUILD)/fuzz $(BUILD)/bench
+	-ninja -C $(QEMU_BUILD) clean
+
+distclean:
+	rm -rf $(BUILD)
+endif
