@@ -1,0 +1,116 @@
+/*
+ * plover/link.h — an authenticated, framed, point-to-point connection over a
+ * stream socket.
+ *
+ * Used by the consensus transport (through the non-blocking pieces in
+ * link-proto.h) and by the syncvm engine for bulk transfer (through the
+ * blocking calls below).
+ *
+ * Connection setup: both ends exchange a HELLO (id + 32-byte random nonce),
+ * then an HMAC-SHA256 over both nonces, both ids and the end's role, keyed
+ * with the shared secret. Each end checks the other's MAC before accepting a
+ * single frame, so a peer without the secret never gets a frame through.
+ * The session key is HMAC(secret, nonces || ids): unique per connection.
+ *
+ * Frames: 16-byte header (magic, version, flags, type, payload length),
+ * payload (at most PLV_LINK_MAX_PAYLOAD bytes), 8-byte trailer holding an
+ * XXH3-64 keyed with a per-direction secret derived from the session key,
+ * over header, an implicit per-direction frame counter and payload. Corrupt,
+ * replayed, reordered or foreign frames fail that check. (The checksum
+ * detects corruption and foreign traffic; it is not a cryptographic MAC
+ * against an active on-path attacker — that is for TLS later.)
+ *
+ * Errors are reported in the PLV_LINK_ERROR domain (codes below); the blocking
+ * calls are not thread-safe on one link, but one thread may send while
+ * another receives.
+ */
+#ifndef PLOVER_LINK_H
+#define PLOVER_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <glib.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PLV_LINK_KEY_LEN      32u            /* session key bytes */
+#define PLV_LINK_MAX_PAYLOAD  (64u << 20)    /* largest frame payload: 64 MiB */
+
+#define PLV_LINK_ERROR plv_link_error_quark()
+GQuark plv_link_error_quark(void);
+
+typedef enum PlvLinkErrorCode {
+    PLV_LINK_ERROR_TIMED_OUT = 1, /* deadline passed; the link stays usable */
+    PLV_LINK_ERROR_CLOSED,        /* peer closed the connection */
+    PLV_LINK_ERROR_AUTH,          /* handshake failed: wrong secret, bad HELLO */
+    PLV_LINK_ERROR_PROTOCOL,      /* bad magic/version/length/checksum */
+    PLV_LINK_ERROR_TOO_BIG,       /* payload over PLV_LINK_MAX_PAYLOAD */
+    PLV_LINK_ERROR_IO,            /* socket error (errno in the message) */
+    PLV_LINK_ERROR_INVALID,       /* bad argument */
+} PlvLinkErrorCode;
+
+/* True if @err is a PLV_LINK_ERROR_TIMED_OUT (the only non-fatal error). */
+bool plv_link_error_is_timeout(const GError *err);
+
+typedef struct PlvLink PlvLink;
+
+/*
+ * Connect to host:port (numeric or resolvable; IPv4/IPv6) and authenticate.
+ * @timeout_ms bounds connect + handshake (< 0: no limit).
+ */
+PlvLink *plv_link_connect(const char *host, uint16_t port, uint32_t self_id,
+                          const uint8_t *secret, size_t secret_len,
+                          int timeout_ms, GError **err);
+
+/*
+ * Listening socket on host:port (port 0: ephemeral; read it back with
+ * plv_link_local_port()). Returns the fd (close it with close()), -1 on error.
+ */
+int plv_link_listen(const char *host, uint16_t port, GError **err);
+
+/* Port a bound socket listens on (host order), 0 on error. */
+uint16_t plv_link_local_port(int fd);
+
+/*
+ * Accept one connection on @listen_fd and authenticate it. @timeout_ms bounds
+ * the wait for a connection plus the handshake. A client failing the handshake
+ * is closed and reported as PLV_LINK_ERROR_AUTH; call again to keep listening.
+ */
+PlvLink *plv_link_accept(int listen_fd, uint32_t self_id,
+                         const uint8_t *secret, size_t secret_len,
+                         int timeout_ms, GError **err);
+
+/* Send one frame with the concatenation of @iov as payload. Blocking. 0 / -1. */
+int plv_link_send(PlvLink *l, uint16_t type, const struct iovec *iov,
+                  int iovcnt, GError **err);
+
+/*
+ * Receive one frame: its type and payload (replacing @payload's contents).
+ * Waits at most @timeout_ms (< 0: forever). 0 on success, -1 on error or
+ * timeout (PLV_LINK_ERROR_TIMED_OUT; a partly received frame is kept and the
+ * next call resumes it). Any other error leaves the link unusable.
+ */
+int plv_link_recv(PlvLink *l, uint16_t *type, GByteArray *payload,
+                  int timeout_ms, GError **err);
+
+uint32_t plv_link_peer_id(const PlvLink *l);
+
+/* PLV_LINK_KEY_LEN bytes, unique per connection, derived from the handshake. */
+const uint8_t *plv_link_session_key(const PlvLink *l);
+
+int plv_link_fd(const PlvLink *l);
+
+/* Frames rejected on this link so far (checksum, header) — for diagnostics. */
+uint64_t plv_link_rejected_frames(const PlvLink *l);
+
+void plv_link_close(PlvLink *l);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PLOVER_LINK_H */
