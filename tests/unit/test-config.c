@@ -1,0 +1,170 @@
+/*
+ * -plover option parsing: every accepted form and every error message.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plover/config.h"
+
+#define GOOD "id=1,peers=10.0.0.1:7001,10.0.0.2:7001,10.0.0.3:7001,netdev=net0,secret=s0"
+
+/* Parse and validate; returns the error message or NULL. */
+static char *try(const char *opts, bool have_rdma, PlvConfig *out)
+{
+    PlvConfig cfg;
+    GError *err = NULL;
+    char *msg = NULL;
+
+    plv_config_init(&cfg);
+    if (!plv_config_parse(&cfg, opts, &err) ||
+        !plv_config_validate(&cfg, have_rdma, &err)) {
+        msg = g_strdup(err->message);
+        g_error_free(err);
+    }
+    if (out) {
+        *out = cfg;
+    } else {
+        plv_config_clear(&cfg);
+    }
+    return msg;
+}
+
+static void expect_error(const char *opts, const char *want)
+{
+    g_autofree char *msg = try(opts, true, NULL);
+
+    ck_assert_msg(msg != NULL, "'%s' was accepted", opts);
+    ck_assert_str_eq(msg, want);
+}
+
+START_TEST(test_accepts_full_line)
+{
+    PlvConfig cfg;
+    char *msg = try("role=auto," GOOD ",transport=tcp", false, &cfg);
+
+    ck_assert_msg(msg == NULL, "%s", msg);
+    ck_assert_int_eq(cfg.role, PLV_START_AUTO);
+    ck_assert_uint_eq(cfg.id, 1);
+    ck_assert_uint_eq(cfg.n_peers, 3);
+    ck_assert_str_eq(cfg.peers[2].host, "10.0.0.3");
+    ck_assert_uint_eq(cfg.peers[2].port, 7001);
+    ck_assert_str_eq(cfg.netdev, "net0");
+    ck_assert_str_eq(cfg.secret, "s0");
+    ck_assert_int_eq(cfg.transport, PLV_TRANSPORT_TCP);
+    ck_assert_uint_eq(cfg.suspect_ms, 100);
+    plv_config_clear(&cfg);
+}
+END_TEST
+
+START_TEST(test_accepts_names_ipv6_and_timeouts)
+{
+    PlvConfig cfg;
+    char *msg = try("id=0,peers=[fd00::1]:7001,host-b.example:7002,c:7003,"
+                    "netdev=n.0,secret=key_1,role=witness,heartbeat-ms=5,"
+                    "suspect-ms=50,max-sync-interval-ms=20", false, &cfg);
+
+    ck_assert_msg(msg == NULL, "%s", msg);
+    ck_assert_str_eq(cfg.peers[0].host, "fd00::1");
+    ck_assert_str_eq(cfg.peers[1].host, "host-b.example");
+    ck_assert_int_eq(cfg.role, PLV_START_WITNESS);
+    ck_assert_uint_eq(cfg.heartbeat_ms, 5);
+    ck_assert_uint_eq(cfg.suspect_ms, 50);
+    ck_assert_uint_eq(cfg.max_sync_interval_ms, 20);
+    plv_config_clear(&cfg);
+}
+END_TEST
+
+START_TEST(test_rdma_depends_on_build)
+{
+    g_autofree char *with = try(GOOD ",transport=rdma", true, NULL);
+    g_autofree char *without = try(GOOD ",transport=rdma", false, NULL);
+
+    ck_assert_msg(with == NULL, "%s", with);
+    ck_assert_str_eq(without, "transport: rdma is not available in this build "
+                     "(built with --disable-rdma)");
+}
+END_TEST
+
+START_TEST(test_field_errors)
+{
+    expect_error("role=boss," GOOD,
+                 "role: invalid value 'boss' (expected auto, leader, secondary or witness)");
+    expect_error("transport=udp," GOOD, "transport: invalid value 'udp' (expected tcp or rdma)");
+    expect_error("id=x,peers=a:1,b:1,c:1,netdev=n,secret=s",
+                 "id: 'x' is not a replica index (0..6)");
+    expect_error("id=-1,peers=a:1,b:1,c:1,netdev=n,secret=s",
+                 "id: '-1' is not a replica index (0..6)");
+    expect_error("id=3,peers=a:1,b:1,c:1,netdev=n,secret=s",
+                 "id: 3 is out of range (0..2, an index into peers)");
+    expect_error("peers=a:1,b:1,c:1,netdev=n,secret=s",
+                 "id: required (this replica's index in peers, 0..2)");
+    expect_error("id=0,netdev=n,secret=s",
+                 "peers: required (host:port of all 3 replicas, this one included)");
+    expect_error("id=0,peers=a:1,b:1,netdev=n,secret=s",
+                 "peers: 2 given, exactly 3 required (this replica included)");
+    expect_error("id=0,peers=a:1,b:1,c:1,d:1,netdev=n,secret=s",
+                 "peers: 4 given, exactly 3 required (this replica included)");
+    expect_error("id=0,peers=a:1,b:2,a:1,netdev=n,secret=s", "peers: a:1 is given twice");
+    expect_error("id=0,peers=a,b:1,c:1", "peers: 'a' has no port (expected host:port)");
+    expect_error("id=0,peers=a:0,b:1,c:1", "peers: 'a:0' has an invalid port (expected 1..65535)");
+    expect_error("id=0,peers=a:99999,b:1,c:1",
+                 "peers: 'a:99999' has an invalid port (expected 1..65535)");
+    expect_error("id=0,peers=:5,b:1,c:1", "peers: ':5' has an empty host");
+    expect_error("id=0,peers=a b:5,b:1,c:1", "peers: 'a b:5' has an invalid host name");
+    expect_error("id=0,peers=[fd00::1:5,b:1,c:1",
+                 "peers: '[fd00::1:5' is not host:port or [address]:port");
+    expect_error("id=0,peers=[zz::1]:5,b:1,c:1", "peers: '[zz::1]:5' has an invalid IPv6 address");
+    expect_error("id=0,peers=a:1,b:1,c:1,secret=s",
+                 "netdev: required (id of the -netdev whose traffic is replicated)");
+    expect_error("id=0,peers=a:1,b:1,c:1,netdev=n",
+                 "secret: required (id of a -object secret shared by the replicas)");
+    expect_error("netdev=9net," GOOD, "netdev: '9net' is not a valid QEMU id");
+    expect_error(GOOD ",secret=s1", "secret: given more than once");
+    expect_error("id=0,id=1", "id: given more than once");
+    expect_error("color=blue," GOOD, "unknown field 'color' (-plover help lists the fields)");
+    expect_error("role=", "role: empty value");
+    expect_error("", "empty option string (-plover help lists the fields)");
+    expect_error("role=auto,,id=1", "empty field (two commas in a row?)");
+    expect_error("auto,id=1", "'auto': expected key=value");
+    expect_error("=auto", "'=auto': missing field name");
+    expect_error(GOOD ",heartbeat-ms=0", "heartbeat-ms: '0' is not a number in 1..60000");
+    expect_error(GOOD ",heartbeat-ms=100,suspect-ms=100",
+                 "suspect-ms: 100 must be longer than heartbeat-ms (100)");
+    expect_error(GOOD ",idle-threshold-us=2000,idle-window-us=1000",
+                 "idle-threshold-us: 2000 exceeds idle-window-us (1000)");
+}
+END_TEST
+
+START_TEST(test_help_lists_every_field)
+{
+    g_autofree char *help = plv_config_help();
+    const char *fields[] = { "role=", "id=", "peers=", "netdev=", "transport=", "secret=",
+                             "heartbeat-ms=", "suspect-ms=", "syncvm-timeout-ms=",
+                             "idle-threshold-us=", "idle-window-us=", "max-sync-interval-ms=" };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(fields); i++) {
+        ck_assert_msg(strstr(help, fields[i]), "help lacks %s", fields[i]);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("parse");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_test(tc, test_accepts_full_line);
+    tcase_add_test(tc, test_accepts_names_ipv6_and_timeouts);
+    tcase_add_test(tc, test_rdma_depends_on_build);
+    tcase_add_test(tc, test_field_errors);
+    tcase_add_test(tc, test_help_lists_every_field);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
