@@ -1,0 +1,401 @@
+/*
+ * Blocking authenticated link over a TCP socket (see plover/link.h).
+ *
+ * The socket is non-blocking underneath so that every wait goes through
+ * poll() with a deadline; the handshake and framing come from link-proto.c.
+ */
+#include "plover/link-proto.h"
+#include "plover/sockutil.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Small reads go through a buffer; big payloads are read straight in place. */
+#define RXBUF_LEN   (64 * 1024)
+#define DIRECT_MIN  4096
+
+struct PlvLink {
+    int fd;
+    bool broken;
+    PlvLinkSession *s;
+    PlvFrameParser *p;
+    uint8_t *rxbuf;
+    size_t rx_off, rx_len;
+    uint64_t rejected;
+};
+
+static int link_io_error(GError **err, const char *what, int e)
+{
+    g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO, "%s: %s", what,
+                g_strerror(e));
+    return -1;
+}
+
+/* Wait until @fd is ready for @events or the deadline passes. */
+static int wait_ready(int fd, short events, int64_t deadline, GError **err)
+{
+    for (;;) {
+        struct pollfd pfd = { .fd = fd, .events = events };
+        int r = poll(&pfd, 1, plv_deadline_remaining_ms(deadline));
+        if (r > 0) {
+            return 0;
+        }
+        if (r == 0) {
+            g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_TIMED_OUT,
+                        "link timed out");
+            return -1;
+        }
+        if (errno != EINTR) {
+            return link_io_error(err, "poll", errno);
+        }
+    }
+}
+
+static int write_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline,
+                     GError **err)
+{
+    while (iovcnt > 0) {
+        struct msghdr mh = {
+            .msg_iov = iov,
+            .msg_iovlen = MIN(iovcnt, IOV_MAX),
+        };
+        ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (wait_ready(fd, POLLOUT, deadline, err) < 0) {
+                    return -1;
+                }
+                continue;
+            }
+            if (errno == EPIPE || errno == ECONNRESET) {
+                g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_CLOSED,
+                            "peer closed the link");
+                return -1;
+            }
+            return link_io_error(err, "send", errno);
+        }
+        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + n;
+            iov->iov_len -= n;
+        }
+    }
+    return 0;
+}
+
+/* One read(); 0 on data, -1 on error/EOF/timeout. */
+static ssize_t read_some(int fd, void *buf, size_t len, int64_t deadline,
+                         GError **err)
+{
+    for (;;) {
+        ssize_t n = read(fd, buf, len);
+        if (n > 0) {
+            return n;
+        }
+        if (n == 0) {
+            g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_CLOSED,
+                        "peer closed the link");
+            return -1;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            if (errno == ECONNRESET) {
+                g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_CLOSED,
+                            "peer reset the link");
+                return -1;
+            }
+            return link_io_error(err, "read", errno);
+        }
+        if (wait_ready(fd, POLLIN, deadline, err) < 0) {
+            return -1;
+        }
+    }
+}
+
+/* Run the handshake to completion on a connected socket. */
+static PlvLinkSession *handshake(int fd, bool dialer, uint32_t self_id,
+                                 const uint8_t *secret, size_t secret_len,
+                                 int64_t deadline, GError **err)
+{
+    PlvHandshake *hs = plv_handshake_new(dialer, self_id, secret, secret_len);
+    PlvLinkSession *s = NULL;
+    uint8_t in[PLV_LINK_HELLO_LEN];
+
+    while (!plv_handshake_done(hs)) {
+        const uint8_t *out;
+        size_t olen = plv_handshake_output(hs, &out);
+        if (olen) {
+            struct iovec iov = { .iov_base = (void *)out, .iov_len = olen };
+            if (write_all(fd, &iov, 1, deadline, err) < 0) {
+                goto out;
+            }
+            plv_handshake_output_done(hs, olen);
+            continue;
+        }
+        /* Read exactly what the step needs: later bytes are frames. */
+        size_t want = plv_handshake_want(hs);
+        ssize_t n = read_some(fd, in, want, deadline, err);
+        if (n < 0) {
+            if (err && *err && (*err)->code == PLV_LINK_ERROR_CLOSED) {
+                /* A peer hanging up mid-handshake usually rejected us. */
+                (*err)->code = PLV_LINK_ERROR_AUTH;
+            }
+            goto out;
+        }
+        size_t used;
+        if (plv_handshake_input(hs, in, n, &used, err) < 0) {
+            goto out;
+        }
+    }
+    s = plv_handshake_finish(hs);
+out:
+    plv_handshake_free(hs);
+    return s;
+}
+
+static PlvLink *link_new(int fd, PlvLinkSession *s)
+{
+    PlvLink *l = g_new0(PlvLink, 1);
+    l->fd = fd;
+    l->s = s;
+    l->p = plv_frame_parser_new(s);
+    l->rxbuf = g_malloc(RXBUF_LEN);
+    return l;
+}
+
+static bool check_secret(const uint8_t *secret, size_t secret_len, GError **err)
+{
+    if (!secret || secret_len == 0) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID,
+                    "link needs a non-empty shared secret");
+        return false;
+    }
+    return true;
+}
+
+PlvLink *plv_link_connect(const char *host, uint16_t port, uint32_t self_id,
+                          const uint8_t *secret, size_t secret_len,
+                          int timeout_ms, GError **err)
+{
+    if (!check_secret(secret, secret_len, err)) {
+        return NULL;
+    }
+    int64_t deadline = plv_deadline_from_timeout(timeout_ms);
+    int fd = plv_sock_connect_start(host, port, err);
+    if (fd < 0) {
+        return NULL;
+    }
+    if (plv_sock_connect_wait(fd, plv_deadline_remaining_ms(deadline), err) < 0) {
+        close(fd);
+        return NULL;
+    }
+    PlvLinkSession *s = handshake(fd, true, self_id, secret, secret_len,
+                                  deadline, err);
+    if (!s) {
+        close(fd);
+        return NULL;
+    }
+    return link_new(fd, s);
+}
+
+int plv_link_listen(const char *host, uint16_t port, GError **err)
+{
+    return plv_sock_listen(host, port, err);
+}
+
+uint16_t plv_link_local_port(int fd)
+{
+    return plv_sock_local_port(fd);
+}
+
+PlvLink *plv_link_accept(int listen_fd, uint32_t self_id,
+                         const uint8_t *secret, size_t secret_len,
+                         int timeout_ms, GError **err)
+{
+    if (!check_secret(secret, secret_len, err)) {
+        return NULL;
+    }
+    int64_t deadline = plv_deadline_from_timeout(timeout_ms);
+    int fd;
+    for (;;) {
+        fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            break;
+        }
+        if (errno == EINTR || errno == ECONNABORTED) {
+            continue;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            link_io_error(err, "accept", errno);
+            return NULL;
+        }
+        if (wait_ready(listen_fd, POLLIN, deadline, err) < 0) {
+            return NULL;
+        }
+    }
+    plv_sock_tune(fd);
+    PlvLinkSession *s = handshake(fd, false, self_id, secret, secret_len,
+                                  deadline, err);
+    if (!s) {
+        close(fd);
+        return NULL;
+    }
+    return link_new(fd, s);
+}
+
+static int check_usable(PlvLink *l, GError **err)
+{
+    if (l->broken) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_CLOSED,
+                    "link already failed");
+        return -1;
+    }
+    return 0;
+}
+
+int plv_link_send(PlvLink *l, uint16_t type, const struct iovec *iov,
+                  int iovcnt, GError **err)
+{
+    if (check_usable(l, err) < 0) {
+        return -1;
+    }
+    uint8_t hdr[PLV_LINK_HDR_LEN], trl[PLV_LINK_TRAILER_LEN];
+    if (plv_frame_seal(l->s, type, iov, iovcnt, hdr, trl, err) < 0) {
+        return -1;              /* too big: nothing sent, link still fine */
+    }
+    struct iovec stackv[18];
+    struct iovec *v = iovcnt + 2 <= (int)G_N_ELEMENTS(stackv)
+                          ? stackv : g_new(struct iovec, iovcnt + 2);
+    v[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
+    if (iovcnt > 0) {
+        memcpy(v + 1, iov, iovcnt * sizeof(*iov));
+    }
+    v[iovcnt + 1] = (struct iovec){ .iov_base = trl, .iov_len = sizeof(trl) };
+    int r = write_all(l->fd, v, iovcnt + 2, PLV_DEADLINE_NONE, err);
+    if (v != stackv) {
+        g_free(v);
+    }
+    if (r < 0) {
+        l->broken = true;       /* a partial frame desynchronises the stream */
+    }
+    return r;
+}
+
+/* Feed buffered bytes; 1 frame ready, 0 buffer empty, -1 bad frame. */
+static int drain_rxbuf(PlvLink *l, GError **err)
+{
+    while (l->rx_off < l->rx_len) {
+        size_t used;
+        int r = plv_frame_parser_feed(l->p, l->rxbuf + l->rx_off,
+                                      l->rx_len - l->rx_off, &used, err);
+        l->rx_off += used;
+        if (r != 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
+static int recv_frame(PlvLink *l, int64_t deadline, GError **err)
+{
+    for (;;) {
+        int r = drain_rxbuf(l, err);
+        if (r != 0) {
+            return r;
+        }
+        uint8_t *buf;
+        size_t want = plv_frame_parser_want(l->p, &buf);
+        if (want >= DIRECT_MIN) {
+            ssize_t n = read_some(l->fd, buf, want, deadline, err);
+            if (n < 0) {
+                return -2;
+            }
+            r = plv_frame_parser_advance(l->p, n, err);
+            if (r != 0) {
+                return r;
+            }
+        } else {
+            ssize_t n = read_some(l->fd, l->rxbuf, RXBUF_LEN, deadline, err);
+            if (n < 0) {
+                return -2;
+            }
+            l->rx_off = 0;
+            l->rx_len = n;
+        }
+    }
+}
+
+int plv_link_recv(PlvLink *l, uint16_t *type, GByteArray *payload,
+                  int timeout_ms, GError **err)
+{
+    if (check_usable(l, err) < 0) {
+        return -1;
+    }
+    GError *local = NULL;
+    plv_frame_parser_set_payload(l->p, payload);
+    int r = recv_frame(l, plv_deadline_from_timeout(timeout_ms), &local);
+    /* Keep a partial frame in the link's own buffer across calls. */
+    plv_frame_parser_set_payload(l->p, NULL);
+    if (r == 1) {
+        *type = plv_frame_parser_type(l->p);
+        return 0;
+    }
+    if (r == -1) {
+        l->rejected++;
+        l->broken = true;
+    } else if (!plv_link_error_is_timeout(local)) {
+        l->broken = true;
+    }
+    g_propagate_error(err, local);
+    return -1;
+}
+
+uint32_t plv_link_peer_id(const PlvLink *l)
+{
+    return plv_link_session_peer_id(l->s);
+}
+
+const uint8_t *plv_link_session_key(const PlvLink *l)
+{
+    return plv_link_session_key_bytes(l->s);
+}
+
+int plv_link_fd(const PlvLink *l)
+{
+    return l->fd;
+}
+
+uint64_t plv_link_rejected_frames(const PlvLink *l)
+{
+    return l->rejected;
+}
+
+void plv_link_close(PlvLink *l)
+{
+    if (!l) {
+        return;
+    }
+    if (l->fd >= 0) {
+        close(l->fd);
+    }
+    plv_frame_parser_free(l->p);
+    plv_link_session_free(l->s);
+    g_free(l->rxbuf);
+    g_free(l);
+}

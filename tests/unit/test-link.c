@@ -1,0 +1,607 @@
+/*
+ * Tests for the authenticated link (plover/link.h) and its socket-free
+ * handshake and framing (plover/link-proto.h). Loopback only.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "plover/link-proto.h"
+
+static const uint8_t SECRET[] = "correct horse battery staple";
+static const uint8_t OTHER[] = "incorrect horse battery staple";
+
+/* ---- socket-free pieces ---- */
+
+/* Run two handshakes against each other in memory. */
+static void hs_pair(const uint8_t *sa, size_t la, const uint8_t *sb, size_t lb,
+                    int *ra, int *rb, PlvLinkSession **out_a,
+                    PlvLinkSession **out_b)
+{
+    PlvHandshake *a = plv_handshake_new(true, 1, sa, la);
+    PlvHandshake *b = plv_handshake_new(false, 2, sb, lb);
+    *ra = *rb = 0;
+    for (int round = 0; round < 4; round++) {
+        const uint8_t *d;
+        size_t n, used;
+        n = plv_handshake_output(a, &d);
+        if (n && *rb >= 0) {
+            *rb = plv_handshake_input(b, d, n, &used, NULL);
+            plv_handshake_output_done(a, n);
+        }
+        n = plv_handshake_output(b, &d);
+        if (n && *ra >= 0) {
+            *ra = plv_handshake_input(a, d, n, &used, NULL);
+            plv_handshake_output_done(b, n);
+        }
+    }
+    if (out_a) {
+        *out_a = plv_handshake_finish(a);
+        *out_b = plv_handshake_finish(b);
+    }
+    plv_handshake_free(a);
+    plv_handshake_free(b);
+}
+
+START_TEST(proto_handshake_ok)
+{
+    PlvLinkSession *a, *b;
+    int ra, rb;
+    hs_pair(SECRET, sizeof(SECRET), SECRET, sizeof(SECRET), &ra, &rb, &a, &b);
+    ck_assert_int_eq(ra, 1);
+    ck_assert_int_eq(rb, 1);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(plv_link_session_peer_id(a), 2);
+    ck_assert_uint_eq(plv_link_session_peer_id(b), 1);
+    ck_assert_mem_eq(plv_link_session_key_bytes(a),
+                     plv_link_session_key_bytes(b), PLV_LINK_KEY_LEN);
+
+    /* A second connection gets a different key. */
+    PlvLinkSession *c, *d;
+    hs_pair(SECRET, sizeof(SECRET), SECRET, sizeof(SECRET), &ra, &rb, &c, &d);
+    ck_assert(memcmp(plv_link_session_key_bytes(a),
+                     plv_link_session_key_bytes(c), PLV_LINK_KEY_LEN) != 0);
+    plv_link_session_free(a);
+    plv_link_session_free(b);
+    plv_link_session_free(c);
+    plv_link_session_free(d);
+}
+END_TEST
+
+START_TEST(proto_handshake_wrong_secret)
+{
+    PlvLinkSession *a, *b;
+    int ra, rb;
+    hs_pair(SECRET, sizeof(SECRET), OTHER, sizeof(OTHER), &ra, &rb, &a, &b);
+    ck_assert_int_eq(ra, -1);
+    ck_assert_int_eq(rb, -1);
+    ck_assert_ptr_null(a);
+    ck_assert_ptr_null(b);
+}
+END_TEST
+
+START_TEST(proto_handshake_bad_hello)
+{
+    PlvHandshake *b = plv_handshake_new(false, 2, SECRET, sizeof(SECRET));
+    uint8_t junk[PLV_LINK_HELLO_LEN];
+    memset(junk, 'G', sizeof(junk));
+    size_t used;
+    GError *err = NULL;
+    ck_assert_int_eq(plv_handshake_input(b, junk, sizeof(junk), &used, &err), -1);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    g_clear_error(&err);
+
+    /* A peer echoing our own HELLO back is refused. */
+    PlvHandshake *c = plv_handshake_new(false, 2, SECRET, sizeof(SECRET));
+    const uint8_t *own;
+    size_t n = plv_handshake_output(c, &own);
+    uint8_t copy[PLV_LINK_HELLO_LEN];
+    memcpy(copy, own, n);
+    ck_assert_int_eq(plv_handshake_input(c, copy, n, &used, &err), -1);
+    g_clear_error(&err);
+    plv_handshake_free(b);
+    plv_handshake_free(c);
+}
+END_TEST
+
+static void session_pair(PlvLinkSession **a, PlvLinkSession **b)
+{
+    int ra, rb;
+    hs_pair(SECRET, sizeof(SECRET), SECRET, sizeof(SECRET), &ra, &rb, a, b);
+    ck_assert_ptr_nonnull(*a);
+}
+
+START_TEST(proto_frames_roundtrip_and_split)
+{
+    PlvLinkSession *a, *b;
+    session_pair(&a, &b);
+    GByteArray *wire = g_byte_array_new();
+    ck_assert_int_eq(plv_frame_append(a, 7, "hello", 5, wire, NULL), 0);
+    ck_assert_int_eq(plv_frame_append(a, 8, NULL, 0, wire, NULL), 0);
+    ck_assert_int_eq(plv_frame_append(a, 9, "world!", 6, wire, NULL), 0);
+
+    /* Feed one byte at a time: the parser must cope with any split. */
+    PlvFrameParser *p = plv_frame_parser_new(b);
+    int frames = 0;
+    for (guint i = 0; i < wire->len; i++) {
+        size_t used;
+        int r = plv_frame_parser_feed(p, wire->data + i, 1, &used, NULL);
+        ck_assert_int_ge(r, 0);
+        ck_assert_uint_eq(used, 1);
+        if (r == 1) {
+            GByteArray *pl = plv_frame_parser_payload(p);
+            frames++;
+            if (frames == 1) {
+                ck_assert_uint_eq(plv_frame_parser_type(p), 7);
+                ck_assert_uint_eq(pl->len, 5);
+                ck_assert_mem_eq(pl->data, "hello", 5);
+            } else if (frames == 2) {
+                ck_assert_uint_eq(plv_frame_parser_type(p), 8);
+                ck_assert_uint_eq(pl->len, 0);
+            } else {
+                ck_assert_uint_eq(plv_frame_parser_type(p), 9);
+                ck_assert_mem_eq(pl->data, "world!", 6);
+            }
+        }
+    }
+    ck_assert_int_eq(frames, 3);
+    ck_assert(plv_frame_parser_idle(p));
+    plv_frame_parser_free(p);
+    g_byte_array_unref(wire);
+    plv_link_session_free(a);
+    plv_link_session_free(b);
+}
+END_TEST
+
+/* Feed a whole buffer; return the last parser result. */
+static int feed_all(PlvFrameParser *p, const GByteArray *wire, GError **err)
+{
+    size_t off = 0;
+    int r = 0;
+    while (off < wire->len) {
+        size_t used;
+        r = plv_frame_parser_feed(p, wire->data + off, wire->len - off, &used, err);
+        off += used;
+        if (r < 0) {
+            return r;
+        }
+    }
+    return r;
+}
+
+START_TEST(proto_corruption_rejected)
+{
+    PlvLinkSession *a, *b;
+    session_pair(&a, &b);
+    GByteArray *wire = g_byte_array_new();
+    plv_frame_append(a, 1, "payload-bytes", 13, wire, NULL);
+    for (guint bit = 0; bit < wire->len * 8; bit += 7) {
+        /* Fresh receiver each time: its frame counter must still be 0. */
+        PlvLinkSession *a2, *b2;
+        session_pair(&a2, &b2);
+        GByteArray *w2 = g_byte_array_new();
+        plv_frame_append(a2, 1, "payload-bytes", 13, w2, NULL);
+        w2->data[bit / 8] ^= 1u << (bit % 8);
+        PlvFrameParser *p = plv_frame_parser_new(b2);
+        GError *err = NULL;
+        int r = feed_all(p, w2, &err);
+        /* A flipped length bit may leave the parser waiting: never accepts. */
+        ck_assert_int_ne(r, 1);
+        if (r < 0) {
+            ck_assert(err != NULL);
+        }
+        g_clear_error(&err);
+        plv_frame_parser_free(p);
+        g_byte_array_unref(w2);
+        plv_link_session_free(a2);
+        plv_link_session_free(b2);
+    }
+    g_byte_array_unref(wire);
+    plv_link_session_free(a);
+    plv_link_session_free(b);
+}
+END_TEST
+
+START_TEST(proto_replay_and_foreign_rejected)
+{
+    PlvLinkSession *a, *b, *c, *d;
+    session_pair(&a, &b);
+    session_pair(&c, &d);
+    GByteArray *f1 = g_byte_array_new();
+    plv_frame_append(a, 1, "x", 1, f1, NULL);
+    PlvFrameParser *p = plv_frame_parser_new(b);
+    ck_assert_int_eq(feed_all(p, f1, NULL), 1);
+    /* Same bytes again: the frame counter moved on, so it must fail. */
+    GError *err = NULL;
+    ck_assert_int_eq(feed_all(p, f1, &err), -1);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_PROTOCOL));
+    g_clear_error(&err);
+    plv_frame_parser_free(p);
+
+    /* A frame from another connection (other session key) fails too. */
+    GByteArray *f2 = g_byte_array_new();
+    plv_frame_append(c, 1, "x", 1, f2, NULL);
+    p = plv_frame_parser_new(b);
+    ck_assert_int_eq(feed_all(p, f2, &err), -1);
+    g_clear_error(&err);
+    plv_frame_parser_free(p);
+
+    /* Our own frame reflected back fails (per-direction secrets). */
+    GByteArray *f3 = g_byte_array_new();
+    plv_frame_append(b, 1, "x", 1, f3, NULL);
+    p = plv_frame_parser_new(b);
+    ck_assert_int_eq(feed_all(p, f3, &err), -1);
+    g_clear_error(&err);
+    plv_frame_parser_free(p);
+
+    g_byte_array_unref(f1);
+    g_byte_array_unref(f2);
+    g_byte_array_unref(f3);
+    plv_link_session_free(a);
+    plv_link_session_free(b);
+    plv_link_session_free(c);
+    plv_link_session_free(d);
+}
+END_TEST
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);           /* test host is little-endian like the wire */
+}
+
+START_TEST(proto_oversize_rejected)
+{
+    PlvLinkSession *a, *b;
+    session_pair(&a, &b);
+    uint8_t hdr[PLV_LINK_HDR_LEN] = { 0 };
+    put32(hdr, PLV_LINK_FRAME_MAGIC);
+    hdr[4] = PLV_LINK_VERSION;
+    put32(hdr + 8, PLV_LINK_MAX_PAYLOAD + 1);
+    PlvFrameParser *p = plv_frame_parser_new(b);
+    size_t used;
+    GError *err = NULL;
+    ck_assert_int_eq(plv_frame_parser_feed(p, hdr, sizeof(hdr), &used, &err), -1);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_TOO_BIG));
+    g_clear_error(&err);
+    /* The stream stays failed. */
+    ck_assert_int_eq(plv_frame_parser_feed(p, hdr, 1, &used, &err), -1);
+    g_clear_error(&err);
+    plv_frame_parser_free(p);
+
+    /* And the sender refuses to build one (the length check comes first). */
+    uint8_t h[PLV_LINK_HDR_LEN], t[PLV_LINK_TRAILER_LEN], one = 0;
+    struct iovec iov = { .iov_base = &one, .iov_len = PLV_LINK_MAX_PAYLOAD + 1ul };
+    ck_assert_int_eq(plv_frame_seal(a, 1, &iov, 1, h, t, &err), -1);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_TOO_BIG));
+    g_clear_error(&err);
+    plv_link_session_free(a);
+    plv_link_session_free(b);
+}
+END_TEST
+
+/* ---- over sockets ---- */
+
+typedef struct {
+    int lfd;
+    const uint8_t *secret;
+    size_t secret_len;
+    int timeout_ms;
+    PlvLink *link;
+    GError *err;
+} AcceptJob;
+
+static gpointer accept_thread(gpointer opaque)
+{
+    AcceptJob *j = opaque;
+    j->link = plv_link_accept(j->lfd, 20, j->secret, j->secret_len,
+                              j->timeout_ms, &j->err);
+    return NULL;
+}
+
+static int listen_any(uint16_t *port)
+{
+    GError *err = NULL;
+    int lfd = plv_link_listen("127.0.0.1", 0, &err);
+    ck_assert_msg(lfd >= 0, "%s", err ? err->message : "?");
+    *port = plv_link_local_port(lfd);
+    ck_assert_uint_ne(*port, 0);
+    return lfd;
+}
+
+/* A connected, authenticated pair: *c dialed (id 10), *s accepted (id 20). */
+static void link_pair(PlvLink **c, PlvLink **s)
+{
+    uint16_t port;
+    AcceptJob j = { .secret = SECRET, .secret_len = sizeof(SECRET),
+                    .timeout_ms = 5000 };
+    j.lfd = listen_any(&port);
+    GThread *t = g_thread_new("accept", accept_thread, &j);
+    GError *err = NULL;
+    *c = plv_link_connect("127.0.0.1", port, 10, SECRET, sizeof(SECRET), 5000, &err);
+    g_thread_join(t);
+    ck_assert_msg(*c, "%s", err ? err->message : "?");
+    ck_assert_msg(j.link, "%s", j.err ? j.err->message : "?");
+    *s = j.link;
+    close(j.lfd);
+}
+
+START_TEST(link_handshake_and_frames)
+{
+    PlvLink *c, *s;
+    link_pair(&c, &s);
+    ck_assert_uint_eq(plv_link_peer_id(c), 20);
+    ck_assert_uint_eq(plv_link_peer_id(s), 10);
+    ck_assert_mem_eq(plv_link_session_key(c), plv_link_session_key(s),
+                     PLV_LINK_KEY_LEN);
+    ck_assert_int_ge(plv_link_fd(c), 0);
+
+    GByteArray *pl = g_byte_array_new();
+    uint16_t type;
+    for (int i = 0; i < 100; i++) {
+        char msg[32];
+        int n = snprintf(msg, sizeof(msg), "message %d", i);
+        struct iovec iov[2] = { { msg, 4 }, { msg + 4, n - 4 } };
+        ck_assert_int_eq(plv_link_send(i % 2 ? c : s, i, iov, 2, NULL), 0);
+        ck_assert_int_eq(plv_link_recv(i % 2 ? s : c, &type, pl, 1000, NULL), 0);
+        ck_assert_uint_eq(type, i);
+        ck_assert_uint_eq(pl->len, n);
+        ck_assert_mem_eq(pl->data, msg, n);
+    }
+    /* Empty payload. */
+    ck_assert_int_eq(plv_link_send(c, 3, NULL, 0, NULL), 0);
+    ck_assert_int_eq(plv_link_recv(s, &type, pl, 1000, NULL), 0);
+    ck_assert_uint_eq(pl->len, 0);
+    g_byte_array_unref(pl);
+    plv_link_close(c);
+    plv_link_close(s);
+}
+END_TEST
+
+START_TEST(link_wrong_secret_rejected)
+{
+    uint16_t port;
+    AcceptJob j = { .secret = SECRET, .secret_len = sizeof(SECRET),
+                    .timeout_ms = 5000 };
+    j.lfd = listen_any(&port);
+    GThread *t = g_thread_new("accept", accept_thread, &j);
+    GError *err = NULL;
+    PlvLink *c = plv_link_connect("127.0.0.1", port, 10, OTHER, sizeof(OTHER),
+                                  5000, &err);
+    g_thread_join(t);
+    ck_assert_ptr_null(c);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    ck_assert_ptr_null(j.link);
+    ck_assert(g_error_matches(j.err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    g_clear_error(&err);
+    g_clear_error(&j.err);
+    close(j.lfd);
+}
+END_TEST
+
+static int raw_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+START_TEST(link_garbage_client_rejected)
+{
+    uint16_t port;
+    AcceptJob j = { .secret = SECRET, .secret_len = sizeof(SECRET),
+                    .timeout_ms = 5000 };
+    j.lfd = listen_any(&port);
+    int fd = raw_connect(port);
+    char junk[200];
+    memset(junk, 0x5a, sizeof(junk));
+    ck_assert_int_eq(write(fd, junk, sizeof(junk)), sizeof(junk));
+    accept_thread(&j);
+    ck_assert_ptr_null(j.link);
+    ck_assert(g_error_matches(j.err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    g_clear_error(&j.err);
+    close(fd);
+
+    /* A silent client runs into the handshake deadline. */
+    fd = raw_connect(port);
+    j.timeout_ms = 100;
+    accept_thread(&j);
+    ck_assert_ptr_null(j.link);
+    ck_assert(plv_link_error_is_timeout(j.err));
+    g_clear_error(&j.err);
+    close(fd);
+    close(j.lfd);
+}
+END_TEST
+
+START_TEST(link_corrupt_frame_rejected)
+{
+    PlvLink *c, *s;
+    link_pair(&c, &s);
+    /* A well-formed header with a payload whose checksum cannot match. */
+    uint8_t f[PLV_LINK_HDR_LEN + 4 + PLV_LINK_TRAILER_LEN] = { 0 };
+    put32(f, PLV_LINK_FRAME_MAGIC);
+    f[4] = PLV_LINK_VERSION;
+    f[6] = 1;
+    put32(f + 8, 4);
+    memcpy(f + PLV_LINK_HDR_LEN, "evil", 4);
+    ck_assert_int_eq(write(plv_link_fd(c), f, sizeof(f)), sizeof(f));
+    GByteArray *pl = g_byte_array_new();
+    uint16_t type;
+    GError *err = NULL;
+    ck_assert_int_eq(plv_link_recv(s, &type, pl, 1000, &err), -1);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_PROTOCOL));
+    ck_assert_uint_eq(plv_link_rejected_frames(s), 1);
+    g_clear_error(&err);
+    /* The link is dead after that: no resynchronisation on a byte stream. */
+    ck_assert_int_eq(plv_link_recv(s, &type, pl, 10, &err), -1);
+    ck_assert(!plv_link_error_is_timeout(err));
+    g_clear_error(&err);
+    g_byte_array_unref(pl);
+    plv_link_close(c);
+    plv_link_close(s);
+}
+END_TEST
+
+START_TEST(link_oversize_rejected)
+{
+    PlvLink *c, *s;
+    link_pair(&c, &s);
+    uint8_t hdr[PLV_LINK_HDR_LEN] = { 0 };
+    put32(hdr, PLV_LINK_FRAME_MAGIC);
+    hdr[4] = PLV_LINK_VERSION;
+    put32(hdr + 8, 0xffffffffu);
+    ck_assert_int_eq(write(plv_link_fd(c), hdr, sizeof(hdr)), sizeof(hdr));
+    GByteArray *pl = g_byte_array_new();
+    uint16_t type;
+    GError *err = NULL;
+    ck_assert_int_eq(plv_link_recv(s, &type, pl, 1000, &err), -1);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_TOO_BIG));
+    ck_assert_uint_eq(plv_link_rejected_frames(s), 1);
+    g_clear_error(&err);
+
+    /* Sending one is refused up front and the link stays usable. */
+    uint8_t one = 0;
+    struct iovec iov = { .iov_base = &one, .iov_len = PLV_LINK_MAX_PAYLOAD + 1ul };
+    ck_assert_int_eq(plv_link_send(c, 1, &iov, 1, &err), -1);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_TOO_BIG));
+    g_clear_error(&err);
+    struct iovec small = { "ok", 2 };
+    ck_assert_int_eq(plv_link_send(c, 1, &small, 1, NULL), 0);
+    g_byte_array_unref(pl);
+    plv_link_close(c);
+    plv_link_close(s);
+}
+END_TEST
+
+typedef struct {
+    PlvLink *l;
+    GByteArray *data;
+    int frames;
+} SendJob;
+
+static gpointer send_thread(gpointer opaque)
+{
+    SendJob *j = opaque;
+    for (int i = 0; i < j->frames; i++) {
+        struct iovec iov = { j->data->data, j->data->len };
+        ck_assert_int_eq(plv_link_send(j->l, 42, &iov, 1, NULL), 0);
+    }
+    return NULL;
+}
+
+START_TEST(link_large_frames_with_timeouts)
+{
+    PlvLink *c, *s;
+    link_pair(&c, &s);
+    SendJob j = { .l = c, .data = g_byte_array_sized_new(PLV_LINK_MAX_PAYLOAD),
+                  .frames = 2 };
+    g_byte_array_set_size(j.data, PLV_LINK_MAX_PAYLOAD);
+    for (guint i = 0; i < j.data->len; i += 4096) {
+        j.data->data[i] = i / 4096;
+        j.data->data[i + 17] = ~(i / 4096);
+    }
+    GThread *t = g_thread_new("send", send_thread, &j);
+    GByteArray *pl = g_byte_array_new();
+    uint16_t type;
+    for (int f = 0; f < j.frames; f++) {
+        /* Tiny timeouts: recv must resume a half-received frame. */
+        int timeouts = 0;
+        for (;;) {
+            GError *err = NULL;
+            if (plv_link_recv(s, &type, pl, 1, &err) == 0) {
+                break;
+            }
+            ck_assert_msg(plv_link_error_is_timeout(err), "%s", err->message);
+            g_clear_error(&err);
+            timeouts++;
+        }
+        ck_assert_uint_eq(type, 42);
+        ck_assert_uint_eq(pl->len, j.data->len);
+        ck_assert(memcmp(pl->data, j.data->data, pl->len) == 0);
+    }
+    g_thread_join(t);
+    g_byte_array_unref(pl);
+    g_byte_array_unref(j.data);
+    plv_link_close(c);
+    plv_link_close(s);
+}
+END_TEST
+
+START_TEST(link_timeouts)
+{
+    PlvLink *c, *s;
+    link_pair(&c, &s);
+    GByteArray *pl = g_byte_array_new();
+    uint16_t type;
+    GError *err = NULL;
+    gint64 t0 = g_get_monotonic_time();
+    ck_assert_int_eq(plv_link_recv(s, &type, pl, 50, &err), -1);
+    ck_assert(plv_link_error_is_timeout(err));
+    ck_assert_int_ge(g_get_monotonic_time() - t0, 45000);
+    g_clear_error(&err);
+    /* Still usable after a timeout. */
+    struct iovec iov = { "ok", 2 };
+    ck_assert_int_eq(plv_link_send(c, 5, &iov, 1, NULL), 0);
+    ck_assert_int_eq(plv_link_recv(s, &type, pl, 1000, NULL), 0);
+    ck_assert_uint_eq(type, 5);
+
+    /* Peer closes: CLOSED, not a timeout. */
+    plv_link_close(c);
+    ck_assert_int_eq(plv_link_recv(s, &type, pl, 1000, &err), -1);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_CLOSED));
+    g_clear_error(&err);
+
+    /* accept with nobody connecting times out. */
+    uint16_t port;
+    int lfd = listen_any(&port);
+    ck_assert_ptr_null(plv_link_accept(lfd, 1, SECRET, sizeof(SECRET), 30, &err));
+    ck_assert(plv_link_error_is_timeout(err));
+    g_clear_error(&err);
+    close(lfd);
+
+    /* Connecting to a closed port fails cleanly. */
+    ck_assert_ptr_null(plv_link_connect("127.0.0.1", port, 1, SECRET,
+                                        sizeof(SECRET), 1000, &err));
+    ck_assert(err != NULL);
+    g_clear_error(&err);
+    g_byte_array_unref(pl);
+    plv_link_close(s);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("link");
+    TCase *tp = tcase_create("proto");
+    tcase_add_test(tp, proto_handshake_ok);
+    tcase_add_test(tp, proto_handshake_wrong_secret);
+    tcase_add_test(tp, proto_handshake_bad_hello);
+    tcase_add_test(tp, proto_frames_roundtrip_and_split);
+    tcase_add_test(tp, proto_corruption_rejected);
+    tcase_add_test(tp, proto_replay_and_foreign_rejected);
+    tcase_add_test(tp, proto_oversize_rejected);
+    suite_add_tcase(su, tp);
+    TCase *ts = tcase_create("socket");
+    tcase_set_timeout(ts, 30);
+    tcase_add_test(ts, link_handshake_and_frames);
+    tcase_add_test(ts, link_wrong_secret_rejected);
+    tcase_add_test(ts, link_garbage_client_rejected);
+    tcase_add_test(ts, link_corrupt_frame_rejected);
+    tcase_add_test(ts, link_oversize_rejected);
+    tcase_add_test(ts, link_large_frames_with_timeouts);
+    tcase_add_test(ts, link_timeouts);
+    suite_add_tcase(su, ts);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
