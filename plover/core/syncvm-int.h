@@ -1,0 +1,76 @@
+/*
+ * State shared by the leader and secondary halves of one syncvm run
+ * (internal to plover/core).
+ */
+#ifndef PLOVER_SYNCVM_INT_H
+#define PLOVER_SYNCVM_INT_H
+
+#include "plover/syncvm.h"
+
+/* Largest PAGES / DEVSTATE / HASHES payload we build (data part). */
+#define SVM_CHUNK_BYTES     (1u << 20)
+#define SVM_PAGES_PER_MSG   256u
+#define SVM_HASHES_PER_MSG  (SVM_CHUNK_BYTES / PLV_SVM_HASH_LEN)
+
+typedef struct SvmRun {
+    const PlvSyncvmConfig *cfg;
+    PlvSyncvmChannel *ch;
+    PlvMemView *mv;
+    PlvSyncvmStats *st;
+    PlvHashPool *pool;
+    bool own_pool;
+    int timeout_ms;
+    unsigned max_attempts;
+    uint64_t max_devstate_len;
+
+    PlvSvmHdr hdr;              /* ours: the current attempt */
+    GByteArray *rx, *tx;
+    /* per attempt */
+    PlvBitmap *uni;             /* one per region: own | peer */
+    PlvSvmUnion u;
+    PlvPageHash *hashes;        /* own fingerprints of the union */
+    bool *zero;                 /* own zero flags of the union */
+} SvmRun;
+
+/* What plv_svm_run_recv found. */
+enum { SVM_RX_CURRENT = 0, SVM_RX_NEWER = 1 };
+
+void plv_svm_run_init(SvmRun *r, const PlvSyncvmConfig *cfg,
+                      PlvSyncvmChannel *ch, PlvMemView *mv,
+                      PlvSyncvmStats *st);
+void plv_svm_run_destroy(SvmRun *r);
+/* Frees the per-attempt state. */
+void plv_svm_run_reset(SvmRun *r);
+
+/* Reports an error to on_error and counts it. */
+void plv_svm_run_report(SvmRun *r, const GError *e);
+/* True for errors that a new attempt cannot fix. */
+bool plv_svm_error_is_fatal(const GError *e);
+
+int plv_svm_run_send(SvmRun *r, uint16_t type, const struct iovec *iov,
+                     int iovcnt, GError **err);
+/* Sends r->tx as one message. */
+int plv_svm_run_send_tx(SvmRun *r, uint16_t type, GError **err);
+/* Best effort: tells the peer why this attempt failed (if it can help). */
+void plv_svm_run_send_nack(SvmRun *r, const GError *why);
+
+/*
+ * Next message of this run into r->rx: drops (and reports) messages of an
+ * older vid/epoch/attempt, fails on a newer vid/epoch, on a malformed
+ * header and on a NACK. Returns SVM_RX_CURRENT or SVM_RX_NEWER (attempt
+ * above ours), -1 on error.
+ */
+int plv_svm_run_recv(SvmRun *r, uint16_t *type, PlvSvmHdr *h,
+                     const uint8_t **body, size_t *len, GError **err);
+
+/* Sends our dirty bitmap as BITMAP. */
+int plv_svm_run_send_bitmap(SvmRun *r, GError **err);
+/* Union of our dirty bitmap and the peer's BITMAP body; builds r->u. */
+int plv_svm_run_union(SvmRun *r, const uint8_t *body, size_t len,
+                      GError **err);
+/* Fingerprints of the union into r->hashes / r->zero. */
+void plv_svm_run_hash(SvmRun *r);
+
+int plv_svm_unexpected(GError **err, uint16_t type, const char *phase);
+
+#endif

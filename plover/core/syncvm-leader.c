@@ -1,0 +1,281 @@
+/*
+ * syncvm, leader side: send the bitmap, compare fingerprints, send the
+ * divergent pages and the device state, wait for the ACK.
+ */
+#include "syncvm-int.h"
+
+#include <string.h>
+
+/* Receives the peer's fingerprints (HASHES, chunked) into peer[]. */
+static int recv_hashes(SvmRun *r, PlvPageHash *peer, GError **err)
+{
+    uint32_t got = 0;
+
+    while (got < r->u.n) {
+        uint16_t type;
+        PlvSvmHdr h;
+        const uint8_t *body;
+        size_t len;
+        uint32_t n;
+        int rc = plv_svm_run_recv(r, &type, &h, &body, &len, err);
+
+        if (rc < 0) {
+            return -1;
+        }
+        if (rc != SVM_RX_CURRENT || type != PLV_SVM_MSG_HASHES) {
+            return plv_svm_unexpected(err, type, "waiting for HASHES");
+        }
+        if (plv_svm_decode_hashes(body, len, got, r->u.n, peer, &n,
+                                  err) < 0) {
+            return -1;
+        }
+        got += n;
+    }
+    return 0;
+}
+
+/* Union indices of the pages to send, into *div. */
+static uint32_t find_divergent(SvmRun *r, const PlvPageHash *peer,
+                               uint32_t *div)
+{
+    uint32_t n = 0;
+
+    for (uint32_t i = 0; i < r->u.n; i++) {
+        if (!peer || !plv_page_hash_equal(&r->hashes[i], &peer[i])) {
+            div[n++] = i;
+        }
+    }
+    return n;
+}
+
+static bool page_is_zero(SvmRun *r, uint32_t idx)
+{
+    const PlvPageRef *ref = &r->u.refs[idx];
+    const PlvMemRegion *reg = plv_memview_region_const(r->mv, ref->region);
+
+    if (r->zero) {
+        return r->zero[idx];
+    }
+    return plv_page_is_zero(plv_memview_page(reg, ref->page), reg->page_size);
+}
+
+/* Sends the divergent pages, SVM_PAGES_PER_MSG or ~1 MiB per message. */
+static int send_pages(SvmRun *r, const uint32_t *div, uint32_t n_div,
+                      uint32_t *n_zero, GError **err)
+{
+    PlvSvmPageRec recs[SVM_PAGES_PER_MSG];
+    struct iovec iov[SVM_PAGES_PER_MSG + 1];
+    uint32_t i = 0;
+
+    *n_zero = 0;
+    while (i < n_div) {
+        uint32_t n = 0;
+        int niov = 1;
+        size_t data = 0;
+
+        while (i < n_div && n < SVM_PAGES_PER_MSG) {
+            const PlvPageRef *ref = &r->u.refs[div[i]];
+            const PlvMemRegion *reg = plv_memview_region_const(r->mv,
+                                                               ref->region);
+            bool zero = page_is_zero(r, div[i]);
+
+            if (!zero && n > 0 && data + reg->page_size > SVM_CHUNK_BYTES) {
+                break;
+            }
+            recs[n].index = div[i];
+            recs[n].kind = zero ? PLV_SVM_PAGE_ZERO : PLV_SVM_PAGE_DATA;
+            if (!zero) {
+                iov[niov].iov_base = plv_memview_page(reg, ref->page);
+                iov[niov].iov_len = reg->page_size;
+                niov++;
+                data += reg->page_size;
+            } else {
+                (*n_zero)++;
+            }
+            n++;
+            i++;
+        }
+        g_byte_array_set_size(r->tx, 0);
+        plv_svm_encode_pages_head(r->tx, &r->hdr, recs, n);
+        iov[0].iov_base = r->tx->data;
+        iov[0].iov_len = r->tx->len;
+        if (plv_svm_run_send(r, PLV_SVM_MSG_PAGES, iov, niov, err) < 0) {
+            return -1;
+        }
+        r->st->page_bytes += data;
+    }
+    return 0;
+}
+
+static int send_devstate(SvmRun *r, uint64_t *len, GError **err)
+{
+    GByteArray *blob = g_byte_array_new();
+    int ret = -1;
+
+    if (r->cfg->get_device_state &&
+        r->cfg->get_device_state(r->cfg->opaque, blob, err) < 0) {
+        g_prefix_error(err, "device state: ");
+        if (err && *err && (*err)->domain != PLV_SVM_ERROR) {
+            GError *e = *err;
+
+            *err = NULL;
+            g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_DEVSTATE, "%s",
+                        e->message);
+            g_error_free(e);
+        }
+        goto out;
+    }
+    for (uint64_t off = 0; off < blob->len; off += SVM_CHUNK_BYTES) {
+        size_t n = MIN(SVM_CHUNK_BYTES, blob->len - off);
+        struct iovec iov[2];
+
+        g_byte_array_set_size(r->tx, 0);
+        plv_svm_encode_devstate_head(r->tx, &r->hdr, off);
+        iov[0].iov_base = r->tx->data;
+        iov[0].iov_len = r->tx->len;
+        iov[1].iov_base = blob->data + off;
+        iov[1].iov_len = n;
+        if (plv_svm_run_send(r, PLV_SVM_MSG_DEVSTATE, iov, 2, err) < 0) {
+            goto out;
+        }
+    }
+    *len = blob->len;
+    r->st->devstate_bytes = blob->len;
+    ret = 0;
+out:
+    g_byte_array_unref(blob);
+    return ret;
+}
+
+static int wait_ack(SvmRun *r, const PlvSvmEof *eof, GError **err)
+{
+    uint16_t type;
+    PlvSvmHdr h;
+    const uint8_t *body;
+    size_t len;
+    uint32_t n_pages;
+    uint64_t dev_len;
+    int rc = plv_svm_run_recv(r, &type, &h, &body, &len, err);
+
+    if (rc < 0) {
+        return -1;
+    }
+    if (rc != SVM_RX_CURRENT || type != PLV_SVM_MSG_ACK) {
+        return plv_svm_unexpected(err, type, "waiting for ACK");
+    }
+    if (plv_svm_decode_ack(body, len, &n_pages, &dev_len, err) < 0) {
+        return -1;
+    }
+    if (n_pages != eof->n_pages || dev_len != eof->devstate_len) {
+        g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
+                    "ACK for %u pages / %" PRIu64 " device bytes, sent %u / %"
+                    PRIu64, n_pages, dev_len, eof->n_pages,
+                    eof->devstate_len);
+        return -1;
+    }
+    return 0;
+}
+
+static int leader_attempt(SvmRun *r, GError **err)
+{
+    PlvSyncvmStats *st = r->st;
+    int64_t t0 = g_get_monotonic_time(), t1;
+    PlvPageHash *peer = NULL;
+    uint32_t *div = NULL;
+    PlvSvmEof eof = { 0 };
+    uint16_t type;
+    PlvSvmHdr h;
+    const uint8_t *body;
+    size_t len;
+    int rc, ret = -1;
+
+    if (plv_svm_run_send_bitmap(r, err) < 0) {
+        return -1;
+    }
+    rc = plv_svm_run_recv(r, &type, &h, &body, &len, err);
+    if (rc < 0) {
+        return -1;
+    }
+    if (rc != SVM_RX_CURRENT || type != PLV_SVM_MSG_BITMAP) {
+        return plv_svm_unexpected(err, type, "waiting for BITMAP");
+    }
+    if (plv_svm_run_union(r, body, len, err) < 0) {
+        return -1;
+    }
+    if (!r->cfg->send_all_dirty) {
+        plv_svm_run_hash(r);
+    }
+    t1 = g_get_monotonic_time();
+    st->t_compute_us += t1 - t0;
+
+    t0 = t1;
+    if (!r->cfg->send_all_dirty) {
+        peer = g_new(PlvPageHash, MAX(r->u.n, 1));
+        if (recv_hashes(r, peer, err) < 0) {
+            goto out;
+        }
+    }
+    div = g_new(uint32_t, MAX(r->u.n, 1));
+    eof.n_pages = find_divergent(r, peer, div);
+    st->divergent_pages = eof.n_pages;
+    st->same_pages = r->u.n - eof.n_pages;
+    st->same_rate = r->u.n ? (double)st->same_pages / r->u.n : 1.0;
+    t1 = g_get_monotonic_time();
+    st->t_compare_us += t1 - t0;
+
+    t0 = t1;
+    if (send_pages(r, div, eof.n_pages, &eof.n_zero, err) < 0 ||
+        send_devstate(r, &eof.devstate_len, err) < 0) {
+        goto out;
+    }
+    st->zero_pages = eof.n_zero;
+    g_byte_array_set_size(r->tx, 0);
+    plv_svm_encode_eof(r->tx, &r->hdr, &eof);
+    if (plv_svm_run_send_tx(r, PLV_SVM_MSG_EOF, err) < 0) {
+        goto out;
+    }
+    t1 = g_get_monotonic_time();
+    st->t_transfer_us += t1 - t0;
+
+    t0 = t1;
+    ret = wait_ack(r, &eof, err);
+    st->t_apply_us += g_get_monotonic_time() - t0;
+out:
+    g_free(peer);
+    g_free(div);
+    return ret;
+}
+
+int plv_syncvm_leader_run(const PlvSyncvmConfig *cfg, PlvSyncvmChannel *ch,
+                          PlvMemView *mv, PlvSyncvmStats *stats,
+                          GError **err)
+{
+    PlvSyncvmStats local_stats;
+    int64_t start = g_get_monotonic_time();
+    SvmRun r;
+    int ret = -1;
+
+    plv_svm_run_init(&r, cfg, ch, mv, stats ? stats : &local_stats);
+    r.hdr.flags = cfg->send_all_dirty ? PLV_SVM_FLAG_FULL : 0;
+    for (unsigned attempt = 1; attempt <= r.max_attempts; attempt++) {
+        GError *e = NULL;
+
+        r.hdr.attempt = attempt;
+        r.st->attempts = attempt;
+        if (leader_attempt(&r, &e) == 0) {
+            ret = 0;
+            break;
+        }
+        plv_svm_run_report(&r, e);
+        plv_svm_run_send_nack(&r, e);
+        if (plv_svm_error_is_fatal(e) || attempt == r.max_attempts) {
+            g_propagate_prefixed_error(err, e, "syncvm leader, attempt %u: ",
+                                       attempt);
+            break;
+        }
+        g_error_free(e);
+    }
+    r.st->t_total_us = g_get_monotonic_time() - start;
+    plv_svm_run_destroy(&r);
+    return ret;
+}

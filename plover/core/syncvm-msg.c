@@ -1,0 +1,522 @@
+/*
+ * syncvm wire messages (format in syncvm-msg.h).
+ *
+ * Decoders read through a bounds-checked cursor: a short or over-long body
+ * fails with PLV_SVM_ERROR_MALFORMED before any field is used.
+ */
+#include "plover/syncvm-msg.h"
+
+#include <string.h>
+
+G_DEFINE_QUARK(plv-svm-error-quark, plv_svm_error)
+
+typedef struct Cursor {
+    const uint8_t *p;
+    size_t len, off;
+} Cursor;
+
+static bool cur_take(Cursor *c, size_t n, const uint8_t **out)
+{
+    if (c->len - c->off < n) {
+        return false;
+    }
+    *out = c->p + c->off;
+    c->off += n;
+    return true;
+}
+
+static bool cur_u8(Cursor *c, uint8_t *v)
+{
+    const uint8_t *b;
+
+    if (!cur_take(c, 1, &b)) {
+        return false;
+    }
+    *v = b[0];
+    return true;
+}
+
+static bool cur_u16(Cursor *c, uint16_t *v)
+{
+    const uint8_t *b;
+
+    if (!cur_take(c, 2, &b)) {
+        return false;
+    }
+    memcpy(v, b, 2);
+    *v = GUINT16_FROM_LE(*v);
+    return true;
+}
+
+static bool cur_u32(Cursor *c, uint32_t *v)
+{
+    const uint8_t *b;
+
+    if (!cur_take(c, 4, &b)) {
+        return false;
+    }
+    memcpy(v, b, 4);
+    *v = GUINT32_FROM_LE(*v);
+    return true;
+}
+
+static bool cur_u64(Cursor *c, uint64_t *v)
+{
+    const uint8_t *b;
+
+    if (!cur_take(c, 8, &b)) {
+        return false;
+    }
+    memcpy(v, b, 8);
+    *v = GUINT64_FROM_LE(*v);
+    return true;
+}
+
+static size_t cur_left(const Cursor *c)
+{
+    return c->len - c->off;
+}
+
+static void put_u8(GByteArray *o, uint8_t v)
+{
+    g_byte_array_append(o, &v, 1);
+}
+
+static void put_u16(GByteArray *o, uint16_t v)
+{
+    v = GUINT16_TO_LE(v);
+    g_byte_array_append(o, (const guint8 *)&v, 2);
+}
+
+static void put_u32(GByteArray *o, uint32_t v)
+{
+    v = GUINT32_TO_LE(v);
+    g_byte_array_append(o, (const guint8 *)&v, 4);
+}
+
+static void put_u64(GByteArray *o, uint64_t v)
+{
+    v = GUINT64_TO_LE(v);
+    g_byte_array_append(o, (const guint8 *)&v, 8);
+}
+
+static int malformed(GError **err, const char *what)
+{
+    g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
+                "malformed syncvm message: %s", what);
+    return -1;
+}
+
+void plv_svm_union_build(PlvSvmUnion *u, const PlvMemView *mv,
+                         const PlvBitmap *bitmaps)
+{
+    uint64_t total = 0;
+    uint32_t k = 0;
+
+    for (unsigned r = 0; r < plv_memview_n_regions(mv); r++) {
+        total += plv_bitmap_count(&bitmaps[r]);
+    }
+    /* Union indices are u32 on the wire; regions are capped at 2^32 pages. */
+    g_assert(total <= UINT32_MAX);
+    u->n = (uint32_t)total;
+    u->refs = g_new(PlvPageRef, MAX(total, 1));
+    for (unsigned r = 0; r < plv_memview_n_regions(mv); r++) {
+        const PlvBitmap *b = &bitmaps[r];
+        uint64_t nw = plv_bitmap_n_words(b->n_bits);
+
+        for (uint64_t w = 0; w < nw; w++) {
+            uint64_t bits = b->words[w];
+
+            while (bits) {
+                unsigned i = __builtin_ctzll(bits);
+
+                u->refs[k].region = r;
+                u->refs[k].page = (uint32_t)(w * 64 + i);
+                k++;
+                bits &= bits - 1;
+            }
+        }
+    }
+    g_assert(k == u->n);
+}
+
+void plv_svm_union_clear(PlvSvmUnion *u)
+{
+    g_free(u->refs);
+    u->refs = NULL;
+    u->n = 0;
+}
+
+void plv_svm_put_hdr(GByteArray *out, const PlvSvmHdr *h)
+{
+    put_u16(out, PLV_SVM_VERSION);
+    put_u16(out, h->flags);
+    put_u32(out, h->attempt);
+    put_u64(out, h->vid);
+    put_u64(out, h->epoch);
+}
+
+int plv_svm_get_hdr(const uint8_t *buf, size_t len, PlvSvmHdr *h,
+                    const uint8_t **body, size_t *body_len, GError **err)
+{
+    Cursor c = { .p = buf, .len = len };
+    uint16_t version;
+
+    if (!cur_u16(&c, &version) || !cur_u16(&c, &h->flags) ||
+        !cur_u32(&c, &h->attempt) || !cur_u64(&c, &h->vid) ||
+        !cur_u64(&c, &h->epoch)) {
+        return malformed(err, "short header");
+    }
+    if (version != PLV_SVM_VERSION) {
+        g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_VERSION,
+                    "syncvm message version %u, expected %u", version,
+                    PLV_SVM_VERSION);
+        return -1;
+    }
+    if (h->flags & ~PLV_SVM_KNOWN_FLAGS) {
+        return malformed(err, "unknown header flags");
+    }
+    *body = buf + c.off;
+    *body_len = cur_left(&c);
+    return 0;
+}
+
+void plv_svm_encode_bitmap(GByteArray *out, const PlvSvmHdr *h,
+                           const PlvMemView *mv, const PlvBitmap *bitmaps)
+{
+    unsigned nr = plv_memview_n_regions(mv);
+
+    plv_svm_put_hdr(out, h);
+    put_u32(out, nr);
+    for (unsigned r = 0; r < nr; r++) {
+        const PlvMemRegion *reg = plv_memview_region_const(mv, r);
+        const PlvBitmap *b = &bitmaps[r];
+        uint64_t nw = plv_bitmap_n_words(b->n_bits), nz = 0;
+
+        for (uint64_t w = 0; w < nw; w++) {
+            nz += b->words[w] != 0;
+        }
+        put_u32(out, reg->id);
+        put_u32(out, reg->page_size);
+        put_u64(out, reg->n_pages);
+        /* A sparse entry costs 12 bytes, a raw word 8: pick the smaller. */
+        if (nz * 12 < nw * 8) {
+            put_u8(out, PLV_SVM_BITMAP_SPARSE);
+            put_u32(out, (uint32_t)nz);
+            for (uint64_t w = 0; w < nw; w++) {
+                if (b->words[w]) {
+                    put_u32(out, (uint32_t)w);
+                    put_u64(out, b->words[w]);
+                }
+            }
+        } else {
+            put_u8(out, PLV_SVM_BITMAP_RAW);
+            put_u32(out, (uint32_t)nw);
+            for (uint64_t w = 0; w < nw; w++) {
+                put_u64(out, b->words[w]);
+            }
+        }
+    }
+}
+
+/* Walks a BITMAP body; with apply, ORs the bits into bitmaps[]. */
+static int walk_bitmap(const uint8_t *body, size_t len, const PlvMemView *mv,
+                       PlvBitmap *bitmaps, bool apply, GError **err)
+{
+    Cursor c = { .p = body, .len = len };
+    uint32_t nr;
+
+    if (!cur_u32(&c, &nr)) {
+        return malformed(err, "short BITMAP");
+    }
+    if (nr != plv_memview_n_regions(mv)) {
+        g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_LAYOUT,
+                    "peer has %u memory regions, we have %u", nr,
+                    plv_memview_n_regions(mv));
+        return -1;
+    }
+    for (unsigned r = 0; r < nr; r++) {
+        const PlvMemRegion *reg = plv_memview_region_const(mv, r);
+        uint64_t nw = plv_bitmap_n_words(reg->n_pages), n_pages;
+        uint32_t id, page_size, n;
+        uint8_t enc;
+        int64_t last = -1;
+
+        if (!cur_u32(&c, &id) || !cur_u32(&c, &page_size) ||
+            !cur_u64(&c, &n_pages) || !cur_u8(&c, &enc) || !cur_u32(&c, &n)) {
+            return malformed(err, "short BITMAP region");
+        }
+        if (id != reg->id || page_size != reg->page_size ||
+            n_pages != reg->n_pages) {
+            g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_LAYOUT,
+                        "region %u: peer has id %u, %u x %" PRIu64
+                        ", we have id %u, %u x %" PRIu64, r, id, page_size,
+                        n_pages, reg->id, reg->page_size, reg->n_pages);
+            return -1;
+        }
+        if (enc == PLV_SVM_BITMAP_RAW) {
+            if (n != nw || cur_left(&c) / 8 < nw) {
+                return malformed(err, "BITMAP raw word count");
+            }
+        } else if (enc == PLV_SVM_BITMAP_SPARSE) {
+            if (n > nw || cur_left(&c) / 12 < n) {
+                return malformed(err, "BITMAP sparse entry count");
+            }
+        } else {
+            return malformed(err, "BITMAP encoding");
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t w = i;
+            uint64_t word = 0;
+
+            if (enc == PLV_SVM_BITMAP_SPARSE) {
+                cur_u32(&c, &w);
+                if ((int64_t)w <= last || w >= nw) {
+                    return malformed(err, "BITMAP sparse word index");
+                }
+                last = w;
+            }
+            cur_u64(&c, &word);
+            if (w == nw - 1 && reg->n_pages % 64 &&
+                (word >> (reg->n_pages % 64))) {
+                return malformed(err, "BITMAP bit beyond the region");
+            }
+            if (apply) {
+                bitmaps[r].words[w] |= word;
+            }
+        }
+    }
+    if (cur_left(&c)) {
+        return malformed(err, "trailing bytes after BITMAP");
+    }
+    return 0;
+}
+
+int plv_svm_decode_bitmap(const uint8_t *body, size_t len,
+                          const PlvMemView *mv, PlvBitmap *bitmaps,
+                          GError **err)
+{
+    /* Validate everything first, so a bad message changes nothing. */
+    if (walk_bitmap(body, len, mv, bitmaps, false, err) < 0) {
+        return -1;
+    }
+    return walk_bitmap(body, len, mv, bitmaps, true, err);
+}
+
+void plv_svm_encode_hashes(GByteArray *out, const PlvSvmHdr *h,
+                           uint32_t first, const PlvPageHash *hashes,
+                           uint32_t count)
+{
+    plv_svm_put_hdr(out, h);
+    put_u32(out, first);
+    put_u32(out, count);
+    for (uint32_t i = 0; i < count; i++) {
+        put_u64(out, hashes[i].lo);
+        put_u64(out, hashes[i].hi);
+    }
+}
+
+int plv_svm_decode_hashes(const uint8_t *body, size_t len,
+                          uint32_t expect_first, uint32_t n_union,
+                          PlvPageHash *out, uint32_t *count, GError **err)
+{
+    Cursor c = { .p = body, .len = len };
+    uint32_t first, n;
+
+    if (!cur_u32(&c, &first) || !cur_u32(&c, &n)) {
+        return malformed(err, "short HASHES");
+    }
+    if (first != expect_first || n > n_union - first || n == 0) {
+        return malformed(err, "HASHES range");
+    }
+    if (cur_left(&c) != (size_t)n * PLV_SVM_HASH_LEN) {
+        return malformed(err, "HASHES length");
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        cur_u64(&c, &out[first + i].lo);
+        cur_u64(&c, &out[first + i].hi);
+    }
+    *count = n;
+    return 0;
+}
+
+void plv_svm_encode_pages_head(GByteArray *out, const PlvSvmHdr *h,
+                               const PlvSvmPageRec *recs, uint32_t count)
+{
+    plv_svm_put_hdr(out, h);
+    put_u32(out, count);
+    for (uint32_t i = 0; i < count; i++) {
+        put_u32(out, recs[i].index);
+        put_u8(out, recs[i].kind);
+    }
+}
+
+int plv_svm_decode_pages(const uint8_t *body, size_t len,
+                         const PlvMemView *mv, const PlvSvmUnion *u,
+                         uint32_t min_index, PlvSvmPageRec *recs,
+                         uint32_t *count, GError **err)
+{
+    Cursor c = { .p = body, .len = len };
+    uint32_t n;
+    uint64_t data_len = 0;
+    const uint8_t *data;
+
+    if (!cur_u32(&c, &n)) {
+        return malformed(err, "short PAGES");
+    }
+    if (n == 0 || n > u->n || cur_left(&c) / PLV_SVM_PAGE_REC_LEN < n) {
+        return malformed(err, "PAGES count");
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t idx = 0;
+        uint8_t kind = 0;
+
+        cur_u32(&c, &idx);
+        cur_u8(&c, &kind);
+        if (idx < min_index || idx >= u->n) {
+            return malformed(err, "PAGES index out of order or range");
+        }
+        min_index = idx + 1;
+        if (kind == PLV_SVM_PAGE_DATA) {
+            data_len += plv_memview_region_const(mv, u->refs[idx].region)
+                        ->page_size;
+        } else if (kind != PLV_SVM_PAGE_ZERO) {
+            return malformed(err, "PAGES record kind");
+        }
+        recs[i].index = idx;
+        recs[i].kind = kind;
+        recs[i].data = NULL;
+    }
+    if (cur_left(&c) != data_len) {
+        return malformed(err, "PAGES data length");
+    }
+    data = body + c.off;
+    for (uint32_t i = 0; i < n; i++) {
+        if (recs[i].kind == PLV_SVM_PAGE_DATA) {
+            recs[i].data = data;
+            data += plv_memview_region_const(mv, u->refs[recs[i].index].region)
+                    ->page_size;
+        }
+    }
+    *count = n;
+    return 0;
+}
+
+void plv_svm_encode_devstate_head(GByteArray *out, const PlvSvmHdr *h,
+                                  uint64_t offset)
+{
+    plv_svm_put_hdr(out, h);
+    put_u64(out, offset);
+}
+
+int plv_svm_decode_devstate(const uint8_t *body, size_t len,
+                            uint64_t expect_offset, uint64_t max_len,
+                            const uint8_t **data, size_t *data_len,
+                            GError **err)
+{
+    Cursor c = { .p = body, .len = len };
+    uint64_t off;
+
+    if (!cur_u64(&c, &off)) {
+        return malformed(err, "short DEVSTATE");
+    }
+    if (off != expect_offset) {
+        return malformed(err, "DEVSTATE offset");
+    }
+    if (cur_left(&c) == 0 || cur_left(&c) > max_len - MIN(off, max_len)) {
+        return malformed(err, "DEVSTATE length");
+    }
+    *data = body + c.off;
+    *data_len = cur_left(&c);
+    return 0;
+}
+
+void plv_svm_encode_eof(GByteArray *out, const PlvSvmHdr *h,
+                        const PlvSvmEof *e)
+{
+    plv_svm_put_hdr(out, h);
+    put_u32(out, e->n_pages);
+    put_u32(out, e->n_zero);
+    put_u64(out, e->devstate_len);
+}
+
+int plv_svm_decode_eof(const uint8_t *body, size_t len, PlvSvmEof *e,
+                       GError **err)
+{
+    Cursor c = { .p = body, .len = len };
+
+    if (!cur_u32(&c, &e->n_pages) || !cur_u32(&c, &e->n_zero) ||
+        !cur_u64(&c, &e->devstate_len) || cur_left(&c)) {
+        return malformed(err, "EOF length");
+    }
+    if (e->n_zero > e->n_pages) {
+        return malformed(err, "EOF zero count");
+    }
+    return 0;
+}
+
+void plv_svm_encode_ack(GByteArray *out, const PlvSvmHdr *h, uint32_t n_pages,
+                        uint64_t devstate_len)
+{
+    plv_svm_put_hdr(out, h);
+    put_u32(out, n_pages);
+    put_u64(out, devstate_len);
+}
+
+int plv_svm_decode_ack(const uint8_t *body, size_t len, uint32_t *n_pages,
+                       uint64_t *devstate_len, GError **err)
+{
+    Cursor c = { .p = body, .len = len };
+
+    if (!cur_u32(&c, n_pages) || !cur_u64(&c, devstate_len) ||
+        cur_left(&c)) {
+        return malformed(err, "ACK length");
+    }
+    return 0;
+}
+
+void plv_svm_encode_nack(GByteArray *out, const PlvSvmHdr *h, uint32_t code,
+                         const char *reason)
+{
+    size_t n = MIN(strlen(reason), PLV_SVM_MAX_REASON);
+
+    plv_svm_put_hdr(out, h);
+    put_u32(out, code);
+    put_u16(out, (uint16_t)n);
+    g_byte_array_append(out, (const guint8 *)reason, n);
+}
+
+int plv_svm_decode_nack(const uint8_t *body, size_t len, uint32_t *code,
+                        char **reason, GError **err)
+{
+    Cursor c = { .p = body, .len = len };
+    uint16_t n;
+    const uint8_t *s;
+
+    if (!cur_u32(&c, code) || !cur_u16(&c, &n) || n > PLV_SVM_MAX_REASON ||
+        !cur_take(&c, n, &s) || cur_left(&c)) {
+        return malformed(err, "NACK length");
+    }
+    *reason = g_strndup((const char *)s, n);
+    /* The reason ends up in logs: keep it printable. */
+    for (char *p = *reason; *p; p++) {
+        if (!g_ascii_isprint(*p)) {
+            *p = '?';
+        }
+    }
+    return 0;
+}
+
+const char *plv_svm_msg_name(uint16_t type)
+{
+    switch (type) {
+    case PLV_SVM_MSG_BITMAP:   return "BITMAP";
+    case PLV_SVM_MSG_HASHES:   return "HASHES";
+    case PLV_SVM_MSG_PAGES:    return "PAGES";
+    case PLV_SVM_MSG_DEVSTATE: return "DEVSTATE";
+    case PLV_SVM_MSG_EOF:      return "EOF";
+    case PLV_SVM_MSG_ACK:      return "ACK";
+    case PLV_SVM_MSG_NACK:     return "NACK";
+    default:                   return "unknown";
+    }
+}

@@ -1,0 +1,281 @@
+/*
+ * syncvm, secondary side: answer the leader's bitmap, send fingerprints,
+ * stage the divergent pages and the device state, and apply them only
+ * once EOF arrived and everything checked out. Until then guest memory is
+ * not written, so a transfer cut short leaves it exactly as it was.
+ */
+#include "syncvm-int.h"
+
+#include <string.h>
+
+typedef struct Staging {
+    PlvSvmPageRec *recs;        /* n_union slots; data points into bufs */
+    uint32_t n, n_zero;
+    GPtrArray *bufs;            /* PAGES payloads kept whole (no copy) */
+    GByteArray *devstate;
+} Staging;
+
+static void staging_init(Staging *s, uint32_t n_union)
+{
+    s->recs = g_new(PlvSvmPageRec, MAX(n_union, 1));
+    s->n = s->n_zero = 0;
+    s->bufs = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)g_byte_array_unref);
+    s->devstate = g_byte_array_new();
+}
+
+static void staging_destroy(Staging *s)
+{
+    g_free(s->recs);
+    if (s->bufs) {
+        g_ptr_array_unref(s->bufs);
+    }
+    if (s->devstate) {
+        g_byte_array_unref(s->devstate);
+    }
+    memset(s, 0, sizeof(*s));
+}
+
+static int send_hashes(SvmRun *r, GError **err)
+{
+    for (uint32_t first = 0; first < r->u.n; first += SVM_HASHES_PER_MSG) {
+        uint32_t n = MIN(SVM_HASHES_PER_MSG, r->u.n - first);
+
+        g_byte_array_set_size(r->tx, 0);
+        plv_svm_encode_hashes(r->tx, &r->hdr, first, r->hashes + first, n);
+        if (plv_svm_run_send_tx(r, PLV_SVM_MSG_HASHES, err) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int stage_pages(SvmRun *r, Staging *s, const uint8_t *body,
+                       size_t len, GError **err)
+{
+    uint32_t min_index = s->n ? s->recs[s->n - 1].index + 1 : 0;
+    uint32_t n;
+
+    if (plv_svm_decode_pages(body, len, r->mv, &r->u, min_index,
+                             s->recs + s->n, &n, err) < 0) {
+        return -1;
+    }
+    for (uint32_t i = s->n; i < s->n + n; i++) {
+        s->n_zero += s->recs[i].kind == PLV_SVM_PAGE_ZERO;
+    }
+    s->n += n;
+    /* The records point into this payload: keep it, take a fresh one. */
+    g_ptr_array_add(s->bufs, r->rx);
+    r->rx = g_byte_array_new();
+    return 0;
+}
+
+/* Receives PAGES and DEVSTATE up to a valid EOF. 1: newer attempt. */
+static int receive_transfer(SvmRun *r, Staging *s, GError **err)
+{
+    for (;;) {
+        uint16_t type;
+        PlvSvmHdr h;
+        const uint8_t *body, *data;
+        size_t len, n;
+        PlvSvmEof eof;
+        int rc = plv_svm_run_recv(r, &type, &h, &body, &len, err);
+
+        if (rc < 0) {
+            return -1;
+        }
+        if (rc == SVM_RX_NEWER && type == PLV_SVM_MSG_BITMAP) {
+            return 1;
+        }
+        if (rc != SVM_RX_CURRENT) {
+            return plv_svm_unexpected(err, type, "receiving pages");
+        }
+        switch (type) {
+        case PLV_SVM_MSG_PAGES:
+            if (stage_pages(r, s, body, len, err) < 0) {
+                return -1;
+            }
+            break;
+        case PLV_SVM_MSG_DEVSTATE:
+            if (plv_svm_decode_devstate(body, len, s->devstate->len,
+                                        r->max_devstate_len, &data, &n,
+                                        err) < 0) {
+                return -1;
+            }
+            g_byte_array_append(s->devstate, data, n);
+            break;
+        case PLV_SVM_MSG_EOF:
+            if (plv_svm_decode_eof(body, len, &eof, err) < 0) {
+                return -1;
+            }
+            if (eof.n_pages != s->n || eof.n_zero != s->n_zero ||
+                eof.devstate_len != s->devstate->len) {
+                g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
+                            "EOF says %u pages (%u zero) and %" PRIu64
+                            " device bytes, received %u (%u) and %u",
+                            eof.n_pages, eof.n_zero, eof.devstate_len, s->n,
+                            s->n_zero, s->devstate->len);
+                return -1;
+            }
+            return 0;
+        default:
+            return plv_svm_unexpected(err, type, "receiving pages");
+        }
+    }
+}
+
+/* Device state first: it may fail, page copies cannot. */
+static int apply(SvmRun *r, Staging *s, GError **err)
+{
+    if (r->cfg->apply_device_state &&
+        r->cfg->apply_device_state(r->cfg->opaque, s->devstate->data,
+                                   s->devstate->len, err) < 0) {
+        GError *e = err ? *err : NULL;
+
+        if (err) {
+            *err = NULL;
+        }
+        g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_DEVSTATE,
+                    "applying device state: %s", e ? e->message : "failed");
+        g_clear_error(&e);
+        return -1;
+    }
+    for (uint32_t i = 0; i < s->n; i++) {
+        const PlvPageRef *ref = &r->u.refs[s->recs[i].index];
+        const PlvMemRegion *reg = plv_memview_region_const(r->mv,
+                                                           ref->region);
+        uint8_t *dst = plv_memview_page(reg, ref->page);
+
+        if (s->recs[i].kind == PLV_SVM_PAGE_ZERO) {
+            memset(dst, 0, reg->page_size);
+        } else {
+            memcpy(dst, s->recs[i].data, reg->page_size);
+        }
+    }
+    return 0;
+}
+
+/*
+ * One attempt, starting from the leader's BITMAP in r->rx (header h).
+ * 0 done, 1 a newer attempt's BITMAP is in r->rx, -1 error.
+ */
+static int secondary_attempt(SvmRun *r, const PlvSvmHdr *h,
+                             const uint8_t *body, size_t len, GError **err)
+{
+    PlvSyncvmStats *st = r->st;
+    int64_t t0 = g_get_monotonic_time(), t1;
+    Staging s = { 0 };
+    int rc = -1;
+
+    r->hdr.attempt = h->attempt;
+    r->hdr.flags = h->flags;
+    st->attempts++;
+    if (plv_svm_run_union(r, body, len, err) < 0 ||
+        plv_svm_run_send_bitmap(r, err) < 0) {
+        return -1;
+    }
+    if (!(h->flags & PLV_SVM_FLAG_FULL)) {
+        plv_svm_run_hash(r);
+    }
+    t1 = g_get_monotonic_time();
+    st->t_compute_us += t1 - t0;
+
+    t0 = t1;
+    if (!(h->flags & PLV_SVM_FLAG_FULL) && send_hashes(r, err) < 0) {
+        return -1;
+    }
+    t1 = g_get_monotonic_time();
+    st->t_compare_us += t1 - t0;
+
+    t0 = t1;
+    staging_init(&s, r->u.n);
+    rc = receive_transfer(r, &s, err);
+    t1 = g_get_monotonic_time();
+    st->t_transfer_us += t1 - t0;
+    if (rc != 0) {
+        goto out;
+    }
+
+    t0 = t1;
+    rc = apply(r, &s, err);
+    if (rc == 0) {
+        st->divergent_pages = s.n;
+        st->zero_pages = s.n_zero;
+        st->same_pages = r->u.n - s.n;
+        st->same_rate = r->u.n ? (double)st->same_pages / r->u.n : 1.0;
+        st->devstate_bytes = s.devstate->len;
+        for (uint32_t i = 0; i < s.n; i++) {
+            if (s.recs[i].kind == PLV_SVM_PAGE_DATA) {
+                st->page_bytes += plv_memview_region_const(
+                    r->mv, r->u.refs[s.recs[i].index].region)->page_size;
+            }
+        }
+        g_byte_array_set_size(r->tx, 0);
+        plv_svm_encode_ack(r->tx, &r->hdr, s.n, s.devstate->len);
+        /* Applied even if the ACK is lost: the leader then retries or
+         * fails over, and the next syncvm covers these pages again. */
+        rc = plv_svm_run_send_tx(r, PLV_SVM_MSG_ACK, err);
+    }
+    st->t_apply_us += g_get_monotonic_time() - t0;
+out:
+    staging_destroy(&s);
+    return rc;
+}
+
+int plv_syncvm_secondary_run(const PlvSyncvmConfig *cfg,
+                             PlvSyncvmChannel *ch, PlvMemView *mv,
+                             PlvSyncvmStats *stats, GError **err)
+{
+    PlvSyncvmStats local_stats;
+    int64_t start = g_get_monotonic_time();
+    SvmRun r;
+    unsigned failures = 0;
+    bool have_bitmap = false;
+    int ret = -1;
+
+    plv_svm_run_init(&r, cfg, ch, mv, stats ? stats : &local_stats);
+    r.hdr.attempt = 1;          /* the lowest attempt we accept */
+    for (;;) {
+        GError *e = NULL;
+        uint16_t type = PLV_SVM_MSG_BITMAP;
+        PlvSvmHdr h;
+        const uint8_t *body;
+        size_t len;
+        int rc = 0;
+
+        if (have_bitmap) {
+            /* Already validated by plv_svm_run_recv. */
+            plv_svm_get_hdr(r.rx->data, r.rx->len, &h, &body, &len, NULL);
+        } else {
+            rc = plv_svm_run_recv(&r, &type, &h, &body, &len, &e);
+            if (rc >= 0 && type != PLV_SVM_MSG_BITMAP) {
+                plv_svm_unexpected(&e, type, "waiting for BITMAP");
+                rc = -1;
+            }
+        }
+        if (rc >= 0) {
+            rc = secondary_attempt(&r, &h, body, len, &e);
+        }
+        if (rc == 0) {
+            ret = 0;
+            break;
+        }
+        have_bitmap = rc == 1;
+        if (rc < 0) {
+            plv_svm_run_report(&r, e);
+            plv_svm_run_send_nack(&r, e);
+            if (plv_svm_error_is_fatal(e) || ++failures >= r.max_attempts) {
+                g_propagate_prefixed_error(err, e,
+                                           "syncvm secondary, attempt %u: ",
+                                           r.hdr.attempt);
+                break;
+            }
+            g_error_free(e);
+            /* Everything of the failed attempt is stale from now on. */
+            r.hdr.attempt++;
+        }
+    }
+    r.st->t_total_us = g_get_monotonic_time() - start;
+    plv_svm_run_destroy(&r);
+    return ret;
+}

@@ -1,0 +1,175 @@
+/*
+ * syncvm wire messages: encoders and validating decoders.
+ *
+ * Every message starts with the same header (all integers little-endian):
+ *   version u16, flags u16, attempt u32, vid u64, epoch u64
+ * flags: PLV_SVM_FLAG_FULL (set by the leader on BITMAP: send every dirty
+ * page without comparing fingerprints; the baseline the benchmark measures).
+ * The frame type (PLV_SVM_MSG_*) travels in the link's frame header.
+ *
+ * Bodies:
+ *   BITMAP   n_regions u32, then per region: id u32, page_size u32,
+ *            n_pages u64, encoding u8 (0 raw, 1 sparse), n_entries u32,
+ *            raw: n_entries (= words of the region) x u64;
+ *            sparse: n_entries x (word index u32, word u64), indices rising
+ *   HASHES   first u32, count u32, count x (lo u64, hi u64)
+ *            fingerprints of union pages [first, first + count)
+ *   PAGES    count u32, count x (union index u32, kind u8), then the data of
+ *            the DATA records back to back; indices rise within and across
+ *            PAGES messages of one transfer
+ *   DEVSTATE offset u64, then bytes of the device-state blob at offset
+ *   EOF      n_pages u32, n_zero u32, devstate_len u64
+ *   ACK      n_pages u32, devstate_len u64
+ *   NACK     code u32, reason_len u16, reason (UTF-8, not terminated)
+ *
+ * The union of the dirty bitmaps is ordered region by region, page by page;
+ * both replicas build the same list, so pages are named by their position
+ * in it ("union index"). Decoders check every length, count and index
+ * against the memory view and the union before the caller touches memory.
+ */
+#ifndef PLOVER_SYNCVM_MSG_H
+#define PLOVER_SYNCVM_MSG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include "plover/memview.h"
+#include "plover/pagehash.h"
+
+#define PLV_SVM_VERSION 1
+#define PLV_SVM_FLAG_FULL 0x0001u
+#define PLV_SVM_KNOWN_FLAGS PLV_SVM_FLAG_FULL
+
+enum {
+    PLV_SVM_MSG_BITMAP = 0x5301,
+    PLV_SVM_MSG_HASHES,
+    PLV_SVM_MSG_PAGES,
+    PLV_SVM_MSG_DEVSTATE,
+    PLV_SVM_MSG_EOF,
+    PLV_SVM_MSG_ACK,
+    PLV_SVM_MSG_NACK,
+};
+
+#define PLV_SVM_HDR_LEN        24
+#define PLV_SVM_HASH_LEN       16
+#define PLV_SVM_PAGE_REC_LEN   5
+#define PLV_SVM_BITMAP_REG_LEN 21    /* per-region fixed part of BITMAP */
+#define PLV_SVM_MAX_REASON     200
+
+enum { PLV_SVM_PAGE_DATA = 0, PLV_SVM_PAGE_ZERO = 1 };
+enum { PLV_SVM_BITMAP_RAW = 0, PLV_SVM_BITMAP_SPARSE = 1 };
+
+#define PLV_SVM_ERROR (plv_svm_error_quark())
+GQuark plv_svm_error_quark(void);
+
+typedef enum PlvSvmErrorCode {
+    PLV_SVM_ERROR_MALFORMED = 1, /* bad length, count, index or field */
+    PLV_SVM_ERROR_VERSION,       /* unknown message version */
+    PLV_SVM_ERROR_STALE,         /* vid/epoch/attempt older than ours */
+    PLV_SVM_ERROR_FUTURE,        /* vid/epoch newer than ours */
+    PLV_SVM_ERROR_LAYOUT,        /* peer's memory layout differs */
+    PLV_SVM_ERROR_UNEXPECTED,    /* message type not valid in this phase */
+    PLV_SVM_ERROR_TIMEOUT,       /* peer too slow (after retries) */
+    PLV_SVM_ERROR_PEER,          /* the peer reported a failure (NACK) */
+    PLV_SVM_ERROR_LINK,          /* the channel failed */
+    PLV_SVM_ERROR_DEVSTATE,      /* device state could not be taken/applied */
+} PlvSvmErrorCode;
+
+typedef struct PlvSvmHdr {
+    uint16_t flags;
+    uint32_t attempt;
+    uint64_t vid;
+    uint64_t epoch;
+} PlvSvmHdr;
+
+/* The union of both dirty bitmaps as an ordered page list. */
+typedef struct PlvSvmUnion {
+    PlvPageRef *refs;
+    uint32_t n;
+} PlvSvmUnion;
+
+/* Builds the page list of per-region bitmaps (one per region of mv). */
+void plv_svm_union_build(PlvSvmUnion *u, const PlvMemView *mv,
+                         const PlvBitmap *bitmaps);
+void plv_svm_union_clear(PlvSvmUnion *u);
+
+void plv_svm_put_hdr(GByteArray *out, const PlvSvmHdr *h);
+/* Checks version and flags; body and body_len: what follows. */
+int plv_svm_get_hdr(const uint8_t *buf, size_t len, PlvSvmHdr *h,
+                    const uint8_t **body, size_t *body_len, GError **err);
+
+/* BITMAP: bitmaps[] has one bitmap per region of mv. */
+void plv_svm_encode_bitmap(GByteArray *out, const PlvSvmHdr *h,
+                           const PlvMemView *mv, const PlvBitmap *bitmaps);
+/*
+ * Checks the peer's layout against mv and ORs the peer's bits into
+ * bitmaps[] (one per region of mv) only once the whole body is valid.
+ */
+int plv_svm_decode_bitmap(const uint8_t *body, size_t len,
+                          const PlvMemView *mv, PlvBitmap *bitmaps,
+                          GError **err);
+
+/* HASHES */
+void plv_svm_encode_hashes(GByteArray *out, const PlvSvmHdr *h,
+                           uint32_t first, const PlvPageHash *hashes,
+                           uint32_t count);
+/* Requires first == expect_first and first + count <= n_union. */
+int plv_svm_decode_hashes(const uint8_t *body, size_t len,
+                          uint32_t expect_first, uint32_t n_union,
+                          PlvPageHash *out, uint32_t *count, GError **err);
+
+/* PAGES: the caller sends the encoded part followed by the pages' data. */
+typedef struct PlvSvmPageRec {
+    uint32_t index;             /* union index */
+    uint8_t kind;               /* PLV_SVM_PAGE_DATA or _ZERO */
+    const uint8_t *data;        /* into the decoded body; NULL for ZERO */
+} PlvSvmPageRec;
+
+void plv_svm_encode_pages_head(GByteArray *out, const PlvSvmHdr *h,
+                               const PlvSvmPageRec *recs, uint32_t count);
+/*
+ * Fills recs (room for n_union entries at most) after checking: indices
+ * rising and >= min_index, < u->n, kinds known, data lengths summing to the
+ * rest of the body exactly (each page's size from its region).
+ */
+int plv_svm_decode_pages(const uint8_t *body, size_t len,
+                         const PlvMemView *mv, const PlvSvmUnion *u,
+                         uint32_t min_index, PlvSvmPageRec *recs,
+                         uint32_t *count, GError **err);
+
+/* DEVSTATE */
+void plv_svm_encode_devstate_head(GByteArray *out, const PlvSvmHdr *h,
+                                  uint64_t offset);
+int plv_svm_decode_devstate(const uint8_t *body, size_t len,
+                            uint64_t expect_offset, uint64_t max_len,
+                            const uint8_t **data, size_t *data_len,
+                            GError **err);
+
+/* EOF */
+typedef struct PlvSvmEof {
+    uint32_t n_pages, n_zero;
+    uint64_t devstate_len;
+} PlvSvmEof;
+
+void plv_svm_encode_eof(GByteArray *out, const PlvSvmHdr *h,
+                        const PlvSvmEof *e);
+int plv_svm_decode_eof(const uint8_t *body, size_t len, PlvSvmEof *e,
+                       GError **err);
+
+/* ACK */
+void plv_svm_encode_ack(GByteArray *out, const PlvSvmHdr *h, uint32_t n_pages,
+                        uint64_t devstate_len);
+int plv_svm_decode_ack(const uint8_t *body, size_t len, uint32_t *n_pages,
+                       uint64_t *devstate_len, GError **err);
+
+/* NACK */
+void plv_svm_encode_nack(GByteArray *out, const PlvSvmHdr *h, uint32_t code,
+                         const char *reason);
+/* *reason: a new string with non-printable bytes replaced. */
+int plv_svm_decode_nack(const uint8_t *body, size_t len, uint32_t *code,
+                        char **reason, GError **err);
+
+const char *plv_svm_msg_name(uint16_t type);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * syncvm: bring the secondary's VM to the leader's state by sending only
+ * the pages that differ (PLOVER §4.4).
+ *
+ *   leader                                  secondary
+ *   BITMAP (its dirty pages)      ---->
+ *                                 <----     BITMAP (its dirty pages)
+ *   both: union = OR of the bitmaps; hash the union's pages on the pool
+ *                                 <----     HASHES (of the union, chunked)
+ *   compare: divergent = pages whose fingerprints differ
+ *   PAGES (divergent, chunked)    ---->     staged, not applied
+ *   DEVSTATE (opaque blob)        ---->     staged
+ *   EOF (counts)                  ---->     validate all, apply, then
+ *                                 <----     ACK
+ *   the syncvm is complete only now
+ *
+ * Every message carries vid, epoch and the leader's attempt number; older
+ * ones are dropped (and counted as errors), newer vid/epoch ones abort the
+ * run. The engine runs over an abstract message channel so that another
+ * bulk transport (RDMA) can carry it; plv_syncvm_channel_init_link gives
+ * one over a PlvLink. The caller pauses the VM around a run and clears the
+ * dirty bitmaps after a successful one.
+ */
+#ifndef PLOVER_SYNCVM_H
+#define PLOVER_SYNCVM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <glib.h>
+
+#include "plover/memview.h"
+#include "plover/pagehash.h"
+#include "plover/syncvm-msg.h"
+
+typedef struct PlvSyncvmChannel {
+    void *opaque;
+    /* One message; 0 or -1 with err set. */
+    int (*send)(void *opaque, uint16_t type, const struct iovec *iov,
+                int iovcnt, GError **err);
+    /*
+     * The next message (payload replaced), waiting at most timeout_ms;
+     * 0, or -1 with err set. A timeout must leave the channel usable and
+     * be recognisable by is_timeout; any other error ends the run.
+     */
+    int (*recv)(void *opaque, uint16_t *type, GByteArray *payload,
+                int timeout_ms, GError **err);
+    bool (*is_timeout)(const GError *err);
+    uint32_t peer_id;           /* passed to on_error */
+} PlvSyncvmChannel;
+
+typedef struct PlvLink PlvLink;
+/* A channel over an authenticated link (borrowed, not closed). */
+void plv_syncvm_channel_init_link(PlvSyncvmChannel *ch, PlvLink *link);
+
+typedef struct PlvSyncvmConfig {
+    uint64_t vid;               /* view of this run (consensus layer) */
+    uint64_t epoch;             /* the paxos_syncvm(epoch) being executed */
+    const PlvHashKey *key;      /* plv_hash_key_derive(link session key) */
+    PlvHashPool *pool;          /* NULL: a pool of hash_threads for the run */
+    unsigned hash_threads;      /* 0: plv_hash_pool_default_threads() */
+    int timeout_ms;             /* longest wait for one message; 0: 5000 */
+    unsigned max_attempts;      /* leader retries / secondary restarts; 0: 3 */
+    uint64_t max_devstate_len;  /* secondary's cap; 0: 256 MiB */
+    bool send_all_dirty;        /* leader: baseline, no fingerprints */
+
+    void *opaque;               /* for the callbacks */
+    /* Each error (the glue bumps n_err in the consensus layer). */
+    void (*on_error)(void *opaque, uint32_t peer, PlvSvmErrorCode code,
+                     const char *reason);
+    /* Leader: append the device state to out. NULL: empty blob. */
+    int (*get_device_state)(void *opaque, GByteArray *out, GError **err);
+    /*
+     * Secondary: load the device state. Called after every page arrived
+     * and validated, before any page is written; if it fails, nothing has
+     * been changed (it must not half-apply either). NULL: ignored.
+     */
+    int (*apply_device_state)(void *opaque, const uint8_t *data, size_t len,
+                              GError **err);
+} PlvSyncvmConfig;
+
+typedef struct PlvSyncvmStats {
+    uint64_t dirty_local;       /* pages in this replica's dirty bitmap */
+    uint64_t dirty_union;       /* pages in the union */
+    uint64_t same_pages;        /* union pages with equal fingerprints */
+    uint64_t divergent_pages;   /* pages transferred */
+    uint64_t zero_pages;        /* of those, sent as zero markers */
+    double same_rate;           /* same_pages / dirty_union (1 if empty) */
+    uint64_t bytes_sent;        /* message bytes (payloads, no framing) */
+    uint64_t bytes_received;
+    uint64_t page_bytes;        /* page data in PAGES */
+    uint64_t devstate_bytes;
+    uint64_t msgs_sent;
+    uint32_t attempts;          /* attempts this run took */
+    uint32_t errors;            /* on_error calls */
+    /* Phase times (µs). Leader: compute = bitmaps + own hashes; compare =
+     * waiting for the peer's hashes + comparing; transfer = sending pages,
+     * device state and EOF; apply = waiting for the ACK. Secondary:
+     * compute = bitmaps + hashes; compare = sending hashes; transfer =
+     * receiving up to EOF; apply = validating, applying, ACK. */
+    int64_t t_compute_us, t_compare_us, t_transfer_us, t_apply_us;
+    int64_t t_total_us;
+} PlvSyncvmStats;
+
+/*
+ * Runs one syncvm as the leader over ch. 0 once the secondary ACKed; -1
+ * with err (PLV_SVM_ERROR domain) otherwise. stats may be NULL.
+ */
+int plv_syncvm_leader_run(const PlvSyncvmConfig *cfg, PlvSyncvmChannel *ch,
+                          PlvMemView *mv, PlvSyncvmStats *stats,
+                          GError **err);
+
+/*
+ * Runs one syncvm as the secondary: mv's memory is changed only after the
+ * whole transfer arrived and validated; 0 once applied and ACKed.
+ */
+int plv_syncvm_secondary_run(const PlvSyncvmConfig *cfg,
+                             PlvSyncvmChannel *ch, PlvMemView *mv,
+                             PlvSyncvmStats *stats, GError **err);
+
+#endif
