@@ -1,0 +1,700 @@
+/*
+ * kvctl: host-side client of the test guest's kvd (tests/guest/kvd.c).
+ *
+ *   kvctl [--timeout S] HOST PORT CMD [ARG...]   one request, print the reply
+ *   kvctl wait HOST PORT [--timeout S]           until PING answers PONG
+ *   kvctl load HOST PORT --clients C --seconds S --keys K
+ *              [--write-ratio R] [--value-size N] [--timeout S]
+ *              [--prefix P] [--seed N] [--reconnect]
+ *
+ * The load generator is also a checker: every client owns a disjoint slice
+ * of the key space, remembers what it wrote, and verifies every reply
+ * against that.  A wrong answer is the failure the replication tests exist
+ * to catch, so any one of them makes the exit status non-zero.
+ *
+ * Exit status: 0 success; 1 a wrong answer (or an ERR reply to a single
+ * command); 2 usage error, timeout, or no request answered at all; 3 network
+ * errors during a load run without --reconnect.
+ *
+ * Every socket operation has a deadline (poll), and every loop is bounded by
+ * a count or a clock, so a hung guest can never hang a test.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_LINE    2048    /* kvd's request limit */
+#define MAX_VALUE   1024    /* kvd's value limit */
+#define MAX_CLIENTS 1024
+#define MAX_REPORTS 10      /* wrong answers described per client */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+    if (s <= 0)
+        return;
+    struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+    nanosleep(&ts, NULL);
+}
+
+static int ms_until(double deadline)
+{
+    double left = deadline - now_s();
+    return left <= 0 ? 0 : (int)(left * 1000) + 1;
+}
+
+/* ---- one connection, every operation under a deadline ---- */
+
+struct conn {
+    int fd;
+    size_t have;
+    char buf[MAX_LINE * 2];
+    char err[128];
+};
+
+static int conn_fail(struct conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int conn_fail(struct conn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    va_end(ap);
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    return -1;
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+static int conn_open(struct conn *c, const char *host, const char *port,
+                     double timeout)
+{
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+    double deadline = now_s() + timeout;
+
+    c->fd = -1;
+    c->have = 0;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc)
+        return conn_fail(c, "%s:%s: %s", host, port, gai_strerror(rc));
+    for (ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            continue;
+        c->fd = fd;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) && errno != EINPROGRESS) {
+            conn_fail(c, "connect: %s", strerror(errno));
+            continue;
+        }
+        struct pollfd p = { .fd = fd, .events = POLLOUT };
+        int n = poll(&p, 1, ms_until(deadline));
+        int soerr = 0;
+        socklen_t len = sizeof(soerr);
+        if (n <= 0) {
+            conn_fail(c, "connect: %s", n == 0 ? "timed out" : strerror(errno));
+            continue;
+        }
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+        if (soerr) {
+            conn_fail(c, "connect: %s", strerror(soerr));
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        freeaddrinfo(res);
+        return 0;
+    }
+    freeaddrinfo(res);
+    return -1;
+}
+
+/* Sends one request line and reads one reply line (without its newline)
+ * into reply.  On failure the connection is closed and c->err says why. */
+static int conn_request(struct conn *c, const char *req, char *reply,
+                        size_t cap, double timeout)
+{
+    double deadline = now_s() + timeout;
+    char line[MAX_LINE + 2];
+    int len = snprintf(line, sizeof(line), "%s\n", req);
+    if (len < 0 || (size_t)len >= sizeof(line))
+        return conn_fail(c, "request too long");
+
+    for (int off = 0; off < len;) {
+        struct pollfd p = { .fd = c->fd, .events = POLLOUT };
+        int n = poll(&p, 1, ms_until(deadline));
+        if (n <= 0)
+            return conn_fail(c, "send: %s", n == 0 ? "timed out" : strerror(errno));
+        ssize_t w = send(c->fd, line + off, (size_t)(len - off), MSG_NOSIGNAL);
+        if (w < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (w <= 0)
+            return conn_fail(c, "send: %s", strerror(errno));
+        off += (int)w;
+    }
+
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->have);
+        if (nl) {
+            size_t n = (size_t)(nl - c->buf);
+            size_t copy = n < cap - 1 ? n : cap - 1;
+            memcpy(reply, c->buf, copy);
+            reply[copy] = '\0';
+            if (copy && reply[copy - 1] == '\r')
+                reply[copy - 1] = '\0';
+            memmove(c->buf, nl + 1, c->have - n - 1);
+            c->have -= n + 1;
+            return 0;
+        }
+        if (c->have == sizeof(c->buf))
+            return conn_fail(c, "reply too long");
+        struct pollfd p = { .fd = c->fd, .events = POLLIN };
+        int n = poll(&p, 1, ms_until(deadline));
+        if (n <= 0)
+            return conn_fail(c, "recv: %s", n == 0 ? "timed out" : strerror(errno));
+        ssize_t r = recv(c->fd, c->buf + c->have, sizeof(c->buf) - c->have, 0);
+        if (r < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (r <= 0)
+            return conn_fail(c, "recv: %s", r == 0 ? "connection closed" : strerror(errno));
+        c->have += (size_t)r;
+    }
+}
+
+/* ---- latency histogram: exact below 2 ms, then 64 steps per octave ---- */
+
+#define H_LIN   2048u
+#define H_SUB   64u
+#define H_OCT   30u      /* octaves 2^11 .. 2^40 us */
+#define H_N     (H_LIN + H_SUB * H_OCT)
+
+static unsigned h_index(uint64_t us)
+{
+    if (us < H_LIN)
+        return (unsigned)us;
+    unsigned e = 63u - (unsigned)__builtin_clzll(us);    /* >= 11 */
+    unsigned i = H_LIN + (e - 11) * H_SUB + (unsigned)((us >> (e - 6)) & (H_SUB - 1));
+    return i < H_N ? i : H_N - 1;
+}
+
+static uint64_t h_value(unsigned i)   /* lower bound of bucket i, in us */
+{
+    if (i < H_LIN)
+        return i;
+    unsigned e = 11 + (i - H_LIN) / H_SUB, sub = (i - H_LIN) % H_SUB;
+    return (uint64_t)(H_SUB + sub) << (e - 6);
+}
+
+static uint64_t h_percentile(const uint64_t *h, uint64_t total, double p)
+{
+    uint64_t rank = (uint64_t)(p * (double)total + 0.999999), seen = 0;
+    if (rank == 0)
+        rank = 1;
+    for (unsigned i = 0; i < H_N; i++) {
+        seen += h[i];
+        if (seen >= rank)
+            return h_value(i);
+    }
+    return 0;
+}
+
+/* ---- load ---- */
+
+enum key_state { K_ABSENT, K_KNOWN, K_UNKNOWN };
+
+struct key {
+    uint8_t state;
+    uint64_t seq;           /* which of this client's values it holds */
+};
+
+struct load_opts {
+    const char *host, *port, *prefix;
+    unsigned clients, keys, value_size;
+    double seconds, write_ratio, timeout;
+    uint64_t seed;
+    bool reconnect;
+};
+
+struct client {
+    pthread_t thread;
+    const struct load_opts *o;
+    unsigned id, nkeys;
+    struct key *keys;
+    uint64_t ctr, ctr_unsure;   /* counter: confirmed value, INCRs with lost replies */
+    uint64_t rng, seq;
+    uint64_t gets, sets, dels, incrs, wrong, neterrs, reports;
+    uint64_t hist[H_N];
+    double deadline;
+};
+
+static uint64_t rng_next(uint64_t *s)
+{
+    /* xorshift64*: per-client streams, reproducible with --seed. */
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+static double rng_unit(uint64_t *s)
+{
+    return (double)(rng_next(s) >> 11) / 9007199254740992.0;
+}
+
+static void key_name(const struct client *c, unsigned k, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s-c%u-k%u", c->o->prefix, c->id, k);
+}
+
+/* Values name their writer and sequence number, so an unexpected one
+ * tells where it came from; padding gives them the requested size. */
+static void value_of(const struct client *c, uint64_t seq, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "v%s-%u-%" PRIu64 "-", c->o->prefix, c->id, seq);
+    size_t want = c->o->value_size < cap - 1 ? c->o->value_size : cap - 1;
+    for (size_t i = (size_t)n; i < want; i++)
+        buf[i] = (char)('a' + (i % 26));
+    buf[(size_t)n > want ? (size_t)n : want] = '\0';
+}
+
+static void wrong(struct client *c, const char *req, const char *got, const char *want)
+{
+    c->wrong++;
+    if (c->reports++ < MAX_REPORTS)
+        fprintf(stderr, "kvctl: client %u: WRONG: %s -> \"%s\", expected %s\n",
+                c->id, req, got, want);
+}
+
+/* Checks a GET reply against what this client knows of the key, and
+ * learns the key's value where a lost reply had left it unknown. */
+static void check_get(struct client *c, unsigned k, const char *req, const char *reply)
+{
+    struct key *key = &c->keys[k];
+    char want[MAX_VALUE + 16];
+
+    if (key->state == K_UNKNOWN) {
+        /* A write whose reply was lost may or may not have happened: accept
+         * absence or any value this client wrote to the key, then trust it. */
+        if (!strcmp(reply, "NOTFOUND")) {
+            key->state = K_ABSENT;
+            return;
+        }
+        char pre[64];
+        int n = snprintf(pre, sizeof(pre), "VALUE v%s-%u-", c->o->prefix, c->id);
+        uint64_t seq;
+        if (!strncmp(reply, pre, (size_t)n) &&
+            sscanf(reply + n, "%" SCNu64, &seq) == 1) {
+            value_of(c, seq, want, sizeof(want));
+            if (!strcmp(reply + 6, want)) {
+                key->state = K_KNOWN;
+                key->seq = seq;
+                return;
+            }
+        }
+        wrong(c, req, reply, "NOTFOUND or a value this client wrote");
+        return;
+    }
+    if (key->state == K_ABSENT) {
+        if (strcmp(reply, "NOTFOUND"))
+            wrong(c, req, reply, "NOTFOUND");
+        return;
+    }
+    char full[MAX_VALUE + 32];
+    value_of(c, key->seq, want, sizeof(want));
+    snprintf(full, sizeof(full), "VALUE %s", want);
+    if (strcmp(reply, full))
+        wrong(c, req, reply, full);
+}
+
+static void *client_main(void *arg)
+{
+    struct client *c = arg;
+    const struct load_opts *o = c->o;
+    struct conn conn = { .fd = -1 };
+    char req[MAX_LINE], reply[MAX_LINE + 16], name[128], val[MAX_VALUE + 16];
+    char ctrname[128];
+    bool warned = false;
+
+    snprintf(ctrname, sizeof(ctrname), "%s-c%u-ctr", o->prefix, c->id);
+    while (now_s() < c->deadline) {
+        if (conn.fd < 0) {
+            double t = o->timeout;
+            if (now_s() + t > c->deadline + o->timeout)
+                t = c->deadline + o->timeout - now_s();
+            if (conn_open(&conn, o->host, o->port, t)) {
+                c->neterrs++;
+                if (!warned)
+                    fprintf(stderr, "kvctl: client %u: %s\n", c->id, conn.err);
+                warned = true;
+                if (!o->reconnect)
+                    break;
+                sleep_s(0.1);
+                continue;
+            }
+        }
+
+        /* Choose the request and what a lost reply would leave unknown. */
+        unsigned k = (unsigned)(rng_next(&c->rng) % c->nkeys);
+        enum { OP_GET, OP_SET, OP_DEL, OP_INCR } op = OP_GET;
+        if (rng_unit(&c->rng) < o->write_ratio) {
+            double r = rng_unit(&c->rng);
+            op = r < 0.8 ? OP_SET : r < 0.9 ? OP_DEL : OP_INCR;
+        }
+        key_name(c, k, name, sizeof(name));
+        uint64_t seq = 0;
+        switch (op) {
+        case OP_GET:
+            snprintf(req, sizeof(req), "GET %s", name);
+            break;
+        case OP_SET:
+            seq = ++c->seq;
+            value_of(c, seq, val, sizeof(val));
+            snprintf(req, sizeof(req), "SET %s %s", name, val);
+            break;
+        case OP_DEL:
+            snprintf(req, sizeof(req), "DEL %s", name);
+            break;
+        case OP_INCR:
+            snprintf(req, sizeof(req), "INCR %s", ctrname);
+            break;
+        }
+
+        double t0 = now_s();
+        if (conn_request(&conn, req, reply, sizeof(reply), o->timeout)) {
+            c->neterrs++;
+            if (!warned)
+                fprintf(stderr, "kvctl: client %u: %s\n", c->id, conn.err);
+            warned = true;
+            if (op == OP_SET || op == OP_DEL)
+                c->keys[k].state = K_UNKNOWN;
+            else if (op == OP_INCR)
+                c->ctr_unsure++;
+            if (!o->reconnect)
+                break;
+            continue;
+        }
+        uint64_t us = (uint64_t)((now_s() - t0) * 1e6);
+        c->hist[h_index(us)]++;
+
+        struct key *key = &c->keys[k];
+        switch (op) {
+        case OP_GET:
+            c->gets++;
+            check_get(c, k, req, reply);
+            break;
+        case OP_SET:
+            c->sets++;
+            if (strcmp(reply, "OK"))
+                wrong(c, req, reply, "OK");
+            key->state = K_KNOWN;
+            key->seq = seq;
+            break;
+        case OP_DEL:
+            c->dels++;
+            if (key->state == K_KNOWN && strcmp(reply, "OK"))
+                wrong(c, req, reply, "OK");
+            else if (key->state == K_ABSENT && strcmp(reply, "NOTFOUND"))
+                wrong(c, req, reply, "NOTFOUND");
+            else if (key->state == K_UNKNOWN &&
+                     strcmp(reply, "OK") && strcmp(reply, "NOTFOUND"))
+                wrong(c, req, reply, "OK or NOTFOUND");
+            key->state = K_ABSENT;
+            break;
+        case OP_INCR: {
+            c->incrs++;
+            uint64_t n;
+            char extra;
+            if (sscanf(reply, "VALUE %" SCNu64 "%c", &n, &extra) != 1 ||
+                n < c->ctr + 1 || n > c->ctr + 1 + c->ctr_unsure) {
+                char want[64];
+                snprintf(want, sizeof(want), "VALUE %" PRIu64 "%s", c->ctr + 1,
+                         c->ctr_unsure ? " or more" : "");
+                wrong(c, req, reply, want);
+            } else {
+                c->ctr = n;
+                c->ctr_unsure = 0;
+            }
+            break;
+        }
+        }
+    }
+    conn_close(&conn);
+    return NULL;
+}
+
+static int parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtod(s, &end);
+    return errno || end == s || *end ? -1 : 0;
+}
+
+static int parse_uint(const char *s, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || v > 0xffffffffu)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int usage(void)
+{
+    fprintf(stderr,
+        "usage: kvctl [--timeout S] HOST PORT CMD [ARG...]\n"
+        "       kvctl wait HOST PORT [--timeout S]\n"
+        "       kvctl load HOST PORT --clients C --seconds S --keys K\n"
+        "                  [--write-ratio R] [--value-size N] [--timeout S]\n"
+        "                  [--prefix P] [--seed N] [--reconnect]\n");
+    return 2;
+}
+
+static int cmd_load(int argc, char **argv)
+{
+    struct load_opts o = {
+        .clients = 0, .keys = 0, .seconds = 0, .write_ratio = 0.5,
+        .value_size = 16, .timeout = 5, .seed = 1,
+    };
+    char prefix[32];
+
+    if (argc < 2)
+        return usage();
+    o.host = argv[0];
+    o.port = argv[1];
+    /* A fresh prefix per run, so keys left by an earlier run on the same
+     * server never look like this run's. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(prefix, sizeof(prefix), "L%lx%lx", (unsigned long)ts.tv_sec,
+             (unsigned long)getpid());
+    o.prefix = prefix;
+
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (!strcmp(a, "--reconnect")) {
+            o.reconnect = true;
+            continue;
+        }
+        if (!v)
+            return usage();
+        i++;
+        if (!strcmp(a, "--clients"))
+            bad = parse_uint(v, &o.clients);
+        else if (!strcmp(a, "--keys"))
+            bad = parse_uint(v, &o.keys);
+        else if (!strcmp(a, "--value-size"))
+            bad = parse_uint(v, &o.value_size);
+        else if (!strcmp(a, "--seconds"))
+            bad = parse_double(v, &o.seconds);
+        else if (!strcmp(a, "--write-ratio"))
+            bad = parse_double(v, &o.write_ratio);
+        else if (!strcmp(a, "--timeout"))
+            bad = parse_double(v, &o.timeout);
+        else if (!strcmp(a, "--prefix"))
+            o.prefix = v;
+        else if (!strcmp(a, "--seed")) {
+            unsigned s;
+            bad = parse_uint(v, &s);
+            o.seed = s;
+        } else
+            return usage();
+        if (bad) {
+            fprintf(stderr, "kvctl: bad value for %s: %s\n", a, v);
+            return 2;
+        }
+    }
+    if (o.clients < 1 || o.clients > MAX_CLIENTS || o.keys < 1 ||
+        o.seconds <= 0 || o.seconds > 86400 || o.write_ratio < 0 ||
+        o.write_ratio > 1 || o.timeout <= 0 || o.value_size > MAX_VALUE ||
+        strlen(o.prefix) > 40 || strchr(o.prefix, ' ')) {
+        fprintf(stderr, "kvctl: load needs 1..%d clients, keys >= 1, seconds > 0, "
+                "write ratio in [0,1], value size <= %d, a short prefix\n",
+                MAX_CLIENTS, MAX_VALUE);
+        return 2;
+    }
+
+    struct client *cl = calloc(o.clients, sizeof(*cl));
+    if (!cl) {
+        perror("kvctl");
+        return 2;
+    }
+    double start = now_s();
+    unsigned started = 0;
+    for (unsigned i = 0; i < o.clients; i++) {
+        struct client *c = &cl[i];
+        c->o = &o;
+        c->id = i;
+        /* --keys is the whole key space; each client owns its share. */
+        c->nkeys = o.keys / o.clients + (i < o.keys % o.clients);
+        if (c->nkeys == 0)
+            c->nkeys = 1;
+        c->keys = calloc(c->nkeys, sizeof(*c->keys));
+        c->rng = (o.seed + 1) * 0x9e3779b97f4a7c15ull + i * 0xbf58476d1ce4e5b9ull;
+        if (!c->rng)
+            c->rng = 1;
+        c->deadline = start + o.seconds;
+        if (!c->keys || pthread_create(&c->thread, NULL, client_main, c)) {
+            fprintf(stderr, "kvctl: cannot start client %u\n", i);
+            break;
+        }
+        started++;
+    }
+
+    uint64_t *hist = calloc(H_N, sizeof(*hist));
+    uint64_t gets = 0, sets = 0, dels = 0, incrs = 0, wrongs = 0, neterrs = 0;
+    for (unsigned i = 0; i < started; i++) {
+        struct client *c = &cl[i];
+        pthread_join(c->thread, NULL);
+        gets += c->gets;
+        sets += c->sets;
+        dels += c->dels;
+        incrs += c->incrs;
+        wrongs += c->wrong;
+        neterrs += c->neterrs;
+        for (unsigned j = 0; hist && j < H_N; j++)
+            hist[j] += c->hist[j];
+    }
+    double elapsed = now_s() - start;
+    uint64_t total = gets + sets + dels + incrs;
+
+    printf("load: host=%s port=%s clients=%u keys=%u write_ratio=%.2f "
+           "value_size=%u prefix=%s\n", o.host, o.port, o.clients, o.keys,
+           o.write_ratio, o.value_size, o.prefix);
+    printf("load: requests=%" PRIu64 " get=%" PRIu64 " set=%" PRIu64 " del=%"
+           PRIu64 " incr=%" PRIu64 " elapsed=%.2fs throughput=%.1f req/s\n",
+           total, gets, sets, dels, incrs, elapsed,
+           elapsed > 0 ? (double)total / elapsed : 0.0);
+    if (total && hist)
+        printf("load: latency_us p50=%" PRIu64 " p90=%" PRIu64 " p99=%" PRIu64
+               " p999=%" PRIu64 " max=%" PRIu64 "\n",
+               h_percentile(hist, total, 0.50), h_percentile(hist, total, 0.90),
+               h_percentile(hist, total, 0.99), h_percentile(hist, total, 0.999),
+               h_percentile(hist, total, 1.0));
+    printf("load: errors=%" PRIu64 " neterrs=%" PRIu64 "\n", wrongs, neterrs);
+
+    for (unsigned i = 0; i < o.clients; i++)
+        free(cl[i].keys);
+    free(cl);
+    free(hist);
+    if (wrongs)
+        return 1;
+    if (started < o.clients || total == 0)
+        return 2;
+    if (neterrs && !o.reconnect)
+        return 3;
+    return 0;
+}
+
+static int cmd_wait(int argc, char **argv)
+{
+    double timeout = 30;
+    if (argc != 2 && !(argc == 4 && !strcmp(argv[2], "--timeout")))
+        return usage();
+    if (argc == 4 && (parse_double(argv[3], &timeout) || timeout <= 0)) {
+        fprintf(stderr, "kvctl: bad timeout %s\n", argv[3]);
+        return 2;
+    }
+    double start = now_s(), deadline = start + timeout;
+    struct conn c = { .fd = -1 };
+    char reply[64];
+
+    snprintf(c.err, sizeof(c.err), "no attempt");
+    while (now_s() < deadline) {
+        double left = deadline - now_s();
+        double t = left < 2 ? left : 2;
+        if (!conn_open(&c, argv[0], argv[1], t) &&
+            !conn_request(&c, "PING", reply, sizeof(reply), t)) {
+            conn_close(&c);
+            if (!strcmp(reply, "PONG")) {
+                printf("ready after %.2fs\n", now_s() - start);
+                return 0;
+            }
+            snprintf(c.err, sizeof(c.err), "PING answered \"%.40s\"", reply);
+        }
+        /* QEMU's user network accepts a forwarded connection before the
+         * guest listens and then drops it: retry at a modest pace. */
+        left = deadline - now_s();
+        sleep_s(left < 0.2 ? left : 0.2);
+    }
+    fprintf(stderr, "kvctl: %s:%s not ready after %.1fs (%s)\n",
+            argv[0], argv[1], timeout, c.err);
+    return 2;
+}
+
+static int cmd_single(int argc, char **argv, double timeout)
+{
+    if (argc < 3)
+        return usage();
+    char req[MAX_LINE + 1] = "";
+    size_t len = 0;
+    for (int i = 2; i < argc; i++) {
+        int n = snprintf(req + len, sizeof(req) - len, "%s%s", i > 2 ? " " : "", argv[i]);
+        if (n < 0 || (size_t)n >= sizeof(req) - len) {
+            fprintf(stderr, "kvctl: request longer than %d bytes\n", MAX_LINE);
+            return 2;
+        }
+        len += (size_t)n;
+    }
+    struct conn c = { .fd = -1 };
+    char reply[MAX_LINE + 16];
+    if (conn_open(&c, argv[0], argv[1], timeout) ||
+        conn_request(&c, req, reply, sizeof(reply), timeout)) {
+        fprintf(stderr, "kvctl: %s\n", c.err);
+        return 2;
+    }
+    conn_close(&c);
+    printf("%s\n", reply);
+    return strncmp(reply, "ERR", 3) ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc >= 2 && !strcmp(argv[1], "load"))
+        return cmd_load(argc - 2, argv + 2);
+    if (argc >= 2 && !strcmp(argv[1], "wait"))
+        return cmd_wait(argc - 2, argv + 2);
+
+    double timeout = 5;
+    int first = 1;
+    if (argc >= 3 && !strcmp(argv[1], "--timeout")) {
+        if (parse_double(argv[2], &timeout) || timeout <= 0)
+            return usage();
+        first = 3;
+    }
+    return cmd_single(argc - first, argv + first, timeout);
+}
