@@ -1,0 +1,170 @@
+/*
+ * plover consensus engine: Multi-Paxos (viewstamped log) as a pure state
+ * machine. It takes a message or a tick and returns, in a PlvReady, the
+ * messages to send, the entries committed (in log order) and role/view
+ * events. No threads, sockets, clocks or randomness from outside: the
+ * same inputs give the same outputs (election jitter comes from a PRNG
+ * seeded by the config). A driver owns one PlvPaxos and serializes calls.
+ *
+ * Roles are agreed in the log: the leader is the node that completed
+ * phase 1 of the current view (vid names it), the secondary is the node
+ * named by the last committed second() entry, everyone else is a witness.
+ * The protocol, the election preference and the restart rule are
+ * described in docs/consensus.md.
+ */
+#ifndef PLOVER_PAXOS_H
+#define PLOVER_PAXOS_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "plover/wire.h"
+
+G_BEGIN_DECLS
+
+/* First incarnation of every node when the cluster is created. A node
+ * started with a larger incarnation is a restarted node and must be
+ * admitted by a config entry before it votes. */
+#define PLV_INC_INITIAL 1
+
+typedef struct {
+    uint32_t self;              /* this node's id, < n */
+    uint32_t n;                 /* cluster size, 1..PLV_MAX_NODES (3) */
+    uint64_t incarnation;       /* PLV_INC_INITIAL at creation, larger after
+                                 * each restart (driver keeps it increasing) */
+    uint32_t heartbeat_ticks;   /* send status / retransmit every N ticks */
+    uint32_t suspect_ticks;     /* silence after which a peer is suspect */
+    uint32_t election_ticks;    /* extra delay/jitter range for elections;
+                                 * also phase-1 timeout */
+    uint32_t n_err_threshold;   /* n_err >= this: peer is suspect (0: off) */
+    uint32_t max_batch_bytes;   /* bound of one input batch entry */
+    uint32_t max_queue_bytes;   /* submit refuses beyond this (0: 16 MiB) */
+    uint32_t log_capacity;      /* max entries kept past the truncation point */
+    uint32_t catchup_max;       /* entries per catch-up response (0: 64) */
+    uint64_t seed;              /* election jitter PRNG seed */
+} PlvPaxosConfig;
+
+/* Fill sane defaults (n = 3, heartbeat 2, suspect 10, election 10, ...);
+ * caller sets self/incarnation/seed. */
+void plv_paxos_config_default(PlvPaxosConfig *cfg);
+
+typedef enum {
+    PLV_ROLE_RECOVERING = 0,    /* restarted, not admitted yet: learns only */
+    PLV_ROLE_WITNESS,
+    PLV_ROLE_SECONDARY,
+    PLV_ROLE_CANDIDATE,         /* running phase 1 */
+    PLV_ROLE_LEADER,
+} PlvRole;
+const char *plv_role_name(PlvRole r);
+
+typedef enum {
+    PLV_EV_ROLE = 1,        /* role changed: old_role -> role */
+    PLV_EV_VIEW,            /* new view known: vid, leader */
+    PLV_EV_NEEDS_SNAPSHOT,  /* entries up to snap.index are gone for this node:
+                             * fetch the state at snap.index from `peer`, then
+                             * call plv_paxos_install_snapshot(snap.index) */
+    PLV_EV_SUSPECT,         /* peer became suspect (silence or n_err) */
+    PLV_EV_ADMITTED,        /* this incarnation was admitted: it votes now */
+} PlvEventKind;
+
+typedef struct {
+    PlvEventKind kind;
+    PlvRole role, old_role;
+    uint64_t vid;
+    uint32_t leader;
+    uint32_t peer;
+    PlvSnapMeta snap;
+} PlvEvent;
+
+/* One message to send; msg.hdr.to == to. */
+typedef struct {
+    uint32_t to;
+    PlvMsg msg;
+} PlvOutMsg;
+
+/*
+ * Output of one call. The caller consumes it and calls plv_ready_clear()
+ * (outputs accumulate across calls until cleared).
+ */
+typedef struct {
+    GPtrArray *msgs;        /* of PlvOutMsg*, owned */
+    GArray *committed;      /* of PlvEntry, in log order, owned refs */
+    GArray *events;         /* of PlvEvent */
+} PlvReady;
+
+void plv_ready_init(PlvReady *rd);
+void plv_ready_clear(PlvReady *rd);     /* empties, keeps it usable */
+void plv_ready_destroy(PlvReady *rd);   /* frees */
+
+typedef struct PlvPaxos PlvPaxos;
+
+/* Returns NULL (err set) for an invalid config. */
+PlvPaxos *plv_paxos_new(const PlvPaxosConfig *cfg, GError **err);
+void plv_paxos_free(PlvPaxos *p);
+
+/* Feed one decoded message addressed to this node. Invalid messages
+ * (wrong to/from, foreign cluster size, ...) are counted and dropped. */
+void plv_paxos_step(PlvPaxos *p, const PlvMsg *in, PlvReady *rd);
+/* Advance logical time by one tick. */
+void plv_paxos_tick(PlvPaxos *p, PlvReady *rd);
+
+/*
+ * Leader only: queue one inbound packet. Queued packets go into the next
+ * input entry, proposed as soon as no proposal is in flight (one in flight
+ * at a time, so everything that arrived meanwhile forms one batch, cut at
+ * max_batch_bytes). Returns 0, -EPERM (not leader), -EINVAL (empty/too
+ * large packet), -ENOBUFS (queue full: back-pressure).
+ */
+int plv_paxos_submit_input(PlvPaxos *p, const void *pkt, size_t len, PlvReady *rd);
+/* Leader only: queue a syncvm(epoch) behind the packets queued so far. */
+int plv_paxos_propose_syncvm(PlvPaxos *p, uint64_t epoch, PlvReady *rd);
+
+/*
+ * Executors (leader and secondary) report the index of a syncvm entry whose
+ * state they have applied. The leader truncates everyone's log up to the
+ * last syncvm both executors applied.
+ */
+void plv_paxos_applied_syncvm(PlvPaxos *p, uint64_t index);
+
+/* After PLV_EV_NEEDS_SNAPSHOT: the state at `index` is installed; delivery
+ * of committed entries resumes at index+1. Returns 0 or -EINVAL. */
+int plv_paxos_install_snapshot(PlvPaxos *p, uint64_t index, PlvReady *rd);
+
+/* Error counter per peer (e.g. syncvm errors), kept by the caller's reports. */
+void plv_paxos_add_err(PlvPaxos *p, uint32_t peer);
+void plv_paxos_reset_err(PlvPaxos *p, uint32_t peer);
+uint32_t plv_paxos_n_err(const PlvPaxos *p, uint32_t peer);
+
+/* Queries. */
+PlvRole plv_paxos_role(const PlvPaxos *p);
+uint64_t plv_paxos_vid(const PlvPaxos *p);           /* promised view */
+uint32_t plv_paxos_leader(const PlvPaxos *p);        /* PLV_NODE_NONE if unknown */
+uint32_t plv_paxos_secondary(const PlvPaxos *p);     /* per committed log */
+uint64_t plv_paxos_commit_index(const PlvPaxos *p);
+uint64_t plv_paxos_last_index(const PlvPaxos *p);
+uint64_t plv_paxos_snap_index(const PlvPaxos *p);    /* truncated up to */
+uint64_t plv_paxos_epoch(const PlvPaxos *p);         /* last committed syncvm */
+uint64_t plv_paxos_incarnation(const PlvPaxos *p);
+bool plv_paxos_admitted(const PlvPaxos *p);
+bool plv_paxos_snapshot_pending(const PlvPaxos *p);
+uint64_t plv_paxos_member_inc(const PlvPaxos *p, uint32_t node);
+size_t plv_paxos_queued_bytes(const PlvPaxos *p);
+/* Number of retained log entries (snap_index+1 .. last_index). */
+size_t plv_paxos_log_len(const PlvPaxos *p);
+/* Entry at index if retained (borrowed, valid until the next call). */
+const PlvEntry *plv_paxos_entry(const PlvPaxos *p, uint64_t index);
+
+typedef struct {
+    uint64_t msgs_in;
+    uint64_t msgs_bad;          /* dropped as invalid for this node */
+    uint64_t msgs_stale;        /* from an incarnation no longer admitted */
+    uint64_t elections;         /* phase 1 started */
+    uint64_t proposals;         /* accept rounds started */
+    uint64_t commits;           /* entries committed */
+    uint64_t snapshots;         /* snapshot needs raised */
+} PlvPaxosStats;
+void plv_paxos_stats(const PlvPaxos *p, PlvPaxosStats *st);
+
+G_END_DECLS
+
+#endif /* PLOVER_PAXOS_H */
