@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "helper-net.h"
 #include "plover/link-proto.h"
 
 static const uint8_t SECRET[] = "correct horse battery staple";
@@ -384,22 +385,14 @@ START_TEST(link_wrong_secret_rejected)
 }
 END_TEST
 
-static int raw_connect(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    return fd;
-}
-
 START_TEST(link_garbage_client_rejected)
 {
     uint16_t port;
     AcceptJob j = { .secret = SECRET, .secret_len = sizeof(SECRET),
                     .timeout_ms = 5000 };
     j.lfd = listen_any(&port);
-    int fd = raw_connect(port);
+    int fd = plv_test_raw_connect(port);
+    ck_assert_int_ge(fd, 0);
     char junk[200];
     memset(junk, 0x5a, sizeof(junk));
     ck_assert_int_eq(write(fd, junk, sizeof(junk)), sizeof(junk));
@@ -410,7 +403,8 @@ START_TEST(link_garbage_client_rejected)
     close(fd);
 
     /* A silent client runs into the handshake deadline. */
-    fd = raw_connect(port);
+    fd = plv_test_raw_connect(port);
+    ck_assert_int_ge(fd, 0);
     j.timeout_ms = 100;
     accept_thread(&j);
     ck_assert_ptr_null(j.link);

@@ -1,0 +1,12 @@
+/*
+ * Loopback helpers shared by the network unit tests.
+ */
+#ifndef PLOVER_TEST_HELPER_NET_H
+#define PLOVER_TEST_HELPER_NET_H
+
+#include <stdint.h>
+
+/* A plain blocking TCP connection to 127.0.0.1:@port (no handshake), or -1. */
+int plv_test_raw_connect(uint16_t port);
+
+#endif
