@@ -229,6 +229,11 @@ static int walk_bitmap(const uint8_t *body, size_t len, const PlvMemView *mv,
     if (!cur_u32(&c, &nr)) {
         return malformed(err, "short BITMAP");
     }
+    /* Shape before meaning: garbage is MALFORMED, not a LAYOUT mismatch. */
+    if (nr > PLV_MEMVIEW_MAX_REGIONS ||
+        cur_left(&c) / PLV_SVM_BITMAP_REG_LEN < nr) {
+        return malformed(err, "BITMAP region count");
+    }
     if (nr != plv_memview_n_regions(mv)) {
         g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_LAYOUT,
                     "peer has %u memory regions, we have %u", nr,

@@ -1,0 +1,1125 @@
+/*
+ * syncvm end to end: a leader and a secondary in two processes connected
+ * over 127.0.0.1 through PlvLink, on synthetic memory with controlled
+ * divergence; plus the failure cases (killed sender, stale and corrupted
+ * messages, timeouts, retries) and the PAGES/HASHES codec.
+ *
+ * The parent process is always the one whose memory is checked; the forked
+ * child is the peer (real or scripted) and reports by its exit status.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "plover/link.h"
+#include "plover/syncvm.h"
+
+#define PAGE 4096u
+#define MAX_REGIONS 4
+
+static const uint8_t SECRET[] = "syncvm test secret";
+
+/* ---- synthetic memory ---- */
+
+typedef struct Spec {
+    unsigned n_regions;
+    uint64_t pages;             /* per region */
+    double dirty;               /* fraction of pages in the union */
+    double diverge;             /* fraction of union pages that differ */
+    uint64_t devstate_len;
+    uint32_t seed;
+} Spec;
+
+typedef struct World {
+    Spec spec;
+    uint8_t *lmem[MAX_REGIONS], *smem[MAX_REGIONS];
+    PlvMemView *lmv, *smv;
+    uint64_t n_union, n_div, n_div_zero;
+} World;
+
+static uint64_t rng(uint64_t *s)
+{
+    /* xorshift64*: fast enough to fill a GiB. */
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * UINT64_C(2685821657736338717);
+}
+
+static double rng01(uint64_t *s)
+{
+    return (rng(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static uint8_t *map_mem(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    ck_assert(p != MAP_FAILED);
+    return p;
+}
+
+static void world_build(World *w, const Spec *spec)
+{
+    uint64_t s = spec->seed * UINT64_C(0x9e3779b97f4a7c15) + 1;
+
+    memset(w, 0, sizeof(*w));
+    w->spec = *spec;
+    w->lmv = plv_memview_new();
+    w->smv = plv_memview_new();
+    for (unsigned r = 0; r < spec->n_regions; r++) {
+        size_t len = spec->pages * PAGE;
+        uint64_t *words;
+
+        w->lmem[r] = map_mem(len);
+        w->smem[r] = map_mem(len);
+        words = (uint64_t *)w->lmem[r];
+        for (size_t i = 0; i < len / 8; i += 8) {
+            /* Cheap distinct contents: one random word per 64 bytes. */
+            words[i] = rng(&s);
+            words[i + 3] = i;
+        }
+        memcpy(w->smem[r], w->lmem[r], len);
+        ck_assert_int_ge(plv_memview_add_region(w->lmv, 10 + r, PAGE,
+                                                spec->pages, w->lmem[r],
+                                                NULL), 0);
+        ck_assert_int_ge(plv_memview_add_region(w->smv, 10 + r, PAGE,
+                                                spec->pages, w->smem[r],
+                                                NULL), 0);
+        for (uint64_t p = 0; p < spec->pages; p++) {
+            uint8_t *lp = w->lmem[r] + p * PAGE, *sp = w->smem[r] + p * PAGE;
+            uint64_t who;
+
+            if (rng01(&s) >= spec->dirty) {
+                continue;
+            }
+            /* Dirty on the leader, on the secondary, or on both. */
+            who = rng(&s) % 3;
+            if (who != 1) {
+                plv_memview_mark_dirty(w->lmv, r, p * PAGE, PAGE);
+            }
+            if (who != 0) {
+                plv_memview_mark_dirty(w->smv, r, p * PAGE, PAGE);
+            }
+            w->n_union++;
+            if (rng01(&s) < spec->diverge) {
+                if (rng(&s) % 16 == 0) {
+                    memset(lp, 0, PAGE);    /* a zero page to send */
+                    w->n_div_zero++;
+                } else {
+                    sp[rng(&s) % PAGE] ^= 1 + rng(&s) % 255;
+                }
+                w->n_div++;
+            }
+        }
+    }
+}
+
+static void world_free(World *w)
+{
+    for (unsigned r = 0; r < w->spec.n_regions; r++) {
+        munmap(w->lmem[r], w->spec.pages * PAGE);
+        munmap(w->smem[r], w->spec.pages * PAGE);
+    }
+    plv_memview_free(w->lmv);
+    plv_memview_free(w->smv);
+}
+
+static void assert_converged(const World *w)
+{
+    for (unsigned r = 0; r < w->spec.n_regions; r++) {
+        ck_assert(memcmp(w->lmem[r], w->smem[r], w->spec.pages * PAGE) == 0);
+    }
+}
+
+/* Copies of the secondary's memory, to prove it was not touched. */
+static uint8_t **snapshot(const World *w)
+{
+    uint8_t **snap = g_new0(uint8_t *, MAX_REGIONS);
+
+    for (unsigned r = 0; r < w->spec.n_regions; r++) {
+        snap[r] = g_memdup2(w->smem[r], w->spec.pages * PAGE);
+    }
+    return snap;
+}
+
+static void assert_untouched(const World *w, uint8_t **snap)
+{
+    for (unsigned r = 0; r < w->spec.n_regions; r++) {
+        ck_assert(memcmp(snap[r], w->smem[r], w->spec.pages * PAGE) == 0);
+        g_free(snap[r]);
+    }
+    g_free(snap);
+}
+
+static void devstate_fill(GByteArray *b, uint64_t len, uint32_t seed)
+{
+    g_byte_array_set_size(b, len);
+    for (uint64_t i = 0; i < len; i++) {
+        b->data[i] = (uint8_t)(i * 131 + seed);
+    }
+}
+
+/* ---- the two processes ---- */
+
+typedef struct Peer {
+    World *w;
+    PlvHashKey key;
+    PlvSyncvmConfig cfg;
+    PlvSyncvmStats st;
+    GByteArray *dev_out;        /* secondary: what apply_device_state got */
+    unsigned dev_applies;
+    unsigned n_err;
+    PlvSvmErrorCode last_code;
+    unsigned code_seen[16];
+} Peer;
+
+static void on_error(void *opaque, uint32_t peer, PlvSvmErrorCode code,
+                     const char *reason)
+{
+    Peer *p = opaque;
+
+    p->n_err++;
+    p->last_code = code;
+    if (code < 16) {
+        p->code_seen[code]++;
+    }
+    if (getenv("SYNCVM_TEST_VERBOSE")) {
+        fprintf(stderr, "[%d] on_error(peer %u, %d): %s\n", getpid(), peer,
+                code, reason);
+    }
+}
+
+static int get_dev(void *opaque, GByteArray *out, GError **err)
+{
+    Peer *p = opaque;
+
+    devstate_fill(out, p->w->spec.devstate_len, p->w->spec.seed);
+    return 0;
+}
+
+static int apply_dev(void *opaque, const uint8_t *data, size_t len,
+                     GError **err)
+{
+    Peer *p = opaque;
+
+    p->dev_applies++;
+    g_byte_array_set_size(p->dev_out, 0);
+    g_byte_array_append(p->dev_out, data, len);
+    return 0;
+}
+
+static void peer_init(Peer *p, World *w, PlvLink *link)
+{
+    memset(p, 0, sizeof(*p));
+    p->w = w;
+    plv_hash_key_derive(&p->key, plv_link_session_key(link), PLV_LINK_KEY_LEN);
+    p->cfg.vid = 4;
+    p->cfg.epoch = 17;
+    p->cfg.key = &p->key;
+    p->cfg.timeout_ms = 5000;
+    p->cfg.max_attempts = 3;
+    p->cfg.opaque = p;
+    p->cfg.on_error = on_error;
+    p->cfg.get_device_state = get_dev;
+    p->cfg.apply_device_state = apply_dev;
+    p->dev_out = g_byte_array_new();
+}
+
+typedef int (*ChildFn)(PlvLink *link, World *w, void *arg);
+
+/*
+ * Forks a child that connects to us and runs fn (exit status: its result);
+ * returns our end of the link.
+ */
+static PlvLink *spawn(ChildFn fn, World *w, void *arg, pid_t *pid)
+{
+    GError *err = NULL;
+    int lfd = plv_link_listen("127.0.0.1", 0, &err);
+    uint16_t port;
+    PlvLink *link;
+
+    ck_assert_msg(lfd >= 0, "listen: %s", err ? err->message : "?");
+    port = plv_link_local_port(lfd);
+    *pid = fork();
+    ck_assert_int_ge(*pid, 0);
+    if (*pid == 0) {
+        PlvLink *c;
+
+        close(lfd);
+        c = plv_link_connect("127.0.0.1", port, 1, SECRET, sizeof(SECRET),
+                             5000, NULL);
+        _exit(c ? fn(c, w, arg) : 99);
+    }
+    link = plv_link_accept(lfd, 2, SECRET, sizeof(SECRET), 5000, &err);
+    ck_assert_msg(link != NULL, "accept: %s", err ? err->message : "?");
+    close(lfd);
+    return link;
+}
+
+static int wait_child(pid_t pid)
+{
+    int status;
+
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status)) {
+        return 128 + WTERMSIG(status);
+    }
+    return WEXITSTATUS(status);
+}
+
+/* A real leader; arg: optional channel wrapper set-up. */
+typedef struct LeaderOpts {
+    int kill_at_pages;          /* SIGKILL self before the n-th PAGES (1..) */
+    bool kill_at_eof;
+    bool corrupt_first_pages;   /* out-of-range index in attempt 1 */
+    int expect_attempts;
+    bool send_all_dirty;
+} LeaderOpts;
+
+typedef struct Wrap {
+    PlvSyncvmChannel inner;
+    const LeaderOpts *o;
+    int pages_sent;
+    bool corrupted;
+} Wrap;
+
+static int wrap_send(void *opaque, uint16_t type, const struct iovec *iov,
+                     int iovcnt, GError **err)
+{
+    Wrap *w = opaque;
+
+    if (type == PLV_SVM_MSG_PAGES && ++w->pages_sent == w->o->kill_at_pages) {
+        raise(SIGKILL);
+    }
+    if (type == PLV_SVM_MSG_EOF && w->o->kill_at_eof) {
+        raise(SIGKILL);
+    }
+    if (type == PLV_SVM_MSG_PAGES && w->o->corrupt_first_pages &&
+        !w->corrupted) {
+        /* First record's union index := 0xfffffff0. */
+        struct iovec *v = g_memdup2(iov, sizeof(*iov) * iovcnt);
+        uint8_t *head = g_memdup2(iov[0].iov_base, iov[0].iov_len);
+        int rc;
+
+        memset(head + PLV_SVM_HDR_LEN + 4, 0xf0, 1);
+        memset(head + PLV_SVM_HDR_LEN + 5, 0xff, 3);
+        v[0].iov_base = head;
+        w->corrupted = true;
+        rc = w->inner.send(w->inner.opaque, type, v, iovcnt, err);
+        g_free(head);
+        g_free(v);
+        return rc;
+    }
+    return w->inner.send(w->inner.opaque, type, iov, iovcnt, err);
+}
+
+static int wrap_recv(void *opaque, uint16_t *type, GByteArray *payload,
+                     int timeout_ms, GError **err)
+{
+    Wrap *w = opaque;
+
+    return w->inner.recv(w->inner.opaque, type, payload, timeout_ms, err);
+}
+
+static int real_leader(PlvLink *link, World *w, void *arg)
+{
+    static const LeaderOpts none;
+    const LeaderOpts *o = arg ? arg : &none;
+    Wrap wr = { .o = o };
+    PlvSyncvmChannel ch;
+    GError *err = NULL;
+    Peer p;
+    int rc;
+
+    peer_init(&p, w, link);
+    p.cfg.send_all_dirty = o->send_all_dirty;
+    plv_syncvm_channel_init_link(&wr.inner, link);
+    ch = wr.inner;
+    ch.opaque = &wr;
+    ch.send = wrap_send;
+    ch.recv = wrap_recv;
+    rc = plv_syncvm_leader_run(&p.cfg, &ch, w->lmv, &p.st, &err);
+    if (rc < 0) {
+        fprintf(stderr, "leader: %s\n", err->message);
+        return 1;
+    }
+    if (p.st.divergent_pages != w->n_div && !o->send_all_dirty) {
+        fprintf(stderr, "leader: %" PRIu64 " divergent, expected %" PRIu64
+                "\n", p.st.divergent_pages, w->n_div);
+        return 2;
+    }
+    if (o->expect_attempts && (int)p.st.attempts != o->expect_attempts) {
+        return 3;
+    }
+    plv_link_close(link);
+    return 0;
+}
+
+/* Leader -> secondary bytes the protocol should need (payloads only). */
+static uint64_t expected_leader_bytes(const World *w, uint64_t n_pages,
+                                      uint64_t n_zero)
+{
+    uint64_t b = PLV_SVM_HDR_LEN + 4, dev = w->spec.devstate_len;
+
+    for (unsigned r = 0; r < w->spec.n_regions; r++) {
+        const PlvBitmap *d = &plv_memview_region(w->lmv, r)->dirty;
+        uint64_t nw = plv_bitmap_n_words(d->n_bits), nz = 0;
+
+        for (uint64_t i = 0; i < nw; i++) {
+            nz += d->words[i] != 0;
+        }
+        b += PLV_SVM_BITMAP_REG_LEN + (nz * 12 < nw * 8 ? nz * 12 : nw * 8);
+    }
+    /* 256 records (1 MiB of 4 KiB pages) per PAGES message. */
+    b += (n_pages + 255) / 256 * (PLV_SVM_HDR_LEN + 4);
+    b += n_pages * PLV_SVM_PAGE_REC_LEN + (n_pages - n_zero) * PAGE;
+    b += (dev + (1 << 20) - 1) / (1 << 20) * (PLV_SVM_HDR_LEN + 8) + dev;
+    return b + PLV_SVM_HDR_LEN + 16;                    /* EOF */
+}
+
+static void run_and_check(const Spec *spec, unsigned threads)
+{
+    World w;
+    pid_t pid;
+    PlvLink *link;
+    PlvSyncvmChannel ch;
+    Peer p;
+    GError *err = NULL;
+    int rc;
+
+    world_build(&w, spec);
+    link = spawn(real_leader, &w, NULL, &pid);
+    peer_init(&p, &w, link);
+    p.cfg.hash_threads = threads;
+    plv_syncvm_channel_init_link(&ch, link);
+    rc = plv_syncvm_secondary_run(&p.cfg, &ch, w.smv, &p.st, &err);
+    ck_assert_msg(rc == 0, "secondary: %s", err ? err->message : "?");
+    ck_assert_int_eq(wait_child(pid), 0);
+
+    assert_converged(&w);
+    ck_assert_uint_eq(p.st.dirty_union, w.n_union);
+    ck_assert_uint_eq(p.st.divergent_pages, w.n_div);
+    ck_assert_uint_eq(p.st.zero_pages, w.n_div_zero);
+    ck_assert_uint_eq(p.st.same_pages, w.n_union - w.n_div);
+    ck_assert_uint_eq(p.st.page_bytes, (w.n_div - w.n_div_zero) * PAGE);
+    ck_assert_uint_eq(p.st.bytes_received,
+                      expected_leader_bytes(&w, w.n_div, w.n_div_zero));
+    /* Secondary: its BITMAP, the fingerprints (16 B a page) and the ACK. */
+    ck_assert_uint_ge(p.st.bytes_sent, w.n_union * PLV_SVM_HASH_LEN);
+    ck_assert_uint_le(p.st.bytes_sent, w.n_union * PLV_SVM_HASH_LEN +
+                      (w.n_union / 65536 + 1) * 32 + 36 +
+                      PLV_SVM_HDR_LEN + 4 + spec->n_regions *
+                      (PLV_SVM_BITMAP_REG_LEN + (spec->pages / 64 + 1) * 8));
+    ck_assert_uint_eq(p.dev_applies, 1);
+    ck_assert_uint_eq(p.dev_out->len, spec->devstate_len);
+    {
+        GByteArray *want = g_byte_array_new();
+
+        devstate_fill(want, spec->devstate_len, spec->seed);
+        ck_assert(memcmp(want->data, p.dev_out->data, want->len) == 0);
+        g_byte_array_unref(want);
+    }
+    ck_assert_uint_eq(p.n_err, 0);
+    ck_assert_uint_eq(p.st.attempts, 1);
+    plv_link_close(link);
+    g_byte_array_unref(p.dev_out);
+    world_free(&w);
+}
+
+/* 8 MiB x 2 regions unless said otherwise. */
+START_TEST(converge_0pct)
+{
+    Spec s = { .n_regions = 2, .pages = 2048, .dirty = 0.3, .diverge = 0,
+               .devstate_len = 5000, .seed = 1 };
+
+    run_and_check(&s, 1);
+}
+END_TEST
+
+START_TEST(converge_3pct_sparse)
+{
+    Spec s = { .n_regions = 3, .pages = 4096, .dirty = 0.01,
+               .diverge = 0.03, .devstate_len = 100, .seed = 2 };
+
+    run_and_check(&s, 1);
+}
+END_TEST
+
+START_TEST(converge_28pct_dense)
+{
+    Spec s = { .n_regions = 2, .pages = 2048, .dirty = 0.9,
+               .diverge = 0.28, .devstate_len = 3 << 20, .seed = 3 };
+
+    run_and_check(&s, 2);
+}
+END_TEST
+
+START_TEST(converge_100pct)
+{
+    Spec s = { .n_regions = 4, .pages = 1024, .dirty = 0.5, .diverge = 1.0,
+               .devstate_len = 70000, .seed = 4 };
+
+    run_and_check(&s, 1);
+}
+END_TEST
+
+START_TEST(converge_empty)
+{
+    Spec s = { .n_regions = 1, .pages = 64, .dirty = 0, .diverge = 0,
+               .devstate_len = 0, .seed = 5 };
+
+    run_and_check(&s, 1);
+}
+END_TEST
+
+/* 1 GiB of guest memory, a third of it dirty, 3% of that divergent. */
+START_TEST(converge_1gib)
+{
+    Spec s = { .n_regions = 1, .pages = (1u << 30) / PAGE, .dirty = 0.3,
+               .diverge = 0.03, .devstate_len = 1 << 20, .seed = 6 };
+
+    run_and_check(&s, 0);
+}
+END_TEST
+
+/* Baseline mode: every union page is sent, and memory still converges. */
+START_TEST(converge_send_all)
+{
+    Spec s = { .n_regions = 2, .pages = 1024, .dirty = 0.2, .diverge = 0.1,
+               .seed = 7 };
+    LeaderOpts o = { .send_all_dirty = true };
+    World w;
+    pid_t pid;
+    PlvLink *link;
+    PlvSyncvmChannel ch;
+    Peer p;
+
+    world_build(&w, &s);
+    link = spawn(real_leader, &w, &o, &pid);
+    peer_init(&p, &w, link);
+    plv_syncvm_channel_init_link(&ch, link);
+    ck_assert_int_eq(plv_syncvm_secondary_run(&p.cfg, &ch, w.smv, &p.st,
+                                              NULL), 0);
+    ck_assert_int_eq(wait_child(pid), 0);
+    assert_converged(&w);
+    ck_assert_uint_eq(p.st.divergent_pages, w.n_union);
+    ck_assert_uint_eq(p.st.bytes_sent,
+                      PLV_SVM_HDR_LEN + 4 + 2 * PLV_SVM_BITMAP_REG_LEN +
+                      2 * 16 * 8 + PLV_SVM_HDR_LEN + 12);   /* no HASHES */
+    plv_link_close(link);
+    world_free(&w);
+}
+END_TEST
+
+/* ---- the sender dies mid-transfer: memory exactly as before ---- */
+
+static void killed_leader(LeaderOpts *o)
+{
+    Spec s = { .n_regions = 2, .pages = 4096, .dirty = 0.5, .diverge = 0.5,
+               .devstate_len = 4096, .seed = 8 };
+    World w;
+    pid_t pid;
+    PlvLink *link;
+    PlvSyncvmChannel ch;
+    Peer p;
+    uint8_t **snap;
+    GError *err = NULL;
+
+    world_build(&w, &s);
+    snap = snapshot(&w);
+    link = spawn(real_leader, &w, o, &pid);
+    peer_init(&p, &w, link);
+    plv_syncvm_channel_init_link(&ch, link);
+    ck_assert_int_eq(plv_syncvm_secondary_run(&p.cfg, &ch, w.smv, &p.st,
+                                              &err), -1);
+    ck_assert_int_eq(err->code, PLV_SVM_ERROR_LINK);
+    g_clear_error(&err);
+    ck_assert_int_eq(wait_child(pid), 128 + SIGKILL);
+    assert_untouched(&w, snap);
+    ck_assert_uint_eq(p.dev_applies, 0);
+    ck_assert_uint_ge(p.n_err, 1);
+    plv_link_close(link);
+    world_free(&w);
+}
+
+START_TEST(killed_mid_pages)
+{
+    LeaderOpts o = { .kill_at_pages = 3 };
+
+    killed_leader(&o);
+}
+END_TEST
+
+START_TEST(killed_before_eof)
+{
+    LeaderOpts o = { .kill_at_eof = true };
+
+    killed_leader(&o);
+}
+END_TEST
+
+/* A corrupted PAGES in attempt 1: NACKed, retried, converges in 2. */
+START_TEST(corrupt_pages_retried)
+{
+    Spec s = { .n_regions = 1, .pages = 2048, .dirty = 0.5, .diverge = 0.2,
+               .devstate_len = 10, .seed = 9 };
+    LeaderOpts o = { .corrupt_first_pages = true, .expect_attempts = 2 };
+    World w;
+    pid_t pid;
+    PlvLink *link;
+    PlvSyncvmChannel ch;
+    Peer p;
+    GError *err = NULL;
+
+    world_build(&w, &s);
+    link = spawn(real_leader, &w, &o, &pid);
+    peer_init(&p, &w, link);
+    plv_syncvm_channel_init_link(&ch, link);
+    ck_assert_msg(plv_syncvm_secondary_run(&p.cfg, &ch, w.smv, &p.st,
+                                           &err) == 0, "%s",
+                  err ? err->message : "");
+    ck_assert_int_eq(wait_child(pid), 0);
+    assert_converged(&w);
+    ck_assert_uint_eq(p.st.attempts, 2);
+    ck_assert_uint_ge(p.code_seen[PLV_SVM_ERROR_MALFORMED], 1);
+    ck_assert_uint_eq(p.dev_applies, 1);
+    plv_link_close(link);
+    world_free(&w);
+}
+END_TEST
+
+/* ---- scripted leaders: bad or stale messages ---- */
+
+typedef enum Script {
+    S_STALE_EPOCH,          /* BITMAP of epoch 16, then close */
+    S_STALE_VID,            /* BITMAP of vid 3, then close */
+    S_FUTURE_EPOCH,         /* BITMAP of epoch 18 */
+    S_BAD_VERSION,          /* a BITMAP with version 2 */
+    S_GARBAGE,              /* a BITMAP of random bytes */
+    S_BAD_LAYOUT,           /* a BITMAP for a different memory */
+    S_PAGES_OUT_OF_RANGE,   /* a PAGES naming a page beyond the union */
+    S_PAGES_SHORT,          /* a PAGES missing its last data byte */
+    S_PAGES_NOT_RISING,     /* two PAGES naming the same page */
+    S_EOF_WRONG_COUNT,      /* EOF claiming one page more than sent */
+    S_DEVSTATE_GAP,         /* DEVSTATE at a wrong offset */
+    S_SILENT,               /* BITMAP, then nothing: secondary times out */
+} Script;
+
+typedef struct Fake {
+    PlvLink *link;
+    World *w;
+    PlvSvmHdr hdr;
+    GByteArray *tx, *rx;
+    PlvSvmUnion u;
+} Fake;
+
+static void fake_send(Fake *f, uint16_t type)
+{
+    struct iovec iov = { .iov_base = f->tx->data, .iov_len = f->tx->len };
+
+    plv_link_send(f->link, type, &iov, 1, NULL);
+    g_byte_array_set_size(f->tx, 0);
+}
+
+static void fake_bitmap(Fake *f, const PlvSvmHdr *h, PlvMemView *mv)
+{
+    unsigned n = plv_memview_n_regions(mv);
+    PlvBitmap *b = g_new(PlvBitmap, n);
+
+    for (unsigned i = 0; i < n; i++) {
+        b[i] = plv_memview_region(mv, i)->dirty;
+    }
+    plv_svm_encode_bitmap(f->tx, h, mv, b);
+    g_free(b);
+    fake_send(f, PLV_SVM_MSG_BITMAP);
+}
+
+/* Reads the secondary's BITMAP and HASHES; builds the union. */
+static int fake_collect(Fake *f)
+{
+    PlvMemView *mv = f->w->lmv;
+    unsigned n = plv_memview_n_regions(mv);
+    PlvBitmap *uni = g_new(PlvBitmap, n);
+    uint16_t type;
+    PlvSvmHdr h;
+    const uint8_t *body;
+    size_t len;
+    uint32_t got = 0;
+
+    if (plv_link_recv(f->link, &type, f->rx, 5000, NULL) < 0 ||
+        type != PLV_SVM_MSG_BITMAP ||
+        plv_svm_get_hdr(f->rx->data, f->rx->len, &h, &body, &len, NULL) < 0) {
+        return -1;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        const PlvBitmap *d = &plv_memview_region(mv, i)->dirty;
+
+        plv_bitmap_init(&uni[i], d->n_bits);
+        memcpy(uni[i].words, d->words, plv_bitmap_n_words(d->n_bits) * 8);
+    }
+    if (plv_svm_decode_bitmap(body, len, mv, uni, NULL) < 0) {
+        return -1;
+    }
+    plv_svm_union_build(&f->u, mv, uni);
+    for (unsigned i = 0; i < n; i++) {
+        plv_bitmap_destroy(&uni[i]);
+    }
+    g_free(uni);
+    while (got < f->u.n) {
+        PlvPageHash *tmp = g_new(PlvPageHash, f->u.n);
+        uint32_t c;
+        int rc;
+
+        if (plv_link_recv(f->link, &type, f->rx, 5000, NULL) < 0) {
+            g_free(tmp);
+            return -1;
+        }
+        plv_svm_get_hdr(f->rx->data, f->rx->len, &h, &body, &len, NULL);
+        rc = plv_svm_decode_hashes(body, len, got, f->u.n, tmp, &c, NULL);
+        g_free(tmp);
+        if (rc < 0) {
+            return -1;
+        }
+        got += c;
+    }
+    return 0;
+}
+
+/* PAGES with the given records; data for DATA records from page 0. */
+static void fake_pages(Fake *f, const PlvSvmPageRec *recs, uint32_t n,
+                       size_t cut)
+{
+    plv_svm_encode_pages_head(f->tx, &f->hdr, recs, n);
+    for (uint32_t i = 0; i < n; i++) {
+        if (recs[i].kind == PLV_SVM_PAGE_DATA) {
+            g_byte_array_append(f->tx, f->w->lmem[0], PAGE);
+        }
+    }
+    g_byte_array_set_size(f->tx, f->tx->len - cut);
+    fake_send(f, PLV_SVM_MSG_PAGES);
+}
+
+/* Waits until the peer closes (or 5 s), so it sees all we sent. */
+static void fake_drain(Fake *f)
+{
+    uint16_t type;
+
+    while (plv_link_recv(f->link, &type, f->rx, 5000, NULL) == 0) {
+    }
+}
+
+static int scripted_leader(PlvLink *link, World *w, void *arg)
+{
+    Script s = (Script)(intptr_t)arg;
+    Fake f = { .link = link, .w = w, .tx = g_byte_array_new(),
+               .rx = g_byte_array_new(),
+               .hdr = { .attempt = 1, .vid = 4, .epoch = 17 } };
+    PlvSvmHdr h = f.hdr;
+    PlvSvmPageRec recs[2] = { { .index = 0, .kind = PLV_SVM_PAGE_DATA },
+                              { .index = 1, .kind = PLV_SVM_PAGE_ZERO } };
+    PlvSvmEof eof = { 0 };
+
+    switch (s) {
+    case S_STALE_EPOCH:
+        h.epoch = 16;
+        fake_bitmap(&f, &h, w->lmv);
+        break;
+    case S_STALE_VID:
+        h.vid = 3;
+        h.epoch = 99;
+        fake_bitmap(&f, &h, w->lmv);
+        break;
+    case S_FUTURE_EPOCH:
+        h.epoch = 18;
+        fake_bitmap(&f, &h, w->lmv);
+        break;
+    case S_BAD_VERSION:
+        fake_bitmap(&f, &h, w->lmv);
+        break;
+    case S_GARBAGE:
+        plv_svm_put_hdr(f.tx, &h);
+        for (int i = 0; i < 40; i++) {
+            g_byte_array_append(f.tx, (const guint8 *)"\xa7\x13\xff", 3);
+        }
+        fake_send(&f, PLV_SVM_MSG_BITMAP);
+        break;
+    case S_BAD_LAYOUT: {
+        PlvMemView *other = plv_memview_new();
+
+        plv_memview_add_region(other, 10, PAGE, 5, w->lmem[0], NULL);
+        fake_bitmap(&f, &h, other);
+        plv_memview_free(other);
+        break;
+    }
+    default:
+        fake_bitmap(&f, &h, w->lmv);
+        if (fake_collect(&f) < 0 || f.u.n < 4) {
+            return 10;
+        }
+        switch (s) {
+        case S_PAGES_OUT_OF_RANGE:
+            recs[1].index = f.u.n;
+            fake_pages(&f, recs, 2, 0);
+            break;
+        case S_PAGES_SHORT:
+            fake_pages(&f, recs, 2, 1);
+            break;
+        case S_PAGES_NOT_RISING:
+            fake_pages(&f, recs, 1, 0);
+            fake_pages(&f, recs, 1, 0);
+            break;
+        case S_EOF_WRONG_COUNT:
+            fake_pages(&f, recs, 2, 0);
+            eof.n_pages = 3;
+            eof.n_zero = 1;
+            plv_svm_encode_eof(f.tx, &f.hdr, &eof);
+            fake_send(&f, PLV_SVM_MSG_EOF);
+            break;
+        case S_DEVSTATE_GAP:
+            plv_svm_encode_devstate_head(f.tx, &f.hdr, 100);
+            g_byte_array_append(f.tx, (const guint8 *)"abc", 3);
+            fake_send(&f, PLV_SVM_MSG_DEVSTATE);
+            break;
+        default:                        /* S_SILENT */
+            break;
+        }
+    }
+    fake_drain(&f);
+    return 0;
+}
+
+/* The version is patched on the wire: re-encode by hand. */
+static int bad_version_leader(PlvLink *link, World *w, void *arg)
+{
+    GByteArray *tx = g_byte_array_new(), *rx = g_byte_array_new();
+    PlvSvmHdr h = { .attempt = 1, .vid = 4, .epoch = 17 };
+    PlvBitmap b = plv_memview_region(w->lmv, 0)->dirty;
+    struct iovec iov;
+    uint16_t type;
+
+    plv_svm_encode_bitmap(tx, &h, w->lmv, &b);
+    tx->data[0] = 2;
+    iov.iov_base = tx->data;
+    iov.iov_len = tx->len;
+    plv_link_send(link, PLV_SVM_MSG_BITMAP, &iov, 1, NULL);
+    while (plv_link_recv(link, &type, rx, 5000, NULL) == 0) {
+    }
+    return 0;
+}
+
+typedef struct BadCase {
+    Script script;
+    PlvSvmErrorCode final_code;     /* secondary's returned error */
+    PlvSvmErrorCode reported;       /* must have been passed to on_error */
+} BadCase;
+
+/*
+ * After a bad message the secondary NACKs and waits for the leader's next
+ * attempt; the script sends none, so those runs end in a timeout.
+ */
+static const BadCase bad_cases[] = {
+    { S_STALE_EPOCH,        PLV_SVM_ERROR_TIMEOUT,   PLV_SVM_ERROR_STALE },
+    { S_STALE_VID,          PLV_SVM_ERROR_TIMEOUT,   PLV_SVM_ERROR_STALE },
+    { S_FUTURE_EPOCH,       PLV_SVM_ERROR_FUTURE,    PLV_SVM_ERROR_FUTURE },
+    { S_BAD_VERSION,        PLV_SVM_ERROR_VERSION,   PLV_SVM_ERROR_VERSION },
+    { S_GARBAGE,            PLV_SVM_ERROR_TIMEOUT,   PLV_SVM_ERROR_MALFORMED },
+    { S_BAD_LAYOUT,         PLV_SVM_ERROR_LAYOUT,    PLV_SVM_ERROR_LAYOUT },
+    { S_PAGES_OUT_OF_RANGE, PLV_SVM_ERROR_TIMEOUT,   PLV_SVM_ERROR_MALFORMED },
+    { S_PAGES_SHORT,        PLV_SVM_ERROR_TIMEOUT,   PLV_SVM_ERROR_MALFORMED },
+    { S_PAGES_NOT_RISING,   PLV_SVM_ERROR_TIMEOUT,   PLV_SVM_ERROR_MALFORMED },
+    { S_EOF_WRONG_COUNT,    PLV_SVM_ERROR_TIMEOUT,   PLV_SVM_ERROR_MALFORMED },
+    { S_DEVSTATE_GAP,       PLV_SVM_ERROR_TIMEOUT,   PLV_SVM_ERROR_MALFORMED },
+    { S_SILENT,             PLV_SVM_ERROR_TIMEOUT,   PLV_SVM_ERROR_TIMEOUT },
+};
+
+START_TEST(rejects_bad_leader)
+{
+    const BadCase *bc = &bad_cases[_i];
+    Spec s = { .n_regions = 1, .pages = 512, .dirty = 0.5, .diverge = 0.5,
+               .devstate_len = 0, .seed = 10 };
+    World w;
+    pid_t pid;
+    PlvLink *link;
+    PlvSyncvmChannel ch;
+    Peer p;
+    uint8_t **snap;
+    GError *err = NULL;
+
+    world_build(&w, &s);
+    snap = snapshot(&w);
+    link = spawn(bc->script == S_BAD_VERSION ? bad_version_leader
+                                             : scripted_leader,
+                 &w, (void *)(intptr_t)bc->script, &pid);
+    peer_init(&p, &w, link);
+    p.cfg.timeout_ms = 150;
+    p.cfg.max_attempts = 2;
+    plv_syncvm_channel_init_link(&ch, link);
+    ck_assert_int_eq(plv_syncvm_secondary_run(&p.cfg, &ch, w.smv, &p.st,
+                                              &err), -1);
+    ck_assert_msg(err->code == (int)bc->final_code, "case %d: %s",
+                  bc->script, err->message);
+    ck_assert_msg(p.code_seen[bc->reported] >= 1, "case %d: %s not reported",
+                  bc->script, err->message);
+    ck_assert_uint_eq(p.n_err, p.st.errors);
+    g_clear_error(&err);
+    plv_link_close(link);
+    ck_assert_int_eq(wait_child(pid), 0);
+    assert_untouched(&w, snap);
+    ck_assert_uint_eq(p.dev_applies, 0);
+    world_free(&w);
+}
+END_TEST
+
+/* ---- the leader's side: no ACK, no completion ---- */
+
+static int drop_ack_send(void *opaque, uint16_t type, const struct iovec *iov,
+                         int iovcnt, GError **err)
+{
+    if (type == PLV_SVM_MSG_ACK) {
+        return 0;
+    }
+    return plv_link_send(opaque, type, iov, iovcnt, err);
+}
+
+/*
+ * arg NULL: a real secondary whose ACK is lost. arg non-NULL: one that
+ * answers the BITMAP with a BITMAP of an older epoch.
+ */
+static int mute_secondary(PlvLink *link, World *w, void *arg)
+{
+    GByteArray *rx = g_byte_array_new();
+    uint16_t type;
+
+    if (arg) {
+        GByteArray *tx = g_byte_array_new();
+        PlvSvmHdr h = { .attempt = 1, .vid = 4, .epoch = 16 };
+        PlvBitmap b = plv_memview_region(w->smv, 0)->dirty;
+        struct iovec iov;
+
+        plv_link_recv(link, &type, rx, 5000, NULL);
+        plv_svm_encode_bitmap(tx, &h, w->smv, &b);
+        iov.iov_base = tx->data;
+        iov.iov_len = tx->len;
+        plv_link_send(link, PLV_SVM_MSG_BITMAP, &iov, 1, NULL);
+    } else {
+        Peer p;
+        PlvSyncvmChannel ch;
+
+        peer_init(&p, w, link);
+        plv_syncvm_channel_init_link(&ch, link);
+        ch.send = drop_ack_send;
+        if (plv_syncvm_secondary_run(&p.cfg, &ch, w->smv, &p.st, NULL) < 0) {
+            return 1;
+        }
+    }
+    while (plv_link_recv(link, &type, rx, 5000, NULL) == 0) {
+    }
+    return 0;
+}
+
+START_TEST(leader_needs_ack)
+{
+    Spec s = { .n_regions = 1, .pages = 256, .dirty = 0.5, .diverge = 0.5,
+               .seed = 11 };
+    World w;
+    pid_t pid;
+    PlvLink *link;
+    PlvSyncvmChannel ch;
+    Peer p;
+    GError *err = NULL;
+
+    world_build(&w, &s);
+    link = spawn(mute_secondary, &w, NULL, &pid);
+    peer_init(&p, &w, link);
+    p.cfg.timeout_ms = 100;
+    p.cfg.max_attempts = 2;
+    plv_syncvm_channel_init_link(&ch, link);
+    ck_assert_int_eq(plv_syncvm_leader_run(&p.cfg, &ch, w.lmv, &p.st, &err),
+                     -1);
+    ck_assert_int_eq(err->code, PLV_SVM_ERROR_TIMEOUT);
+    ck_assert_uint_eq(p.st.attempts, 2);
+    ck_assert_uint_eq(p.code_seen[PLV_SVM_ERROR_TIMEOUT], 2);
+    g_clear_error(&err);
+    plv_link_close(link);
+    ck_assert_int_eq(wait_child(pid), 0);
+    world_free(&w);
+}
+END_TEST
+
+START_TEST(leader_rejects_stale)
+{
+    Spec s = { .n_regions = 1, .pages = 256, .dirty = 0.5, .diverge = 0.5,
+               .seed = 12 };
+    World w;
+    pid_t pid;
+    PlvLink *link;
+    PlvSyncvmChannel ch;
+    Peer p;
+    GError *err = NULL;
+
+    world_build(&w, &s);
+    link = spawn(mute_secondary, &w, (void *)1, &pid);
+    peer_init(&p, &w, link);
+    p.cfg.timeout_ms = 100;
+    p.cfg.max_attempts = 1;
+    plv_syncvm_channel_init_link(&ch, link);
+    ck_assert_int_eq(plv_syncvm_leader_run(&p.cfg, &ch, w.lmv, &p.st, &err),
+                     -1);
+    ck_assert_int_eq(err->code, PLV_SVM_ERROR_TIMEOUT);
+    ck_assert_uint_eq(p.code_seen[PLV_SVM_ERROR_STALE], 1);
+    g_clear_error(&err);
+    plv_link_close(link);
+    ck_assert_int_eq(wait_child(pid), 0);
+    world_free(&w);
+}
+END_TEST
+
+/* ---- codec: HASHES, PAGES, DEVSTATE, EOF, ACK, NACK ---- */
+
+START_TEST(codec_roundtrips_and_rejects)
+{
+    static uint8_t mem[8 * PAGE];
+    PlvMemView *mv = plv_memview_new();
+    PlvSvmHdr h = { .attempt = 2, .vid = 5, .epoch = 6 }, h2;
+    GByteArray *m = g_byte_array_new();
+    PlvPageHash hs[3] = { { 1, 2 }, { 3, 4 }, { 5, 6 } }, got[8];
+    PlvSvmPageRec recs[3] = { { 1, PLV_SVM_PAGE_DATA, NULL },
+                              { 4, PLV_SVM_PAGE_ZERO, NULL },
+                              { 6, PLV_SVM_PAGE_DATA, NULL } }, out[8];
+    PlvSvmUnion u;
+    PlvBitmap all;
+    const uint8_t *body, *data;
+    size_t len, dlen;
+    uint32_t n, code;
+    uint64_t dl;
+    char *reason;
+    PlvSvmEof eof = { 3, 1, 77 }, eof2;
+
+    plv_memview_add_region(mv, 1, PAGE, 8, mem, NULL);
+    plv_bitmap_init(&all, 8);
+    all.words[0] = 0xff;
+    plv_svm_union_build(&u, mv, &all);
+
+    plv_svm_encode_hashes(m, &h, 5, hs, 3);
+    ck_assert_int_eq(plv_svm_get_hdr(m->data, m->len, &h2, &body, &len,
+                                     NULL), 0);
+    ck_assert_uint_eq(h2.attempt, 2);
+    ck_assert_int_eq(plv_svm_decode_hashes(body, len, 5, 8, got, &n, NULL),
+                     0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_uint_eq(got[7].hi, 6);
+    ck_assert_int_eq(plv_svm_decode_hashes(body, len, 4, 8, got, &n, NULL),
+                     -1);   /* not where we are */
+    ck_assert_int_eq(plv_svm_decode_hashes(body, len, 5, 7, got, &n, NULL),
+                     -1);   /* beyond the union */
+    ck_assert_int_eq(plv_svm_decode_hashes(body, len - 1, 5, 8, got, &n,
+                                           NULL), -1);
+
+    g_byte_array_set_size(m, 0);
+    plv_svm_encode_pages_head(m, &h, recs, 3);
+    g_byte_array_append(m, mem, 2 * PAGE);
+    plv_svm_get_hdr(m->data, m->len, &h2, &body, &len, NULL);
+    ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 0, out, &n,
+                                          NULL), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_ptr_null(out[1].data);
+    ck_assert_ptr_eq(out[2].data, body + 4 + 15 + PAGE);
+    ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 2, out, &n,
+                                          NULL), -1);   /* already had 1 */
+    for (size_t cut = 1; cut < len; cut += 97) {
+        ck_assert_int_eq(plv_svm_decode_pages(body, len - cut, mv, &u, 0,
+                                              out, &n, NULL), -1);
+    }
+    ((uint8_t *)body)[4 + 4] = 7;   /* unknown kind */
+    ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 0, out, &n,
+                                          NULL), -1);
+
+    g_byte_array_set_size(m, 0);
+    plv_svm_encode_devstate_head(m, &h, 10);
+    g_byte_array_append(m, (const guint8 *)"xyz", 3);
+    plv_svm_get_hdr(m->data, m->len, &h2, &body, &len, NULL);
+    ck_assert_int_eq(plv_svm_decode_devstate(body, len, 10, 100, &data,
+                                             &dlen, NULL), 0);
+    ck_assert_uint_eq(dlen, 3);
+    ck_assert_int_eq(plv_svm_decode_devstate(body, len, 10, 12, &data,
+                                             &dlen, NULL), -1);  /* cap */
+
+    g_byte_array_set_size(m, 0);
+    plv_svm_encode_eof(m, &h, &eof);
+    plv_svm_get_hdr(m->data, m->len, &h2, &body, &len, NULL);
+    ck_assert_int_eq(plv_svm_decode_eof(body, len, &eof2, NULL), 0);
+    ck_assert_uint_eq(eof2.devstate_len, 77);
+    ck_assert_int_eq(plv_svm_decode_eof(body, len + 1, &eof2, NULL), -1);
+
+    g_byte_array_set_size(m, 0);
+    plv_svm_encode_ack(m, &h, 9, 10);
+    plv_svm_get_hdr(m->data, m->len, &h2, &body, &len, NULL);
+    ck_assert_int_eq(plv_svm_decode_ack(body, len, &n, &dl, NULL), 0);
+    ck_assert_uint_eq(n, 9);
+    ck_assert_uint_eq(dl, 10);
+
+    g_byte_array_set_size(m, 0);
+    plv_svm_encode_nack(m, &h, 3, "bad\x01thing");
+    plv_svm_get_hdr(m->data, m->len, &h2, &body, &len, NULL);
+    ck_assert_int_eq(plv_svm_decode_nack(body, len, &code, &reason, NULL), 0);
+    ck_assert_uint_eq(code, 3);
+    ck_assert_str_eq(reason, "bad?thing");
+    g_free(reason);
+    ck_assert_int_eq(plv_svm_decode_nack(body, len - 1, &code, &reason, NULL),
+                     -1);
+
+    /* Unknown header flags are rejected. */
+    m->data[2] = 0x80;
+    ck_assert_int_eq(plv_svm_get_hdr(m->data, m->len, &h2, &body, &len,
+                                     NULL), -1);
+
+    plv_svm_union_clear(&u);
+    plv_bitmap_destroy(&all);
+    g_byte_array_unref(m);
+    plv_memview_free(mv);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("syncvm");
+    TCase *conv = tcase_create("converge");
+    TCase *fail = tcase_create("failures");
+    TCase *codec = tcase_create("codec");
+    SRunner *sr;
+    int failed;
+
+    /* The two processes would otherwise die of a write to a closed link. */
+    signal(SIGPIPE, SIG_IGN);
+    tcase_add_test(conv, converge_0pct);
+    tcase_add_test(conv, converge_3pct_sparse);
+    tcase_add_test(conv, converge_28pct_dense);
+    tcase_add_test(conv, converge_100pct);
+    tcase_add_test(conv, converge_empty);
+    tcase_add_test(conv, converge_send_all);
+    tcase_add_test(conv, converge_1gib);
+    tcase_set_timeout(conv, 40);
+    tcase_add_test(fail, killed_mid_pages);
+    tcase_add_test(fail, killed_before_eof);
+    tcase_add_test(fail, corrupt_pages_retried);
+    tcase_add_loop_test(fail, rejects_bad_leader, 0, G_N_ELEMENTS(bad_cases));
+    tcase_add_test(fail, leader_needs_ack);
+    tcase_add_test(fail, leader_rejects_stale);
+    tcase_set_timeout(fail, 20);
+    tcase_add_test(codec, codec_roundtrips_and_rejects);
+    suite_add_tcase(s, conv);
+    suite_add_tcase(s, fail);
+    suite_add_tcase(s, codec);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
