@@ -45,6 +45,7 @@ all: core qemu guest
 # QEMU: ninja knows what is stale; plover/ is inside its build through
 # qemu/plover -> ../plover (made by configure).
 qemu: $(QEMU_BUILD)/build.ninja
+	$(SRCDIR)/scripts/sync-patches.sh $(QEMU_SRC) $(SRCDIR)/patches $(BUILD)/patches.stamp
 	ninja -C $(QEMU_BUILD) qemu-system-x86_64 qemu-img
 	ln -sf $(QEMU_BIN) $(BUILD)/qemu-system-x86_64
 

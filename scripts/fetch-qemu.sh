@@ -16,29 +16,6 @@ cache=$3
 log() { echo "fetch-qemu: $*" >&2; }
 die() { echo "fetch-qemu: error: $*" >&2; exit 1; }
 
-# The Debian mirror this machine already uses: the URI that serves the
-# bookworm suite in the system's own apt configuration. No host name is
-# written into the project.
-debian_mirror() {
-    local f uri
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        uri=$(awk '
-            /^[ \t]*$/ { if (u != "" && s ~ /(^| )bookworm( |$)/) { print u; exit } u = ""; s = "" }
-            /^URIs:/   { u = $2 }
-            /^Suites:/ { $1 = ""; s = $0 " " }
-            END        { if (u != "" && s ~ /(^| )bookworm( |$)/) print u }' "$f" | head -n1)
-        [ -n "$uri" ] && { echo "$uri"; return 0; }
-    done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -f "$f" ] || continue
-        uri=$(awk '$1 == "deb" && $0 ~ / bookworm / {
-                   for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) { print $i; exit } }' "$f" | head -n1)
-        [ -n "$uri" ] && { echo "$uri"; return 0; }
-    done
-    return 1
-}
-
 verify() {
     local file=$1 want=$2 got
     got=$(sha256sum "$cache/$file" | cut -d' ' -f1)
@@ -51,7 +28,7 @@ have_all() {
 
 mkdir -p "$cache"
 if ! have_all; then
-    mirror=$(debian_mirror) || die "no Debian bookworm mirror found in /etc/apt"
+    mirror=$("$srcdir/scripts/debian-mirror.sh") || die "no Debian bookworm mirror found in /etc/apt"
     log "downloading qemu=$QEMU_DEB_VERSION ($QEMU_DEB_SUITE source) from the system's mirror"
     apt=$cache/apt
     mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial"
@@ -73,7 +50,7 @@ log "unpacking with Debian's patch series applied"
 dpkg-source --no-check -x "$cache/$QEMU_DSC" "$tmp/src" >&2
 
 cd "$tmp/src"
-git init -q -b upstream
+git init -q -b plover
 git config user.name "plover configure"
 git config user.email "configure@plover.invalid"
 git config core.autocrlf false
@@ -81,7 +58,6 @@ git config core.autocrlf false
 git add -A -f .
 git commit -q -m "upstream: QEMU $QEMU_DEB_VERSION (Debian source package, Debian patches applied)"
 git tag upstream
-git checkout -q -b plover
 cd - >/dev/null
 
 rm -rf "$dest"

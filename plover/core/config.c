@@ -190,7 +190,7 @@ bool plv_config_set(PlvConfig *cfg, const char *key, const char *value,
         return fail(errp, "%s: empty value", key);
     }
     if (!strcmp(key, "role")) {
-        int r;
+        int r = 0;
         if (!parse_enum(key, value, role_names, G_N_ELEMENTS(role_names), &r,
                         "auto, leader, secondary or witness", errp)) {
             return false;
@@ -199,7 +199,7 @@ bool plv_config_set(PlvConfig *cfg, const char *key, const char *value,
         return true;
     }
     if (!strcmp(key, "transport")) {
-        int t;
+        int t = 0;
         if (!parse_enum(key, value, transport_names, G_N_ELEMENTS(transport_names),
                         &t, "tcp or rdma", errp)) {
             return false;

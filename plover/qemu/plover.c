@@ -1,0 +1,119 @@
+/*
+ * -plover: the option, its QEMU-side checks, and the replica's start-up.
+ *
+ * The option string itself is parsed by plover/core (plv_config_*), where
+ * every error message is unit-tested; this file adds what needs QEMU: the
+ * netdev and the secret object must exist, and the secret must be readable.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "qemu/osdep.h"
+#include "qemu/help_option.h"
+#include "qapi/error.h"
+#include "net/net.h"
+#include "crypto/secret_common.h"
+#include "system/plover.h"
+#include "plover-state.h"
+#include "trace.h"
+
+#ifdef PLOVER_HAVE_RDMA
+#define PLOVER_RDMA_BUILT true
+#else
+#define PLOVER_RDMA_BUILT false
+#endif
+
+static PloverState the_replica = { .role = PLOVER_ROLE_NONE };
+
+PloverState *plover_state(void)
+{
+    return &the_replica;
+}
+
+bool plover_parse_opts(const char *optarg, Error **errp)
+{
+    PloverState *s = plover_state();
+    g_autoptr(GError) gerr = NULL;
+
+    if (is_help_option(optarg)) {
+        g_autofree char *help = plv_config_help();
+        printf("%s", help);
+        exit(0);
+    }
+    if (s->configured) {
+        error_setg(errp, "-plover may be given only once");
+        return false;
+    }
+    plv_config_init(&s->cfg);
+    if (!plv_config_parse(&s->cfg, optarg, &gerr) ||
+        !plv_config_validate(&s->cfg, PLOVER_RDMA_BUILT, &gerr)) {
+        error_setg(errp, "%s", gerr->message);
+        plv_config_clear(&s->cfg);
+        return false;
+    }
+    s->configured = true;
+    return true;
+}
+
+static bool plover_check_netdev(const PlvConfig *cfg, Error **errp)
+{
+    NetClientState *nc = qemu_find_netdev(cfg->netdev);
+
+    if (!nc) {
+        error_setg(errp, "-plover: netdev: no -netdev with id '%s'", cfg->netdev);
+        return false;
+    }
+    /* Inputs are taken off the tap's receive path (PLOVER's tap_send hook). */
+    if (nc->info->type != NET_CLIENT_DRIVER_TAP) {
+        error_setg(errp, "-plover: netdev: '%s' is a %s netdev; a tap netdev is required",
+                   cfg->netdev, NetClientDriver_str(nc->info->type));
+        return false;
+    }
+    if (!nc->peer) {
+        error_setg(errp, "-plover: netdev: '%s' is not connected to a guest NIC",
+                   cfg->netdev);
+        return false;
+    }
+    return true;
+}
+
+static bool plover_load_secret(PloverState *s, Error **errp)
+{
+    Object *obj = object_resolve_path_component(object_get_objects_root(),
+                                                s->cfg.secret);
+
+    if (!obj || !object_dynamic_cast(obj, TYPE_QCRYPTO_SECRET_COMMON)) {
+        error_setg(errp, "-plover: secret: no -object secret with id '%s'",
+                   s->cfg.secret);
+        return false;
+    }
+    if (qcrypto_secret_lookup(s->cfg.secret, &s->secret, &s->secret_len, errp) < 0) {
+        error_prepend(errp, "-plover: secret: ");
+        return false;
+    }
+    if (s->secret_len < 8) {
+        error_setg(errp, "-plover: secret: '%s' is %zu bytes; at least 8 are required",
+                   s->cfg.secret, s->secret_len);
+        return false;
+    }
+    return true;
+}
+
+bool plover_init(Error **errp)
+{
+    PloverState *s = plover_state();
+
+    if (!s->configured) {
+        return true;
+    }
+    if (!plover_check_netdev(&s->cfg, errp) || !plover_load_secret(s, errp)) {
+        return false;
+    }
+    trace_plover_configured(s->cfg.id, plv_start_role_name(s->cfg.role),
+                            s->cfg.netdev, plv_transport_name(s->cfg.transport));
+    for (unsigned i = 0; i < s->cfg.n_peers; i++) {
+        trace_plover_peer(i, s->cfg.peers[i].host, s->cfg.peers[i].port,
+                          i == s->cfg.id);
+    }
+    s->initialized = true;
+    return true;
+}

@@ -1,0 +1,1 @@
+#include "trace/trace-plover_qemu.h"

@@ -1,0 +1,166 @@
+# Integration-test helpers: network namespaces, bridges, taps, QEMU processes.
+#
+# Topology (all inside namespaces this test creates; names are unique per
+# test process so parallel or leftover runs never collide):
+#
+#   ${NSP}lan:     bridge "lan", the shared L2 segment
+#   ${NSP}hN:      one per QEMU host: bridge "br0" = tap "tap0" + veth to lan;
+#                  the host's own address for replica links is on br0
+#   ${NSP}cl:      the client, a veth to lan
+#
+# Addresses: host N = 10.$SUBNET.0.(N+1), guest = 10.$SUBNET.0.100,
+# client = 10.$SUBNET.0.200. Traffic never leaves these namespaces.
+#
+# Everything started is recorded and removed by plv_cleanup, which runs on
+# EXIT (also when a test fails or is interrupted).
+
+set -euo pipefail
+
+: "${QEMU:?QEMU must name the built qemu-system-x86_64}"
+: "${GUEST_DIR:?GUEST_DIR must name the built test guest}"
+: "${SRCDIR:?SRCDIR must name the source tree}"
+KVCTL=${KVCTL:-$(dirname "$GUEST_DIR")/tools/kvctl}
+QMP_PY="$SRCDIR/tests/integration/qmp.py"
+
+NSP="plv$$"
+SUBNET=$(( ($$ % 200) + 20 ))
+GUEST_IP="10.$SUBNET.0.100"
+CLIENT_IP="10.$SUBNET.0.200"
+KVD_PORT=7000
+WORK=$(mktemp -d "/tmp/plover-it.XXXXXX")
+PLV_PIDS=()
+PLV_NETNS=()
+
+host_ip() { echo "10.$SUBNET.0.$(( $1 + 1 ))"; }
+
+log() { echo "[$(date +%T)] $*" >&2; }
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+plv_cleanup() {
+    local rc=$? pid ns
+    for pid in "${PLV_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PLV_PIDS[@]}"; do
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    for ns in "${PLV_NETNS[@]}"; do
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    if [ "$rc" -ne 0 ] && [ -d "$WORK" ]; then
+        # Keep the evidence of a failure visible in the runner's output.
+        for f in "$WORK"/*.serial "$WORK"/*.err; do
+            [ -s "$f" ] || continue
+            echo "---- $(basename "$f") (last 30 lines)" >&2
+            tail -n 30 "$f" >&2
+        done
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap plv_cleanup EXIT
+trap 'exit 130' INT TERM
+
+need_root() {
+    [ "$(id -u)" = 0 ] || fail "integration tests need root (network namespaces, taps)"
+}
+
+nsx() {
+    local ns=$1
+    shift
+    ip netns exec "$NSP$ns" "$@"
+}
+
+add_netns() {
+    ip netns add "$NSP$1"
+    PLV_NETNS+=("$NSP$1")
+    nsx "$1" ip link set lo up
+}
+
+# The shared segment and the client.
+net_setup() {
+    need_root
+    add_netns lan
+    nsx lan ip link add lan type bridge
+    nsx lan ip link set lan up
+    add_netns cl
+    ip link add "${NSP}c" netns "${NSP}cl" type veth peer name "cl" netns "${NSP}lan"
+    nsx lan ip link set cl master lan up
+    nsx cl ip link set "${NSP}c" name eth0
+    nsx cl ip addr add "$CLIENT_IP/24" dev eth0
+    nsx cl ip link set eth0 up
+}
+
+# Host N: its namespace, a tap for QEMU, a bridge joining tap and segment.
+host_setup() {
+    local n=$1
+    add_netns "h$n"
+    nsx "h$n" ip tuntap add dev tap0 mode tap
+    nsx "h$n" ip link add br0 type bridge
+    ip link add "${NSP}u$n" netns "${NSP}h$n" type veth peer name "h$n" netns "${NSP}lan"
+    nsx lan ip link set "h$n" master lan up
+    nsx "h$n" ip link set "${NSP}u$n" name uplink
+    nsx "h$n" ip link set uplink master br0 up
+    nsx "h$n" ip link set tap0 master br0 up
+    nsx "h$n" ip addr add "$(host_ip "$n")/24" dev br0
+    nsx "h$n" ip link set br0 up
+}
+
+# qemu_start NAME HOSTNS [QEMU ARGS...]: start QEMU in namespace h$HOSTNS
+# (or none: "-"), with a QMP socket $WORK/NAME.qmp and serial log
+# $WORK/NAME.serial. Records the PID for cleanup.
+qemu_start() {
+    local name=$1 host=$2
+    shift 2
+    local -a pre=()
+    [ "$host" = - ] || pre=(ip netns exec "${NSP}h$host")
+    "${pre[@]}" "$QEMU" -accel "${PLOVER_ACCEL:-tcg}" -nodefaults -display none \
+        -qmp "unix:$WORK/$name.qmp,server=on,wait=off" \
+        -serial "file:$WORK/$name.serial" \
+        "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" &
+    PLV_PIDS+=($!)
+    eval "PID_$name=$!"
+}
+
+# Kernel + initramfs of the test guest, its NIC on netdev "net0" (a tap).
+guest_args() {
+    local append=$1
+    echo -m 256 -kernel "$GUEST_DIR/vmlinuz" -initrd "$GUEST_DIR/initrd.img" \
+        -append "console=ttyS0 panic=-1 quiet $append" -no-reboot \
+        -netdev tap,id=net0,ifname=tap0,script=no,downscript=no \
+        -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56
+}
+
+# wait_serial NAME PATTERN TIMEOUT_S
+wait_serial() {
+    local name=$1 pat=$2 t=$3 pid
+    pid=$(eval echo "\$PID_$name")
+    for _ in $(seq 1 $(( t * 10 ))); do
+        grep -q -- "$pat" "$WORK/$name.serial" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || fail "$name exited before '$pat'"
+        sleep 0.1
+    done
+    fail "$name: no '$pat' on the serial console within ${t}s"
+}
+
+qmp() {
+    local name=$1
+    shift
+    python3 "$QMP_PY" "$WORK/$name.qmp" "$@"
+}
+
+kv() {
+    nsx cl "$KVCTL" "$GUEST_IP" "$KVD_PORT" "$@"
+}
+
+assert_eq() {
+    [ "$1" = "$2" ] || fail "${3:-value}: expected '$2', got '$1'"
+}

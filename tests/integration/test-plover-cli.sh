@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# -plover on the real binary: help, every class of invalid value (one-line
+# error naming the field, exit status 1), the checks that need QEMU (netdev,
+# secret), and query-plover reporting a valid configuration.
+. "$(dirname "$0")/lib.sh"
+
+# expect_reject WANT_MESSAGE QEMU_ARGS...: QEMU exits 1 with exactly one
+# line on stderr, and that line ends with WANT_MESSAGE.
+expect_reject() {
+    local want=$1 out rc
+    shift
+    rc=0
+    out=$(nsx h0 "$QEMU" -accel tcg -nodefaults -display none -S "$@" 2>&1 >/dev/null) || rc=$?
+    [ "$rc" = 1 ] || fail "exit status $rc (want 1) for: $*"
+    [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || fail "more than one line for: $*: $out"
+    case "$out" in
+    *"$want") ;;
+    *) fail "for: $*
+  want: ...$want
+  got:  $out" ;;
+    esac
+}
+
+help=$("$QEMU" -plover help) || fail "-plover help exited non-zero"
+for f in role= id= peers= netdev= transport= secret= heartbeat-ms= suspect-ms= \
+         syncvm-timeout-ms= idle-threshold-us= idle-window-us= max-sync-interval-ms=; do
+    case "$help" in *"$f"*) ;; *) fail "-plover help does not list $f" ;; esac
+done
+"$QEMU" -help | grep -q -- '^-plover ' || fail "-help does not document -plover"
+
+need_root
+add_netns h0
+nsx h0 ip tuntap add dev tap0 mode tap
+
+SECRET=(-object secret,id=s0,data=correct-horse-battery)
+NET=(-netdev tap,id=net0,ifname=tap0,script=no,downscript=no -device virtio-net-pci,netdev=net0)
+PEERS="peers=10.1.0.1:7100,10.1.0.2:7100,10.1.0.3:7100"
+OK="id=0,$PEERS,netdev=net0,secret=s0"
+
+expect_reject "role: invalid value 'boss' (expected auto, leader, secondary or witness)" \
+    "${NET[@]}" "${SECRET[@]}" -plover "role=boss,$OK"
+expect_reject "id: 3 is out of range (0..2, an index into peers)" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=3,$PEERS,netdev=net0,secret=s0"
+expect_reject "id: 'one' is not a replica index (0..6)" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=one,$PEERS,netdev=net0,secret=s0"
+expect_reject "peers: 'nohost' has no port (expected host:port)" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=nohost,b:1,c:1,netdev=net0,secret=s0"
+expect_reject "peers: 'a:70000' has an invalid port (expected 1..65535)" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=a:70000,b:1,c:1,netdev=net0,secret=s0"
+expect_reject "peers: a:1 is given twice" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=a:1,b:1,a:1,netdev=net0,secret=s0"
+expect_reject "peers: 2 given, exactly 3 required (this replica included)" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=a:1,b:1,netdev=net0,secret=s0"
+expect_reject "transport: invalid value 'ib' (expected tcp or rdma)" \
+    "${NET[@]}" "${SECRET[@]}" -plover "$OK,transport=ib"
+expect_reject "unknown field 'mode' (-plover help lists the fields)" \
+    "${NET[@]}" "${SECRET[@]}" -plover "$OK,mode=fast"
+expect_reject "netdev: required (id of the -netdev whose traffic is replicated)" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,$PEERS,secret=s0"
+expect_reject "-plover may be given only once" \
+    "${NET[@]}" "${SECRET[@]}" -plover "$OK" -plover "$OK"
+expect_reject "-plover: netdev: no -netdev with id 'nosuch'" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,$PEERS,netdev=nosuch,secret=s0"
+expect_reject "-plover: netdev: 'u0' is a user netdev; a tap netdev is required" \
+    -netdev user,id=u0 -device virtio-net-pci,netdev=u0 "${SECRET[@]}" \
+    -plover "id=0,$PEERS,netdev=u0,secret=s0"
+expect_reject "-plover: secret: no -object secret with id 's0'" \
+    "${NET[@]}" -plover "$OK"
+expect_reject "-plover: secret: 's0' is 3 bytes; at least 8 are required" \
+    "${NET[@]}" -object secret,id=s0,data=abc -plover "$OK"
+if grep -q '^ENABLE_RDMA := no' "$SRCDIR/build/config.mk"; then
+    expect_reject "transport: rdma is not available in this build (built with --disable-rdma)" \
+        "${NET[@]}" "${SECRET[@]}" -plover "$OK,transport=rdma"
+fi
+
+# A valid configuration: QEMU stays up and query-plover reports it.
+qemu_start vm 0 -S "${NET[@]}" "${SECRET[@]}" -plover "role=auto,id=1,$PEERS,netdev=net0,secret=s0,suspect-ms=150"
+info=$(qmp vm query-plover) || fail "query-plover failed"
+python3 - "$info" <<'PY' || fail "query-plover: unexpected reply: $info"
+import json, sys
+i = json.loads(sys.argv[1])
+assert i["enabled"] is True, i
+assert i["id"] == 1 and i["configured-role"] == "auto", i
+assert i["netdev"] == "net0" and i["secret"] == "s0" and i["transport"] == "tcp", i
+assert [(p["host"], p["port"]) for p in i["peers"]] == \
+    [("10.1.0.1", 7100), ("10.1.0.2", 7100), ("10.1.0.3", 7100)], i
+assert [p["state"] for p in i["peers"]][1] == "local", i
+assert i["timeouts"]["suspect-ms"] == 150 and i["timeouts"]["heartbeat-ms"] == 20, i
+PY
