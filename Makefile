@@ -28,6 +28,7 @@ else
 
 include $(SRCDIR)/plover/core/core.mk
 include $(SRCDIR)/tests/unit/unit.mk
+include $(SRCDIR)/bench/bench.mk
 include $(SRCDIR)/tests/fuzz/fuzz.mk
 include $(SRCDIR)/tests/guest/guest.mk
 

@@ -636,6 +636,9 @@ static void tcp_stats(PlvTransport *base, PlvTransportStats *out)
 static int tcp_start(PlvTransport *base, GError **err)
 {
     TcpTransport *t = (TcpTransport *)base;
+    if (t->epfd >= 0) {
+        return 0;               /* already started (e.g. probed, then driven) */
+    }
     if (t->listen_fd < 0) {
         t->listen_fd = plv_sock_listen(t->listen_host, t->listen_port, err);
         if (t->listen_fd < 0) {

@@ -9,7 +9,7 @@
 #include "plover/wire.h"
 #include "wire-int.h"
 
-#define HDR_PAYLOAD_LEN 52      /* PlvMsgHdr on the wire */
+#define HDR_PAYLOAD_LEN 60      /* PlvMsgHdr on the wire */
 #define ENTRY_FIXED_LEN 21      /* index, vid, op, len */
 
 G_DEFINE_QUARK(plv-wire-error-quark, plv_wire_error)
@@ -170,6 +170,7 @@ bool plv_wire_encode(const PlvMsg *m, GByteArray *out, GError **err)
     put64(out, m->hdr.commit);
     put64(out, m->hdr.last);
     put64(out, m->hdr.applied);
+    put64(out, m->hdr.to_inc);
     put32(out, m->hdr.flags);
 
     switch (m->type) {
@@ -398,6 +399,7 @@ static bool decode_body(Rd *r, PlvMsg *m)
     h->commit = get64(r);
     h->last = get64(r);
     h->applied = get64(r);
+    h->to_inc = get64(r);
     h->flags = get32(r);
     if (r->failed) {
         return false;

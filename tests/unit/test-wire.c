@@ -38,7 +38,7 @@ static void fill_msg(PlvMsg *m, PlvMsgType t)
 {
     plv_msg_init(m, t);
     m->hdr = (PlvMsgHdr){ .from = 1, .to = 2, .inc = 7, .vid = plv_vid_make(3, 1),
-                          .commit = 10, .last = 12, .applied = 9,
+                          .commit = 10, .last = 12, .applied = 9, .to_inc = 3,
                           .flags = PLV_HDR_ADMITTED | PLV_HDR_LEADER };
     m->vid = plv_vid_make(4, 1);
     switch (t) {
@@ -241,14 +241,14 @@ START_TEST(test_reject_malformed)
     MUTATE(30, b->data[30] ^ 1, PLV_WIRE_ERR_CHECKSUM, false);
     MUTATE(12, 5, PLV_WIRE_ERR_FIELD, true);               /* from >= n */
     MUTATE(16, 1, PLV_WIRE_ERR_FIELD, true);               /* to == from */
-    MUTATE(60, 0x80, PLV_WIRE_ERR_FIELD, true);            /* unknown flag */
+    MUTATE(68, 0x80, PLV_WIRE_ERR_FIELD, true);            /* unknown flag */
     /* ACCEPT body: vid(8) index(8) trunc(8) count(4) at 12+52 */
-    MUTATE(12 + 52 + 24, 0xff, PLV_WIRE_ERR_FIELD, true);  /* entry count */
+    MUTATE(12 + 60 + 24, 0xff, PLV_WIRE_ERR_FIELD, true);  /* entry count */
     /* first entry: index(8) vid(8) op(1): op at 12+52+28+16 */
-    MUTATE(12 + 52 + 28 + 16, 0, PLV_WIRE_ERR_FIELD, true);
-    MUTATE(12 + 52 + 28 + 16, PLV_OP__MAX, PLV_WIRE_ERR_FIELD, true);
-    MUTATE(12 + 52 + 28 + 20, 0x7f, PLV_WIRE_ERR_SHORT, true); /* payload length lies */
-    MUTATE(12 + 52 + 28, 0, PLV_WIRE_ERR_FIELD, true);      /* index 11 -> 0 */
+    MUTATE(12 + 60 + 28 + 16, 0, PLV_WIRE_ERR_FIELD, true);
+    MUTATE(12 + 60 + 28 + 16, PLV_OP__MAX, PLV_WIRE_ERR_FIELD, true);
+    MUTATE(12 + 60 + 28 + 20, 0x7f, PLV_WIRE_ERR_SHORT, true); /* payload length lies */
+    MUTATE(12 + 60 + 28, 0, PLV_WIRE_ERR_FIELD, true);      /* index 11 -> 0 */
     ck_assert_uint_eq(st.bad_total, 16);
     ck_assert_uint_eq(st.bad[PLV_WIRE_ERR_FIELD], 7);
     g_byte_array_unref(b);
@@ -260,7 +260,7 @@ START_TEST(test_reject_bad_snapshot_and_bools)
     PlvMsg m;
     GByteArray *b;
     /* PROMISE body: vid(8) ok(1) has_snap(1) snap... at 12+52 */
-    size_t body = 12 + 52;
+    size_t body = 12 + 60;
     PlvWireStats st = { 0 };
 
     fill_msg(&m, PLV_MSG_PROMISE);

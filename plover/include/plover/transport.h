@@ -53,7 +53,7 @@ typedef struct PlvTransportStats {
 
 typedef struct PlvTransportOps {
     const char *name;
-    /* Start listening/connecting. 0 or -1 with @err. */
+    /* Start listening/connecting. 0 or -1 with @err; again: no-op. */
     int (*start)(PlvTransport *t, GError **err);
     /*
      * Queue @len bytes to peer @to; never blocks. Returns 0 if queued, -1 if

@@ -131,6 +131,9 @@ typedef struct {
     uint64_t commit;        /* sender's commit index */
     uint64_t last;          /* sender's last log index */
     uint64_t applied;       /* index of the last syncvm it applied (0: none) */
+    uint64_t to_inc;        /* replies: incarnation of the node whose request
+                             * this answers (0: not a reply). A restarted node
+                             * drops answers meant for its former self. */
     uint32_t flags;         /* PLV_HDR_* */
 } PlvMsgHdr;
 

@@ -1,0 +1,529 @@
+/*
+ * The consensus driver thread (see plover/driver.h).
+ *
+ * Inputs cross into the driver thread through one mutex-protected buffer of
+ * length-prefixed packets (no allocation per packet) plus a queue of rare
+ * commands; the thread swaps the buffer out whole, so a burst of submits
+ * costs one lock round and one wakeup, and all of it lands in the state
+ * machine before it next proposes: that is where batching comes from.
+ * Outputs go the other way through a queue and an eventfd.
+ */
+#include "plover/driver.h"
+#include "plover/sockutil.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <glib-unix.h>
+
+enum { CMD_SYNCVM, CMD_APPLIED, CMD_INSTALL, CMD_ADD_ERR, CMD_RESET_ERR };
+
+typedef struct {
+    int kind;
+    uint64_t arg;
+} Cmd;
+
+enum { OUT_COMMIT, OUT_EVENT };
+
+typedef struct {
+    int kind;
+    PlvEntry e;
+    PlvEvent ev;
+} OutItem;
+
+struct PlvDriver {
+    PlvDriverConfig cfg;
+    PlvPaxos *paxos;
+    PlvTransport *t;
+    GThread *thread;
+    int stop;                   /* atomic */
+    bool started;
+
+    /* submit side (any thread) */
+    GMutex in_lock;
+    GByteArray *in_pkts;        /* u32 len + bytes, repeated */
+    GArray *in_cmds;            /* of Cmd */
+    GByteArray *in_spare;       /* swapped in by the driver thread */
+    GArray *cmds_spare;
+
+    /* published by the driver thread, read anywhere */
+    int role;                   /* atomic PlvRole */
+    uint32_t leader;            /* atomic */
+    uint64_t commit_index;      /* atomic */
+
+    /* output side */
+    GMutex out_lock;
+    GArray *out;                /* of OutItem */
+    GArray *out_spare;          /* dispatcher's */
+    int out_fd;
+
+    /* driver-thread state */
+    PlvReady rd;
+    GByteArray *enc;
+    int64_t next_tick;
+
+    uint64_t refused;           /* atomic: bumped by submitting threads */
+    /* driver-thread counters, published to st once per loop iteration */
+    uint64_t n_submitted, n_lost, n_decoded, n_bad, n_committed, n_ticks;
+    GMutex stats_lock;
+    PlvDriverStats st;
+};
+
+void plv_driver_config_default(PlvDriverConfig *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    plv_paxos_config_default(&cfg->paxos);
+    cfg->tick_ms = 5;
+}
+
+PlvDriver *plv_driver_new(const PlvDriverConfig *cfg, PlvTransport *t,
+                          GError **err)
+{
+    PlvPaxos *paxos = plv_paxos_new(&cfg->paxos, err);
+    if (!paxos) {
+        plv_transport_free(t);
+        return NULL;
+    }
+    PlvDriver *d = g_new0(PlvDriver, 1);
+    d->cfg = *cfg;
+    if (!d->cfg.tick_ms) {
+        d->cfg.tick_ms = 5;
+    }
+    if (!d->cfg.max_pending_bytes) {
+        d->cfg.max_pending_bytes = 64u << 20;
+    }
+    d->paxos = paxos;
+    d->t = t;
+    g_mutex_init(&d->in_lock);
+    g_mutex_init(&d->out_lock);
+    g_mutex_init(&d->stats_lock);
+    d->in_pkts = g_byte_array_new();
+    d->in_spare = g_byte_array_new();
+    d->in_cmds = g_array_new(FALSE, FALSE, sizeof(Cmd));
+    d->cmds_spare = g_array_new(FALSE, FALSE, sizeof(Cmd));
+    d->out = g_array_new(FALSE, FALSE, sizeof(OutItem));
+    d->out_spare = g_array_new(FALSE, FALSE, sizeof(OutItem));
+    d->out_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    plv_ready_init(&d->rd);
+    d->enc = g_byte_array_new();
+    d->role = plv_paxos_role(paxos);
+    d->leader = plv_paxos_leader(paxos);
+    return d;
+}
+
+/* ---- inputs ---- */
+
+/* Append under the lock; wake the driver on the empty -> non-empty edge. */
+static void wake_if(PlvDriver *d, bool was_empty)
+{
+    if (was_empty) {
+        plv_transport_wakeup(d->t);
+    }
+}
+
+static int refuse(PlvDriver *d, int err)
+{
+    __atomic_fetch_add(&d->refused, 1, __ATOMIC_RELAXED);
+    return err;
+}
+
+int plv_driver_submit(PlvDriver *d, const void *pkt, size_t len)
+{
+    uint32_t max = d->cfg.paxos.max_batch_bytes;
+    if (len == 0 || (max && len > max) || len > G_MAXUINT32 - 4) {
+        return refuse(d, -EINVAL);
+    }
+    if (g_atomic_int_get(&d->stop)) {
+        return refuse(d, -ESHUTDOWN);
+    }
+    if (g_atomic_int_get(&d->role) != PLV_ROLE_LEADER) {
+        return refuse(d, -EPERM);
+    }
+    g_mutex_lock(&d->in_lock);
+    if (d->in_pkts->len + len + 4 > d->cfg.max_pending_bytes) {
+        g_mutex_unlock(&d->in_lock);
+        return refuse(d, -ENOBUFS);
+    }
+    bool was_empty = d->in_pkts->len == 0 && d->in_cmds->len == 0;
+    uint32_t l32 = len;
+    g_byte_array_append(d->in_pkts, (const guint8 *)&l32, sizeof(l32));
+    g_byte_array_append(d->in_pkts, pkt, len);
+    g_mutex_unlock(&d->in_lock);
+    wake_if(d, was_empty);
+    return 0;
+}
+
+static void push_cmd(PlvDriver *d, int kind, uint64_t arg)
+{
+    Cmd c = { .kind = kind, .arg = arg };
+    g_mutex_lock(&d->in_lock);
+    bool was_empty = d->in_pkts->len == 0 && d->in_cmds->len == 0;
+    g_array_append_val(d->in_cmds, c);
+    g_mutex_unlock(&d->in_lock);
+    wake_if(d, was_empty);
+}
+
+int plv_driver_propose_syncvm(PlvDriver *d, uint64_t epoch)
+{
+    if (g_atomic_int_get(&d->role) != PLV_ROLE_LEADER) {
+        return -EPERM;
+    }
+    push_cmd(d, CMD_SYNCVM, epoch);
+    return 0;
+}
+
+void plv_driver_applied_syncvm(PlvDriver *d, uint64_t index)
+{
+    push_cmd(d, CMD_APPLIED, index);
+}
+
+void plv_driver_install_snapshot(PlvDriver *d, uint64_t index)
+{
+    push_cmd(d, CMD_INSTALL, index);
+}
+
+void plv_driver_add_err(PlvDriver *d, uint32_t peer)
+{
+    push_cmd(d, CMD_ADD_ERR, peer);
+}
+
+void plv_driver_reset_err(PlvDriver *d, uint32_t peer)
+{
+    push_cmd(d, CMD_RESET_ERR, peer);
+}
+
+/* Driver thread: hand everything queued so far to the state machine. */
+static void take_inputs(PlvDriver *d)
+{
+    g_mutex_lock(&d->in_lock);
+    GByteArray *pkts = d->in_pkts;
+    GArray *cmds = d->in_cmds;
+    d->in_pkts = d->in_spare;
+    d->in_cmds = d->cmds_spare;
+    g_mutex_unlock(&d->in_lock);
+
+    uint64_t taken = 0, lost = 0;
+    for (size_t off = 0; off < pkts->len;) {
+        uint32_t len;
+        memcpy(&len, pkts->data + off, sizeof(len));
+        off += sizeof(len);
+        taken++;
+        if (plv_paxos_submit_input(d->paxos, pkts->data + off, len, &d->rd) < 0) {
+            lost++;             /* leadership moved on, or the queue is full */
+        }
+        off += len;
+    }
+    for (guint i = 0; i < cmds->len; i++) {
+        Cmd *c = &g_array_index(cmds, Cmd, i);
+        switch (c->kind) {
+        case CMD_SYNCVM:
+            plv_paxos_propose_syncvm(d->paxos, c->arg, &d->rd);
+            break;
+        case CMD_APPLIED:
+            plv_paxos_applied_syncvm(d->paxos, c->arg);
+            break;
+        case CMD_INSTALL:
+            plv_paxos_install_snapshot(d->paxos, c->arg, &d->rd);
+            break;
+        case CMD_ADD_ERR:
+            plv_paxos_add_err(d->paxos, c->arg);
+            break;
+        case CMD_RESET_ERR:
+            plv_paxos_reset_err(d->paxos, c->arg);
+            break;
+        }
+    }
+    g_byte_array_set_size(pkts, 0);
+    g_array_set_size(cmds, 0);
+    d->in_spare = pkts;
+    d->cmds_spare = cmds;
+    d->n_submitted += taken;
+    d->n_lost += lost;
+}
+
+/* ---- outputs ---- */
+
+static void out_item_clear(OutItem *it)
+{
+    if (it->kind == OUT_COMMIT) {
+        plv_entry_clear(&it->e);
+    }
+}
+
+/* Driver thread: act on what the state machine produced. */
+static void process_ready(PlvDriver *d)
+{
+    PlvReady *rd = &d->rd;
+    for (guint i = 0; i < rd->msgs->len; i++) {
+        PlvOutMsg *om = g_ptr_array_index(rd->msgs, i);
+        g_byte_array_set_size(d->enc, 0);
+        GError *err = NULL;
+        if (!plv_wire_encode(&om->msg, d->enc, &err)) {
+            g_warning("plover driver: cannot encode %s: %s",
+                      plv_msg_type_name(om->msg.type), err->message);
+            g_error_free(err);
+            continue;
+        }
+        /* A drop is fine: the state machine retransmits on its ticks. */
+        plv_transport_send(d->t, om->to, d->enc->data, d->enc->len);
+    }
+    guint n_out = rd->committed->len + rd->events->len;
+    if (n_out) {
+        g_mutex_lock(&d->out_lock);
+        bool was_empty = d->out->len == 0;
+        /* Events first: a role change precedes the entries it enables. */
+        for (guint i = 0; i < rd->events->len; i++) {
+            OutItem it = { .kind = OUT_EVENT,
+                           .ev = g_array_index(rd->events, PlvEvent, i) };
+            g_array_append_val(d->out, it);
+        }
+        for (guint i = 0; i < rd->committed->len; i++) {
+            OutItem it = { .kind = OUT_COMMIT };
+            plv_entry_copy(&it.e, &g_array_index(rd->committed, PlvEntry, i));
+            g_array_append_val(d->out, it);
+        }
+        g_mutex_unlock(&d->out_lock);
+        if (was_empty) {
+            uint64_t one = 1;
+            if (write(d->out_fd, &one, sizeof(one)) < 0) {
+                /* counter saturated: already readable */
+            }
+        }
+    }
+    d->n_committed += rd->committed->len;
+    plv_ready_clear(rd);
+    g_atomic_int_set(&d->role, plv_paxos_role(d->paxos));
+    g_atomic_int_set(&d->leader, plv_paxos_leader(d->paxos));
+    __atomic_store_n(&d->commit_index, plv_paxos_commit_index(d->paxos),
+                     __ATOMIC_RELEASE);
+}
+
+int plv_driver_event_fd(const PlvDriver *d)
+{
+    return d->out_fd;
+}
+
+size_t plv_driver_dispatch(PlvDriver *d, const PlvDriverCallbacks *cb,
+                           void *opaque)
+{
+    uint64_t v;
+    /* Clear first: anything queued after the swap below signals again. */
+    if (read(d->out_fd, &v, sizeof(v)) < 0) {
+        /* EAGAIN: nothing signalled; the queue may still hold items */
+    }
+    g_mutex_lock(&d->out_lock);
+    GArray *items = d->out;
+    d->out = d->out_spare;
+    g_mutex_unlock(&d->out_lock);
+
+    for (guint i = 0; i < items->len; i++) {
+        OutItem *it = &g_array_index(items, OutItem, i);
+        if (it->kind == OUT_COMMIT) {
+            if (cb && cb->committed) {
+                cb->committed(opaque, &it->e);
+            }
+        } else if (cb && cb->event) {
+            cb->event(opaque, &it->ev);
+        }
+        out_item_clear(it);
+    }
+    size_t n = items->len;
+    g_array_set_size(items, 0);
+    d->out_spare = items;
+    return n;
+}
+
+bool plv_driver_wait(PlvDriver *d, int timeout_ms)
+{
+    struct pollfd pfd = { .fd = d->out_fd, .events = POLLIN };
+    int r;
+    do {
+        r = poll(&pfd, 1, timeout_ms);
+    } while (r < 0 && errno == EINTR);
+    return r > 0;
+}
+
+typedef struct {
+    PlvDriver *d;
+    const PlvDriverCallbacks *cb;
+    void *opaque;
+} AttachCtx;
+
+static gboolean attach_dispatch(gint fd, GIOCondition cond, gpointer data)
+{
+    AttachCtx *a = data;
+    plv_driver_dispatch(a->d, a->cb, a->opaque);
+    return G_SOURCE_CONTINUE;
+}
+
+guint plv_driver_attach(PlvDriver *d, GMainContext *ctx,
+                        const PlvDriverCallbacks *cb, void *opaque)
+{
+    AttachCtx *a = g_new0(AttachCtx, 1);
+    a->d = d;
+    a->cb = cb;
+    a->opaque = opaque;
+    GSource *src = g_unix_fd_source_new(d->out_fd, G_IO_IN);
+    g_source_set_callback(src, (GSourceFunc)(void (*)(void))attach_dispatch,
+                          a, g_free);
+    guint id = g_source_attach(src, ctx);
+    g_source_unref(src);
+    return id;
+}
+
+/* ---- the thread ---- */
+
+static void on_transport(void *opaque, const PlvTransportEvent *ev)
+{
+    PlvDriver *d = opaque;
+    if (ev->kind != PLV_TRANSPORT_MESSAGE) {
+        return;                 /* liveness is the state machine's business */
+    }
+    PlvMsg msg;
+    GError *err = NULL;
+    if (plv_wire_decode(ev->data, ev->len, d->cfg.paxos.n, &msg, &err) < 0) {
+        g_debug("plover driver: bad message from %u: %s", ev->peer, err->message);
+        g_error_free(err);
+        d->n_bad++;
+        return;
+    }
+    if (msg.hdr.from != ev->peer) {
+        /* An authenticated peer speaking for another one: refuse. */
+        plv_msg_clear(&msg);
+        d->n_bad++;
+        return;
+    }
+    plv_paxos_step(d->paxos, &msg, &d->rd);
+    plv_msg_clear(&msg);
+    d->n_decoded++;
+}
+
+static void run_ticks(PlvDriver *d)
+{
+    int64_t now = g_get_monotonic_time();
+    int64_t tick_us = (int64_t)d->cfg.tick_ms * 1000;
+    uint64_t n = 0;
+    while (now >= d->next_tick) {
+        plv_paxos_tick(d->paxos, &d->rd);
+        d->next_tick += tick_us;
+        n++;
+        if (n >= 4) {
+            /* Starved (e.g. a stopped process): skip rather than burst. */
+            d->next_tick = now + tick_us;
+            break;
+        }
+    }
+    d->n_ticks += n;
+}
+
+/* Make the driver thread's counters visible to plv_driver_stats(). */
+static void publish_stats(PlvDriver *d)
+{
+    g_mutex_lock(&d->stats_lock);
+    d->st.submitted = d->n_submitted;
+    d->st.dropped_lost = d->n_lost;
+    d->st.msgs_decoded = d->n_decoded;
+    d->st.msgs_bad = d->n_bad;
+    d->st.committed = d->n_committed;
+    d->st.ticks = d->n_ticks;
+    plv_paxos_stats(d->paxos, &d->st.paxos);
+    g_mutex_unlock(&d->stats_lock);
+}
+
+static gpointer driver_thread(gpointer opaque)
+{
+    PlvDriver *d = opaque;
+    d->next_tick = g_get_monotonic_time() + (int64_t)d->cfg.tick_ms * 1000;
+    while (!g_atomic_int_get(&d->stop)) {
+        int ms = plv_deadline_remaining_ms(d->next_tick);
+        if (plv_transport_wait(d->t, ms, on_transport, d) < 0) {
+            g_warning("plover driver: transport failed; stopping");
+            break;
+        }
+        take_inputs(d);
+        run_ticks(d);
+        process_ready(d);
+        publish_stats(d);
+    }
+    return NULL;
+}
+
+int plv_driver_start(PlvDriver *d, GError **err)
+{
+    if (d->started) {
+        return 0;
+    }
+    if (plv_transport_start(d->t, err) < 0) {
+        return -1;
+    }
+    d->started = true;
+    d->thread = g_thread_new("plover-driver", driver_thread, d);
+    return 0;
+}
+
+void plv_driver_stop(PlvDriver *d)
+{
+    g_atomic_int_set(&d->stop, 1);
+    if (d->thread) {
+        plv_transport_wakeup(d->t);
+        g_thread_join(d->thread);
+        d->thread = NULL;
+    }
+}
+
+PlvRole plv_driver_role(const PlvDriver *d)
+{
+    return g_atomic_int_get(&d->role);
+}
+
+uint32_t plv_driver_leader(const PlvDriver *d)
+{
+    return g_atomic_int_get(&d->leader);
+}
+
+uint64_t plv_driver_commit_index(const PlvDriver *d)
+{
+    return __atomic_load_n(&d->commit_index, __ATOMIC_ACQUIRE);
+}
+
+void plv_driver_stats(PlvDriver *d, PlvDriverStats *out)
+{
+    g_mutex_lock(&d->stats_lock);
+    *out = d->st;
+    g_mutex_unlock(&d->stats_lock);
+    out->refused = __atomic_load_n(&d->refused, __ATOMIC_RELAXED);
+    plv_transport_stats(d->t, &out->transport);
+}
+
+static void free_items(GArray *a)
+{
+    for (guint i = 0; i < a->len; i++) {
+        out_item_clear(&g_array_index(a, OutItem, i));
+    }
+    g_array_unref(a);
+}
+
+void plv_driver_free(PlvDriver *d)
+{
+    if (!d) {
+        return;
+    }
+    plv_driver_stop(d);
+    plv_transport_free(d->t);
+    plv_paxos_free(d->paxos);
+    plv_ready_destroy(&d->rd);
+    g_byte_array_unref(d->enc);
+    g_byte_array_unref(d->in_pkts);
+    g_byte_array_unref(d->in_spare);
+    g_array_unref(d->in_cmds);
+    g_array_unref(d->cmds_spare);
+    free_items(d->out);
+    free_items(d->out_spare);
+    close(d->out_fd);
+    g_mutex_clear(&d->in_lock);
+    g_mutex_clear(&d->out_lock);
+    g_mutex_clear(&d->stats_lock);
+    g_free(d);
+}
