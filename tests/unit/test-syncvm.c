@@ -423,7 +423,8 @@ static void run_and_check(const Spec *spec, unsigned threads)
         GByteArray *want = g_byte_array_new();
 
         devstate_fill(want, spec->devstate_len, spec->seed);
-        ck_assert(memcmp(want->data, p.dev_out->data, want->len) == 0);
+        ck_assert(want->len == 0 ||
+                  memcmp(want->data, p.dev_out->data, want->len) == 0);
         g_byte_array_unref(want);
     }
     ck_assert_uint_eq(p.n_err, 0);
