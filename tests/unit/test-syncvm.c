@@ -384,54 +384,95 @@ static uint64_t expected_leader_bytes(const World *w, uint64_t n_pages,
     return b + PLV_SVM_HDR_LEN + 16;                    /* EOF */
 }
 
-static void run_and_check(const Spec *spec, unsigned threads)
-{
+/*
+ * A test pair: the world, the child (peer) process, and our side of the
+ * link with its channel and configuration.
+ */
+typedef struct Pair {
     World w;
     pid_t pid;
     PlvLink *link;
     PlvSyncvmChannel ch;
     Peer p;
+    uint8_t **snap;             /* our memory before the run, if asked */
+} Pair;
+
+static void pair_start(Pair *x, const Spec *spec, ChildFn fn, void *arg,
+                       bool snap)
+{
+    world_build(&x->w, spec);
+    x->snap = snap ? snapshot(&x->w) : NULL;
+    x->link = spawn(fn, &x->w, arg, &x->pid);
+    peer_init(&x->p, &x->w, x->link);
+    plv_syncvm_channel_init_link(&x->ch, x->link);
+}
+
+/* Closes our end, reaps the child (its status) and frees the world. */
+static int pair_finish(Pair *x)
+{
+    int status;
+
+    plv_link_close(x->link);
+    status = wait_child(x->pid);
+    if (x->snap) {
+        assert_untouched(&x->w, x->snap);
+    }
+    g_byte_array_unref(x->p.dev_out);
+    world_free(&x->w);
+    return status;
+}
+
+static int pair_secondary(Pair *x, GError **err)
+{
+    return plv_syncvm_secondary_run(&x->p.cfg, &x->ch, x->w.smv, &x->p.st,
+                                    err);
+}
+
+static int pair_leader(Pair *x, GError **err)
+{
+    return plv_syncvm_leader_run(&x->p.cfg, &x->ch, x->w.lmv, &x->p.st, err);
+}
+
+static void run_and_check(const Spec *spec, unsigned threads)
+{
+    Pair x;
+    const World *w = &x.w;
+    const PlvSyncvmStats *st = &x.p.st;
     GError *err = NULL;
     int rc;
 
-    world_build(&w, spec);
-    link = spawn(real_leader, &w, NULL, &pid);
-    peer_init(&p, &w, link);
-    p.cfg.hash_threads = threads;
-    plv_syncvm_channel_init_link(&ch, link);
-    rc = plv_syncvm_secondary_run(&p.cfg, &ch, w.smv, &p.st, &err);
+    pair_start(&x, spec, real_leader, NULL, false);
+    x.p.cfg.hash_threads = threads;
+    rc = pair_secondary(&x, &err);
     ck_assert_msg(rc == 0, "secondary: %s", err ? err->message : "?");
-    ck_assert_int_eq(wait_child(pid), 0);
 
-    assert_converged(&w);
-    ck_assert_uint_eq(p.st.dirty_union, w.n_union);
-    ck_assert_uint_eq(p.st.divergent_pages, w.n_div);
-    ck_assert_uint_eq(p.st.zero_pages, w.n_div_zero);
-    ck_assert_uint_eq(p.st.same_pages, w.n_union - w.n_div);
-    ck_assert_uint_eq(p.st.page_bytes, (w.n_div - w.n_div_zero) * PAGE);
-    ck_assert_uint_eq(p.st.bytes_received,
-                      expected_leader_bytes(&w, w.n_div, w.n_div_zero));
+    assert_converged(w);
+    ck_assert_uint_eq(st->dirty_union, w->n_union);
+    ck_assert_uint_eq(st->divergent_pages, w->n_div);
+    ck_assert_uint_eq(st->zero_pages, w->n_div_zero);
+    ck_assert_uint_eq(st->same_pages, w->n_union - w->n_div);
+    ck_assert_uint_eq(st->page_bytes, (w->n_div - w->n_div_zero) * PAGE);
+    ck_assert_uint_eq(st->bytes_received,
+                      expected_leader_bytes(w, w->n_div, w->n_div_zero));
     /* Secondary: its BITMAP, the fingerprints (16 B a page) and the ACK. */
-    ck_assert_uint_ge(p.st.bytes_sent, w.n_union * PLV_SVM_HASH_LEN);
-    ck_assert_uint_le(p.st.bytes_sent, w.n_union * PLV_SVM_HASH_LEN +
-                      (w.n_union / 65536 + 1) * 32 + 36 +
+    ck_assert_uint_ge(st->bytes_sent, w->n_union * PLV_SVM_HASH_LEN);
+    ck_assert_uint_le(st->bytes_sent, w->n_union * PLV_SVM_HASH_LEN +
+                      (w->n_union / 65536 + 1) * 32 + 36 +
                       PLV_SVM_HDR_LEN + 4 + spec->n_regions *
                       (PLV_SVM_BITMAP_REG_LEN + (spec->pages / 64 + 1) * 8));
-    ck_assert_uint_eq(p.dev_applies, 1);
-    ck_assert_uint_eq(p.dev_out->len, spec->devstate_len);
+    ck_assert_uint_eq(x.p.dev_applies, 1);
+    ck_assert_uint_eq(x.p.dev_out->len, spec->devstate_len);
     {
         GByteArray *want = g_byte_array_new();
 
         devstate_fill(want, spec->devstate_len, spec->seed);
         ck_assert(want->len == 0 ||
-                  memcmp(want->data, p.dev_out->data, want->len) == 0);
+                  memcmp(want->data, x.p.dev_out->data, want->len) == 0);
         g_byte_array_unref(want);
     }
-    ck_assert_uint_eq(p.n_err, 0);
-    ck_assert_uint_eq(p.st.attempts, 1);
-    plv_link_close(link);
-    g_byte_array_unref(p.dev_out);
-    world_free(&w);
+    ck_assert_uint_eq(x.p.n_err, 0);
+    ck_assert_uint_eq(st->attempts, 1);
+    ck_assert_int_eq(pair_finish(&x), 0);
 }
 
 /* 8 MiB x 2 regions unless said otherwise. */
@@ -496,26 +537,16 @@ START_TEST(converge_send_all)
     Spec s = { .n_regions = 2, .pages = 1024, .dirty = 0.2, .diverge = 0.1,
                .seed = 7 };
     LeaderOpts o = { .send_all_dirty = true };
-    World w;
-    pid_t pid;
-    PlvLink *link;
-    PlvSyncvmChannel ch;
-    Peer p;
+    Pair x;
 
-    world_build(&w, &s);
-    link = spawn(real_leader, &w, &o, &pid);
-    peer_init(&p, &w, link);
-    plv_syncvm_channel_init_link(&ch, link);
-    ck_assert_int_eq(plv_syncvm_secondary_run(&p.cfg, &ch, w.smv, &p.st,
-                                              NULL), 0);
-    ck_assert_int_eq(wait_child(pid), 0);
-    assert_converged(&w);
-    ck_assert_uint_eq(p.st.divergent_pages, w.n_union);
-    ck_assert_uint_eq(p.st.bytes_sent,
+    pair_start(&x, &s, real_leader, &o, false);
+    ck_assert_int_eq(pair_secondary(&x, NULL), 0);
+    assert_converged(&x.w);
+    ck_assert_uint_eq(x.p.st.divergent_pages, x.w.n_union);
+    ck_assert_uint_eq(x.p.st.bytes_sent,
                       PLV_SVM_HDR_LEN + 4 + 2 * PLV_SVM_BITMAP_REG_LEN +
                       2 * 16 * 8 + PLV_SVM_HDR_LEN + 12);   /* no HASHES */
-    plv_link_close(link);
-    world_free(&w);
+    ck_assert_int_eq(pair_finish(&x), 0);
 }
 END_TEST
 
@@ -525,29 +556,17 @@ static void killed_leader(LeaderOpts *o)
 {
     Spec s = { .n_regions = 2, .pages = 4096, .dirty = 0.5, .diverge = 0.5,
                .devstate_len = 4096, .seed = 8 };
-    World w;
-    pid_t pid;
-    PlvLink *link;
-    PlvSyncvmChannel ch;
-    Peer p;
-    uint8_t **snap;
     GError *err = NULL;
+    Pair x;
 
-    world_build(&w, &s);
-    snap = snapshot(&w);
-    link = spawn(real_leader, &w, o, &pid);
-    peer_init(&p, &w, link);
-    plv_syncvm_channel_init_link(&ch, link);
-    ck_assert_int_eq(plv_syncvm_secondary_run(&p.cfg, &ch, w.smv, &p.st,
-                                              &err), -1);
+    pair_start(&x, &s, real_leader, o, true);
+    ck_assert_int_eq(pair_secondary(&x, &err), -1);
     ck_assert_int_eq(err->code, PLV_SVM_ERROR_LINK);
     g_clear_error(&err);
-    ck_assert_int_eq(wait_child(pid), 128 + SIGKILL);
-    assert_untouched(&w, snap);
-    ck_assert_uint_eq(p.dev_applies, 0);
-    ck_assert_uint_ge(p.n_err, 1);
-    plv_link_close(link);
-    world_free(&w);
+    ck_assert_uint_eq(x.p.dev_applies, 0);
+    ck_assert_uint_ge(x.p.n_err, 1);
+    /* pair_finish checks the memory against the snapshot. */
+    ck_assert_int_eq(pair_finish(&x), 128 + SIGKILL);
 }
 
 START_TEST(killed_mid_pages)
@@ -572,27 +591,17 @@ START_TEST(corrupt_pages_retried)
     Spec s = { .n_regions = 1, .pages = 2048, .dirty = 0.5, .diverge = 0.2,
                .devstate_len = 10, .seed = 9 };
     LeaderOpts o = { .corrupt_first_pages = true, .expect_attempts = 2 };
-    World w;
-    pid_t pid;
-    PlvLink *link;
-    PlvSyncvmChannel ch;
-    Peer p;
     GError *err = NULL;
+    Pair x;
 
-    world_build(&w, &s);
-    link = spawn(real_leader, &w, &o, &pid);
-    peer_init(&p, &w, link);
-    plv_syncvm_channel_init_link(&ch, link);
-    ck_assert_msg(plv_syncvm_secondary_run(&p.cfg, &ch, w.smv, &p.st,
-                                           &err) == 0, "%s",
+    pair_start(&x, &s, real_leader, &o, false);
+    ck_assert_msg(pair_secondary(&x, &err) == 0, "%s",
                   err ? err->message : "");
-    ck_assert_int_eq(wait_child(pid), 0);
-    assert_converged(&w);
-    ck_assert_uint_eq(p.st.attempts, 2);
-    ck_assert_uint_ge(p.code_seen[PLV_SVM_ERROR_MALFORMED], 1);
-    ck_assert_uint_eq(p.dev_applies, 1);
-    plv_link_close(link);
-    world_free(&w);
+    assert_converged(&x.w);
+    ck_assert_uint_eq(x.p.st.attempts, 2);
+    ck_assert_uint_ge(x.p.code_seen[PLV_SVM_ERROR_MALFORMED], 1);
+    ck_assert_uint_eq(x.p.dev_applies, 1);
+    ck_assert_int_eq(pair_finish(&x), 0);
 }
 END_TEST
 
@@ -845,36 +854,23 @@ START_TEST(rejects_bad_leader)
     const BadCase *bc = &bad_cases[_i];
     Spec s = { .n_regions = 1, .pages = 512, .dirty = 0.5, .diverge = 0.5,
                .devstate_len = 0, .seed = 10 };
-    World w;
-    pid_t pid;
-    PlvLink *link;
-    PlvSyncvmChannel ch;
-    Peer p;
-    uint8_t **snap;
     GError *err = NULL;
+    Pair x;
 
-    world_build(&w, &s);
-    snap = snapshot(&w);
-    link = spawn(bc->script == S_BAD_VERSION ? bad_version_leader
-                                             : scripted_leader,
-                 &w, (void *)(intptr_t)bc->script, &pid);
-    peer_init(&p, &w, link);
-    p.cfg.timeout_ms = 150;
-    p.cfg.max_attempts = 2;
-    plv_syncvm_channel_init_link(&ch, link);
-    ck_assert_int_eq(plv_syncvm_secondary_run(&p.cfg, &ch, w.smv, &p.st,
-                                              &err), -1);
+    pair_start(&x, &s, bc->script == S_BAD_VERSION ? bad_version_leader
+                                                   : scripted_leader,
+               (void *)(intptr_t)bc->script, true);
+    x.p.cfg.timeout_ms = 150;
+    x.p.cfg.max_attempts = 2;
+    ck_assert_int_eq(pair_secondary(&x, &err), -1);
     ck_assert_msg(err->code == (int)bc->final_code, "case %d: %s",
                   bc->script, err->message);
-    ck_assert_msg(p.code_seen[bc->reported] >= 1, "case %d: %s not reported",
-                  bc->script, err->message);
-    ck_assert_uint_eq(p.n_err, p.st.errors);
+    ck_assert_msg(x.p.code_seen[bc->reported] >= 1,
+                  "case %d: %s not reported", bc->script, err->message);
+    ck_assert_uint_eq(x.p.n_err, x.p.st.errors);
     g_clear_error(&err);
-    plv_link_close(link);
-    ck_assert_int_eq(wait_child(pid), 0);
-    assert_untouched(&w, snap);
-    ck_assert_uint_eq(p.dev_applies, 0);
-    world_free(&w);
+    ck_assert_uint_eq(x.p.dev_applies, 0);
+    ck_assert_int_eq(pair_finish(&x), 0);
 }
 END_TEST
 
@@ -925,60 +921,41 @@ static int mute_secondary(PlvLink *link, World *w, void *arg)
     return 0;
 }
 
-START_TEST(leader_needs_ack)
+/* The leader runs against a secondary whose ACK never arrives / is stale. */
+static const PlvSyncvmStats *leader_fails(Pair *x, uint32_t seed,
+                                          void *stale, unsigned attempts)
 {
     Spec s = { .n_regions = 1, .pages = 256, .dirty = 0.5, .diverge = 0.5,
-               .seed = 11 };
-    World w;
-    pid_t pid;
-    PlvLink *link;
-    PlvSyncvmChannel ch;
-    Peer p;
+               .seed = seed };
     GError *err = NULL;
 
-    world_build(&w, &s);
-    link = spawn(mute_secondary, &w, NULL, &pid);
-    peer_init(&p, &w, link);
-    p.cfg.timeout_ms = 100;
-    p.cfg.max_attempts = 2;
-    plv_syncvm_channel_init_link(&ch, link);
-    ck_assert_int_eq(plv_syncvm_leader_run(&p.cfg, &ch, w.lmv, &p.st, &err),
-                     -1);
+    pair_start(x, &s, mute_secondary, stale, false);
+    x->p.cfg.timeout_ms = 100;
+    x->p.cfg.max_attempts = attempts;
+    ck_assert_int_eq(pair_leader(x, &err), -1);
     ck_assert_int_eq(err->code, PLV_SVM_ERROR_TIMEOUT);
-    ck_assert_uint_eq(p.st.attempts, 2);
-    ck_assert_uint_eq(p.code_seen[PLV_SVM_ERROR_TIMEOUT], 2);
     g_clear_error(&err);
-    plv_link_close(link);
-    ck_assert_int_eq(wait_child(pid), 0);
-    world_free(&w);
+    return &x->p.st;
+}
+
+START_TEST(leader_needs_ack)
+{
+    Pair x;
+    const PlvSyncvmStats *st = leader_fails(&x, 11, NULL, 2);
+
+    ck_assert_uint_eq(st->attempts, 2);
+    ck_assert_uint_eq(x.p.code_seen[PLV_SVM_ERROR_TIMEOUT], 2);
+    ck_assert_int_eq(pair_finish(&x), 0);
 }
 END_TEST
 
 START_TEST(leader_rejects_stale)
 {
-    Spec s = { .n_regions = 1, .pages = 256, .dirty = 0.5, .diverge = 0.5,
-               .seed = 12 };
-    World w;
-    pid_t pid;
-    PlvLink *link;
-    PlvSyncvmChannel ch;
-    Peer p;
-    GError *err = NULL;
+    Pair x;
 
-    world_build(&w, &s);
-    link = spawn(mute_secondary, &w, (void *)1, &pid);
-    peer_init(&p, &w, link);
-    p.cfg.timeout_ms = 100;
-    p.cfg.max_attempts = 1;
-    plv_syncvm_channel_init_link(&ch, link);
-    ck_assert_int_eq(plv_syncvm_leader_run(&p.cfg, &ch, w.lmv, &p.st, &err),
-                     -1);
-    ck_assert_int_eq(err->code, PLV_SVM_ERROR_TIMEOUT);
-    ck_assert_uint_eq(p.code_seen[PLV_SVM_ERROR_STALE], 1);
-    g_clear_error(&err);
-    plv_link_close(link);
-    ck_assert_int_eq(wait_child(pid), 0);
-    world_free(&w);
+    leader_fails(&x, 12, (void *)1, 1);
+    ck_assert_uint_eq(x.p.code_seen[PLV_SVM_ERROR_STALE], 1);
+    ck_assert_int_eq(pair_finish(&x), 0);
 }
 END_TEST
 
