@@ -269,6 +269,11 @@ static void process_ready(PlvDriver *d)
         /* A drop is fine: the state machine retransmits on its ticks. */
         plv_transport_send(d->t, om->to, d->enc->data, d->enc->len);
     }
+    if (rd->msgs->len) {
+        /* On the wire before waking anyone: a woken consumer thread may
+         * preempt this one, and peers wait on these messages. */
+        plv_transport_flush(d->t);
+    }
     guint n_out = rd->committed->len + rd->events->len;
     if (n_out) {
         g_mutex_lock(&d->out_lock);

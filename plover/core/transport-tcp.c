@@ -219,6 +219,13 @@ static int conn_flush(Conn *c)
             }
             return 0;
         }
+        if (!c->t->h) {
+            /* Outside wait() nobody could hear PEER_DOWN: drop the output
+             * and let wait() find the dead socket (it polls readable). */
+            g_byte_array_set_size(c->out, 0);
+            c->out_off = 0;
+            return -1;
+        }
         conn_close(c);
         return -1;
     }
@@ -606,6 +613,11 @@ static int tcp_send(PlvTransport *base, uint32_t to, const void *buf, size_t len
     return 0;
 }
 
+static void tcp_flush(PlvTransport *base)
+{
+    flush_dirty((TcpTransport *)base);
+}
+
 static void tcp_wakeup(PlvTransport *base)
 {
     TcpTransport *t = (TcpTransport *)base;
@@ -699,6 +711,7 @@ static const PlvTransportOps tcp_ops = {
     .start = tcp_start,
     .send = tcp_send,
     .wait = tcp_wait,
+    .flush = tcp_flush,
     .wakeup = tcp_wakeup,
     .peer_up = tcp_peer_up,
     .stats = tcp_stats,

@@ -68,6 +68,8 @@ typedef struct PlvTransportOps {
      */
     int (*wait)(PlvTransport *t, int timeout_ms, PlvTransportHandler h,
                 void *opaque);
+    /* Write queued sends now, without waiting for anything. */
+    void (*flush)(PlvTransport *t);
     /* Make a concurrent or the next wait() return early. Thread-safe. */
     void (*wakeup)(PlvTransport *t);
     /* True if an authenticated connection to @peer is up. */
@@ -97,6 +99,11 @@ static inline int plv_transport_wait(PlvTransport *t, int timeout_ms,
                                      PlvTransportHandler h, void *opaque)
 {
     return t->ops->wait(t, timeout_ms, h, opaque);
+}
+
+static inline void plv_transport_flush(PlvTransport *t)
+{
+    t->ops->flush(t);
 }
 
 static inline void plv_transport_wakeup(PlvTransport *t)
