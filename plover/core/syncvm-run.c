@@ -178,16 +178,23 @@ int plv_svm_run_recv(SvmRun *r, uint16_t *type, PlvSvmHdr *h,
                         r->hdr.vid, r->hdr.epoch);
             return -1;
         }
-        if (cmp_view(h, &r->hdr) < 0 || h->attempt < r->hdr.attempt) {
-            /* A leftover of an earlier syncvm or attempt: drop it. */
+        if (cmp_view(h, &r->hdr) < 0) {
+            /* A leftover of an earlier syncvm: an error, then drop it. */
             g_set_error(&stale, PLV_SVM_ERROR, PLV_SVM_ERROR_STALE,
                         "stale %s rejected: vid %" PRIu64 " epoch %" PRIu64
-                        " attempt %u, running vid %" PRIu64 " epoch %" PRIu64
-                        " attempt %u", plv_svm_msg_name(*type), h->vid,
-                        h->epoch, h->attempt, r->hdr.vid, r->hdr.epoch,
-                        r->hdr.attempt);
+                        ", running vid %" PRIu64 " epoch %" PRIu64,
+                        plv_svm_msg_name(*type), h->vid, h->epoch,
+                        r->hdr.vid, r->hdr.epoch);
             plv_svm_run_report(r, stale);
             g_error_free(stale);
+            continue;
+        }
+        if (h->attempt < r->hdr.attempt) {
+            /*
+             * The rest of an attempt that already failed (and was reported
+             * once): expected after a NACK, dropped without a new error.
+             */
+            r->st->stale_dropped++;
             continue;
         }
         if (*type == PLV_SVM_MSG_NACK) {

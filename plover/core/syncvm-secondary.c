@@ -167,7 +167,6 @@ static int secondary_attempt(SvmRun *r, const PlvSvmHdr *h,
     Staging s = { 0 };
     int rc = -1;
 
-    r->hdr.attempt = h->attempt;
     r->hdr.flags = h->flags;
     st->attempts++;
     if (plv_svm_run_union(r, body, len, err) < 0 ||
@@ -241,6 +240,7 @@ int plv_syncvm_secondary_run(const PlvSyncvmConfig *cfg,
         PlvSvmHdr h;
         const uint8_t *body;
         size_t len;
+        bool started;           /* a message of some attempt arrived */
         int rc = 0;
 
         if (have_bitmap) {
@@ -248,13 +248,13 @@ int plv_syncvm_secondary_run(const PlvSyncvmConfig *cfg,
             plv_svm_get_hdr(r.rx->data, r.rx->len, &h, &body, &len, NULL);
         } else {
             rc = plv_svm_run_recv(&r, &type, &h, &body, &len, &e);
-            if (rc >= 0 && type != PLV_SVM_MSG_BITMAP) {
-                plv_svm_unexpected(&e, type, "waiting for BITMAP");
-                rc = -1;
-            }
         }
-        if (rc >= 0) {
-            rc = secondary_attempt(&r, &h, body, len, &e);
+        started = rc >= 0;
+        if (started) {
+            r.hdr.attempt = h.attempt;
+            rc = type == PLV_SVM_MSG_BITMAP
+                 ? secondary_attempt(&r, &h, body, len, &e)
+                 : plv_svm_unexpected(&e, type, "waiting for BITMAP");
         }
         if (rc == 0) {
             ret = 0;
@@ -263,7 +263,13 @@ int plv_syncvm_secondary_run(const PlvSyncvmConfig *cfg,
         have_bitmap = rc == 1;
         if (rc < 0) {
             plv_svm_run_report(&r, e);
-            plv_svm_run_send_nack(&r, e);
+            /*
+             * Only a started attempt is NACKed: a NACK while the leader has
+             * not begun would fail its first attempt for nothing.
+             */
+            if (started) {
+                plv_svm_run_send_nack(&r, e);
+            }
             if (plv_svm_error_is_fatal(e) || ++failures >= r.max_attempts) {
                 g_propagate_prefixed_error(err, e,
                                            "syncvm secondary, attempt %u: ",
@@ -271,8 +277,10 @@ int plv_syncvm_secondary_run(const PlvSyncvmConfig *cfg,
                 break;
             }
             g_error_free(e);
-            /* Everything of the failed attempt is stale from now on. */
-            r.hdr.attempt++;
+            if (started) {
+                /* Everything of the failed attempt is stale from now on. */
+                r.hdr.attempt++;
+            }
         }
     }
     r.st->t_total_us = g_get_monotonic_time() - start;

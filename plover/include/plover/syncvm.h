@@ -15,8 +15,8 @@
  *   the syncvm is complete only now
  *
  * Every message carries vid, epoch and the leader's attempt number; older
- * ones are dropped (and counted as errors), newer vid/epoch ones abort the
- * run. The engine runs over an abstract message channel so that another
+ * vid/epoch ones are dropped and reported as errors, leftovers of a failed
+ * attempt are dropped quietly, newer vid/epoch ones abort the run. The engine runs over an abstract message channel so that another
  * bulk transport (RDMA) can carry it; plv_syncvm_channel_init_link gives
  * one over a PlvLink. The caller pauses the VM around a run and clears the
  * dirty bitmaps after a successful one.
@@ -93,6 +93,7 @@ typedef struct PlvSyncvmStats {
     uint64_t msgs_sent;
     uint32_t attempts;          /* attempts this run took */
     uint32_t errors;            /* on_error calls */
+    uint32_t stale_dropped;     /* leftovers of failed attempts, dropped */
     /* Phase times (µs). Leader: compute = bitmaps + own hashes; compare =
      * waiting for the peer's hashes + comparing; transfer = sending pages,
      * device state and EOF; apply = waiting for the ACK. Secondary:
