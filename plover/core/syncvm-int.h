@@ -42,6 +42,8 @@ void plv_svm_run_destroy(SvmRun *r);
 /* Frees the per-attempt state. */
 void plv_svm_run_reset(SvmRun *r);
 
+/* Makes sure a failed step left an error to report (callbacks may not). */
+void plv_svm_ensure_error(GError **e);
 /* Reports an error to on_error and counts it. */
 void plv_svm_run_report(SvmRun *r, const GError *e);
 /* True for errors that a new attempt cannot fix. */

@@ -110,19 +110,15 @@ static int send_pages(SvmRun *r, const uint32_t *div, uint32_t n_div,
 static int send_devstate(SvmRun *r, uint64_t *len, GError **err)
 {
     GByteArray *blob = g_byte_array_new();
+    GError *e = NULL;
     int ret = -1;
 
     if (r->cfg->get_device_state &&
-        r->cfg->get_device_state(r->cfg->opaque, blob, err) < 0) {
-        g_prefix_error(err, "device state: ");
-        if (err && *err && (*err)->domain != PLV_SVM_ERROR) {
-            GError *e = *err;
-
-            *err = NULL;
-            g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_DEVSTATE, "%s",
-                        e->message);
-            g_error_free(e);
-        }
+        r->cfg->get_device_state(r->cfg->opaque, blob, &e) < 0) {
+        /* Also when the callback forgot to say why. */
+        g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_DEVSTATE,
+                    "device state: %s", e ? e->message : "failed");
+        g_clear_error(&e);
         goto out;
     }
     for (uint64_t off = 0; off < blob->len; off += SVM_CHUNK_BYTES) {
@@ -266,6 +262,7 @@ int plv_syncvm_leader_run(const PlvSyncvmConfig *cfg, PlvSyncvmChannel *ch,
             ret = 0;
             break;
         }
+        plv_svm_ensure_error(&e);
         plv_svm_run_report(&r, e);
         plv_svm_run_send_nack(&r, e);
         if (plv_svm_error_is_fatal(e) || attempt == r.max_attempts) {

@@ -58,6 +58,13 @@ void plv_svm_run_destroy(SvmRun *r)
     }
 }
 
+void plv_svm_ensure_error(GError **e)
+{
+    if (!*e) {
+        g_set_error(e, PLV_SVM_ERROR, PLV_SVM_ERROR_PEER, "failed");
+    }
+}
+
 void plv_svm_run_report(SvmRun *r, const GError *e)
 {
     PlvSvmErrorCode code = e->domain == PLV_SVM_ERROR ? e->code

@@ -262,6 +262,7 @@ int plv_syncvm_secondary_run(const PlvSyncvmConfig *cfg,
         }
         have_bitmap = rc == 1;
         if (rc < 0) {
+            plv_svm_ensure_error(&e);
             plv_svm_run_report(&r, e);
             /*
              * Only a started attempt is NACKed: a NACK while the leader has

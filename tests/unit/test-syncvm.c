@@ -175,6 +175,7 @@ typedef struct Peer {
     PlvSyncvmStats st;
     GByteArray *dev_out;        /* secondary: what apply_device_state got */
     unsigned dev_applies;
+    unsigned fail_applies;      /* refuse this many device states first */
     unsigned n_err;
     PlvSvmErrorCode last_code;
     unsigned code_seen[16];
@@ -209,6 +210,10 @@ static int apply_dev(void *opaque, const uint8_t *data, size_t len,
 {
     Peer *p = opaque;
 
+    if (p->fail_applies) {
+        p->fail_applies--;
+        return -1;              /* without an error: the engine copes */
+    }
     p->dev_applies++;
     g_byte_array_set_size(p->dev_out, 0);
     g_byte_array_append(p->dev_out, data, len);
@@ -347,7 +352,9 @@ static int real_leader(PlvLink *link, World *w, void *arg)
     ch.recv = wrap_recv;
     rc = plv_syncvm_leader_run(&p.cfg, &ch, w->lmv, &p.st, &err);
     if (rc < 0) {
-        fprintf(stderr, "leader: %s\n", err->message);
+        if (getenv("SYNCVM_TEST_VERBOSE")) {
+            fprintf(stderr, "leader: %s\n", err->message);
+        }
         return 1;
     }
     if (p.st.divergent_pages != w->n_div && !o->send_all_dirty) {
@@ -605,6 +612,44 @@ START_TEST(corrupt_pages_retried)
     ck_assert_uint_ge(x.p.st.stale_dropped, 1);
     ck_assert_uint_eq(x.p.dev_applies, 1);
     ck_assert_int_eq(pair_finish(&x), 0);
+}
+END_TEST
+
+/* A refused device state: memory untouched; the leader's retry works. */
+START_TEST(devstate_refused_then_retried)
+{
+    Spec s = { .n_regions = 1, .pages = 1024, .dirty = 0.5, .diverge = 0.3,
+               .devstate_len = 100, .seed = 13 };
+    LeaderOpts o = { .expect_attempts = 2 };
+    GError *err = NULL;
+    Pair x;
+
+    pair_start(&x, &s, real_leader, &o, false);
+    x.p.fail_applies = 1;
+    ck_assert_msg(pair_secondary(&x, &err) == 0, "%s",
+                  err ? err->message : "");
+    assert_converged(&x.w);
+    ck_assert_uint_eq(x.p.st.attempts, 2);
+    ck_assert_uint_eq(x.p.code_seen[PLV_SVM_ERROR_DEVSTATE], 1);
+    ck_assert_int_eq(pair_finish(&x), 0);
+}
+END_TEST
+
+START_TEST(devstate_always_refused)
+{
+    Spec s = { .n_regions = 1, .pages = 1024, .dirty = 0.5, .diverge = 0.3,
+               .devstate_len = 100, .seed = 14 };
+    GError *err = NULL;
+    Pair x;
+
+    pair_start(&x, &s, real_leader, NULL, true);
+    x.p.fail_applies = 100;
+    ck_assert_int_eq(pair_secondary(&x, &err), -1);
+    ck_assert_int_eq(err->code, PLV_SVM_ERROR_DEVSTATE);
+    g_clear_error(&err);
+    ck_assert_uint_eq(x.p.code_seen[PLV_SVM_ERROR_DEVSTATE], 3);
+    ck_assert_uint_eq(x.p.dev_applies, 0);
+    ck_assert_int_eq(pair_finish(&x), 1);   /* the leader failed too */
 }
 END_TEST
 
@@ -1090,6 +1135,8 @@ int main(void)
     tcase_add_test(fail, killed_mid_pages);
     tcase_add_test(fail, killed_before_eof);
     tcase_add_test(fail, corrupt_pages_retried);
+    tcase_add_test(fail, devstate_refused_then_retried);
+    tcase_add_test(fail, devstate_always_refused);
     tcase_add_loop_test(fail, rejects_bad_leader, 0, G_N_ELEMENTS(bad_cases));
     tcase_add_test(fail, leader_needs_ack);
     tcase_add_test(fail, leader_rejects_stale);
