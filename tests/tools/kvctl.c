@@ -618,6 +618,73 @@ static int cmd_load(int argc, char **argv)
     return 0;
 }
 
+/* ---- wait: overlapping PING attempts ----
+ *
+ * Until the guest's NIC is up, QEMU's user network accepts a forwarded
+ * connection and then leaves it hanging until its own retransmission, so a
+ * probe started too early answers late even once the guest serves.  A new
+ * probe every PROBE_EVERY seconds, each allowed PROBE_LIFE seconds, finds
+ * readiness within PROBE_EVERY of it and still tolerates a slow guest. */
+
+#define PROBE_EVERY 0.25
+#define PROBE_LIFE  5.0
+#define MAX_PROBES  ((int)(PROBE_LIFE / PROBE_EVERY) + 1)
+
+struct probe {
+    int fd;                 /* -1: slot free */
+    bool sent;
+    double started;
+    size_t have;
+    char buf[64];
+};
+
+static void probe_end(struct probe *p, char *err, size_t cap, const char *why)
+{
+    if (why)
+        snprintf(err, cap, "%s", why);
+    close(p->fd);
+    p->fd = -1;
+}
+
+/* Returns 1 on PONG, 0 while the probe goes on or has ended otherwise. */
+static int probe_step(struct probe *p, short revents, char *err, size_t cap)
+{
+    if (!p->sent) {
+        int soerr = 0;
+        socklen_t len = sizeof(soerr);
+        getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+        if (soerr || (revents & (POLLERR | POLLHUP))) {
+            probe_end(p, err, cap, strerror(soerr ? soerr : ECONNRESET));
+            return 0;
+        }
+        /* Five bytes into an empty socket buffer: one send suffices. */
+        if (send(p->fd, "PING\n", 5, MSG_NOSIGNAL) != 5) {
+            probe_end(p, err, cap, "send failed");
+            return 0;
+        }
+        p->sent = true;
+        return 0;
+    }
+    ssize_t r = recv(p->fd, p->buf + p->have, sizeof(p->buf) - 1 - p->have, 0);
+    if (r <= 0) {
+        probe_end(p, err, cap, r == 0 ? "connection closed" : strerror(errno));
+        return 0;
+    }
+    p->have += (size_t)r;
+    p->buf[p->have] = '\0';
+    char *nl = strchr(p->buf, '\n');
+    if (!nl && p->have < sizeof(p->buf) - 1)
+        return 0;
+    if (nl)
+        *nl = '\0';
+    if (!strcmp(p->buf, "PONG") || !strcmp(p->buf, "PONG\r"))
+        return 1;
+    char why[96];
+    snprintf(why, sizeof(why), "PING answered \"%.40s\"", p->buf);
+    probe_end(p, err, cap, why);
+    return 0;
+}
+
 static int cmd_wait(int argc, char **argv)
 {
     double timeout = 30;
@@ -627,30 +694,67 @@ static int cmd_wait(int argc, char **argv)
         fprintf(stderr, "kvctl: bad timeout %s\n", argv[3]);
         return 2;
     }
-    double start = now_s(), deadline = start + timeout;
-    struct conn c = { .fd = -1 };
-    char reply[64];
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
+    int rc = getaddrinfo(argv[0], argv[1], &hints, &ai);
+    if (rc) {
+        fprintf(stderr, "kvctl: %s:%s: %s\n", argv[0], argv[1], gai_strerror(rc));
+        return 2;
+    }
 
-    snprintf(c.err, sizeof(c.err), "no attempt");
-    while (now_s() < deadline) {
-        double left = deadline - now_s();
-        double t = left < 2 ? left : 2;
-        if (!conn_open(&c, argv[0], argv[1], t) &&
-            !conn_request(&c, "PING", reply, sizeof(reply), t)) {
-            conn_close(&c);
-            if (!strcmp(reply, "PONG")) {
-                printf("ready after %.2fs\n", now_s() - start);
-                return 0;
+    double start = now_s(), deadline = start + timeout, next = start;
+    struct probe probes[MAX_PROBES];
+    char err[128] = "no attempt";
+    int ready = 0;
+    for (int i = 0; i < MAX_PROBES; i++)
+        probes[i].fd = -1;
+
+    while (!ready && now_s() < deadline) {
+        double now = now_s();
+        struct pollfd pfd[MAX_PROBES];
+        int idx[MAX_PROBES], n = 0;
+
+        for (int i = 0; i < MAX_PROBES; i++) {
+            struct probe *p = &probes[i];
+            if (p->fd >= 0 && now - p->started > PROBE_LIFE)
+                probe_end(p, err, sizeof(err), "timed out");
+            if (p->fd < 0 && now >= next) {
+                next = now + PROBE_EVERY;
+                p->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK, 0);
+                p->sent = false;
+                p->started = now;
+                p->have = 0;
+                if (p->fd >= 0 && connect(p->fd, ai->ai_addr, ai->ai_addrlen) &&
+                    errno != EINPROGRESS)
+                    probe_end(p, err, sizeof(err), strerror(errno));
             }
-            snprintf(c.err, sizeof(c.err), "PING answered \"%.40s\"", reply);
+            if (p->fd >= 0) {
+                pfd[n] = (struct pollfd){ .fd = p->fd,
+                                          .events = p->sent ? POLLIN : POLLOUT };
+                idx[n++] = i;
+            }
         }
-        /* QEMU's user network accepts a forwarded connection before the
-         * guest listens and then drops it: retry at a modest pace. */
-        left = deadline - now_s();
-        sleep_s(left < 0.2 ? left : 0.2);
+        if (now >= next)            /* every slot busy: try again later */
+            next = now + PROBE_EVERY;
+        double until = next < deadline ? next : deadline;
+        int ms = ms_until(until);
+        if (poll(pfd, (nfds_t)n, ms) < 0 && errno != EINTR)
+            break;
+        for (int j = 0; j < n && !ready; j++) {
+            if (pfd[j].revents)
+                ready = probe_step(&probes[idx[j]], pfd[j].revents, err, sizeof(err));
+        }
+    }
+    for (int i = 0; i < MAX_PROBES; i++) {
+        if (probes[i].fd >= 0)
+            close(probes[i].fd);
+    }
+    freeaddrinfo(ai);
+    if (ready) {
+        printf("ready after %.2fs\n", now_s() - start);
+        return 0;
     }
     fprintf(stderr, "kvctl: %s:%s not ready after %.1fs (%s)\n",
-            argv[0], argv[1], timeout, c.err);
+            argv[0], argv[1], timeout, err);
     return 2;
 }
 
