@@ -48,4 +48,10 @@ $(GUEST_OUT)/initrd.img: $(GUEST_KDIR)/version $(GUEST_SRC)/init \
 $(BUSYBOX):
 	@echo "guest: $(BUSYBOX) not found: install the busybox-static package" >&2; exit 1
 
+# Boot the guest under TCG and check kvd and racey (tests/guest/smoke.sh).
+.PHONY: guest-smoke
+guest-smoke: guest
+	QEMU=$(BUILD)/qemu/qemu-system-x86_64 GUEST_DIR=$(GUEST_OUT) \
+	    KVCTL=$(BUILD)/tools/kvctl SRCDIR=$(SRCDIR) $(GUEST_SRC)/smoke.sh 3
+
 include $(SRCDIR)/tests/tools/tools.mk
