@@ -34,6 +34,8 @@ include $(SRCDIR)/tests/guest/guest.mk
 
 QEMU_BUILD := $(BUILD)/qemu
 QEMU_BIN   := $(QEMU_BUILD)/qemu-system-x86_64
+# Debian's seabios, ipxe-qemu and qemu-system-data (also QEMU's --firmwarepath).
+FIRMWARE_DIRS := /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu
 export CCACHE_BASEDIR := $(SRCDIR)
 export CCACHE_NOHASHDIR := 1
 
@@ -48,6 +50,12 @@ all: core qemu guest
 qemu: $(QEMU_BUILD)/build.ninja
 	$(SRCDIR)/scripts/sync-patches.sh $(QEMU_SRC) $(SRCDIR)/patches $(BUILD)/patches.stamp
 	ninja -C $(QEMU_BUILD) qemu-system-x86_64 qemu-img
+	@# Run from the build tree, QEMU looks for firmware under qemu-bundle/;
+	@# show it the system's firmware directories there too.
+	@for d in $(FIRMWARE_DIRS); do \
+	    mkdir -p $(QEMU_BUILD)/qemu-bundle$$(dirname $$d); \
+	    ln -sfn $$d $(QEMU_BUILD)/qemu-bundle$$d; \
+	done
 	ln -sf $(QEMU_BIN) $(BUILD)/qemu-system-x86_64
 
 $(QEMU_BUILD)/build.ninja: $(BUILD)/config.mk

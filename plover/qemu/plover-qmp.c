@@ -78,6 +78,7 @@ PloverInfo *qmp_query_plover(Error **errp)
     info->transport = s->cfg.transport == PLV_TRANSPORT_RDMA ?
         PLOVER_TRANSPORT_RDMA : PLOVER_TRANSPORT_TCP;
     info->secret = g_strdup(s->cfg.secret);
+    info->has_peers = true;
     info->peers = plover_peers_info(s);
     info->timeouts = plover_timeouts_info(&s->cfg);
     return info;

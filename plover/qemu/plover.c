@@ -10,6 +10,8 @@
 #include "qemu/osdep.h"
 #include "qemu/help_option.h"
 #include "qapi/error.h"
+#include "qemu/error-report.h"
+#include "system/system.h"
 #include "net/net.h"
 #include "crypto/secret_common.h"
 #include "system/plover.h"
@@ -68,13 +70,28 @@ static bool plover_check_netdev(const PlvConfig *cfg, Error **errp)
                    cfg->netdev, NetClientDriver_str(nc->info->type));
         return false;
     }
-    if (!nc->peer) {
-        error_setg(errp, "-plover: netdev: '%s' is not connected to a guest NIC",
-                   cfg->netdev);
-        return false;
-    }
     return true;
 }
+
+/*
+ * Guest NICs are created after netdevs, so whether the tap feeds a NIC is
+ * known only once the machine is complete.
+ */
+static void plover_machine_done(Notifier *n, void *data)
+{
+    PloverState *s = plover_state();
+    NetClientState *nc = qemu_find_netdev(s->cfg.netdev);
+
+    if (!nc || !nc->peer) {
+        error_report("-plover: netdev: '%s' is not connected to a guest NIC",
+                     s->cfg.netdev);
+        exit(1);
+    }
+}
+
+static Notifier plover_machine_done_notifier = {
+    .notify = plover_machine_done,
+};
 
 static bool plover_load_secret(PloverState *s, Error **errp)
 {
@@ -114,6 +131,7 @@ bool plover_init(Error **errp)
         trace_plover_peer(i, s->cfg.peers[i].host, s->cfg.peers[i].port,
                           i == s->cfg.id);
     }
+    qemu_add_machine_init_done_notifier(&plover_machine_done_notifier);
     s->initialized = true;
     return true;
 }

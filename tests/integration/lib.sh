@@ -130,13 +130,13 @@ qemu_start() {
     eval "PID_$name=$!"
 }
 
-# Kernel + initramfs of the test guest, its NIC on netdev "net0" (a tap).
+# guest_args APPEND: sets GUEST_ARGS to the test guest's kernel, initramfs
+# and command line, its NIC on netdev "net0" (the host namespace's tap0).
 guest_args() {
-    local append=$1
-    echo -m 256 -kernel "$GUEST_DIR/vmlinuz" -initrd "$GUEST_DIR/initrd.img" \
-        -append "console=ttyS0 panic=-1 quiet $append" -no-reboot \
-        -netdev tap,id=net0,ifname=tap0,script=no,downscript=no \
-        -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56
+    GUEST_ARGS=(-m 256 -kernel "$GUEST_DIR/vmlinuz" -initrd "$GUEST_DIR/initrd.img"
+        -append "console=ttyS0 panic=-1 quiet $1" -no-reboot
+        -netdev tap,id=net0,ifname=tap0,script=no,downscript=no
+        -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56)
 }
 
 # wait_serial NAME PATTERN TIMEOUT_S
@@ -157,8 +157,14 @@ qmp() {
     python3 "$QMP_PY" "$WORK/$name.qmp" "$@"
 }
 
+# kv CMD [ARG...]: one kvd request from the client namespace; prints the reply.
 kv() {
     nsx cl "$KVCTL" "$GUEST_IP" "$KVD_PORT" "$@"
+}
+
+# kv_wait TIMEOUT_S: until kvd answers PING from the client namespace.
+kv_wait() {
+    nsx cl "$KVCTL" wait "$GUEST_IP" "$KVD_PORT" --timeout "$1" >/dev/null
 }
 
 assert_eq() {

@@ -15,6 +15,7 @@ for t in "${tests[@]}"; do
     if bash "$t" > "/tmp/plover-$name.log" 2>&1; then
         pass=$((pass + 1))
         echo "PASS $name ($(( $(date +%s) - start ))s)"
+        grep '^figure: ' "/tmp/plover-$name.log" | sed 's/^/    /' || true
     else
         failed=$((failed + 1))
         failures+=("$name")

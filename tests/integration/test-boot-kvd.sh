@@ -6,12 +6,12 @@
 net_setup
 host_setup 0
 t0=$(date +%s.%N)
-# shellcheck disable=SC2046
-qemu_start vm 0 $(guest_args "plover.ip=$GUEST_IP/24 plover.gw=none")
+guest_args "plover.ip=$GUEST_IP/24 plover.gw=none"
+qemu_start vm 0 "${GUEST_ARGS[@]}"
 wait_serial vm "PLOVER-GUEST: kvd listening on $GUEST_IP:$KVD_PORT" 90
-kv wait --timeout 30 >/dev/null || fail "kvd does not answer PING from the client namespace"
+kv_wait 30 || fail "kvd does not answer PING from the client namespace"
 t1=$(date +%s.%N)
-log "boot to serving kvd: $(echo "$t1 - $t0" | bc -l | cut -c1-5) s"
+echo "figure: boot to serving kvd (tcg): $(echo "$t1 - $t0" | bc -l | cut -c1-5) s"
 
 assert_eq "$(kv SET answer 42)" "OK" "SET"
 assert_eq "$(kv GET answer)" "VALUE 42" "GET"

@@ -5,13 +5,15 @@
 . "$(dirname "$0")/lib.sh"
 
 # expect_reject WANT_MESSAGE QEMU_ARGS...: QEMU exits 1 with exactly one
-# line on stderr, and that line ends with WANT_MESSAGE.
+# error line on stderr (QEMU's own "warning:" lines aside), and that line
+# ends with WANT_MESSAGE.
 expect_reject() {
     local want=$1 out rc
     shift
     rc=0
     out=$(nsx h0 "$QEMU" -accel tcg -nodefaults -display none -S "$@" 2>&1 >/dev/null) || rc=$?
     [ "$rc" = 1 ] || fail "exit status $rc (want 1) for: $*"
+    out=$(printf '%s\n' "$out" | grep -v '^qemu-system-x86_64: warning: ' || true)
     [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || fail "more than one line for: $*: $out"
     case "$out" in
     *"$want") ;;
@@ -64,6 +66,8 @@ expect_reject "-plover: netdev: no -netdev with id 'nosuch'" \
 expect_reject "-plover: netdev: 'u0' is a user netdev; a tap netdev is required" \
     -netdev user,id=u0 -device virtio-net-pci,netdev=u0 "${SECRET[@]}" \
     -plover "id=0,$PEERS,netdev=u0,secret=s0"
+expect_reject "-plover: netdev: 'net0' is not connected to a guest NIC" \
+    -netdev tap,id=net0,ifname=tap0,script=no,downscript=no "${SECRET[@]}" -plover "$OK"
 expect_reject "-plover: secret: no -object secret with id 's0'" \
     "${NET[@]}" -plover "$OK"
 expect_reject "-plover: secret: 's0' is 3 bytes; at least 8 are required" \
