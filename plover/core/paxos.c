@@ -515,7 +515,8 @@ static Pending *take_syncvm(PlvPaxos *p)
  * When the log is at capacity, inputs wait; a queued syncvm still goes
  * (ahead of them: it is what lets both executors apply and the log be
  * truncated), and so do control entries (they repair the secondary that
- * truncation waits for). The hard bound is twice the capacity.
+ * truncation waits for). Both are rare and small, so the log stays bounded
+ * by the capacity plus what the driver proposes of them.
  */
 static void try_propose(PlvPaxos *p, PlvReady *rd)
 {
@@ -526,9 +527,6 @@ static void try_propose(PlvPaxos *p, PlvReady *rd)
         return;
     }
     used = plv_log_last(&p->log) - p->log.snap.index;
-    if (used >= 2ull * p->cfg.log_capacity) {
-        return;
-    }
     idx = plv_log_last(&p->log) + 1;
     if ((pd = g_queue_pop_head(&p->ctl))) {
         append_own(p, pd->op, pd->payload);

@@ -21,6 +21,7 @@ typedef struct {
     uint64_t inc;
     uint64_t down_until;        /* restart tick when down */
     uint64_t delivered;         /* last index handed to us */
+    uint64_t last_syncvm;       /* last syncvm delivered */
     uint64_t snap_index;        /* pending snapshot to install */
     uint64_t snap_at;
     bool incumbent;             /* was leader when it went candidate */
@@ -123,6 +124,7 @@ static void node_start(Sim *s, uint32_t i)
     g_assert(nd->px);
     nd->up = true;
     nd->delivered = 0;
+    nd->last_syncvm = 0;
     nd->snap_index = 0;
     nd->incumbent = false;
     nd->role = plv_paxos_role(nd->px);
@@ -208,12 +210,8 @@ static void check_entry(Sim *s, uint32_t i, const PlvEntry *e)
         violate(s, "node %u: committed entry %" G_GUINT64_FORMAT " differs (op %u vs op %u)",
                 i, e->index, e->op, c->op);
     }
-    /* executors apply syncvm and report it, which drives truncation */
     if (e->op == PLV_OP_SYNCVM) {
-        PlvRole r = plv_paxos_role(nd->px);
-        if (r == PLV_ROLE_LEADER || r == PLV_ROLE_SECONDARY) {
-            plv_paxos_applied_syncvm(nd->px, e->index);
-        }
+        nd->last_syncvm = e->index;
     }
 }
 
@@ -311,6 +309,12 @@ static void process_ready(Sim *s, uint32_t i)
     }
     for (guint k = 0; k < rd->committed->len && s->res->ok; k++) {
         check_entry(s, i, &g_array_index(rd->committed, PlvEntry, k));
+    }
+    /* Executors apply each syncvm and report it, which drives truncation.
+     * A node that becomes an executor is modelled as receiving the VM at
+     * the last syncvm it knows (the migration that makes a secondary). */
+    if (nd->last_syncvm && (nd->role == PLV_ROLE_LEADER || nd->role == PLV_ROLE_SECONDARY)) {
+        plv_paxos_applied_syncvm(nd->px, nd->last_syncvm);
     }
     for (guint k = 0; k < rd->msgs->len; k++) {
         PlvOutMsg *om = g_ptr_array_index(rd->msgs, k);
@@ -483,6 +487,7 @@ static void install_snapshots(Sim *s)
             plv_paxos_snapshot_pending(nd->px)) {
             if (plv_paxos_install_snapshot(nd->px, nd->snap_index, &s->rd) == 0) {
                 nd->delivered = nd->snap_index;
+                nd->last_syncvm = nd->snap_index;
                 nd->snap_index = 0;
             }
             process_ready(s, i);
@@ -609,6 +614,18 @@ void sim_run(const SimParams *prm, SimResult *res)
         heal_and_check(s);
     }
     res->ticks = s->now;
+    for (uint32_t i = 0; i < prm->n; i++) {
+        PlvPaxos *x = s->node[i].px;
+        if (s->node[i].up) {
+            trace(s, "node %u: %s vid %#" G_GINT64_MODIFIER "x inc %" G_GUINT64_FORMAT
+                  " commit %" G_GUINT64_FORMAT " last %" G_GUINT64_FORMAT " snap %" G_GUINT64_FORMAT
+                  " secondary %d admitted %d pending %d queued %zu",
+                  i, plv_role_name(plv_paxos_role(x)), plv_paxos_vid(x), plv_paxos_incarnation(x),
+                  plv_paxos_commit_index(x), plv_paxos_last_index(x), plv_paxos_snap_index(x),
+                  (int)plv_paxos_secondary(x), plv_paxos_admitted(x),
+                  plv_paxos_snapshot_pending(x), plv_paxos_queued_bytes(x));
+        }
+    }
     for (uint32_t i = 0; i < prm->n; i++) {
         if (s->node[i].up) {
             PlvPaxosStats st;
