@@ -100,7 +100,7 @@ static bool is_host_char(char c)
 }
 
 /* "host:port" or "[v6addr]:port". */
-static bool parse_peer(const char *s, PlvPeerAddr *out, GError **errp)
+static bool parse_peer(const char *s, PlvConfigPeer *out, GError **errp)
 {
     const char *colon;
     g_autofree char *host = NULL;

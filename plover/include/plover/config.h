@@ -29,17 +29,17 @@ typedef enum PlvTransportKind {
     PLV_TRANSPORT_RDMA,
 } PlvTransportKind;
 
-typedef struct PlvPeerAddr {
+typedef struct PlvConfigPeer {
     char *host;            /* name or address, without brackets */
     uint16_t port;
-} PlvPeerAddr;
+} PlvConfigPeer;
 
 typedef struct PlvConfig {
     PlvStartRole role;
     bool has_id;
     uint32_t id;                          /* index into peers[] */
     unsigned n_peers;
-    PlvPeerAddr peers[PLV_MAX_REPLICAS];  /* every replica, this one included */
+    PlvConfigPeer peers[PLV_MAX_REPLICAS];  /* every replica, this one included */
     char *netdev;                         /* id of the -netdev to replicate */
     PlvTransportKind transport;
     char *secret;                         /* id of a -object secret */
