@@ -2,7 +2,8 @@
 # our static workload programs (kvd, racey).  See tests/guest/README.md.
 #
 #   make guest   ->  $(GUEST_OUT)/vmlinuz, $(GUEST_OUT)/initrd.img,
-#                    and the host tool $(BUILD)/tools/kvctl
+#                    $(GUEST_OUT)/vmlinux (the same kernel unpacked, boots
+#                    faster under TCG), and the host tool $(BUILD)/tools/kvctl
 #
 # The kernel .deb is cached in $(GUEST_CACHE) (survives make clean).  The
 # kernel is resolved from linux-image-amd64 once; remove $(GUEST_OUT)/kernel
@@ -25,13 +26,16 @@ GUEST_MODULES := virtio_pci virtio_net
 
 GUEST_PROGS := $(GUEST_OUT)/bin/kvd $(GUEST_OUT)/bin/racey
 
-guest: $(GUEST_OUT)/vmlinuz $(GUEST_OUT)/initrd.img tools
+guest: $(GUEST_OUT)/vmlinuz $(GUEST_OUT)/vmlinux $(GUEST_OUT)/initrd.img tools
 
 $(GUEST_KDIR)/version: $(GUEST_SRC)/fetch-kernel.sh
 	$(GUEST_SRC)/fetch-kernel.sh $(GUEST_CACHE) $(GUEST_KDIR)
 
 $(GUEST_OUT)/vmlinuz: $(GUEST_KDIR)/version
 	cp $(GUEST_KDIR)/root/boot/vmlinuz-$$(cat $<) $@.tmp && mv $@.tmp $@
+
+$(GUEST_OUT)/vmlinux: $(GUEST_OUT)/vmlinuz $(GUEST_SRC)/extract-vmlinux.sh
+	$(GUEST_SRC)/extract-vmlinux.sh $< $@
 
 $(GUEST_PROGS): $(GUEST_OUT)/bin/%: $(GUEST_SRC)/%.c
 	@mkdir -p $(@D)

@@ -4,7 +4,7 @@
 # guest off by itself.  Traffic stays on 127.0.0.1 (QEMU user networking
 # with a host forward).
 #
-#   smoke.sh [RUNS]       environment: QEMU, GUEST_DIR, KVCTL, SRCDIR
+#   smoke.sh [RUNS]       environment: QEMU, GUEST_DIR, GUEST_KERNEL, KVCTL, SRCDIR
 #
 # Exits non-zero on the first failure; kills only the QEMUs it started.
 set -u
@@ -13,6 +13,7 @@ SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 QEMU=${QEMU:-$SRCDIR/build/qemu/qemu-system-x86_64}
 GUEST_DIR=${GUEST_DIR:-$SRCDIR/build/guest}
 KVCTL=${KVCTL:-$SRCDIR/build/tools/kvctl}
+GUEST_KERNEL=${GUEST_KERNEL:-$GUEST_DIR/vmlinuz}
 runs=${1:-1}
 work=$(mktemp -d /tmp/plover-guest-smoke.XXXXXX)
 qemu_pid=
@@ -36,7 +37,7 @@ fail() {
     exit 1
 }
 
-for f in "$QEMU" "$GUEST_DIR/vmlinuz" "$GUEST_DIR/initrd.img" "$KVCTL"; do
+for f in "$QEMU" "$GUEST_KERNEL" "$GUEST_DIR/initrd.img" "$KVCTL"; do
     [ -e "$f" ] || fail "$f missing (make qemu guest)"
 done
 
@@ -55,7 +56,7 @@ free_port() {
 # boot PORT APPEND: starts QEMU in the background, sets qemu_pid.
 boot() {
     "$QEMU" -accel tcg -m 256 -nographic -no-reboot "${firmware[@]}" \
-        -kernel "$GUEST_DIR/vmlinuz" -initrd "$GUEST_DIR/initrd.img" \
+        -kernel "$GUEST_KERNEL" -initrd "$GUEST_DIR/initrd.img" \
         -append "console=ttyS0 panic=-1 $2" \
         -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$1-:7000" \
         -device virtio-net-pci,netdev=n0 \
