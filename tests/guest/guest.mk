@@ -52,8 +52,13 @@ $(GUEST_OUT)/initrd.img: $(GUEST_KDIR)/version $(GUEST_SRC)/init \
 $(BUSYBOX):
 	@echo "guest: $(BUSYBOX) not found: install the busybox-static package" >&2; exit 1
 
+# kvd's protocol, tested on the host over 127.0.0.1 (no QEMU needed).
+.PHONY: guest-test guest-smoke
+guest-test: $(GUEST_OUT)/bin/kvd tools
+	KVD=$(GUEST_OUT)/bin/kvd KVCTL=$(BUILD)/tools/kvctl SRCDIR=$(SRCDIR) \
+	    $(GUEST_SRC)/test-kvd.sh
+
 # Boot the guest under TCG and check kvd and racey (tests/guest/smoke.sh).
-.PHONY: guest-smoke
 guest-smoke: guest
 	QEMU=$(BUILD)/qemu/qemu-system-x86_64 GUEST_DIR=$(GUEST_OUT) \
 	    KVCTL=$(BUILD)/tools/kvctl SRCDIR=$(SRCDIR) $(GUEST_SRC)/smoke.sh 3

@@ -208,14 +208,20 @@ static void handle_line(struct out *o, char *line)
         error_reply(o, "empty request");
         return;
     }
-    if (cn == 4 && !strncmp(cmd, "PING", 4) && kn == 0) {
+    bool is_ping = cn == 4 && !strncmp(cmd, "PING", 4);
+    bool is_stats = cn == 5 && !strncmp(cmd, "STATS", 5);
+    if ((is_ping || is_stats) && kn) {
+        error_reply(o, "too many arguments");
+        return;
+    }
+    if (is_ping) {
         pthread_mutex_lock(&db.lock);
         db.pings++;
         pthread_mutex_unlock(&db.lock);
         reply(o, "PONG\n");
         return;
     }
-    if (cn == 5 && !strncmp(cmd, "STATS", 5) && kn == 0) {
+    if (is_stats) {
         pthread_mutex_lock(&db.lock);
         reply(o, "STATS keys=%" PRIu64 " sets=%" PRIu64 " gets=%" PRIu64
               " dels=%" PRIu64 " incrs=%" PRIu64 " pings=%" PRIu64
