@@ -18,11 +18,14 @@
 #include <unistd.h>
 #include <glib-unix.h>
 
-enum { CMD_SYNCVM, CMD_APPLIED, CMD_INSTALL, CMD_ADD_ERR, CMD_RESET_ERR };
+enum { CMD_SYNCVM, CMD_APPLIED, CMD_INSTALL, CMD_ADD_ERR, CMD_RESET_ERR,
+       CMD_INLINE };
 
 typedef struct {
     int kind;
     uint64_t arg;
+    PlvDriverCallbacks cb;      /* CMD_INLINE */
+    void *opaque;
 } Cmd;
 
 enum { OUT_COMMIT, OUT_EVENT };
@@ -52,6 +55,12 @@ struct PlvDriver {
     int role;                   /* atomic PlvRole */
     uint32_t leader;            /* atomic */
     uint64_t commit_index;      /* atomic */
+
+    /* inline callbacks: run on the driver thread instead of queueing */
+    PlvDriverCallbacks inline_cb;
+    void *inline_opaque;
+    bool inline_mode;
+    GThread *loop_thread;       /* atomic: the driver thread, once running */
 
     /* output side */
     GMutex out_lock;
@@ -115,12 +124,24 @@ PlvDriver *plv_driver_new(const PlvDriverConfig *cfg, PlvTransport *t,
 
 /* ---- inputs ---- */
 
-/* Append under the lock; wake the driver on the empty -> non-empty edge. */
+/*
+ * Wake the driver on the empty -> non-empty edge of the input queue. Not
+ * from the driver thread itself (inline callbacks): it looks at the queue
+ * before it next blocks.
+ */
 static void wake_if(PlvDriver *d, bool was_empty)
 {
-    if (was_empty) {
+    if (was_empty && g_atomic_pointer_get(&d->loop_thread) != g_thread_self()) {
         plv_transport_wakeup(d->t);
     }
+}
+
+static bool inputs_pending(PlvDriver *d)
+{
+    g_mutex_lock(&d->in_lock);
+    bool pending = d->in_pkts->len || d->in_cmds->len;
+    g_mutex_unlock(&d->in_lock);
+    return pending;
 }
 
 static int refuse(PlvDriver *d, int err)
@@ -155,14 +176,27 @@ int plv_driver_submit(PlvDriver *d, const void *pkt, size_t len)
     return 0;
 }
 
-static void push_cmd(PlvDriver *d, int kind, uint64_t arg)
+static void push_cmd_full(PlvDriver *d, const Cmd *cmd)
 {
-    Cmd c = { .kind = kind, .arg = arg };
+    Cmd c = *cmd;
     g_mutex_lock(&d->in_lock);
     bool was_empty = d->in_pkts->len == 0 && d->in_cmds->len == 0;
     g_array_append_val(d->in_cmds, c);
     g_mutex_unlock(&d->in_lock);
     wake_if(d, was_empty);
+}
+
+static void push_cmd(PlvDriver *d, int kind, uint64_t arg)
+{
+    Cmd c = { .kind = kind, .arg = arg };
+    push_cmd_full(d, &c);
+}
+
+static void set_inline(PlvDriver *d, const PlvDriverCallbacks *cb, void *opaque)
+{
+    d->inline_mode = cb != NULL;
+    d->inline_cb = cb ? *cb : (PlvDriverCallbacks){ 0 };
+    d->inline_opaque = opaque;
 }
 
 int plv_driver_propose_syncvm(PlvDriver *d, uint64_t epoch)
@@ -233,6 +267,9 @@ static void take_inputs(PlvDriver *d)
         case CMD_RESET_ERR:
             plv_paxos_reset_err(d->paxos, c->arg);
             break;
+        case CMD_INLINE:
+            set_inline(d, c->arg ? &c->cb : NULL, c->opaque);
+            break;
         }
     }
     g_byte_array_set_size(pkts, 0);
@@ -274,8 +311,22 @@ static void process_ready(PlvDriver *d)
          * preempt this one, and peers wait on these messages. */
         plv_transport_flush(d->t);
     }
+    /* Published before any callback runs, so one may submit at once. */
+    g_atomic_int_set(&d->role, plv_paxos_role(d->paxos));
+    g_atomic_int_set(&d->leader, plv_paxos_leader(d->paxos));
+    __atomic_store_n(&d->commit_index, plv_paxos_commit_index(d->paxos),
+                     __ATOMIC_RELEASE);
     guint n_out = rd->committed->len + rd->events->len;
-    if (n_out) {
+    if (n_out && d->inline_mode) {
+        const PlvDriverCallbacks *cb = &d->inline_cb;
+        for (guint i = 0; i < rd->events->len && cb->event; i++) {
+            cb->event(d->inline_opaque, &g_array_index(rd->events, PlvEvent, i));
+        }
+        for (guint i = 0; i < rd->committed->len && cb->committed; i++) {
+            cb->committed(d->inline_opaque,
+                          &g_array_index(rd->committed, PlvEntry, i));
+        }
+    } else if (n_out) {
         g_mutex_lock(&d->out_lock);
         bool was_empty = d->out->len == 0;
         /* Events first: a role change precedes the entries it enables. */
@@ -299,10 +350,6 @@ static void process_ready(PlvDriver *d)
     }
     d->n_committed += rd->committed->len;
     plv_ready_clear(rd);
-    g_atomic_int_set(&d->role, plv_paxos_role(d->paxos));
-    g_atomic_int_set(&d->leader, plv_paxos_leader(d->paxos));
-    __atomic_store_n(&d->commit_index, plv_paxos_commit_index(d->paxos),
-                     __ATOMIC_RELEASE);
 }
 
 int plv_driver_event_fd(const PlvDriver *d)
@@ -440,9 +487,12 @@ static void publish_stats(PlvDriver *d)
 static gpointer driver_thread(gpointer opaque)
 {
     PlvDriver *d = opaque;
+    g_atomic_pointer_set(&d->loop_thread, g_thread_self());
     d->next_tick = g_get_monotonic_time() + (int64_t)d->cfg.tick_ms * 1000;
+    bool busy = false;
     while (!g_atomic_int_get(&d->stop)) {
-        int ms = plv_deadline_remaining_ms(d->next_tick);
+        /* Inline callbacks may have queued inputs: do not sleep on them. */
+        int ms = busy ? 0 : plv_deadline_remaining_ms(d->next_tick);
         if (plv_transport_wait(d->t, ms, on_transport, d) < 0) {
             g_warning("plover driver: transport failed; stopping");
             break;
@@ -451,8 +501,24 @@ static gpointer driver_thread(gpointer opaque)
         run_ticks(d);
         process_ready(d);
         publish_stats(d);
+        busy = d->inline_mode && inputs_pending(d);
     }
     return NULL;
+}
+
+void plv_driver_set_inline_callbacks(PlvDriver *d, const PlvDriverCallbacks *cb,
+                                     void *opaque)
+{
+    if (!d->started) {
+        set_inline(d, cb, opaque);
+        return;
+    }
+    /* The driver thread reads these: hand the change over in order. */
+    Cmd c = { .kind = CMD_INLINE, .arg = cb != NULL, .opaque = opaque };
+    if (cb) {
+        c.cb = *cb;
+    }
+    push_cmd_full(d, &c);
 }
 
 int plv_driver_start(PlvDriver *d, GError **err)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "helper-net.h"
+#include "helper-run.h"
 #include "plover/link-proto.h"
 
 static const uint8_t SECRET[] = "correct horse battery staple";
@@ -593,9 +594,5 @@ int main(void)
     tcase_add_test(ts, link_large_frames_with_timeouts);
     tcase_add_test(ts, link_timeouts);
     suite_add_tcase(su, ts);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return plv_test_run(su);
 }

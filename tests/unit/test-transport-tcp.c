@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "helper-net.h"
+#include "helper-run.h"
 #include "plover/link-proto.h"
 #include "plover/sockutil.h"
 #include "plover/transport.h"
@@ -407,9 +408,5 @@ int main(void)
     tcase_add_test(tc, tcp_wrong_secret_peer_never_up);
     tcase_add_test(tc, tcp_wakeup);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return plv_test_run(su);
 }

@@ -11,7 +11,9 @@
  *   out: committed entries (log order) and state machine events go to a
  *        queue whose eventfd (plv_driver_event_fd) becomes readable; the
  *        caller drains it with plv_driver_dispatch() on a thread it chooses
- *        (QEMU: an fd handler in its main loop; glib: plv_driver_attach()).
+ *        (QEMU: an fd handler in its main loop; glib: plv_driver_attach()),
+ *        or, if the caller prefers, directly on the driver thread
+ *        (plv_driver_set_inline_callbacks()).
  */
 #ifndef PLOVER_DRIVER_H
 #define PLOVER_DRIVER_H
@@ -80,6 +82,18 @@ typedef struct PlvDriverCallbacks {
     /* A state machine event (role, view, suspect, snapshot needed, ...). */
     void (*event)(void *opaque, const PlvEvent *ev);
 } PlvDriverCallbacks;
+
+/*
+ * Alternative to the queue: run @cb on the driver thread itself as outputs
+ * are produced (no eventfd, no thread hop: the lowest latency). The
+ * callbacks must not block; they may call plv_driver_submit() and the other
+ * commands. NULL goes back to queueing. Once started, the switch happens on
+ * the driver thread in order with other commands; outputs queued before it
+ * stay in the queue, and @opaque must stay valid until the next switch has
+ * surely happened (e.g. until plv_driver_stop()).
+ */
+void plv_driver_set_inline_callbacks(PlvDriver *d, const PlvDriverCallbacks *cb,
+                                     void *opaque);
 
 /* Readable (eventfd) while outputs are queued. Owned by the driver. */
 int plv_driver_event_fd(const PlvDriver *d);

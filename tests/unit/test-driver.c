@@ -1,0 +1,305 @@
+/*
+ * Tests for the consensus driver: three drivers in one process over the TCP
+ * transport on 127.0.0.1 elect a leader and commit submitted inputs in the
+ * same order everywhere; commits go on after one driver is killed.
+ */
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "helper-run.h"
+#include "plover/driver.h"
+#include "plover/sockutil.h"
+
+#define N 3
+static const uint8_t SECRET[] = "driver test secret";
+
+typedef struct {
+    GPtrArray *entries;         /* of GBytes: op byte + payload, log order */
+    GPtrArray *packets;         /* of char*: input packets in commit order */
+    uint64_t last_index;
+    int role_events;
+    bool order_ok;
+} Collector;
+
+typedef struct {
+    PlvDriver *d[N];
+    Collector c[N];
+    PlvPeerAddr addr[N];
+} Cluster;
+
+static void on_commit(void *opaque, const PlvEntry *e)
+{
+    Collector *c = opaque;
+    if (e->index != c->last_index + 1) {
+        c->order_ok = false;
+    }
+    c->last_index = e->index;
+    size_t len;
+    const uint8_t *p = plv_entry_payload(e, &len);
+    GByteArray *b = g_byte_array_new();
+    g_byte_array_append(b, &e->op, 1);
+    if (len) {
+        g_byte_array_append(b, p, len);
+    }
+    g_ptr_array_add(c->entries, g_byte_array_free_to_bytes(b));
+    if (e->op == PLV_OP_INPUT) {
+        PlvBatchIter it;
+        const uint8_t *pkt;
+        uint32_t plen;
+        plv_batch_iter_init(&it, p, len);
+        while (plv_batch_next(&it, &pkt, &plen)) {
+            g_ptr_array_add(c->packets, g_strndup((const char *)pkt, plen));
+        }
+    }
+}
+
+static void on_event(void *opaque, const PlvEvent *ev)
+{
+    Collector *c = opaque;
+    if (ev->kind == PLV_EV_ROLE) {
+        c->role_events++;
+    }
+}
+
+static const PlvDriverCallbacks CB = { .committed = on_commit, .event = on_event };
+
+static void cluster_start(Cluster *cl)
+{
+    memset(cl, 0, sizeof(*cl));
+    int lfd[N];
+    for (int i = 0; i < N; i++) {
+        lfd[i] = plv_sock_listen("127.0.0.1", 0, NULL);
+        ck_assert_int_ge(lfd[i], 0);
+        cl->addr[i] = (PlvPeerAddr){ .id = i, .host = "127.0.0.1",
+                                     .port = plv_sock_local_port(lfd[i]) };
+        cl->c[i].entries = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+        cl->c[i].packets = g_ptr_array_new_with_free_func(g_free);
+        cl->c[i].order_ok = true;
+    }
+    for (int i = 0; i < N; i++) {
+        PlvTcpTransportConfig tc = {
+            .self_id = i, .peers = cl->addr, .n_peers = N,
+            .secret = SECRET, .secret_len = sizeof(SECRET),
+            .listen_fd = lfd[i], .backoff_min_ms = 5, .backoff_max_ms = 100,
+        };
+        GError *err = NULL;
+        PlvTransport *t = plv_transport_tcp_new(&tc, &err);
+        ck_assert_msg(t, "%s", err ? err->message : "?");
+        PlvDriverConfig dc;
+        plv_driver_config_default(&dc);
+        dc.paxos.self = i;
+        dc.paxos.n = N;
+        dc.paxos.seed = 1000 + i;
+        dc.tick_ms = 2;
+        cl->d[i] = plv_driver_new(&dc, t, &err);
+        ck_assert_msg(cl->d[i], "%s", err ? err->message : "?");
+        ck_assert_int_eq(plv_driver_start(cl->d[i], &err), 0);
+    }
+}
+
+static void cluster_free(Cluster *cl)
+{
+    for (int i = 0; i < N; i++) {
+        plv_driver_free(cl->d[i]);
+        g_ptr_array_unref(cl->c[i].entries);
+        g_ptr_array_unref(cl->c[i].packets);
+    }
+}
+
+/* Drain every live driver's outputs, waiting up to @ms for some. */
+static void drain(Cluster *cl, int ms)
+{
+    struct pollfd pfd[N];
+    int n = 0;
+    for (int i = 0; i < N; i++) {
+        if (cl->d[i]) {
+            pfd[n++] = (struct pollfd){ .fd = plv_driver_event_fd(cl->d[i]),
+                                        .events = POLLIN };
+        }
+    }
+    poll(pfd, n, ms);
+    for (int i = 0; i < N; i++) {
+        if (cl->d[i]) {
+            plv_driver_dispatch(cl->d[i], &CB, &cl->c[i]);
+        }
+    }
+}
+
+#define DRAIN_UNTIL(cl, cond, ms)                                          \
+    do {                                                                   \
+        gint64 end_ = g_get_monotonic_time() + (int64_t)(ms) * 1000;       \
+        while (!(cond)) {                                                  \
+            ck_assert_msg(g_get_monotonic_time() < end_, "timeout: %s", #cond); \
+            drain(cl, 5);                                                  \
+        }                                                                  \
+    } while (0)
+
+/* The leader all live drivers agree on, or -1. */
+static int agreed_leader(Cluster *cl)
+{
+    int leader = -1;
+    for (int i = 0; i < N; i++) {
+        if (cl->d[i] && plv_driver_role(cl->d[i]) == PLV_ROLE_LEADER) {
+            leader = i;
+        }
+    }
+    if (leader < 0) {
+        return -1;
+    }
+    for (int i = 0; i < N; i++) {
+        if (cl->d[i] && plv_driver_leader(cl->d[i]) != (uint32_t)leader) {
+            return -1;
+        }
+    }
+    return leader;
+}
+
+/* Submit packets "<tag><k>" for k in [from, to) to @leader. */
+static void submit_range(Cluster *cl, int leader, const char *tag, int from, int to)
+{
+    for (int k = from; k < to; k++) {
+        char pkt[32];
+        int len = snprintf(pkt, sizeof(pkt), "%s%d", tag, k);
+        int r;
+        while ((r = plv_driver_submit(cl->d[leader], pkt, len)) == -ENOBUFS) {
+            drain(cl, 1);
+        }
+        ck_assert_int_eq(r, 0);
+    }
+}
+
+static bool have_packets(Cluster *cl, guint n)
+{
+    for (int i = 0; i < N; i++) {
+        if (cl->d[i] && cl->c[i].packets->len < n) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Every live replica committed the same entries (a common prefix). */
+static void assert_same_logs(Cluster *cl)
+{
+    int ref = -1;
+    for (int i = 0; i < N; i++) {
+        if (!cl->d[i]) {
+            continue;
+        }
+        ck_assert(cl->c[i].order_ok);
+        if (ref < 0) {
+            ref = i;
+            continue;
+        }
+        GPtrArray *a = cl->c[ref].entries, *b = cl->c[i].entries;
+        guint n = MIN(a->len, b->len);
+        for (guint k = 0; k < n; k++) {
+            ck_assert_msg(g_bytes_equal(a->pdata[k], b->pdata[k]),
+                          "replicas %d and %d differ at entry %u", ref, i, k + 1);
+        }
+        GPtrArray *pa = cl->c[ref].packets, *pb = cl->c[i].packets;
+        n = MIN(pa->len, pb->len);
+        for (guint k = 0; k < n; k++) {
+            ck_assert_str_eq(pa->pdata[k], pb->pdata[k]);
+        }
+    }
+}
+
+START_TEST(driver_elect_commit_and_survive_a_kill)
+{
+    Cluster cl;
+    cluster_start(&cl);
+    int leader;
+    DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 10000);
+
+    /* Only the leader takes packets. */
+    int other = (leader + 1) % N;
+    ck_assert_int_eq(plv_driver_submit(cl.d[other], "x", 1), -EPERM);
+    ck_assert_int_eq(plv_driver_submit(cl.d[leader], "", 0), -EINVAL);
+
+    const int M = 500;
+    submit_range(&cl, leader, "a", 0, M);
+    DRAIN_UNTIL(&cl, have_packets(&cl, M), 10000);
+    assert_same_logs(&cl);
+    /* Nothing lost, nothing duplicated, submission order kept. */
+    for (int i = 0; i < N; i++) {
+        ck_assert_uint_eq(cl.c[i].packets->len, M);
+        for (int k = 0; k < M; k++) {
+            char pkt[32];
+            snprintf(pkt, sizeof(pkt), "a%d", k);
+            ck_assert_str_eq(cl.c[i].packets->pdata[k], pkt);
+        }
+    }
+    PlvDriverStats st;
+    plv_driver_stats(cl.d[leader], &st);
+    ck_assert_uint_eq(st.submitted, M);
+    ck_assert_uint_eq(st.msgs_bad, 0);
+    ck_assert_uint_eq(st.transport.auth_failures, 0);
+    ck_assert_uint_ge(st.committed, 1);
+
+    /* Kill the leader: the other two elect one and keep committing. */
+    plv_driver_free(cl.d[leader]);
+    cl.d[leader] = NULL;
+    int leader2;
+    DRAIN_UNTIL(&cl, (leader2 = agreed_leader(&cl)) >= 0, 15000);
+    ck_assert_int_ne(leader2, leader);
+    submit_range(&cl, leader2, "b", 0, M);
+    DRAIN_UNTIL(&cl, have_packets(&cl, 2 * M), 10000);
+    assert_same_logs(&cl);
+    for (int i = 0; i < N; i++) {
+        if (!cl.d[i]) {
+            continue;
+        }
+        GPtrArray *p = cl.c[i].packets;
+        ck_assert_uint_eq(p->len, 2 * M);
+        ck_assert_str_eq(p->pdata[M], "b0");
+        ck_assert_str_eq(p->pdata[2 * M - 1], "b499");
+    }
+    cluster_free(&cl);
+}
+END_TEST
+
+START_TEST(driver_witness_kill_and_glib_dispatch)
+{
+    Cluster cl;
+    cluster_start(&cl);
+    int leader;
+    DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 10000);
+
+    /* Kill a follower instead: the majority still commits. */
+    int victim = (leader + 2) % N;
+    plv_driver_free(cl.d[victim]);
+    cl.d[victim] = NULL;
+    submit_range(&cl, leader, "w", 0, 100);
+
+    /* Drain the leader through a GMainContext this time. */
+    GMainContext *ctx = g_main_context_new();
+    guint id = plv_driver_attach(cl.d[leader], ctx, &CB, &cl.c[leader]);
+    ck_assert_uint_ne(id, 0);
+    gint64 end = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    while (cl.c[leader].packets->len < 100) {
+        ck_assert(g_get_monotonic_time() < end);
+        g_main_context_iteration(ctx, FALSE);
+        g_usleep(1000);
+    }
+    g_source_destroy(g_main_context_find_source_by_id(ctx, id));
+    g_main_context_unref(ctx);
+    DRAIN_UNTIL(&cl, have_packets(&cl, 100), 10000);
+    assert_same_logs(&cl);
+    cluster_free(&cl);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("driver");
+    TCase *tc = tcase_create("driver");
+    tcase_set_timeout(tc, 50);
+    tcase_add_test(tc, driver_elect_commit_and_survive_a_kill);
+    tcase_add_test(tc, driver_witness_kill_and_glib_dispatch);
+    suite_add_tcase(su, tc);
+    return plv_test_run(su);
+}
