@@ -30,7 +30,11 @@ if [ -n "$pkg" ]; then
     deb="$cache/${pkg}_$(echo "$ver" | sed 's/:/%3a/')_amd64.deb"
     if [ ! -f "$deb" ]; then
         echo "fetch-kernel: downloading $pkg $ver"
-        (cd "$cache" && apt-get download "$pkg=$ver") ||
+        # As root apt drops to its _apt user, which cannot write our cache
+        # directory; it then warns and downloads as root anyway.
+        sandbox=
+        [ "$(id -u)" = 0 ] && sandbox="-o APT::Sandbox::User=root"
+        (cd "$cache" && apt-get $sandbox download "$pkg=$ver") ||
             die "apt-get download $pkg=$ver failed"
         [ -f "$deb" ] || die "apt-get download did not produce $deb"
     fi
