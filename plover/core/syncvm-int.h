@@ -28,6 +28,7 @@ typedef struct SvmRun {
     /* per attempt */
     PlvBitmap *uni;             /* one per region: own | peer */
     PlvSvmUnion u;
+    PlvPageHash union_digest;   /* plv_svm_union_digest of uni */
     PlvPageHash *hashes;        /* own fingerprints of the union */
     bool *zero;                 /* own zero flags of the union */
 } SvmRun;

@@ -84,6 +84,9 @@ static int send_pages(SvmRun *r, const uint32_t *div, uint32_t n_div,
             }
             recs[n].index = div[i];
             recs[n].kind = zero ? PLV_SVM_PAGE_ZERO : PLV_SVM_PAGE_DATA;
+            /* In FULL mode there are no fingerprints to check against. */
+            recs[n].hash = r->hashes ? r->hashes[div[i]]
+                                     : (PlvPageHash){ 0, 0 };
             if (!zero) {
                 iov[niov].iov_base = plv_memview_page(reg, ref->page);
                 iov[niov].iov_len = reg->page_size;
@@ -107,7 +110,7 @@ static int send_pages(SvmRun *r, const uint32_t *div, uint32_t n_div,
     return 0;
 }
 
-static int send_devstate(SvmRun *r, uint64_t *len, GError **err)
+static int send_devstate(SvmRun *r, PlvSvmEof *eof, GError **err)
 {
     GByteArray *blob = g_byte_array_new();
     GError *e = NULL;
@@ -135,7 +138,8 @@ static int send_devstate(SvmRun *r, uint64_t *len, GError **err)
             goto out;
         }
     }
-    *len = blob->len;
+    eof->devstate_len = blob->len;
+    eof->devstate_hash = plv_page_hash(r->cfg->key, blob->data, blob->len);
     r->st->devstate_bytes = blob->len;
     ret = 0;
 out:
@@ -221,10 +225,11 @@ static int leader_attempt(SvmRun *r, GError **err)
 
     t0 = t1;
     if (send_pages(r, div, eof.n_pages, &eof.n_zero, err) < 0 ||
-        send_devstate(r, &eof.devstate_len, err) < 0) {
+        send_devstate(r, &eof, err) < 0) {
         goto out;
     }
     st->zero_pages = eof.n_zero;
+    eof.union_digest = r->union_digest;
     g_byte_array_set_size(r->tx, 0);
     plv_svm_encode_eof(r->tx, &r->hdr, &eof);
     if (plv_svm_run_send_tx(r, PLV_SVM_MSG_EOF, err) < 0) {

@@ -140,6 +140,23 @@ void plv_svm_union_build(PlvSvmUnion *u, const PlvMemView *mv,
     g_assert(k == u->n);
 }
 
+PlvPageHash plv_svm_union_digest(const PlvHashKey *key, const PlvMemView *mv,
+                                 const PlvBitmap *bitmaps)
+{
+    PlvPageHash d = { 0, 0 };
+
+    for (unsigned r = 0; r < plv_memview_n_regions(mv); r++) {
+        PlvPageHash h = plv_page_hash(key, bitmaps[r].words,
+                                      plv_bitmap_n_words(bitmaps[r].n_bits) *
+                                      sizeof(uint64_t));
+
+        /* Order matters: rotate before mixing each region in. */
+        d.lo = ((d.lo << 1) | (d.lo >> 63)) ^ h.lo;
+        d.hi = ((d.hi << 1) | (d.hi >> 63)) ^ h.hi;
+    }
+    return d;
+}
+
 void plv_svm_union_clear(PlvSvmUnion *u)
 {
     g_free(u->refs);
@@ -353,6 +370,8 @@ void plv_svm_encode_pages_head(GByteArray *out, const PlvSvmHdr *h,
     for (uint32_t i = 0; i < count; i++) {
         put_u32(out, recs[i].index);
         put_u8(out, recs[i].kind);
+        put_u64(out, recs[i].hash.lo);
+        put_u64(out, recs[i].hash.hi);
     }
 }
 
@@ -375,9 +394,12 @@ int plv_svm_decode_pages(const uint8_t *body, size_t len,
     for (uint32_t i = 0; i < n; i++) {
         uint32_t idx = 0;
         uint8_t kind = 0;
+        PlvPageHash h = { 0, 0 };
 
         cur_u32(&c, &idx);
         cur_u8(&c, &kind);
+        cur_u64(&c, &h.lo);
+        cur_u64(&c, &h.hi);
         if (idx < min_index || idx >= u->n) {
             return malformed(err, "PAGES index out of order or range");
         }
@@ -390,6 +412,7 @@ int plv_svm_decode_pages(const uint8_t *body, size_t len,
         }
         recs[i].index = idx;
         recs[i].kind = kind;
+        recs[i].hash = h;
         recs[i].data = NULL;
     }
     if (cur_left(&c) != data_len) {
@@ -443,6 +466,10 @@ void plv_svm_encode_eof(GByteArray *out, const PlvSvmHdr *h,
     put_u32(out, e->n_pages);
     put_u32(out, e->n_zero);
     put_u64(out, e->devstate_len);
+    put_u64(out, e->union_digest.lo);
+    put_u64(out, e->union_digest.hi);
+    put_u64(out, e->devstate_hash.lo);
+    put_u64(out, e->devstate_hash.hi);
 }
 
 int plv_svm_decode_eof(const uint8_t *body, size_t len, PlvSvmEof *e,
@@ -451,7 +478,11 @@ int plv_svm_decode_eof(const uint8_t *body, size_t len, PlvSvmEof *e,
     Cursor c = { .p = body, .len = len };
 
     if (!cur_u32(&c, &e->n_pages) || !cur_u32(&c, &e->n_zero) ||
-        !cur_u64(&c, &e->devstate_len) || cur_left(&c)) {
+        !cur_u64(&c, &e->devstate_len) ||
+        !cur_u64(&c, &e->union_digest.lo) ||
+        !cur_u64(&c, &e->union_digest.hi) ||
+        !cur_u64(&c, &e->devstate_hash.lo) ||
+        !cur_u64(&c, &e->devstate_hash.hi) || cur_left(&c)) {
         return malformed(err, "EOF length");
     }
     if (e->n_zero > e->n_pages) {

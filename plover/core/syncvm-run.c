@@ -269,6 +269,7 @@ int plv_svm_run_union(SvmRun *r, const uint8_t *body, size_t len,
         return -1;
     }
     plv_svm_union_build(&r->u, r->mv, r->uni);
+    r->union_digest = plv_svm_union_digest(r->cfg->key, r->mv, r->uni);
     r->st->dirty_union = r->u.n;
     return 0;
 }

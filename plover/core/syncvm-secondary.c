@@ -61,12 +61,53 @@ static int stage_pages(SvmRun *r, Staging *s, const uint8_t *body,
         return -1;
     }
     for (uint32_t i = s->n; i < s->n + n; i++) {
-        s->n_zero += s->recs[i].kind == PLV_SVM_PAGE_ZERO;
+        const PlvSvmPageRec *rec = &s->recs[i];
+
+        s->n_zero += rec->kind == PLV_SVM_PAGE_ZERO;
+        /*
+         * End-to-end check of every page against the leader's fingerprint:
+         * whatever the channel (a one-sided RDMA write has no checksum),
+         * a damaged page is refused before anything is applied.
+         */
+        if (rec->kind == PLV_SVM_PAGE_DATA &&
+            !(r->hdr.flags & PLV_SVM_FLAG_FULL)) {
+            const PlvMemRegion *reg = plv_memview_region_const(
+                r->mv, r->u.refs[rec->index].region);
+            PlvPageHash h = plv_page_hash(r->cfg->key, rec->data,
+                                          reg->page_size);
+
+            if (!plv_page_hash_equal(&h, &rec->hash)) {
+                g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
+                            "PAGES: union page %u does not match its "
+                            "fingerprint", rec->index);
+                return -1;
+            }
+        }
     }
     s->n += n;
     /* The records point into this payload: keep it, take a fresh one. */
     g_ptr_array_add(s->bufs, r->rx);
     r->rx = g_byte_array_new();
+    return 0;
+}
+
+/* EOF's digests: same union on both sides, the blob as the leader sent it. */
+static int check_digests(SvmRun *r, Staging *s, const PlvSvmEof *eof,
+                         GError **err)
+{
+    PlvPageHash dev = plv_page_hash(r->cfg->key, s->devstate->data,
+                                    s->devstate->len);
+
+    if (!plv_page_hash_equal(&eof->union_digest, &r->union_digest)) {
+        g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
+                    "EOF: the leader's union of dirty pages is not ours");
+        return -1;
+    }
+    if (!plv_page_hash_equal(&eof->devstate_hash, &dev)) {
+        g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
+                    "EOF: device state does not match its fingerprint");
+        return -1;
+    }
     return 0;
 }
 
@@ -117,7 +158,7 @@ static int receive_transfer(SvmRun *r, Staging *s, GError **err)
                             s->n_zero, s->devstate->len);
                 return -1;
             }
-            return 0;
+            return check_digests(r, s, &eof, err);
         default:
             return plv_svm_unexpected(err, type, "receiving pages");
         }

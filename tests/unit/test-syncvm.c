@@ -220,11 +220,11 @@ static int apply_dev(void *opaque, const uint8_t *data, size_t len,
     return 0;
 }
 
-static void peer_init(Peer *p, World *w, PlvLink *link)
+static void peer_init(Peer *p, World *w, const uint8_t *session_key)
 {
     memset(p, 0, sizeof(*p));
     p->w = w;
-    plv_hash_key_derive(&p->key, plv_link_session_key(link), PLV_LINK_KEY_LEN);
+    plv_hash_key_derive(&p->key, session_key, PLV_LINK_KEY_LEN);
     p->cfg.vid = 4;
     p->cfg.epoch = 17;
     p->cfg.key = &p->key;
@@ -343,7 +343,7 @@ static int real_leader(PlvLink *link, World *w, void *arg)
     Peer p;
     int rc;
 
-    peer_init(&p, w, link);
+    peer_init(&p, w, plv_link_session_key(link));
     p.cfg.send_all_dirty = o->send_all_dirty;
     plv_syncvm_channel_init_link(&wr.inner, link);
     ch = wr.inner;
@@ -388,7 +388,7 @@ static uint64_t expected_leader_bytes(const World *w, uint64_t n_pages,
     b += (n_pages + 255) / 256 * (PLV_SVM_HDR_LEN + 4);
     b += n_pages * PLV_SVM_PAGE_REC_LEN + (n_pages - n_zero) * PAGE;
     b += (dev + (1 << 20) - 1) / (1 << 20) * (PLV_SVM_HDR_LEN + 8) + dev;
-    return b + PLV_SVM_HDR_LEN + 16;                    /* EOF */
+    return b + PLV_SVM_HDR_LEN + PLV_SVM_EOF_LEN;
 }
 
 /*
@@ -410,7 +410,7 @@ static void pair_start(Pair *x, const Spec *spec, ChildFn fn, void *arg,
     world_build(&x->w, spec);
     x->snap = snap ? snapshot(&x->w) : NULL;
     x->link = spawn(fn, &x->w, arg, &x->pid);
-    peer_init(&x->p, &x->w, x->link);
+    peer_init(&x->p, &x->w, plv_link_session_key(x->link));
     plv_syncvm_channel_init_link(&x->ch, x->link);
 }
 
@@ -672,6 +672,7 @@ typedef enum Script {
 
 typedef struct Fake {
     PlvLink *link;
+    PlvHashKey key;
     World *w;
     PlvSvmHdr hdr;
     GByteArray *tx, *rx;
@@ -754,7 +755,14 @@ static int fake_collect(Fake *f)
 static void fake_pages(Fake *f, const PlvSvmPageRec *recs, uint32_t n,
                        size_t cut)
 {
-    plv_svm_encode_pages_head(f->tx, &f->hdr, recs, n);
+    PlvSvmPageRec *r = g_memdup2(recs, n * sizeof(*recs));
+
+    /* Right fingerprints: the checks under test are the others. */
+    for (uint32_t i = 0; i < n; i++) {
+        r[i].hash = plv_page_hash(&f->key, f->w->lmem[0], PAGE);
+    }
+    plv_svm_encode_pages_head(f->tx, &f->hdr, r, n);
+    g_free(r);
     for (uint32_t i = 0; i < n; i++) {
         if (recs[i].kind == PLV_SVM_PAGE_DATA) {
             g_byte_array_append(f->tx, f->w->lmem[0], PAGE);
@@ -784,6 +792,7 @@ static int scripted_leader(PlvLink *link, World *w, void *arg)
                               { .index = 1, .kind = PLV_SVM_PAGE_ZERO } };
     PlvSvmEof eof = { 0 };
 
+    plv_hash_key_derive(&f.key, plv_link_session_key(link), PLV_LINK_KEY_LEN);
     switch (s) {
     case S_STALE_EPOCH:
         h.epoch = 16;
@@ -957,7 +966,7 @@ static int mute_secondary(PlvLink *link, World *w, void *arg)
         Peer p;
         PlvSyncvmChannel ch;
 
-        peer_init(&p, w, link);
+        peer_init(&p, w, plv_link_session_key(link));
         plv_syncvm_channel_init_link(&ch, link);
         ch.send = drop_ack_send;
         if (plv_syncvm_secondary_run(&p.cfg, &ch, w->smv, &p.st, NULL) < 0) {
@@ -1007,6 +1016,239 @@ START_TEST(leader_rejects_stale)
 }
 END_TEST
 
+/* ---- both engines in one process, messages mutated in flight ---- */
+
+#define MEM_ERROR (g_quark_from_static_string("mem-channel"))
+enum { MEM_TIMED_OUT = 1, MEM_CLOSED };
+
+/* One direction of an in-memory channel; type 0 marks a closed end. */
+typedef struct MemMsg {
+    uint16_t type;
+    GByteArray *data;
+} MemMsg;
+
+typedef struct MemEnd {
+    GAsyncQueue *in, *out;
+    GRand *rng;                 /* mutates outgoing messages, if set */
+    int mutate_at;              /* which outgoing message (0-based) */
+    int sent;
+} MemEnd;
+
+static void mem_msg_free(gpointer p)
+{
+    MemMsg *m = p;
+
+    g_byte_array_unref(m->data);
+    g_free(m);
+}
+
+static void mutate(GRand *rng, MemMsg *m)
+{
+    GByteArray *d = m->data;
+    uint32_t v;
+
+    switch (g_rand_int_range(rng, 0, 6)) {
+    case 0:                     /* flip a bit */
+        if (d->len) {
+            d->data[g_rand_int_range(rng, 0, d->len)] ^=
+                1 << g_rand_int_range(rng, 0, 8);
+        }
+        break;
+    case 1:                     /* truncate */
+        g_byte_array_set_size(d, g_rand_int_range(rng, 0, d->len + 1));
+        break;
+    case 2:                     /* append */
+        for (int i = g_rand_int_range(rng, 1, 40); i > 0; i--) {
+            uint8_t b = g_rand_int(rng);
+
+            g_byte_array_append(d, &b, 1);
+        }
+        break;
+    case 3:                     /* a boundary value in some u32 */
+    case 4: {
+        static const uint32_t vals[] = { 0, 1, 2, 63, 64, 0x7fffffff,
+                                         0xffffffff, 0xfffffff0 };
+
+        if (d->len >= 4) {
+            v = vals[g_rand_int_range(rng, 0, G_N_ELEMENTS(vals))];
+            memcpy(d->data + g_rand_int_range(rng, 0, d->len - 3), &v, 4);
+        }
+        break;
+    }
+    default:                    /* another message type */
+        m->type = PLV_SVM_MSG_BITMAP + g_rand_int_range(rng, 0, 8);
+        break;
+    }
+}
+
+static int mem_send(void *opaque, uint16_t type, const struct iovec *iov,
+                    int iovcnt, GError **err)
+{
+    MemEnd *e = opaque;
+    MemMsg *m = g_new0(MemMsg, 1);
+
+    m->type = type;
+    m->data = g_byte_array_new();
+    for (int i = 0; i < iovcnt; i++) {
+        g_byte_array_append(m->data, iov[i].iov_base, iov[i].iov_len);
+    }
+    if (e->rng && e->sent == e->mutate_at) {
+        mutate(e->rng, m);
+    }
+    e->sent++;
+    g_async_queue_push(e->out, m);
+    return 0;
+}
+
+static int mem_recv(void *opaque, uint16_t *type, GByteArray *payload,
+                    int timeout_ms, GError **err)
+{
+    MemEnd *e = opaque;
+    MemMsg *m = g_async_queue_timeout_pop(e->in, timeout_ms * 1000LL);
+
+    if (!m) {
+        g_set_error(err, MEM_ERROR, MEM_TIMED_OUT, "timed out");
+        return -1;
+    }
+    if (m->type == 0) {
+        g_async_queue_push_front(e->in, m);     /* stays closed */
+        g_set_error(err, MEM_ERROR, MEM_CLOSED, "closed");
+        return -1;
+    }
+    *type = m->type;
+    g_byte_array_set_size(payload, 0);
+    g_byte_array_append(payload, m->data->data, m->data->len);
+    mem_msg_free(m);
+    return 0;
+}
+
+static bool mem_is_timeout(const GError *err)
+{
+    return g_error_matches(err, MEM_ERROR, MEM_TIMED_OUT);
+}
+
+static void mem_channel(PlvSyncvmChannel *ch, MemEnd *e)
+{
+    ch->opaque = e;
+    ch->send = mem_send;
+    ch->recv = mem_recv;
+    ch->is_timeout = mem_is_timeout;
+    ch->peer_id = 9;
+}
+
+static void mem_close(MemEnd *e)
+{
+    MemMsg *m = g_new0(MemMsg, 1);
+
+    m->data = g_byte_array_new();
+    g_async_queue_push(e->out, m);
+}
+
+typedef struct LeaderThread {
+    Peer p;
+    PlvSyncvmChannel ch;
+    MemEnd *end;
+    int rc;
+} LeaderThread;
+
+static gpointer leader_thread(gpointer opaque)
+{
+    LeaderThread *t = opaque;
+
+    t->rc = plv_syncvm_leader_run(&t->p.cfg, &t->ch, t->p.w->lmv, &t->p.st,
+                                  NULL);
+    mem_close(t->end);
+    return NULL;
+}
+
+/* Pages outside the union must never change, whatever arrives. */
+static void assert_outside_union_untouched(const World *w, uint8_t **snap)
+{
+    for (unsigned r = 0; r < w->spec.n_regions; r++) {
+        const PlvMemRegion *lr = plv_memview_region(w->lmv, r);
+        const PlvMemRegion *sr = plv_memview_region(w->smv, r);
+
+        for (uint64_t p = 0; p < w->spec.pages; p++) {
+            if (!plv_bitmap_test(&lr->dirty, p) &&
+                !plv_bitmap_test(&sr->dirty, p)) {
+                ck_assert(memcmp(snap[r] + p * PAGE, w->smem[r] + p * PAGE,
+                                 PAGE) == 0);
+            }
+        }
+    }
+}
+
+START_TEST(mutated_messages)
+{
+    unsigned iters = getenv("PLOVER_SOAK") ? 20000 : 200;
+    GRand *rng = g_rand_new_with_seed(20260);
+    uint8_t session[PLV_LINK_KEY_LEN] = { 3 };
+    unsigned ok = 0, failed = 0;
+
+    for (unsigned it = 0; it < iters; it++) {
+        Spec s = { .n_regions = 2, .pages = 64, .dirty = 0.5,
+                   .diverge = 0.3, .devstate_len = 3000, .seed = it + 100 };
+        GAsyncQueue *l2s = g_async_queue_new_full(mem_msg_free);
+        GAsyncQueue *s2l = g_async_queue_new_full(mem_msg_free);
+        MemEnd le = { .in = s2l, .out = l2s }, se = { .in = l2s, .out = s2l };
+        MemEnd *victim = it % 3 == 0 ? &se : &le;   /* mostly the leader */
+        LeaderThread lt = { .end = &le };
+        PlvSyncvmChannel sch;
+        World w;
+        Peer p;
+        uint8_t **snap;
+        GThread *th;
+        int rc;
+
+        world_build(&w, &s);
+        snap = snapshot(&w);
+        victim->rng = rng;
+        victim->mutate_at = g_rand_int_range(rng, 0, 6);
+        peer_init(&lt.p, &w, session);
+        peer_init(&p, &w, session);
+        lt.p.cfg.timeout_ms = p.cfg.timeout_ms = 100;
+        lt.p.cfg.max_attempts = p.cfg.max_attempts = 1;
+        mem_channel(&lt.ch, &le);
+        mem_channel(&sch, &se);
+        th = g_thread_new("leader", leader_thread, &lt);
+        rc = plv_syncvm_secondary_run(&p.cfg, &sch, w.smv, &p.st, NULL);
+        mem_close(&se);
+        g_thread_join(th);
+
+        ck_assert_uint_eq(p.n_err, p.st.errors);
+        ck_assert_uint_eq(lt.p.n_err, lt.p.st.errors);
+        if (rc == 0) {
+            /* Applied means exactly the leader's state, never a mix. */
+            ok++;
+            assert_converged(&w);
+            ck_assert_uint_eq(p.dev_applies, 1);
+            ck_assert_uint_eq(p.dev_out->len, s.devstate_len);
+            assert_outside_union_untouched(&w, snap);
+            for (unsigned r = 0; r < MAX_REGIONS; r++) {
+                g_free(snap[r]);
+            }
+            g_free(snap);
+        } else {
+            failed++;
+            ck_assert_uint_eq(p.dev_applies, 0);
+            ck_assert_uint_ge(p.n_err, 1);
+            assert_untouched(&w, snap);
+        }
+        /* The leader only succeeds on an ACK, which needs an applied run. */
+        ck_assert(lt.rc < 0 || rc == 0);
+        g_byte_array_unref(p.dev_out);
+        g_byte_array_unref(lt.p.dev_out);
+        g_async_queue_unref(l2s);
+        g_async_queue_unref(s2l);
+        world_free(&w);
+    }
+    /* Both outcomes happen (a flipped data bit still decodes). */
+    ck_assert_uint_gt(ok, 0);
+    ck_assert_uint_gt(failed, iters / 5);
+    g_rand_free(rng);
+}
+END_TEST
+
 /* ---- codec: HASHES, PAGES, DEVSTATE, EOF, ACK, NACK ---- */
 
 START_TEST(codec_roundtrips_and_rejects)
@@ -1016,9 +1258,11 @@ START_TEST(codec_roundtrips_and_rejects)
     PlvSvmHdr h = { .attempt = 2, .vid = 5, .epoch = 6 }, h2;
     GByteArray *m = g_byte_array_new();
     PlvPageHash hs[3] = { { 1, 2 }, { 3, 4 }, { 5, 6 } }, got[8];
-    PlvSvmPageRec recs[3] = { { 1, PLV_SVM_PAGE_DATA, NULL },
-                              { 4, PLV_SVM_PAGE_ZERO, NULL },
-                              { 6, PLV_SVM_PAGE_DATA, NULL } }, out[8];
+    PlvSvmPageRec recs[3] = {
+        { .index = 1, .kind = PLV_SVM_PAGE_DATA, .hash = { 7, 8 } },
+        { .index = 4, .kind = PLV_SVM_PAGE_ZERO },
+        { .index = 6, .kind = PLV_SVM_PAGE_DATA },
+    }, out[8];
     PlvSvmUnion u;
     PlvBitmap all;
     const uint8_t *body, *data;
@@ -1026,7 +1270,9 @@ START_TEST(codec_roundtrips_and_rejects)
     uint32_t n, code;
     uint64_t dl;
     char *reason;
-    PlvSvmEof eof = { 3, 1, 77 }, eof2;
+    PlvSvmEof eof = { .n_pages = 3, .n_zero = 1, .devstate_len = 77,
+                      .union_digest = { 1, 2 }, .devstate_hash = { 3, 4 } };
+    PlvSvmEof eof2;
 
     plv_memview_add_region(mv, 1, PAGE, 8, mem, NULL);
     plv_bitmap_init(&all, 8);
@@ -1055,8 +1301,9 @@ START_TEST(codec_roundtrips_and_rejects)
     ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 0, out, &n,
                                           NULL), 0);
     ck_assert_uint_eq(n, 3);
+    ck_assert_uint_eq(out[0].hash.hi, 8);
     ck_assert_ptr_null(out[1].data);
-    ck_assert_ptr_eq(out[2].data, body + 4 + 15 + PAGE);
+    ck_assert_ptr_eq(out[2].data, body + 4 + 3 * PLV_SVM_PAGE_REC_LEN + PAGE);
     ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 2, out, &n,
                                           NULL), -1);   /* already had 1 */
     for (size_t cut = 1; cut < len; cut += 97) {
@@ -1082,6 +1329,8 @@ START_TEST(codec_roundtrips_and_rejects)
     plv_svm_get_hdr(m->data, m->len, &h2, &body, &len, NULL);
     ck_assert_int_eq(plv_svm_decode_eof(body, len, &eof2, NULL), 0);
     ck_assert_uint_eq(eof2.devstate_len, 77);
+    ck_assert_uint_eq(eof2.union_digest.hi, 2);
+    ck_assert_uint_eq(eof2.devstate_hash.hi, 4);
     ck_assert_int_eq(plv_svm_decode_eof(body, len + 1, &eof2, NULL), -1);
 
     g_byte_array_set_size(m, 0);
@@ -1142,6 +1391,8 @@ int main(void)
     tcase_add_test(fail, leader_rejects_stale);
     tcase_set_timeout(fail, 20);
     tcase_add_test(codec, codec_roundtrips_and_rejects);
+    tcase_add_test(codec, mutated_messages);
+    tcase_set_timeout(codec, getenv("PLOVER_SOAK") ? 3600 : 30);
     suite_add_tcase(s, conv);
     suite_add_tcase(s, fail);
     suite_add_tcase(s, codec);

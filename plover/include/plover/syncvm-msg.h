@@ -14,11 +14,14 @@
  *            sparse: n_entries x (word index u32, word u64), indices rising
  *   HASHES   first u32, count u32, count x (lo u64, hi u64)
  *            fingerprints of union pages [first, first + count)
- *   PAGES    count u32, count x (union index u32, kind u8), then the data of
- *            the DATA records back to back; indices rise within and across
- *            PAGES messages of one transfer
+ *   PAGES    count u32, count x (union index u32, kind u8, fingerprint
+ *            lo u64, hi u64), then the data of the DATA records back to
+ *            back; indices rise within and across PAGES messages of one
+ *            transfer; the fingerprint (0 in FULL mode) lets the secondary
+ *            check each page end to end before it is staged
  *   DEVSTATE offset u64, then bytes of the device-state blob at offset
- *   EOF      n_pages u32, n_zero u32, devstate_len u64
+ *   EOF      n_pages u32, n_zero u32, devstate_len u64, union digest
+ *            (lo u64, hi u64), device-state fingerprint (lo u64, hi u64)
  *   ACK      n_pages u32, devstate_len u64
  *   NACK     code u32, reason_len u16, reason (UTF-8, not terminated)
  *
@@ -53,7 +56,8 @@ enum {
 
 #define PLV_SVM_HDR_LEN        24
 #define PLV_SVM_HASH_LEN       16
-#define PLV_SVM_PAGE_REC_LEN   5
+#define PLV_SVM_PAGE_REC_LEN   21
+#define PLV_SVM_EOF_LEN        48
 #define PLV_SVM_BITMAP_REG_LEN 21    /* per-region fixed part of BITMAP */
 #define PLV_SVM_MAX_REASON     200
 
@@ -93,6 +97,12 @@ typedef struct PlvSvmUnion {
 void plv_svm_union_build(PlvSvmUnion *u, const PlvMemView *mv,
                          const PlvBitmap *bitmaps);
 void plv_svm_union_clear(PlvSvmUnion *u);
+/*
+ * Keyed digest of the union bitmaps: both sides must have built the same
+ * union, or page indices would name different pages on the two sides.
+ */
+PlvPageHash plv_svm_union_digest(const PlvHashKey *key, const PlvMemView *mv,
+                                 const PlvBitmap *bitmaps);
 
 void plv_svm_put_hdr(GByteArray *out, const PlvSvmHdr *h);
 /* Checks version and flags; body and body_len: what follows. */
@@ -123,6 +133,7 @@ int plv_svm_decode_hashes(const uint8_t *body, size_t len,
 typedef struct PlvSvmPageRec {
     uint32_t index;             /* union index */
     uint8_t kind;               /* PLV_SVM_PAGE_DATA or _ZERO */
+    PlvPageHash hash;           /* the leader's fingerprint of the page */
     const uint8_t *data;        /* into the decoded body; NULL for ZERO */
 } PlvSvmPageRec;
 
@@ -150,6 +161,8 @@ int plv_svm_decode_devstate(const uint8_t *body, size_t len,
 typedef struct PlvSvmEof {
     uint32_t n_pages, n_zero;
     uint64_t devstate_len;
+    PlvPageHash union_digest;   /* plv_svm_union_digest of the leader */
+    PlvPageHash devstate_hash;  /* keyed fingerprint of the blob */
 } PlvSvmEof;
 
 void plv_svm_encode_eof(GByteArray *out, const PlvSvmHdr *h,
