@@ -7,12 +7,14 @@
  * costs one lock round and one wakeup, and all of it lands in the state
  * machine before it next proposes: that is where batching comes from.
  * Outputs go the other way through a queue and an eventfd.
+ * (pthread mutexes rather than GMutex: ThreadSanitizer understands them.)
  */
 #include "plover/driver.h"
 #include "plover/sockutil.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -45,7 +47,7 @@ struct PlvDriver {
     bool started;
 
     /* submit side (any thread) */
-    GMutex in_lock;
+    pthread_mutex_t in_lock;
     GByteArray *in_pkts;        /* u32 len + bytes, repeated */
     GArray *in_cmds;            /* of Cmd */
     GByteArray *in_spare;       /* swapped in by the driver thread */
@@ -63,7 +65,7 @@ struct PlvDriver {
     GThread *loop_thread;       /* atomic: the driver thread, once running */
 
     /* output side */
-    GMutex out_lock;
+    pthread_mutex_t out_lock;
     GArray *out;                /* of OutItem */
     GArray *out_spare;          /* dispatcher's */
     int out_fd;
@@ -76,7 +78,7 @@ struct PlvDriver {
     uint64_t refused;           /* atomic: bumped by submitting threads */
     /* driver-thread counters, published to st once per loop iteration */
     uint64_t n_submitted, n_lost, n_decoded, n_bad, n_committed, n_ticks;
-    GMutex stats_lock;
+    pthread_mutex_t stats_lock;
     PlvDriverStats st;
 };
 
@@ -105,9 +107,9 @@ PlvDriver *plv_driver_new(const PlvDriverConfig *cfg, PlvTransport *t,
     }
     d->paxos = paxos;
     d->t = t;
-    g_mutex_init(&d->in_lock);
-    g_mutex_init(&d->out_lock);
-    g_mutex_init(&d->stats_lock);
+    pthread_mutex_init(&d->in_lock, NULL);
+    pthread_mutex_init(&d->out_lock, NULL);
+    pthread_mutex_init(&d->stats_lock, NULL);
     d->in_pkts = g_byte_array_new();
     d->in_spare = g_byte_array_new();
     d->in_cmds = g_array_new(FALSE, FALSE, sizeof(Cmd));
@@ -138,9 +140,9 @@ static void wake_if(PlvDriver *d, bool was_empty)
 
 static bool inputs_pending(PlvDriver *d)
 {
-    g_mutex_lock(&d->in_lock);
+    pthread_mutex_lock(&d->in_lock);
     bool pending = d->in_pkts->len || d->in_cmds->len;
-    g_mutex_unlock(&d->in_lock);
+    pthread_mutex_unlock(&d->in_lock);
     return pending;
 }
 
@@ -162,16 +164,16 @@ int plv_driver_submit(PlvDriver *d, const void *pkt, size_t len)
     if (g_atomic_int_get(&d->role) != PLV_ROLE_LEADER) {
         return refuse(d, -EPERM);
     }
-    g_mutex_lock(&d->in_lock);
+    pthread_mutex_lock(&d->in_lock);
     if (d->in_pkts->len + len + 4 > d->cfg.max_pending_bytes) {
-        g_mutex_unlock(&d->in_lock);
+        pthread_mutex_unlock(&d->in_lock);
         return refuse(d, -ENOBUFS);
     }
     bool was_empty = d->in_pkts->len == 0 && d->in_cmds->len == 0;
     uint32_t l32 = len;
     g_byte_array_append(d->in_pkts, (const guint8 *)&l32, sizeof(l32));
     g_byte_array_append(d->in_pkts, pkt, len);
-    g_mutex_unlock(&d->in_lock);
+    pthread_mutex_unlock(&d->in_lock);
     wake_if(d, was_empty);
     return 0;
 }
@@ -179,10 +181,10 @@ int plv_driver_submit(PlvDriver *d, const void *pkt, size_t len)
 static void push_cmd_full(PlvDriver *d, const Cmd *cmd)
 {
     Cmd c = *cmd;
-    g_mutex_lock(&d->in_lock);
+    pthread_mutex_lock(&d->in_lock);
     bool was_empty = d->in_pkts->len == 0 && d->in_cmds->len == 0;
     g_array_append_val(d->in_cmds, c);
-    g_mutex_unlock(&d->in_lock);
+    pthread_mutex_unlock(&d->in_lock);
     wake_if(d, was_empty);
 }
 
@@ -231,12 +233,12 @@ void plv_driver_reset_err(PlvDriver *d, uint32_t peer)
 /* Driver thread: hand everything queued so far to the state machine. */
 static void take_inputs(PlvDriver *d)
 {
-    g_mutex_lock(&d->in_lock);
+    pthread_mutex_lock(&d->in_lock);
     GByteArray *pkts = d->in_pkts;
     GArray *cmds = d->in_cmds;
     d->in_pkts = d->in_spare;
     d->in_cmds = d->cmds_spare;
-    g_mutex_unlock(&d->in_lock);
+    pthread_mutex_unlock(&d->in_lock);
 
     uint64_t taken = 0, lost = 0;
     for (size_t off = 0; off < pkts->len;) {
@@ -327,7 +329,7 @@ static void process_ready(PlvDriver *d)
                           &g_array_index(rd->committed, PlvEntry, i));
         }
     } else if (n_out) {
-        g_mutex_lock(&d->out_lock);
+        pthread_mutex_lock(&d->out_lock);
         bool was_empty = d->out->len == 0;
         /* Events first: a role change precedes the entries it enables. */
         for (guint i = 0; i < rd->events->len; i++) {
@@ -340,7 +342,7 @@ static void process_ready(PlvDriver *d)
             plv_entry_copy(&it.e, &g_array_index(rd->committed, PlvEntry, i));
             g_array_append_val(d->out, it);
         }
-        g_mutex_unlock(&d->out_lock);
+        pthread_mutex_unlock(&d->out_lock);
         if (was_empty) {
             uint64_t one = 1;
             if (write(d->out_fd, &one, sizeof(one)) < 0) {
@@ -365,10 +367,10 @@ size_t plv_driver_dispatch(PlvDriver *d, const PlvDriverCallbacks *cb,
     if (read(d->out_fd, &v, sizeof(v)) < 0) {
         /* EAGAIN: nothing signalled; the queue may still hold items */
     }
-    g_mutex_lock(&d->out_lock);
+    pthread_mutex_lock(&d->out_lock);
     GArray *items = d->out;
     d->out = d->out_spare;
-    g_mutex_unlock(&d->out_lock);
+    pthread_mutex_unlock(&d->out_lock);
 
     for (guint i = 0; i < items->len; i++) {
         OutItem *it = &g_array_index(items, OutItem, i);
@@ -473,7 +475,7 @@ static void run_ticks(PlvDriver *d)
 /* Make the driver thread's counters visible to plv_driver_stats(). */
 static void publish_stats(PlvDriver *d)
 {
-    g_mutex_lock(&d->stats_lock);
+    pthread_mutex_lock(&d->stats_lock);
     d->st.submitted = d->n_submitted;
     d->st.dropped_lost = d->n_lost;
     d->st.msgs_decoded = d->n_decoded;
@@ -481,7 +483,7 @@ static void publish_stats(PlvDriver *d)
     d->st.committed = d->n_committed;
     d->st.ticks = d->n_ticks;
     plv_paxos_stats(d->paxos, &d->st.paxos);
-    g_mutex_unlock(&d->stats_lock);
+    pthread_mutex_unlock(&d->stats_lock);
 }
 
 static gpointer driver_thread(gpointer opaque)
@@ -561,9 +563,9 @@ uint64_t plv_driver_commit_index(const PlvDriver *d)
 
 void plv_driver_stats(PlvDriver *d, PlvDriverStats *out)
 {
-    g_mutex_lock(&d->stats_lock);
+    pthread_mutex_lock(&d->stats_lock);
     *out = d->st;
-    g_mutex_unlock(&d->stats_lock);
+    pthread_mutex_unlock(&d->stats_lock);
     out->refused = __atomic_load_n(&d->refused, __ATOMIC_RELAXED);
     plv_transport_stats(d->t, &out->transport);
 }
@@ -593,8 +595,8 @@ void plv_driver_free(PlvDriver *d)
     free_items(d->out);
     free_items(d->out_spare);
     close(d->out_fd);
-    g_mutex_clear(&d->in_lock);
-    g_mutex_clear(&d->out_lock);
-    g_mutex_clear(&d->stats_lock);
+    pthread_mutex_destroy(&d->in_lock);
+    pthread_mutex_destroy(&d->out_lock);
+    pthread_mutex_destroy(&d->stats_lock);
     g_free(d);
 }
