@@ -566,7 +566,12 @@ static void broadcast_heartbeat(PlvPaxos *p, PlvReady *rd)
 
 static void check_quorum_ack(PlvPaxos *p, PlvReady *rd)
 {
-    if (!p->prop_last || popcount(p->ack_mask) < (int)p->maj) {
+    if (!p->prop_last) {
+        return;
+    }
+    /* A majority acked, or the range got committed under us (a catch-up
+     * or snapshot answer that crossed our phase 1): either way it is done. */
+    if (popcount(p->ack_mask) < (int)p->maj && p->commit < p->prop_last) {
         return;
     }
     while (p->commit < p->prop_last) {
@@ -699,13 +704,6 @@ static void become_leader(PlvPaxos *p, uint32_t mask, PlvReady *rd)
     Choice *ch;
     GPtrArray *keep = g_ptr_array_new();
 
-    /* The highest snapshot any promiser truncated to comes first. */
-    for (uint32_t i = 0; i < p->n; i++) {
-        PlvMsg *pm = &p->peer[i].promise;
-        if ((mask & (1u << i)) && i != p->self && pm->has_snap && pm->snap.index > p->commit) {
-            adopt_snapshot(p, &pm->snap, i, rd);
-        }
-    }
     base = p->commit;
     top = plv_log_last(&p->log);
     for (uint32_t i = 0; i < p->n; i++) {
@@ -794,6 +792,41 @@ static bool may_lead(const PlvPaxos *p)
     return p->secondary == p->self || !secondary_fit(p, p->commit);
 }
 
+/* What promisers report as committed (a snapshot, entries up to their
+ * commit index) is final: learn it before deciding anything, so that the
+ * roles (second entries) and the commit index we judge by are current. */
+static void learn_committed(PlvPaxos *p, uint32_t mask, PlvReady *rd)
+{
+    bool more = true;
+
+    for (uint32_t i = 0; i < p->n; i++) {
+        PlvMsg *pm = &p->peer[i].promise;
+        if ((mask & (1u << i)) && i != p->self && pm->has_snap && pm->snap.index > p->commit) {
+            adopt_snapshot(p, &pm->snap, i, rd);
+        }
+    }
+    while (more) {
+        more = false;
+        for (uint32_t i = 0; i < p->n && !more; i++) {
+            PlvMsg *pm = &p->peer[i].promise;
+            if (i == p->self || !(mask & (1u << i)) || !pm->entries ||
+                pm->hdr.commit <= p->commit) {
+                continue;
+            }
+            for (guint k = 0; k < pm->entries->len; k++) {
+                const PlvEntry *e = &g_array_index(pm->entries, PlvEntry, k);
+                if (e->index == p->commit + 1) {
+                    plv_log_put(&p->log, e);
+                    commit_next(p, rd);
+                    more = true;
+                    break;
+                }
+            }
+        }
+    }
+    deliver(p, rd);
+}
+
 static void check_promises(PlvPaxos *p, PlvReady *rd)
 {
     uint32_t mask = 1u << p->self;
@@ -805,6 +838,7 @@ static void check_promises(PlvPaxos *p, PlvReady *rd)
     if (popcount(mask) < (int)p->maj) {
         return;
     }
+    learn_committed(p, mask, rd);
     if (!may_lead(p)) {
         become_follower(p);
         return;
@@ -1004,6 +1038,9 @@ static void on_catchup_resp(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
     }
     deliver(p, rd);
     p->catchup_at = p->now;     /* ask for more right away if behind */
+    if (p->st == ST_LEADER) {
+        check_quorum_ack(p, rd);
+    }
 }
 
 static bool msg_valid(const PlvPaxos *p, const PlvMsg *m)

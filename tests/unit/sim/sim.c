@@ -136,7 +136,7 @@ static void node_crash(Sim *s, uint32_t i)
     plv_paxos_free(nd->px);
     nd->px = NULL;
     nd->up = false;
-    nd->down_until = s->now + 5 + sbelow(s, 60);
+    nd->down_until = s->now + 1 + sbelow(s, 60);
     s->res->crashes++;
     trace(s, "crash node %u (inc %" G_GUINT64_FORMAT ")", i, nd->inc);
 }
@@ -410,6 +410,16 @@ static bool all_up_admitted(Sim *s)
     return true;
 }
 
+static uint32_t sim_leader(Sim *s)
+{
+    for (uint32_t i = 0; i < s->prm.n; i++) {
+        if (s->node[i].up && plv_paxos_role(s->node[i].px) == PLV_ROLE_LEADER) {
+            return i;
+        }
+    }
+    return PLV_NODE_NONE;
+}
+
 static void heal_links(Sim *s)
 {
     memset(s->cut, 0, sizeof(s->cut));
@@ -428,7 +438,9 @@ static void faults(Sim *s)
     /* f = 1 for the crash model: memory is the only storage, so a crash
      * happens only while every other node is up and holds the log */
     if (sunit(s) < s->p_crash && all_up_admitted(s)) {
-        node_crash(s, sbelow(s, n));
+        /* half of the crashes hit a leader: that is where recovery matters */
+        uint32_t v = sbelow(s, n), l = sim_leader(s);
+        node_crash(s, l != PLV_NODE_NONE && sbelow(s, 2) ? l : v);
     }
     if (s->heal_partition_at && s->now >= s->heal_partition_at) {
         heal_links(s);
@@ -436,6 +448,11 @@ static void faults(Sim *s)
     }
     if (!s->heal_partition_at && sunit(s) < s->p_part) {
         uint32_t a = sbelow(s, n), b = (a + 1 + sbelow(s, n - 1)) % n;
+        uint32_t l = sim_leader(s);
+        if (l != PLV_NODE_NONE && sbelow(s, 2)) {
+            a = l;
+            b = (a + 1 + sbelow(s, n - 1)) % n;
+        }
         switch (sbelow(s, 3)) {
         case 0: /* isolate a */
             for (uint32_t j = 0; j < n; j++) {
@@ -592,8 +609,9 @@ void sim_run(const SimParams *prm, SimResult *res)
     s->drop = mode == 0 ? 0 : mode == 1 ? 0.02 : mode == 2 ? 0.1 : 0.25;
     s->dup = sbelow(s, 2) ? 0.03 : 0;
     s->max_delay = sbelow(s, 4);
-    s->p_crash = sbelow(s, 2) ? 0.01 : 0.003;
-    s->p_part = sbelow(s, 2) ? 0.02 : 0.005;
+    /* one seed in four is a storm: frequent crashes and partitions */
+    s->p_crash = sbelow(s, 4) == 0 ? 0.04 : sbelow(s, 2) ? 0.01 : 0.003;
+    s->p_part = sbelow(s, 4) == 0 ? 0.06 : sbelow(s, 2) ? 0.02 : 0.005;
     s->p_input = 0.3 + 0.6 * sunit(s);
     s->net = g_array_new(FALSE, FALSE, sizeof(SimMsg));
     s->chosen = g_ptr_array_new_with_free_func(free_entry_ptr);
