@@ -57,6 +57,7 @@ struct PlvDriver {
     int role;                   /* atomic PlvRole */
     uint32_t leader;            /* atomic */
     uint64_t commit_index;      /* atomic */
+    uint64_t paxos_queued;      /* atomic: bytes waiting in the state machine */
 
     /* inline callbacks: run on the driver thread instead of queueing */
     PlvDriverCallbacks inline_cb;
@@ -103,7 +104,8 @@ PlvDriver *plv_driver_new(const PlvDriverConfig *cfg, PlvTransport *t,
         d->cfg.tick_ms = 5;
     }
     if (!d->cfg.max_pending_bytes) {
-        d->cfg.max_pending_bytes = 64u << 20;
+        d->cfg.max_pending_bytes = cfg->paxos.max_queue_bytes
+                                       ? cfg->paxos.max_queue_bytes : 16u << 20;
     }
     d->paxos = paxos;
     d->t = t;
@@ -165,7 +167,10 @@ int plv_driver_submit(PlvDriver *d, const void *pkt, size_t len)
         return refuse(d, -EPERM);
     }
     pthread_mutex_lock(&d->in_lock);
-    if (d->in_pkts->len + len + 4 > d->cfg.max_pending_bytes) {
+    /* Back-pressure covers the state machine's queue too, so that a packet
+     * taken here is not refused there for space. */
+    uint64_t queued = __atomic_load_n(&d->paxos_queued, __ATOMIC_RELAXED);
+    if (d->in_pkts->len + queued + len + 4 > d->cfg.max_pending_bytes) {
         pthread_mutex_unlock(&d->in_lock);
         return refuse(d, -ENOBUFS);
     }
@@ -318,6 +323,8 @@ static void process_ready(PlvDriver *d)
     g_atomic_int_set(&d->leader, plv_paxos_leader(d->paxos));
     __atomic_store_n(&d->commit_index, plv_paxos_commit_index(d->paxos),
                      __ATOMIC_RELEASE);
+    __atomic_store_n(&d->paxos_queued, plv_paxos_queued_bytes(d->paxos),
+                     __ATOMIC_RELAXED);
     guint n_out = rd->committed->len + rd->events->len;
     if (n_out && d->inline_mode) {
         const PlvDriverCallbacks *cb = &d->inline_cb;

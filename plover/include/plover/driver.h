@@ -35,8 +35,10 @@ typedef struct PlvDriver PlvDriver;
 typedef struct PlvDriverConfig {
     PlvPaxosConfig paxos;       /* node ids are transport peer ids */
     unsigned tick_ms;           /* one paxos tick; 0: 5 ms */
-    size_t max_pending_bytes;   /* submitted, not yet taken by the driver
-                                 * thread; beyond it submit fails (0: 64 MiB) */
+    size_t max_pending_bytes;   /* submitted, not yet proposed (queued here
+                                 * or in the state machine); beyond it submit
+                                 * fails with -ENOBUFS (0: the state
+                                 * machine's max_queue_bytes, or 16 MiB) */
 } PlvDriverConfig;
 
 /* plv_paxos_config_default() plus tick_ms = 5. */
@@ -56,7 +58,8 @@ void plv_driver_free(PlvDriver *d);
  * Queue one inbound packet for the next input entry. Thread-safe, never
  * blocks on consensus. Returns 0, -EPERM (this replica is not the leader as
  * far as the driver last knew; the packet is not taken), -EINVAL (empty or
- * too large), -ENOBUFS (too much queued: back-pressure), -ESHUTDOWN.
+ * too large), -ENOBUFS (max_pending_bytes queued: back-pressure),
+ * -ESHUTDOWN.
  * A packet accepted here can still be lost if leadership changes before it
  * is proposed (counted in stats.dropped_lost).
  */
