@@ -277,7 +277,7 @@ static int secondary_main(PlvLink *link, uint8_t *mem, PlvMemView *mv)
                     GError *err = NULL;
 
                     diverge(mem, &c, r);
-                    cfg_init(&cfg, &key, link, pool, ++epoch, false);
+                    cfg_init(&cfg, &key, link, pool, ++epoch, full);
                     plv_syncvm_channel_init_link(&ch, link);
                     if (plv_link_send(link, MSG_READY, NULL, 0, NULL) < 0 ||
                         plv_syncvm_secondary_run(&cfg, &ch, mv, NULL,

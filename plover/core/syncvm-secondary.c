@@ -210,6 +210,12 @@ static int secondary_attempt(SvmRun *r, const PlvSvmHdr *h,
 
     r->hdr.flags = h->flags;
     st->attempts++;
+    /* Unchecked pages only where the baseline was asked for on this side. */
+    if ((h->flags & PLV_SVM_FLAG_FULL) && !r->cfg->send_all_dirty) {
+        g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
+                    "BITMAP asks for the send-all baseline, not enabled here");
+        return -1;
+    }
     if (plv_svm_run_union(r, body, len, err) < 0 ||
         plv_svm_run_send_bitmap(r, err) < 0) {
         return -1;

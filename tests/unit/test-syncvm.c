@@ -547,6 +547,7 @@ START_TEST(converge_send_all)
     Pair x;
 
     pair_start(&x, &s, real_leader, &o, false);
+    x.p.cfg.send_all_dirty = true;
     ck_assert_int_eq(pair_secondary(&x, NULL), 0);
     assert_converged(&x.w);
     ck_assert_uint_eq(x.p.st.divergent_pages, x.w.n_union);
@@ -554,6 +555,24 @@ START_TEST(converge_send_all)
                       PLV_SVM_HDR_LEN + 4 + 2 * PLV_SVM_BITMAP_REG_LEN +
                       2 * 16 * 8 + PLV_SVM_HDR_LEN + 12);   /* no HASHES */
     ck_assert_int_eq(pair_finish(&x), 0);
+}
+END_TEST
+
+/* A secondary not set up for the baseline refuses unchecked pages. */
+START_TEST(send_all_needs_consent)
+{
+    Spec s = { .n_regions = 1, .pages = 512, .dirty = 0.2, .diverge = 0.5,
+               .seed = 15 };
+    LeaderOpts o = { .send_all_dirty = true };
+    GError *err = NULL;
+    Pair x;
+
+    pair_start(&x, &s, real_leader, &o, true);
+    ck_assert_int_eq(pair_secondary(&x, &err), -1);
+    ck_assert_int_eq(err->code, PLV_SVM_ERROR_MALFORMED);
+    g_clear_error(&err);
+    ck_assert_uint_eq(x.p.dev_applies, 0);
+    ck_assert_int_eq(pair_finish(&x), 1);
 }
 END_TEST
 
@@ -1384,6 +1403,7 @@ int main(void)
     tcase_add_test(fail, killed_mid_pages);
     tcase_add_test(fail, killed_before_eof);
     tcase_add_test(fail, corrupt_pages_retried);
+    tcase_add_test(fail, send_all_needs_consent);
     tcase_add_test(fail, devstate_refused_then_retried);
     tcase_add_test(fail, devstate_always_refused);
     tcase_add_loop_test(fail, rejects_bad_leader, 0, G_N_ELEMENTS(bad_cases));

@@ -62,7 +62,12 @@ typedef struct PlvSyncvmConfig {
     int timeout_ms;             /* longest wait for one message; 0: 5000 */
     unsigned max_attempts;      /* leader retries / secondary restarts; 0: 3 */
     uint64_t max_devstate_len;  /* secondary's cap; 0: 256 MiB */
-    bool send_all_dirty;        /* leader: baseline, no fingerprints */
+    /*
+     * Baseline mode, no fingerprints: the leader sends every dirty page;
+     * a secondary accepts that only if it has this set too (so production
+     * runs cannot be talked out of the page checks).
+     */
+    bool send_all_dirty;
 
     void *opaque;               /* for the callbacks */
     /* Each error (the glue bumps n_err in the consensus layer). */
