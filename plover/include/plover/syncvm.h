@@ -8,9 +8,10 @@
  *   both: union = OR of the bitmaps; hash the union's pages on the pool
  *                                 <----     HASHES (of the union, chunked)
  *   compare: divergent = pages whose fingerprints differ
- *   PAGES (divergent, chunked)    ---->     staged, not applied
+ *   PAGES (divergent + their fingerprints) -> each page checked, staged
  *   DEVSTATE (opaque blob)        ---->     staged
- *   EOF (counts)                  ---->     validate all, apply, then
+ *   EOF (counts, digests of the union and the blob)
+ *                                 ---->     validate all, apply, then
  *                                 <----     ACK
  *   the syncvm is complete only now
  *
