@@ -1088,6 +1088,15 @@ void plv_paxos_step(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
         p->known_commit = m->hdr.commit;
         p->known_commit_from = m->hdr.from;
     }
+    if (p->st == ST_LEADER && p->established && m->hdr.vid > p->promised &&
+        voter_ok(p, &m->hdr) && m->type != PLV_MSG_PREPARE) {
+        /* A voter promised past our view (it ran elections while cut off)
+         * and will refuse our accepts: move everyone to a newer view of
+         * ours at once rather than wait for a failure to expose it. */
+        p->max_seen = MAX(p->max_seen, m->hdr.vid);
+        p->incumbent = true;
+        start_election(p, rd);
+    }
     switch (m->type) {
     case PLV_MSG_PREPARE:      on_prepare(p, m, rd); break;
     case PLV_MSG_PROMISE:      on_promise(p, m, rd); break;

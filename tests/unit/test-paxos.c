@@ -1,0 +1,727 @@
+/*
+ * Consensus engine, targeted scenarios on a tiny in-process network that
+ * the test drives by hand (deliver all, cut a node, crash, restart).
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "plover/paxos.h"
+
+#define N 3
+
+typedef struct {
+    uint32_t from;
+    PlvMsg msg;
+} QMsg;
+
+typedef struct {
+    PlvPaxosConfig cfg;
+    PlvPaxos *px[N];
+    uint64_t inc[N];
+    bool down[N];
+    bool cut[N];                /* node isolated from everyone */
+    GQueue q;                   /* QMsg* */
+    PlvReady rd;
+    GPtrArray *delivered[N];    /* PlvEntry* committed, per node */
+    GArray *events[N];          /* PlvEvent, per node */
+    uint64_t snap_needed[N];
+} Net;
+
+static void net_collect(Net *t, uint32_t i)
+{
+    for (guint k = 0; k < t->rd.msgs->len; k++) {
+        PlvOutMsg *om = g_ptr_array_index(t->rd.msgs, k);
+        QMsg *q = g_new0(QMsg, 1);
+        q->from = i;
+        plv_msg_copy(&q->msg, &om->msg);
+        g_queue_push_tail(&t->q, q);
+    }
+    for (guint k = 0; k < t->rd.committed->len; k++) {
+        PlvEntry *e = g_new0(PlvEntry, 1);
+        plv_entry_copy(e, &g_array_index(t->rd.committed, PlvEntry, k));
+        g_ptr_array_add(t->delivered[i], e);
+    }
+    for (guint k = 0; k < t->rd.events->len; k++) {
+        PlvEvent *ev = &g_array_index(t->rd.events, PlvEvent, k);
+        g_array_append_val(t->events[i], *ev);
+        if (ev->kind == PLV_EV_NEEDS_SNAPSHOT) {
+            t->snap_needed[i] = ev->snap.index;
+        }
+    }
+    plv_ready_clear(&t->rd);
+}
+
+static void free_entry(gpointer p)
+{
+    plv_entry_clear(p);
+    g_free(p);
+}
+
+static void net_start(Net *t, uint32_t i)
+{
+    PlvPaxosConfig c = t->cfg;
+    c.self = i;
+    c.incarnation = t->inc[i];
+    c.seed = 100 + i;
+    t->px[i] = plv_paxos_new(&c, NULL);
+    ck_assert_ptr_nonnull(t->px[i]);
+    t->down[i] = false;
+    if (t->delivered[i]) {
+        g_ptr_array_unref(t->delivered[i]);
+        g_array_free(t->events[i], TRUE);
+    }
+    t->delivered[i] = g_ptr_array_new_with_free_func(free_entry);
+    t->events[i] = g_array_new(FALSE, FALSE, sizeof(PlvEvent));
+    t->snap_needed[i] = 0;
+}
+
+static void net_init(Net *t)
+{
+    memset(t, 0, sizeof(*t));
+    plv_paxos_config_default(&t->cfg);
+    t->cfg.n = N;
+    t->cfg.heartbeat_ticks = 2;
+    t->cfg.suspect_ticks = 8;
+    t->cfg.election_ticks = 6;
+    g_queue_init(&t->q);
+    plv_ready_init(&t->rd);
+    for (uint32_t i = 0; i < N; i++) {
+        t->inc[i] = PLV_INC_INITIAL;
+        net_start(t, i);
+    }
+}
+
+static void net_crash(Net *t, uint32_t i)
+{
+    plv_paxos_free(t->px[i]);
+    t->px[i] = NULL;
+    t->down[i] = true;
+}
+
+static void net_restart(Net *t, uint32_t i)
+{
+    t->inc[i]++;
+    net_start(t, i);
+}
+
+static void net_free(Net *t)
+{
+    QMsg *q;
+    while ((q = g_queue_pop_head(&t->q))) {
+        plv_msg_clear(&q->msg);
+        g_free(q);
+    }
+    for (uint32_t i = 0; i < N; i++) {
+        plv_paxos_free(t->px[i]);
+        g_ptr_array_unref(t->delivered[i]);
+        g_array_free(t->events[i], TRUE);
+    }
+    plv_ready_destroy(&t->rd);
+}
+
+static void net_flush(Net *t)
+{
+    QMsg *q;
+    while ((q = g_queue_pop_head(&t->q))) {
+        uint32_t to = q->msg.hdr.to;
+        if (!t->down[to] && !t->cut[to] && !t->cut[q->from]) {
+            plv_paxos_step(t->px[to], &q->msg, &t->rd);
+            net_collect(t, to);
+        }
+        plv_msg_clear(&q->msg);
+        g_free(q);
+    }
+}
+
+static void net_run(Net *t, int ticks)
+{
+    for (int k = 0; k < ticks; k++) {
+        for (uint32_t i = 0; i < N; i++) {
+            if (!t->down[i]) {
+                plv_paxos_tick(t->px[i], &t->rd);
+                net_collect(t, i);
+            }
+        }
+        net_flush(t);
+        for (uint32_t i = 0; i < N; i++) {
+            if (!t->down[i] && t->snap_needed[i] && plv_paxos_snapshot_pending(t->px[i])) {
+                plv_paxos_install_snapshot(t->px[i], t->snap_needed[i], &t->rd);
+                net_collect(t, i);
+            }
+        }
+    }
+}
+
+static int count_role(Net *t, PlvRole r)
+{
+    int c = 0;
+    for (uint32_t i = 0; i < N; i++) {
+        c += !t->down[i] && plv_paxos_role(t->px[i]) == r;
+    }
+    return c;
+}
+
+static uint32_t find_role(Net *t, PlvRole r)
+{
+    for (uint32_t i = 0; i < N; i++) {
+        if (!t->down[i] && plv_paxos_role(t->px[i]) == r) {
+            return i;
+        }
+    }
+    return PLV_NODE_NONE;
+}
+
+static bool saw_role(Net *t, uint32_t i, PlvRole r)
+{
+    for (guint k = 0; k < t->events[i]->len; k++) {
+        PlvEvent *ev = &g_array_index(t->events[i], PlvEvent, k);
+        if (ev->kind == PLV_EV_ROLE && ev->role == r) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool saw_event(Net *t, uint32_t i, PlvEventKind kind)
+{
+    for (guint k = 0; k < t->events[i]->len; k++) {
+        if (g_array_index(t->events[i], PlvEvent, k).kind == kind) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Up and running with a leader, a secondary and a witness. */
+static void net_steady(Net *t, uint32_t *l, uint32_t *s, uint32_t *w)
+{
+    net_run(t, 60);
+    ck_assert_int_eq(count_role(t, PLV_ROLE_LEADER), 1);
+    ck_assert_int_eq(count_role(t, PLV_ROLE_SECONDARY), 1);
+    ck_assert_int_eq(count_role(t, PLV_ROLE_WITNESS), 1);
+    *l = find_role(t, PLV_ROLE_LEADER);
+    *s = find_role(t, PLV_ROLE_SECONDARY);
+    *w = find_role(t, PLV_ROLE_WITNESS);
+}
+
+static void submit(Net *t, uint32_t l, const char *pkt)
+{
+    ck_assert_int_eq(plv_paxos_submit_input(t->px[l], pkt, strlen(pkt), &t->rd), 0);
+    net_collect(t, l);
+}
+
+/* All packets of all input entries node i delivered, joined by ','. */
+static char *delivered_packets(Net *t, uint32_t i, int *n_entries)
+{
+    GString *s = g_string_new(NULL);
+    *n_entries = 0;
+    for (guint k = 0; k < t->delivered[i]->len; k++) {
+        PlvEntry *e = g_ptr_array_index(t->delivered[i], k);
+        size_t n;
+        const uint8_t *p = plv_entry_payload(e, &n);
+        PlvBatchIter it;
+        const uint8_t *pkt;
+        uint32_t len;
+        if (e->op != PLV_OP_INPUT) {
+            continue;
+        }
+        (*n_entries)++;
+        plv_batch_iter_init(&it, p, n);
+        while (plv_batch_next(&it, &pkt, &len)) {
+            g_string_append_printf(s, "%s%.*s", s->len ? "," : "", (int)len, pkt);
+        }
+    }
+    return g_string_free(s, FALSE);
+}
+
+START_TEST(test_bootstrap_roles)
+{
+    Net t;
+    uint32_t l, s, w;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    for (uint32_t i = 0; i < N; i++) {
+        ck_assert_uint_eq(plv_paxos_leader(t.px[i]), l);
+        ck_assert_uint_eq(plv_paxos_secondary(t.px[i]), s);
+        ck_assert_uint_eq(plv_paxos_vid(t.px[i]), plv_paxos_vid(t.px[l]));
+        ck_assert_uint_eq(plv_paxos_commit_index(t.px[i]), plv_paxos_commit_index(t.px[l]));
+        ck_assert(saw_event(&t, i, PLV_EV_VIEW));
+    }
+    ck_assert_uint_eq(plv_vid_leader(plv_paxos_vid(t.px[l])), l);
+    net_free(&t);
+}
+END_TEST
+
+START_TEST(test_batching_one_in_flight)
+{
+    Net t;
+    uint32_t l, s, w;
+    char *got;
+    int n_entries;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    /* the first packet goes out alone; the other nine arrive while it is
+     * in flight and form the next entry */
+    for (int k = 0; k < 10; k++) {
+        char pkt[8];
+        snprintf(pkt, sizeof(pkt), "k%d", k);
+        submit(&t, l, pkt);
+    }
+    net_run(&t, 5);
+    for (uint32_t i = 0; i < N; i++) {
+        got = delivered_packets(&t, i, &n_entries);
+        ck_assert_str_eq(got, "k0,k1,k2,k3,k4,k5,k6,k7,k8,k9");
+        ck_assert_int_eq(n_entries, 2);
+        g_free(got);
+    }
+    net_free(&t);
+}
+END_TEST
+
+START_TEST(test_batch_size_bound)
+{
+    Net t;
+    uint32_t l, s, w;
+    char pkt[40];
+    char *got;
+    int n_entries;
+
+    net_init(&t);
+    t.cfg.max_batch_bytes = 100;
+    for (uint32_t i = 0; i < N; i++) {
+        net_crash(&t, i);
+        net_start(&t, i);
+    }
+    net_steady(&t, &l, &s, &w);
+    memset(pkt, 'x', sizeof(pkt));
+    for (int k = 0; k < 7; k++) {
+        ck_assert_int_eq(plv_paxos_submit_input(t.px[l], pkt, 30, &t.rd), 0);
+        net_collect(&t, l);
+    }
+    ck_assert_int_eq(plv_paxos_submit_input(t.px[l], pkt, 93, &t.rd), -EINVAL);
+    net_run(&t, 10);
+    got = delivered_packets(&t, s, &n_entries);
+    /* 1 alone, then 2 + 2 + 2 (4 + 2 * 34 = 72 <= 100 < 106) */
+    ck_assert_int_eq(n_entries, 4);
+    for (guint k = 0; k < t.delivered[s]->len; k++) {
+        ck_assert_uint_le(plv_entry_payload_len(g_ptr_array_index(t.delivered[s], k)), 100);
+    }
+    g_free(got);
+    net_free(&t);
+}
+END_TEST
+
+START_TEST(test_submit_errors)
+{
+    Net t;
+    uint32_t l, s, w;
+    char big[1000];
+
+    net_init(&t);
+    t.cfg.max_queue_bytes = 2000;
+    for (uint32_t i = 0; i < N; i++) {
+        net_crash(&t, i);
+        net_start(&t, i);
+    }
+    net_steady(&t, &l, &s, &w);
+    memset(big, 'y', sizeof(big));
+    ck_assert_int_eq(plv_paxos_submit_input(t.px[s], "a", 1, &t.rd), -EPERM);
+    ck_assert_int_eq(plv_paxos_submit_input(t.px[w], "a", 1, &t.rd), -EPERM);
+    ck_assert_int_eq(plv_paxos_propose_syncvm(t.px[w], 1, &t.rd), -EPERM);
+    ck_assert_int_eq(plv_paxos_submit_input(t.px[l], "a", 0, &t.rd), -EINVAL);
+    /* the first goes in flight, the queue holds two, the third is refused */
+    ck_assert_int_eq(plv_paxos_submit_input(t.px[l], big, sizeof(big), &t.rd), 0);
+    ck_assert_int_eq(plv_paxos_submit_input(t.px[l], big, sizeof(big), &t.rd), 0);
+    ck_assert_int_eq(plv_paxos_submit_input(t.px[l], big, sizeof(big), &t.rd), 0);
+    ck_assert_int_eq(plv_paxos_submit_input(t.px[l], big, sizeof(big), &t.rd), -ENOBUFS);
+    ck_assert_uint_eq(plv_paxos_queued_bytes(t.px[l]), 2000);
+    net_collect(&t, l);
+    net_free(&t);
+}
+END_TEST
+
+START_TEST(test_leader_fails_secondary_takes_over)
+{
+    Net t;
+    uint32_t l, s, w;
+    uint64_t before;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    submit(&t, l, "before");
+    net_run(&t, 3);
+    before = plv_paxos_commit_index(t.px[s]);
+    g_array_set_size(t.events[w], 0);
+    net_crash(&t, l);
+    net_run(&t, 60);
+    /* the secondary leads, the witness never even ran, and the new leader
+     * made the witness its secondary */
+    ck_assert_int_eq(plv_paxos_role(t.px[s]), PLV_ROLE_LEADER);
+    ck_assert(!saw_role(&t, w, PLV_ROLE_CANDIDATE));
+    ck_assert_int_eq(plv_paxos_role(t.px[w]), PLV_ROLE_SECONDARY);
+    ck_assert_uint_eq(plv_paxos_secondary(t.px[s]), w);
+    ck_assert_uint_gt(plv_paxos_commit_index(t.px[w]), before);
+    submit(&t, s, "after");
+    net_run(&t, 3);
+    ck_assert_uint_eq(plv_paxos_commit_index(t.px[w]), plv_paxos_commit_index(t.px[s]));
+    net_free(&t);
+}
+END_TEST
+
+START_TEST(test_secondary_fails_witness_elevated)
+{
+    Net t;
+    uint32_t l, s, w;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    net_crash(&t, s);
+    net_run(&t, 40);
+    ck_assert_int_eq(plv_paxos_role(t.px[l]), PLV_ROLE_LEADER);
+    ck_assert_int_eq(plv_paxos_role(t.px[w]), PLV_ROLE_SECONDARY);
+    ck_assert(saw_event(&t, l, PLV_EV_SUSPECT));
+    net_free(&t);
+}
+END_TEST
+
+START_TEST(test_witness_leads_without_fit_secondary)
+{
+    Net t;
+    uint32_t l, s, w;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    /* the secondary restarts (it lost the VM: not fit), then the leader dies */
+    net_crash(&t, s);
+    net_restart(&t, s);
+    net_run(&t, 1);
+    net_crash(&t, l);
+    net_run(&t, 80);
+    ck_assert_int_eq(plv_paxos_role(t.px[w]), PLV_ROLE_LEADER);
+    ck_assert(plv_paxos_admitted(t.px[s]));
+    ck_assert_int_eq(plv_paxos_role(t.px[s]), PLV_ROLE_SECONDARY);
+    net_free(&t);
+}
+END_TEST
+
+START_TEST(test_n_err_makes_secondary_suspect)
+{
+    Net t;
+    uint32_t l, s, w;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    for (uint32_t k = 0; k < t.cfg.n_err_threshold - 1; k++) {
+        plv_paxos_add_err(t.px[l], s);
+    }
+    net_run(&t, 10);
+    ck_assert_uint_eq(plv_paxos_secondary(t.px[l]), s);
+    plv_paxos_add_err(t.px[l], s);
+    ck_assert_uint_eq(plv_paxos_n_err(t.px[l], s), t.cfg.n_err_threshold);
+    net_run(&t, 10);
+    ck_assert_uint_eq(plv_paxos_secondary(t.px[l]), w);
+    ck_assert_int_eq(plv_paxos_role(t.px[w]), PLV_ROLE_SECONDARY);
+    ck_assert(saw_event(&t, l, PLV_EV_SUSPECT));
+    plv_paxos_reset_err(t.px[l], s);
+    ck_assert_uint_eq(plv_paxos_n_err(t.px[l], s), 0);
+    net_free(&t);
+}
+END_TEST
+
+START_TEST(test_restart_learns_before_voting)
+{
+    Net t;
+    uint32_t l, s, w;
+    PlvMsg prep;
+    uint64_t vid;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    submit(&t, l, "x");
+    net_run(&t, 3);
+    net_crash(&t, w);
+    net_restart(&t, w);
+    ck_assert_int_eq(plv_paxos_role(t.px[w]), PLV_ROLE_RECOVERING);
+    ck_assert(!plv_paxos_admitted(t.px[w]));
+    /* a recovering node promises nothing, whatever the view */
+    plv_msg_init(&prep, PLV_MSG_PREPARE);
+    prep.hdr = (PlvMsgHdr){ .from = s, .to = w, .inc = 1, .flags = PLV_HDR_ADMITTED };
+    prep.vid = plv_vid_make(1000, s);
+    plv_paxos_step(t.px[w], &prep, &t.rd);
+    ck_assert_uint_eq(t.rd.msgs->len, 0);
+    ck_assert_uint_eq(plv_paxos_vid(t.px[w]), 0);
+    plv_ready_clear(&t.rd);
+    net_run(&t, 20);
+    /* admitted by a config entry, with the log learned and a promise no
+     * lower than the view that admitted it */
+    ck_assert(plv_paxos_admitted(t.px[w]));
+    ck_assert(saw_event(&t, w, PLV_EV_ADMITTED));
+    ck_assert_uint_eq(plv_paxos_member_inc(t.px[l], w), 2);
+    ck_assert_uint_eq(plv_paxos_commit_index(t.px[w]), plv_paxos_commit_index(t.px[l]));
+    vid = plv_paxos_vid(t.px[l]);
+    ck_assert_uint_eq(plv_paxos_vid(t.px[w]), vid);
+    ck_assert_int_eq(plv_paxos_role(t.px[w]), PLV_ROLE_WITNESS);
+    net_free(&t);
+}
+END_TEST
+
+START_TEST(test_restart_of_phase1_voter_needs_new_view)
+{
+    Net t;
+    uint32_t l, s, w;
+    uint64_t vid;
+
+    net_init(&t);
+    net_run(&t, 60);
+    l = find_role(&t, PLV_ROLE_LEADER);
+    s = find_role(&t, PLV_ROLE_SECONDARY);
+    vid = plv_paxos_vid(t.px[l]);
+    /* every node promised the first view, so whoever restarts was in the
+     * leader's phase 1 quorum or not; restart both others in turn */
+    net_crash(&t, s);
+    net_restart(&t, s);
+    net_run(&t, 40);
+    ck_assert(plv_paxos_admitted(t.px[s]));
+    w = find_role(&t, PLV_ROLE_WITNESS);
+    ck_assert_uint_ne(w, PLV_NODE_NONE);
+    /* the leader either kept its view (the node was not in its quorum) or
+     * moved to a new one to admit it; never admitted from the old quorum */
+    if (plv_paxos_vid(t.px[l]) == vid) {
+        ck_assert(!saw_role(&t, l, PLV_ROLE_CANDIDATE));
+    } else {
+        ck_assert_uint_gt(plv_paxos_vid(t.px[l]), vid);
+        ck_assert_int_eq(plv_paxos_role(t.px[l]), PLV_ROLE_LEADER);
+    }
+    net_free(&t);
+}
+END_TEST
+
+START_TEST(test_truncation_and_snapshot)
+{
+    Net t;
+    uint32_t l, s, w;
+    uint64_t sv;
+
+    net_init(&t);
+    t.cfg.log_capacity = 8;
+    for (uint32_t i = 0; i < N; i++) {
+        net_crash(&t, i);
+        net_start(&t, i);
+    }
+    net_steady(&t, &l, &s, &w);
+    net_crash(&t, w);
+    for (int k = 0; k < 6; k++) {
+        submit(&t, l, "pkt");
+        net_run(&t, 2);
+    }
+    ck_assert_int_eq(plv_paxos_propose_syncvm(t.px[l], 1, &t.rd), 0);
+    net_collect(&t, l);
+    net_run(&t, 2);
+    sv = plv_paxos_commit_index(t.px[l]);
+    ck_assert_int_eq(((PlvEntry *)g_ptr_array_index(t.delivered[s], t.delivered[s]->len - 1))->op,
+                     PLV_OP_SYNCVM);
+    ck_assert_uint_eq(plv_paxos_epoch(t.px[s]), 1);
+    /* only after both executors applied it does the log shrink */
+    net_run(&t, 4);
+    ck_assert_uint_eq(plv_paxos_snap_index(t.px[l]), 0);
+    plv_paxos_applied_syncvm(t.px[l], sv);
+    net_run(&t, 4);
+    ck_assert_uint_eq(plv_paxos_snap_index(t.px[l]), 0);
+    plv_paxos_applied_syncvm(t.px[s], sv);
+    net_run(&t, 6);
+    ck_assert_uint_eq(plv_paxos_snap_index(t.px[l]), sv);
+    ck_assert_uint_eq(plv_paxos_snap_index(t.px[s]), sv);
+    ck_assert_uint_eq(plv_paxos_log_len(t.px[l]), plv_paxos_last_index(t.px[l]) - sv);
+    /* a node coming back needs the state at sv: it is told so, and
+     * delivery resumes after the install */
+    net_restart(&t, w);
+    t.snap_needed[w] = 0;
+    {
+        /* hold the install back to check the refusal first */
+        for (int k = 0; k < 10 && !t.snap_needed[w]; k++) {
+            for (uint32_t i = 0; i < N; i++) {
+                plv_paxos_tick(t.px[i], &t.rd);
+                net_collect(&t, i);
+            }
+            net_flush(&t);
+        }
+    }
+    ck_assert_uint_eq(t.snap_needed[w], sv);
+    ck_assert(plv_paxos_snapshot_pending(t.px[w]));
+    ck_assert_int_eq(plv_paxos_install_snapshot(t.px[w], sv + 1, &t.rd), -EINVAL);
+    ck_assert_int_eq(plv_paxos_install_snapshot(t.px[w], sv, &t.rd), 0);
+    net_collect(&t, w);
+    submit(&t, l, "later");
+    net_run(&t, 20);
+    ck_assert(plv_paxos_admitted(t.px[w]));
+    ck_assert_uint_eq(plv_paxos_commit_index(t.px[w]), plv_paxos_commit_index(t.px[l]));
+    ck_assert_uint_gt(t.delivered[w]->len, 0);
+    ck_assert_uint_eq(((PlvEntry *)g_ptr_array_index(t.delivered[w], 0))->index, sv + 1);
+    net_free(&t);
+}
+END_TEST
+
+START_TEST(test_isolated_leader_steps_down)
+{
+    Net t;
+    uint32_t l, s, w;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    t.cut[l] = true;
+    net_run(&t, 40);
+    ck_assert_int_ne(plv_paxos_role(t.px[l]), PLV_ROLE_LEADER);
+    ck_assert_int_eq(plv_paxos_role(t.px[s]), PLV_ROLE_LEADER);
+    ck_assert_int_eq(plv_paxos_submit_input(t.px[l], "a", 1, &t.rd), -EPERM);
+    /* back: one leader again, which everyone knows, and commits flow */
+    t.cut[l] = false;
+    net_run(&t, 40);
+    ck_assert_int_eq(count_role(&t, PLV_ROLE_LEADER), 1);
+    s = find_role(&t, PLV_ROLE_LEADER);
+    for (uint32_t i = 0; i < N; i++) {
+        ck_assert_uint_eq(plv_paxos_leader(t.px[i]), s);
+    }
+    submit(&t, s, "back");
+    net_run(&t, 3);
+    ck_assert_uint_eq(plv_paxos_commit_index(t.px[l]), plv_paxos_commit_index(t.px[s]));
+    net_free(&t);
+}
+END_TEST
+
+START_TEST(test_promise_rules)
+{
+    Net t;
+    uint32_t l, s, w;
+    PlvMsg m;
+    PlvOutMsg *om;
+    PlvPaxosStats st;
+    uint64_t v;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    v = plv_paxos_vid(t.px[w]);
+    /* a lower or equal view is refused */
+    plv_msg_init(&m, PLV_MSG_PREPARE);
+    m.hdr = (PlvMsgHdr){ .from = s, .to = w, .inc = 1, .flags = PLV_HDR_ADMITTED };
+    m.vid = plv_vid_make(plv_vid_round(v) - 1, s);
+    plv_paxos_step(t.px[w], &m, &t.rd);
+    ck_assert_uint_eq(t.rd.msgs->len, 1);
+    om = g_ptr_array_index(t.rd.msgs, 0);
+    ck_assert_int_eq(om->msg.type, PLV_MSG_PROMISE);
+    ck_assert(!om->msg.ok);
+    plv_ready_clear(&t.rd);
+    /* a higher one from the secondary is refused while the leader is heard */
+    m.vid = plv_vid_make(plv_vid_round(v) + 5, s);
+    plv_paxos_step(t.px[w], &m, &t.rd);
+    om = g_ptr_array_index(t.rd.msgs, 0);
+    ck_assert(!om->msg.ok);
+    ck_assert_uint_eq(plv_paxos_vid(t.px[w]), v);
+    plv_ready_clear(&t.rd);
+    /* a vid that does not name its sender is dropped */
+    m.vid = plv_vid_make(plv_vid_round(v) + 5, l);
+    plv_paxos_step(t.px[w], &m, &t.rd);
+    ck_assert_uint_eq(t.rd.msgs->len, 0);
+    /* malformed and stale messages are counted, not processed */
+    plv_paxos_stats(t.px[w], &st);
+    m.hdr.to = s;
+    plv_paxos_step(t.px[w], &m, &t.rd);
+    m.hdr.to = w;
+    m.hdr.from = 7;
+    plv_paxos_step(t.px[w], &m, &t.rd);
+    {
+        PlvPaxosStats st2;
+        plv_paxos_stats(t.px[w], &st2);
+        ck_assert_uint_eq(st2.msgs_bad, st.msgs_bad + 2);
+    }
+    ck_assert_uint_eq(t.rd.msgs->len, 0);
+    net_free(&t);
+}
+END_TEST
+
+START_TEST(test_stale_incarnation_dropped)
+{
+    Net t;
+    uint32_t l, s, w;
+    PlvMsg m;
+    PlvPaxosStats a, b;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    net_crash(&t, w);
+    net_restart(&t, w);
+    net_run(&t, 20);
+    ck_assert_uint_eq(plv_paxos_member_inc(t.px[l], w), 2);
+    /* an accepted from the node's former incarnation no longer counts */
+    plv_paxos_stats(t.px[l], &a);
+    plv_msg_init(&m, PLV_MSG_ACCEPTED);
+    m.hdr = (PlvMsgHdr){ .from = w, .to = l, .inc = 1, .flags = PLV_HDR_ADMITTED };
+    m.vid = plv_paxos_vid(t.px[l]);
+    m.ok = true;
+    m.index = 1000;
+    plv_paxos_step(t.px[l], &m, &t.rd);
+    /* and an answer meant for an earlier incarnation of the receiver */
+    plv_msg_init(&m, PLV_MSG_PROMISE);
+    m.hdr = (PlvMsgHdr){ .from = l, .to = w, .inc = 1, .to_inc = 1,
+                         .flags = PLV_HDR_ADMITTED };
+    plv_paxos_step(t.px[w], &m, &t.rd);
+    plv_paxos_stats(t.px[l], &b);
+    ck_assert_uint_eq(b.msgs_stale, a.msgs_stale + 1);
+    plv_paxos_stats(t.px[w], &b);
+    ck_assert_uint_ge(b.msgs_stale, 1);
+    net_collect(&t, l);
+    net_free(&t);
+}
+END_TEST
+
+START_TEST(test_config_validation)
+{
+    PlvPaxosConfig c;
+    GError *err = NULL;
+
+    plv_paxos_config_default(&c);
+    c.self = 3;
+    ck_assert_ptr_null(plv_paxos_new(&c, &err));
+    ck_assert_ptr_nonnull(err);
+    g_clear_error(&err);
+    c.self = 0;
+    c.incarnation = 0;
+    ck_assert_ptr_null(plv_paxos_new(&c, NULL));
+    c.incarnation = 1;
+    c.suspect_ticks = c.heartbeat_ticks;
+    ck_assert_ptr_null(plv_paxos_new(&c, NULL));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("paxos");
+    TCase *tc = tcase_create("scenarios");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_test(tc, test_bootstrap_roles);
+    tcase_add_test(tc, test_batching_one_in_flight);
+    tcase_add_test(tc, test_batch_size_bound);
+    tcase_add_test(tc, test_submit_errors);
+    tcase_add_test(tc, test_leader_fails_secondary_takes_over);
+    tcase_add_test(tc, test_secondary_fails_witness_elevated);
+    tcase_add_test(tc, test_witness_leads_without_fit_secondary);
+    tcase_add_test(tc, test_n_err_makes_secondary_suspect);
+    tcase_add_test(tc, test_restart_learns_before_voting);
+    tcase_add_test(tc, test_restart_of_phase1_voter_needs_new_view);
+    tcase_add_test(tc, test_truncation_and_snapshot);
+    tcase_add_test(tc, test_isolated_leader_steps_down);
+    tcase_add_test(tc, test_promise_rules);
+    tcase_add_test(tc, test_stale_incarnation_dropped);
+    tcase_add_test(tc, test_config_validation);
+    suite_add_tcase(su, tc);
+    sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
