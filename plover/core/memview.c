@@ -103,6 +103,12 @@ int plv_memview_add_region(PlvMemView *mv, uint32_t id, uint32_t page_size,
                     n_pages);
         return -1;
     }
+    /* So that any union of two bitmaps fits the u32 union index too. */
+    if (plv_memview_total_pages(mv) + n_pages > UINT32_MAX) {
+        g_set_error(err, PLV_MEMVIEW_ERROR, 0,
+                    "region %u: more than 2^32 - 1 pages in the view", id);
+        return -1;
+    }
     if (plv_memview_find(mv, id) >= 0) {
         g_set_error(err, PLV_MEMVIEW_ERROR, 0, "region %u: duplicate id", id);
         return -1;

@@ -53,6 +53,10 @@ START_TEST(region_checks)
     g_clear_error(&err);
     ck_assert_int_eq(plv_memview_add_region(mv, 8, 4096, 8, NULL, &err), -1);
     g_clear_error(&err);
+    /* The view as a whole stays under 2^32 pages. */
+    ck_assert_int_eq(plv_memview_add_region(mv, 8, 4096, UINT32_MAX - 7, mem,
+                                            &err), -1);
+    g_clear_error(&err);
     ck_assert_int_eq(plv_memview_add_region(mv, 9, 512, 64, mem, &err), 1);
     ck_assert_uint_eq(plv_memview_n_regions(mv), 2);
     ck_assert_int_eq(plv_memview_find(mv, 9), 1);

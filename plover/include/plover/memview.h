@@ -74,7 +74,8 @@ void plv_memview_free(PlvMemView *mv);
 
 /*
  * Adds a region at the end of the view. Region ids are unique; page_size
- * is a power of two within [MIN_PAGE_SIZE, MAX_PAGE_SIZE]. Returns the
+ * is a power of two within [MIN_PAGE_SIZE, MAX_PAGE_SIZE]; the whole view
+ * holds at most 2^32 - 1 pages (16 TiB of 4 KiB pages). Returns the
  * region's index or -1.
  */
 int plv_memview_add_region(PlvMemView *mv, uint32_t id, uint32_t page_size,
