@@ -827,7 +827,35 @@ static void learn_committed(PlvPaxos *p, uint32_t mask, PlvReady *rd)
     deliver(p, rd);
 }
 
-static void check_promises(PlvPaxos *p, PlvReady *rd)
+/* Does any promise (or our log) carry a config entry admitting a newer
+ * incarnation of `node` than `inc`? */
+static bool newer_incarnation_seen(const PlvPaxos *p, uint32_t node, uint64_t inc)
+{
+    uint32_t id;
+    uint64_t v;
+
+    if (p->member_inc[node] > inc) {
+        return true;
+    }
+    for (uint64_t i = p->commit + 1; i <= plv_log_last(&p->log); i++) {
+        const PlvEntry *e = plv_log_get(&p->log, i);
+        if (e && plv_op_config_get(e, &id, &v) && id == node && v > inc) {
+            return true;
+        }
+    }
+    for (uint32_t k = 0; k < p->n; k++) {
+        const PlvMsg *pm = &p->peer[k].promise;
+        for (guint j = 0; pm->type && pm->entries && j < pm->entries->len; j++) {
+            const PlvEntry *e = &g_array_index(pm->entries, PlvEntry, j);
+            if (plv_op_config_get(e, &id, &v) && id == node && v > inc) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static uint32_t promise_mask(const PlvPaxos *p)
 {
     uint32_t mask = 1u << p->self;
     for (uint32_t i = 0; i < p->n; i++) {
@@ -835,10 +863,31 @@ static void check_promises(PlvPaxos *p, PlvReady *rd)
             mask |= 1u << i;
         }
     }
+    return mask;
+}
+
+static void check_promises(PlvPaxos *p, PlvReady *rd)
+{
+    uint32_t mask = promise_mask(p);
+
     if (popcount(mask) < (int)p->maj) {
         return;
     }
     learn_committed(p, mask, rd);
+    /* A promise from an incarnation that the log (committed or merely
+     * reported) has since replaced may hide what its successor accepted:
+     * it does not count (docs/consensus.md, restart rule). */
+    for (uint32_t i = 0; i < p->n; i++) {
+        PlvMsg *pm = &p->peer[i].promise;
+        if (i != p->self && pm->type && newer_incarnation_seen(p, i, pm->hdr.inc)) {
+            plv_msg_clear(pm);
+            p->stats.msgs_stale++;
+        }
+    }
+    mask = promise_mask(p);
+    if (popcount(mask) < (int)p->maj) {
+        return;
+    }
     if (!may_lead(p)) {
         become_follower(p);
         return;
