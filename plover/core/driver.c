@@ -296,12 +296,15 @@ static void out_item_clear(OutItem *it)
     }
 }
 
-/* Driver thread: act on what the state machine produced. */
-static void process_ready(PlvDriver *d)
+/* Encode and send the messages not sent yet (from *sent on), then flush. */
+static void send_msgs(PlvDriver *d, guint *sent)
 {
     PlvReady *rd = &d->rd;
-    for (guint i = 0; i < rd->msgs->len; i++) {
-        PlvOutMsg *om = g_ptr_array_index(rd->msgs, i);
+    if (*sent == rd->msgs->len) {
+        return;
+    }
+    for (; *sent < rd->msgs->len; (*sent)++) {
+        PlvOutMsg *om = g_ptr_array_index(rd->msgs, *sent);
         g_byte_array_set_size(d->enc, 0);
         GError *err = NULL;
         if (!plv_wire_encode(&om->msg, d->enc, &err)) {
@@ -313,49 +316,103 @@ static void process_ready(PlvDriver *d)
         /* A drop is fine: the state machine retransmits on its ticks. */
         plv_transport_send(d->t, om->to, d->enc->data, d->enc->len);
     }
-    if (rd->msgs->len) {
-        /* On the wire before waking anyone: a woken consumer thread may
-         * preempt this one, and peers wait on these messages. */
-        plv_transport_flush(d->t);
-    }
-    /* Published before any callback runs, so one may submit at once. */
+    /* On the wire before waking anyone: a woken consumer thread may
+     * preempt this one, and peers wait on these messages. */
+    plv_transport_flush(d->t);
+}
+
+static void publish_state(PlvDriver *d)
+{
     g_atomic_int_set(&d->role, plv_paxos_role(d->paxos));
     g_atomic_int_set(&d->leader, plv_paxos_leader(d->paxos));
     __atomic_store_n(&d->commit_index, plv_paxos_commit_index(d->paxos),
                      __ATOMIC_RELEASE);
     __atomic_store_n(&d->paxos_queued, plv_paxos_queued_bytes(d->paxos),
                      __ATOMIC_RELAXED);
-    guint n_out = rd->committed->len + rd->events->len;
-    if (n_out && d->inline_mode) {
-        const PlvDriverCallbacks *cb = &d->inline_cb;
-        for (guint i = 0; i < rd->events->len && cb->event; i++) {
-            cb->event(d->inline_opaque, &g_array_index(rd->events, PlvEvent, i));
+}
+
+static void queue_outputs(PlvDriver *d)
+{
+    PlvReady *rd = &d->rd;
+    if (!rd->committed->len && !rd->events->len) {
+        return;
+    }
+    pthread_mutex_lock(&d->out_lock);
+    bool was_empty = d->out->len == 0;
+    /* Events first: a role change precedes the entries it enables. */
+    for (guint i = 0; i < rd->events->len; i++) {
+        OutItem it = { .kind = OUT_EVENT,
+                       .ev = g_array_index(rd->events, PlvEvent, i) };
+        g_array_append_val(d->out, it);
+    }
+    for (guint i = 0; i < rd->committed->len; i++) {
+        OutItem it = { .kind = OUT_COMMIT };
+        plv_entry_copy(&it.e, &g_array_index(rd->committed, PlvEntry, i));
+        g_array_append_val(d->out, it);
+    }
+    pthread_mutex_unlock(&d->out_lock);
+    if (was_empty) {
+        uint64_t one = 1;
+        if (write(d->out_fd, &one, sizeof(one)) < 0) {
+            /* counter saturated: already readable */
         }
-        for (guint i = 0; i < rd->committed->len && cb->committed; i++) {
-            cb->committed(d->inline_opaque,
-                          &g_array_index(rd->committed, PlvEntry, i));
-        }
-    } else if (n_out) {
-        pthread_mutex_lock(&d->out_lock);
-        bool was_empty = d->out->len == 0;
-        /* Events first: a role change precedes the entries it enables. */
-        for (guint i = 0; i < rd->events->len; i++) {
-            OutItem it = { .kind = OUT_EVENT,
-                           .ev = g_array_index(rd->events, PlvEvent, i) };
-            g_array_append_val(d->out, it);
-        }
-        for (guint i = 0; i < rd->committed->len; i++) {
-            OutItem it = { .kind = OUT_COMMIT };
-            plv_entry_copy(&it.e, &g_array_index(rd->committed, PlvEntry, i));
-            g_array_append_val(d->out, it);
-        }
-        pthread_mutex_unlock(&d->out_lock);
-        if (was_empty) {
-            uint64_t one = 1;
-            if (write(d->out_fd, &one, sizeof(one)) < 0) {
-                /* counter saturated: already readable */
+    }
+}
+
+/*
+ * Inline callbacks for every output; what they submit goes to the state
+ * machine right away (a few rounds at most, so a one-node cluster that
+ * commits on submit cannot spin here), and its outputs get callbacks too.
+ */
+static void run_inline(PlvDriver *d)
+{
+    PlvReady *rd = &d->rd;
+    const PlvDriverCallbacks *cb = &d->inline_cb;
+    guint ev = 0, com = 0;
+    for (int takes = 0;;) {
+        for (; ev < rd->events->len; ev++) {
+            if (cb->event) {
+                cb->event(d->inline_opaque, &g_array_index(rd->events, PlvEvent, ev));
             }
         }
+        for (; com < rd->committed->len; com++) {
+            if (cb->committed) {
+                cb->committed(d->inline_opaque,
+                              &g_array_index(rd->committed, PlvEntry, com));
+            }
+        }
+        if (takes >= 4 || !inputs_pending(d)) {
+            break;
+        }
+        take_inputs(d);
+        publish_state(d);
+        takes++;
+    }
+}
+
+/*
+ * Driver thread: act on what the state machine produced. Messages normally
+ * go out first (peers wait on them). A leader with inline callbacks runs
+ * them first instead: they typically submit the next packets, whose
+ * proposal then leaves in the same write as the messages of this step
+ * (e.g. the commit notice), waking each follower once instead of twice.
+ */
+static void process_ready(PlvDriver *d)
+{
+    PlvReady *rd = &d->rd;
+    guint sent = 0;
+    /* Published before any callback runs, so one may submit at once. */
+    publish_state(d);
+    bool leader_first = d->inline_mode &&
+                        plv_paxos_role(d->paxos) == PLV_ROLE_LEADER;
+    if (!leader_first) {
+        send_msgs(d, &sent);
+    }
+    if (d->inline_mode) {
+        run_inline(d);
+        send_msgs(d, &sent);    /* what the callbacks' commands produced */
+    } else {
+        queue_outputs(d);
     }
     d->n_committed += rd->committed->len;
     plv_ready_clear(rd);

@@ -6,6 +6,7 @@
 #include <check.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,6 +18,10 @@
 static const uint8_t SECRET[] = "driver test secret";
 
 typedef struct {
+    pthread_mutex_t lock;       /* inline callbacks fill it from driver threads */
+    PlvDriver *d;
+    int resubmit;               /* inline: submit a new packet per commit, up to */
+    int submitted;
     GPtrArray *entries;         /* of GBytes: op byte + payload, log order */
     GPtrArray *packets;         /* of char*: input packets in commit order */
     uint64_t last_index;
@@ -33,6 +38,7 @@ typedef struct {
 static void on_commit(void *opaque, const PlvEntry *e)
 {
     Collector *c = opaque;
+    pthread_mutex_lock(&c->lock);
     if (e->index != c->last_index + 1) {
         c->order_ok = false;
     }
@@ -53,7 +59,26 @@ static void on_commit(void *opaque, const PlvEntry *e)
         while (plv_batch_next(&it, &pkt, &plen)) {
             g_ptr_array_add(c->packets, g_strndup((const char *)pkt, plen));
         }
+        /* Closed loop on the driver thread: each commit submits the next. */
+        while (c->submitted < c->resubmit &&
+               c->submitted < (int)c->packets->len + 4) {
+            char next[32];
+            int n = snprintf(next, sizeof(next), "i%d", c->submitted);
+            if (plv_driver_submit(c->d, next, n) != 0) {
+                break;
+            }
+            c->submitted++;
+        }
     }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static guint packets_len(Collector *c)
+{
+    pthread_mutex_lock(&c->lock);
+    guint n = c->packets->len;
+    pthread_mutex_unlock(&c->lock);
+    return n;
 }
 
 static void on_event(void *opaque, const PlvEvent *ev)
@@ -66,7 +91,7 @@ static void on_event(void *opaque, const PlvEvent *ev)
 
 static const PlvDriverCallbacks CB = { .committed = on_commit, .event = on_event };
 
-static void cluster_start_opts(Cluster *cl, size_t max_pending)
+static void cluster_start_opts(Cluster *cl, size_t max_pending, bool inline_cb)
 {
     memset(cl, 0, sizeof(*cl));
     int lfd[N];
@@ -78,6 +103,7 @@ static void cluster_start_opts(Cluster *cl, size_t max_pending)
         cl->c[i].entries = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
         cl->c[i].packets = g_ptr_array_new_with_free_func(g_free);
         cl->c[i].order_ok = true;
+        pthread_mutex_init(&cl->c[i].lock, NULL);
     }
     for (int i = 0; i < N; i++) {
         PlvTcpTransportConfig tc = {
@@ -97,13 +123,17 @@ static void cluster_start_opts(Cluster *cl, size_t max_pending)
         dc.max_pending_bytes = max_pending;
         cl->d[i] = plv_driver_new(&dc, t, &err);
         ck_assert_msg(cl->d[i], "%s", err ? err->message : "?");
+        cl->c[i].d = cl->d[i];
+        if (inline_cb) {
+            plv_driver_set_inline_callbacks(cl->d[i], &CB, &cl->c[i]);
+        }
         ck_assert_int_eq(plv_driver_start(cl->d[i], &err), 0);
     }
 }
 
 static void cluster_start(Cluster *cl)
 {
-    cluster_start_opts(cl, 0);
+    cluster_start_opts(cl, 0, false);
 }
 
 static void cluster_free(Cluster *cl)
@@ -112,6 +142,7 @@ static void cluster_free(Cluster *cl)
         plv_driver_free(cl->d[i]);
         g_ptr_array_unref(cl->c[i].entries);
         g_ptr_array_unref(cl->c[i].packets);
+        pthread_mutex_destroy(&cl->c[i].lock);
     }
 }
 
@@ -180,7 +211,7 @@ static void submit_range(Cluster *cl, int leader, const char *tag, int from, int
 static bool have_packets(Cluster *cl, guint n)
 {
     for (int i = 0; i < N; i++) {
-        if (cl->d[i] && cl->c[i].packets->len < n) {
+        if (cl->d[i] && packets_len(&cl->c[i]) < n) {
             return false;
         }
     }
@@ -302,7 +333,7 @@ END_TEST
 START_TEST(driver_backpressure_without_majority)
 {
     Cluster cl;
-    cluster_start_opts(&cl, 4096);
+    cluster_start_opts(&cl, 4096, false);
     int leader;
     DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 10000);
     submit_range(&cl, leader, "c", 0, 10);
@@ -342,6 +373,39 @@ START_TEST(driver_backpressure_without_majority)
 }
 END_TEST
 
+START_TEST(driver_inline_callbacks_closed_loop)
+{
+    Cluster cl;
+    cluster_start_opts(&cl, 0, true);
+    int leader;
+    DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 10000);
+    /* Nothing is queued for the caller: callbacks ran on the driver threads. */
+    ck_assert(!plv_driver_wait(cl.d[leader], 0));
+
+    const int M = 2000;
+    pthread_mutex_lock(&cl.c[leader].lock);
+    cl.c[leader].resubmit = M;
+    pthread_mutex_unlock(&cl.c[leader].lock);
+    /* Start the loop; from here on the leader's callback submits. */
+    ck_assert_int_eq(plv_driver_submit(cl.d[leader], "start", 5), 0);
+    DRAIN_UNTIL(&cl, have_packets(&cl, M + 1), 20000);
+    for (int i = 0; i < N; i++) {
+        pthread_mutex_lock(&cl.c[i].lock);
+    }
+    assert_same_logs(&cl);
+    for (int i = 0; i < N; i++) {
+        GPtrArray *p = cl.c[i].packets;
+        ck_assert_uint_eq(p->len, M + 1);
+        ck_assert_str_eq(p->pdata[0], "start");
+        ck_assert_str_eq(p->pdata[M], "i1999");
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_mutex_unlock(&cl.c[i].lock);
+    }
+    cluster_free(&cl);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("driver");
@@ -350,6 +414,7 @@ int main(void)
     tcase_add_test(tc, driver_elect_commit_and_survive_a_kill);
     tcase_add_test(tc, driver_witness_kill_and_glib_dispatch);
     tcase_add_test(tc, driver_backpressure_without_majority);
+    tcase_add_test(tc, driver_inline_callbacks_closed_loop);
     suite_add_tcase(su, tc);
     return plv_test_run(su);
 }
