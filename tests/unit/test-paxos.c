@@ -106,6 +106,15 @@ static void net_restart(Net *t, uint32_t i)
     net_start(t, i);
 }
 
+/* Fresh nodes built from t->cfg (after a test changed it). */
+static void net_recreate(Net *t)
+{
+    for (uint32_t i = 0; i < N; i++) {
+        net_crash(t, i);
+        net_start(t, i);
+    }
+}
+
 static void net_free(Net *t)
 {
     QMsg *q;
@@ -292,10 +301,7 @@ START_TEST(test_batch_size_bound)
 
     net_init(&t);
     t.cfg.max_batch_bytes = 100;
-    for (uint32_t i = 0; i < N; i++) {
-        net_crash(&t, i);
-        net_start(&t, i);
-    }
+    net_recreate(&t);
     net_steady(&t, &l, &s, &w);
     memset(pkt, 'x', sizeof(pkt));
     for (int k = 0; k < 7; k++) {
@@ -323,10 +329,7 @@ START_TEST(test_submit_errors)
 
     net_init(&t);
     t.cfg.max_queue_bytes = 2000;
-    for (uint32_t i = 0; i < N; i++) {
-        net_crash(&t, i);
-        net_start(&t, i);
-    }
+    net_recreate(&t);
     net_steady(&t, &l, &s, &w);
     memset(big, 'y', sizeof(big));
     ck_assert_int_eq(plv_paxos_submit_input(t.px[s], "a", 1, &t.rd), -EPERM);
@@ -508,10 +511,7 @@ START_TEST(test_truncation_and_snapshot)
 
     net_init(&t);
     t.cfg.log_capacity = 8;
-    for (uint32_t i = 0; i < N; i++) {
-        net_crash(&t, i);
-        net_start(&t, i);
-    }
+    net_recreate(&t);
     net_steady(&t, &l, &s, &w);
     net_crash(&t, w);
     for (int k = 0; k < 6; k++) {
