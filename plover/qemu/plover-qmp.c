@@ -5,7 +5,9 @@
  */
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qapi/clone-visitor.h"
 #include "qapi/qapi-commands-plover.h"
+#include "qapi/qapi-visit-plover.h"
 #include "plover-state.h"
 
 static PloverRole plover_role_of(PlvStartRole r)
@@ -20,6 +22,23 @@ static PloverRole plover_role_of(PlvStartRole r)
     case PLV_START_AUTO:
     default:
         return PLOVER_ROLE_AUTO;
+    }
+}
+
+static PloverRole plover_current_role(const PloverState *s)
+{
+    if (!s->driver) {
+        return PLOVER_ROLE_NONE;
+    }
+    switch (s->role) {
+    case PLV_ROLE_LEADER:
+        return PLOVER_ROLE_LEADER;
+    case PLV_ROLE_SECONDARY:
+        return PLOVER_ROLE_SECONDARY;
+    case PLV_ROLE_WITNESS:
+        return PLOVER_ROLE_WITNESS;
+    default:
+        return PLOVER_ROLE_NONE;
     }
 }
 
@@ -52,6 +71,50 @@ static PloverTimeouts *plover_timeouts_info(const PlvConfig *cfg)
     return t;
 }
 
+static PloverSyncvmInfo *plover_syncvm_info(const PloverSyncStats *a)
+{
+    PloverSyncvmInfo *i = g_new0(PloverSyncvmInfo, 1);
+    uint64_t n = MAX(a->count, 1);
+
+    i->count = a->count;
+    i->failures = a->failures;
+    i->dirty_pages = a->last.dirty_union;
+    i->same_page_rate = a->count ? a->last.same_rate : 0;
+    i->mean_same_page_rate = a->sum_dirty ? (double)a->sum_same / a->sum_dirty : 0;
+    i->divergent_pages = a->last.divergent_pages;
+    i->bytes_sent = a->last.bytes_sent;
+    i->total_bytes_sent = a->sum_bytes;
+    i->last_compute_us = a->last.t_compute_us;
+    i->last_compare_us = a->last.t_compare_us;
+    i->last_transfer_us = a->last.t_transfer_us;
+    i->last_apply_us = a->last.t_apply_us;
+    i->last_total_us = a->last.t_total_us;
+    i->last_pause_us = a->last_pause_us;
+    i->mean_compute_us = a->sum_compute_us / n;
+    i->mean_compare_us = a->sum_compare_us / n;
+    i->mean_transfer_us = a->sum_transfer_us / n;
+    i->mean_apply_us = a->sum_apply_us / n;
+    i->mean_total_us = a->sum_total_us / n;
+    return i;
+}
+
+static PloverNetInfo *plover_net_info(const PloverState *s)
+{
+    PloverNetInfo *i = g_new0(PloverNetInfo, 1);
+
+    i->inputs_submitted = s->inputs_submitted;
+    i->inputs_refused = s->inputs_refused;
+    i->inputs_ignored = s->inputs_ignored;
+    i->inputs_injected = s->inputs_injected;
+    i->outputs_held = g_queue_get_length((GQueue *)&s->outputs);
+    i->outputs_released = s->outputs_released;
+    i->outputs_dropped = s->outputs_dropped;
+    i->idle_triggers = s->idle_triggers;
+    i->bound_triggers = s->bound_triggers;
+    i->size_triggers = s->size_triggers;
+    return i;
+}
+
 PloverInfo *qmp_query_plover(Error **errp)
 {
     PloverState *s = plover_state();
@@ -66,7 +129,7 @@ PloverInfo *qmp_query_plover(Error **errp)
     info->has_configured_role = true;
     info->configured_role = plover_role_of(s->cfg.role);
     info->has_role = true;
-    info->role = s->role;
+    info->role = plover_current_role(s);
     info->has_vid = true;
     info->vid = s->vid;
     info->has_epoch = true;
@@ -81,5 +144,44 @@ PloverInfo *qmp_query_plover(Error **errp)
     info->has_peers = true;
     info->peers = plover_peers_info(s);
     info->timeouts = plover_timeouts_info(&s->cfg);
+    if (s->leader != PLV_NODE_NONE && s->driver) {
+        info->has_leader = true;
+        info->leader = s->leader;
+    }
+    if (s->secondary != PLV_NODE_NONE && s->driver) {
+        info->has_secondary = true;
+        info->secondary = s->secondary;
+    }
+    info->has_executing = true;
+    info->executing = s->executing;
+    if (s->driver) {
+        info->has_commit_index = true;
+        info->commit_index = plv_driver_commit_index(s->driver);
+    }
+    info->syncvm = plover_syncvm_info(&s->sync);
+    info->net = plover_net_info(s);
     return info;
+}
+
+PloverDigestList *qmp_x_plover_ram_digest(bool has_record, bool record,
+                                          Error **errp)
+{
+    PloverState *s = plover_state();
+    PloverDigestList *head = NULL, **tail = &head;
+    PloverDigest *now;
+
+    if (!s->initialized) {
+        error_setg(errp, "plover is not enabled (no -plover option)");
+        return NULL;
+    }
+    if (has_record) {
+        s->record_digests = record;
+    }
+    now = g_new0(PloverDigest, 1);
+    now->digest = plover_ram_digest();
+    QAPI_LIST_APPEND(tail, now);
+    for (GList *l = s->digests.head; l; l = l->next) {
+        QAPI_LIST_APPEND(tail, QAPI_CLONE(PloverDigest, l->data));
+    }
+    return head;
 }

@@ -4,13 +4,45 @@
  * QEMU runs one VM per process and -plover may be given once, so the glue
  * keeps one PloverState; plover/core itself has no global state.
  *
+ * Threads: everything here is touched on the main loop thread with the BQL
+ * held, except the fields marked "atomic" (read by the idle detector).
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #ifndef PLOVER_QEMU_STATE_H
 #define PLOVER_QEMU_STATE_H
 
+#include "qemu/thread.h"
+#include "qemu/timer.h"
+#include "net/net.h"
+#include "net/filter.h"
 #include "plover/config.h"
+#include "plover/driver.h"
+#include "plover/link.h"
+#include "plover/memview.h"
+#include "plover/pagehash.h"
+#include "plover/syncvm.h"
 #include "qapi/qapi-types-plover.h"
+
+typedef struct PloverFilter PloverFilter;
+
+/* One packet waiting in a plover queue (input not yet injected, or output
+ * not yet released). */
+typedef struct PloverPacket {
+    size_t len;
+    uint8_t data[];
+} PloverPacket;
+
+typedef struct PloverSyncStats {
+    uint64_t count;             /* completed syncvms */
+    uint64_t failures;
+    PlvSyncvmStats last;
+    /* sums for the means */
+    int64_t sum_compute_us, sum_compare_us, sum_transfer_us, sum_apply_us;
+    int64_t sum_total_us;
+    uint64_t sum_dirty, sum_same, sum_divergent, sum_bytes;
+    int64_t last_pause_us;      /* VM stopped, whole syncvm incl. dirty sync */
+} PloverSyncStats;
 
 typedef struct PloverState {
     bool configured;          /* -plover was given and parsed */
@@ -18,12 +50,79 @@ typedef struct PloverState {
     PlvConfig cfg;
     uint8_t *secret;          /* contents of the -object secret */
     size_t secret_len;
-    PloverRole role;
+
+    /* Consensus: the driver thread and what it last told us. */
+    PlvDriver *driver;
+    PlvRole role;
     uint64_t vid;
-    uint64_t epoch;
+    uint32_t leader;
+    uint32_t secondary;       /* per the committed log, PLV_NODE_NONE if none */
+    uint64_t applied_index;   /* last committed entry executed here */
+
+    /*
+     * Execution. A replica executes inputs once its VM holds the leader's
+     * state: the first leader from boot, a secondary from its first
+     * (full) syncvm on.
+     */
+    bool executing;
+    bool full_sync_pending;   /* next syncvm covers every page */
+    uint64_t epoch;           /* last syncvm completed here */
+    uint64_t next_epoch;      /* leader: epoch of the next proposal */
+    bool sync_proposed;       /* atomic: leader proposed, not yet executed */
+    int64_t last_sync_ns;     /* atomic: QEMU_CLOCK_REALTIME */
+
+    /* Network: the filter on the replicated tap. */
+    NetClientState *nc;       /* the tap */
+    PloverFilter *filter;
+    GQueue inputs;            /* committed, not yet accepted by the NIC */
+    QEMUTimer *input_retry;
+    GQueue outputs;           /* leader: guest output held until a syncvm */
+    size_t outputs_bytes;     /* atomic */
+    uint64_t outputs_released, outputs_dropped;
+    uint64_t inputs_submitted, inputs_refused, inputs_injected, inputs_ignored;
+
+    /* syncvm */
+    GPtrArray *ram_blocks;    /* RAMBlock*: region i of mv is ram_blocks[i] */
+    PlvMemView *mv;
+    PlvHashPool *pool;
+    int bulk_listen_fd;
+    PlvLink *bulk;
+    uint32_t bulk_peer;
+    GByteArray *staged_devstate;  /* secondary: loaded after the pages */
+    PloverSyncStats sync;
     uint64_t n_err;
+    bool record_digests;      /* x-plover-ram-digest record=true */
+    GQueue digests;           /* PloverDigest*, at syncvms, newest last */
+
+    /* Idle detector (plover-idle.c). */
+    QemuThread idle_thread;
+    bool idle_stop;           /* atomic */
+    bool idle_running;
+    uint64_t idle_triggers, bound_triggers, size_triggers;
 } PloverState;
 
 PloverState *plover_state(void);
+
+/* plover-replica.c */
+bool plover_replica_start(PloverState *s, Error **errp);
+bool plover_request_syncvm(PloverState *s, const char *why);
+
+/* plover-net.c */
+bool plover_net_setup(PloverState *s, Error **errp);
+void plover_net_inject(PloverState *s, const uint8_t *pkt, size_t len);
+void plover_net_release_outputs(PloverState *s, size_t count);
+void plover_net_drop_outputs(PloverState *s);
+void plover_net_save_inputs(PloverState *s, GByteArray *out);
+bool plover_net_load_inputs(PloverState *s, const uint8_t *p, size_t len);
+
+/* plover-sync.c */
+bool plover_sync_setup(PloverState *s, Error **errp);
+void plover_sync_start_dirty_log(PloverState *s);
+bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp);
+void plover_sync_drop_link(PloverState *s);
+char *plover_ram_digest(void);
+
+/* plover-idle.c */
+void plover_idle_start(PloverState *s);
 
 #endif

@@ -74,17 +74,28 @@ static bool plover_check_netdev(const PlvConfig *cfg, Error **errp)
 }
 
 /*
- * Guest NICs are created after netdevs, so whether the tap feeds a NIC is
- * known only once the machine is complete.
+ * Guest NICs and CPUs exist only once the machine is complete (and the
+ * first reset, which loads firmware and kernel into RAM, comes after this):
+ * check the NIC, map RAM, log dirty pages and start the replica now.
  */
 static void plover_machine_done(Notifier *n, void *data)
 {
     PloverState *s = plover_state();
     NetClientState *nc = qemu_find_netdev(s->cfg.netdev);
+    Error *err = NULL;
 
     if (!nc || !nc->peer) {
         error_report("-plover: netdev: '%s' is not connected to a guest NIC",
                      s->cfg.netdev);
+        exit(1);
+    }
+    if (!plover_net_setup(s, &err) || !plover_sync_setup(s, &err)) {
+        error_report_err(err);
+        exit(1);
+    }
+    plover_sync_start_dirty_log(s);
+    if (!plover_replica_start(s, &err)) {
+        error_report_err(err);
         exit(1);
     }
 }
@@ -131,6 +142,8 @@ bool plover_init(Error **errp)
         trace_plover_peer(i, s->cfg.peers[i].host, s->cfg.peers[i].port,
                           i == s->cfg.id);
     }
+    /* The guest runs only where consensus says (plover-replica.c). */
+    autostart = 0;
     qemu_add_machine_init_done_notifier(&plover_machine_done_notifier);
     s->initialized = true;
     return true;

@@ -170,3 +170,47 @@ kv_wait() {
 assert_eq() {
     [ "$1" = "$2" ] || fail "${3:-value}: expected '$2', got '$1'"
 }
+
+# ---- three replicas ----
+
+SECRET_ARGS=(-object secret,id=plvsec,data=plover-integration-secret)
+
+# replicas_start GUEST_APPEND [EXTRA_PLOVER_FIELDS]: three hosts, one
+# replica each (r0, r1, r2), the same command line but for id.
+replicas_start() {
+    local append=$1 extra=${2:-} peers n
+    peers="$(host_ip 0):7100,$(host_ip 1):7100,$(host_ip 2):7100"
+    guest_args "$append"
+    for n in 0 1 2; do
+        host_setup "$n"
+        qemu_start "r$n" "$n" "${GUEST_ARGS[@]}" "${SECRET_ARGS[@]}" \
+            -plover "role=auto,id=$n,peers=$peers,netdev=net0,secret=plvsec$extra"
+    done
+}
+
+# pinfo NAME EXPR: a Python expression over query-plover's reply "i".
+pinfo() {
+    qmp "$1" query-plover | python3 -c "import json, sys; i = json.load(sys.stdin); print($2)"
+}
+
+# wait_protected TIMEOUT_S: until a leader and an executing secondary
+# exist and the first syncvm between them completed. Sets LEADER, SECONDARY.
+wait_protected() {
+    local t=$1 n r
+    for _ in $(seq 1 $(( t * 2 ))); do
+        LEADER= SECONDARY=
+        for n in 0 1 2; do
+            r=$(pinfo "r$n" "i['role'], i['executing'], i['syncvm']['count']" 2>/dev/null) || continue
+            case "$r" in
+            "leader True "*) LEADER=$n ;;
+            "secondary True "[1-9]*) SECONDARY=$n ;;
+            esac
+        done
+        [ -n "$LEADER" ] && [ -n "$SECONDARY" ] && return 0
+        sleep 0.5
+    done
+    for n in 0 1 2; do
+        echo "r$n: $(qmp "r$n" query-plover 2>&1)" >&2
+    done
+    fail "no protected leader/secondary pair within ${t}s"
+}

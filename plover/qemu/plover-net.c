@@ -1,0 +1,258 @@
+/*
+ * The replicated NIC path: a net filter on the tap netdev.
+ *
+ * Input hook (packets the tap sends towards the guest): the leader submits
+ * each one to consensus and returns at once; no replica hands a tap packet
+ * to its guest directly. Committed inputs come back through
+ * plover_net_inject(), in log order, on the leader and the secondary.
+ *
+ * Output guard (packets the guest sends): the leader holds them until the
+ * syncvm that covers them completes; the secondary and the witness drop
+ * theirs, so only one copy of the VM ever speaks.
+ *
+ * Everything runs on the main loop with the BQL held (tap reads, virtio
+ * transmit and the consensus dispatch all do).
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "qemu/osdep.h"
+#include "qemu/iov.h"
+#include "qemu/main-loop.h"
+#include "qapi/error.h"
+#include "qom/object.h"
+#include "qom/object_interfaces.h"
+#include "system/runstate.h"
+#include "net/filter.h"
+#include "plover-state.h"
+#include "trace.h"
+
+#define TYPE_PLOVER_FILTER "plover-filter"
+OBJECT_DECLARE_SIMPLE_TYPE(PloverFilter, PLOVER_FILTER)
+
+struct PloverFilter {
+    NetFilterState parent_obj;
+};
+
+/* Held output beyond which the leader asks for a syncvm at once. */
+#define PLOVER_OUTPUT_SYNC_BYTES (256 * 1024)
+/* Retry period while the guest NIC cannot take an input. */
+#define PLOVER_INPUT_RETRY_NS (1 * SCALE_MS)
+
+static PloverPacket *plover_packet_new(const struct iovec *iov, int iovcnt)
+{
+    size_t len = iov_size(iov, iovcnt);
+    PloverPacket *p = g_malloc(sizeof(*p) + len);
+
+    p->len = len;
+    iov_to_buf(iov, iovcnt, 0, p->data, len);
+    return p;
+}
+
+static bool plover_is_acting_leader(const PloverState *s)
+{
+    return s->role == PLV_ROLE_LEADER && s->executing;
+}
+
+static ssize_t plover_filter_receive_iov(NetFilterState *nf,
+                                         NetClientState *sender,
+                                         unsigned flags,
+                                         const struct iovec *iov,
+                                         int iovcnt,
+                                         NetPacketSent *sent_cb)
+{
+    PloverState *s = plover_state();
+    size_t size = iov_size(iov, iovcnt);
+
+    if (sender == nf->netdev) {
+        /* From the tap: an input. It reaches a guest only once committed. */
+        if (plover_is_acting_leader(s)) {
+            g_autofree PloverPacket *p = plover_packet_new(iov, iovcnt);
+
+            if (plv_driver_submit(s->driver, p->data, p->len) == 0) {
+                s->inputs_submitted++;
+            } else {
+                /* Back-pressure or a leadership change: the sender's
+                 * transport retransmits, as after any packet loss. */
+                s->inputs_refused++;
+            }
+        } else {
+            s->inputs_ignored++;
+        }
+        return size;
+    }
+
+    /* From the guest: an output. */
+    if (plover_is_acting_leader(s)) {
+        g_queue_push_tail(&s->outputs, plover_packet_new(iov, iovcnt));
+        qatomic_set(&s->outputs_bytes, s->outputs_bytes + size);
+        if (s->outputs_bytes >= PLOVER_OUTPUT_SYNC_BYTES) {
+            s->size_triggers += plover_request_syncvm(s, "output");
+        }
+    } else {
+        s->outputs_dropped++;
+    }
+    return size;
+}
+
+static void plover_net_flush_inputs(PloverState *s)
+{
+    NetFilterState *nf = NETFILTER(s->filter);
+
+    while (!g_queue_is_empty(&s->inputs)) {
+        PloverPacket *p;
+        struct iovec iov;
+
+        if (!runstate_is_running() || !s->nc->peer ||
+            !qemu_can_receive_packet(s->nc->peer)) {
+            timer_mod(s->input_retry,
+                      qemu_clock_get_ns(QEMU_CLOCK_REALTIME) + PLOVER_INPUT_RETRY_NS);
+            return;
+        }
+        p = g_queue_pop_head(&s->inputs);
+        iov.iov_base = p->data;
+        iov.iov_len = p->len;
+        /* Past every filter after ours, to the NIC, as the tap would. */
+        qemu_netfilter_pass_to_next(s->nc, QEMU_NET_PACKET_FLAG_NONE, &iov, 1, nf);
+        s->inputs_injected++;
+        g_free(p);
+    }
+}
+
+static void plover_input_retry(void *opaque)
+{
+    plover_net_flush_inputs(opaque);
+}
+
+void plover_net_inject(PloverState *s, const uint8_t *pkt, size_t len)
+{
+    PloverPacket *p = g_malloc(sizeof(*p) + len);
+
+    p->len = len;
+    memcpy(p->data, pkt, len);
+    g_queue_push_tail(&s->inputs, p);
+    plover_net_flush_inputs(s);
+}
+
+void plover_net_release_outputs(PloverState *s, size_t count)
+{
+    NetFilterState *nf = NETFILTER(s->filter);
+
+    while (count-- && !g_queue_is_empty(&s->outputs)) {
+        PloverPacket *p = g_queue_pop_head(&s->outputs);
+        struct iovec iov = { .iov_base = p->data, .iov_len = p->len };
+
+        qatomic_set(&s->outputs_bytes, s->outputs_bytes - p->len);
+        if (s->nc->peer) {
+            qemu_netfilter_pass_to_next(s->nc->peer, QEMU_NET_PACKET_FLAG_NONE,
+                                        &iov, 1, nf);
+        }
+        s->outputs_released++;
+        g_free(p);
+    }
+}
+
+void plover_net_drop_outputs(PloverState *s)
+{
+    s->outputs_dropped += g_queue_get_length(&s->outputs);
+    g_queue_clear_full(&s->outputs, g_free);
+    qatomic_set(&s->outputs_bytes, 0);
+}
+
+/*
+ * Inputs committed but not yet taken by the guest NIC are part of the
+ * replicated state: they travel with the device state, so that the
+ * secondary's queue becomes the leader's. Format: u32 count, then per
+ * packet u32 length and the bytes (little endian).
+ */
+void plover_net_save_inputs(PloverState *s, GByteArray *out)
+{
+    uint32_t n = cpu_to_le32(g_queue_get_length(&s->inputs));
+
+    g_byte_array_append(out, (const guint8 *)&n, sizeof(n));
+    for (GList *l = s->inputs.head; l; l = l->next) {
+        PloverPacket *p = l->data;
+        uint32_t len = cpu_to_le32(p->len);
+
+        g_byte_array_append(out, (const guint8 *)&len, sizeof(len));
+        g_byte_array_append(out, p->data, p->len);
+    }
+}
+
+bool plover_net_load_inputs(PloverState *s, const uint8_t *p, size_t len)
+{
+    GQueue q = G_QUEUE_INIT;
+    uint32_t n;
+
+    if (len < 4) {
+        return false;
+    }
+    n = ldl_le_p(p);
+    p += 4;
+    len -= 4;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t plen;
+        PloverPacket *pkt;
+
+        if (len < 4 || (plen = ldl_le_p(p)) > len - 4) {
+            g_queue_clear_full(&q, g_free);
+            return false;
+        }
+        pkt = g_malloc(sizeof(*pkt) + plen);
+        pkt->len = plen;
+        memcpy(pkt->data, p + 4, plen);
+        g_queue_push_tail(&q, pkt);
+        p += 4 + plen;
+        len -= 4 + plen;
+    }
+    if (len) {
+        g_queue_clear_full(&q, g_free);
+        return false;
+    }
+    g_queue_clear_full(&s->inputs, g_free);
+    s->inputs = q;
+    return true;
+}
+
+bool plover_net_setup(PloverState *s, Error **errp)
+{
+    Object *obj;
+
+    s->nc = qemu_find_netdev(s->cfg.netdev);
+    g_queue_init(&s->inputs);
+    g_queue_init(&s->outputs);
+    s->input_retry = timer_new_ns(QEMU_CLOCK_REALTIME, plover_input_retry, s);
+    /* First in the chain: nothing may see a tap packet before consensus. */
+    obj = object_new_with_props(TYPE_PLOVER_FILTER, object_get_objects_root(),
+                                "plover-filter", errp,
+                                "netdev", s->cfg.netdev,
+                                "queue", "all",
+                                "position", "head",
+                                NULL);
+    if (!obj) {
+        return false;
+    }
+    /* The objects root holds the only reference. */
+    s->filter = PLOVER_FILTER(obj);
+    return true;
+}
+
+static void plover_filter_class_init(ObjectClass *oc, void *data)
+{
+    NetFilterClass *nfc = NETFILTER_CLASS(oc);
+
+    nfc->receive_iov = plover_filter_receive_iov;
+}
+
+static const TypeInfo plover_filter_info = {
+    .name = TYPE_PLOVER_FILTER,
+    .parent = TYPE_NETFILTER,
+    .class_init = plover_filter_class_init,
+    .instance_size = sizeof(PloverFilter),
+};
+
+static void plover_filter_register_types(void)
+{
+    type_register_static(&plover_filter_info);
+}
+
+type_init(plover_filter_register_types);

@@ -1,0 +1,333 @@
+/*
+ * The replica: the consensus driver's outputs applied to the VM.
+ *
+ * The driver runs Paxos on its own thread; its committed entries and role
+ * events are queued and drained here, on the main loop with the BQL held,
+ * in log order:
+ *
+ *   second(id)    the secondary changes: the next syncvm copies every page
+ *   input(batch)  executing replicas inject the packets into the guest NIC
+ *   syncvm(epoch) executing replicas stop the VM at this log position,
+ *                 run the syncvm engine, restart; the leader then releases
+ *                 the outputs held since the previous syncvm
+ *
+ * The leader's output guard holds packets until a syncvm entry committed
+ * by a majority covers them: a leader cut off from the others cannot
+ * release anything (no split brain).
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "qemu/osdep.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "qemu/timer.h"
+#include "qapi/error.h"
+#include "qapi/qapi-events-plover.h"
+#include "qapi/qapi-visit-plover.h"
+#include "migration/misc.h"
+#include "net/announce.h"
+#include "system/runstate.h"
+#include "plover-state.h"
+#include "trace.h"
+
+static PloverRole plover_qapi_role(PlvRole r)
+{
+    switch (r) {
+    case PLV_ROLE_LEADER:
+        return PLOVER_ROLE_LEADER;
+    case PLV_ROLE_SECONDARY:
+        return PLOVER_ROLE_SECONDARY;
+    case PLV_ROLE_WITNESS:
+        return PLOVER_ROLE_WITNESS;
+    default:
+        return PLOVER_ROLE_NONE;
+    }
+}
+
+/*
+ * Ask for a syncvm (leader only). Any thread: the idle detector calls it.
+ * One proposal at a time; a proposal lost to a view change is retried
+ * after the syncvm timeout.
+ */
+bool plover_request_syncvm(PloverState *s, const char *why)
+{
+    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    int64_t since = now - qatomic_read(&s->last_sync_ns);
+
+    if (qatomic_read(&s->sync_proposed) &&
+        since < (int64_t)s->cfg.syncvm_timeout_ms * SCALE_MS) {
+        return false;
+    }
+    qatomic_set(&s->sync_proposed, true);
+    qatomic_set(&s->last_sync_ns, now);
+    if (plv_driver_propose_syncvm(s->driver,
+                                  qatomic_fetch_inc(&s->next_epoch)) < 0) {
+        qatomic_set(&s->sync_proposed, false);
+        return false;
+    }
+    trace_plover_syncvm_request(why);
+    return true;
+}
+
+static void plover_start_vm(PloverState *s)
+{
+    if (!runstate_is_running()) {
+        vm_start();
+    }
+}
+
+static void plover_stop_vm(void)
+{
+    if (runstate_is_running()) {
+        vm_stop(RUN_STATE_PAUSED);
+    }
+}
+
+static void plover_role_changed(PloverState *s, PlvRole old, PlvRole role)
+{
+    trace_plover_role(plv_role_name(old), plv_role_name(role), s->vid);
+    qapi_event_send_plover_role_change(plover_qapi_role(old),
+                                       plover_qapi_role(role), s->vid);
+    if (role == PLV_ROLE_LEADER) {
+        if (s->executing) {
+            /* A secondary taking over: its state is the replicated one.
+             * Tell the network where the VM's MAC lives now. */
+            static AnnounceTimer announce_timer;
+            qemu_announce_self(&announce_timer, migrate_announce_params());
+        } else if (s->applied_index == 0 || !s->sync.count) {
+            /* The first leader of a new group boots the VM. */
+            s->executing = true;
+            plover_start_vm(s);
+        } else {
+            error_report("plover: leader without a copy of the VM; "
+                         "waiting for a replica that has one");
+        }
+        return;
+    }
+    if (old == PLV_ROLE_LEADER) {
+        /* Stepping down: nothing held may leave any more. */
+        plover_net_drop_outputs(s);
+    }
+}
+
+static void plover_on_event(void *opaque, const PlvEvent *ev)
+{
+    PloverState *s = opaque;
+
+    switch (ev->kind) {
+    case PLV_EV_ROLE:
+        s->role = ev->role;
+        plover_role_changed(s, ev->old_role, ev->role);
+        break;
+    case PLV_EV_VIEW:
+        s->vid = ev->vid;
+        s->leader = ev->leader;
+        break;
+    case PLV_EV_NEEDS_SNAPSHOT:
+        /*
+         * Entries this replica missed are gone. Whatever it executes next
+         * must start from a full copy of the VM, which the next syncvm to
+         * it carries; the log itself continues after the snapshot.
+         */
+        s->full_sync_pending = true;
+        s->executing = false;
+        s->secondary = ev->snap.secondary;
+        plover_stop_vm();
+        plv_driver_install_snapshot(s->driver, ev->snap.index);
+        break;
+    case PLV_EV_SUSPECT:
+        trace_plover_suspect(ev->peer);
+        break;
+    case PLV_EV_ADMITTED:
+        break;
+    }
+}
+
+static void plover_exec_second(PloverState *s, uint32_t id)
+{
+    if (id == s->secondary) {
+        return;
+    }
+    s->secondary = id;
+    /* A new executing pair starts from a copy of every page. */
+    if (id == s->cfg.id && !s->executing) {
+        s->full_sync_pending = true;
+    } else if (s->role == PLV_ROLE_LEADER) {
+        s->full_sync_pending = true;
+        plover_sync_drop_link(s);
+        plover_request_syncvm(s, "second");
+    }
+}
+
+/* Tests compare replicas' RAM as it is at a syncvm, both VMs stopped. */
+static void plover_record_digest(PloverState *s, uint64_t epoch)
+{
+    PloverDigest *d;
+
+    if (!s->record_digests) {
+        return;
+    }
+    d = g_new0(PloverDigest, 1);
+    d->epoch = epoch;
+    d->digest = plover_ram_digest();
+    g_queue_push_tail(&s->digests, d);
+    if (g_queue_get_length(&s->digests) > 64) {
+        qapi_free_PloverDigest(g_queue_pop_head(&s->digests));
+    }
+}
+
+static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch)
+{
+    bool leader = s->role == PLV_ROLE_LEADER;
+    bool with_peer = leader ? s->secondary != PLV_NODE_NONE &&
+                              s->secondary != s->cfg.id
+                            : s->secondary == s->cfg.id;
+    int64_t t0 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+    size_t held = g_queue_get_length(&s->outputs);
+    Error *err = NULL;
+    bool ok = true;
+
+    if (epoch >= qatomic_read(&s->next_epoch)) {
+        qatomic_set(&s->next_epoch, epoch + 1);
+    }
+    qatomic_set(&s->sync_proposed, false);
+    if (!s->executing && !(with_peer && s->full_sync_pending)) {
+        return;   /* a witness, or a secondary not chosen for this copy */
+    }
+    if (with_peer) {
+        plover_stop_vm();
+        ok = plover_sync_run(s, epoch, &err);
+        if (ok) {
+            s->full_sync_pending = false;
+            s->executing = true;
+            plover_record_digest(s, epoch);
+        } else {
+            error_report_err(err);
+        }
+        if (s->executing) {
+            plover_start_vm(s);
+        }
+    }
+    s->sync.last_pause_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME) - t0;
+    qatomic_set(&s->last_sync_ns, qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
+    if (!ok) {
+        /* Outputs stay held; the next syncvm covers them (the failures
+         * counted in n_err let consensus replace a broken secondary). */
+        if (leader) {
+            plover_request_syncvm(s, "retry");
+        }
+        return;
+    }
+    s->epoch = epoch;
+    plv_driver_applied_syncvm(s->driver, e->index);
+    if (leader) {
+        /* Committed by a majority and, with a secondary, applied there. */
+        plover_net_release_outputs(s, held);
+    }
+}
+
+static void plover_on_committed(void *opaque, const PlvEntry *e)
+{
+    PloverState *s = opaque;
+    size_t len;
+    const uint8_t *p = plv_entry_payload(e, &len);
+
+    s->applied_index = e->index;
+    switch (e->op) {
+    case PLV_OP_SECOND:
+        if (len == 4) {
+            plover_exec_second(s, ldl_le_p(p));
+        }
+        break;
+    case PLV_OP_INPUT:
+        if (s->executing) {
+            PlvBatchIter it;
+            const uint8_t *pkt;
+            uint32_t plen;
+
+            plv_batch_iter_init(&it, p, len);
+            while (plv_batch_next(&it, &pkt, &plen)) {
+                plover_net_inject(s, pkt, plen);
+            }
+        }
+        break;
+    case PLV_OP_SYNCVM:
+        if (len == 8) {
+            plover_exec_syncvm(s, e, ldq_le_p(p));
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static const PlvDriverCallbacks plover_callbacks = {
+    .committed = plover_on_committed,
+    .event = plover_on_event,
+};
+
+static void plover_dispatch(void *opaque)
+{
+    PloverState *s = opaque;
+
+    plv_driver_dispatch(s->driver, &plover_callbacks, s);
+}
+
+static uint32_t plover_ticks(uint32_t ms, uint32_t tick_ms)
+{
+    return MAX(1, DIV_ROUND_UP(ms, tick_ms));
+}
+
+bool plover_replica_start(PloverState *s, Error **errp)
+{
+    PlvDriverConfig dcfg;
+    PlvTcpTransportConfig tcfg = { 0 };
+    PlvPeerAddr peers[PLV_MAX_REPLICAS];
+    PlvTransport *t;
+    g_autoptr(GError) gerr = NULL;
+    const unsigned tick_ms = 5;
+
+    for (unsigned i = 0; i < s->cfg.n_peers; i++) {
+        peers[i].id = i;
+        peers[i].host = s->cfg.peers[i].host;
+        peers[i].port = s->cfg.peers[i].port;
+    }
+    tcfg.self_id = s->cfg.id;
+    tcfg.peers = peers;
+    tcfg.n_peers = s->cfg.n_peers;
+    tcfg.secret = s->secret;
+    tcfg.secret_len = s->secret_len;
+    tcfg.listen_fd = -1;
+    t = plv_transport_tcp_new(&tcfg, &gerr);
+    if (!t) {
+        error_setg(errp, "-plover: replica link: %s", gerr->message);
+        return false;
+    }
+
+    plv_driver_config_default(&dcfg);
+    dcfg.tick_ms = tick_ms;
+    dcfg.paxos.self = s->cfg.id;
+    dcfg.paxos.n = s->cfg.n_peers;
+    dcfg.paxos.incarnation = PLV_INC_INITIAL;
+    dcfg.paxos.seed = g_get_real_time() ^ s->cfg.id;
+    dcfg.paxos.heartbeat_ticks = plover_ticks(s->cfg.heartbeat_ms, tick_ms);
+    dcfg.paxos.suspect_ticks = plover_ticks(s->cfg.suspect_ms, tick_ms);
+    dcfg.paxos.election_ticks = plover_ticks(s->cfg.suspect_ms, tick_ms);
+    s->driver = plv_driver_new(&dcfg, t, &gerr);
+    if (!s->driver) {
+        error_setg(errp, "-plover: consensus: %s", gerr->message);
+        return false;
+    }
+    s->role = PLV_ROLE_WITNESS;
+    s->leader = PLV_NODE_NONE;
+    s->secondary = PLV_NODE_NONE;
+    s->next_epoch = 1;
+    s->staged_devstate = g_byte_array_new();
+    qemu_set_fd_handler(plv_driver_event_fd(s->driver), plover_dispatch, NULL, s);
+    if (plv_driver_start(s->driver, &gerr) < 0) {
+        error_setg(errp, "-plover: consensus: %s", gerr->message);
+        return false;
+    }
+    plover_idle_start(s);
+    return true;
+}

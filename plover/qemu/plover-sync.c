@@ -1,0 +1,393 @@
+/*
+ * syncvm on a real VM: guest RAM as the engine's memory view, the dirty
+ * pages from QEMU's migration dirty log, the device state as the engine's
+ * opaque blob, and the bulk link between leader and secondary.
+ *
+ * Runs on the main loop with the BQL held and the VM stopped (the caller,
+ * plover-replica.c, stops and restarts it).
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "qemu/osdep.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "qapi/error.h"
+#include "exec/memory.h"
+#include "exec/ramblock.h"
+#include "exec/target_page.h"
+#include "exec/tb-flush.h"
+#include "hw/core/cpu.h"
+#include "io/channel-buffer.h"
+#include "migration/qemu-file.h"
+#include "migration/global_state.h"
+#include "migration/savevm.h"
+#include "system/tcg.h"
+#include "plover-state.h"
+#include "trace.h"
+
+#include <poll.h>
+#include <xxhash.h>
+
+#define PLOVER_SYNC_ERROR g_quark_from_static_string("plover-sync-error")
+
+/* The blob the leader sends besides the pages: our header, the committed
+ * inputs the NIC has not taken yet, then QEMU's device state. */
+#define PLOVER_BLOB_MAGIC 0x504c4253u   /* "PLBS" */
+
+static int plover_add_block(RAMBlock *rb, void *opaque)
+{
+    GPtrArray *blocks = opaque;
+
+    if (qemu_ram_is_migratable(rb)) {
+        g_ptr_array_add(blocks, rb);
+    }
+    return 0;
+}
+
+/*
+ * Every migratable RAMBlock is one region; both executing replicas run the
+ * same command line, so the layout (checked by the engine) is the same.
+ */
+static bool plover_build_memview(PloverState *s, Error **errp)
+{
+    size_t page = qemu_target_page_size();
+    g_autoptr(GError) gerr = NULL;
+
+    s->ram_blocks = g_ptr_array_new();
+    qemu_ram_foreach_block(plover_add_block, s->ram_blocks);
+    s->mv = plv_memview_new();
+    for (guint i = 0; i < s->ram_blocks->len; i++) {
+        RAMBlock *rb = g_ptr_array_index(s->ram_blocks, i);
+        uint64_t len = qemu_ram_get_used_length(rb);
+
+        if (plv_memview_add_region(s->mv, i, page, DIV_ROUND_UP(len, page),
+                                   qemu_ram_get_host_addr(rb), &gerr) < 0) {
+            error_setg(errp, "plover: RAM block %s: %s", qemu_ram_get_idstr(rb),
+                       gerr->message);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool plover_sync_setup(PloverState *s, Error **errp)
+{
+    const PlvConfigPeer *self = &s->cfg.peers[s->cfg.id];
+    g_autoptr(GError) gerr = NULL;
+
+    if (!plover_build_memview(s, errp)) {
+        return false;
+    }
+    s->pool = plv_hash_pool_new(0);
+    /* The bulk link of a replica listens one port above its consensus port. */
+    s->bulk_listen_fd = plv_link_listen(self->host, self->port + 1, &gerr);
+    if (s->bulk_listen_fd < 0) {
+        error_setg(errp, "plover: syncvm link on %s:%u: %s", self->host,
+                   self->port + 1, gerr->message);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Log dirty pages from now on (before the first reset, so that even the
+ * firmware and kernel loading are seen). A replica that joins gets a full
+ * syncvm first anyway.
+ */
+void plover_sync_start_dirty_log(PloverState *s)
+{
+    Error *err = NULL;
+
+    if (!memory_global_dirty_log_start(GLOBAL_DIRTY_MIGRATION, &err)) {
+        error_report_err(err);
+        exit(1);
+    }
+}
+
+/*
+ * OR the pages dirtied since the last call into the view's bitmaps. The
+ * bits are cleared in QEMU as they are read, so the view keeps them until
+ * a syncvm succeeds. Clearing re-arms TCG's write tracking
+ * (cpu_physical_memory_dirty_bits_cleared), so later writes are seen.
+ */
+static void plover_collect_dirty(PloverState *s)
+{
+    size_t page = qemu_target_page_size();
+
+    memory_global_dirty_log_sync(false);
+    for (guint i = 0; i < s->ram_blocks->len; i++) {
+        RAMBlock *rb = g_ptr_array_index(s->ram_blocks, i);
+        PlvMemRegion *r = plv_memview_region(s->mv, i);
+        DirtyBitmapSnapshot *snap;
+
+        snap = memory_region_snapshot_and_clear_dirty(rb->mr, 0, rb->used_length,
+                                                      DIRTY_MEMORY_MIGRATION);
+        for (uint64_t p = 0; p < r->n_pages; p++) {
+            if (memory_region_snapshot_get_dirty(rb->mr, snap, p * page, page)) {
+                plv_bitmap_set(&r->dirty, p);
+            }
+        }
+        g_free(snap);
+    }
+    if (s->full_sync_pending) {
+        for (unsigned i = 0; i < plv_memview_n_regions(s->mv); i++) {
+            PlvMemRegion *r = plv_memview_region(s->mv, i);
+            memset(r->dirty.words, 0xff, plv_bitmap_n_words(r->dirty.n_bits) * 8);
+            plv_bitmap_mask_tail(&r->dirty);
+        }
+    }
+}
+
+static int plover_get_device_state(void *opaque, GByteArray *out, GError **err)
+{
+    PloverState *s = opaque;
+    QIOChannelBuffer *bioc = qio_channel_buffer_new(64 * 1024);
+    QEMUFile *f = qemu_file_new_output(QIO_CHANNEL(bioc));
+    uint32_t magic = cpu_to_le32(PLOVER_BLOB_MAGIC);
+    uint32_t ilen;
+    g_autoptr(GByteArray) inputs = g_byte_array_new();
+    int ret;
+
+    plover_net_save_inputs(s, inputs);
+    ilen = cpu_to_le32(inputs->len);
+    g_byte_array_append(out, (guint8 *)&magic, 4);
+    g_byte_array_append(out, (guint8 *)&ilen, 4);
+    g_byte_array_append(out, inputs->data, inputs->len);
+
+    /* The "globalstate" section carries the run state as migration stores
+     * it; without this it would be empty and refused by the loader. */
+    global_state_store();
+    ret = qemu_save_device_state(f);
+    qemu_fflush(f);
+    if (ret == 0) {
+        g_byte_array_append(out, bioc->data, bioc->usage);
+    }
+    qemu_fclose(f);
+    object_unref(OBJECT(bioc));
+    if (ret) {
+        g_set_error(err, PLOVER_SYNC_ERROR, 1,
+                    "saving the device state failed (%d)", ret);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The engine calls this after every page arrived and validated, before it
+ * writes any. Loading devices may read guest RAM (virtio checks its rings),
+ * so the blob is only staged here and loaded once the pages are in place.
+ */
+static int plover_stage_device_state(void *opaque, const uint8_t *data,
+                                     size_t len, GError **err)
+{
+    PloverState *s = opaque;
+
+    if (len < 8 || ldl_le_p(data) != PLOVER_BLOB_MAGIC ||
+        ldl_le_p(data + 4) > len - 8) {
+        g_set_error(err, PLOVER_SYNC_ERROR, 2,
+                    "device state blob: bad header");
+        return -1;
+    }
+    g_byte_array_set_size(s->staged_devstate, 0);
+    g_byte_array_append(s->staged_devstate, data, len);
+    return 0;
+}
+
+static bool plover_load_staged(PloverState *s, Error **errp)
+{
+    const uint8_t *p = s->staged_devstate->data;
+    size_t len = s->staged_devstate->len;
+    uint32_t ilen = ldl_le_p(p + 4);
+    QIOChannelBuffer *bioc;
+    QEMUFile *f;
+    int ret;
+
+    if (!plover_net_load_inputs(s, p + 8, ilen)) {
+        error_setg(errp, "plover: syncvm: malformed input queue in the device state");
+        return false;
+    }
+    p += 8 + ilen;
+    len -= 8 + ilen;
+    /*
+     * Outside COLO, qemu_save_device_state() starts with the file magic and
+     * version, which qemu_load_device_state() does not read: check them here.
+     */
+    if (len < 8 || ldl_be_p(p) != QEMU_VM_FILE_MAGIC ||
+        ldl_be_p(p + 4) != QEMU_VM_FILE_VERSION) {
+        error_setg(errp, "plover: syncvm: device state without the QEMU file header");
+        return false;
+    }
+    p += 8;
+    len -= 8;
+    bioc = qio_channel_buffer_new(len);
+    memcpy(bioc->data, p, len);
+    bioc->usage = len;
+    f = qemu_file_new_input(QIO_CHANNEL(bioc));
+    ret = qemu_load_device_state(f);
+    qemu_fclose(f);
+    object_unref(OBJECT(bioc));
+    if (ret < 0) {
+        error_setg(errp, "plover: syncvm: loading the device state failed (%d)", ret);
+        return false;
+    }
+    /* Pages were written behind TCG's back: drop stale translations. */
+    if (tcg_enabled()) {
+        tb_flush(first_cpu);
+    }
+    return true;
+}
+
+static void plover_sync_on_error(void *opaque, uint32_t peer,
+                                 PlvSvmErrorCode code, const char *reason)
+{
+    PloverState *s = opaque;
+
+    s->n_err++;
+    plv_driver_add_err(s->driver, peer);
+    trace_plover_syncvm_error(peer, code, reason);
+}
+
+void plover_sync_drop_link(PloverState *s)
+{
+    if (s->bulk) {
+        plv_link_close(s->bulk);
+        s->bulk = NULL;
+    }
+}
+
+/* The leader dials the secondary; the secondary takes the newest dial. */
+static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
+{
+    g_autoptr(GError) gerr = NULL;
+    int timeout = s->cfg.syncvm_timeout_ms;
+
+    if (leader) {
+        const PlvConfigPeer *p = &s->cfg.peers[s->secondary];
+
+        if (s->bulk && s->bulk_peer == s->secondary) {
+            return true;
+        }
+        plover_sync_drop_link(s);
+        s->bulk = plv_link_connect(p->host, p->port + 1, s->cfg.id, s->secret,
+                                   s->secret_len, timeout, &gerr);
+        s->bulk_peer = s->secondary;
+    } else {
+        struct pollfd pfd = { .fd = s->bulk_listen_fd, .events = POLLIN };
+
+        /* A pending dial means the leader gave up on the old link. */
+        if (s->bulk && s->bulk_peer == s->leader && poll(&pfd, 1, 0) <= 0) {
+            return true;
+        }
+        plover_sync_drop_link(s);
+        for (;;) {
+            s->bulk = plv_link_accept(s->bulk_listen_fd, s->cfg.id, s->secret,
+                                      s->secret_len, timeout, &gerr);
+            if (!s->bulk || plv_link_peer_id(s->bulk) == s->leader) {
+                break;
+            }
+            /* Only the leader of our view may overwrite our VM. */
+            plv_link_close(s->bulk);
+            s->bulk = NULL;
+            g_clear_error(&gerr);
+            g_set_error(&gerr, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
+                        "syncvm link from a replica that is not the leader");
+            break;
+        }
+        s->bulk_peer = s->leader;
+    }
+    if (!s->bulk) {
+        error_setg(errp, "plover: syncvm link: %s", gerr->message);
+        return false;
+    }
+    return true;
+}
+
+static void plover_account(PloverState *s, const PlvSyncvmStats *st)
+{
+    PloverSyncStats *a = &s->sync;
+
+    a->count++;
+    a->last = *st;
+    a->sum_compute_us += st->t_compute_us;
+    a->sum_compare_us += st->t_compare_us;
+    a->sum_transfer_us += st->t_transfer_us;
+    a->sum_apply_us += st->t_apply_us;
+    a->sum_total_us += st->t_total_us;
+    a->sum_dirty += st->dirty_union;
+    a->sum_same += st->same_pages;
+    a->sum_divergent += st->divergent_pages;
+    a->sum_bytes += st->bytes_sent;
+}
+
+bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp)
+{
+    bool leader = s->role == PLV_ROLE_LEADER;
+    PlvSyncvmChannel ch;
+    PlvSyncvmConfig cfg = { 0 };
+    PlvSyncvmStats st = { 0 };
+    PlvHashKey key;
+    g_autoptr(GError) gerr = NULL;
+    int ret;
+
+    plover_collect_dirty(s);
+    if (!plover_sync_link(s, leader, errp)) {
+        return false;
+    }
+    plv_hash_key_derive(&key, plv_link_session_key(s->bulk), PLV_LINK_KEY_LEN);
+    plv_syncvm_channel_init_link(&ch, s->bulk);
+    cfg.vid = s->vid;
+    cfg.epoch = epoch;
+    cfg.key = &key;
+    cfg.pool = s->pool;
+    cfg.timeout_ms = s->cfg.syncvm_timeout_ms;
+    cfg.max_attempts = 2;
+    cfg.opaque = s;
+    cfg.on_error = plover_sync_on_error;
+    cfg.get_device_state = plover_get_device_state;
+    cfg.apply_device_state = plover_stage_device_state;
+
+    g_byte_array_set_size(s->staged_devstate, 0);
+    ret = leader ? plv_syncvm_leader_run(&cfg, &ch, s->mv, &st, &gerr)
+                 : plv_syncvm_secondary_run(&cfg, &ch, s->mv, &st, &gerr);
+    if (ret < 0) {
+        s->sync.failures++;
+        plover_sync_drop_link(s);
+        error_setg(errp, "plover: syncvm %" PRIu64 " as %s: %s", epoch,
+                   leader ? "leader" : "secondary", gerr->message);
+        return false;
+    }
+    if (!leader && !plover_load_staged(s, errp)) {
+        s->sync.failures++;
+        return false;
+    }
+    plv_memview_clear_dirty(s->mv);
+    plover_account(s, &st);
+    trace_plover_syncvm_done(epoch, st.dirty_union, st.divergent_pages,
+                             st.bytes_sent, st.t_total_us);
+    return true;
+}
+
+/*
+ * Digest of guest RAM (every region of the view, in order), for tests that
+ * compare replicas: keyless XXH3-128 is fine here, nothing is trusted on it.
+ */
+char *plover_ram_digest(void)
+{
+    PloverState *s = plover_state();
+    XXH3_state_t *st = XXH3_createState();
+    XXH128_hash_t h;
+
+    XXH3_128bits_reset(st);
+    for (unsigned i = 0; s->mv && i < plv_memview_n_regions(s->mv); i++) {
+        const PlvMemRegion *r = plv_memview_region_const(s->mv, i);
+        RAMBlock *rb = g_ptr_array_index(s->ram_blocks, i);
+        const char *id = qemu_ram_get_idstr(rb);
+
+        XXH3_128bits_update(st, id, strlen(id) + 1);
+        XXH3_128bits_update(st, r->base, qemu_ram_get_used_length(rb));
+    }
+    h = XXH3_128bits_digest(st);
+    XXH3_freeState(st);
+    return g_strdup_printf("%016" PRIx64 "%016" PRIx64, (uint64_t)h.high64,
+                           (uint64_t)h.low64);
+}
