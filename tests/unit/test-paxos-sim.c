@@ -6,6 +6,7 @@
  *   check:  PLOVER_SIM_SEEDS (default 10000) seeds
  *   soak:   PLOVER_SOAK=1 runs 100000 seeds (or PLOVER_SIM_SEEDS)
  *   replay: PLOVER_SEED=n runs that seed alone with a trace on stderr
+ *   PLOVER_SIM_N: cluster size (default 3)
  */
 #include <check.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@ START_TEST(test_seeds)
         SimParams prm;
         SimResult res;
         sim_params_default(&prm, seed);
+        prm.n = (uint32_t)env_u64("PLOVER_SIM_N", prm.n);
         sim_run(&prm, &res);
         if (!res.ok) {
             if (n_bad++ < 5) {
@@ -68,6 +70,7 @@ static int replay(uint64_t seed)
     SimResult res;
 
     sim_params_default(&prm, seed);
+    prm.n = (uint32_t)env_u64("PLOVER_SIM_N", prm.n);
     prm.trace = stderr;
     sim_run(&prm, &res);
     printf("seed %" G_GUINT64_FORMAT ": %s%s\n  ticks %" G_GUINT64_FORMAT " commits %"
