@@ -3,6 +3,9 @@
 # qemu-system-x86_64 (plover/meson.build).
 
 CORE_SRCS := $(addprefix $(SRCDIR)/plover/core/,$(shell grep -v '^\#' $(SRCDIR)/plover/core/sources.list))
+ifeq ($(ENABLE_RDMA),yes)
+CORE_SRCS += $(addprefix $(SRCDIR)/plover/core/,$(shell grep -v '^\#' $(SRCDIR)/plover/core/sources-rdma.list))
+endif
 CORE_OBJS := $(patsubst $(SRCDIR)/%.c,$(BUILD)/%.o,$(CORE_SRCS))
 CORE_LIB  := $(BUILD)/plover/libplover-core.a
 

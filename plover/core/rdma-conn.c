@@ -1,0 +1,877 @@
+/*
+ * One authenticated RDMA connection: ring writer, ring reader, credits,
+ * control messages (see rdma-conn.h; record format and the completeness
+ * argument in docs/rdma.md).
+ */
+#include "rdma-conn.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <infiniband/verbs.h>
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#define SQ_DEPTH    128u
+#define N_RECV      64u         /* posted receives: ctrl messages, doorbells */
+#define N_SEND      32u         /* ctrl send buffers */
+#define CTRL_SZ     128u
+#define CTRL_HDR    16u
+#define CTRL_MAX    (CTRL_SZ - CTRL_HDR)
+#define CQ_DEPTH    (SQ_DEPTH + N_RECV + 64u)
+
+#define REC_HDR     24u
+#define REC_TAIL    8u
+#define REC_MIN     (REC_HDR + REC_TAIL)
+#define REC_MORE    1u          /* another fragment of this message follows */
+#define REC_PAD     2u          /* filler: the next record is at offset 0 */
+
+#define PDATA_MAGIC 0x52564c50u /* "PLVR" */
+#define PDATA_VER   1u
+
+enum { CTRL_HS = 1, CTRL_CREDIT, CTRL_HB, CTRL_CREDIT_REQ };
+
+struct PlvRdmaConn {
+    struct rdma_cm_id *id;
+    bool dialer, established, failed, up;
+    PlvRdmaConnParams p;
+    struct ibv_pd *pd;
+    struct ibv_comp_channel *cc;
+    struct ibv_cq *cq;
+    GError *error;
+
+    /* our receive ring */
+    uint8_t *rx;
+    size_t rx_size;
+    struct ibv_mr *rx_mr;
+    uint64_t rx_head;           /* bytes consumed (monotonic) */
+    uint64_t rx_seq;            /* next record sequence expected */
+    uint64_t doorbell_seq;      /* records up to here are surely placed */
+    uint64_t credit_sent;       /* rx_head last reported to the peer */
+    bool peer_wants_credit;
+    GByteArray *msg;            /* message being reassembled */
+    uint16_t msg_type;
+    bool msg_open;
+
+    /* the peer's ring and our staging copy of it */
+    uint64_t raddr;
+    uint32_t rkey, claimed_id;
+    size_t tx_size;
+    uint8_t *tx;
+    struct ibv_mr *tx_mr;
+    uint64_t tx_head, tx_seq, peer_consumed;
+    bool credit_req_sent, doorbell_due;
+
+    /* send queue accounting: wr_id = post number; signaled ones report */
+    uint64_t sq_posted, sq_done, last_signaled;
+
+    uint8_t *ctrl;              /* N_RECV recv slots, then N_SEND send slots */
+    struct ibv_mr *ctrl_mr;
+    uint64_t send_slot_wr[N_SEND];
+    unsigned next_send_slot;
+
+    PlvHandshake *hs;
+    PlvLinkSession *s;
+    XXH3_state_t *xs;
+    uint8_t tx_secret[XXH3_SECRET_DEFAULT_SIZE];
+    uint8_t rx_secret[XXH3_SECRET_DEFAULT_SIZE];
+    int64_t last_rx;
+    PlvRdmaConnStats st;
+};
+
+static size_t align8(size_t n)
+{
+    return (n + 7) & ~(size_t)7;
+}
+
+static size_t rec_size(size_t len)
+{
+    return REC_HDR + align8(len) + REC_TAIL;
+}
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+    v = htole16(v);
+    memcpy(p, &v, 2);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    v = htole32(v);
+    memcpy(p, &v, 4);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    v = htole64(v);
+    memcpy(p, &v, 8);
+}
+
+static uint16_t get_le16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return le16toh(v);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return le32toh(v);
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return le64toh(v);
+}
+
+/* The NIC writes the ring behind the compiler's back: aligned acquire loads
+ * so later reads of the record are not hoisted above the check. */
+static uint64_t load_seq(const uint8_t *p)
+{
+    return le64toh(__atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE));
+}
+
+static void conn_fail(PlvRdmaConn *c, int code, const char *fmt, ...)
+    G_GNUC_PRINTF(3, 4);
+
+static void conn_fail(PlvRdmaConn *c, int code, const char *fmt, ...)
+{
+    if (c->failed) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    char *m = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    c->failed = true;
+    c->error = g_error_new_literal(PLV_LINK_ERROR, code, m);
+    g_free(m);
+}
+
+static uint8_t *recv_slot(PlvRdmaConn *c, unsigned i)
+{
+    return c->ctrl + (size_t)i * CTRL_SZ;
+}
+
+static uint8_t *send_slot(PlvRdmaConn *c, unsigned i)
+{
+    return c->ctrl + (size_t)(N_RECV + i) * CTRL_SZ;
+}
+
+static int post_recv(PlvRdmaConn *c, unsigned i)
+{
+    struct ibv_sge sge = {
+        .addr = (uintptr_t)recv_slot(c, i), .length = CTRL_SZ,
+        .lkey = c->ctrl_mr->lkey,
+    };
+    struct ibv_recv_wr wr = { .wr_id = i, .sg_list = &sge, .num_sge = 1 };
+    struct ibv_recv_wr *bad;
+    int r = ibv_post_recv(c->id->qp, &wr, &bad);
+    if (r) {
+        conn_fail(c, PLV_LINK_ERROR_IO, "ibv_post_recv: %s", g_strerror(r));
+        return -1;
+    }
+    return 0;
+}
+
+static bool sq_full(const PlvRdmaConn *c)
+{
+    return c->sq_posted - c->sq_done >= SQ_DEPTH - 2;
+}
+
+/*
+ * Post one send-queue WR. Completions are requested only every
+ * signal_every WRs (selective signaling), or when asked, or when half the
+ * queue is unreported — a signaled completion retires all WRs before it.
+ */
+static int post_send(PlvRdmaConn *c, struct ibv_send_wr *wr, bool signal)
+{
+    wr->wr_id = ++c->sq_posted;
+    if (signal || c->sq_posted - c->last_signaled >= c->p.signal_every ||
+        c->sq_posted - c->sq_done >= SQ_DEPTH / 2) {
+        wr->send_flags |= IBV_SEND_SIGNALED;
+        c->last_signaled = c->sq_posted;
+        c->st.signaled++;
+    }
+    struct ibv_send_wr *bad;
+    int r = ibv_post_send(c->id->qp, wr, &bad);
+    if (r) {
+        conn_fail(c, PLV_LINK_ERROR_IO, "ibv_post_send: %s", g_strerror(r));
+        return -1;
+    }
+    return 0;
+}
+
+/* One ctrl message; false if no buffer or queue slot is free right now. */
+static bool send_ctrl(PlvRdmaConn *c, int kind, const void *data, size_t len)
+{
+    unsigned i = c->next_send_slot;
+    if (c->failed || !c->established || sq_full(c) ||
+        c->send_slot_wr[i] > c->sq_done) {
+        return false;
+    }
+    uint8_t *b = send_slot(c, i);
+    memset(b, 0, CTRL_HDR);
+    b[0] = kind;
+    put_le16(b + 2, len);
+    put_le64(b + 8, c->rx_head);
+    memcpy(b + CTRL_HDR, data, len);
+    struct ibv_sge sge = {
+        .addr = (uintptr_t)b, .length = CTRL_HDR + len, .lkey = c->ctrl_mr->lkey,
+    };
+    struct ibv_send_wr wr = {
+        .sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_SEND,
+    };
+    if (post_send(c, &wr, true) < 0) {
+        return false;
+    }
+    c->send_slot_wr[i] = c->sq_posted;
+    c->next_send_slot = (i + 1) % N_SEND;
+    c->credit_sent = c->rx_head;
+    return true;
+}
+
+static void push_handshake(PlvRdmaConn *c)
+{
+    const uint8_t *out;
+    size_t n;
+    while (c->hs && c->established && (n = plv_handshake_output(c->hs, &out))) {
+        n = MIN(n, CTRL_MAX);
+        if (!send_ctrl(c, CTRL_HS, out, n)) {
+            return;             /* retried on the next poll */
+        }
+        plv_handshake_output_done(c->hs, n);
+    }
+}
+
+static void derive_secret(const uint8_t *key, char role, uint8_t *out)
+{
+    static const char label[] = "plover-rdma-ring";
+    uint8_t seed[PLV_LINK_KEY_LEN + sizeof(label)];
+    memcpy(seed, key, PLV_LINK_KEY_LEN);
+    memcpy(seed + PLV_LINK_KEY_LEN, label, sizeof(label) - 1);
+    seed[sizeof(seed) - 1] = role;
+    XXH3_generateSecret(out, XXH3_SECRET_DEFAULT_SIZE, seed, sizeof(seed));
+}
+
+static void finish_handshake(PlvRdmaConn *c)
+{
+    if (!c->hs || !plv_handshake_done(c->hs)) {
+        return;
+    }
+    uint32_t id = plv_handshake_peer_id(c->hs);
+    if (id != c->claimed_id) {
+        conn_fail(c, PLV_LINK_ERROR_AUTH,
+                  "peer authenticated as %u but claimed %u", id, c->claimed_id);
+        return;
+    }
+    c->s = plv_handshake_finish(c->hs);
+    plv_handshake_free(c->hs);
+    c->hs = NULL;
+    const uint8_t *key = plv_link_session_key_bytes(c->s);
+    derive_secret(key, c->dialer ? 'D' : 'A', c->tx_secret);
+    derive_secret(key, c->dialer ? 'A' : 'D', c->rx_secret);
+    c->up = true;
+}
+
+static void on_ctrl(PlvRdmaConn *c, const uint8_t *b, size_t n)
+{
+    if (n < CTRL_HDR || get_le16(b + 2) > n - CTRL_HDR) {
+        conn_fail(c, PLV_LINK_ERROR_PROTOCOL, "short control message");
+        return;
+    }
+    size_t len = get_le16(b + 2);
+    int kind = b[0];
+    if (kind == CTRL_HS) {
+        if (!c->hs) {
+            conn_fail(c, PLV_LINK_ERROR_PROTOCOL, "handshake after handshake");
+            return;
+        }
+        size_t used;
+        GError *err = NULL;
+        int r = plv_handshake_input(c->hs, b + CTRL_HDR, len, &used, &err);
+        if (r < 0 || used != len) {
+            conn_fail(c, PLV_LINK_ERROR_AUTH, "%s",
+                      err ? err->message : "handshake: trailing bytes");
+            g_clear_error(&err);
+            return;
+        }
+        push_handshake(c);
+        finish_handshake(c);
+        return;
+    }
+    if (!c->up) {
+        /* Nothing but the handshake is believed before it succeeded. */
+        conn_fail(c, PLV_LINK_ERROR_AUTH, "control message before authentication");
+        return;
+    }
+    uint64_t credit = get_le64(b + 8);
+    if (credit < c->peer_consumed || credit > c->tx_head || (credit & 7)) {
+        c->st.bad_records++;
+        conn_fail(c, PLV_LINK_ERROR_PROTOCOL, "bad ring credit %" G_GUINT64_FORMAT,
+                  credit);
+        return;
+    }
+    if (credit > c->peer_consumed) {
+        c->peer_consumed = credit;
+        c->credit_req_sent = false;
+    }
+    switch (kind) {
+    case CTRL_CREDIT:
+    case CTRL_HB:
+        break;
+    case CTRL_CREDIT_REQ:
+        c->peer_wants_credit = true;
+        break;
+    default:
+        conn_fail(c, PLV_LINK_ERROR_PROTOCOL, "unknown control message %d", kind);
+    }
+}
+
+static void on_doorbell(PlvRdmaConn *c, uint32_t imm)
+{
+    /* The immediate is the low half of the last record's sequence; it is
+     * within 2^31 of what we expect next. */
+    int32_t delta = (int32_t)(imm - (uint32_t)c->rx_seq);
+    uint64_t seq = c->rx_seq + (int64_t)delta;
+    if (seq > c->doorbell_seq) {
+        c->doorbell_seq = seq;
+    }
+}
+
+/* Process what the CQ holds; returns how many completions. */
+static int poll_cq(PlvRdmaConn *c)
+{
+    struct ibv_wc wc[16];
+    int total = 0;
+    for (;;) {
+        int n = ibv_poll_cq(c->cq, G_N_ELEMENTS(wc), wc);
+        if (n < 0) {
+            conn_fail(c, PLV_LINK_ERROR_IO, "ibv_poll_cq failed");
+            return total;
+        }
+        for (int i = 0; i < n && !c->failed; i++) {
+            if (wc[i].status != IBV_WC_SUCCESS) {
+                conn_fail(c, PLV_LINK_ERROR_CLOSED, "completion error: %s",
+                          ibv_wc_status_str(wc[i].status));
+                break;
+            }
+            if (wc[i].opcode & IBV_WC_RECV) {
+                c->last_rx = g_get_monotonic_time();
+                if (wc[i].opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
+                    if (c->up) {
+                        on_doorbell(c, ntohl(wc[i].imm_data));
+                    }
+                } else {
+                    on_ctrl(c, recv_slot(c, wc[i].wr_id), wc[i].byte_len);
+                }
+                if (!c->failed) {
+                    post_recv(c, wc[i].wr_id);
+                }
+            } else if (wc[i].wr_id > c->sq_done) {
+                c->sq_done = wc[i].wr_id;
+            }
+        }
+        total += n;
+        if (n < (int)G_N_ELEMENTS(wc) || c->failed) {
+            return total;
+        }
+    }
+}
+
+static uint64_t rec_checksum(PlvRdmaConn *c, const uint8_t *secret,
+                             const uint8_t *hdr, const uint8_t *payload,
+                             size_t len)
+{
+    uint8_t h[REC_HDR];
+    memcpy(h, hdr, REC_HDR);
+    memset(h + 16, 0, 8);
+    XXH3_64bits_reset_withSecret(c->xs, secret, XXH3_SECRET_DEFAULT_SIZE);
+    XXH3_64bits_update(c->xs, h, REC_HDR);
+    XXH3_64bits_update(c->xs, payload, len);
+    return XXH3_64bits_digest(c->xs);
+}
+
+/*
+ * A record at the head that does not check out is either still being
+ * placed (no doorbell covers it yet: look again later) or bad (a doorbell
+ * covers it, so by the verbs ordering rules it is complete: drop the peer).
+ */
+static bool not_yet(PlvRdmaConn *c, const char *what)
+{
+    if (c->doorbell_seq >= c->rx_seq) {
+        c->st.bad_records++;
+        conn_fail(c, PLV_LINK_ERROR_PROTOCOL, "bad ring record %" G_GUINT64_FORMAT
+                  ": %s", c->rx_seq, what);
+    } else {
+        c->st.torn_retries++;
+    }
+    return false;
+}
+
+/* Take one record off the ring; false if there is none (yet). */
+static bool ring_take(PlvRdmaConn *c)
+{
+    size_t R = c->rx_size;
+    size_t off = c->rx_head % R;
+    if (R - off < REC_MIN) {
+        c->rx_head += R - off;  /* too small for a record: both sides skip */
+        off = 0;
+    }
+    const uint8_t *r = c->rx + off;
+    if (load_seq(r + 8) != c->rx_seq) {
+        return false;
+    }
+    uint32_t len = get_le32(r);
+    uint16_t flags = get_le16(r + 4);
+    size_t total = rec_size(len);
+    if (total > R - off || total > R / 2 || ((flags & REC_PAD) && len)) {
+        return not_yet(c, "length");
+    }
+    if (load_seq(r + total - REC_TAIL) != c->rx_seq) {
+        return not_yet(c, "canary");
+    }
+    if (rec_checksum(c, c->rx_secret, r, r + REC_HDR, len) != get_le64(r + 16)) {
+        return not_yet(c, "checksum");
+    }
+    c->st.records_in++;
+    c->last_rx = g_get_monotonic_time();
+    c->rx_seq++;
+    if (flags & REC_PAD) {
+        c->rx_head += R - off;
+        return true;
+    }
+    c->rx_head += total;
+    if (!c->msg_open) {
+        c->msg_open = true;
+        c->msg_type = get_le16(r + 6);
+        g_byte_array_set_size(c->msg, 0);
+    }
+    if (c->msg->len + (size_t)len > PLV_RDMA_MAX_MSG) {
+        c->st.bad_records++;
+        conn_fail(c, PLV_LINK_ERROR_TOO_BIG, "message over %u bytes",
+                  PLV_RDMA_MAX_MSG);
+        return false;
+    }
+    g_byte_array_append(c->msg, r + REC_HDR, len);
+    if (!(flags & REC_MORE)) {
+        c->msg_open = false;
+        c->p.on_msg(c->p.opaque, c, c->msg_type, c->msg->data, c->msg->len);
+    }
+    return true;
+}
+
+static int poll_ring(PlvRdmaConn *c)
+{
+    int n = 0;
+    while (c->up && !c->failed && ring_take(c)) {
+        n++;
+        if (c->rx_head - c->credit_sent >= c->rx_size / 4) {
+            /* Lost if no buffer is free; the next pass or heartbeat
+             * carries it. */
+            if (send_ctrl(c, CTRL_CREDIT, NULL, 0)) {
+                c->st.credits_out++;
+            }
+        }
+    }
+    if (c->peer_wants_credit && c->rx_head > c->credit_sent &&
+        send_ctrl(c, CTRL_CREDIT, NULL, 0)) {
+        c->peer_wants_credit = false;
+        c->st.credits_out++;
+    }
+    return n;
+}
+
+int plv_rdma_conn_poll(PlvRdmaConn *c, GError **err)
+{
+    struct ibv_cq *cq;
+    void *ctx;
+    int work = 0;
+    /* Drain channel events (the fd is non-blocking); arm() re-requests. */
+    while (ibv_get_cq_event(c->cc, &cq, &ctx) == 0) {
+        ibv_ack_cq_events(cq, 1);
+    }
+    if (!c->failed) {
+        work += poll_cq(c);
+        push_handshake(c);
+        work += poll_ring(c);
+    }
+    if (c->failed) {
+        if (err) {
+            *err = g_error_copy(c->error);
+        }
+        return -1;
+    }
+    return work;
+}
+
+bool plv_rdma_conn_arm(PlvRdmaConn *c)
+{
+    if (!c->failed && ibv_req_notify_cq(c->cq, 0)) {
+        conn_fail(c, PLV_LINK_ERROR_IO, "ibv_req_notify_cq failed");
+    }
+    return c->failed;
+}
+
+/* Reserve room for a record of @total bytes at the tail; false if the
+ * peer has not freed enough of its ring yet. */
+static bool ring_room(PlvRdmaConn *c, size_t total, size_t *off)
+{
+    size_t R = c->tx_size;
+    size_t o = c->tx_head % R;
+    size_t lead = 0;
+    if (R - o < REC_MIN || R - o < total) {
+        lead = R - o;           /* skip (tiny tail) or pad record */
+    }
+    if (c->tx_head + lead + total - c->peer_consumed > R) {
+        if (!c->credit_req_sent && send_ctrl(c, CTRL_CREDIT_REQ, NULL, 0)) {
+            c->credit_req_sent = true;
+        }
+        return false;
+    }
+    if (lead >= REC_MIN) {
+        /* Filler so the reader knows to go back to the start. */
+        uint8_t *r = c->tx + o;
+        put_le32(r, 0);
+        put_le16(r + 4, REC_PAD);
+        put_le16(r + 6, 0);
+        put_le64(r + 8, c->tx_seq);
+        put_le64(r + 16, 0);
+        put_le64(r + 16, rec_checksum(c, c->tx_secret, r, NULL, 0));
+        put_le64(r + REC_HDR, c->tx_seq);
+        struct ibv_sge sge = {
+            .addr = (uintptr_t)r, .length = REC_MIN, .lkey = c->tx_mr->lkey,
+        };
+        struct ibv_send_wr wr = {
+            .sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_RDMA_WRITE,
+            .wr.rdma = { .remote_addr = c->raddr + o, .rkey = c->rkey },
+        };
+        if (post_send(c, &wr, false) < 0) {
+            return false;
+        }
+        c->tx_seq++;
+        c->st.records_out++;
+    }
+    c->tx_head += lead;
+    *off = c->tx_head % R;
+    return true;
+}
+
+/* Gather @n bytes of the iov, starting at byte @from, into @dst. */
+static void gather(uint8_t *dst, const struct iovec *iov, int iovcnt,
+                   size_t from, size_t n)
+{
+    for (int i = 0; i < iovcnt && n; i++) {
+        if (from >= iov[i].iov_len) {
+            from -= iov[i].iov_len;
+            continue;
+        }
+        size_t k = MIN(iov[i].iov_len - from, n);
+        memcpy(dst, (const uint8_t *)iov[i].iov_base + from, k);
+        dst += k;
+        n -= k;
+        from = 0;
+    }
+}
+
+int plv_rdma_conn_write(PlvRdmaConn *c, uint16_t type, const struct iovec *iov,
+                        int iovcnt, size_t len, size_t *done)
+{
+    size_t max_frag = (c->tx_size / 2 - REC_MIN) & ~(size_t)7;
+    if (c->failed) {
+        return -1;
+    }
+    if (!c->up) {
+        return 0;
+    }
+    do {
+        size_t frag = MIN(len - *done, max_frag);
+        size_t total = rec_size(frag), off;
+        /* Room for a filler too, so ring_room never posts it in vain. */
+        if (sq_full(c) || !ring_room(c, total, &off)) {
+            return c->failed ? -1 : 0;
+        }
+        uint8_t *r = c->tx + off;
+        bool more = *done + frag < len;
+        put_le32(r, frag);
+        put_le16(r + 4, more ? REC_MORE : 0);
+        put_le16(r + 6, type);
+        put_le64(r + 8, c->tx_seq);
+        gather(r + REC_HDR, iov, iovcnt, *done, frag);
+        memset(r + REC_HDR + frag, 0, align8(frag) - frag);
+        put_le64(r + 16, rec_checksum(c, c->tx_secret, r, r + REC_HDR, frag));
+        /* The canary goes last; see docs/rdma.md for why it suffices. */
+        put_le64(r + total - REC_TAIL, c->tx_seq);
+        struct ibv_sge sge = {
+            .addr = (uintptr_t)r, .length = total, .lkey = c->tx_mr->lkey,
+        };
+        struct ibv_send_wr wr = {
+            .sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_RDMA_WRITE,
+            .wr.rdma = { .remote_addr = c->raddr + off, .rkey = c->rkey },
+        };
+        if (post_send(c, &wr, false) < 0) {
+            return -1;
+        }
+        c->tx_seq++;
+        c->tx_head += total;
+        *done += frag;
+        c->st.records_out++;
+        c->doorbell_due = true;
+    } while (*done < len);
+    return 1;
+}
+
+void plv_rdma_conn_doorbell(PlvRdmaConn *c)
+{
+    if (!c->doorbell_due || c->failed || sq_full(c)) {
+        return;
+    }
+    /*
+     * A zero-length WRITE WITH IMMEDIATE after the batch: its receive
+     * completion wakes a sleeping reader, and by the RC ordering rules it
+     * is generated only once the records before it are placed.
+     */
+    struct ibv_send_wr wr = {
+        .opcode = IBV_WR_RDMA_WRITE_WITH_IMM,
+        .imm_data = htonl((uint32_t)(c->tx_seq - 1)),
+        .wr.rdma = { .remote_addr = c->raddr, .rkey = c->rkey },
+    };
+    if (post_send(c, &wr, false) == 0) {
+        c->doorbell_due = false;
+        c->st.doorbells_out++;
+    }
+}
+
+bool plv_rdma_conn_heartbeat(PlvRdmaConn *c)
+{
+    return c->up && send_ctrl(c, CTRL_HB, NULL, 0);
+}
+
+int64_t plv_rdma_conn_last_rx(const PlvRdmaConn *c)
+{
+    return c->last_rx;
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static void *alloc_ring(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 4096, n)) {
+        return NULL;
+    }
+    memset(p, 0, n);
+    return p;
+}
+
+PlvRdmaConn *plv_rdma_conn_new(struct rdma_cm_id *id, bool dialer,
+                               const PlvRdmaConnParams *p,
+                               uint8_t pdata[PLV_RDMA_PDATA_LEN],
+                               GError **err)
+{
+    PlvRdmaConn *c = g_new0(PlvRdmaConn, 1);
+    c->dialer = dialer;
+    c->p = *p;
+    if (!c->p.signal_every) {
+        c->p.signal_every = 16;
+    }
+    c->rx_size = MAX((p->ring_bytes + 4095) & ~(size_t)4095, 64 * 1024);
+    c->rx_seq = 1;
+    c->tx_seq = 1;
+    c->msg = g_byte_array_new();
+    c->xs = XXH3_createState();
+    c->last_rx = g_get_monotonic_time();
+    c->hs = plv_handshake_new(dialer, p->self_id, p->secret, p->secret_len);
+    const char *what = NULL;
+
+    if (!(c->pd = ibv_alloc_pd(id->verbs))) {
+        what = "ibv_alloc_pd";
+    } else if (!(c->cc = ibv_create_comp_channel(id->verbs)) ||
+               set_nonblock(c->cc->fd) < 0) {
+        what = "ibv_create_comp_channel";
+    } else if (!(c->cq = ibv_create_cq(id->verbs, CQ_DEPTH, NULL, c->cc, 0)) ||
+               ibv_req_notify_cq(c->cq, 0)) {
+        what = "ibv_create_cq";
+    } else {
+        struct ibv_qp_init_attr qa = {
+            .send_cq = c->cq, .recv_cq = c->cq, .qp_type = IBV_QPT_RC,
+            .cap = { .max_send_wr = SQ_DEPTH, .max_recv_wr = N_RECV,
+                     .max_send_sge = 1, .max_recv_sge = 1 },
+        };
+        c->rx = alloc_ring(c->rx_size);
+        c->ctrl = alloc_ring((N_RECV + N_SEND) * CTRL_SZ);
+        if (rdma_create_qp(id, c->pd, &qa)) {
+            what = "rdma_create_qp";
+        } else if (!(c->rx_mr = ibv_reg_mr(c->pd, c->rx, c->rx_size,
+                                           IBV_ACCESS_LOCAL_WRITE |
+                                           IBV_ACCESS_REMOTE_WRITE))) {
+            what = "ibv_reg_mr (ring; is the memlock limit high enough?)";
+        } else if (!(c->ctrl_mr = ibv_reg_mr(c->pd, c->ctrl,
+                                             (N_RECV + N_SEND) * CTRL_SZ,
+                                             IBV_ACCESS_LOCAL_WRITE))) {
+            what = "ibv_reg_mr (ctrl)";
+        }
+    }
+    c->id = id;
+    if (what) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO, "%s: %s", what,
+                    g_strerror(errno));
+        c->id = NULL;           /* the caller keeps the id on failure */
+        if (id->qp) {
+            rdma_destroy_qp(id);
+        }
+        plv_rdma_conn_free(c);
+        return NULL;
+    }
+    for (unsigned i = 0; i < N_RECV; i++) {
+        if (post_recv(c, i) < 0) {
+            g_propagate_error(err, c->error);
+            c->error = NULL;
+            c->id = NULL;
+            rdma_destroy_qp(id);
+            plv_rdma_conn_free(c);
+            return NULL;
+        }
+    }
+    memset(pdata, 0, PLV_RDMA_PDATA_LEN);
+    put_le32(pdata, PDATA_MAGIC);
+    put_le16(pdata + 4, PDATA_VER);
+    put_le32(pdata + 8, p->self_id);
+    put_le32(pdata + 12, c->rx_size);
+    put_le64(pdata + 16, (uintptr_t)c->rx);
+    put_le32(pdata + 24, c->rx_mr->rkey);
+    return c;
+}
+
+int plv_rdma_conn_set_remote(PlvRdmaConn *c, const void *pdata, size_t len,
+                             GError **err)
+{
+    const uint8_t *d = pdata;
+    size_t size;
+    if (!d || len < PLV_RDMA_PDATA_LEN || get_le32(d) != PDATA_MAGIC ||
+        get_le16(d + 4) != PDATA_VER ||
+        (size = get_le32(d + 12)) < 64 * 1024 || (size & 4095)) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
+                    "bad rdma_cm private data (%zu bytes)", len);
+        return -1;
+    }
+    if (c->tx) {
+        return 0;
+    }
+    c->claimed_id = get_le32(d + 8);
+    c->tx_size = size;
+    c->raddr = get_le64(d + 16);
+    c->rkey = get_le32(d + 24);
+    c->tx = alloc_ring(size);
+    if (!c->tx || !(c->tx_mr = ibv_reg_mr(c->pd, c->tx, size,
+                                          IBV_ACCESS_LOCAL_WRITE))) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO,
+                    "ibv_reg_mr (staging): %s", g_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+uint32_t plv_rdma_conn_claimed_id(const PlvRdmaConn *c)
+{
+    return c->claimed_id;
+}
+
+int plv_rdma_conn_established(PlvRdmaConn *c)
+{
+    c->established = true;
+    c->last_rx = g_get_monotonic_time();
+    push_handshake(c);
+    return c->failed ? -1 : 0;
+}
+
+int plv_rdma_conn_fd(const PlvRdmaConn *c)
+{
+    return c->cc->fd;
+}
+
+bool plv_rdma_conn_authenticated(const PlvRdmaConn *c)
+{
+    return c->up && !c->failed;
+}
+
+bool plv_rdma_conn_failed(const PlvRdmaConn *c)
+{
+    return c->failed;
+}
+
+uint32_t plv_rdma_conn_peer_id(const PlvRdmaConn *c)
+{
+    return c->s ? plv_link_session_peer_id(c->s) : c->claimed_id;
+}
+
+const uint8_t *plv_rdma_conn_session_key(const PlvRdmaConn *c)
+{
+    return c->s ? plv_link_session_key_bytes(c->s) : NULL;
+}
+
+struct rdma_cm_id *plv_rdma_conn_id(const PlvRdmaConn *c)
+{
+    return c->id;
+}
+
+void plv_rdma_conn_stats(const PlvRdmaConn *c, PlvRdmaConnStats *out)
+{
+    *out = c->st;
+}
+
+void plv_rdma_conn_free(PlvRdmaConn *c)
+{
+    if (!c) {
+        return;
+    }
+    if (c->id) {
+        rdma_disconnect(c->id);
+        if (c->id->qp) {
+            rdma_destroy_qp(c->id);
+        }
+    }
+    if (c->rx_mr) {
+        ibv_dereg_mr(c->rx_mr);
+    }
+    if (c->tx_mr) {
+        ibv_dereg_mr(c->tx_mr);
+    }
+    if (c->ctrl_mr) {
+        ibv_dereg_mr(c->ctrl_mr);
+    }
+    if (c->cq) {
+        ibv_destroy_cq(c->cq);
+    }
+    if (c->cc) {
+        ibv_destroy_comp_channel(c->cc);
+    }
+    if (c->pd) {
+        ibv_dealloc_pd(c->pd);
+    }
+    if (c->id) {
+        rdma_destroy_id(c->id);
+    }
+    free(c->rx);
+    free(c->tx);
+    free(c->ctrl);
+    plv_handshake_free(c->hs);
+    plv_link_session_free(c->s);
+    XXH3_freeState(c->xs);
+    g_byte_array_unref(c->msg);
+    if (c->error) {
+        g_error_free(c->error);
+    }
+    g_free(c);
+}

@@ -1,0 +1,503 @@
+/*
+ * The bulk link over RDMA (plover/transport-rdma.h): one authenticated
+ * connection with blocking calls, for syncvm. Bitmaps, hash lists and pages
+ * are RDMA-WRITTEN into the receiver's registered staging ring (rdma-conn.c)
+ * in fragments; ring credits are the flow control, so a sender blocks when
+ * the receiver has not consumed its staging buffer yet.
+ */
+#include "plover/transport-rdma.h"
+#include "plover/sockutil.h"
+#include "rdma-conn.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+#define RESOLVE_MS 2000
+#define STALL_MS   30000        /* a send with no ring credit for this long fails */
+
+struct PlvRdmaListener {
+    struct rdma_event_channel *ec;
+    struct rdma_cm_id *id;
+    uint16_t port;
+};
+
+typedef struct Msg {
+    uint16_t type;
+    GByteArray *data;
+} Msg;
+
+struct PlvRdmaLink {
+    struct rdma_event_channel *ec;
+    struct rdma_cm_id *id;      /* until rc owns it */
+    PlvRdmaConn *rc;
+    bool established;
+    GError *broken;             /* set once the connection is gone */
+    GQueue inbox;               /* Msg* that arrived while nobody was receiving */
+    GByteArray *target;         /* recv()'s payload while it waits */
+    uint16_t target_type;
+    bool target_filled;
+};
+
+static void link_broken(PlvRdmaLink *l, int code, const char *what)
+{
+    if (!l->broken) {
+        l->broken = g_error_new(PLV_LINK_ERROR, code, "rdma link: %s", what);
+    }
+}
+
+static void on_msg(void *opaque, PlvRdmaConn *rc, uint16_t type,
+                   const uint8_t *data, size_t len)
+{
+    PlvRdmaLink *l = opaque;
+    if (l->target && !l->target_filled) {
+        g_byte_array_set_size(l->target, 0);
+        g_byte_array_append(l->target, data, len);
+        l->target_type = type;
+        l->target_filled = true;
+        return;
+    }
+    Msg *m = g_new(Msg, 1);
+    m->type = type;
+    m->data = g_byte_array_sized_new(len);
+    g_byte_array_append(m->data, data, len);
+    g_queue_push_tail(&l->inbox, m);
+}
+
+static void cm_events(PlvRdmaLink *l)
+{
+    PlvRdmaCmEvent ev;
+    GError *err = NULL;
+    while (plv_rdma_next_event(l->ec, &ev) == 1) {
+        switch (ev.type) {
+        case RDMA_CM_EVENT_ADDR_RESOLVED:
+            if (rdma_resolve_route(ev.id, RESOLVE_MS)) {
+                link_broken(l, PLV_LINK_ERROR_IO, "rdma_resolve_route failed");
+            }
+            break;
+        case RDMA_CM_EVENT_ROUTE_RESOLVED:
+            break;              /* connect() acts on it */
+        case RDMA_CM_EVENT_ESTABLISHED:
+            if (l->rc && !l->established) {
+                if (plv_rdma_conn_set_remote(l->rc, ev.pdata, ev.pdata_len,
+                                             &err) < 0 ||
+                    plv_rdma_conn_established(l->rc) < 0) {
+                    link_broken(l, PLV_LINK_ERROR_AUTH,
+                                err ? err->message : "QP failed");
+                    g_clear_error(&err);
+                }
+                l->established = true;
+            }
+            break;
+        case RDMA_CM_EVENT_TIMEWAIT_EXIT:
+        case RDMA_CM_EVENT_CONNECT_RESPONSE:
+            break;
+        default:
+            link_broken(l, PLV_LINK_ERROR_CLOSED, rdma_event_str(ev.type));
+        }
+    }
+}
+
+/*
+ * One round: cm events, completions and ring; sleep on both channels until
+ * something happens or @deadline. -1 with @err once the link is broken.
+ */
+static int pump(PlvRdmaLink *l, int64_t deadline, bool *progress, GError **err)
+{
+    cm_events(l);
+    int r = 0;
+    if (l->rc && !l->broken) {
+        GError *e = NULL;
+        r = plv_rdma_conn_poll(l->rc, &e);
+        if (r < 0) {
+            l->broken = e;
+        } else if (r == 0) {
+            plv_rdma_conn_arm(l->rc);
+            r = plv_rdma_conn_poll(l->rc, &e);
+            if (r < 0) {
+                l->broken = e;
+            }
+        }
+    }
+    if (l->broken) {
+        if (err) {
+            *err = g_error_copy(l->broken);
+        }
+        return -1;
+    }
+    if (r > 0) {
+        *progress = true;
+        return 0;
+    }
+    struct pollfd pf[2] = { { .fd = l->ec->fd, .events = POLLIN } };
+    int n = 1;
+    if (l->rc) {
+        pf[n++] = (struct pollfd){ .fd = plv_rdma_conn_fd(l->rc), .events = POLLIN };
+    }
+    poll(pf, n, plv_deadline_remaining_ms(deadline));
+    return 0;
+}
+
+static int timed_out(GError **err, const char *what)
+{
+    g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_TIMED_OUT,
+                "rdma link: timed out %s", what);
+    return -1;
+}
+
+/* The next cm event on @ec, waiting until @deadline. 0, or -1 with @err. */
+static int next_event(struct rdma_event_channel *ec, int64_t deadline,
+                      PlvRdmaCmEvent *ev, const char *what, GError **err)
+{
+    for (;;) {
+        int r = plv_rdma_next_event(ec, ev);
+        if (r == 1) {
+            return 0;
+        }
+        if (r < 0) {
+            g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO,
+                        "rdma: event channel failed %s", what);
+            return -1;
+        }
+        if (g_get_monotonic_time() >= deadline) {
+            return timed_out(err, what);
+        }
+        struct pollfd pf = { .fd = ec->fd, .events = POLLIN };
+        poll(&pf, 1, plv_deadline_remaining_ms(deadline));
+    }
+}
+
+/* Pump until the handshake is done. */
+static int authenticate(PlvRdmaLink *l, int64_t deadline, GError **err)
+{
+    while (!plv_rdma_conn_authenticated(l->rc)) {
+        bool progress = false;
+        if (pump(l, deadline, &progress, err) < 0) {
+            return -1;
+        }
+        if (g_get_monotonic_time() >= deadline &&
+            !plv_rdma_conn_authenticated(l->rc)) {
+            g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
+                        "rdma link: handshake timed out");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PlvRdmaLink *link_new(struct rdma_event_channel *ec)
+{
+    PlvRdmaLink *l = g_new0(PlvRdmaLink, 1);
+    l->ec = ec;
+    g_queue_init(&l->inbox);
+    return l;
+}
+
+static PlvRdmaConnParams params(PlvRdmaLink *l, uint32_t self_id,
+                                const uint8_t *secret, size_t secret_len,
+                                size_t ring_bytes)
+{
+    return (PlvRdmaConnParams){
+        .self_id = self_id, .secret = secret, .secret_len = secret_len,
+        .ring_bytes = ring_bytes ? ring_bytes : (8u << 20),
+        .on_msg = on_msg, .opaque = l,
+    };
+}
+
+PlvRdmaLink *plv_rdma_link_connect(const char *host, uint16_t port,
+                                   uint32_t self_id, const uint8_t *secret,
+                                   size_t secret_len, size_t ring_bytes,
+                                   int timeout_ms, GError **err)
+{
+    int64_t deadline = plv_deadline_from_timeout(timeout_ms);
+    struct sockaddr_storage ss;
+    struct rdma_event_channel *ec;
+    if (plv_rdma_sockaddr(host, port, &ss, err) < 0 ||
+        !(ec = plv_rdma_event_channel(err))) {
+        return NULL;
+    }
+    PlvRdmaLink *l = link_new(ec);
+    if (rdma_create_id(ec, &l->id, l, RDMA_PS_TCP) ||
+        rdma_resolve_addr(l->id, NULL, (struct sockaddr *)&ss, RESOLVE_MS)) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO,
+                    "rdma connect to %s:%u: %s", host, port, g_strerror(errno));
+        plv_rdma_link_close(l);
+        return NULL;
+    }
+    /* Wait for the route, then make the QP and connect. */
+    PlvRdmaCmEvent ev;
+    for (;;) {
+        if (next_event(ec, deadline, &ev, "resolving the peer", err) < 0) {
+            plv_rdma_link_close(l);
+            return NULL;
+        }
+        if (ev.type != RDMA_CM_EVENT_ADDR_RESOLVED &&
+            ev.type != RDMA_CM_EVENT_ROUTE_RESOLVED) {
+            g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO,
+                        "rdma connect to %s:%u: %s", host, port,
+                        rdma_event_str(ev.type));
+            plv_rdma_link_close(l);
+            return NULL;
+        }
+        if (ev.type == RDMA_CM_EVENT_ROUTE_RESOLVED) {
+            break;
+        }
+        if (rdma_resolve_route(l->id, RESOLVE_MS)) {
+            g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO,
+                        "rdma_resolve_route: %s", g_strerror(errno));
+            plv_rdma_link_close(l);
+            return NULL;
+        }
+    }
+    uint8_t pdata[PLV_RDMA_PDATA_LEN];
+    PlvRdmaConnParams p = params(l, self_id, secret, secret_len, ring_bytes);
+    struct rdma_conn_param cp;
+    l->rc = plv_rdma_conn_new(l->id, true, &p, pdata, err);
+    if (!l->rc) {
+        plv_rdma_link_close(l);
+        return NULL;
+    }
+    l->id = NULL;
+    plv_rdma_conn_param(&cp, pdata);
+    if (rdma_connect(plv_rdma_conn_id(l->rc), &cp)) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO, "rdma_connect: %s",
+                    g_strerror(errno));
+        plv_rdma_link_close(l);
+        return NULL;
+    }
+    if (authenticate(l, deadline, err) < 0) {
+        plv_rdma_link_close(l);
+        return NULL;
+    }
+    return l;
+}
+
+PlvRdmaListener *plv_rdma_listen(const char *host, uint16_t port, GError **err)
+{
+    struct rdma_event_channel *ec = plv_rdma_event_channel(err);
+    if (!ec) {
+        return NULL;
+    }
+    struct rdma_cm_id *id = plv_rdma_listen_id(ec, host, port, NULL, err);
+    if (!id) {
+        rdma_destroy_event_channel(ec);
+        return NULL;
+    }
+    PlvRdmaListener *ls = g_new0(PlvRdmaListener, 1);
+    ls->ec = ec;
+    ls->id = id;
+    ls->port = ntohs(rdma_get_src_port(id));
+    return ls;
+}
+
+uint16_t plv_rdma_listener_port(const PlvRdmaListener *l)
+{
+    return l->port;
+}
+
+void plv_rdma_listener_free(PlvRdmaListener *l)
+{
+    if (l) {
+        rdma_destroy_id(l->id);
+        rdma_destroy_event_channel(l->ec);
+        g_free(l);
+    }
+}
+
+PlvRdmaLink *plv_rdma_link_accept(PlvRdmaListener *ls, uint32_t self_id,
+                                  const uint8_t *secret, size_t secret_len,
+                                  size_t ring_bytes, int timeout_ms,
+                                  GError **err)
+{
+    int64_t deadline = plv_deadline_from_timeout(timeout_ms);
+    PlvRdmaCmEvent ev;
+    do {
+        if (next_event(ls->ec, deadline, &ev, "waiting for a connection", err) < 0) {
+            return NULL;
+        }
+    } while (ev.type != RDMA_CM_EVENT_CONNECT_REQUEST);
+    GError *local = NULL;
+    struct rdma_event_channel *ec = plv_rdma_event_channel(err);
+    if (!ec) {
+        rdma_reject(ev.id, NULL, 0);
+        rdma_destroy_id(ev.id);
+        return NULL;
+    }
+    PlvRdmaLink *l = link_new(ec);
+    l->id = ev.id;
+    /* The connection gets a channel of its own, apart from the listener's. */
+    if (rdma_migrate_id(ev.id, ec)) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO, "rdma_migrate_id: %s",
+                    g_strerror(errno));
+        plv_rdma_link_close(l);
+        return NULL;
+    }
+    uint8_t pdata[PLV_RDMA_PDATA_LEN];
+    PlvRdmaConnParams p = params(l, self_id, secret, secret_len, ring_bytes);
+    struct rdma_conn_param cp;
+    l->rc = plv_rdma_conn_new(ev.id, false, &p, pdata, err);
+    if (!l->rc) {
+        rdma_reject(ev.id, NULL, 0);
+        plv_rdma_link_close(l);
+        return NULL;
+    }
+    l->id = NULL;
+    if (plv_rdma_conn_set_remote(l->rc, ev.pdata, ev.pdata_len, &local) < 0) {
+        rdma_reject(plv_rdma_conn_id(l->rc), NULL, 0);
+        g_propagate_error(err, local);
+        plv_rdma_link_close(l);
+        return NULL;
+    }
+    plv_rdma_conn_param(&cp, pdata);
+    l->established = false;
+    if (rdma_accept(plv_rdma_conn_id(l->rc), &cp)) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO, "rdma_accept: %s",
+                    g_strerror(errno));
+        plv_rdma_link_close(l);
+        return NULL;
+    }
+    if (authenticate(l, deadline, err) < 0) {
+        plv_rdma_link_close(l);
+        return NULL;
+    }
+    return l;
+}
+
+int plv_rdma_link_send(PlvRdmaLink *l, uint16_t type, const struct iovec *iov,
+                       int iovcnt, GError **err)
+{
+    size_t len = 0, done = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        len += iov[i].iov_len;
+    }
+    if (len > PLV_RDMA_MAX_MSG) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_TOO_BIG,
+                    "rdma link: message of %zu bytes", len);
+        return -1;
+    }
+    int64_t stall = plv_deadline_from_timeout(STALL_MS);
+    for (;;) {
+        size_t before = done;
+        int r = plv_rdma_conn_write(l->rc, type, iov, iovcnt, len, &done);
+        if (r < 0) {
+            bool progress;
+            pump(l, 0, &progress, err);
+            if (err && !*err) {
+                g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_CLOSED,
+                            "rdma link: connection failed");
+            }
+            return -1;
+        }
+        if (r == 1) {
+            break;
+        }
+        if (done > before) {
+            stall = plv_deadline_from_timeout(STALL_MS);
+        }
+        /* Blocked on ring credit: let the peer know there is data, wait. */
+        plv_rdma_conn_doorbell(l->rc);
+        bool progress = false;
+        if (pump(l, stall, &progress, err) < 0) {
+            return -1;
+        }
+        if (g_get_monotonic_time() >= stall) {
+            return timed_out(err, "waiting for ring credit");
+        }
+    }
+    plv_rdma_conn_doorbell(l->rc);
+    return 0;
+}
+
+int plv_rdma_link_recv(PlvRdmaLink *l, uint16_t *type, GByteArray *payload,
+                       int timeout_ms, GError **err)
+{
+    int64_t deadline = plv_deadline_from_timeout(timeout_ms);
+    for (;;) {
+        Msg *m = g_queue_pop_head(&l->inbox);
+        if (m) {
+            *type = m->type;
+            g_byte_array_set_size(payload, 0);
+            g_byte_array_append(payload, m->data->data, m->data->len);
+            g_byte_array_unref(m->data);
+            g_free(m);
+            return 0;
+        }
+        l->target = payload;
+        l->target_filled = false;
+        bool progress = false;
+        int r = pump(l, deadline, &progress, err);
+        l->target = NULL;
+        if (l->target_filled) {
+            *type = l->target_type;
+            return 0;
+        }
+        if (r < 0) {
+            return -1;
+        }
+        if (g_get_monotonic_time() >= deadline) {
+            return timed_out(err, "waiting for a message");
+        }
+    }
+}
+
+uint32_t plv_rdma_link_peer_id(const PlvRdmaLink *l)
+{
+    return plv_rdma_conn_peer_id(l->rc);
+}
+
+const uint8_t *plv_rdma_link_session_key(const PlvRdmaLink *l)
+{
+    return plv_rdma_conn_session_key(l->rc);
+}
+
+static void msg_free(gpointer p)
+{
+    Msg *m = p;
+    g_byte_array_unref(m->data);
+    g_free(m);
+}
+
+void plv_rdma_link_close(PlvRdmaLink *l)
+{
+    if (!l) {
+        return;
+    }
+    plv_rdma_conn_free(l->rc);
+    if (l->id) {
+        rdma_destroy_id(l->id);
+    }
+    rdma_destroy_event_channel(l->ec);
+    g_queue_clear_full(&l->inbox, msg_free);
+    if (l->broken) {
+        g_error_free(l->broken);
+    }
+    g_free(l);
+}
+
+/* ---- syncvm channel ---- */
+
+static int ch_send(void *opaque, uint16_t type, const struct iovec *iov,
+                   int iovcnt, GError **err)
+{
+    return plv_rdma_link_send(opaque, type, iov, iovcnt, err);
+}
+
+static int ch_recv(void *opaque, uint16_t *type, GByteArray *payload,
+                   int timeout_ms, GError **err)
+{
+    return plv_rdma_link_recv(opaque, type, payload, timeout_ms, err);
+}
+
+static bool ch_is_timeout(const GError *err)
+{
+    return plv_link_error_is_timeout(err);
+}
+
+void plv_syncvm_channel_init_rdma(PlvSyncvmChannel *ch, PlvRdmaLink *l)
+{
+    ch->opaque = l;
+    ch->send = ch_send;
+    ch->recv = ch_recv;
+    ch->is_timeout = ch_is_timeout;
+    ch->peer_id = plv_rdma_link_peer_id(l);
+}

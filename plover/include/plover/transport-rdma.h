@@ -1,0 +1,92 @@
+/*
+ * plover/transport-rdma.h — the consensus transport (plover/transport.h) over
+ * RDMA, and a point-to-point bulk link over RDMA for syncvm.
+ *
+ * Built only where rdma-core's headers were found (PLOVER_HAVE_RDMA); this
+ * header itself needs none of them. How it works, how to run it on real
+ * NICs and why a reader never sees half a message: docs/rdma.md.
+ */
+#ifndef PLOVER_TRANSPORT_RDMA_H
+#define PLOVER_TRANSPORT_RDMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <glib.h>
+
+#include "plover/transport.h"
+#include "plover/syncvm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct PlvRdmaTransportConfig {
+    uint32_t self_id;
+    /* Every replica, self included; addresses of RDMA-capable netdevs
+     * (RoCE) or IPoIB interfaces; rdma_cm picks the device and port. */
+    const PlvPeerAddr *peers;
+    size_t n_peers;
+    const uint8_t *secret;
+    size_t secret_len;
+    size_t ring_bytes;          /* receive ring per peer; 0: 4 MiB */
+    unsigned signal_every;      /* completion every k writes; 0: 16 */
+    int backoff_min_ms;         /* first reconnect delay; 0: 10 ms */
+    int backoff_max_ms;         /* cap of the doubling; 0: 1000 ms */
+    int handshake_timeout_ms;   /* resolve + connect + auth; 0: 5000 ms */
+    int heartbeat_ms;           /* idle interval between heartbeats; 0: 100 */
+    int peer_timeout_ms;        /* silence that declares a peer down; 0: 3000 */
+    size_t max_queue_bytes;     /* per peer unsent bytes; 0: 64 MiB */
+} PlvRdmaTransportConfig;
+
+/*
+ * Same connection rules as TCP: the lower id dials the higher one and
+ * redials with backoff; a fresh connection from a peer replaces its old
+ * one. Messages are RDMA-WRITten into the peer's ring; see docs/rdma.md.
+ */
+PlvTransport *plv_transport_rdma_new(const PlvRdmaTransportConfig *cfg,
+                                     GError **err);
+
+/* rdma_cm port we listen on (useful with port 0), 0 before start(). */
+uint16_t plv_transport_rdma_port(PlvTransport *t);
+
+/* ---- bulk link: one authenticated RDMA connection, blocking calls ---- */
+
+typedef struct PlvRdmaLink PlvRdmaLink;
+typedef struct PlvRdmaListener PlvRdmaListener;
+
+/* Errors are in the PLV_LINK_ERROR domain, like PlvLink's. */
+PlvRdmaListener *plv_rdma_listen(const char *host, uint16_t port,
+                                 GError **err);
+uint16_t plv_rdma_listener_port(const PlvRdmaListener *l);
+void plv_rdma_listener_free(PlvRdmaListener *l);
+
+/* @ring_bytes: the staging buffer the peer writes into (0: 8 MiB). */
+PlvRdmaLink *plv_rdma_link_accept(PlvRdmaListener *l, uint32_t self_id,
+                                  const uint8_t *secret, size_t secret_len,
+                                  size_t ring_bytes, int timeout_ms,
+                                  GError **err);
+PlvRdmaLink *plv_rdma_link_connect(const char *host, uint16_t port,
+                                   uint32_t self_id, const uint8_t *secret,
+                                   size_t secret_len, size_t ring_bytes,
+                                   int timeout_ms, GError **err);
+
+/* One message (the concatenation of @iov); blocks for ring credits. */
+int plv_rdma_link_send(PlvRdmaLink *l, uint16_t type, const struct iovec *iov,
+                       int iovcnt, GError **err);
+/* Like plv_link_recv(): a timeout keeps the link usable. */
+int plv_rdma_link_recv(PlvRdmaLink *l, uint16_t *type, GByteArray *payload,
+                       int timeout_ms, GError **err);
+uint32_t plv_rdma_link_peer_id(const PlvRdmaLink *l);
+const uint8_t *plv_rdma_link_session_key(const PlvRdmaLink *l);
+void plv_rdma_link_close(PlvRdmaLink *l);
+
+/* A syncvm message channel over @l (borrowed). */
+void plv_syncvm_channel_init_rdma(PlvSyncvmChannel *ch, PlvRdmaLink *l);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PLOVER_TRANSPORT_RDMA_H */
