@@ -69,6 +69,7 @@ struct TcpTransport {
     char *listen_host;
     uint16_t listen_port;
     int listen_fd, epfd, wake_fd;
+    int64_t listen_paused_until;    /* 0: the listening fd is in epoll */
     int tag_listen, tag_wake;   /* epoll data for the two special fds */
     GPtrArray *pending;         /* accepted, not yet authenticated */
     GPtrArray *dirty;           /* connections with unsent output */
@@ -466,7 +467,14 @@ static void accept_all(TcpTransport *t)
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;
             }
-            return;             /* EAGAIN, or EMFILE & co: retried later */
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                /* EMFILE & co: the socket stays readable, so stop watching
+                 * it for a while rather than spin on it. */
+                g_debug("plover tcp: accept: %s", g_strerror(errno));
+                epoll_ctl(t->epfd, EPOLL_CTL_DEL, t->listen_fd, NULL);
+                t->listen_paused_until = g_get_monotonic_time() + 100 * 1000;
+            }
+            return;
         }
         if (t->pending->len >= MAX_PENDING) {
             /* Too many strangers mid-handshake: refuse rather than grow. */
@@ -504,6 +512,15 @@ static void dial(TcpTransport *t, Peer *p)
 static int64_t maintain(TcpTransport *t)
 {
     int64_t now = g_get_monotonic_time(), next = PLV_DEADLINE_NONE;
+    if (t->listen_paused_until) {
+        if (now >= t->listen_paused_until) {
+            struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &t->tag_listen };
+            epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->listen_fd, &ev);
+            t->listen_paused_until = 0;
+        } else {
+            next = t->listen_paused_until;
+        }
+    }
     for (size_t i = 0; i < t->n_peers; i++) {
         Peer *p = &t->peers[i];
         if (p->id <= t->self_id) {

@@ -7,6 +7,8 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -383,6 +385,53 @@ START_TEST(tcp_wrong_secret_peer_never_up)
 }
 END_TEST
 
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+START_TEST(tcp_accept_out_of_fds_does_not_spin)
+{
+    Net net;
+    net_init(&net);
+    PUMP_UNTIL(&net, all_up(&net), 5000);
+    int fds[4];
+    for (int i = 0; i < 4; i++) {
+        fds[i] = plv_test_raw_connect(net.port[2]);
+        ck_assert_int_ge(fds[i], 0);
+    }
+    /* No descriptor left for accept(): the pending clients make the
+     * listening socket readable for good. */
+    struct rlimit old, low;
+    getrlimit(RLIMIT_NOFILE, &old);
+    int probe = open("/dev/null", O_RDONLY);
+    close(probe);
+    low = old;
+    low.rlim_cur = probe;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    double c0 = cpu_seconds();
+    gint64 t0 = g_get_monotonic_time();
+    Sink s = { &net, 2 };
+    while (g_get_monotonic_time() - t0 < 300 * 1000) {
+        plv_transport_wait(net.t[2], 50, on_event, &s);
+    }
+    double used = cpu_seconds() - c0;
+    setrlimit(RLIMIT_NOFILE, &old);
+    ck_assert_msg(used < 0.15, "wait() burnt %.3f s of CPU in 0.3 s", used);
+    /* With descriptors back the clients are taken (and dropped as silent). */
+    PlvTransportStats st;
+    PUMP_UNTIL(&net, (plv_transport_stats(net.t[2], &st), st.auth_failures == 4),
+               5000);
+    for (int i = 0; i < 4; i++) {
+        close(fds[i]);
+    }
+    net_free(&net);
+}
+END_TEST
+
 START_TEST(tcp_wakeup)
 {
     Net net;
@@ -407,6 +456,7 @@ int main(void)
     tcase_add_test(tc, tcp_garbage_dropped_and_counted);
     tcase_add_test(tc, tcp_wrong_secret_peer_never_up);
     tcase_add_test(tc, tcp_wakeup);
+    tcase_add_test(tc, tcp_accept_out_of_fds_does_not_spin);
     suite_add_tcase(su, tc);
     return plv_test_run(su);
 }
