@@ -94,6 +94,13 @@ PlvDriver *plv_driver_new(const PlvDriverConfig *cfg, PlvTransport *t,
                           GError **err)
 {
     PlvPaxos *paxos = plv_paxos_new(&cfg->paxos, err);
+    int out_fd = paxos ? eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) : -1;
+    if (paxos && out_fd < 0) {
+        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
+                    "plover driver: eventfd: %s", g_strerror(errno));
+        plv_paxos_free(paxos);
+        paxos = NULL;
+    }
     if (!paxos) {
         plv_transport_free(t);
         return NULL;
@@ -118,7 +125,7 @@ PlvDriver *plv_driver_new(const PlvDriverConfig *cfg, PlvTransport *t,
     d->cmds_spare = g_array_new(FALSE, FALSE, sizeof(Cmd));
     d->out = g_array_new(FALSE, FALSE, sizeof(OutItem));
     d->out_spare = g_array_new(FALSE, FALSE, sizeof(OutItem));
-    d->out_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    d->out_fd = out_fd;
     plv_ready_init(&d->rd);
     d->enc = g_byte_array_new();
     d->role = plv_paxos_role(paxos);
