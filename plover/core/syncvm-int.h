@@ -10,7 +10,12 @@
 /* Largest PAGES / DEVSTATE / HASHES payload we build (data part). */
 #define SVM_CHUNK_BYTES     (1u << 20)
 #define SVM_PAGES_PER_MSG   256u
-#define SVM_HASHES_PER_MSG  (SVM_CHUNK_BYTES / PLV_SVM_HASH_LEN)
+/*
+ * Union pages hashed (and their fingerprints sent) per step: small enough
+ * for the leader to start sending pages early, large enough to keep the
+ * pool's threads busy. The leader does not rely on the secondary's step.
+ */
+#define SVM_HASH_STEP       4096u
 
 typedef struct SvmRun {
     const PlvSyncvmConfig *cfg;
@@ -71,9 +76,27 @@ int plv_svm_run_send_bitmap(SvmRun *r, GError **err);
 /* Union of our dirty bitmap and the peer's BITMAP body; builds r->u. */
 int plv_svm_run_union(SvmRun *r, const uint8_t *body, size_t len,
                       GError **err);
-/* Fingerprints of the union into r->hashes / r->zero. */
-void plv_svm_run_hash(SvmRun *r);
+/* Room for the union's fingerprints and zero flags. */
+void plv_svm_run_alloc_hashes(SvmRun *r);
+/*
+ * Fingerprints of the step of union pages starting at first (*n of them)
+ * into r->hashes/zero, counted as compute time; returns the time it ended.
+ */
+int64_t plv_svm_run_hash_step(SvmRun *r, uint32_t first, uint32_t *n);
 
 int plv_svm_unexpected(GError **err, uint16_t type, const char *phase);
+
+/*
+ * Leader: sends the divergent pages div[] on a thread of its own while the
+ * caller keeps hashing and comparing (syncvm-sender.c).
+ */
+typedef struct SvmSender SvmSender;
+SvmSender *plv_svm_sender_start(SvmRun *r, const uint32_t *div);
+/* div[0, ready) are final; false if the sender has failed. */
+bool plv_svm_sender_publish(SvmSender *s, uint32_t ready);
+/* No more pages: waits until all are sent. */
+int plv_svm_sender_finish(SvmSender *s, uint32_t *n_zero, GError **err);
+/* The attempt failed: stop (after the message in progress) and free. */
+void plv_svm_sender_abort(SvmSender *s);
 
 #endif

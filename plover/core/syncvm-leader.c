@@ -6,12 +6,11 @@
 
 #include <string.h>
 
-/* Receives the peer's fingerprints (HASHES, chunked) into peer[]. */
-static int recv_hashes(SvmRun *r, PlvPageHash *peer, GError **err)
+/* Receives the peer's fingerprints until *got reaches want. */
+static int recv_hashes(SvmRun *r, PlvPageHash *peer, uint32_t *got,
+                       uint32_t want, GError **err)
 {
-    uint32_t got = 0;
-
-    while (got < r->u.n) {
+    while (*got < want) {
         uint16_t type;
         PlvSvmHdr h;
         const uint8_t *body;
@@ -25,89 +24,49 @@ static int recv_hashes(SvmRun *r, PlvPageHash *peer, GError **err)
         if (rc != SVM_RX_CURRENT || type != PLV_SVM_MSG_HASHES) {
             return plv_svm_unexpected(err, type, "waiting for HASHES");
         }
-        if (plv_svm_decode_hashes(body, len, got, r->u.n, peer, &n,
+        if (plv_svm_decode_hashes(body, len, *got, r->u.n, peer, &n,
                                   err) < 0) {
             return -1;
         }
-        got += n;
+        *got += n;
     }
     return 0;
 }
 
-/* Union indices of the pages to send, into *div. */
-static uint32_t find_divergent(SvmRun *r, const PlvPageHash *peer,
-                               uint32_t *div)
+/*
+ * Hashes the union step by step; as soon as the secondary's fingerprints
+ * of a step are in, its divergent pages go to the sender thread, which
+ * transfers them while the next steps are hashed. Returns the number of
+ * divergent pages in div[].
+ */
+static int64_t compare_and_feed(SvmRun *r, SvmSender *snd, uint32_t *div,
+                                GError **err)
 {
-    uint32_t n = 0;
+    PlvPageHash *peer = g_new(PlvPageHash, MAX(r->u.n, 1));
+    uint32_t got = 0, n_div = 0;
+    int64_t ret = -1;
 
-    for (uint32_t i = 0; i < r->u.n; i++) {
-        if (!peer || !plv_page_hash_equal(&r->hashes[i], &peer[i])) {
-            div[n++] = i;
+    for (uint32_t first = 0; first < r->u.n; first += SVM_HASH_STEP) {
+        uint32_t n;
+        int64_t t1 = plv_svm_run_hash_step(r, first, &n);
+
+        if (recv_hashes(r, peer, &got, first + n, err) < 0) {
+            goto out;
         }
-    }
-    return n;
-}
-
-static bool page_is_zero(SvmRun *r, uint32_t idx)
-{
-    const PlvPageRef *ref = &r->u.refs[idx];
-    const PlvMemRegion *reg = plv_memview_region_const(r->mv, ref->region);
-
-    if (r->zero) {
-        return r->zero[idx];
-    }
-    return plv_page_is_zero(plv_memview_page(reg, ref->page), reg->page_size);
-}
-
-/* Sends the divergent pages, SVM_PAGES_PER_MSG or ~1 MiB per message. */
-static int send_pages(SvmRun *r, const uint32_t *div, uint32_t n_div,
-                      uint32_t *n_zero, GError **err)
-{
-    PlvSvmPageRec recs[SVM_PAGES_PER_MSG];
-    struct iovec iov[SVM_PAGES_PER_MSG + 1];
-    uint32_t i = 0;
-
-    *n_zero = 0;
-    while (i < n_div) {
-        uint32_t n = 0;
-        int niov = 1;
-        size_t data = 0;
-
-        while (i < n_div && n < SVM_PAGES_PER_MSG) {
-            const PlvPageRef *ref = &r->u.refs[div[i]];
-            const PlvMemRegion *reg = plv_memview_region_const(r->mv,
-                                                               ref->region);
-            bool zero = page_is_zero(r, div[i]);
-
-            if (!zero && n > 0 && data + reg->page_size > SVM_CHUNK_BYTES) {
-                break;
+        for (uint32_t i = first; i < first + n; i++) {
+            if (!plv_page_hash_equal(&r->hashes[i], &peer[i])) {
+                div[n_div++] = i;
             }
-            recs[n].index = div[i];
-            recs[n].kind = zero ? PLV_SVM_PAGE_ZERO : PLV_SVM_PAGE_DATA;
-            /* In FULL mode there are no fingerprints to check against. */
-            recs[n].hash = r->hashes ? r->hashes[div[i]]
-                                     : (PlvPageHash){ 0, 0 };
-            if (!zero) {
-                iov[niov].iov_base = plv_memview_page(reg, ref->page);
-                iov[niov].iov_len = reg->page_size;
-                niov++;
-                data += reg->page_size;
-            } else {
-                (*n_zero)++;
-            }
-            n++;
-            i++;
         }
-        g_byte_array_set_size(r->tx, 0);
-        plv_svm_encode_pages_head(r->tx, &r->hdr, recs, n);
-        iov[0].iov_base = r->tx->data;
-        iov[0].iov_len = r->tx->len;
-        if (plv_svm_run_send(r, PLV_SVM_MSG_PAGES, iov, niov, err) < 0) {
-            return -1;
+        r->st->t_compare_us += g_get_monotonic_time() - t1;
+        if (!plv_svm_sender_publish(snd, n_div)) {
+            break;              /* plv_svm_sender_finish reports why */
         }
-        r->st->page_bytes += data;
     }
-    return 0;
+    ret = n_div;
+out:
+    g_free(peer);
+    return ret;
 }
 
 static int send_devstate(SvmRun *r, PlvSvmEof *eof, GError **err)
@@ -179,14 +138,15 @@ static int wait_ack(SvmRun *r, const PlvSvmEof *eof, GError **err)
 static int leader_attempt(SvmRun *r, GError **err)
 {
     PlvSyncvmStats *st = r->st;
-    int64_t t0 = g_get_monotonic_time(), t1;
-    PlvPageHash *peer = NULL;
-    uint32_t *div = NULL;
+    int64_t t0 = g_get_monotonic_time();
+    uint32_t *div;
+    SvmSender *snd;
     PlvSvmEof eof = { 0 };
     uint16_t type;
     PlvSvmHdr h;
     const uint8_t *body;
     size_t len;
+    int64_t n_div;
     int rc, ret = -1;
 
     if (plv_svm_run_send_bitmap(r, err) < 0) {
@@ -202,29 +162,34 @@ static int leader_attempt(SvmRun *r, GError **err)
     if (plv_svm_run_union(r, body, len, err) < 0) {
         return -1;
     }
-    if (!r->cfg->send_all_dirty) {
-        plv_svm_run_hash(r);
-    }
-    t1 = g_get_monotonic_time();
-    st->t_compute_us += t1 - t0;
+    st->t_compute_us += g_get_monotonic_time() - t0;
 
-    t0 = t1;
+    div = g_new(uint32_t, MAX(r->u.n, 1));
     if (!r->cfg->send_all_dirty) {
-        peer = g_new(PlvPageHash, MAX(r->u.n, 1));
-        if (recv_hashes(r, peer, err) < 0) {
+        plv_svm_run_alloc_hashes(r);    /* before the sender reads them */
+    }
+    snd = plv_svm_sender_start(r, div);
+    if (r->cfg->send_all_dirty) {
+        for (uint32_t i = 0; i < r->u.n; i++) {
+            div[i] = i;
+        }
+        n_div = r->u.n;
+        plv_svm_sender_publish(snd, r->u.n);
+    } else {
+        n_div = compare_and_feed(r, snd, div, err);
+        if (n_div < 0) {
+            plv_svm_sender_abort(snd);
             goto out;
         }
     }
-    div = g_new(uint32_t, MAX(r->u.n, 1));
-    eof.n_pages = find_divergent(r, peer, div);
+    eof.n_pages = (uint32_t)n_div;
     st->divergent_pages = eof.n_pages;
     st->same_pages = r->u.n - eof.n_pages;
     st->same_rate = r->u.n ? (double)st->same_pages / r->u.n : 1.0;
-    t1 = g_get_monotonic_time();
-    st->t_compare_us += t1 - t0;
 
-    t0 = t1;
-    if (send_pages(r, div, eof.n_pages, &eof.n_zero, err) < 0 ||
+    /* What is left of the transfer once the comparing is over. */
+    t0 = g_get_monotonic_time();
+    if (plv_svm_sender_finish(snd, &eof.n_zero, err) < 0 ||
         send_devstate(r, &eof, err) < 0) {
         goto out;
     }
@@ -235,14 +200,12 @@ static int leader_attempt(SvmRun *r, GError **err)
     if (plv_svm_run_send_tx(r, PLV_SVM_MSG_EOF, err) < 0) {
         goto out;
     }
-    t1 = g_get_monotonic_time();
-    st->t_transfer_us += t1 - t0;
+    st->t_transfer_us += g_get_monotonic_time() - t0;
 
-    t0 = t1;
+    t0 = g_get_monotonic_time();
     ret = wait_ack(r, &eof, err);
     st->t_apply_us += g_get_monotonic_time() - t0;
 out:
-    g_free(peer);
     g_free(div);
     return ret;
 }

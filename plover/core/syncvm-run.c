@@ -274,10 +274,20 @@ int plv_svm_run_union(SvmRun *r, const uint8_t *body, size_t len,
     return 0;
 }
 
-void plv_svm_run_hash(SvmRun *r)
+void plv_svm_run_alloc_hashes(SvmRun *r)
 {
     r->hashes = g_new(PlvPageHash, MAX(r->u.n, 1));
     r->zero = g_new(bool, MAX(r->u.n, 1));
-    plv_hash_pages(r->pool, r->cfg->key, r->mv, r->u.refs, r->u.n,
-                   r->hashes, r->zero);
+}
+
+int64_t plv_svm_run_hash_step(SvmRun *r, uint32_t first, uint32_t *n)
+{
+    int64_t t0 = g_get_monotonic_time(), t1;
+
+    *n = MIN(SVM_HASH_STEP, r->u.n - first);
+    plv_hash_pages(r->pool, r->cfg->key, r->mv, r->u.refs + first, *n,
+                   r->hashes + first, r->zero + first);
+    t1 = g_get_monotonic_time();
+    r->st->t_compute_us += t1 - t0;
+    return t1;
 }

@@ -36,16 +36,23 @@ static void staging_destroy(Staging *s)
     memset(s, 0, sizeof(*s));
 }
 
-static int send_hashes(SvmRun *r, GError **err)
+/*
+ * Hashes the union step by step and sends each step's fingerprints at
+ * once, so the leader can compare and start sending while we go on.
+ */
+static int hash_and_send(SvmRun *r, GError **err)
 {
-    for (uint32_t first = 0; first < r->u.n; first += SVM_HASHES_PER_MSG) {
-        uint32_t n = MIN(SVM_HASHES_PER_MSG, r->u.n - first);
+    plv_svm_run_alloc_hashes(r);
+    for (uint32_t first = 0; first < r->u.n; first += SVM_HASH_STEP) {
+        uint32_t n;
+        int64_t t1 = plv_svm_run_hash_step(r, first, &n);
 
         g_byte_array_set_size(r->tx, 0);
         plv_svm_encode_hashes(r->tx, &r->hdr, first, r->hashes + first, n);
         if (plv_svm_run_send_tx(r, PLV_SVM_MSG_HASHES, err) < 0) {
             return -1;
         }
+        r->st->t_compare_us += g_get_monotonic_time() - t1;
     }
     return 0;
 }
@@ -220,20 +227,12 @@ static int secondary_attempt(SvmRun *r, const PlvSvmHdr *h,
         plv_svm_run_send_bitmap(r, err) < 0) {
         return -1;
     }
-    if (!(h->flags & PLV_SVM_FLAG_FULL)) {
-        plv_svm_run_hash(r);
-    }
-    t1 = g_get_monotonic_time();
-    st->t_compute_us += t1 - t0;
-
-    t0 = t1;
-    if (!(h->flags & PLV_SVM_FLAG_FULL) && send_hashes(r, err) < 0) {
+    st->t_compute_us += g_get_monotonic_time() - t0;
+    if (!(h->flags & PLV_SVM_FLAG_FULL) && hash_and_send(r, err) < 0) {
         return -1;
     }
-    t1 = g_get_monotonic_time();
-    st->t_compare_us += t1 - t0;
 
-    t0 = t1;
+    t0 = g_get_monotonic_time();
     staging_init(&s, r->u.n);
     rc = receive_transfer(r, &s, err);
     t1 = g_get_monotonic_time();

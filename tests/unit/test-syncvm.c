@@ -464,7 +464,7 @@ static void run_and_check(const Spec *spec, unsigned threads)
     /* Secondary: its BITMAP, the fingerprints (16 B a page) and the ACK. */
     ck_assert_uint_ge(st->bytes_sent, w->n_union * PLV_SVM_HASH_LEN);
     ck_assert_uint_le(st->bytes_sent, w->n_union * PLV_SVM_HASH_LEN +
-                      (w->n_union / 65536 + 1) * 32 + 36 +
+                      (w->n_union / 4096 + 1) * 32 + 36 +
                       PLV_SVM_HDR_LEN + 4 + spec->n_regions *
                       (PLV_SVM_BITMAP_REG_LEN + (spec->pages / 64 + 1) * 8));
     ck_assert_uint_eq(x.p.dev_applies, 1);

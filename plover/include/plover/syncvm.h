@@ -34,6 +34,11 @@
 #include "plover/pagehash.h"
 #include "plover/syncvm-msg.h"
 
+/*
+ * The leader sends pages from a thread of its own while its main thread
+ * receives: an implementation must allow one send and one recv at a time
+ * from two threads (PlvLink does).
+ */
 typedef struct PlvSyncvmChannel {
     void *opaque;
     /* One message; 0 or -1 with err set. */
@@ -100,11 +105,14 @@ typedef struct PlvSyncvmStats {
     uint32_t attempts;          /* attempts this run took */
     uint32_t errors;            /* on_error calls */
     uint32_t stale_dropped;     /* leftovers of failed attempts, dropped */
-    /* Phase times (µs). Leader: compute = bitmaps + own hashes; compare =
-     * waiting for the peer's hashes + comparing; transfer = sending pages,
-     * device state and EOF; apply = waiting for the ACK. Secondary:
-     * compute = bitmaps + hashes; compare = sending hashes; transfer =
-     * receiving up to EOF; apply = validating, applying, ACK. */
+    /* Phase times (µs). The union is hashed in steps, and the leader
+     * sends a step's divergent pages while it hashes the next ones, so
+     * phases overlap. Leader: compute = bitmaps + own hashing; compare =
+     * waiting for the peer's fingerprints + comparing; transfer = what is
+     * left of sending pages, device state and EOF once the last step is
+     * compared; apply = waiting for the ACK. Secondary: compute = bitmaps
+     * + hashing; compare = sending fingerprints; transfer = receiving up to
+     * EOF; apply = validating, applying, ACK. */
     int64_t t_compute_us, t_compare_us, t_transfer_us, t_apply_us;
     int64_t t_total_us;
 } PlvSyncvmStats;

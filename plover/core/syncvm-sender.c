@@ -1,0 +1,229 @@
+/*
+ * syncvm, leader side: the thread that sends the divergent pages while the
+ * leader's main thread is still hashing and comparing later chunks of the
+ * union, so that the transfer overlaps the compute phase instead of
+ * following it. The main thread only receives meanwhile (a channel may be
+ * used by one sender and one receiver at once).
+ *
+ * Pages are batched exactly as they would be without the overlap (at most
+ * SVM_PAGES_PER_MSG records or SVM_CHUNK_BYTES of data per PAGES), so the
+ * bytes on the wire do not depend on timing.
+ */
+#include "syncvm-int.h"
+
+#include <string.h>
+
+struct SvmSender {
+    SvmRun *r;
+    const uint32_t *div;        /* union indices; grows, owned by caller */
+    GThread *thread;
+    GMutex lock;
+    GCond cond;
+    uint32_t ready;             /* div[0, ready) may be sent */
+    bool done;                  /* no more will come */
+    bool stop;                  /* give up (the attempt failed) */
+    GError *err;                /* the sender's failure */
+    uint32_t n_zero;
+    GByteArray *tx;
+};
+
+static bool div_is_zero(SvmSender *s, uint32_t k)
+{
+    SvmRun *r = s->r;
+    const PlvPageRef *ref = &r->u.refs[s->div[k]];
+    const PlvMemRegion *reg = plv_memview_region_const(r->mv, ref->region);
+
+    if (r->zero) {
+        return r->zero[s->div[k]];
+    }
+    return plv_page_is_zero(plv_memview_page(reg, ref->page), reg->page_size);
+}
+
+/*
+ * End of the batch starting at div[from] with div[0, ready) known;
+ * *full: the batch cannot grow any more.
+ */
+static uint32_t batch_end(SvmSender *s, uint32_t from, uint32_t ready,
+                          bool *full)
+{
+    size_t data = 0;
+    uint32_t k = from;
+
+    *full = false;
+    for (; k < ready && k - from < SVM_PAGES_PER_MSG; k++) {
+        const PlvPageRef *ref = &s->r->u.refs[s->div[k]];
+        uint32_t ps = plv_memview_region_const(s->r->mv, ref->region)
+                      ->page_size;
+
+        if (div_is_zero(s, k)) {
+            continue;
+        }
+        if (k > from && data + ps > SVM_CHUNK_BYTES) {
+            *full = true;
+            return k;
+        }
+        data += ps;
+    }
+    *full = k - from == SVM_PAGES_PER_MSG;
+    return k;
+}
+
+static int send_batch(SvmSender *s, uint32_t from, uint32_t to, GError **err)
+{
+    SvmRun *r = s->r;
+    PlvSvmPageRec recs[SVM_PAGES_PER_MSG];
+    struct iovec iov[SVM_PAGES_PER_MSG + 1];
+    int niov = 1;
+    size_t data = 0;
+
+    for (uint32_t k = from; k < to; k++) {
+        uint32_t idx = s->div[k];
+        const PlvPageRef *ref = &r->u.refs[idx];
+        const PlvMemRegion *reg = plv_memview_region_const(r->mv,
+                                                           ref->region);
+        bool zero = div_is_zero(s, k);
+        PlvSvmPageRec *rec = &recs[k - from];
+
+        rec->index = idx;
+        rec->kind = zero ? PLV_SVM_PAGE_ZERO : PLV_SVM_PAGE_DATA;
+        /* In FULL mode there are no fingerprints to check against. */
+        rec->hash = r->hashes ? r->hashes[idx] : (PlvPageHash){ 0, 0 };
+        if (zero) {
+            s->n_zero++;
+            continue;
+        }
+        iov[niov].iov_base = plv_memview_page(reg, ref->page);
+        iov[niov].iov_len = reg->page_size;
+        niov++;
+        data += reg->page_size;
+    }
+    g_byte_array_set_size(s->tx, 0);
+    plv_svm_encode_pages_head(s->tx, &r->hdr, recs, to - from);
+    iov[0].iov_base = s->tx->data;
+    iov[0].iov_len = s->tx->len;
+    if (plv_svm_run_send(r, PLV_SVM_MSG_PAGES, iov, niov, err) < 0) {
+        return -1;
+    }
+    r->st->page_bytes += data;
+    return 0;
+}
+
+/* True if a full batch is waiting (called with the lock held). */
+static bool batch_waiting(SvmSender *s, uint32_t sent)
+{
+    bool full = false;
+
+    if (s->ready > sent) {
+        batch_end(s, sent, s->ready, &full);
+    }
+    return full;
+}
+
+static gpointer sender_main(gpointer opaque)
+{
+    SvmSender *s = opaque;
+    uint32_t sent = 0;
+
+    for (;;) {
+        uint32_t ready, end;
+        bool done, full;
+        GError *e = NULL;
+
+        g_mutex_lock(&s->lock);
+        while (!s->stop && !s->done && !batch_waiting(s, sent)) {
+            g_cond_wait(&s->cond, &s->lock);
+        }
+        if (s->stop) {
+            g_mutex_unlock(&s->lock);
+            return NULL;
+        }
+        ready = s->ready;
+        done = s->done;
+        g_mutex_unlock(&s->lock);
+
+        while (sent < ready) {
+            end = batch_end(s, sent, ready, &full);
+            if (!full && !done) {
+                break;          /* the rest waits for more pages */
+            }
+            if (send_batch(s, sent, end, &e) < 0) {
+                g_mutex_lock(&s->lock);
+                s->err = e;
+                g_mutex_unlock(&s->lock);
+                return NULL;
+            }
+            sent = end;
+        }
+        if (done) {
+            return NULL;
+        }
+    }
+}
+
+SvmSender *plv_svm_sender_start(SvmRun *r, const uint32_t *div)
+{
+    SvmSender *s = g_new0(SvmSender, 1);
+
+    s->r = r;
+    s->div = div;
+    s->tx = g_byte_array_new();
+    g_mutex_init(&s->lock);
+    g_cond_init(&s->cond);
+    s->thread = g_thread_new("plv-svm-send", sender_main, s);
+    return s;
+}
+
+bool plv_svm_sender_publish(SvmSender *s, uint32_t ready)
+{
+    bool ok;
+
+    g_mutex_lock(&s->lock);
+    s->ready = ready;
+    ok = s->err == NULL;
+    g_cond_signal(&s->cond);
+    g_mutex_unlock(&s->lock);
+    return ok;
+}
+
+static void sender_free(SvmSender *s)
+{
+    if (s->thread) {
+        g_thread_join(s->thread);
+    }
+    g_byte_array_unref(s->tx);
+    g_cond_clear(&s->cond);
+    g_mutex_clear(&s->lock);
+    if (s->err) {
+        g_error_free(s->err);
+    }
+    g_free(s);
+}
+
+int plv_svm_sender_finish(SvmSender *s, uint32_t *n_zero, GError **err)
+{
+    int ret = 0;
+
+    g_mutex_lock(&s->lock);
+    s->done = true;
+    g_cond_signal(&s->cond);
+    g_mutex_unlock(&s->lock);
+    g_thread_join(s->thread);
+    s->thread = NULL;
+    *n_zero = s->n_zero;
+    if (s->err) {
+        g_propagate_error(err, s->err);
+        s->err = NULL;
+        ret = -1;
+    }
+    sender_free(s);
+    return ret;
+}
+
+void plv_svm_sender_abort(SvmSender *s)
+{
+    g_mutex_lock(&s->lock);
+    s->stop = true;
+    g_cond_signal(&s->cond);
+    g_mutex_unlock(&s->lock);
+    sender_free(s);
+}
