@@ -257,6 +257,7 @@ static void cfg_init(PlvSyncvmConfig *cfg, PlvHashKey *key, PlvLink *link,
     cfg->pool = pool;
     cfg->timeout_ms = 10000;
     cfg->send_all_dirty = full;
+    cfg->overlap_send = true;   /* PlvLink: one sender and one receiver */
 }
 
 static int secondary_main(PlvLink *link, uint8_t *mem, PlvMemView *mv)

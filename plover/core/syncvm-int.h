@@ -87,11 +87,13 @@ int64_t plv_svm_run_hash_step(SvmRun *r, uint32_t first, uint32_t *n);
 int plv_svm_unexpected(GError **err, uint16_t type, const char *phase);
 
 /*
- * Leader: sends the divergent pages div[] on a thread of its own while the
- * caller keeps hashing and comparing (syncvm-sender.c).
+ * Leader: sends the divergent pages div[], on a thread of its own while
+ * the caller keeps hashing and comparing if threaded, else all at finish
+ * (syncvm-sender.c).
  */
 typedef struct SvmSender SvmSender;
-SvmSender *plv_svm_sender_start(SvmRun *r, const uint32_t *div);
+SvmSender *plv_svm_sender_start(SvmRun *r, const uint32_t *div,
+                                bool threaded);
 /* div[0, ready) are final; false if the sender has failed. */
 bool plv_svm_sender_publish(SvmSender *s, uint32_t ready);
 /* No more pages: waits until all are sent. */

@@ -168,7 +168,7 @@ static int leader_attempt(SvmRun *r, GError **err)
     if (!r->cfg->send_all_dirty) {
         plv_svm_run_alloc_hashes(r);    /* before the sender reads them */
     }
-    snd = plv_svm_sender_start(r, div);
+    snd = plv_svm_sender_start(r, div, r->cfg->overlap_send);
     if (r->cfg->send_all_dirty) {
         for (uint32_t i = 0; i < r->u.n; i++) {
             div[i] = i;

@@ -1,9 +1,9 @@
 /*
- * syncvm, leader side: the thread that sends the divergent pages while the
- * leader's main thread is still hashing and comparing later chunks of the
- * union, so that the transfer overlaps the compute phase instead of
- * following it. The main thread only receives meanwhile (a channel may be
- * used by one sender and one receiver at once).
+ * syncvm, leader side: sending the divergent pages. With overlap_send, a
+ * thread sends them while the leader's main thread is still hashing and
+ * comparing later steps of the union, so that the transfer overlaps the
+ * compute phase instead of following it (the main thread only receives
+ * meanwhile). Without it, everything is sent by the caller at the end.
  *
  * Pages are batched exactly as they would be without the overlap (at most
  * SVM_PAGES_PER_MSG records or SVM_CHUNK_BYTES of data per PAGES), so the
@@ -160,7 +160,8 @@ static gpointer sender_main(gpointer opaque)
     }
 }
 
-SvmSender *plv_svm_sender_start(SvmRun *r, const uint32_t *div)
+SvmSender *plv_svm_sender_start(SvmRun *r, const uint32_t *div,
+                                bool threaded)
 {
     SvmSender *s = g_new0(SvmSender, 1);
 
@@ -169,7 +170,9 @@ SvmSender *plv_svm_sender_start(SvmRun *r, const uint32_t *div)
     s->tx = g_byte_array_new();
     g_mutex_init(&s->lock);
     g_cond_init(&s->cond);
-    s->thread = g_thread_new("plv-svm-send", sender_main, s);
+    if (threaded) {
+        s->thread = g_thread_new("plv-svm-send", sender_main, s);
+    }
     return s;
 }
 
@@ -207,8 +210,12 @@ int plv_svm_sender_finish(SvmSender *s, uint32_t *n_zero, GError **err)
     s->done = true;
     g_cond_signal(&s->cond);
     g_mutex_unlock(&s->lock);
-    g_thread_join(s->thread);
-    s->thread = NULL;
+    if (s->thread) {
+        g_thread_join(s->thread);
+        s->thread = NULL;
+    } else {
+        sender_main(s);         /* not overlapped: send everything now */
+    }
     *n_zero = s->n_zero;
     if (s->err) {
         g_propagate_error(err, s->err);

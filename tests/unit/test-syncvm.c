@@ -286,6 +286,7 @@ typedef struct LeaderOpts {
     bool corrupt_first_pages;   /* out-of-range index in attempt 1 */
     int expect_attempts;
     bool send_all_dirty;
+    bool sequential;            /* no overlap_send */
 } LeaderOpts;
 
 typedef struct Wrap {
@@ -345,6 +346,7 @@ static int real_leader(PlvLink *link, World *w, void *arg)
 
     peer_init(&p, w, plv_link_session_key(link));
     p.cfg.send_all_dirty = o->send_all_dirty;
+    p.cfg.overlap_send = !o->sequential;
     plv_syncvm_channel_init_link(&wr.inner, link);
     ch = wr.inner;
     ch.opaque = &wr;
@@ -440,15 +442,17 @@ static int pair_leader(Pair *x, GError **err)
     return plv_syncvm_leader_run(&x->p.cfg, &x->ch, x->w.lmv, &x->p.st, err);
 }
 
-static void run_and_check(const Spec *spec, unsigned threads)
+static void run_and_check(const Spec *spec, unsigned threads,
+                          bool overlap)
 {
+    LeaderOpts o = { .sequential = !overlap };
     Pair x;
     const World *w = &x.w;
     const PlvSyncvmStats *st = &x.p.st;
     GError *err = NULL;
     int rc;
 
-    pair_start(&x, spec, real_leader, NULL, false);
+    pair_start(&x, spec, real_leader, &o, false);
     x.p.cfg.hash_threads = threads;
     rc = pair_secondary(&x, &err);
     ck_assert_msg(rc == 0, "secondary: %s", err ? err->message : "?");
@@ -488,7 +492,7 @@ START_TEST(converge_0pct)
     Spec s = { .n_regions = 2, .pages = 2048, .dirty = 0.3, .diverge = 0,
                .devstate_len = 5000, .seed = 1 };
 
-    run_and_check(&s, 1);
+    run_and_check(&s, 1, false);
 }
 END_TEST
 
@@ -497,7 +501,7 @@ START_TEST(converge_3pct_sparse)
     Spec s = { .n_regions = 3, .pages = 4096, .dirty = 0.01,
                .diverge = 0.03, .devstate_len = 100, .seed = 2 };
 
-    run_and_check(&s, 1);
+    run_and_check(&s, 1, true);
 }
 END_TEST
 
@@ -506,7 +510,7 @@ START_TEST(converge_28pct_dense)
     Spec s = { .n_regions = 2, .pages = 2048, .dirty = 0.9,
                .diverge = 0.28, .devstate_len = 3 << 20, .seed = 3 };
 
-    run_and_check(&s, 2);
+    run_and_check(&s, 2, true);
 }
 END_TEST
 
@@ -515,7 +519,7 @@ START_TEST(converge_100pct)
     Spec s = { .n_regions = 4, .pages = 1024, .dirty = 0.5, .diverge = 1.0,
                .devstate_len = 70000, .seed = 4 };
 
-    run_and_check(&s, 1);
+    run_and_check(&s, 1, false);
 }
 END_TEST
 
@@ -524,7 +528,7 @@ START_TEST(converge_empty)
     Spec s = { .n_regions = 1, .pages = 64, .dirty = 0, .diverge = 0,
                .devstate_len = 0, .seed = 5 };
 
-    run_and_check(&s, 1);
+    run_and_check(&s, 1, true);
 }
 END_TEST
 
@@ -534,7 +538,7 @@ START_TEST(converge_1gib)
     Spec s = { .n_regions = 1, .pages = (1u << 30) / PAGE, .dirty = 0.3,
                .diverge = 0.03, .devstate_len = 1 << 20, .seed = 6 };
 
-    run_and_check(&s, 0);
+    run_and_check(&s, 0, true);
 }
 END_TEST
 
@@ -597,7 +601,7 @@ static void killed_leader(LeaderOpts *o)
 
 START_TEST(killed_mid_pages)
 {
-    LeaderOpts o = { .kill_at_pages = 3 };
+    LeaderOpts o = { .kill_at_pages = 3, .sequential = true };
 
     killed_leader(&o);
 }
@@ -1227,6 +1231,7 @@ START_TEST(mutated_messages)
         peer_init(&p, &w, session);
         lt.p.cfg.timeout_ms = p.cfg.timeout_ms = 100;
         lt.p.cfg.max_attempts = p.cfg.max_attempts = 1;
+        lt.p.cfg.overlap_send = it & 1;
         mem_channel(&lt.ch, &le);
         mem_channel(&sch, &se);
         th = g_thread_new("leader", leader_thread, &lt);

@@ -34,11 +34,6 @@
 #include "plover/pagehash.h"
 #include "plover/syncvm-msg.h"
 
-/*
- * The leader sends pages from a thread of its own while its main thread
- * receives: an implementation must allow one send and one recv at a time
- * from two threads (PlvLink does).
- */
 typedef struct PlvSyncvmChannel {
     void *opaque;
     /* One message; 0 or -1 with err set. */
@@ -74,6 +69,13 @@ typedef struct PlvSyncvmConfig {
      * runs cannot be talked out of the page checks).
      */
     bool send_all_dirty;
+    /*
+     * Leader: send pages from a thread of its own while the main thread
+     * still hashes and receives fingerprints. Only for a channel on which
+     * one thread may send while another receives (PlvLink allows it; the
+     * RDMA bulk link does not). Off: the phases run one after the other.
+     */
+    bool overlap_send;
 
     void *opaque;               /* for the callbacks */
     /* Each error (the glue bumps n_err in the consensus layer). */
