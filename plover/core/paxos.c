@@ -1138,10 +1138,13 @@ void plv_paxos_step(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
         p->known_commit_from = m->hdr.from;
     }
     if (p->st == ST_LEADER && p->established && m->hdr.vid > p->promised &&
+        plv_vid_leader(m->hdr.vid) == m->hdr.from && !(m->hdr.flags & PLV_HDR_LEADER) &&
         voter_ok(p, &m->hdr) && m->type != PLV_MSG_PREPARE) {
-        /* A voter promised past our view (it ran elections while cut off)
-         * and will refuse our accepts: move everyone to a newer view of
-         * ours at once rather than wait for a failure to expose it. */
+        /* A voter promised its own candidacy past our view (it ran
+         * elections while cut off from us) and will refuse our accepts:
+         * move everyone to a newer view of ours at once rather than wait
+         * for a failure to expose it. A view led by someone else is not
+         * fought: its leader's messages or refusals make us step down. */
         p->max_seen = MAX(p->max_seen, m->hdr.vid);
         p->incumbent = true;
         start_election(p, rd);
@@ -1224,7 +1227,11 @@ void plv_paxos_tick(PlvPaxos *p, PlvReady *rd)
         }
     }
     if (p->st == ST_CANDIDATE && p->now >= p->cand_at) {
-        if (may_lead(p)) {
+        /* an incumbent gets one attempt: failing it means someone else
+         * holds a majority, so it goes back to following */
+        if (p->incumbent) {
+            become_follower(p);
+        } else if (may_lead(p)) {
             start_election(p, rd);
         } else {
             become_follower(p);
