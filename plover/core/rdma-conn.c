@@ -759,15 +759,15 @@ int plv_rdma_conn_set_remote(PlvRdmaConn *c, const void *pdata, size_t len,
 {
     const uint8_t *d = pdata;
     size_t size;
+    if (c->tx) {
+        return 0;               /* the acceptor's ESTABLISHED carries none */
+    }
     if (!d || len < PLV_RDMA_PDATA_LEN || get_le32(d) != PDATA_MAGIC ||
         get_le16(d + 4) != PDATA_VER ||
         (size = get_le32(d + 12)) < 64 * 1024 || (size & 4095)) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
                     "bad rdma_cm private data (%zu bytes)", len);
         return -1;
-    }
-    if (c->tx) {
-        return 0;
     }
     c->claimed_id = get_le32(d + 8);
     c->tx_size = size;

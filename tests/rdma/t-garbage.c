@@ -1,0 +1,284 @@
+/*
+ * Peers that do not follow the protocol, played by a raw rdma_cm/verbs
+ * client in a child process against a real transport: garbage private
+ * data, a forged ring record plus garbage handshake bytes, a client that
+ * connects and says nothing. Each must be rejected and counted; nothing
+ * may be delivered; the transport must stay healthy for a real peer.
+ */
+#include "harness.h"
+#include "net.h"
+#include "suites.h"
+
+#include <arpa/inet.h>
+#include <endian.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <rdma/rdma_cma.h>
+
+/* The private data layout (docs/rdma.md), written by hand here. */
+#define PD_MAGIC 0x52564c50u
+
+typedef struct Raw {
+    struct rdma_event_channel *ec;
+    struct rdma_cm_id *id;
+    struct ibv_pd *pd;
+    struct ibv_cq *cq;
+    struct ibv_mr *mr;
+    uint8_t *buf;
+    uint8_t peer_pdata[64];
+} Raw;
+
+/* Next cm event (acked); its type, or -1 after @ms. */
+static int raw_event(Raw *r, int ms)
+{
+    struct pollfd pf = { .fd = r->ec->fd, .events = POLLIN };
+    if (poll(&pf, 1, ms) <= 0) {
+        return -1;
+    }
+    struct rdma_cm_event *e;
+    if (rdma_get_cm_event(r->ec, &e)) {
+        return -1;
+    }
+    int type = e->event;
+    if (type == RDMA_CM_EVENT_ESTABLISHED && e->param.conn.private_data) {
+        memcpy(r->peer_pdata, e->param.conn.private_data,
+               MIN(e->param.conn.private_data_len, sizeof(r->peer_pdata)));
+    }
+    rdma_ack_cm_event(e);
+    return type;
+}
+
+/* Connect to @port with @pdata; returns the cm event that ended it. */
+static int raw_connect(Raw *r, uint16_t port, const void *pdata, size_t len)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+    inet_pton(AF_INET, plv_rdma_test_addr(), &sa.sin_addr);
+    memset(r, 0, sizeof(*r));
+    r->ec = rdma_create_event_channel();
+    if (!r->ec || rdma_create_id(r->ec, &r->id, NULL, RDMA_PS_TCP) ||
+        rdma_resolve_addr(r->id, NULL, (struct sockaddr *)&sa, 2000) ||
+        raw_event(r, 10000) != RDMA_CM_EVENT_ADDR_RESOLVED ||
+        rdma_resolve_route(r->id, 2000) ||
+        raw_event(r, 10000) != RDMA_CM_EVENT_ROUTE_RESOLVED) {
+        return -1;
+    }
+    r->pd = ibv_alloc_pd(r->id->verbs);
+    r->cq = ibv_create_cq(r->id->verbs, 64, NULL, NULL, 0);
+    struct ibv_qp_init_attr qa = {
+        .send_cq = r->cq, .recv_cq = r->cq, .qp_type = IBV_QPT_RC,
+        .cap = { .max_send_wr = 16, .max_recv_wr = 16, .max_send_sge = 1,
+                 .max_recv_sge = 1 },
+    };
+    r->buf = calloc(1, 65536);
+    if (!r->pd || !r->cq || rdma_create_qp(r->id, r->pd, &qa) ||
+        !(r->mr = ibv_reg_mr(r->pd, r->buf, 65536, IBV_ACCESS_LOCAL_WRITE |
+                             IBV_ACCESS_REMOTE_WRITE))) {
+        return -1;
+    }
+    struct rdma_conn_param cp = { .private_data = pdata,
+                                  .private_data_len = len,
+                                  .retry_count = 7, .rnr_retry_count = 7 };
+    if (rdma_connect(r->id, &cp)) {
+        return -1;
+    }
+    return raw_event(r, 20000);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    v = htole32(v);
+    memcpy(p, &v, 4);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    v = htole64(v);
+    memcpy(p, &v, 8);
+}
+
+static void valid_pdata(Raw *r, uint8_t *pd)
+{
+    memset(pd, 0, 32);
+    put32(pd, PD_MAGIC);
+    pd[4] = 1;                  /* version */
+    put32(pd + 8, 0);           /* claims to be replica 0 */
+    put32(pd + 12, 65536);
+    (void)r;
+}
+
+static int post_write(Raw *r, uint64_t raddr, uint32_t rkey, size_t len,
+                      bool imm)
+{
+    struct ibv_sge sge = { (uintptr_t)r->buf, len, r->mr->lkey };
+    struct ibv_send_wr wr = {
+        .sg_list = &sge, .num_sge = len ? 1 : 0,
+        .opcode = imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE,
+        .send_flags = IBV_SEND_SIGNALED, .imm_data = htonl(1),
+        .wr.rdma = { .remote_addr = raddr, .rkey = rkey },
+    }, *bad;
+    return ibv_post_send(r->id->qp, &wr, &bad);
+}
+
+static int post_sendmsg(Raw *r, size_t len)
+{
+    struct ibv_sge sge = { (uintptr_t)r->buf, len, r->mr->lkey };
+    struct ibv_send_wr wr = { .sg_list = &sge, .num_sge = 1,
+                              .opcode = IBV_WR_SEND,
+                              .send_flags = IBV_SEND_SIGNALED }, *bad;
+    return ibv_post_send(r->id->qp, &wr, &bad);
+}
+
+/* Child bodies: exit 0 if the server behaved. */
+static void child_garbage_pdata(uint16_t port)
+{
+    Raw r;
+    const char junk[] = "garbage, not plover";
+    int ev = raw_connect(&r, port, junk, sizeof(junk));
+    _exit(ev == RDMA_CM_EVENT_REJECTED ? 0 : 10 + (ev < 0 ? 0 : ev));
+}
+
+static void child_forged_record(uint16_t port)
+{
+    Raw r;
+    uint8_t pd[32];
+    valid_pdata(&r, pd);
+    if (raw_connect(&r, port, pd, sizeof(pd)) != RDMA_CM_EVENT_ESTABLISHED) {
+        _exit(20);
+    }
+    uint64_t raddr;
+    uint32_t rkey;
+    memcpy(&raddr, r.peer_pdata + 16, 8);
+    memcpy(&rkey, r.peer_pdata + 24, 4);
+    raddr = le64toh(raddr);
+    rkey = le32toh(rkey);
+    /* A record that looks complete (sequence 1, canary 1) but was never
+     * sealed with the session key, and a doorbell announcing it. */
+    uint8_t *b = r.buf;
+    put32(b, 16);
+    b[6] = 1;                   /* the transport's message type */
+    put64(b + 8, 1);
+    put64(b + 16, 0x1234);
+    memcpy(b + 24, "forged message!!", 16);
+    put64(b + 40, 1);
+    if (post_write(&r, raddr, rkey, 48, false) || post_write(&r, raddr, rkey, 0, true)) {
+        _exit(21);
+    }
+    /* Then garbage where the handshake's HELLO belongs. */
+    memset(b, 0, 128);
+    b[0] = 1;                   /* handshake bytes */
+    b[2] = 44;
+    memset(b + 16, 0xa5, 44);
+    if (post_sendmsg(&r, 60)) {
+        _exit(22);
+    }
+    /* The server must hang up on us. */
+    for (int i = 0; i < 10; i++) {
+        int ev = raw_event(&r, 5000);
+        if (ev == RDMA_CM_EVENT_DISCONNECTED) {
+            _exit(0);
+        }
+    }
+    _exit(23);
+}
+
+static void child_silent(uint16_t port)
+{
+    Raw r;
+    uint8_t pd[32];
+    valid_pdata(&r, pd);
+    if (raw_connect(&r, port, pd, sizeof(pd)) != RDMA_CM_EVENT_ESTABLISHED) {
+        _exit(30);
+    }
+    for (int i = 0; i < 10; i++) {
+        if (raw_event(&r, 5000) == RDMA_CM_EVENT_DISCONNECTED) {
+            _exit(0);
+        }
+    }
+    _exit(31);
+}
+
+/*
+ * Endpoint 1 of a two-replica set listens; the child plays replica 0.
+ * Afterwards the real replica 0 must still connect and deliver.
+ */
+static void run_against(void (*child)(uint16_t), uint16_t base)
+{
+    Net net;
+    memset(&net, 0, sizeof(net));
+    net.ring_bytes = 64 * 1024;
+    for (int i = 0; i < NET_N; i++) {
+        net.addr[i] = (PlvPeerAddr){ .id = i, .host = plv_rdma_test_addr(),
+                                     .port = base + i };
+        g_queue_init(&net.got[i]);
+    }
+    /* Fork before this process touches RDMA: verbs contexts opened here
+     * must not be used by the child. The child starts once we listen. */
+    int go[2];
+    CHECK(pipe(go) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        char c;
+        close(go[1]);
+        if (read(go[0], &c, 1) != 1) {
+            _exit(99);
+        }
+        child(base + 1);
+    }
+    close(go[0]);
+    net.t[1] = net_endpoint(&net, 1, NET_SECRET, sizeof(NET_SECRET));
+    CHECK(write(go[1], "g", 1) == 1);
+    close(go[1]);
+    int st = 0;
+    gint64 end = g_get_monotonic_time() + 90 * 1000000ll;
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        if (g_get_monotonic_time() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            CHECKF(false, "raw client did not finish");
+        }
+        net_pump(&net, 20);
+    }
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "raw client: status %d",
+           WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st));
+    net_pump(&net, 50);
+    PlvTransportStats s;
+    plv_transport_stats(net.t[1], &s);
+    CHECKF(s.auth_failures >= 1, "auth_failures %" G_GUINT64_FORMAT, s.auth_failures);
+    CHECK(s.frames_in == 0 && net.up[1][0] == 0 && g_queue_is_empty(&net.got[1]));
+
+    /* Still healthy: the real replica 0 gets through. */
+    net.t[0] = net_endpoint(&net, 0, NET_SECRET, sizeof(NET_SECRET));
+    NET_PUMP_UNTIL(&net, plv_transport_peer_up(net.t[1], 0), 30000);
+    CHECK(plv_transport_send(net.t[0], 1, "hello", 5) == 0);
+    NET_PUMP_UNTIL(&net, !g_queue_is_empty(&net.got[1]), 30000);
+    NetRec *r = net_pop(&net, 1);
+    CHECK(r->data->len == 5 && !memcmp(r->data->data, "hello", 5));
+    net_rec_free(r);
+    net_free(&net);
+}
+
+static void t_garbage_pdata(void)
+{
+    run_against(child_garbage_pdata, 18200);
+}
+
+static void t_forged_record(void)
+{
+    run_against(child_forged_record, 18210);
+}
+
+static void t_silent_client(void)
+{
+    run_against(child_silent, 18220);
+}
+
+const PlvRdmaTest plv_rdma_garbage_tests[] = {
+    { "garbage_private_data_rejected", t_garbage_pdata, 120 },
+    { "garbage_forged_record_and_hello", t_forged_record, 120 },
+    { "garbage_silent_client_times_out", t_silent_client, 120 },
+};
+const size_t plv_rdma_garbage_n = G_N_ELEMENTS(plv_rdma_garbage_tests);
