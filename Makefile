@@ -31,6 +31,7 @@ include $(SRCDIR)/tests/unit/unit.mk
 include $(SRCDIR)/bench/bench.mk
 include $(SRCDIR)/tests/fuzz/fuzz.mk
 include $(SRCDIR)/tests/guest/guest.mk
+include $(SRCDIR)/tests/rdma/rdma.mk
 
 QEMU_BUILD := $(BUILD)/qemu
 QEMU_BIN   := $(QEMU_BUILD)/qemu-system-x86_64
@@ -65,6 +66,7 @@ check: all
 	$(MAKE) --no-print-directory check-unit
 	$(MAKE) --no-print-directory check-fuzz
 	$(MAKE) --no-print-directory check-integration
+	$(MAKE) --no-print-directory check-rdma
 
 check-integration: qemu guest
 	QEMU=$(QEMU_BIN) GUEST_DIR=$(GUEST_OUT) SRCDIR=$(SRCDIR) \
