@@ -19,7 +19,7 @@ typedef struct NumField {
 } NumField;
 
 static const NumField num_fields[] = {
-    { "heartbeat-ms", G_STRUCT_OFFSET(PlvConfig, heartbeat_ms), 1, 60000, 20,
+    { "heartbeat-ms", G_STRUCT_OFFSET(PlvConfig, heartbeat_ms), 1, 60000, 5,
       "leader heartbeat period" },
     { "suspect-ms", G_STRUCT_OFFSET(PlvConfig, suspect_ms), 2, 600000, 100,
       "silence after which a peer is suspected (PLOVER uses 100 ms)" },

@@ -195,8 +195,12 @@ static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch
         return;   /* a witness, or a secondary not chosen for this copy */
     }
     if (with_peer) {
+        int64_t t1, t2;
+
         plover_stop_vm();
+        t1 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
         ok = plover_sync_run(s, epoch, &err);
+        t2 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
         if (ok) {
             s->full_sync_pending = false;
             s->executing = true;
@@ -207,6 +211,8 @@ static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch
         if (s->executing) {
             plover_start_vm(s);
         }
+        trace_plover_syncvm_pause(epoch, t1 - t0, t2 - t1,
+                                  qemu_clock_get_us(QEMU_CLOCK_REALTIME) - t2);
     }
     s->sync.last_pause_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME) - t0;
     qatomic_set(&s->last_sync_ns, qemu_clock_get_ns(QEMU_CLOCK_REALTIME));

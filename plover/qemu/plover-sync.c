@@ -329,7 +329,10 @@ bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp)
     g_autoptr(GError) gerr = NULL;
     int ret;
 
+    int64_t t0 = g_get_monotonic_time(), t1, t2, t3;
+
     plover_collect_dirty(s);
+    t1 = g_get_monotonic_time();
     if (!plover_sync_link(s, leader, errp)) {
         return false;
     }
@@ -349,6 +352,7 @@ bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp)
     g_byte_array_set_size(s->staged_devstate, 0);
     ret = leader ? plv_syncvm_leader_run(&cfg, &ch, s->mv, &st, &gerr)
                  : plv_syncvm_secondary_run(&cfg, &ch, s->mv, &st, &gerr);
+    t2 = g_get_monotonic_time();
     if (ret < 0) {
         s->sync.failures++;
         plover_sync_drop_link(s);
@@ -360,6 +364,8 @@ bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp)
         s->sync.failures++;
         return false;
     }
+    t3 = g_get_monotonic_time();
+    trace_plover_syncvm_phases(epoch, t1 - t0, t2 - t1, t3 - t2);
     plv_memview_clear_dirty(s->mv);
     plover_account(s, &st);
     trace_plover_syncvm_done(epoch, st.dirty_union, st.divergent_pages,

@@ -125,7 +125,7 @@ qemu_start() {
     "${pre[@]}" "$QEMU" -accel "${PLOVER_ACCEL:-tcg}" -nodefaults -display none \
         -qmp "unix:$WORK/$name.qmp,server=on,wait=off" \
         -serial "file:$WORK/$name.serial" \
-        "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" &
+        ${PLOVER_TRACE:+-trace "$PLOVER_TRACE"} "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" &
     PLV_PIDS+=($!)
     eval "PID_$name=$!"
 }

@@ -77,7 +77,12 @@ if grep -q '^ENABLE_RDMA := no' "$SRCDIR/build/config.mk"; then
         "${NET[@]}" "${SECRET[@]}" -plover "$OK,transport=rdma"
 fi
 
+# This replica must be able to listen on its own peers entry.
+expect_reject "plover: syncvm link on 10.1.0.2:7101: listen on 10.1.0.2:7101: Cannot assign requested address" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=1,$PEERS,netdev=net0,secret=s0"
+
 # A valid configuration: QEMU stays up and query-plover reports it.
+nsx h0 ip addr add 10.1.0.2/32 dev lo
 qemu_start vm 0 -S "${NET[@]}" "${SECRET[@]}" -plover "role=auto,id=1,$PEERS,netdev=net0,secret=s0,suspect-ms=150"
 info=$(qmp vm query-plover) || fail "query-plover failed"
 python3 - "$info" <<'PY' || fail "query-plover: unexpected reply: $info"
@@ -89,5 +94,5 @@ assert i["netdev"] == "net0" and i["secret"] == "s0" and i["transport"] == "tcp"
 assert [(p["host"], p["port"]) for p in i["peers"]] == \
     [("10.1.0.1", 7100), ("10.1.0.2", 7100), ("10.1.0.3", 7100)], i
 assert [p["state"] for p in i["peers"]][1] == "local", i
-assert i["timeouts"]["suspect-ms"] == 150 and i["timeouts"]["heartbeat-ms"] == 20, i
+assert i["timeouts"]["suspect-ms"] == 150 and i["timeouts"]["heartbeat-ms"] == 5, i
 PY

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One half of bench-e2e: MODE=plain (one QEMU, no -plover) or vsmr (three
+# replicas). Prints "result KEY VALUE" lines for bench/e2e.sh.
+. "$SRCDIR/tests/integration/lib.sh"
+
+mode=$1
+clients=${BENCH_CLIENTS:-8}
+seconds=${BENCH_SECONDS:-15}
+
+net_setup
+if [ "$mode" = plain ]; then
+    host_setup 0
+    guest_args "plover.ip=$GUEST_IP/24 plover.gw=none"
+    qemu_start vm 0 "${GUEST_ARGS[@]}"
+else
+    replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none" "${BENCH_PLOVER_FIELDS:-}"
+    wait_protected 120
+fi
+kv_wait 90 || fail "kvd does not answer"
+# Warm up (guest page cache, ARP, TCG translations), then measure.
+nsx cl "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients "$clients" --seconds 3 --keys 512 >/dev/null
+if [ "$mode" = vsmr ]; then
+    before=$(pinfo "r$LEADER" "i['syncvm']['count'], i['syncvm']['total-bytes-sent']")
+fi
+nsx cl "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients "$clients" --seconds "$seconds" \
+    --keys 512 --write-ratio 0.5 > "$WORK/load.out" || { cat "$WORK/load.out" >&2; fail "load failed"; }
+sed -n 's/.*throughput=\([0-9.]*\).*/result throughput \1/p' "$WORK/load.out"
+sed -n 's/.*p50=\([0-9]*\) p90=[0-9]* p99=\([0-9]*\).*/result p50_us \1\nresult p99_us \2/p' "$WORK/load.out"
+if [ "$mode" = vsmr ]; then
+    read -r c0 b0 <<< "$before"
+    pinfo "r$LEADER" "'\n'.join(['result syncvms %d' % (i['syncvm']['count'] - $c0),
+        'result syncvm_bytes %d' % (i['syncvm']['total-bytes-sent'] - $b0),
+        'result same_rate %.3f' % i['syncvm']['mean-same-page-rate'],
+        'result compute_us %d' % i['syncvm']['mean-compute-us'],
+        'result compare_us %d' % i['syncvm']['mean-compare-us'],
+        'result transfer_us %d' % i['syncvm']['mean-transfer-us'],
+        'result apply_us %d' % i['syncvm']['mean-apply-us'],
+        'result total_us %d' % i['syncvm']['mean-total-us']])"
+    pinfo "r$SECONDARY" "'result secondary_bytes %d' % i['syncvm']['total-bytes-sent']"
+fi
