@@ -388,6 +388,8 @@ static void commit_run(Commit *c, Shared *sh, Result *res, double secs)
              "of CPU for longer than the suspect timeout?)");
     } else if (g_atomic_int_get(&c->outstanding) > 0) {
         fail(sh, "packets submitted to the leader never committed");
+    } else if (c->done == 0) {
+        fail(sh, "nothing committed during a measurement window");
     }
     percentiles(c->lat, res);
     res->rate = c->done / ((c->end - c->warm) / 1e9);
