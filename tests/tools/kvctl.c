@@ -30,6 +30,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,6 +50,13 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void sleep_s(double s)
@@ -254,7 +262,32 @@ struct client {
     uint64_t gets, sets, dels, incrs, wrong, neterrs, reports;
     uint64_t hist[H_N];
     double deadline;
+    uint64_t gap_ns, gap_from_ns;   /* longest gap this client's successes ended */
+    uint64_t load_end_ns;           /* when this client's timed load stopped */
 };
+
+/* The service gap: the longest stretch in which no client saw a request
+ * answered, i.e. how long a failover kept the service away.  Clients
+ * complete requests in an order their clock readings need not follow, so
+ * the shared timestamp only ever moves forward; whoever moves it measures
+ * the gap it closes, so each gap is measured exactly once. */
+static _Atomic uint64_t last_success_ns;
+
+static void note_success(struct client *c)
+{
+    uint64_t now = now_ns(), last = atomic_load(&last_success_ns);
+    /* Bounded: a failed exchange means another client moved the stamp
+     * forward; once it is past our reading there is no gap to measure. */
+    for (int tries = 0; tries < 1000 && last < now; tries++) {
+        if (atomic_compare_exchange_weak(&last_success_ns, &last, now)) {
+            if (now - last > c->gap_ns) {
+                c->gap_ns = now - last;
+                c->gap_from_ns = last;
+            }
+            return;
+        }
+    }
+}
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -404,6 +437,9 @@ static void *client_main(void *arg)
         }
         uint64_t us = (uint64_t)((now_s() - t0) * 1e6);
         c->hist[h_index(us)]++;
+        /* An ERR reply is the service refusing, not serving. */
+        if (strncmp(reply, "ERR", 3))
+            note_success(c);
 
         struct key *key = &c->keys[k];
         switch (op) {
@@ -447,6 +483,7 @@ static void *client_main(void *arg)
         }
         }
     }
+    c->load_end_ns = now_ns();
     conn_close(&conn);
     return NULL;
 }
@@ -552,7 +589,11 @@ static int cmd_load(int argc, char **argv)
         return 2;
     }
     double start = now_s();
+    uint64_t start_ns = now_ns();
     unsigned started = 0;
+    /* The load's start counts as a success: a service that takes long to
+     * answer its first request has a gap from there. */
+    atomic_store(&last_success_ns, start_ns);
     for (unsigned i = 0; i < o.clients; i++) {
         struct client *c = &cl[i];
         c->o = &o;
@@ -575,6 +616,7 @@ static int cmd_load(int argc, char **argv)
 
     uint64_t *hist = calloc(H_N, sizeof(*hist));
     uint64_t gets = 0, sets = 0, dels = 0, incrs = 0, wrongs = 0, neterrs = 0;
+    uint64_t gap_ns = 0, gap_from_ns = start_ns, end_ns = start_ns;
     for (unsigned i = 0; i < started; i++) {
         struct client *c = &cl[i];
         pthread_join(c->thread, NULL);
@@ -586,8 +628,21 @@ static int cmd_load(int argc, char **argv)
         neterrs += c->neterrs;
         for (unsigned j = 0; hist && j < H_N; j++)
             hist[j] += c->hist[j];
+        if (c->gap_ns > gap_ns) {
+            gap_ns = c->gap_ns;
+            gap_from_ns = c->gap_from_ns;
+        }
+        if (c->load_end_ns > end_ns)
+            end_ns = c->load_end_ns;
     }
-    double elapsed = now_s() - start;
+    /* A load that ends while the service is away ends a gap too. */
+    uint64_t last_ns = atomic_load(&last_success_ns);
+    if (end_ns > last_ns && end_ns - last_ns > gap_ns) {
+        gap_ns = end_ns - last_ns;
+        gap_from_ns = last_ns;
+    }
+    /* The timed load's own duration, not counting the time to join. */
+    double elapsed = (double)(end_ns - start_ns) / 1e9;
     uint64_t total = gets + sets + dels + incrs;
 
     printf("load: host=%s port=%s clients=%u keys=%u write_ratio=%.2f "
@@ -604,6 +659,11 @@ static int cmd_load(int argc, char **argv)
                h_percentile(hist, total, 0.99), h_percentile(hist, total, 0.999),
                h_percentile(hist, total, 1.0));
     printf("load: errors=%" PRIu64 " neterrs=%" PRIu64 "\n", wrongs, neterrs);
+    printf("load: gap_ms=%" PRIu64 "\n", (gap_ns + 500000) / 1000000);
+    if (gap_ns >= 1000000000u)
+        fprintf(stderr, "kvctl: no request answered from %.2fs to %.2fs into the load\n",
+                (double)(gap_from_ns - start_ns) / 1e9,
+                (double)(gap_from_ns + gap_ns - start_ns) / 1e9);
 
     for (unsigned i = 0; i < o.clients; i++)
         free(cl[i].keys);
