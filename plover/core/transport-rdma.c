@@ -62,7 +62,7 @@ struct RdmaTransport {
     uint8_t *secret;
     size_t secret_len;
     size_t ring_bytes, max_queue;
-    unsigned signal_every;
+    unsigned signal_every, spin_us;
     int backoff_min_ms, backoff_max_ms, hs_timeout_ms, hb_ms, dead_ms;
     Peer *peers;
     size_t n_peers;
@@ -536,6 +536,18 @@ static int64_t maintain(RdmaTransport *t)
     return next;
 }
 
+/* Poll for up to spin_us; true if something arrived. */
+static bool spin(RdmaTransport *t)
+{
+    int64_t until = g_get_monotonic_time() + t->spin_us;
+    do {
+        if (poll_all(t) > 0) {
+            return true;
+        }
+    } while (g_get_monotonic_time() < until);
+    return false;
+}
+
 static int rdma_wait(PlvTransport *base, int timeout_ms, PlvTransportHandler h,
                      void *opaque)
 {
@@ -554,6 +566,9 @@ static int rdma_wait(PlvTransport *base, int timeout_ms, PlvTransportHandler h,
         bury(t);
         if (t->delivered > 0 || t->woken) {
             break;
+        }
+        if (t->spin_us && spin(t)) {
+            continue;
         }
         /* Arm, then look once more: work that raced the arming has no
          * event coming. */
@@ -757,6 +772,7 @@ PlvTransport *plv_transport_rdma_new(const PlvRdmaTransportConfig *cfg,
     t->secret_len = cfg->secret_len;
     t->ring_bytes = cfg->ring_bytes ? cfg->ring_bytes : (4u << 20);
     t->signal_every = cfg->signal_every ? cfg->signal_every : 16;
+    t->spin_us = cfg->spin_us;
     t->backoff_min_ms = or_default(cfg->backoff_min_ms, 10);
     t->backoff_max_ms = MAX(or_default(cfg->backoff_max_ms, 1000),
                             t->backoff_min_ms);

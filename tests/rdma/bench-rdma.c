@@ -34,15 +34,21 @@ static int64_t pct(int64_t *v, size_t n, double p)
     return v[MIN(n - 1, (size_t)(p * n))];
 }
 
-static PlvTransport *make_transport(bool rdma, uint32_t self, PlvPeerAddr *a,
+/* Transport kinds compared: TCP, RDMA sleeping at once, RDMA spinning. */
+enum { K_TCP, K_RDMA, K_RDMA_SPIN };
+static const char *const KIND[] = { "tcp", "rdma", "rdma+spin" };
+#define SPIN_US 200
+
+static PlvTransport *make_transport(int kind, uint32_t self, PlvPeerAddr *a,
                                     size_t n)
 {
     GError *err = NULL;
     PlvTransport *t;
-    if (rdma) {
+    if (kind != K_TCP) {
         PlvRdmaTransportConfig c = { .self_id = self, .peers = a, .n_peers = n,
                                      .secret = SECRET, .secret_len = sizeof(SECRET),
-                                     .peer_timeout_ms = 5000 };
+                                     .peer_timeout_ms = 5000,
+                                     .spin_us = kind == K_RDMA_SPIN ? SPIN_US : 0 };
         t = plv_transport_rdma_new(&c, &err);
     } else {
         PlvTcpTransportConfig c = { .self_id = self, .peers = a, .n_peers = n,
@@ -89,14 +95,14 @@ static void ping_ev(void *opaque, const PlvTransportEvent *ev)
     }
 }
 
-static int64_t pingpong_us(bool rdma, uint16_t port, int rounds)
+static int64_t pingpong_us(int kind, uint16_t port, int rounds)
 {
     PlvPeerAddr a[2] = {
         { .id = 0, .host = plv_rdma_test_addr(), .port = port },
         { .id = 1, .host = plv_rdma_test_addr(), .port = port + 1 },
     };
-    PlvTransport *t0 = make_transport(rdma, 0, a, 2);
-    Pong pong = { .t = make_transport(rdma, 1, a, 2) };
+    PlvTransport *t0 = make_transport(kind, 0, a, 2);
+    Pong pong = { .t = make_transport(kind, 1, a, 2) };
     CHECK(plv_transport_start(t0, NULL) == 0 && plv_transport_start(pong.t, NULL) == 0);
     GThread *th = g_thread_new("pong", pong_thread, &pong);
     Ping ping = { 0 };
@@ -148,7 +154,7 @@ static void on_event(void *opaque, const PlvEvent *ev)
 
 static const PlvDriverCallbacks CB = { .committed = on_commit, .event = on_event };
 
-static void commit_us(bool rdma, uint16_t port, int rounds, int64_t *med,
+static void commit_us(int kind, uint16_t port, int rounds, int64_t *med,
                       int64_t *p99)
 {
     PlvPeerAddr a[N];
@@ -165,7 +171,7 @@ static void commit_us(bool rdma, uint16_t port, int rounds, int64_t *med,
         dc.paxos.seed = 77 + i;
         dc.tick_ms = 20;
         GError *err = NULL;
-        d[i] = plv_driver_new(&dc, make_transport(rdma, i, a, N), &err);
+        d[i] = plv_driver_new(&dc, make_transport(kind, i, a, N), &err);
         CHECKF(d[i] && plv_driver_start(d[i], &err) == 0, "%s",
                err ? err->message : "?");
     }
@@ -310,17 +316,21 @@ static void run(void)
     printf("bench-rdma: soft-RoCE (rdma_rxe) inside a TCG guest is RDMA done in "
            "software on an emulated CPU; these figures prove the code path, "
            "not RDMA hardware speed.\n");
-    int64_t pr = pingpong_us(true, 19000, 500);
-    int64_t pt = pingpong_us(false, 19010, 500);
-    printf("bench-rdma: transport ping-pong 64 B, median round trip: rdma %" G_GINT64_FORMAT
-           " us, tcp %" G_GINT64_FORMAT " us, rdma/tcp %.2f\n", pr, pt, (double)pr / pt);
-    int64_t cr, cr99, ct, ct99;
-    commit_us(true, 19020, 200, &cr, &cr99);
-    commit_us(false, 19030, 200, &ct, &ct99);
-    printf("bench-rdma: commit latency, 3 replicas, 1 input: rdma median %" G_GINT64_FORMAT
-           " us (p99 %" G_GINT64_FORMAT "), tcp median %" G_GINT64_FORMAT
-           " us (p99 %" G_GINT64_FORMAT "), rdma/tcp %.2f\n",
-           cr, cr99, ct, ct99, (double)cr / ct);
+    int64_t pp[3], cm[3], c99[3];
+    for (int k = 0; k < 3; k++) {
+        pp[k] = pingpong_us(k, 19000 + 10 * k, 500);
+    }
+    printf("bench-rdma: transport ping-pong 64 B, median round trip: tcp %" G_GINT64_FORMAT
+           " us, rdma %" G_GINT64_FORMAT " us (rdma/tcp %.2f), rdma+spin %d us: %"
+           G_GINT64_FORMAT " us (rdma+spin/tcp %.2f)\n", pp[K_TCP], pp[K_RDMA],
+           (double)pp[K_RDMA] / pp[K_TCP], SPIN_US, pp[K_RDMA_SPIN],
+           (double)pp[K_RDMA_SPIN] / pp[K_TCP]);
+    for (int k = 0; k < 3; k++) {
+        commit_us(k, 19100 + 10 * k, 200, &cm[k], &c99[k]);
+        printf("bench-rdma: commit latency, 3 replicas, 1 input, %s: median %"
+               G_GINT64_FORMAT " us, p99 %" G_GINT64_FORMAT " us (%s/tcp %.2f)\n",
+               KIND[k], cm[k], c99[k], KIND[k], (double)cm[k] / cm[K_TCP]);
+    }
     double br = bulk_mib_s(true, 19040);
     double bt = bulk_mib_s(false, 19041);
     printf("bench-rdma: bulk link, %d x %u MiB: rdma %.1f MiB/s, tcp %.1f MiB/s, "

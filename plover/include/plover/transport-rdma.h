@@ -38,6 +38,13 @@ typedef struct PlvRdmaTransportConfig {
     int heartbeat_ms;           /* idle interval between heartbeats; 0: 100 */
     int peer_timeout_ms;        /* silence that declares a peer down; 0: 3000 */
     size_t max_queue_bytes;     /* per peer unsent bytes; 0: 64 MiB */
+    /*
+     * Poll the rings and CQs for this long before sleeping on the
+     * completion channels (APUS-style polling for a core of its own);
+     * 0: sleep at once. Soft-RoCE may deliver completion events up to a
+     * kernel tick late, which a short spin hides.
+     */
+    unsigned spin_us;
 } PlvRdmaTransportConfig;
 
 /*
