@@ -136,6 +136,13 @@ static PlvRole role_now(const PlvPaxos *p)
     return p->secondary == p->self ? PLV_ROLE_SECONDARY : PLV_ROLE_WITNESS;
 }
 
+static void reset_errs(PlvPaxos *p)
+{
+    for (uint32_t i = 0; i < p->n; i++) {
+        p->peer[i].n_err = 0;
+    }
+}
+
 static void report(PlvPaxos *p, PlvReady *rd)
 {
     PlvRole r = role_now(p);
@@ -148,6 +155,9 @@ static void report(PlvPaxos *p, PlvReady *rd)
         event(rd, (PlvEvent){ .kind = PLV_EV_VIEW, .role = r, .vid = p->leader_vid,
                               .leader = plv_vid_leader(p->leader_vid) });
         p->rep_leader_vid = p->leader_vid;
+        /* n_err counts failed exchanges between the executors of one
+         * configuration; a new leader starts a new one */
+        reset_errs(p);
     }
     for (uint32_t i = 0; i < p->n; i++) {
         bool s;
@@ -350,6 +360,7 @@ static void commit_next(PlvPaxos *p, PlvReady *rd)
     p->stats.commits++;
     if (plv_op_second_get(e, &id) && id < p->n) {
         p->secondary = id;
+        reset_errs(p);      /* a new pair of executors */
     } else if (plv_op_config_get(e, &id, &v) && id < p->n) {
         if (v > p->member_inc[id]) {
             p->member_inc[id] = v;
@@ -907,7 +918,10 @@ static void on_prepare(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
         return;
     }
     refuse = m->vid <= p->promised;
-    if (!refuse && plv_vid_leader(p->leader_vid) != c) {
+    /* the exemption is for the leader we still follow re-preparing, not
+     * for a former leader whose view we have moved past */
+    if (!refuse && !(p->leader_vid && p->leader_vid == p->promised &&
+                     plv_vid_leader(p->leader_vid) == c)) {
         /* Stickiness: while the established leader is heard from, its view
          * stands (this keeps a partitioned node's retries from deposing a
          * working leader). The leader itself re-preparing is exempt. */

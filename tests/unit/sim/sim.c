@@ -22,6 +22,7 @@ typedef struct {
     uint64_t down_until;        /* restart tick when down */
     uint64_t delivered;         /* last index handed to us */
     uint64_t last_syncvm;       /* last syncvm delivered */
+    uint64_t max_commit;        /* highest commit index seen */
     uint64_t snap_index;        /* pending snapshot to install */
     uint64_t snap_at;
     bool incumbent;             /* was leader when it went candidate */
@@ -45,7 +46,7 @@ typedef struct {
     uint64_t heal_partition_at;
     double drop, dup;
     uint32_t max_delay;
-    double p_crash, p_part, p_input;
+    double p_crash, p_part, p_input, p_err;
     bool chaos;
     GPtrArray *chosen;          /* index -> PlvEntry* (first delivery) */
     GHashTable *view_leader;    /* vid -> inc of its leader */
@@ -57,6 +58,7 @@ typedef struct {
     PlvReady rd;
     SimResult *res;
     uint64_t commit_before[SIM_MAX];
+    uint32_t err_before[SIM_MAX];   /* peers over the n_err threshold */
 } Sim;
 
 static uint64_t srnd(Sim *s)
@@ -124,6 +126,7 @@ static void node_start(Sim *s, uint32_t i)
     g_assert(nd->px);
     nd->up = true;
     nd->delivered = 0;
+    nd->max_commit = 0;
     nd->last_syncvm = 0;
     nd->snap_index = 0;
     nd->incumbent = false;
@@ -253,7 +256,8 @@ static void check_new_leader(Sim *s, uint32_t x, uint64_t vid)
     {
         SimNode *sn = &s->node[sec];
         SimLast *l = &s->last[sec][x];
-        if (sn->up && plv_paxos_admitted(sn->px) && !plv_paxos_snapshot_pending(sn->px) &&
+        bool err_suspect = s->err_before[x] & (1u << sec);
+        if (!err_suspect && sn->up && plv_paxos_admitted(sn->px) && !plv_paxos_snapshot_pending(sn->px) &&
             !s->cut[sec][x] && l->valid && s->now - l->tick < s->cfg.suspect_ticks &&
             l->hdr.inc == sn->inc && (l->hdr.flags & PLV_HDR_ADMITTED) &&
             !(l->hdr.flags & PLV_HDR_SNAP_PENDING) && l->hdr.last >= s->commit_before[x]) {
@@ -341,6 +345,20 @@ static void process_ready(Sim *s, uint32_t i)
     plv_ready_clear(rd);
 }
 
+/* What the witness check compares against: the node's state before the
+ * step that made it leader (a new view resets n_err). */
+static void note_before(Sim *s, uint32_t i)
+{
+    PlvPaxos *x = s->node[i].px;
+    s->commit_before[i] = plv_paxos_commit_index(x);
+    s->err_before[i] = 0;
+    for (uint32_t j = 0; j < s->prm.n; j++) {
+        if (plv_paxos_n_err(x, j) >= s->cfg.n_err_threshold) {
+            s->err_before[i] |= 1u << j;
+        }
+    }
+}
+
 static void deliver_one(Sim *s, SimMsg *m)
 {
     SimNode *nd = &s->node[m->to];
@@ -365,7 +383,7 @@ static void deliver_one(Sim *s, SimMsg *m)
               plv_msg_type_name(msg.type), msg.vid, msg.hdr.vid, msg.hdr.inc, msg.hdr.commit,
               msg.hdr.last, msg.ok, msg.index, msg.entries ? msg.entries->len : 0, msg.hdr.flags);
     }
-    s->commit_before[m->to] = plv_paxos_commit_index(nd->px);
+    note_before(s, m->to);
     plv_paxos_step(nd->px, &msg, &s->rd);
     plv_msg_clear(&msg);
     process_ready(s, m->to);
@@ -493,6 +511,21 @@ static void load(Sim *s)
             plv_paxos_propose_syncvm(nd->px, ++s->epoch, &s->rd);
             process_ready(s, i);
         }
+        /* now and then a syncvm with the secondary fails; later the
+         * operator (or a successful exchange) clears the count */
+        if (s->chaos && sunit(s) < s->p_err) {
+            uint32_t sec = plv_paxos_secondary(nd->px);
+            if (sec != PLV_NODE_NONE && sec != i) {
+                plv_paxos_add_err(nd->px, sec);
+                trace(s, "node %u: syncvm error with %u (n_err %u)", i, sec,
+                      plv_paxos_n_err(nd->px, sec));
+            }
+        }
+        if (sunit(s) < 0.01) {
+            for (uint32_t j = 0; j < s->prm.n; j++) {
+                plv_paxos_reset_err(nd->px, j);
+            }
+        }
     }
 }
 
@@ -512,6 +545,29 @@ static void install_snapshots(Sim *s)
     }
 }
 
+/* Per incarnation, a commit index never goes back and the driver is
+ * never handed more than what is committed. */
+static void check_nodes(Sim *s)
+{
+    for (uint32_t i = 0; i < s->prm.n; i++) {
+        SimNode *nd = &s->node[i];
+        uint64_t c;
+        if (!nd->up) {
+            continue;
+        }
+        c = plv_paxos_commit_index(nd->px);
+        if (c < nd->max_commit) {
+            violate(s, "node %u: commit index went back from %" G_GUINT64_FORMAT " to %"
+                    G_GUINT64_FORMAT, i, nd->max_commit, c);
+        }
+        nd->max_commit = c;
+        if (nd->delivered > c) {
+            violate(s, "node %u: delivered %" G_GUINT64_FORMAT " past commit %" G_GUINT64_FORMAT,
+                    i, nd->delivered, c);
+        }
+    }
+}
+
 static void step_tick(Sim *s)
 {
     if (s->chaos) {
@@ -521,12 +577,13 @@ static void step_tick(Sim *s)
     deliver_due(s);
     for (uint32_t i = 0; i < s->prm.n && s->res->ok; i++) {
         if (s->node[i].up) {
-            s->commit_before[i] = plv_paxos_commit_index(s->node[i].px);
+            note_before(s, i);
             plv_paxos_tick(s->node[i].px, &s->rd);
             process_ready(s, i);
         }
     }
     load(s);
+    check_nodes(s);
     s->now++;
 }
 
@@ -598,9 +655,10 @@ void sim_run(const SimParams *prm, SimResult *res)
     s->rng = prm->seed * 0x2545f4914f6cdd1dull + 1;
     plv_paxos_config_default(&s->cfg);
     s->cfg.n = prm->n;
-    s->cfg.heartbeat_ticks = 2;
-    s->cfg.suspect_ticks = 8;
-    s->cfg.election_ticks = 6;
+    /* timing varies by seed too: heartbeat 1-3, suspicion 3-6 heartbeats */
+    s->cfg.heartbeat_ticks = 1 + sbelow(s, 3);
+    s->cfg.suspect_ticks = s->cfg.heartbeat_ticks * (3 + sbelow(s, 4));
+    s->cfg.election_ticks = 3 + sbelow(s, 8);
     s->cfg.log_capacity = 24 + sbelow(s, 40);
     s->cfg.catchup_max = 8;
     s->cfg.max_batch_bytes = 64 + sbelow(s, 200);
@@ -613,6 +671,7 @@ void sim_run(const SimParams *prm, SimResult *res)
     s->p_crash = sbelow(s, 4) == 0 ? 0.04 : sbelow(s, 2) ? 0.01 : 0.003;
     s->p_part = sbelow(s, 4) == 0 ? 0.06 : sbelow(s, 2) ? 0.02 : 0.005;
     s->p_input = 0.3 + 0.6 * sunit(s);
+    s->p_err = sbelow(s, 3) == 0 ? 0.02 : 0;
     s->net = g_array_new(FALSE, FALSE, sizeof(SimMsg));
     s->chosen = g_ptr_array_new_with_free_func(free_entry_ptr);
     s->view_leader = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
