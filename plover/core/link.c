@@ -23,7 +23,7 @@
 
 struct PlvLink {
     int fd;
-    bool broken;
+    int broken;                 /* atomic: send and recv may run on two threads */
     PlvLinkSession *s;
     PlvFrameParser *p;
     uint8_t *rxbuf;
@@ -261,7 +261,7 @@ PlvLink *plv_link_accept(int listen_fd, uint32_t self_id,
 
 static int check_usable(PlvLink *l, GError **err)
 {
-    if (l->broken) {
+    if (g_atomic_int_get(&l->broken)) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_CLOSED,
                     "link already failed");
         return -1;
@@ -292,7 +292,8 @@ int plv_link_send(PlvLink *l, uint16_t type, const struct iovec *iov,
         g_free(v);
     }
     if (r < 0) {
-        l->broken = true;       /* a partial frame desynchronises the stream */
+        /* A partial frame desynchronises the stream. */
+        g_atomic_int_set(&l->broken, 1);
     }
     return r;
 }
@@ -358,9 +359,9 @@ int plv_link_recv(PlvLink *l, uint16_t *type, GByteArray *payload,
     }
     if (r == -1) {
         l->rejected++;
-        l->broken = true;
+        g_atomic_int_set(&l->broken, 1);
     } else if (!plv_link_error_is_timeout(local)) {
-        l->broken = true;
+        g_atomic_int_set(&l->broken, 1);
     }
     g_propagate_error(err, local);
     return -1;
