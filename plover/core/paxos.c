@@ -908,6 +908,21 @@ static void check_promises(PlvPaxos *p, PlvReady *rd)
 
 /* ---- message handlers ---- */
 
+/* Would the entries from `first` on fit in one frame, with room to spare? */
+static bool promise_fits(const PlvPaxos *p, uint64_t first)
+{
+    uint64_t bytes = 0, count = 0;
+
+    for (uint64_t i = first; i <= plv_log_last(&p->log); i++) {
+        const PlvEntry *e = plv_log_get(&p->log, i);
+        if (e) {
+            bytes += 32 + plv_entry_payload_len(e);
+            count++;
+        }
+    }
+    return bytes <= PLV_WIRE_MAX_PAYLOAD / 2 && count <= PLV_WIRE_MAX_ENTRIES;
+}
+
 static void on_prepare(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
 {
     uint32_t c = m->hdr.from;
@@ -934,6 +949,11 @@ static void on_prepare(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
         if (c != p->secondary && secondary_fit(p, m->hdr.commit)) {
             refuse = true;
         }
+    }
+    if (!refuse && !promise_fits(p, MAX(m->hdr.commit, p->log.snap.index) + 1)) {
+        /* the candidate lags too far for one message: it catches up
+         * first (refusing is always safe) */
+        refuse = true;
     }
     r = reply(p, rd, m, PLV_MSG_PROMISE);
     r->vid = m->vid;
