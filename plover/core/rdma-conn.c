@@ -59,6 +59,7 @@ struct PlvRdmaConn {
     /* the peer's ring and our staging copy of it */
     uint64_t raddr;
     uint32_t rkey, claimed_id;
+    bool have_remote;
     size_t tx_size;
     uint8_t *tx;
     struct ibv_mr *tx_mr;
@@ -251,6 +252,16 @@ static void push_handshake(PlvRdmaConn *c)
     }
 }
 
+static void *alloc_ring(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 4096, n)) {
+        return NULL;
+    }
+    memset(p, 0, n);
+    return p;
+}
+
 static void derive_secret(const uint8_t *key, char role, uint8_t *out)
 {
     static const char label[] = "plover-rdma-ring";
@@ -275,6 +286,15 @@ static void finish_handshake(PlvRdmaConn *c)
     c->s = plv_handshake_finish(c->hs);
     plv_handshake_free(c->hs);
     c->hs = NULL;
+    /* Our staging copy of the peer's ring: only for authenticated peers,
+     * so a stranger cannot make us allocate and pin memory. */
+    c->tx = alloc_ring(c->tx_size);
+    if (!c->tx || !(c->tx_mr = ibv_reg_mr(c->pd, c->tx, c->tx_size,
+                                          IBV_ACCESS_LOCAL_WRITE))) {
+        conn_fail(c, PLV_LINK_ERROR_IO, "ibv_reg_mr (staging, %zu bytes): %s",
+                  c->tx_size, g_strerror(errno));
+        return;
+    }
     const uint8_t *key = plv_link_session_key_bytes(c->s);
     derive_secret(key, c->dialer ? 'D' : 'A', c->tx_secret);
     derive_secret(key, c->dialer ? 'A' : 'D', c->rx_secret);
@@ -429,16 +449,34 @@ static bool ring_take(PlvRdmaConn *c)
     if (load_seq(r + 8) != c->rx_seq) {
         return false;
     }
-    uint32_t len = get_le32(r);
-    uint16_t flags = get_le16(r + 4);
+    /* Decide on one snapshot of the header, and deliver only bytes that
+     * were checked: copy the payload out first, then verify the copy. */
+    uint8_t h[REC_HDR];
+    memcpy(h, r, REC_HDR);
+    uint32_t len = get_le32(h);
+    uint16_t flags = get_le16(h + 4);
     size_t total = rec_size(len);
-    if (total > R - off || total > R / 2 || ((flags & REC_PAD) && len)) {
+    if (get_le64(h + 8) != c->rx_seq || total > R - off || total > R / 2 ||
+        ((flags & REC_PAD) && len)) {
         return not_yet(c, "length");
     }
     if (load_seq(r + total - REC_TAIL) != c->rx_seq) {
         return not_yet(c, "canary");
     }
-    if (rec_checksum(c, c->rx_secret, r, r + REC_HDR, len) != get_le64(r + 16)) {
+    if (!c->msg_open) {
+        g_byte_array_set_size(c->msg, 0);
+    }
+    size_t had = c->msg->len;
+    if (had + (size_t)len > PLV_RDMA_MAX_MSG) {
+        c->st.bad_records++;
+        conn_fail(c, PLV_LINK_ERROR_TOO_BIG, "message over %u bytes",
+                  PLV_RDMA_MAX_MSG);
+        return false;
+    }
+    g_byte_array_append(c->msg, r + REC_HDR, len);
+    if (rec_checksum(c, c->rx_secret, h, c->msg->data + had, len) !=
+        get_le64(h + 16)) {
+        g_byte_array_set_size(c->msg, had);
         return not_yet(c, "checksum");
     }
     c->st.records_in++;
@@ -451,16 +489,8 @@ static bool ring_take(PlvRdmaConn *c)
     c->rx_head += total;
     if (!c->msg_open) {
         c->msg_open = true;
-        c->msg_type = get_le16(r + 6);
-        g_byte_array_set_size(c->msg, 0);
+        c->msg_type = get_le16(h + 6);
     }
-    if (c->msg->len + (size_t)len > PLV_RDMA_MAX_MSG) {
-        c->st.bad_records++;
-        conn_fail(c, PLV_LINK_ERROR_TOO_BIG, "message over %u bytes",
-                  PLV_RDMA_MAX_MSG);
-        return false;
-    }
-    g_byte_array_append(c->msg, r + REC_HDR, len);
     if (!(flags & REC_MORE)) {
         c->msg_open = false;
         c->p.on_msg(c->p.opaque, c, c->msg_type, c->msg->data, c->msg->len);
@@ -665,16 +695,6 @@ static int set_nonblock(int fd)
     return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-static void *alloc_ring(size_t n)
-{
-    void *p = NULL;
-    if (posix_memalign(&p, 4096, n)) {
-        return NULL;
-    }
-    memset(p, 0, n);
-    return p;
-}
-
 PlvRdmaConn *plv_rdma_conn_new(struct rdma_cm_id *id, bool dialer,
                                const PlvRdmaConnParams *p,
                                uint8_t pdata[PLV_RDMA_PDATA_LEN],
@@ -686,7 +706,8 @@ PlvRdmaConn *plv_rdma_conn_new(struct rdma_cm_id *id, bool dialer,
     if (!c->p.signal_every) {
         c->p.signal_every = 16;
     }
-    c->rx_size = MAX((p->ring_bytes + 4095) & ~(size_t)4095, 64 * 1024);
+    c->rx_size = CLAMP((p->ring_bytes + 4095) & ~(size_t)4095, 64 * 1024,
+                      PLV_RDMA_MAX_RING);
     c->rx_seq = 1;
     c->tx_seq = 1;
     c->msg = g_byte_array_new();
@@ -759,12 +780,13 @@ int plv_rdma_conn_set_remote(PlvRdmaConn *c, const void *pdata, size_t len,
 {
     const uint8_t *d = pdata;
     size_t size;
-    if (c->tx) {
+    if (c->have_remote) {
         return 0;               /* the acceptor's ESTABLISHED carries none */
     }
     if (!d || len < PLV_RDMA_PDATA_LEN || get_le32(d) != PDATA_MAGIC ||
         get_le16(d + 4) != PDATA_VER ||
-        (size = get_le32(d + 12)) < 64 * 1024 || (size & 4095)) {
+        (size = get_le32(d + 12)) < 64 * 1024 || size > PLV_RDMA_MAX_RING ||
+        (size & 4095)) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
                     "bad rdma_cm private data (%zu bytes)", len);
         return -1;
@@ -773,13 +795,7 @@ int plv_rdma_conn_set_remote(PlvRdmaConn *c, const void *pdata, size_t len,
     c->tx_size = size;
     c->raddr = get_le64(d + 16);
     c->rkey = get_le32(d + 24);
-    c->tx = alloc_ring(size);
-    if (!c->tx || !(c->tx_mr = ibv_reg_mr(c->pd, c->tx, size,
-                                          IBV_ACCESS_LOCAL_WRITE))) {
-        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO,
-                    "ibv_reg_mr (staging): %s", g_strerror(errno));
-        return -1;
-    }
+    c->have_remote = true;
     return 0;
 }
 

@@ -33,6 +33,7 @@
 
 #define PLV_RDMA_PDATA_LEN 32u          /* our private data, < 56 B (REQ) */
 #define PLV_RDMA_MAX_MSG   PLV_LINK_MAX_PAYLOAD
+#define PLV_RDMA_MAX_RING  (256u << 20)     /* largest ring a peer may offer */
 
 typedef struct PlvRdmaConn PlvRdmaConn;
 

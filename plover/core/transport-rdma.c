@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #define MAX_EVENTS  64
-#define MAX_PENDING 64          /* unauthenticated connections at once */
+#define MAX_PENDING 16          /* unauthenticated connections at once */
 #define MSG_TYPE    1           /* record type of a transport message */
 #define RESOLVE_MS  2000
 
