@@ -8,6 +8,7 @@
 #include "harness.h"
 #include "net.h"
 #include "suites.h"
+#include "plover/link-proto.h"
 
 #include <arpa/inet.h>
 #include <endian.h>
@@ -200,11 +201,105 @@ static void child_silent(uint16_t port)
     _exit(31);
 }
 
+static int post_recvs(Raw *r)
+{
+    for (int i = 0; i < 16; i++) {
+        struct ibv_sge sge = { (uintptr_t)r->buf + 32768 + i * 128, 128, r->mr->lkey };
+        struct ibv_recv_wr wr = { .wr_id = i, .sg_list = &sge, .num_sge = 1 }, *bad;
+        if (ibv_post_recv(r->id->qp, &wr, &bad)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Run the link handshake over control SENDs (layout: docs/rdma.md). */
+static int raw_handshake(Raw *r)
+{
+    PlvHandshake *hs = plv_handshake_new(true, 0, NET_SECRET, sizeof(NET_SECRET));
+    int rc = -1;
+    for (int spins = 0; spins < 20000 && !plv_handshake_done(hs); spins++) {
+        const uint8_t *out;
+        size_t n = plv_handshake_output(hs, &out);
+        if (n) {
+            n = MIN(n, 112);
+            uint8_t *b = r->buf + 16384;
+            memset(b, 0, 16);
+            b[0] = 1;
+            b[2] = n;
+            memcpy(b + 16, out, n);
+            struct ibv_sge sge = { (uintptr_t)b, 16 + n, r->mr->lkey };
+            struct ibv_send_wr wr = { .sg_list = &sge, .num_sge = 1,
+                                      .opcode = IBV_WR_SEND,
+                                      .send_flags = IBV_SEND_SIGNALED }, *bad;
+            if (ibv_post_send(r->id->qp, &wr, &bad)) {
+                goto out;
+            }
+            plv_handshake_output_done(hs, n);
+        }
+        struct ibv_wc wc;
+        while (ibv_poll_cq(r->cq, 1, &wc) == 1) {
+            if (wc.status != IBV_WC_SUCCESS) {
+                goto out;
+            }
+            if (wc.opcode == IBV_WC_RECV) {
+                const uint8_t *m = r->buf + 32768 + wc.wr_id * 128;
+                size_t used;
+                if (m[0] == 1 && plv_handshake_input(hs, m + 16, m[2], &used, NULL) < 0) {
+                    goto out;
+                }
+            }
+        }
+        usleep(1000);           /* one vCPU's worth of politeness */
+    }
+    rc = plv_handshake_done(hs) ? 0 : -1;
+out:
+    plv_handshake_free(hs);
+    return rc;
+}
+
+/* A peer with the secret whose ring record fails its checksum. */
+static void child_authenticated_corrupt(uint16_t port)
+{
+    Raw r;
+    uint8_t pd[32];
+    valid_pdata(&r, pd);
+    if (raw_connect(&r, port, pd, sizeof(pd)) != RDMA_CM_EVENT_ESTABLISHED) {
+        _exit(40);
+    }
+    if (post_recvs(&r) || raw_handshake(&r)) {
+        _exit(41);
+    }
+    uint64_t raddr;
+    uint32_t rkey;
+    memcpy(&raddr, r.peer_pdata + 16, 8);
+    memcpy(&rkey, r.peer_pdata + 24, 4);
+    uint8_t *b = r.buf;
+    memset(b, 0, 48);
+    put32(b, 16);
+    b[6] = 1;
+    put64(b + 8, 1);
+    put64(b + 16, 0xbad);       /* not the keyed checksum */
+    memcpy(b + 24, "corrupt message!", 16);
+    put64(b + 40, 1);
+    /* The doorbell says the record is complete, so it is judged bad. */
+    if (post_write(&r, le64toh(raddr), le32toh(rkey), 48, false) ||
+        post_write(&r, le64toh(raddr), le32toh(rkey), 0, true)) {
+        _exit(42);
+    }
+    for (int i = 0; i < 10; i++) {
+        if (raw_event(&r, 5000) == RDMA_CM_EVENT_DISCONNECTED) {
+            _exit(0);
+        }
+    }
+    _exit(43);
+}
+
 /*
  * Endpoint 1 of a two-replica set listens; the child plays replica 0.
  * Afterwards the real replica 0 must still connect and deliver.
  */
-static void run_against(void (*child)(uint16_t), uint16_t base)
+static void run_against(void (*child)(uint16_t), uint16_t base, bool authenticates)
 {
     Net net;
     memset(&net, 0, sizeof(net));
@@ -247,12 +342,22 @@ static void run_against(void (*child)(uint16_t), uint16_t base)
     net_pump(&net, 50);
     PlvTransportStats s;
     plv_transport_stats(net.t[1], &s);
-    CHECKF(s.auth_failures >= 1, "auth_failures %" G_GUINT64_FORMAT, s.auth_failures);
-    CHECK(s.frames_in == 0 && net.up[1][0] == 0 && g_queue_is_empty(&net.got[1]));
+    if (authenticates) {
+        /* It got in, then broke the rules: counted, reported down. */
+        CHECKF(s.malformed_dropped >= 1, "malformed %" G_GUINT64_FORMAT,
+               s.malformed_dropped);
+        CHECK(net.up[1][0] == 1 && net.down[1][0] == 1);
+    } else {
+        CHECKF(s.auth_failures >= 1, "auth_failures %" G_GUINT64_FORMAT,
+               s.auth_failures);
+        CHECK(net.up[1][0] == 0);
+    }
+    CHECK(s.frames_in == 0 && g_queue_is_empty(&net.got[1]));
 
     /* Still healthy: the real replica 0 gets through. */
     net.t[0] = net_endpoint(&net, 0, NET_SECRET, sizeof(NET_SECRET));
-    NET_PUMP_UNTIL(&net, plv_transport_peer_up(net.t[1], 0), 30000);
+    NET_PUMP_UNTIL(&net, net.up[1][0] == (authenticates ? 2 : 1) &&
+                   plv_transport_peer_up(net.t[1], 0), 30000);
     CHECK(plv_transport_send(net.t[0], 1, "hello", 5) == 0);
     NET_PUMP_UNTIL(&net, !g_queue_is_empty(&net.got[1]), 30000);
     NetRec *r = net_pop(&net, 1);
@@ -263,22 +368,28 @@ static void run_against(void (*child)(uint16_t), uint16_t base)
 
 static void t_garbage_pdata(void)
 {
-    run_against(child_garbage_pdata, 18200);
+    run_against(child_garbage_pdata, 18200, false);
 }
 
 static void t_forged_record(void)
 {
-    run_against(child_forged_record, 18210);
+    run_against(child_forged_record, 18210, false);
 }
 
 static void t_silent_client(void)
 {
-    run_against(child_silent, 18220);
+    run_against(child_silent, 18220, false);
+}
+
+static void t_authenticated_corrupt(void)
+{
+    run_against(child_authenticated_corrupt, 18230, true);
 }
 
 const PlvRdmaTest plv_rdma_garbage_tests[] = {
     { "garbage_private_data_rejected", t_garbage_pdata, 120 },
     { "garbage_forged_record_and_hello", t_forged_record, 120 },
     { "garbage_silent_client_times_out", t_silent_client, 120 },
+    { "garbage_corrupt_record_from_authenticated_peer", t_authenticated_corrupt, 120 },
 };
 const size_t plv_rdma_garbage_n = G_N_ELEMENTS(plv_rdma_garbage_tests);
