@@ -304,6 +304,7 @@ static int cmp_i64(const void *a, const void *b)
 
 typedef struct Result {
     PlvSyncvmStats st;          /* of the median run */
+    int64_t best_us;            /* the fastest run's total */
     uint64_t bytes_both;        /* leader + secondary payload bytes */
 } Result;
 
@@ -344,6 +345,7 @@ static int leader_case(PlvLink *link, PlvMemView *mv, PlvHashPool *pool,
                 break;
             }
         }
+        res->best_us = sorted[0];
     }
     res->bytes_both = res->st.bytes_sent + res->st.bytes_received;
     g_byte_array_unref(rx);
@@ -391,7 +393,7 @@ static void bench_table3(void)
     uint64_t epoch = 0;
     pid_t pid;
     int status;
-    double t_13k_93 = -1;
+    double t_13k_93 = -1, best_13k_93 = -1;
 
     fill_random(mem, (size_t)REGION_PAGES * PAGE, 11);
     plv_memview_add_region(mv, 1, PAGE, REGION_PAGES, mem, NULL);
@@ -414,13 +416,13 @@ static void bench_table3(void)
            "over loopback TCP,\n   %u KiB pages, %u MiB region, %u hash "
            "thread(s) per side, median of %d runs\n", PAGE / 1024,
            REGION_PAGES / 256, plv_hash_pool_threads(pool), REPS);
-    printf("%-7s %-5s %6s %6s | %8s %8s %8s %8s %8s | %9s | %8s %9s | "
+    printf("%-7s %-5s %6s %6s | %8s %8s %8s %8s %8s %7s | %9s | %8s %9s | "
            "%6s %6s\n", "dirty", "same", "meas", "div", "compute", "compare",
-           "transfer", "apply", "total", "bytes", "base ms", "base bytes",
-           "time", "bytes");
-    printf("%-7s %-5s %6s %6s | %8s %8s %8s %8s %8s | %9s | %8s %9s | "
+           "transfer", "apply", "total", "best", "bytes", "base ms",
+           "base bytes", "time", "bytes");
+    printf("%-7s %-5s %6s %6s | %8s %8s %8s %8s %8s %7s | %9s | %8s %9s | "
            "%6s %6s\n", "pages", "", "same", "pages", "ms", "ms", "ms", "ms",
-           "ms", "both dirs", "", "", "ratio", "ratio");
+           "ms", "ms", "both dirs", "", "", "ratio", "ratio");
     for (size_t d = 0; d < G_N_ELEMENTS(dirty_cases); d++) {
         for (size_t s = 0; s < G_N_ELEMENTS(same_cases); s++) {
             Case c = { dirty_cases[d], same_cases[s], false };
@@ -433,17 +435,18 @@ static void bench_table3(void)
                 exit(1);
             }
             printf("%-7u %4.0f%% %5.1f%% %6" PRIu64 " | %8.2f %8.2f %8.2f "
-                   "%8.2f %8.2f | %9" PRIu64 " | %8.2f %9" PRIu64 " | "
+                   "%8.2f %8.2f %7.2f | %9" PRIu64 " | %8.2f %9" PRIu64 " | "
                    "%6.2f %6.3f\n", c.dirty, c.same * 100,
                    p->same_rate * 100, p->divergent_pages,
                    p->t_compute_us / 1e3, p->t_compare_us / 1e3,
                    p->t_transfer_us / 1e3, p->t_apply_us / 1e3,
-                   p->t_total_us / 1e3, rp.bytes_both,
+                   p->t_total_us / 1e3, rp.best_us / 1e3, rp.bytes_both,
                    rb.st.t_total_us / 1e3, rb.bytes_both,
                    (double)p->t_total_us / rb.st.t_total_us,
                    (double)rp.bytes_both / rb.bytes_both);
             if (c.dirty == 13500 && c.same == 0.93) {
                 t_13k_93 = p->t_total_us / 1e3;
+                best_13k_93 = rp.best_us / 1e3;
             }
         }
     }
@@ -457,8 +460,10 @@ static void bench_table3(void)
         printf(" %u pages %.2f ms%s", c.dirty, hash_floor_ms(mv, pool, &c),
                d + 1 < G_N_ELEMENTS(dirty_cases) ? "," : "\n");
     }
-    printf("target: 13.5k dirty pages at 93%% same within 3 ms: %.2f ms "
-           "(%s)\n", t_13k_93, t_13k_93 <= 3.0 ? "met" : "NOT met");
+    printf("target: 13.5k dirty pages at 93%% same within 3 ms: median "
+           "%.2f ms, best %.2f ms (%s)\n", t_13k_93, best_13k_93,
+           t_13k_93 <= 3.0 ? "met" : "NOT met");
+
     plv_link_close(link);
     plv_hash_pool_free(pool);
     if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
@@ -470,15 +475,28 @@ static void bench_table3(void)
     munmap(mem, (size_t)REGION_PAGES * PAGE);
 }
 
+/* The machine may be shared: say how busy it was. */
+static void print_load(const char *when)
+{
+    gchar *text = NULL;
+
+    if (g_file_get_contents("/proc/loadavg", &text, NULL, NULL)) {
+        printf("load average %s: %s", when, text);
+    }
+    g_free(text);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    print_load("before");
     if (argc < 2 || strcmp(argv[1], "--table-only") != 0) {
         bench_hashing();
     }
     if (argc < 2 || strcmp(argv[1], "--hash-only") != 0) {
         bench_table3();
     }
+    print_load("after");
     return 0;
 }
