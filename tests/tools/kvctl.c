@@ -6,15 +6,24 @@
  *   kvctl load HOST PORT --clients C --seconds S --keys K
  *              [--write-ratio R] [--value-size N] [--timeout S]
  *              [--prefix P] [--seed N] [--reconnect]
+ *              [--verify] [--verify-timeout S]
  *
  * The load generator is also a checker: every client owns a disjoint slice
  * of the key space, remembers what it wrote, and verifies every reply
  * against that.  A wrong answer is the failure the replication tests exist
  * to catch, so any one of them makes the exit status non-zero.
  *
+ * A failover must lose no acknowledged write, so --verify reads every key
+ * back once after the load (reconnecting as needed, up to --verify-timeout,
+ * default 60 s): a key must hold its last acknowledged value, or, where a
+ * later write's reply was lost, that write's value instead.  The load also
+ * reports the service gap: the longest time in which no client got an
+ * answer, i.e. how long a failover kept the service away.
+ *
  * Exit status: 0 success; 1 a wrong answer (or an ERR reply to a single
- * command); 2 usage error, timeout, or no request answered at all; 3 network
- * errors during a load run without --reconnect.
+ * command), or a key --verify found lost or wrong; 2 usage error, timeout,
+ * no request answered at all, or --verify unable to read every key back in
+ * time; 3 network errors during a load run without --reconnect.
  *
  * Every socket operation has a deadline (poll), and every loop is bounded by
  * a count or a clock, so a hung guest can never hang a test.
@@ -91,8 +100,14 @@ static int conn_fail(struct conn *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->err, sizeof(c->err), fmt, ap);
     va_end(ap);
-    if (c->fd >= 0)
+    if (c->fd >= 0) {
+        /* Reset rather than close: an ordinary close would leave the kernel
+         * retransmitting a request we gave up on, which could then land
+         * after later requests on the same key and undo them. */
+        struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
         close(c->fd);
+    }
     c->fd = -1;
     return -1;
 }
@@ -237,19 +252,26 @@ static uint64_t h_percentile(const uint64_t *h, uint64_t total, double p)
 
 /* ---- load ---- */
 
-enum key_state { K_ABSENT, K_KNOWN, K_UNKNOWN };
-
+/* What one key may hold.  A value is named by this client's sequence
+ * number for it, 0 standing for "absent" (sequence numbers start at 1).
+ * base is the last value acknowledged (or read back); doubt lists, in the
+ * order they were sent, the writes since then whose reply was lost: each
+ * may or may not have happened, so the key may hold base or any of them. */
 struct key {
-    uint8_t state;
-    uint64_t seq;           /* which of this client's values it holds */
+    uint64_t base;
+    uint64_t *doubt;
+    uint32_t ndoubt, cap;
 };
+
+#define NO_MATCH (-2)
 
 struct load_opts {
     const char *host, *port, *prefix;
     unsigned clients, keys, value_size;
     double seconds, write_ratio, timeout;
     uint64_t seed;
-    bool reconnect;
+    bool reconnect, verify;
+    double verify_timeout;
 };
 
 struct client {
@@ -260,6 +282,8 @@ struct client {
     uint64_t ctr, ctr_unsure;   /* counter: confirmed value, INCRs with lost replies */
     uint64_t rng, seq;
     uint64_t gets, sets, dels, incrs, wrong, neterrs, reports;
+    /* --verify: keys read back, found rolled back, found wrong, in doubt */
+    uint64_t checked, lost, vwrong, indoubt, vneterrs;
     uint64_t hist[H_N];
     double deadline;
     uint64_t gap_ns, gap_from_ns;   /* longest gap this client's successes ended */
@@ -327,45 +351,208 @@ static void wrong(struct client *c, const char *req, const char *got, const char
                 c->id, req, got, want);
 }
 
-/* Checks a GET reply against what this client knows of the key, and
- * learns the key's value where a lost reply had left it unknown. */
+static void key_settle(struct key *key, uint64_t v)
+{
+    key->base = v;
+    key->ndoubt = 0;
+}
+
+static void key_doubt(struct key *key, uint64_t v)
+{
+    if (key->ndoubt == key->cap) {
+        /* Grows only with lost replies, which each cost a broken
+         * connection, so the lists stay short. */
+        uint32_t cap = key->cap ? key->cap * 2 : 4;
+        uint64_t *d = realloc(key->doubt, cap * sizeof(*d));
+        if (!d) {
+            fprintf(stderr, "kvctl: out of memory\n");
+            exit(2);
+        }
+        key->doubt = d;
+        key->cap = cap;
+    }
+    key->doubt[key->ndoubt++] = v;
+}
+
+/* Which of the key's possible values v is: -1 base, i doubt[i], or
+ * NO_MATCH.  The newest match wins: the later writes are the ones a read
+ * showing that value rules in. */
+static int key_match(const struct key *key, uint64_t v)
+{
+    for (int i = (int)key->ndoubt - 1; i >= 0; i--) {
+        if (key->doubt[i] == v)
+            return i;
+    }
+    return key->base == v ? -1 : NO_MATCH;
+}
+
+/* A GET reply as one of this client's values: 0 for NOTFOUND, 1 with *v
+ * set for a value this client wrote, -1 for anything else. */
+static int parse_value(const struct client *c, const char *reply, uint64_t *v)
+{
+    char pre[64], want[MAX_VALUE + 16];
+    uint64_t seq;
+
+    *v = 0;
+    if (!strcmp(reply, "NOTFOUND"))
+        return 0;
+    int n = snprintf(pre, sizeof(pre), "VALUE v%s-%u-", c->o->prefix, c->id);
+    if (strncmp(reply, pre, (size_t)n) || sscanf(reply + n, "%" SCNu64, &seq) != 1 ||
+        seq == 0)
+        return -1;
+    value_of(c, seq, want, sizeof(want));
+    if (strcmp(reply + 6, want))
+        return -1;
+    *v = seq;
+    return 1;
+}
+
+/* What the key may hold, for a report: "VALUE ..." or "NOTFOUND", the
+ * in-doubt alternatives after " or ". */
+static void key_describe(const struct client *c, const struct key *key,
+                         char *buf, size_t cap)
+{
+    size_t len = 0;
+    for (int i = -1; i < (int)key->ndoubt && len < cap; i++) {
+        uint64_t v = i < 0 ? key->base : key->doubt[i];
+        char val[MAX_VALUE + 16] = "";
+        if (v)
+            value_of(c, v, val, sizeof(val));
+        int n = snprintf(buf + len, cap - len, "%s%s%s", i < 0 ? "" : " or ",
+                         v ? "VALUE " : "NOTFOUND", val);
+        if (n < 0)
+            break;
+        len += (size_t)n;
+    }
+}
+
+/* Checks a GET reply against what this client knows of the key.  A read
+ * that shows an in-doubt write proves it happened: from then on the key
+ * must keep it (or a later write), exactly as if it had been acknowledged. */
 static void check_get(struct client *c, unsigned k, const char *req, const char *reply)
 {
     struct key *key = &c->keys[k];
-    char want[MAX_VALUE + 16];
+    uint64_t v;
+    int m = parse_value(c, reply, &v) < 0 ? NO_MATCH : key_match(key, v);
 
-    if (key->state == K_UNKNOWN) {
-        /* A write whose reply was lost may or may not have happened: accept
-         * absence or any value this client wrote to the key, then trust it. */
-        if (!strcmp(reply, "NOTFOUND")) {
-            key->state = K_ABSENT;
-            return;
-        }
-        char pre[64];
-        int n = snprintf(pre, sizeof(pre), "VALUE v%s-%u-", c->o->prefix, c->id);
-        uint64_t seq;
-        if (!strncmp(reply, pre, (size_t)n) &&
-            sscanf(reply + n, "%" SCNu64, &seq) == 1) {
-            value_of(c, seq, want, sizeof(want));
-            if (!strcmp(reply + 6, want)) {
-                key->state = K_KNOWN;
-                key->seq = seq;
-                return;
-            }
-        }
-        wrong(c, req, reply, "NOTFOUND or a value this client wrote");
+    if (m == NO_MATCH) {
+        char want[3 * MAX_VALUE];
+        key_describe(c, key, want, sizeof(want));
+        wrong(c, req, reply, want);
         return;
     }
-    if (key->state == K_ABSENT) {
-        if (strcmp(reply, "NOTFOUND"))
-            wrong(c, req, reply, "NOTFOUND");
-        return;
+    if (m >= 0) {
+        uint32_t keep = key->ndoubt - (uint32_t)m - 1;
+        key->base = v;
+        memmove(key->doubt, key->doubt + m + 1, keep * sizeof(*key->doubt));
+        key->ndoubt = keep;
     }
-    char full[MAX_VALUE + 32];
-    value_of(c, key->seq, want, sizeof(want));
-    snprintf(full, sizeof(full), "VALUE %s", want);
-    if (strcmp(reply, full))
-        wrong(c, req, reply, full);
+}
+
+/* ---- verify: read back every key once after the load ---- */
+
+#define MAX_VREPORTS 10
+static atomic_uint vreports;    /* offending keys described, all clients */
+
+static void verify_fail(struct client *c, bool lost, const char *name,
+                        const char *got, const char *want)
+{
+    if (lost)
+        c->lost++;
+    else
+        c->vwrong++;
+    if (atomic_fetch_add(&vreports, 1) < MAX_VREPORTS)
+        fprintf(stderr, "kvctl: client %u: verify: %s: %s -> \"%s\", expected %s\n",
+                c->id, lost ? "LOST" : "WRONG", name, got, want);
+}
+
+/* A value that is not one the key may hold is "lost" when the key went
+ * back to an earlier state (absent, or an older value of this client's:
+ * sequence numbers grow, so an older one cannot be a write still to come),
+ * else "wrong" (a value this client never wrote, or newer than any). */
+static void verify_key(struct client *c, unsigned k, const char *name, const char *reply)
+{
+    struct key *key = &c->keys[k];
+    uint64_t v;
+    int p = parse_value(c, reply, &v);
+
+    if (key->ndoubt)
+        c->indoubt++;
+    if (p >= 0 && key_match(key, v) != NO_MATCH)
+        return;
+    uint64_t newest = key->base;
+    for (uint32_t i = 0; i < key->ndoubt; i++)
+        newest = key->doubt[i] > newest ? key->doubt[i] : newest;
+    char want[3 * MAX_VALUE];
+    key_describe(c, key, want, sizeof(want));
+    verify_fail(c, p == 0 || (p == 1 && (newest == 0 || v < newest)), name, reply, want);
+}
+
+/* The counter holds ctr plus however many of the in-doubt INCRs happened;
+ * it is absent until the first INCR lands. */
+static void verify_ctr(struct client *c, const char *name, const char *reply)
+{
+    uint64_t n = 0;
+    char extra, want[96];
+    bool num = !strcmp(reply, "NOTFOUND") ||
+               sscanf(reply, "VALUE %" SCNu64 "%c", &n, &extra) == 1;
+
+    if (c->ctr_unsure)
+        c->indoubt++;
+    if (num && n >= c->ctr && n - c->ctr <= c->ctr_unsure)
+        return;
+    if (c->ctr_unsure)
+        snprintf(want, sizeof(want), "VALUE %" PRIu64 " to %" PRIu64 "%s", c->ctr,
+                 c->ctr + c->ctr_unsure, c->ctr ? "" : " (0: NOTFOUND)");
+    else if (c->ctr)
+        snprintf(want, sizeof(want), "VALUE %" PRIu64, c->ctr);
+    else
+        snprintf(want, sizeof(want), "NOTFOUND");
+    verify_fail(c, num && n < c->ctr, name, reply, want);
+}
+
+/* Reads back each key once, reconnecting whatever --reconnect says: the
+ * point is to see what survived, however long the service took to return.
+ * Each attempt is bounded by --timeout, the whole by --verify-timeout. */
+static void verify_client(struct client *c, struct conn *conn, const char *ctrname)
+{
+    const struct load_opts *o = c->o;
+    double deadline = now_s() + o->verify_timeout;
+    char req[MAX_LINE], reply[MAX_LINE + 16], name[128];
+    bool warned = false;
+    unsigned k = 0;
+
+    while (k <= c->nkeys) {
+        double left = deadline - now_s(), t = o->timeout < left ? o->timeout : left;
+        if (left <= 0)
+            break;
+        /* The counter last, after the keys proper. */
+        if (k < c->nkeys)
+            key_name(c, k, name, sizeof(name));
+        else
+            snprintf(name, sizeof(name), "%s", ctrname);
+        snprintf(req, sizeof(req), "GET %s", name);
+        int bad = (conn->fd < 0 && conn_open(conn, o->host, o->port, t)) ||
+                  conn_request(conn, req, reply, sizeof(reply), t);
+        /* ERR (kvd turning a connection away, say) tells nothing of the
+         * key: ask again on a new connection. */
+        if (!bad && !strncmp(reply, "ERR", 3))
+            bad = conn_fail(conn, "%.40s -> %.60s", req, reply);
+        if (bad) {
+            c->vneterrs++;
+            if (!warned)
+                fprintf(stderr, "kvctl: client %u: verify: %s\n", c->id, conn->err);
+            warned = true;
+            sleep_s(0.1);
+            continue;
+        }
+        if (k < c->nkeys)
+            verify_key(c, k, name, reply);
+        else
+            verify_ctr(c, name, reply);
+        c->checked++;
+        k++;
+    }
 }
 
 static void *client_main(void *arg)
@@ -427,8 +614,10 @@ static void *client_main(void *arg)
             if (!warned)
                 fprintf(stderr, "kvctl: client %u: %s\n", c->id, conn.err);
             warned = true;
-            if (op == OP_SET || op == OP_DEL)
-                c->keys[k].state = K_UNKNOWN;
+            if (op == OP_SET)
+                key_doubt(&c->keys[k], seq);
+            else if (op == OP_DEL)
+                key_doubt(&c->keys[k], 0);
             else if (op == OP_INCR)
                 c->ctr_unsure++;
             if (!o->reconnect)
@@ -451,20 +640,22 @@ static void *client_main(void *arg)
             c->sets++;
             if (strcmp(reply, "OK"))
                 wrong(c, req, reply, "OK");
-            key->state = K_KNOWN;
-            key->seq = seq;
+            key_settle(key, seq);
             break;
-        case OP_DEL:
+        case OP_DEL: {
+            /* OK if the key may hold a value, NOTFOUND if it may be absent. */
+            bool may_ok = key->base != 0, may_nf = key->base == 0;
+            for (uint32_t i = 0; i < key->ndoubt; i++) {
+                may_ok |= key->doubt[i] != 0;
+                may_nf |= key->doubt[i] == 0;
+            }
             c->dels++;
-            if (key->state == K_KNOWN && strcmp(reply, "OK"))
-                wrong(c, req, reply, "OK");
-            else if (key->state == K_ABSENT && strcmp(reply, "NOTFOUND"))
-                wrong(c, req, reply, "NOTFOUND");
-            else if (key->state == K_UNKNOWN &&
-                     strcmp(reply, "OK") && strcmp(reply, "NOTFOUND"))
-                wrong(c, req, reply, "OK or NOTFOUND");
-            key->state = K_ABSENT;
+            if (!strcmp(reply, "OK") ? !may_ok : strcmp(reply, "NOTFOUND") || !may_nf)
+                wrong(c, req, reply, may_ok && may_nf ? "OK or NOTFOUND" :
+                                     may_ok ? "OK" : "NOTFOUND");
+            key_settle(key, 0);
             break;
+        }
         case OP_INCR: {
             c->incrs++;
             uint64_t n;
@@ -484,6 +675,8 @@ static void *client_main(void *arg)
         }
     }
     c->load_end_ns = now_ns();
+    if (o->verify)
+        verify_client(c, &conn, ctrname);
     conn_close(&conn);
     return NULL;
 }
@@ -514,7 +707,11 @@ static int usage(void)
         "       kvctl wait HOST PORT [--timeout S]\n"
         "       kvctl load HOST PORT --clients C --seconds S --keys K\n"
         "                  [--write-ratio R] [--value-size N] [--timeout S]\n"
-        "                  [--prefix P] [--seed N] [--reconnect]\n");
+        "                  [--prefix P] [--seed N] [--reconnect]\n"
+        "                  [--verify] [--verify-timeout S]\n"
+        "exit status: 0 success; 1 a wrong answer, or --verify found a key lost\n"
+        "or wrong; 2 usage error, timeout, nothing answered, or --verify could not\n"
+        "read every key back; 3 network errors during a load without --reconnect\n");
     return 2;
 }
 
@@ -522,7 +719,7 @@ static int cmd_load(int argc, char **argv)
 {
     struct load_opts o = {
         .clients = 0, .keys = 0, .seconds = 0, .write_ratio = 0.5,
-        .value_size = 16, .timeout = 5, .seed = 1,
+        .value_size = 16, .timeout = 5, .seed = 1, .verify_timeout = 60,
     };
     char prefix[32];
 
@@ -545,6 +742,10 @@ static int cmd_load(int argc, char **argv)
             o.reconnect = true;
             continue;
         }
+        if (!strcmp(a, "--verify")) {
+            o.verify = true;
+            continue;
+        }
         if (!v)
             return usage();
         i++;
@@ -560,6 +761,8 @@ static int cmd_load(int argc, char **argv)
             bad = parse_double(v, &o.write_ratio);
         else if (!strcmp(a, "--timeout"))
             bad = parse_double(v, &o.timeout);
+        else if (!strcmp(a, "--verify-timeout"))
+            bad = parse_double(v, &o.verify_timeout);
         else if (!strcmp(a, "--prefix"))
             o.prefix = v;
         else if (!strcmp(a, "--seed")) {
@@ -576,9 +779,11 @@ static int cmd_load(int argc, char **argv)
     if (o.clients < 1 || o.clients > MAX_CLIENTS || o.keys < 1 ||
         o.seconds <= 0 || o.seconds > 86400 || o.write_ratio < 0 ||
         o.write_ratio > 1 || o.timeout <= 0 || o.value_size > MAX_VALUE ||
+        o.verify_timeout <= 0 || o.verify_timeout > 86400 ||
         strlen(o.prefix) > 40 || strchr(o.prefix, ' ')) {
         fprintf(stderr, "kvctl: load needs 1..%d clients, keys >= 1, seconds > 0, "
-                "write ratio in [0,1], value size <= %d, a short prefix\n",
+                "write ratio in [0,1], value size <= %d, a short prefix, "
+                "verify timeout in (0,86400]\n",
                 MAX_CLIENTS, MAX_VALUE);
         return 2;
     }
@@ -617,6 +822,8 @@ static int cmd_load(int argc, char **argv)
     uint64_t *hist = calloc(H_N, sizeof(*hist));
     uint64_t gets = 0, sets = 0, dels = 0, incrs = 0, wrongs = 0, neterrs = 0;
     uint64_t gap_ns = 0, gap_from_ns = start_ns, end_ns = start_ns;
+    uint64_t vkeys = 0, checked = 0, lost = 0, vwrong = 0, indoubt = 0, vneterrs = 0;
+    double vend = start;
     for (unsigned i = 0; i < started; i++) {
         struct client *c = &cl[i];
         pthread_join(c->thread, NULL);
@@ -634,7 +841,14 @@ static int cmd_load(int argc, char **argv)
         }
         if (c->load_end_ns > end_ns)
             end_ns = c->load_end_ns;
+        vkeys += c->nkeys + 1;      /* its keys and its counter */
+        checked += c->checked;
+        lost += c->lost;
+        vwrong += c->vwrong;
+        indoubt += c->indoubt;
+        vneterrs += c->vneterrs;
     }
+    vend = now_s();
     /* A load that ends while the service is away ends a gap too. */
     uint64_t last_ns = atomic_load(&last_success_ns);
     if (end_ns > last_ns && end_ns - last_ns > gap_ns) {
@@ -664,14 +878,32 @@ static int cmd_load(int argc, char **argv)
         fprintf(stderr, "kvctl: no request answered from %.2fs to %.2fs into the load\n",
                 (double)(gap_from_ns - start_ns) / 1e9,
                 (double)(gap_from_ns + gap_ns - start_ns) / 1e9);
+    if (o.verify) {
+        printf("verify: keys=%" PRIu64 " checked=%" PRIu64 " lost=%" PRIu64
+               " wrong=%" PRIu64 " indoubt=%" PRIu64 "\n",
+               vkeys, checked, lost, vwrong, indoubt);
+        double took = vend - start - elapsed;
+        if (checked < vkeys)
+            fprintf(stderr, "kvctl: verify: %" PRIu64 " keys not read back within "
+                    "%.1fs\n", vkeys - checked, o.verify_timeout);
+        if (vneterrs)
+            fprintf(stderr, "kvctl: verify: %" PRIu64 " network errors, done %.2fs "
+                    "after the load\n", vneterrs, took > 0 ? took : 0.0);
+    }
 
-    for (unsigned i = 0; i < o.clients; i++)
+    for (unsigned i = 0; i < o.clients; i++) {
+        for (unsigned k = 0; cl[i].keys && k < cl[i].nkeys; k++)
+            free(cl[i].keys[k].doubt);
         free(cl[i].keys);
+    }
     free(cl);
     free(hist);
-    if (wrongs)
+    if (wrongs || lost || vwrong)
         return 1;
     if (started < o.clients || total == 0)
+        return 2;
+    /* A verification that could not read everything proves nothing. */
+    if (o.verify && checked < vkeys)
         return 2;
     if (neterrs && !o.reconnect)
         return 3;
