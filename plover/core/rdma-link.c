@@ -185,6 +185,24 @@ static int authenticate(PlvRdmaLink *l, int64_t deadline, GError **err)
     return 0;
 }
 
+/* Connect or accept with our private data, then authenticate; @l is
+ * closed on failure. */
+static PlvRdmaLink *complete(PlvRdmaLink *l, bool dialer, const uint8_t *pdata,
+                             int64_t deadline, GError **err)
+{
+    struct rdma_conn_param cp;
+    struct rdma_cm_id *id = plv_rdma_conn_id(l->rc);
+    plv_rdma_conn_param(&cp, pdata);
+    if (dialer ? rdma_connect(id, &cp) : rdma_accept(id, &cp)) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO, "%s: %s",
+                    dialer ? "rdma_connect" : "rdma_accept", g_strerror(errno));
+    } else if (authenticate(l, deadline, err) == 0) {
+        return l;
+    }
+    plv_rdma_link_close(l);
+    return NULL;
+}
+
 static PlvRdmaLink *link_new(struct rdma_event_channel *ec)
 {
     PlvRdmaLink *l = g_new0(PlvRdmaLink, 1);
@@ -251,25 +269,13 @@ PlvRdmaLink *plv_rdma_link_connect(const char *host, uint16_t port,
     }
     uint8_t pdata[PLV_RDMA_PDATA_LEN];
     PlvRdmaConnParams p = params(l, self_id, secret, secret_len, ring_bytes);
-    struct rdma_conn_param cp;
     l->rc = plv_rdma_conn_new(l->id, true, &p, pdata, err);
     if (!l->rc) {
         plv_rdma_link_close(l);
         return NULL;
     }
     l->id = NULL;
-    plv_rdma_conn_param(&cp, pdata);
-    if (rdma_connect(plv_rdma_conn_id(l->rc), &cp)) {
-        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO, "rdma_connect: %s",
-                    g_strerror(errno));
-        plv_rdma_link_close(l);
-        return NULL;
-    }
-    if (authenticate(l, deadline, err) < 0) {
-        plv_rdma_link_close(l);
-        return NULL;
-    }
-    return l;
+    return complete(l, true, pdata, deadline, err);
 }
 
 PlvRdmaListener *plv_rdma_listen(const char *host, uint16_t port, GError **err)
@@ -334,7 +340,6 @@ PlvRdmaLink *plv_rdma_link_accept(PlvRdmaListener *ls, uint32_t self_id,
     }
     uint8_t pdata[PLV_RDMA_PDATA_LEN];
     PlvRdmaConnParams p = params(l, self_id, secret, secret_len, ring_bytes);
-    struct rdma_conn_param cp;
     l->rc = plv_rdma_conn_new(ev.id, false, &p, pdata, err);
     if (!l->rc) {
         rdma_reject(ev.id, NULL, 0);
@@ -348,19 +353,7 @@ PlvRdmaLink *plv_rdma_link_accept(PlvRdmaListener *ls, uint32_t self_id,
         plv_rdma_link_close(l);
         return NULL;
     }
-    plv_rdma_conn_param(&cp, pdata);
-    l->established = false;
-    if (rdma_accept(plv_rdma_conn_id(l->rc), &cp)) {
-        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO, "rdma_accept: %s",
-                    g_strerror(errno));
-        plv_rdma_link_close(l);
-        return NULL;
-    }
-    if (authenticate(l, deadline, err) < 0) {
-        plv_rdma_link_close(l);
-        return NULL;
-    }
-    return l;
+    return complete(l, false, pdata, deadline, err);
 }
 
 int plv_rdma_link_send(PlvRdmaLink *l, uint16_t type, const struct iovec *iov,
