@@ -790,7 +790,7 @@ static void become_leader(PlvPaxos *p, uint32_t mask, PlvReady *rd)
 }
 
 /* May this node run (or finish) an election now? */
-static bool may_lead(const PlvPaxos *p)
+static bool may_lead(const PlvPaxos *p, uint64_t need)
 {
     if (!p->admitted) {
         return false;
@@ -799,8 +799,9 @@ static bool may_lead(const PlvPaxos *p)
         return true;
     }
     /* Preference: a non-secondary never takes over while the secondary is
-     * alive and up to date; it is the secondary's job. */
-    return p->secondary == p->self || !secondary_fit(p, p->commit);
+     * alive and its log reaches what we knew committed (it can lead: its
+     * own phase 1 fills in the rest); that is the secondary's job. */
+    return p->secondary == p->self || !secondary_fit(p, need);
 }
 
 /* What promisers report as committed (a snapshot, entries up to their
@@ -880,10 +881,14 @@ static uint32_t promise_mask(const PlvPaxos *p)
 static void check_promises(PlvPaxos *p, PlvReady *rd)
 {
     uint32_t mask = promise_mask(p);
+    uint64_t need;
 
     if (popcount(mask) < (int)p->maj) {
         return;
     }
+    /* the secondary's fitness is judged against what we knew before this
+     * phase 1 taught us more */
+    need = p->commit;
     learn_committed(p, mask, rd);
     /* A promise from an incarnation that the log (committed or merely
      * reported) has since replaced may hide what its successor accepted:
@@ -899,7 +904,7 @@ static void check_promises(PlvPaxos *p, PlvReady *rd)
     if (popcount(mask) < (int)p->maj) {
         return;
     }
-    if (!may_lead(p)) {
+    if (!may_lead(p, need)) {
         become_follower(p);
         return;
     }
@@ -1265,7 +1270,7 @@ void plv_paxos_tick(PlvPaxos *p, PlvReady *rd)
          * holds a majority, so it goes back to following */
         if (p->incumbent) {
             become_follower(p);
-        } else if (may_lead(p)) {
+        } else if (may_lead(p, p->commit)) {
             start_election(p, rd);
         } else {
             become_follower(p);
@@ -1274,7 +1279,7 @@ void plv_paxos_tick(PlvPaxos *p, PlvReady *rd)
         uint32_t l = plv_vid_leader(p->leader_vid);
         bool leader_bad = p->leader_vid && l != p->self && peer_err_suspect(p, l);
         if ((p->now >= p->election_at || (leader_bad && p->secondary == p->self)) &&
-            may_lead(p)) {
+            may_lead(p, p->commit)) {
             start_election(p, rd);
         } else if (p->now >= p->election_at) {
             reset_election(p);
