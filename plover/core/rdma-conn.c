@@ -426,6 +426,9 @@ static uint64_t rec_checksum(PlvRdmaConn *c, const uint8_t *secret,
  */
 static bool not_yet(PlvRdmaConn *c, const char *what)
 {
+    if (c->failed) {
+        return false;           /* draining a dead connection: just stop */
+    }
     if (c->doorbell_seq >= c->rx_seq) {
         c->st.bad_records++;
         conn_fail(c, PLV_LINK_ERROR_PROTOCOL, "bad ring record %" G_GUINT64_FORMAT
@@ -515,6 +518,15 @@ static int poll_ring(PlvRdmaConn *c)
         send_ctrl(c, CTRL_CREDIT, NULL, 0)) {
         c->peer_wants_credit = false;
         c->st.credits_out++;
+    }
+    return n;
+}
+
+int plv_rdma_conn_drain(PlvRdmaConn *c)
+{
+    int n = 0;
+    while (c->up && ring_take(c)) {
+        n++;
     }
     return n;
 }
@@ -673,10 +685,16 @@ void plv_rdma_conn_doorbell(PlvRdmaConn *c)
         .imm_data = htonl((uint32_t)(c->tx_seq - 1)),
         .wr.rdma = { .remote_addr = c->raddr, .rkey = c->rkey },
     };
-    if (post_send(c, &wr, false) == 0) {
+    /* Signaled: a completion per batch lets sends_pending() see the end. */
+    if (post_send(c, &wr, true) == 0) {
         c->doorbell_due = false;
         c->st.doorbells_out++;
     }
+}
+
+bool plv_rdma_conn_sends_pending(const PlvRdmaConn *c)
+{
+    return !c->failed && (c->doorbell_due || c->sq_done < c->last_signaled);
 }
 
 bool plv_rdma_conn_heartbeat(PlvRdmaConn *c)

@@ -87,6 +87,13 @@ int plv_rdma_conn_established(PlvRdmaConn *c);
  */
 int plv_rdma_conn_poll(PlvRdmaConn *c, GError **err);
 
+/*
+ * After the connection broke (or the peer disconnected): deliver the
+ * records that are complete in the ring — they passed every check, so
+ * they are what the peer sent before it went. Returns how many records.
+ */
+int plv_rdma_conn_drain(PlvRdmaConn *c);
+
 /* Re-arm the completion channel and report whether work arrived meanwhile
  * (then poll again instead of sleeping). */
 bool plv_rdma_conn_arm(PlvRdmaConn *c);
@@ -106,6 +113,10 @@ int plv_rdma_conn_write(PlvRdmaConn *c, uint16_t type, const struct iovec *iov,
                         int iovcnt, size_t len, size_t *done);
 /* End of a batch: ring the doorbell on the last write (wakes the peer). */
 void plv_rdma_conn_doorbell(PlvRdmaConn *c);
+
+/* True while writes are unannounced or not yet known to be placed (the
+ * last signaled WR has not completed): a disconnect now could drop them. */
+bool plv_rdma_conn_sends_pending(const PlvRdmaConn *c);
 
 /* A heartbeat (carries our credit). False if no ctrl buffer was free. */
 bool plv_rdma_conn_heartbeat(PlvRdmaConn *c);

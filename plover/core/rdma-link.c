@@ -31,7 +31,7 @@ struct PlvRdmaLink {
     struct rdma_event_channel *ec;
     struct rdma_cm_id *id;      /* until rc owns it */
     PlvRdmaConn *rc;
-    bool established;
+    bool established, drained;
     GError *broken;             /* set once the connection is gone */
     GQueue inbox;               /* Msg* that arrived while nobody was receiving */
     GByteArray *target;         /* recv()'s payload while it waits */
@@ -120,6 +120,11 @@ static int pump(PlvRdmaLink *l, int64_t deadline, bool *progress, GError **err)
         }
     }
     if (l->broken) {
+        if (l->rc && !l->drained) {
+            /* What the peer wrote before it went is still readable. */
+            l->drained = true;
+            plv_rdma_conn_drain(l->rc);
+        }
         if (err) {
             *err = g_error_copy(l->broken);
         }
@@ -425,6 +430,10 @@ int plv_rdma_link_recv(PlvRdmaLink *l, uint16_t *type, GByteArray *payload,
             return 0;
         }
         if (r < 0) {
+            if (!g_queue_is_empty(&l->inbox)) {
+                g_clear_error(err);
+                continue;       /* drained from the ring after the end */
+            }
             return -1;
         }
         if (g_get_monotonic_time() >= deadline) {
@@ -450,10 +459,26 @@ static void msg_free(gpointer p)
     g_free(m);
 }
 
+#define CLOSE_DRAIN_MS 5000
+
 void plv_rdma_link_close(PlvRdmaLink *l)
 {
     if (!l) {
         return;
+    }
+    /*
+     * Disconnecting flushes the send queue: wait (bounded) until what was
+     * sent is placed, so a last message (syncvm's ACK) is not lost the way
+     * TCP's close would not lose it.
+     */
+    int64_t deadline = plv_deadline_from_timeout(CLOSE_DRAIN_MS);
+    while (l->rc && !l->broken && plv_rdma_conn_sends_pending(l->rc) &&
+           g_get_monotonic_time() < deadline) {
+        bool progress;
+        plv_rdma_conn_doorbell(l->rc);
+        if (pump(l, deadline, &progress, NULL) < 0) {
+            break;
+        }
     }
     plv_rdma_conn_free(l->rc);
     if (l->id) {

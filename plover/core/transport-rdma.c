@@ -354,6 +354,9 @@ static void cm_event(RdmaTransport *t, const PlvRdmaCmEvent *ev)
             /* The other end gave up on our handshake, as TCP's EOF would. */
             auth_failed(c, rdma_event_str(ev->type));
         } else {
+            if (c->state == C_UP) {
+                plv_rdma_conn_drain(c->rc);     /* what it sent before */
+            }
             conn_close(c);
         }
     }
@@ -457,6 +460,7 @@ static int poll_all(RdmaTransport *t)
         int r = plv_rdma_conn_poll(c->rc, &err);
         if (r < 0) {
             if (c->state == C_UP) {
+                plv_rdma_conn_drain(c->rc);     /* what it sent before */
                 g_debug("plover rdma: peer %u: %s", c->peer->id, err->message);
                 if (g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_PROTOCOL) ||
                     g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_TOO_BIG)) {

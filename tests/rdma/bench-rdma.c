@@ -36,7 +36,6 @@ static int64_t pct(int64_t *v, size_t n, double p)
 
 /* Transport kinds compared: TCP, RDMA sleeping at once, RDMA spinning. */
 enum { K_TCP, K_RDMA, K_RDMA_SPIN };
-static const char *const KIND[] = { "tcp", "rdma", "rdma+spin" };
 #define SPIN_US 200
 
 static PlvTransport *make_transport(int kind, uint32_t self, PlvPeerAddr *a,
@@ -316,23 +315,39 @@ static void run(void)
     printf("bench-rdma: soft-RoCE (rdma_rxe) inside a TCG guest is RDMA done in "
            "software on an emulated CPU; these figures prove the code path, "
            "not RDMA hardware speed.\n");
-    int64_t pp[3], cm[3], c99[3];
-    for (int k = 0; k < 3; k++) {
-        pp[k] = pingpong_us(k, 19000 + 10 * k, 500);
+    /* Two rounds in alternating order; the better median of each kind is
+     * reported, so a burst of load on the shared host or TCG translating
+     * new code does not decide the comparison. */
+    int64_t pp[3] = { INT64_MAX, INT64_MAX, INT64_MAX };
+    int64_t cm[3] = { INT64_MAX, INT64_MAX, INT64_MAX }, c99[3] = { 0 };
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 3; i++) {
+            int k = round ? 2 - i : i;
+            pp[k] = MIN(pp[k], pingpong_us(k, 19000 + 100 * round + 10 * k, 300));
+            int64_t m, p99;
+            commit_us(k, 19200 + 100 * round + 10 * k, 100, &m, &p99);
+            if (m < cm[k]) {
+                cm[k] = m;
+                c99[k] = p99;
+            }
+        }
     }
     printf("bench-rdma: transport ping-pong 64 B, median round trip: tcp %" G_GINT64_FORMAT
            " us, rdma %" G_GINT64_FORMAT " us (rdma/tcp %.2f), rdma+spin %d us: %"
            G_GINT64_FORMAT " us (rdma+spin/tcp %.2f)\n", pp[K_TCP], pp[K_RDMA],
            (double)pp[K_RDMA] / pp[K_TCP], SPIN_US, pp[K_RDMA_SPIN],
            (double)pp[K_RDMA_SPIN] / pp[K_TCP]);
-    for (int k = 0; k < 3; k++) {
-        commit_us(k, 19100 + 10 * k, 200, &cm[k], &c99[k]);
-        printf("bench-rdma: commit latency, 3 replicas, 1 input, %s: median %"
-               G_GINT64_FORMAT " us, p99 %" G_GINT64_FORMAT " us (%s/tcp %.2f)\n",
-               KIND[k], cm[k], c99[k], KIND[k], (double)cm[k] / cm[K_TCP]);
-    }
-    double br = bulk_mib_s(true, 19040);
+    printf("bench-rdma: commit latency, 3 replicas, 1 input: tcp median %" G_GINT64_FORMAT
+           " us (p99 %" G_GINT64_FORMAT "), rdma %" G_GINT64_FORMAT " us (p99 %"
+           G_GINT64_FORMAT ", rdma/tcp %.2f), rdma+spin %" G_GINT64_FORMAT
+           " us (p99 %" G_GINT64_FORMAT ", rdma+spin/tcp %.2f)\n",
+           cm[K_TCP], c99[K_TCP], cm[K_RDMA], c99[K_RDMA],
+           (double)cm[K_RDMA] / cm[K_TCP], cm[K_RDMA_SPIN], c99[K_RDMA_SPIN],
+           (double)cm[K_RDMA_SPIN] / cm[K_TCP]);
     double bt = bulk_mib_s(false, 19041);
+    double br = bulk_mib_s(true, 19040);
+    bt = MAX(bt, bulk_mib_s(false, 19043));
+    br = MAX(br, bulk_mib_s(true, 19042));
     printf("bench-rdma: bulk link, %d x %u MiB: rdma %.1f MiB/s, tcp %.1f MiB/s, "
            "rdma/tcp %.2f\n", BULK_N, BULK_MSG >> 20, br, bt, br / bt);
 }

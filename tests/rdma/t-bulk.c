@@ -284,9 +284,45 @@ static void t_receiver_dies(void)
     plv_rdma_link_close(l);
 }
 
+/* ---- closing right after sending loses nothing ---- */
+
+static gpointer send_and_close(gpointer opaque)
+{
+    PlvRdmaLink *l = accept_one(opaque);
+    static uint8_t big[2u << 20];
+    struct iovec iov[3] = { { "one", 3 }, { "two", 3 }, { big, sizeof(big) } };
+    for (int i = 0; i < 3; i++) {
+        CHECK(plv_rdma_link_send(l, 10 + i, &iov[i], 1, NULL) == 0);
+    }
+    plv_rdma_link_close(l);     /* at once, like a secondary after its ACK */
+    return NULL;
+}
+
+static void t_close_after_send(void)
+{
+    for (int round = 0; round < 5; round++) {
+        PlvRdmaListener *ls = listen_on(18330 + round);
+        GThread *th = g_thread_new("sender", send_and_close, ls);
+        PlvRdmaLink *l = connect_to(18330 + round);
+        GByteArray *b = g_byte_array_new();
+        for (int i = 0; i < 3; i++) {
+            uint16_t type;
+            GError *err = NULL;
+            CHECKF(plv_rdma_link_recv(l, &type, b, 30000, &err) == 0,
+                   "round %d, message %d: %s", round, i, err->message);
+            CHECK(type == 10 + i && b->len == (i < 2 ? 3u : 2u << 20));
+        }
+        g_thread_join(th);
+        g_byte_array_unref(b);
+        plv_rdma_link_close(l);
+        plv_rdma_listener_free(ls);
+    }
+}
+
 const PlvRdmaTest plv_rdma_bulk_tests[] = {
     { "bulk_integrity", t_integrity, 180 },
     { "bulk_syncvm", t_syncvm, 180 },
     { "bulk_receiver_dies", t_receiver_dies, 120 },
+    { "bulk_close_after_send_loses_nothing", t_close_after_send, 120 },
 };
 const size_t plv_rdma_bulk_n = G_N_ELEMENTS(plv_rdma_bulk_tests);
