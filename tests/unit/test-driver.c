@@ -91,6 +91,55 @@ static void on_event(void *opaque, const PlvEvent *ev)
 
 static const PlvDriverCallbacks CB = { .committed = on_commit, .event = on_event };
 
+static void collector_init(Collector *c)
+{
+    c->entries = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    c->packets = g_ptr_array_new_with_free_func(g_free);
+    c->order_ok = true;
+    c->last_index = 0;
+    pthread_mutex_init(&c->lock, NULL);
+}
+
+static void collector_clear(Collector *c)
+{
+    g_ptr_array_unref(c->entries);
+    g_ptr_array_unref(c->packets);
+    pthread_mutex_destroy(&c->lock);
+}
+
+/* Driver @i on listening socket @lfd (incarnation @inc: > 1 after a restart). */
+static void driver_start(Cluster *cl, int i, int lfd, uint64_t inc,
+                         size_t max_pending, bool inline_cb)
+{
+    PlvTcpTransportConfig tc = {
+        .self_id = i, .peers = cl->addr, .n_peers = N,
+        .secret = SECRET, .secret_len = sizeof(SECRET),
+        .listen_fd = lfd, .backoff_min_ms = 5, .backoff_max_ms = 100,
+    };
+    GError *err = NULL;
+    PlvTransport *t = plv_transport_tcp_new(&tc, &err);
+    ck_assert_msg(t, "%s", err ? err->message : "?");
+    PlvDriverConfig dc;
+    plv_driver_config_default(&dc);
+    dc.paxos.self = i;
+    dc.paxos.n = N;
+    dc.paxos.incarnation = inc;
+    dc.paxos.seed = 1000 + i + 10 * inc;
+    dc.tick_ms = 2;
+    /* 100 ms of silence before suspecting a peer: short enough for the kill
+     * tests, long enough that a loaded machine does not start elections. */
+    dc.paxos.suspect_ticks = 50;
+    dc.paxos.election_ticks = 50;
+    dc.max_pending_bytes = max_pending;
+    cl->d[i] = plv_driver_new(&dc, t, &err);
+    ck_assert_msg(cl->d[i], "%s", err ? err->message : "?");
+    cl->c[i].d = cl->d[i];
+    if (inline_cb) {
+        plv_driver_set_inline_callbacks(cl->d[i], &CB, &cl->c[i]);
+    }
+    ck_assert_int_eq(plv_driver_start(cl->d[i], &err), 0);
+}
+
 static void cluster_start_opts(Cluster *cl, size_t max_pending, bool inline_cb)
 {
     memset(cl, 0, sizeof(*cl));
@@ -100,34 +149,10 @@ static void cluster_start_opts(Cluster *cl, size_t max_pending, bool inline_cb)
         ck_assert_int_ge(lfd[i], 0);
         cl->addr[i] = (PlvPeerAddr){ .id = i, .host = "127.0.0.1",
                                      .port = plv_sock_local_port(lfd[i]) };
-        cl->c[i].entries = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
-        cl->c[i].packets = g_ptr_array_new_with_free_func(g_free);
-        cl->c[i].order_ok = true;
-        pthread_mutex_init(&cl->c[i].lock, NULL);
+        collector_init(&cl->c[i]);
     }
     for (int i = 0; i < N; i++) {
-        PlvTcpTransportConfig tc = {
-            .self_id = i, .peers = cl->addr, .n_peers = N,
-            .secret = SECRET, .secret_len = sizeof(SECRET),
-            .listen_fd = lfd[i], .backoff_min_ms = 5, .backoff_max_ms = 100,
-        };
-        GError *err = NULL;
-        PlvTransport *t = plv_transport_tcp_new(&tc, &err);
-        ck_assert_msg(t, "%s", err ? err->message : "?");
-        PlvDriverConfig dc;
-        plv_driver_config_default(&dc);
-        dc.paxos.self = i;
-        dc.paxos.n = N;
-        dc.paxos.seed = 1000 + i;
-        dc.tick_ms = 2;
-        dc.max_pending_bytes = max_pending;
-        cl->d[i] = plv_driver_new(&dc, t, &err);
-        ck_assert_msg(cl->d[i], "%s", err ? err->message : "?");
-        cl->c[i].d = cl->d[i];
-        if (inline_cb) {
-            plv_driver_set_inline_callbacks(cl->d[i], &CB, &cl->c[i]);
-        }
-        ck_assert_int_eq(plv_driver_start(cl->d[i], &err), 0);
+        driver_start(cl, i, lfd[i], PLV_INC_INITIAL, max_pending, inline_cb);
     }
 }
 
@@ -140,9 +165,7 @@ static void cluster_free(Cluster *cl)
 {
     for (int i = 0; i < N; i++) {
         plv_driver_free(cl->d[i]);
-        g_ptr_array_unref(cl->c[i].entries);
-        g_ptr_array_unref(cl->c[i].packets);
-        pthread_mutex_destroy(&cl->c[i].lock);
+        collector_clear(&cl->c[i]);
     }
 }
 
@@ -406,6 +429,45 @@ START_TEST(driver_inline_callbacks_closed_loop)
 }
 END_TEST
 
+START_TEST(driver_restarted_follower_rejoins)
+{
+    Cluster cl;
+    cluster_start(&cl);
+    int leader;
+    DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 10000);
+    submit_range(&cl, leader, "r", 0, 100);
+    DRAIN_UNTIL(&cl, have_packets(&cl, 100), 10000);
+
+    /* A follower dies and comes back as a new incarnation, memory lost. */
+    int f = (leader + 1) % N;
+    plv_driver_free(cl.d[f]);
+    cl.d[f] = NULL;
+    submit_range(&cl, leader, "s", 0, 100);
+    DRAIN_UNTIL(&cl, have_packets(&cl, 200), 10000);
+    collector_clear(&cl.c[f]);
+    memset(&cl.c[f], 0, sizeof(cl.c[f]));
+    collector_init(&cl.c[f]);
+    int lfd = plv_sock_listen("127.0.0.1", cl.addr[f].port, NULL);
+    ck_assert_int_ge(lfd, 0);
+    driver_start(&cl, f, lfd, PLV_INC_INITIAL + 1, 0, false);
+
+    /* It learns the whole log again (through the reconnected transport)
+     * and then follows new commits. */
+    DRAIN_UNTIL(&cl, have_packets(&cl, 200), 15000);
+    leader = agreed_leader(&cl);
+    DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 15000);
+    submit_range(&cl, leader, "t", 0, 100);
+    DRAIN_UNTIL(&cl, have_packets(&cl, 300), 15000);
+    assert_same_logs(&cl);
+    ck_assert_str_eq(cl.c[f].packets->pdata[0], "r0");
+    ck_assert_str_eq(cl.c[f].packets->pdata[299], "t99");
+    PlvDriverStats st;
+    plv_driver_stats(cl.d[leader], &st);
+    ck_assert_uint_ge(st.transport.reconnects, 1);
+    cluster_free(&cl);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("driver");
@@ -415,6 +477,7 @@ int main(void)
     tcase_add_test(tc, driver_witness_kill_and_glib_dispatch);
     tcase_add_test(tc, driver_backpressure_without_majority);
     tcase_add_test(tc, driver_inline_callbacks_closed_loop);
+    tcase_add_test(tc, driver_restarted_follower_rejoins);
     suite_add_tcase(su, tc);
     return plv_test_run(su);
 }
