@@ -130,7 +130,11 @@ void plv_paxos_applied_syncvm(PlvPaxos *p, uint64_t index);
  * of committed entries resumes at index+1. Returns 0 or -EINVAL. */
 int plv_paxos_install_snapshot(PlvPaxos *p, uint64_t index, PlvReady *rd);
 
-/* Error counter per peer (e.g. syncvm errors), kept by the caller's reports. */
+/* Error counter per peer (e.g. syncvm errors), kept by the caller's reports.
+ * At n_err_threshold the peer is treated as failed (a leader replaces such a
+ * secondary; a secondary stops trusting such a leader). The counts describe
+ * the current executors: they are cleared when a new leader becomes known
+ * and when a second() entry commits. */
 void plv_paxos_add_err(PlvPaxos *p, uint32_t peer);
 void plv_paxos_reset_err(PlvPaxos *p, uint32_t peer);
 uint32_t plv_paxos_n_err(const PlvPaxos *p, uint32_t peer);
