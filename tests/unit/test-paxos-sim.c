@@ -39,8 +39,8 @@ START_TEST(test_seeds)
         if (!res.ok) {
             if (n_bad++ < 5) {
                 g_string_append_printf(bad, "\n  seed %" G_GUINT64_FORMAT ": %s (replay: "
-                                       "PLOVER_SEED=%" G_GUINT64_FORMAT " test-paxos-sim)",
-                                       seed, res.why, seed);
+                                       "PLOVER_SEED=%" G_GUINT64_FORMAT " PLOVER_SIM_N=%u "
+                                       "test-paxos-sim)", seed, res.why, seed, prm.n);
             }
         }
     }
