@@ -840,6 +840,11 @@ bool plv_rdma_conn_authenticated(const PlvRdmaConn *c)
     return c->up && !c->failed;
 }
 
+bool plv_rdma_conn_handshake_passed(const PlvRdmaConn *c)
+{
+    return c->s != NULL;
+}
+
 bool plv_rdma_conn_failed(const PlvRdmaConn *c)
 {
     return c->failed;

@@ -101,6 +101,8 @@ int plv_rdma_conn_fd(const PlvRdmaConn *c);      /* completion channel */
 
 bool plv_rdma_conn_authenticated(const PlvRdmaConn *c);
 bool plv_rdma_conn_failed(const PlvRdmaConn *c);
+/* The peer passed the handshake (even if the connection failed since). */
+bool plv_rdma_conn_handshake_passed(const PlvRdmaConn *c);
 uint32_t plv_rdma_conn_peer_id(const PlvRdmaConn *c);
 const uint8_t *plv_rdma_conn_session_key(const PlvRdmaConn *c);
 

@@ -39,6 +39,7 @@ typedef struct Conn {
     PlvRdmaConn *rc;
     int state;
     bool dialer, in_epoll;
+    bool doomed;                /* failed before ESTABLISHED; see poll_all */
     Peer *peer;                 /* dialer: whom we dial; acceptor: once up */
     int64_t deadline;           /* must be up by then */
     int64_t next_hb;
@@ -308,6 +309,10 @@ static void on_route_resolved(Conn *c)
 static void on_established(Conn *c, const PlvRdmaCmEvent *ev)
 {
     GError *err = NULL;
+    if (c->doomed) {
+        auth_failed(c, "failed before it was established");
+        return;
+    }
     if (c->dialer &&
         plv_rdma_conn_set_remote(c->rc, ev->pdata, ev->pdata_len, &err) < 0) {
         auth_failed(c, err->message);
@@ -350,7 +355,7 @@ static void cm_event(RdmaTransport *t, const PlvRdmaCmEvent *ev)
          * the QP is (or will be) broken; PEER_DOWN if it was up. */
         g_debug("plover rdma: %s (status %d)", rdma_event_str(ev->type),
                 ev->status);
-        if (c->state == C_HANDSHAKE) {
+        if (c->state == C_HANDSHAKE || c->doomed) {
             /* The other end gave up on our handshake, as TCP's EOF would. */
             auth_failed(c, rdma_event_str(ev->type));
         } else {
@@ -453,13 +458,19 @@ static int poll_all(RdmaTransport *t)
     int work = 0;
     for (guint i = 0; i < a->len; i++) {
         Conn *c = g_ptr_array_index(a, i);
-        if (c->state == C_DEAD) {
+        if (c->state == C_DEAD || c->doomed) {
             continue;           /* closed by an earlier one's conn_up */
         }
         GError *err = NULL;
         int r = plv_rdma_conn_poll(c->rc, &err);
         if (r < 0) {
-            if (c->state == C_UP) {
+            if (c->state != C_UP && plv_rdma_conn_handshake_passed(c->rc)) {
+                /* Authenticated, then broke in the same poll: it was up. */
+                conn_up(c);
+            }
+            if (c->state == C_DEAD) {
+                /* conn_up refused it */
+            } else if (c->state == C_UP) {
                 plv_rdma_conn_drain(c->rc);     /* what it sent before */
                 g_debug("plover rdma: peer %u: %s", c->peer->id, err->message);
                 if (g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_PROTOCOL) ||
@@ -467,11 +478,22 @@ static int poll_all(RdmaTransport *t)
                     STAT_ADD(t, malformed_dropped, 1);
                 }
                 conn_close(c);
+            } else if (c->state == C_CONNECTING && !c->dialer) {
+                /*
+                 * Failed before rdma_cm told us the connection is
+                 * established (the peer's first SENDs can overtake that
+                 * event): a disconnect now would not reach the peer, so
+                 * close once ESTABLISHED arrives (or at the deadline).
+                 */
+                g_debug("plover rdma: client failed early: %s", err->message);
+                c->doomed = true;
+                /* Its channel may stay readable: stop listening to it. */
+                epoll_ctl(t->epfd, EPOLL_CTL_DEL, plv_rdma_conn_fd(c->rc), NULL);
+                c->in_epoll = false;
             } else {
                 auth_failed(c, err->message);
             }
             g_error_free(err);
-            work++;
             continue;
         }
         work += r;
@@ -490,7 +512,9 @@ static void arm_all(RdmaTransport *t)
     GPtrArray *a = live_conns(t);
     for (guint i = 0; i < a->len; i++) {
         Conn *c = g_ptr_array_index(a, i);
-        plv_rdma_conn_arm(c->rc);   /* a failure shows in the next poll */
+        if (!c->doomed) {
+            plv_rdma_conn_arm(c->rc);   /* a failure shows in the next poll */
+        }
     }
     g_ptr_array_unref(a);
 }

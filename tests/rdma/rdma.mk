@@ -14,6 +14,8 @@ RDMA_IMG := $(RDMA_OUT)/initrd.img
 # crc32_generic: rxe needs it but does not declare it (shared/notes/soft-roce.md)
 RDMA_MODULES := crc32_generic rdma_rxe ib_uverbs rdma_ucm
 RDMA_TIMEOUT ?= 280
+# e.g. RDMA_ARGS=garbage,20: only tests whose name contains "garbage", 20 times
+RDMA_ARGS ?=
 
 ifeq ($(ENABLE_RDMA),yes)
 
@@ -53,7 +55,7 @@ rdma-guest: $(RDMA_IMG) $(GUEST_OUT)/vmlinuz
 
 check-rdma: rdma-guest
 	QEMU=$(QEMU_BIN) KERNEL=$(GUEST_OUT)/vmlinuz INITRD=$(RDMA_IMG) \
-	    TIMEOUT=$(RDMA_TIMEOUT) $(RDMA_SRC)/run-guest.sh test-rdma rdma
+	    TIMEOUT=$(RDMA_TIMEOUT) ARGS=$(RDMA_ARGS) $(RDMA_SRC)/run-guest.sh test-rdma rdma
 
 rdma-bench: rdma-guest
 	QEMU=$(QEMU_BIN) KERNEL=$(GUEST_OUT)/vmlinuz INITRD=$(RDMA_IMG) \

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Boot the RDMA test guest under TCG, run one program inside it, report.
 #
-#   run-guest.sh PROGRAM TAG     environment: QEMU, KERNEL, INITRD, TIMEOUT (s)
+#   run-guest.sh PROGRAM TAG     environment: QEMU, KERNEL, INITRD, TIMEOUT (s),
+#                                ARGS (comma-separated arguments for PROGRAM)
 #
 # The guest's /init (tests/rdma/init.sh) runs /rdma/PROGRAM and hands its
 # exit status to isa-debug-exit, so QEMU exits with (status << 1) | 1:
@@ -38,7 +39,7 @@ done
 start=$(date +%s)
 "$QEMU" -accel tcg -m 1024 -smp 2 -nographic -no-reboot "${firmware[@]}" \
     -kernel "$KERNEL" -initrd "$INITRD" \
-    -append "console=ttyS0 panic=-1 quiet plover.rdma=$prog" \
+    -append "console=ttyS0 panic=-1 quiet plover.rdma=$prog ${ARGS:+plover.args=$ARGS}" \
     -netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
     </dev/null >"$log" 2>&1 &
