@@ -36,7 +36,7 @@ static int64_t pct(int64_t *v, size_t n, double p)
 
 /* Transport kinds compared: TCP, RDMA sleeping at once, RDMA spinning. */
 enum { K_TCP, K_RDMA, K_RDMA_SPIN };
-#define SPIN_US 200
+#define SPIN_US 1000
 
 static PlvTransport *make_transport(int kind, uint32_t self, PlvPeerAddr *a,
                                     size_t n)
