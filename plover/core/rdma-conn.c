@@ -223,7 +223,9 @@ static bool send_ctrl(PlvRdmaConn *c, int kind, const void *data, size_t len)
     b[0] = kind;
     put_le16(b + 2, len);
     put_le64(b + 8, c->rx_head);
-    memcpy(b + CTRL_HDR, data, len);
+    if (len) {
+        memcpy(b + CTRL_HDR, data, len);
+    }
     struct ibv_sge sge = {
         .addr = (uintptr_t)b, .length = CTRL_HDR + len, .lkey = c->ctrl_mr->lkey,
     };
