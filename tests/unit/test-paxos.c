@@ -475,31 +475,119 @@ END_TEST
 START_TEST(test_restart_of_phase1_voter_needs_new_view)
 {
     Net t;
-    uint32_t l, s, w;
+    uint32_t l, q;
     uint64_t vid;
 
     net_init(&t);
     net_run(&t, 60);
     l = find_role(&t, PLV_ROLE_LEADER);
-    s = find_role(&t, PLV_ROLE_SECONDARY);
     vid = plv_paxos_vid(t.px[l]);
-    /* every node promised the first view, so whoever restarts was in the
-     * leader's phase 1 quorum or not; restart both others in turn */
-    net_crash(&t, s);
-    net_restart(&t, s);
+    /* this network delivers in order, so the leader's phase 1 completed
+     * with the promise of the lowest-numbered other node */
+    q = l == 0 ? 1 : 0;
+    net_crash(&t, q);
+    net_restart(&t, q);
     net_run(&t, 40);
-    ck_assert(plv_paxos_admitted(t.px[s]));
-    w = find_role(&t, PLV_ROLE_WITNESS);
-    ck_assert_uint_ne(w, PLV_NODE_NONE);
-    /* the leader either kept its view (the node was not in its quorum) or
-     * moved to a new one to admit it; never admitted from the old quorum */
-    if (plv_paxos_vid(t.px[l]) == vid) {
-        ck_assert(!saw_role(&t, l, PLV_ROLE_CANDIDATE));
-    } else {
-        ck_assert_uint_gt(plv_paxos_vid(t.px[l]), vid);
-        ck_assert_int_eq(plv_paxos_role(t.px[l]), PLV_ROLE_LEADER);
-    }
+    /* admitted, but only from a newer view of the same leader whose
+     * phase 1 did not count it */
+    ck_assert(plv_paxos_admitted(t.px[q]));
+    ck_assert_uint_eq(plv_paxos_member_inc(t.px[l], q), 2);
+    ck_assert_int_eq(plv_paxos_role(t.px[l]), PLV_ROLE_LEADER);
+    ck_assert(saw_role(&t, l, PLV_ROLE_CANDIDATE));
+    ck_assert_uint_gt(plv_paxos_vid(t.px[l]), vid);
+    ck_assert_uint_eq(plv_vid_leader(plv_paxos_vid(t.px[l])), l);
     net_free(&t);
+}
+END_TEST
+
+/* An acceptor refuses an accept for the view it promised when it comes
+ * from another incarnation of that view's leader. */
+START_TEST(test_accept_from_other_incarnation_refused)
+{
+    Net t;
+    uint32_t l, s, w;
+    PlvMsg m;
+    PlvEntry e = { .op = PLV_OP_NOOP };
+    PlvOutMsg *om;
+    uint64_t last;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    last = plv_paxos_last_index(t.px[w]);
+    plv_msg_init(&m, PLV_MSG_ACCEPT);
+    m.hdr = (PlvMsgHdr){ .from = l, .to = w, .inc = 2, .vid = plv_paxos_vid(t.px[l]),
+                         .flags = PLV_HDR_ADMITTED | PLV_HDR_LEADER };
+    m.vid = plv_paxos_vid(t.px[l]);
+    e.index = last + 1;
+    e.vid = m.vid;
+    plv_msg_add_entry(&m, &e);
+    plv_paxos_step(t.px[w], &m, &t.rd);
+    plv_msg_clear(&m);
+    ck_assert_uint_eq(t.rd.msgs->len, 1);
+    om = g_ptr_array_index(t.rd.msgs, 0);
+    ck_assert_int_eq(om->msg.type, PLV_MSG_ACCEPTED);
+    ck_assert(!om->msg.ok);
+    ck_assert_uint_eq(plv_paxos_last_index(t.px[w]), last);
+    plv_ready_clear(&t.rd);
+    net_free(&t);
+}
+END_TEST
+
+/* A candidate does not count a promise from an incarnation that another
+ * promise shows was replaced by a config entry. */
+START_TEST(test_promise_of_replaced_incarnation_dropped)
+{
+    PlvPaxosConfig c;
+    PlvPaxos *p;
+    PlvReady rd;
+    PlvMsg m;
+    PlvEntry e = { .index = 1, .op = PLV_OP_CONFIG };
+    PlvPaxosStats st;
+    uint64_t v;
+    int k;
+
+    plv_paxos_config_default(&c);
+    c.n = 5;
+    plv_ready_init(&rd);
+    p = plv_paxos_new(&c, NULL);
+    for (k = 0; k < 100 && plv_paxos_role(p) != PLV_ROLE_CANDIDATE; k++) {
+        plv_paxos_tick(p, &rd);
+        plv_ready_clear(&rd);
+    }
+    ck_assert_int_eq(plv_paxos_role(p), PLV_ROLE_CANDIDATE);
+    v = plv_paxos_vid(p);
+    /* node 1 promises and holds an accepted config admitting node 2's
+     * incarnation 5 */
+    plv_msg_init(&m, PLV_MSG_PROMISE);
+    m.hdr = (PlvMsgHdr){ .from = 1, .to = 0, .inc = 1, .vid = v, .to_inc = 1,
+                         .flags = PLV_HDR_ADMITTED };
+    m.vid = v;
+    m.ok = true;
+    e.vid = plv_vid_make(1, 1);
+    e.payload = plv_op_config_payload(2, 5);
+    plv_msg_add_entry(&m, &e);
+    plv_entry_clear(&e);
+    plv_paxos_step(p, &m, &rd);
+    plv_msg_clear(&m);
+    ck_assert_int_eq(plv_paxos_role(p), PLV_ROLE_CANDIDATE);
+    /* node 2's former incarnation promises: three of five, but it must
+     * not count */
+    plv_msg_init(&m, PLV_MSG_PROMISE);
+    m.hdr = (PlvMsgHdr){ .from = 2, .to = 0, .inc = 1, .vid = v, .to_inc = 1,
+                         .flags = PLV_HDR_ADMITTED };
+    m.vid = v;
+    m.ok = true;
+    plv_paxos_step(p, &m, &rd);
+    ck_assert_int_eq(plv_paxos_role(p), PLV_ROLE_CANDIDATE);
+    plv_paxos_stats(p, &st);
+    ck_assert_uint_eq(st.msgs_stale, 1);
+    /* a third current voter completes phase 1 */
+    m.hdr.from = 3;
+    plv_paxos_step(p, &m, &rd);
+    plv_msg_clear(&m);
+    ck_assert_int_eq(plv_paxos_role(p), PLV_ROLE_LEADER);
+    plv_ready_destroy(&rd);
+    plv_paxos_free(p);
 }
 END_TEST
 
@@ -713,6 +801,8 @@ int main(void)
     tcase_add_test(tc, test_n_err_makes_secondary_suspect);
     tcase_add_test(tc, test_restart_learns_before_voting);
     tcase_add_test(tc, test_restart_of_phase1_voter_needs_new_view);
+    tcase_add_test(tc, test_accept_from_other_incarnation_refused);
+    tcase_add_test(tc, test_promise_of_replaced_incarnation_dropped);
     tcase_add_test(tc, test_truncation_and_snapshot);
     tcase_add_test(tc, test_isolated_leader_steps_down);
     tcase_add_test(tc, test_promise_rules);
