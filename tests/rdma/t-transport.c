@@ -234,6 +234,42 @@ static void t_peer_killed_midstream(void)
     net_free(&net);
 }
 
+/* A peer whose process stops (its QP stays up in the kernel) is declared
+ * down when its heartbeats stop. */
+static void t_stopped_peer_times_out(void)
+{
+    Net net;
+    memset(&net, 0, sizeof(net));
+    net.ring_bytes = 64 * 1024;
+    for (int i = 0; i < NET_N; i++) {
+        net.addr[i] = (PlvPeerAddr){ .id = i, .host = plv_rdma_test_addr(),
+                                     .port = 18170 + i };
+        g_queue_init(&net.got[i]);
+    }
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        receiver_child(&net);
+    }
+    net.t[0] = net_endpoint(&net, 0, NET_SECRET, sizeof(NET_SECRET));
+    NET_PUMP_UNTIL(&net, plv_transport_peer_up(net.t[0], 1), UP_MS);
+    kill(pid, SIGSTOP);
+    gint64 t0 = g_get_monotonic_time();
+    for (unsigned k = 0; net.down[0][1] == 0; k++) {
+        CHECKF(g_get_monotonic_time() - t0 < 60 * 1000000ll,
+               "stopped peer never reported down");
+        if (plv_transport_peer_up(net.t[0], 1) && k < 100) {
+            send_msg(&net, 0, 1, k, 500);
+        }
+        net_pump(&net, 10);
+    }
+    printf("  stopped peer reported down after %.1f s (peer_timeout 4 s)\n",
+           (g_get_monotonic_time() - t0) / 1e6);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    net_free(&net);
+}
+
 static void t_wrong_secret(void)
 {
     static const uint8_t bad[] = "not the secret";
@@ -299,6 +335,7 @@ const PlvRdmaTest plv_rdma_transport_tests[] = {
     { "transport_ring_wrap", t_ring_wrap, 180 },
     { "transport_reconnect", t_reconnect, 120 },
     { "transport_peer_killed_midstream", t_peer_killed_midstream, 120 },
+    { "transport_stopped_peer_times_out", t_stopped_peer_times_out, 120 },
     { "transport_wrong_secret", t_wrong_secret, 120 },
     { "transport_wakeup", t_wakeup, 30 },
 };
