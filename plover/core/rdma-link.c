@@ -4,6 +4,11 @@
  * are RDMA-WRITTEN into the receiver's registered staging ring (rdma-conn.c)
  * in fragments; ring credits are the flow control, so a sender blocks when
  * the receiver has not consumed its staging buffer yet.
+ *
+ * Like PlvLink, one thread may send while another receives: the connection
+ * is only touched under the link's lock, never held while sleeping. Either
+ * thread's pump may take what the other waits for (a credit, a message), so
+ * sleeps are cut into short slices instead of trusting one fd event.
  */
 #include "plover/transport-rdma.h"
 #include "plover/sockutil.h"
@@ -15,6 +20,7 @@
 
 #define RESOLVE_MS 2000
 #define STALL_MS   30000        /* a send with no ring credit for this long fails */
+#define SLICE_MS   5            /* longest sleep before looking again */
 
 struct PlvRdmaListener {
     struct rdma_event_channel *ec;
@@ -28,6 +34,7 @@ typedef struct Msg {
 } Msg;
 
 struct PlvRdmaLink {
+    GMutex lock;                /* everything below, once the link exists */
     struct rdma_event_channel *ec;
     struct rdma_cm_id *id;      /* until rc owns it */
     PlvRdmaConn *rc;
@@ -98,25 +105,20 @@ static void cm_events(PlvRdmaLink *l)
     }
 }
 
-/*
- * One round: cm events, completions and ring; sleep on both channels until
- * something happens or @deadline. -1 with @err once the link is broken.
- */
-static int pump(PlvRdmaLink *l, int64_t deadline, bool *progress, GError **err)
+/* One round without sleeping: 1 if work was done, 0 if none, -1 broken. */
+static int pump_locked(PlvRdmaLink *l, GError **err)
 {
     cm_events(l);
     int r = 0;
     if (l->rc && !l->broken) {
         GError *e = NULL;
         r = plv_rdma_conn_poll(l->rc, &e);
-        if (r < 0) {
-            l->broken = e;
-        } else if (r == 0) {
+        if (r == 0) {
             plv_rdma_conn_arm(l->rc);
             r = plv_rdma_conn_poll(l->rc, &e);
-            if (r < 0) {
-                l->broken = e;
-            }
+        }
+        if (r < 0) {
+            l->broken = e;
         }
     }
     if (l->broken) {
@@ -130,16 +132,28 @@ static int pump(PlvRdmaLink *l, int64_t deadline, bool *progress, GError **err)
         }
         return -1;
     }
-    if (r > 0) {
-        *progress = true;
-        return 0;
-    }
+    return r > 0;
+}
+
+/*
+ * cm events, completions and ring; if nothing was there, sleep on both
+ * channels until something happens, @deadline, or one slice passes.
+ * -1 with @err once the link is broken.
+ */
+static int pump(PlvRdmaLink *l, int64_t deadline, GError **err)
+{
+    g_mutex_lock(&l->lock);
+    int r = pump_locked(l, err);
     struct pollfd pf[2] = { { .fd = l->ec->fd, .events = POLLIN } };
     int n = 1;
     if (l->rc) {
         pf[n++] = (struct pollfd){ .fd = plv_rdma_conn_fd(l->rc), .events = POLLIN };
     }
-    poll(pf, n, plv_deadline_remaining_ms(deadline));
+    g_mutex_unlock(&l->lock);
+    if (r != 0) {
+        return r < 0 ? -1 : 0;
+    }
+    poll(pf, n, MIN(plv_deadline_remaining_ms(deadline), SLICE_MS));
     return 0;
 }
 
@@ -176,8 +190,7 @@ static int next_event(struct rdma_event_channel *ec, int64_t deadline,
 static int authenticate(PlvRdmaLink *l, int64_t deadline, GError **err)
 {
     while (!plv_rdma_conn_authenticated(l->rc)) {
-        bool progress = false;
-        if (pump(l, deadline, &progress, err) < 0) {
+        if (pump(l, deadline, err) < 0) {
             return -1;
         }
         if (g_get_monotonic_time() >= deadline &&
@@ -211,6 +224,7 @@ static PlvRdmaLink *complete(PlvRdmaLink *l, bool dialer, const uint8_t *pdata,
 static PlvRdmaLink *link_new(struct rdma_event_channel *ec)
 {
     PlvRdmaLink *l = g_new0(PlvRdmaLink, 1);
+    g_mutex_init(&l->lock);
     l->ec = ec;
     g_queue_init(&l->inbox);
     return l;
@@ -376,34 +390,54 @@ int plv_rdma_link_send(PlvRdmaLink *l, uint16_t type, const struct iovec *iov,
     int64_t stall = plv_deadline_from_timeout(STALL_MS);
     for (;;) {
         size_t before = done;
+        g_mutex_lock(&l->lock);
         int r = plv_rdma_conn_write(l->rc, type, iov, iovcnt, len, &done);
+        if (r >= 0) {
+            /* Done, or blocked on ring credit: either way, let the peer
+             * know there is data. */
+            plv_rdma_conn_doorbell(l->rc);
+        }
+        g_mutex_unlock(&l->lock);
         if (r < 0) {
-            bool progress;
-            pump(l, 0, &progress, err);
-            if (err && !*err) {
+            if (pump(l, 0, err) == 0) {
                 g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_CLOSED,
                             "rdma link: connection failed");
             }
             return -1;
         }
         if (r == 1) {
-            break;
+            return 0;
         }
         if (done > before) {
             stall = plv_deadline_from_timeout(STALL_MS);
         }
-        /* Blocked on ring credit: let the peer know there is data, wait. */
-        plv_rdma_conn_doorbell(l->rc);
-        bool progress = false;
-        if (pump(l, stall, &progress, err) < 0) {
+        if (pump(l, stall, err) < 0) {
             return -1;
         }
         if (g_get_monotonic_time() >= stall) {
             return timed_out(err, "waiting for ring credit");
         }
     }
-    plv_rdma_conn_doorbell(l->rc);
-    return 0;
+}
+
+/* A message queued or handed to this receiver; false if none. Locked. */
+static bool take_msg(PlvRdmaLink *l, uint16_t *type, GByteArray *payload)
+{
+    if (l->target == payload && l->target_filled) {
+        *type = l->target_type;
+        l->target = NULL;
+        return true;
+    }
+    Msg *m = g_queue_pop_head(&l->inbox);
+    if (!m) {
+        return false;
+    }
+    *type = m->type;
+    g_byte_array_set_size(payload, 0);
+    g_byte_array_append(payload, m->data->data, m->data->len);
+    g_byte_array_unref(m->data);
+    g_free(m);
+    return true;
 }
 
 int plv_rdma_link_recv(PlvRdmaLink *l, uint16_t *type, GByteArray *payload,
@@ -411,29 +445,30 @@ int plv_rdma_link_recv(PlvRdmaLink *l, uint16_t *type, GByteArray *payload,
 {
     int64_t deadline = plv_deadline_from_timeout(timeout_ms);
     for (;;) {
-        Msg *m = g_queue_pop_head(&l->inbox);
-        if (m) {
-            *type = m->type;
-            g_byte_array_set_size(payload, 0);
-            g_byte_array_append(payload, m->data->data, m->data->len);
-            g_byte_array_unref(m->data);
-            g_free(m);
+        g_mutex_lock(&l->lock);
+        bool got = take_msg(l, type, payload);
+        if (!got) {
+            /* The next message may go straight into @payload (one copy
+             * less), whichever thread's pump finds it. */
+            l->target = payload;
+            l->target_filled = false;
+        }
+        g_mutex_unlock(&l->lock);
+        if (got) {
             return 0;
         }
-        l->target = payload;
-        l->target_filled = false;
-        bool progress = false;
-        int r = pump(l, deadline, &progress, err);
+        GError *e = NULL;
+        int r = pump(l, deadline, &e);
+        g_mutex_lock(&l->lock);
+        got = take_msg(l, type, payload);
         l->target = NULL;
-        if (l->target_filled) {
-            *type = l->target_type;
+        g_mutex_unlock(&l->lock);
+        if (got) {
+            g_clear_error(&e);  /* drained from the ring after the end */
             return 0;
         }
         if (r < 0) {
-            if (!g_queue_is_empty(&l->inbox)) {
-                g_clear_error(err);
-                continue;       /* drained from the ring after the end */
-            }
+            g_propagate_error(err, e);
             return -1;
         }
         if (g_get_monotonic_time() >= deadline) {
@@ -474,9 +509,8 @@ void plv_rdma_link_close(PlvRdmaLink *l)
     int64_t deadline = plv_deadline_from_timeout(CLOSE_DRAIN_MS);
     while (l->rc && !l->broken && plv_rdma_conn_sends_pending(l->rc) &&
            g_get_monotonic_time() < deadline) {
-        bool progress;
         plv_rdma_conn_doorbell(l->rc);
-        if (pump(l, deadline, &progress, NULL) < 0) {
+        if (pump(l, deadline, NULL) < 0) {
             break;
         }
     }
@@ -489,6 +523,7 @@ void plv_rdma_link_close(PlvRdmaLink *l)
     if (l->broken) {
         g_error_free(l->broken);
     }
+    g_mutex_clear(&l->lock);
     g_free(l);
 }
 

@@ -192,12 +192,25 @@ static gpointer secondary_thread(gpointer opaque)
     return NULL;
 }
 
+static void run_syncvm(bool overlap, uint16_t port);
+
 static void t_syncvm(void)
 {
-    PlvRdmaListener *ls = listen_on(18310);
+    run_syncvm(false, 18310);
+}
+
+/* The leader sends pages from a second thread while it still receives. */
+static void t_syncvm_overlap(void)
+{
+    run_syncvm(true, 18311);
+}
+
+static void run_syncvm(bool overlap, uint16_t port)
+{
+    PlvRdmaListener *ls = listen_on(port);
     /* Accept on a thread while connecting here. */
     GThread *ath = g_thread_new("accept", (GThreadFunc)accept_one, ls);
-    PlvRdmaLink *ll = connect_to(18310);
+    PlvRdmaLink *ll = connect_to(port);
     PlvRdmaLink *sl = g_thread_join(ath);
 
     uint8_t *image = g_malloc(PAGES * PAGE);
@@ -208,6 +221,7 @@ static void t_syncvm(void)
     Side L, S;
     side_init(&L, image, ll);
     side_init(&S, image, sl);
+    L.cfg.overlap_send = overlap;
     scribble(&L, 0, 300, 1);    /* the leader ran ahead ... */
     scribble(&S, 150, 200, 2);  /* ... and the secondary diverged */
     /* Pages both touched but left equal: hashed, compared, not sent. */
@@ -227,8 +241,9 @@ static void t_syncvm(void)
     CHECKF(L.st.divergent_pages == 300 && L.st.dirty_union == 500,
            "divergent %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT,
            L.st.divergent_pages, L.st.dirty_union);
-    printf("  syncvm over RDMA: union %" G_GUINT64_FORMAT " pages, %"
-           G_GUINT64_FORMAT " divergent sent, %.1f ms\n", L.st.dirty_union,
+    printf("  syncvm over RDMA%s: union %" G_GUINT64_FORMAT " pages, %"
+           G_GUINT64_FORMAT " divergent sent, %.1f ms\n",
+           overlap ? " (overlapped send)" : "", L.st.dirty_union,
            L.st.divergent_pages, L.st.t_total_us / 1000.0);
     plv_memview_free(L.mv);
     plv_memview_free(S.mv);
@@ -238,6 +253,86 @@ static void t_syncvm(void)
     g_rand_free(rnd);
     plv_rdma_link_close(ll);
     plv_rdma_link_close(sl);
+    plv_rdma_listener_free(ls);
+}
+
+/* ---- one thread sends while another receives, on both ends ---- */
+
+#define DUPLEX_N 60
+#define DUPLEX_LEN (700 * 1024)
+
+typedef struct Duplex {
+    PlvRdmaLink *l;
+    uint32_t seed;
+    bool ok;
+} Duplex;
+
+static void duplex_fill(uint8_t *b, uint32_t seed, unsigned k)
+{
+    uint32_t x = seed * 2654435761u + k;
+    for (size_t i = 0; i < DUPLEX_LEN; i += 4) {
+        x = x * 1103515245u + 12345u;
+        memcpy(b + i, &x, 4);
+    }
+}
+
+static gpointer duplex_send(gpointer opaque)
+{
+    Duplex *d = opaque;
+    uint8_t *b = g_malloc(DUPLEX_LEN);
+    d->ok = true;
+    for (unsigned k = 0; k < DUPLEX_N && d->ok; k++) {
+        duplex_fill(b, d->seed, k);
+        struct iovec iov = { b, DUPLEX_LEN };
+        d->ok = plv_rdma_link_send(d->l, 7, &iov, 1, NULL) == 0;
+    }
+    g_free(b);
+    return NULL;
+}
+
+static gpointer duplex_recv(gpointer opaque)
+{
+    Duplex *d = opaque;
+    uint8_t *want = g_malloc(DUPLEX_LEN);
+    GByteArray *got = g_byte_array_new();
+    d->ok = true;
+    for (unsigned k = 0; k < DUPLEX_N && d->ok; k++) {
+        uint16_t type;
+        duplex_fill(want, d->seed, k);
+        d->ok = plv_rdma_link_recv(d->l, &type, got, 60000, NULL) == 0 &&
+                type == 7 && got->len == DUPLEX_LEN &&
+                !memcmp(got->data, want, DUPLEX_LEN);
+    }
+    g_byte_array_unref(got);
+    g_free(want);
+    return NULL;
+}
+
+static void t_duplex(void)
+{
+    PlvRdmaListener *ls = listen_on(18340);
+    GThread *ath = g_thread_new("accept", (GThreadFunc)accept_one, ls);
+    PlvRdmaLink *a = connect_to(18340);
+    PlvRdmaLink *b = g_thread_join(ath);
+    /* a's sender pairs with b's receiver (seed 1), and the other way. */
+    Duplex d[4] = {
+        { .l = a, .seed = 1 }, { .l = b, .seed = 1 },
+        { .l = b, .seed = 2 }, { .l = a, .seed = 2 },
+    };
+    GThread *th[4] = {
+        g_thread_new("a-send", duplex_send, &d[0]),
+        g_thread_new("b-recv", duplex_recv, &d[1]),
+        g_thread_new("b-send", duplex_send, &d[2]),
+        g_thread_new("a-recv", duplex_recv, &d[3]),
+    };
+    for (int i = 0; i < 4; i++) {
+        g_thread_join(th[i]);
+        CHECKF(d[i].ok, "thread %d failed", i);
+    }
+    printf("  %d x %d KiB each way at once, one sending and one receiving "
+           "thread per end\n", DUPLEX_N, DUPLEX_LEN / 1024);
+    plv_rdma_link_close(a);
+    plv_rdma_link_close(b);
     plv_rdma_listener_free(ls);
 }
 
@@ -322,6 +417,8 @@ static void t_close_after_send(void)
 const PlvRdmaTest plv_rdma_bulk_tests[] = {
     { "bulk_integrity", t_integrity, 180 },
     { "bulk_syncvm", t_syncvm, 180 },
+    { "bulk_syncvm_overlapped_send", t_syncvm_overlap, 180 },
+    { "bulk_duplex_threads", t_duplex, 180 },
     { "bulk_receiver_dies", t_receiver_dies, 120 },
     { "bulk_close_after_send_loses_nothing", t_close_after_send, 120 },
 };

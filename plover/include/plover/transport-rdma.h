@@ -63,7 +63,8 @@ uint16_t plv_transport_rdma_port(PlvTransport *t);
 typedef struct PlvRdmaLink PlvRdmaLink;
 typedef struct PlvRdmaListener PlvRdmaListener;
 
-/* Errors are in the PLV_LINK_ERROR domain, like PlvLink's. */
+/* Errors are in the PLV_LINK_ERROR domain, like PlvLink's. As with
+ * PlvLink, one thread may send while another receives on one link. */
 PlvRdmaListener *plv_rdma_listen(const char *host, uint16_t port,
                                  GError **err);
 uint16_t plv_rdma_listener_port(const PlvRdmaListener *l);
