@@ -638,7 +638,7 @@ int plv_rdma_conn_write(PlvRdmaConn *c, uint16_t type, const struct iovec *iov,
     do {
         size_t frag = MIN(len - *done, max_frag);
         size_t total = rec_size(frag), off;
-        /* Room for a filler too, so ring_room never posts it in vain. */
+        /* sq_full() keeps two WRs free: a filler and this record. */
         if (sq_full(c) || !ring_room(c, total, &off)) {
             return c->failed ? -1 : 0;
         }
@@ -651,7 +651,9 @@ int plv_rdma_conn_write(PlvRdmaConn *c, uint16_t type, const struct iovec *iov,
         gather(r + REC_HDR, iov, iovcnt, *done, frag);
         memset(r + REC_HDR + frag, 0, align8(frag) - frag);
         put_le64(r + 16, rec_checksum(c, c->tx_secret, r, r + REC_HDR, frag));
-        /* The canary goes last; see docs/rdma.md for why it suffices. */
+        /* The canary is the record's last bytes: with in-order placement it
+         * marks the record complete; the checksum and the doorbell make
+         * that hold without it (docs/rdma.md). */
         put_le64(r + total - REC_TAIL, c->tx_seq);
         struct ibv_sge sge = {
             .addr = (uintptr_t)r, .length = total, .lkey = c->tx_mr->lkey,
