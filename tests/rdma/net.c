@@ -43,7 +43,7 @@ PlvTransport *net_endpoint(Net *net, int i, const uint8_t *secret, size_t len)
     return t;
 }
 
-void net_init(Net *net, uint16_t base_port, size_t ring_bytes)
+void net_prepare(Net *net, uint16_t base_port, size_t ring_bytes)
 {
     memset(net, 0, sizeof(*net));
     net->ring_bytes = ring_bytes;
@@ -52,6 +52,11 @@ void net_init(Net *net, uint16_t base_port, size_t ring_bytes)
                                       .port = base_port + i };
         g_queue_init(&net->got[i]);
     }
+}
+
+void net_init(Net *net, uint16_t base_port, size_t ring_bytes)
+{
+    net_prepare(net, base_port, ring_bytes);
     for (int i = 0; i < NET_N; i++) {
         net->t[i] = net_endpoint(net, i, NET_SECRET, sizeof(NET_SECRET));
     }

@@ -25,7 +25,10 @@ typedef struct Net {
 
 extern const uint8_t NET_SECRET[24];
 
-/* Transports on ports base, base+1, base+2 of the guest's rxe address. */
+/* Addresses base, base+1, base+2 on the guest's rxe address; no endpoints
+ * yet (net_endpoint makes them, e.g. after a fork). */
+void net_prepare(Net *net, uint16_t base_port, size_t ring_bytes);
+/* net_prepare, then all three endpoints. */
 void net_init(Net *net, uint16_t base_port, size_t ring_bytes);
 PlvTransport *net_endpoint(Net *net, int i, const uint8_t *secret, size_t len);
 void net_free(Net *net);

@@ -302,13 +302,7 @@ static void child_authenticated_corrupt(uint16_t port)
 static void run_against(void (*child)(uint16_t), uint16_t base, bool authenticates)
 {
     Net net;
-    memset(&net, 0, sizeof(net));
-    net.ring_bytes = 64 * 1024;
-    for (int i = 0; i < NET_N; i++) {
-        net.addr[i] = (PlvPeerAddr){ .id = i, .host = plv_rdma_test_addr(),
-                                     .port = base + i };
-        g_queue_init(&net.got[i]);
-    }
+    net_prepare(&net, base, 64 * 1024);
     /* Fork before this process touches RDMA: verbs contexts opened here
      * must not be used by the child. The child starts once we listen. */
     int go[2];

@@ -182,33 +182,32 @@ static void t_reconnect(void)
     net_free(&net);
 }
 
-/* Child: endpoint 1 that only receives, until killed. */
-static void receiver_child(Net *net)
+/*
+ * Endpoint 1 in a child process that only receives, until killed, and
+ * endpoint 0 here, connected to it. The fork comes before this process
+ * touches RDMA: verbs contexts do not cross fork. Returns the child's pid.
+ */
+static pid_t fork_receiver(Net *net, uint16_t base_port)
 {
-    net->t[1] = net_endpoint(net, 1, NET_SECRET, sizeof(NET_SECRET));
-    for (;;) {
-        net_pump(net, 100);
-        g_queue_clear_full(&net->got[1], (GDestroyNotify)net_rec_free);
+    net_prepare(net, base_port, 64 * 1024);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        net->t[1] = net_endpoint(net, 1, NET_SECRET, sizeof(NET_SECRET));
+        for (;;) {
+            net_pump(net, 100);
+            g_queue_clear_full(&net->got[1], (GDestroyNotify)net_rec_free);
+        }
     }
+    net->t[0] = net_endpoint(net, 0, NET_SECRET, sizeof(NET_SECRET));
+    NET_PUMP_UNTIL(net, plv_transport_peer_up(net->t[0], 1), UP_MS);
+    return pid;
 }
 
 static void t_peer_killed_midstream(void)
 {
     Net net;
-    memset(&net, 0, sizeof(net));
-    net.ring_bytes = 64 * 1024;
-    for (int i = 0; i < NET_N; i++) {
-        net.addr[i] = (PlvPeerAddr){ .id = i, .host = plv_rdma_test_addr(),
-                                     .port = 18140 + i };
-        g_queue_init(&net.got[i]);
-    }
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        receiver_child(&net);
-    }
-    net.t[0] = net_endpoint(&net, 0, NET_SECRET, sizeof(NET_SECRET));
-    NET_PUMP_UNTIL(&net, plv_transport_peer_up(net.t[0], 1), UP_MS);
+    pid_t pid = fork_receiver(&net, 18140);
     /* Stream; kill the receiver in the middle of it. */
     unsigned k = 0;
     gint64 end = g_get_monotonic_time() + 60 * 1000000ll;
@@ -239,20 +238,7 @@ static void t_peer_killed_midstream(void)
 static void t_stopped_peer_times_out(void)
 {
     Net net;
-    memset(&net, 0, sizeof(net));
-    net.ring_bytes = 64 * 1024;
-    for (int i = 0; i < NET_N; i++) {
-        net.addr[i] = (PlvPeerAddr){ .id = i, .host = plv_rdma_test_addr(),
-                                     .port = 18170 + i };
-        g_queue_init(&net.got[i]);
-    }
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        receiver_child(&net);
-    }
-    net.t[0] = net_endpoint(&net, 0, NET_SECRET, sizeof(NET_SECRET));
-    NET_PUMP_UNTIL(&net, plv_transport_peer_up(net.t[0], 1), UP_MS);
+    pid_t pid = fork_receiver(&net, 18170);
     kill(pid, SIGSTOP);
     gint64 t0 = g_get_monotonic_time();
     for (unsigned k = 0; net.down[0][1] == 0; k++) {
@@ -274,13 +260,7 @@ static void t_wrong_secret(void)
 {
     static const uint8_t bad[] = "not the secret";
     Net net;
-    memset(&net, 0, sizeof(net));
-    net.ring_bytes = 64 * 1024;
-    for (int i = 0; i < NET_N; i++) {
-        net.addr[i] = (PlvPeerAddr){ .id = i, .host = plv_rdma_test_addr(),
-                                     .port = 18150 + i };
-        g_queue_init(&net.got[i]);
-    }
+    net_prepare(&net, 18150, 64 * 1024);
     net.t[0] = net_endpoint(&net, 0, NET_SECRET, sizeof(NET_SECRET));
     net.t[1] = net_endpoint(&net, 1, NET_SECRET, sizeof(NET_SECRET));
     net.t[2] = net_endpoint(&net, 2, bad, sizeof(bad));
