@@ -100,14 +100,13 @@ static void put64(uint8_t *p, uint64_t v)
     memcpy(p, &v, 8);
 }
 
-static void valid_pdata(Raw *r, uint8_t *pd)
+static void valid_pdata(uint8_t *pd)
 {
     memset(pd, 0, 32);
     put32(pd, PD_MAGIC);
     pd[4] = 1;                  /* version */
     put32(pd + 8, 0);           /* claims to be replica 0 */
     put32(pd + 12, 65536);
-    (void)r;
 }
 
 static int post_write(Raw *r, uint64_t raddr, uint32_t rkey, size_t len,
@@ -132,6 +131,51 @@ static int post_sendmsg(Raw *r, size_t len)
     return ibv_post_send(r->id->qp, &wr, &bad);
 }
 
+/* Connect with well-formed private data claiming replica 0, or exit. */
+static void raw_connect_valid(Raw *r, uint16_t port, int fail_code)
+{
+    uint8_t pd[32];
+    valid_pdata(pd);
+    if (raw_connect(r, port, pd, sizeof(pd)) != RDMA_CM_EVENT_ESTABLISHED) {
+        _exit(fail_code);
+    }
+}
+
+/*
+ * Write a record that looks complete (sequence 1, canary 1) but carries a
+ * checksum that is not the keyed one, then a doorbell announcing it.
+ */
+static int write_bad_record(Raw *r, const char text[16])
+{
+    uint64_t raddr;
+    uint32_t rkey;
+    memcpy(&raddr, r->peer_pdata + 16, 8);
+    memcpy(&rkey, r->peer_pdata + 24, 4);
+    raddr = le64toh(raddr);
+    rkey = le32toh(rkey);
+    uint8_t *b = r->buf;
+    memset(b, 0, 48);
+    put32(b, 16);
+    b[6] = 1;                   /* the transport's message type */
+    put64(b + 8, 1);
+    put64(b + 16, 0x1234);
+    memcpy(b + 24, text, 16);
+    put64(b + 40, 1);
+    return post_write(r, raddr, rkey, 48, false) ||
+           post_write(r, raddr, rkey, 0, true);
+}
+
+/* Exit 0 once the server hangs up on us, @fail_code if it does not. */
+static void expect_hangup(Raw *r, int fail_code)
+{
+    for (int i = 0; i < 10; i++) {
+        if (raw_event(r, 5000) == RDMA_CM_EVENT_DISCONNECTED) {
+            _exit(0);
+        }
+    }
+    _exit(fail_code);
+}
+
 /* Child bodies: exit 0 if the server behaved. */
 static void child_garbage_pdata(uint16_t port)
 {
@@ -144,30 +188,12 @@ static void child_garbage_pdata(uint16_t port)
 static void child_forged_record(uint16_t port)
 {
     Raw r;
-    uint8_t pd[32];
-    valid_pdata(&r, pd);
-    if (raw_connect(&r, port, pd, sizeof(pd)) != RDMA_CM_EVENT_ESTABLISHED) {
-        _exit(20);
-    }
-    uint64_t raddr;
-    uint32_t rkey;
-    memcpy(&raddr, r.peer_pdata + 16, 8);
-    memcpy(&rkey, r.peer_pdata + 24, 4);
-    raddr = le64toh(raddr);
-    rkey = le32toh(rkey);
-    /* A record that looks complete (sequence 1, canary 1) but was never
-     * sealed with the session key, and a doorbell announcing it. */
-    uint8_t *b = r.buf;
-    put32(b, 16);
-    b[6] = 1;                   /* the transport's message type */
-    put64(b + 8, 1);
-    put64(b + 16, 0x1234);
-    memcpy(b + 24, "forged message!!", 16);
-    put64(b + 40, 1);
-    if (post_write(&r, raddr, rkey, 48, false) || post_write(&r, raddr, rkey, 0, true)) {
+    raw_connect_valid(&r, port, 20);
+    if (write_bad_record(&r, "forged message!!")) {
         _exit(21);
     }
     /* Then garbage where the handshake's HELLO belongs. */
+    uint8_t *b = r.buf;
     memset(b, 0, 128);
     b[0] = 1;                   /* handshake bytes */
     b[2] = 44;
@@ -175,30 +201,14 @@ static void child_forged_record(uint16_t port)
     if (post_sendmsg(&r, 60)) {
         _exit(22);
     }
-    /* The server must hang up on us. */
-    for (int i = 0; i < 10; i++) {
-        int ev = raw_event(&r, 5000);
-        if (ev == RDMA_CM_EVENT_DISCONNECTED) {
-            _exit(0);
-        }
-    }
-    _exit(23);
+    expect_hangup(&r, 23);
 }
 
 static void child_silent(uint16_t port)
 {
     Raw r;
-    uint8_t pd[32];
-    valid_pdata(&r, pd);
-    if (raw_connect(&r, port, pd, sizeof(pd)) != RDMA_CM_EVENT_ESTABLISHED) {
-        _exit(30);
-    }
-    for (int i = 0; i < 10; i++) {
-        if (raw_event(&r, 5000) == RDMA_CM_EVENT_DISCONNECTED) {
-            _exit(0);
-        }
-    }
-    _exit(31);
+    raw_connect_valid(&r, port, 30);
+    expect_hangup(&r, 31);
 }
 
 static int post_recvs(Raw *r)
@@ -262,37 +272,15 @@ out:
 static void child_authenticated_corrupt(uint16_t port)
 {
     Raw r;
-    uint8_t pd[32];
-    valid_pdata(&r, pd);
-    if (raw_connect(&r, port, pd, sizeof(pd)) != RDMA_CM_EVENT_ESTABLISHED) {
-        _exit(40);
-    }
+    raw_connect_valid(&r, port, 40);
     if (post_recvs(&r) || raw_handshake(&r)) {
         _exit(41);
     }
-    uint64_t raddr;
-    uint32_t rkey;
-    memcpy(&raddr, r.peer_pdata + 16, 8);
-    memcpy(&rkey, r.peer_pdata + 24, 4);
-    uint8_t *b = r.buf;
-    memset(b, 0, 48);
-    put32(b, 16);
-    b[6] = 1;
-    put64(b + 8, 1);
-    put64(b + 16, 0xbad);       /* not the keyed checksum */
-    memcpy(b + 24, "corrupt message!", 16);
-    put64(b + 40, 1);
     /* The doorbell says the record is complete, so it is judged bad. */
-    if (post_write(&r, le64toh(raddr), le32toh(rkey), 48, false) ||
-        post_write(&r, le64toh(raddr), le32toh(rkey), 0, true)) {
+    if (write_bad_record(&r, "corrupt message!")) {
         _exit(42);
     }
-    for (int i = 0; i < 10; i++) {
-        if (raw_event(&r, 5000) == RDMA_CM_EVENT_DISCONNECTED) {
-            _exit(0);
-        }
-    }
-    _exit(43);
+    expect_hangup(&r, 43);
 }
 
 /*
