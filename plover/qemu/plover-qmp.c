@@ -185,3 +185,14 @@ PloverDigestList *qmp_x_plover_ram_digest(bool has_record, bool record,
     }
     return head;
 }
+
+void qmp_x_plover_inject_fault(PloverFault fault, Error **errp)
+{
+    PloverState *s = plover_state();
+
+    if (!s->initialized) {
+        error_setg(errp, "plover is not enabled (no -plover option)");
+        return;
+    }
+    s->fault = fault;
+}

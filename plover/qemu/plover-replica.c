@@ -83,30 +83,59 @@ static void plover_stop_vm(void)
     }
 }
 
+/*
+ * This replica's VM no longer holds the replicated state (a deposed leader
+ * that the others went on without, a replaced secondary): discard it.
+ * Should it be chosen as secondary again, a full syncvm rebuilds it.
+ */
+static void plover_discard_vm(PloverState *s)
+{
+    if (!s->executing) {
+        return;
+    }
+    s->executing = false;
+    plover_stop_vm();
+    plover_net_drop_outputs(s);
+    g_queue_clear_full(&s->inputs, g_free);
+    trace_plover_discard();
+}
+
 static void plover_role_changed(PloverState *s, PlvRole old, PlvRole role)
 {
     trace_plover_role(plv_role_name(old), plv_role_name(role), s->vid);
     qapi_event_send_plover_role_change(plover_qapi_role(old),
                                        plover_qapi_role(role), s->vid);
-    if (role == PLV_ROLE_LEADER) {
+    switch (role) {
+    case PLV_ROLE_LEADER:
         if (s->executing) {
-            /* A secondary taking over: its state is the replicated one.
-             * Tell the network where the VM's MAC lives now. */
+            /* A secondary taking over runs on from its own state, which is
+             * the replicated one. Tell the network where the MAC lives. */
             static AnnounceTimer announce_timer;
             qemu_announce_self(&announce_timer, migrate_announce_params());
-        } else if (s->applied_index == 0 || !s->sync.count) {
+        } else if (!s->log_had_vm) {
             /* The first leader of a new group boots the VM. */
             s->executing = true;
             plover_start_vm(s);
         } else {
-            error_report("plover: leader without a copy of the VM; "
-                         "waiting for a replica that has one");
+            /* Elected without a copy: the next syncvm pulls it from the
+             * secondary, whose state is the replicated one. */
+            s->full_sync_pending = true;
+            plover_request_syncvm(s, "pull");
         }
-        return;
-    }
-    if (old == PLV_ROLE_LEADER) {
-        /* Stepping down: nothing held may leave any more. */
-        plover_net_drop_outputs(s);
+        break;
+    case PLV_ROLE_CANDIDATE:
+        /* Transient (an election, or a leader re-preparing its view):
+         * nothing changes until the outcome is known. */
+        break;
+    case PLV_ROLE_WITNESS:
+    case PLV_ROLE_RECOVERING:
+        plover_discard_vm(s);
+        break;
+    case PLV_ROLE_SECONDARY:
+        if (old == PLV_ROLE_LEADER || (old == PLV_ROLE_CANDIDATE && s->leader == s->cfg.id)) {
+            plover_net_drop_outputs(s);
+        }
+        break;
     }
 }
 
@@ -178,21 +207,30 @@ static void plover_record_digest(PloverState *s, uint64_t epoch)
 
 static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch)
 {
-    bool leader = s->role == PLV_ROLE_LEADER;
-    bool with_peer = leader ? s->secondary != PLV_NODE_NONE &&
-                              s->secondary != s->cfg.id
-                            : s->secondary == s->cfg.id;
+    /*
+     * The executing pair of this entry: the log's secondary, and the
+     * leader of the view in which this replica learned it. A replica that
+     * executes but is neither has been left behind.
+     */
+    bool second = s->secondary == s->cfg.id;
+    bool leader = !second && s->leader == s->cfg.id;
+    bool with_peer = second || (leader && s->secondary != PLV_NODE_NONE);
     int64_t t0 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
     size_t held = g_queue_get_length(&s->outputs);
     Error *err = NULL;
     bool ok = true;
 
+    s->log_had_vm = true;
     if (epoch >= qatomic_read(&s->next_epoch)) {
         qatomic_set(&s->next_epoch, epoch + 1);
     }
     qatomic_set(&s->sync_proposed, false);
-    if (!s->executing && !(with_peer && s->full_sync_pending)) {
-        return;   /* a witness, or a secondary not chosen for this copy */
+    if (!leader && !second) {
+        plover_discard_vm(s);
+        return;
+    }
+    if (!s->executing && !s->full_sync_pending) {
+        return;   /* not the VM's holder, not being given it either */
     }
     if (with_peer) {
         int64_t t1, t2;
@@ -217,11 +255,9 @@ static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch
     s->sync.last_pause_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME) - t0;
     qatomic_set(&s->last_sync_ns, qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
     if (!ok) {
-        /* Outputs stay held; the next syncvm covers them (the failures
-         * counted in n_err let consensus replace a broken secondary). */
-        if (leader) {
-            plover_request_syncvm(s, "retry");
-        }
+        /* Outputs stay held, so the idle detector asks for the next
+         * syncvm, which covers them; the failures counted in n_err (and
+         * the silence of a dead peer) let consensus replace the secondary. */
         return;
     }
     s->epoch = epoch;
@@ -246,6 +282,7 @@ static void plover_on_committed(void *opaque, const PlvEntry *e)
         }
         break;
     case PLV_OP_INPUT:
+        s->log_had_vm = true;
         if (s->executing) {
             PlvBatchIter it;
             const uint8_t *pkt;

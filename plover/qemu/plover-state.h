@@ -26,6 +26,9 @@
 
 typedef struct PloverFilter PloverFilter;
 
+/* Exit status of a replica that dies by x-plover-inject-fault. */
+#define PLOVER_FAULT_EXIT_STATUS 70
+
 /* One packet waiting in a plover queue (input not yet injected, or output
  * not yet released). */
 typedef struct PloverPacket {
@@ -66,6 +69,7 @@ typedef struct PloverState {
      */
     bool executing;
     bool full_sync_pending;   /* next syncvm covers every page */
+    bool log_had_vm;          /* an input or syncvm was committed: a VM exists */
     uint64_t epoch;           /* last syncvm completed here */
     uint64_t next_epoch;      /* leader: epoch of the next proposal */
     bool sync_proposed;       /* atomic: leader proposed, not yet executed */
@@ -92,6 +96,7 @@ typedef struct PloverState {
     PloverSyncStats sync;
     uint64_t n_err;
     bool record_digests;      /* x-plover-ram-digest record=true */
+    PloverFault fault;        /* x-plover-inject-fault */
     GQueue digests;           /* PloverDigest*, at syncvms, newest last */
 
     /* Idle detector (plover-idle.c). */

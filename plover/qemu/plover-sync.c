@@ -148,6 +148,12 @@ static int plover_get_device_state(void *opaque, GByteArray *out, GError **err)
     g_autoptr(GByteArray) inputs = g_byte_array_new();
     int ret;
 
+    /* Called between the pages and the device state: a replica that dies
+     * here dies in the middle of a transfer (x-plover-inject-fault). */
+    if (s->fault == PLOVER_FAULT_EXIT_DURING_SYNCVM_TRANSFER &&
+        s->role == PLV_ROLE_LEADER) {
+        _exit(PLOVER_FAULT_EXIT_STATUS);
+    }
     plover_net_save_inputs(s, inputs);
     ilen = cpu_to_le32(inputs->len);
     g_byte_array_append(out, (guint8 *)&magic, 4);
@@ -319,23 +325,89 @@ static void plover_account(PloverState *s, const PlvSyncvmStats *st)
     a->sum_bytes += st->bytes_sent;
 }
 
+/*
+ * Before the engine runs, the two ends agree on its direction. The VM
+ * flows from the replica that holds it: normally the leader pushes to the
+ * secondary, but a leader elected without a copy (a witness, when the
+ * secondary could not win) pulls it from the secondary, whose state is the
+ * replicated one. A copy to or from a replica that just got its role is a
+ * full one (every page compared); both ends must agree on that too.
+ */
+#define PLOVER_MSG_SYNC_HELLO 0x5350u     /* leader: epoch, has_vm, full */
+#define PLOVER_MSG_SYNC_REPLY 0x5351u     /* secondary: has_vm */
+
+static bool plover_sync_agree(PloverState *s, bool leader, uint64_t epoch,
+                              bool *push, bool *full, Error **errp)
+{
+    g_autoptr(GError) gerr = NULL;
+    g_autoptr(GByteArray) in = g_byte_array_new();
+    uint8_t msg[10];
+    struct iovec iov = { .iov_base = msg };
+    uint16_t type;
+
+    if (leader) {
+        stq_le_p(msg, epoch);
+        msg[8] = s->executing;
+        msg[9] = s->full_sync_pending;
+        iov.iov_len = 10;
+        if (plv_link_send(s->bulk, PLOVER_MSG_SYNC_HELLO, &iov, 1, &gerr) < 0 ||
+            plv_link_recv(s->bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
+            goto fail;
+        }
+        if (type != PLOVER_MSG_SYNC_REPLY || in->len != 1) {
+            error_setg(errp, "plover: syncvm: bad reply to the direction message");
+            return false;
+        }
+        *push = s->executing;
+        *full = s->full_sync_pending || !in->data[0] || !s->executing;
+        if (!s->executing && !in->data[0]) {
+            error_setg(errp, "plover: syncvm: neither leader nor secondary holds the VM");
+            return false;
+        }
+    } else {
+        if (plv_link_recv(s->bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
+            goto fail;
+        }
+        if (type != PLOVER_MSG_SYNC_HELLO || in->len != 10 || ldq_le_p(in->data) != epoch) {
+            error_setg(errp, "plover: syncvm: bad or stale direction message");
+            return false;
+        }
+        msg[0] = s->executing;
+        iov.iov_len = 1;
+        if (plv_link_send(s->bulk, PLOVER_MSG_SYNC_REPLY, &iov, 1, &gerr) < 0) {
+            goto fail;
+        }
+        *push = in->data[8];
+        *full = in->data[9] || !s->executing || !in->data[8];
+    }
+    return true;
+fail:
+    error_setg(errp, "plover: syncvm link: %s", gerr->message);
+    return false;
+}
+
 bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp)
 {
-    bool leader = s->role == PLV_ROLE_LEADER;
+    bool leader = s->secondary != s->cfg.id;
+    bool push, full, source;
     PlvSyncvmChannel ch;
     PlvSyncvmConfig cfg = { 0 };
     PlvSyncvmStats st = { 0 };
     PlvHashKey key;
     g_autoptr(GError) gerr = NULL;
+    int64_t t0 = g_get_monotonic_time(), t1, t2, t3;
     int ret;
 
-    int64_t t0 = g_get_monotonic_time(), t1, t2, t3;
-
-    plover_collect_dirty(s);
-    t1 = g_get_monotonic_time();
-    if (!plover_sync_link(s, leader, errp)) {
+    if (!plover_sync_link(s, leader, errp) ||
+        !plover_sync_agree(s, leader, epoch, &push, &full, errp)) {
+        s->sync.failures++;
+        plover_sync_drop_link(s);
         return false;
     }
+    source = leader == push;
+    s->full_sync_pending = full;
+    plover_collect_dirty(s);
+    t1 = g_get_monotonic_time();
     plv_hash_key_derive(&key, plv_link_session_key(s->bulk), PLV_LINK_KEY_LEN);
     plv_syncvm_channel_init_link(&ch, s->bulk);
     cfg.vid = s->vid;
@@ -343,30 +415,33 @@ bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp)
     cfg.key = &key;
     cfg.pool = s->pool;
     cfg.timeout_ms = s->cfg.syncvm_timeout_ms;
-    cfg.max_attempts = 2;
+    /* One attempt: a retry is the next syncvm entry, which consensus may
+     * by then address to a new secondary. */
+    cfg.max_attempts = 1;
     cfg.opaque = s;
     cfg.on_error = plover_sync_on_error;
     cfg.get_device_state = plover_get_device_state;
     cfg.apply_device_state = plover_stage_device_state;
 
     g_byte_array_set_size(s->staged_devstate, 0);
-    ret = leader ? plv_syncvm_leader_run(&cfg, &ch, s->mv, &st, &gerr)
+    ret = source ? plv_syncvm_leader_run(&cfg, &ch, s->mv, &st, &gerr)
                  : plv_syncvm_secondary_run(&cfg, &ch, s->mv, &st, &gerr);
     t2 = g_get_monotonic_time();
     if (ret < 0) {
         s->sync.failures++;
         plover_sync_drop_link(s);
         error_setg(errp, "plover: syncvm %" PRIu64 " as %s: %s", epoch,
-                   leader ? "leader" : "secondary", gerr->message);
+                   source ? "source" : "target", gerr->message);
         return false;
     }
-    if (!leader && !plover_load_staged(s, errp)) {
+    if (!source && !plover_load_staged(s, errp)) {
         s->sync.failures++;
         return false;
     }
     t3 = g_get_monotonic_time();
     trace_plover_syncvm_phases(epoch, t1 - t0, t2 - t1, t3 - t2);
     plv_memview_clear_dirty(s->mv);
+    s->full_sync_pending = false;
     plover_account(s, &st);
     trace_plover_syncvm_done(epoch, st.dirty_union, st.divergent_pages,
                              st.bytes_sent, st.t_total_us);

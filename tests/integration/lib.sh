@@ -214,3 +214,50 @@ wait_protected() {
     done
     fail "no protected leader/secondary pair within ${t}s"
 }
+
+# ---- faults ----
+
+# load_start SECONDS: the checking client load in the background: clients
+# reconnect across failovers, and at the end every acknowledged write is
+# read back (kvctl --verify).
+load_start() {
+    nsx cl "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients 8 --seconds "$1" \
+        --keys 4096 --write-ratio 0.7 --reconnect --verify --timeout 5 \
+        > "$WORK/load.out" 2>&1 &
+    LOAD_PID=$!
+    PLV_PIDS+=("$LOAD_PID")
+}
+
+# load_check: the load passed its checks; prints its figures.
+load_check() {
+    wait "$LOAD_PID" || { cat "$WORK/load.out" >&2; fail "the checking load failed (lost or wrong acknowledged writes?)"; }
+    grep -E '^(verify:|load: (gap_ms|requests|errors))' "$WORK/load.out" | sed 's/^/figure: /'
+    grep -q '^verify: .* lost=0 wrong=0' "$WORK/load.out" || fail "no clean verify line"
+}
+
+kill_replica() {
+    local pid
+    pid=$(eval echo "\$PID_r$1")
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null || true
+}
+
+# wait_role N ROLE TIMEOUT_S
+wait_role() {
+    local n=$1 want=$2 t=$3
+    for _ in $(seq 1 $(( t * 4 ))); do
+        [ "$(pinfo "r$n" "i['role']" 2>/dev/null)" = "$want" ] && return 0
+        sleep 0.25
+    done
+    fail "r$n is not $want after ${t}s: $(qmp "r$n" query-plover 2>&1)"
+}
+
+# wait_executing_secondary N TIMEOUT_S: N became secondary and holds the VM.
+wait_executing_secondary() {
+    local n=$1 t=$2
+    for _ in $(seq 1 $(( t * 4 ))); do
+        [ "$(pinfo "r$n" "i['role'], i['executing']" 2>/dev/null)" = "secondary True" ] && return 0
+        sleep 0.25
+    done
+    fail "r$n was not re-protected as secondary within ${t}s: $(qmp "r$n" query-plover 2>&1)"
+}

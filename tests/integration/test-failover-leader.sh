@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# kill -9 the leader under a checking load: the secondary (never the
+# witness) takes over from its own state, the witness is made secondary,
+# and no acknowledged write is lost.
+. "$(dirname "$0")/lib.sh"
+
+net_setup
+replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none"
+wait_protected 120
+WITNESS=$(( 3 - LEADER - SECONDARY ))
+kv_wait 60 || fail "kvd does not answer"
+load_start 25
+sleep 6
+t0=$(date +%s.%N)
+kill_replica "$LEADER"
+wait_role "$SECONDARY" leader 30
+echo "figure: secondary r$SECONDARY leads $(echo "$(date +%s.%N) - $t0" | bc -l | cut -c1-5) s after the kill"
+wait_executing_secondary "$WITNESS" 60
+echo "figure: witness r$WITNESS re-protects the VM $(echo "$(date +%s.%N) - $t0" | bc -l | cut -c1-5) s after the kill"
+load_check

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# kill -9 the secondary under a checking load: the leader goes on, the
+# witness is made secondary, no acknowledged write is lost.
+. "$(dirname "$0")/lib.sh"
+
+net_setup
+replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none"
+wait_protected 120
+WITNESS=$(( 3 - LEADER - SECONDARY ))
+kv_wait 60 || fail "kvd does not answer"
+load_start 20
+sleep 5
+t0=$(date +%s.%N)
+kill_replica "$SECONDARY"
+wait_executing_secondary "$WITNESS" 60
+echo "figure: witness r$WITNESS re-protects the VM $(echo "$(date +%s.%N) - $t0" | bc -l | cut -c1-5) s after the kill"
+assert_eq "$(pinfo "r$LEADER" "i['role']")" "leader" "leader after the secondary died"
+load_check

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The leader dies in the middle of a syncvm transfer (pages sent, device
+# state and end not): the secondary discards what it staged, takes over
+# from its own consistent state, and no acknowledged write is lost.
+. "$(dirname "$0")/lib.sh"
+
+net_setup
+replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none"
+wait_protected 120
+kv_wait 60 || fail "kvd does not answer"
+load_start 20
+sleep 5
+qmp "r$LEADER" x-plover-inject-fault '{"fault": "exit-during-syncvm-transfer"}' >/dev/null
+pid=$(eval echo "\$PID_r$LEADER")
+for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "the leader did not die in a syncvm transfer within 10 s"
+rc=0
+wait "$pid" || rc=$?
+assert_eq "$rc" "70" "exit status of the leader killed during a transfer"
+wait_role "$SECONDARY" leader 30
+load_check
