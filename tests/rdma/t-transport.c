@@ -179,6 +179,17 @@ static void t_reconnect(void)
     PlvTransportStats st;
     plv_transport_stats(net.t[0], &st);
     CHECK(st.reconnects >= 1 && st.disconnects >= 1);
+
+    /* The same for endpoint 0, which dials the others: they accept its
+     * new connections. */
+    plv_transport_free(net.t[0]);
+    net.t[0] = NULL;
+    NET_PUMP_UNTIL(&net, net.down[1][0] == 1 && net.down[2][0] == 1, 30000);
+    net.t[0] = net_endpoint(&net, 0, NET_SECRET, sizeof(NET_SECRET));
+    NET_PUMP_UNTIL(&net, net_all_up(&net), UP_MS);
+    send_msg(&net, 1, 0, 3, 300);
+    NET_PUMP_UNTIL(&net, queued(&net, 0) == 1, 30000);
+    expect_msg(&net, 0, 1, 3, 300);
     net_free(&net);
 }
 
