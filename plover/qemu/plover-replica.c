@@ -28,6 +28,9 @@
 #include "net/announce.h"
 #include "system/runstate.h"
 #include "plover-state.h"
+#ifdef PLOVER_HAVE_RDMA
+#include "plover/transport-rdma.h"
+#endif
 #include "trace.h"
 
 static PloverRole plover_qapi_role(PlvRole r)
@@ -324,7 +327,6 @@ static uint32_t plover_ticks(uint32_t ms, uint32_t tick_ms)
 bool plover_replica_start(PloverState *s, Error **errp)
 {
     PlvDriverConfig dcfg;
-    PlvTcpTransportConfig tcfg = { 0 };
     PlvPeerAddr peers[PLV_MAX_REPLICAS];
     PlvTransport *t;
     g_autoptr(GError) gerr = NULL;
@@ -335,15 +337,34 @@ bool plover_replica_start(PloverState *s, Error **errp)
         peers[i].host = s->cfg.peers[i].host;
         peers[i].port = s->cfg.peers[i].port;
     }
-    tcfg.self_id = s->cfg.id;
-    tcfg.peers = peers;
-    tcfg.n_peers = s->cfg.n_peers;
-    tcfg.secret = s->secret;
-    tcfg.secret_len = s->secret_len;
-    tcfg.listen_fd = -1;
-    t = plv_transport_tcp_new(&tcfg, &gerr);
+#ifdef PLOVER_HAVE_RDMA
+    if (s->cfg.transport == PLV_TRANSPORT_RDMA) {
+        PlvRdmaTransportConfig rcfg = {
+            .self_id = s->cfg.id,
+            .peers = peers,
+            .n_peers = s->cfg.n_peers,
+            .secret = s->secret,
+            .secret_len = s->secret_len,
+            .heartbeat_ms = s->cfg.heartbeat_ms,
+            .peer_timeout_ms = s->cfg.suspect_ms * 3,
+        };
+        t = plv_transport_rdma_new(&rcfg, &gerr);
+    } else
+#endif
+    {
+        PlvTcpTransportConfig tcfg = {
+            .self_id = s->cfg.id,
+            .peers = peers,
+            .n_peers = s->cfg.n_peers,
+            .secret = s->secret,
+            .secret_len = s->secret_len,
+            .listen_fd = -1,
+        };
+        t = plv_transport_tcp_new(&tcfg, &gerr);
+    }
     if (!t) {
-        error_setg(errp, "-plover: replica link: %s", gerr->message);
+        error_setg(errp, "-plover: replica link (%s): %s",
+                   plv_transport_name(s->cfg.transport), gerr->message);
         return false;
     }
 

@@ -89,8 +89,8 @@ typedef struct PloverState {
     GPtrArray *ram_blocks;    /* RAMBlock*: region i of mv is ram_blocks[i] */
     PlvMemView *mv;
     PlvHashPool *pool;
-    int bulk_listen_fd;
-    PlvLink *bulk;
+    struct PloverBulkListener *bulk_listener;
+    struct PloverBulk *bulk;
     uint32_t bulk_peer;
     GByteArray *staged_devstate;  /* secondary: loaded after the pages */
     PloverSyncStats sync;

@@ -23,9 +23,9 @@
 #include "migration/savevm.h"
 #include "system/tcg.h"
 #include "plover-state.h"
+#include "plover-bulk.h"
 #include "trace.h"
 
-#include <poll.h>
 #include <xxhash.h>
 
 #define PLOVER_SYNC_ERROR g_quark_from_static_string("plover-sync-error")
@@ -80,8 +80,9 @@ bool plover_sync_setup(PloverState *s, Error **errp)
     }
     s->pool = plv_hash_pool_new(0);
     /* The bulk link of a replica listens one port above its consensus port. */
-    s->bulk_listen_fd = plv_link_listen(self->host, self->port + 1, &gerr);
-    if (s->bulk_listen_fd < 0) {
+    s->bulk_listener = plover_bulk_listen(s->cfg.transport, self->host,
+                                          self->port + 1, &gerr);
+    if (!s->bulk_listener) {
         error_setg(errp, "plover: syncvm link on %s:%u: %s", self->host,
                    self->port + 1, gerr->message);
         return false;
@@ -255,10 +256,8 @@ static void plover_sync_on_error(void *opaque, uint32_t peer,
 
 void plover_sync_drop_link(PloverState *s)
 {
-    if (s->bulk) {
-        plv_link_close(s->bulk);
-        s->bulk = NULL;
-    }
+    plover_bulk_close(s->bulk);
+    s->bulk = NULL;
 }
 
 /* The leader dials the secondary; the secondary takes the newest dial. */
@@ -274,30 +273,24 @@ static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
             return true;
         }
         plover_sync_drop_link(s);
-        s->bulk = plv_link_connect(p->host, p->port + 1, s->cfg.id, s->secret,
-                                   s->secret_len, timeout, &gerr);
+        s->bulk = plover_bulk_connect(s->cfg.transport, p->host, p->port + 1,
+                                      s->cfg.id, s->secret, s->secret_len,
+                                      timeout, &gerr);
         s->bulk_peer = s->secondary;
     } else {
-        struct pollfd pfd = { .fd = s->bulk_listen_fd, .events = POLLIN };
-
         /* A pending dial means the leader gave up on the old link. */
-        if (s->bulk && s->bulk_peer == s->leader && poll(&pfd, 1, 0) <= 0) {
+        if (s->bulk && s->bulk_peer == s->leader &&
+            !plover_bulk_pending(s->bulk_listener)) {
             return true;
         }
         plover_sync_drop_link(s);
-        for (;;) {
-            s->bulk = plv_link_accept(s->bulk_listen_fd, s->cfg.id, s->secret,
-                                      s->secret_len, timeout, &gerr);
-            if (!s->bulk || plv_link_peer_id(s->bulk) == s->leader) {
-                break;
-            }
+        s->bulk = plover_bulk_accept(s->bulk_listener, s->cfg.id, s->secret,
+                                     s->secret_len, timeout, &gerr);
+        if (s->bulk && plover_bulk_peer_id(s->bulk) != s->leader) {
             /* Only the leader of our view may overwrite our VM. */
-            plv_link_close(s->bulk);
-            s->bulk = NULL;
-            g_clear_error(&gerr);
+            plover_sync_drop_link(s);
             g_set_error(&gerr, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
                         "syncvm link from a replica that is not the leader");
-            break;
         }
         s->bulk_peer = s->leader;
     }
@@ -350,8 +343,8 @@ static bool plover_sync_agree(PloverState *s, bool leader, uint64_t epoch,
         msg[8] = s->executing;
         msg[9] = s->full_sync_pending;
         iov.iov_len = 10;
-        if (plv_link_send(s->bulk, PLOVER_MSG_SYNC_HELLO, &iov, 1, &gerr) < 0 ||
-            plv_link_recv(s->bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
+        if (plover_bulk_send(s->bulk, PLOVER_MSG_SYNC_HELLO, &iov, 1, &gerr) < 0 ||
+            plover_bulk_recv(s->bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
             goto fail;
         }
         if (type != PLOVER_MSG_SYNC_REPLY || in->len != 1) {
@@ -365,7 +358,7 @@ static bool plover_sync_agree(PloverState *s, bool leader, uint64_t epoch,
             return false;
         }
     } else {
-        if (plv_link_recv(s->bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
+        if (plover_bulk_recv(s->bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
             goto fail;
         }
         if (type != PLOVER_MSG_SYNC_HELLO || in->len != 10 || ldq_le_p(in->data) != epoch) {
@@ -374,7 +367,7 @@ static bool plover_sync_agree(PloverState *s, bool leader, uint64_t epoch,
         }
         msg[0] = s->executing;
         iov.iov_len = 1;
-        if (plv_link_send(s->bulk, PLOVER_MSG_SYNC_REPLY, &iov, 1, &gerr) < 0) {
+        if (plover_bulk_send(s->bulk, PLOVER_MSG_SYNC_REPLY, &iov, 1, &gerr) < 0) {
             goto fail;
         }
         *push = in->data[8];
@@ -408,8 +401,8 @@ bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp)
     s->full_sync_pending = full;
     plover_collect_dirty(s);
     t1 = g_get_monotonic_time();
-    plv_hash_key_derive(&key, plv_link_session_key(s->bulk), PLV_LINK_KEY_LEN);
-    plv_syncvm_channel_init_link(&ch, s->bulk);
+    plv_hash_key_derive(&key, plover_bulk_session_key(s->bulk), PLV_LINK_KEY_LEN);
+    plover_bulk_channel(s->bulk, &ch);
     cfg.vid = s->vid;
     cfg.epoch = epoch;
     cfg.key = &key;

@@ -81,8 +81,15 @@ fi
 expect_reject "plover: syncvm link on 10.1.0.2:7101: listen on 10.1.0.2:7101: Cannot assign requested address" \
     "${NET[@]}" "${SECRET[@]}" -plover "id=1,$PEERS,netdev=net0,secret=s0"
 
-# A valid configuration: QEMU stays up and query-plover reports it.
 nsx h0 ip addr add 10.1.0.2/32 dev lo
+# transport=rdma on a host without an RDMA device: a clear error, exit 1.
+# (The RDMA transport itself is tested on soft-RoCE: make check-rdma.)
+if grep -q '^ENABLE_RDMA := yes' "$SRCDIR/build/config.mk" && [ ! -d /sys/class/infiniband ]; then
+    expect_reject "plover: syncvm link on 10.1.0.2:7101: rdma_create_event_channel: No such device (no RDMA device or rdma_ucm not loaded?)" \
+        "${NET[@]}" "${SECRET[@]}" -plover "id=1,$PEERS,netdev=net0,secret=s0,transport=rdma"
+fi
+
+# A valid configuration: QEMU stays up and query-plover reports it.
 qemu_start vm 0 -S "${NET[@]}" "${SECRET[@]}" -plover "role=auto,id=1,$PEERS,netdev=net0,secret=s0,suspect-ms=150"
 info=$(qmp vm query-plover) || fail "query-plover failed"
 python3 - "$info" <<'PY' || fail "query-plover: unexpected reply: $info"
