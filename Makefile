@@ -76,7 +76,7 @@ demo: all
 	QEMU=$(QEMU_BIN) GUEST_DIR=$(GUEST_OUT) SRCDIR=$(SRCDIR) \
 	    $(SRCDIR)/tests/integration/demo.sh
 
-bench: bench-consensus bench-syncvm
+bench: bench-consensus bench-syncvm bench-rdma bench-e2e bench-failover
 
 install: qemu
 	install -d $(DESTDIR)$(PREFIX)/bin
