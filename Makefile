@@ -91,7 +91,8 @@ deps:
 	cd $(SRCDIR) && ./configure --install-deps
 
 clean:
-	rm -rf $(BUILD)/plover $(BUILD)/tests $(BUILD)/guest $(BUILD)/fuzz $(BUILD)/bench
+	rm -rf $(BUILD)/plover $(BUILD)/tests $(BUILD)/guest $(BUILD)/fuzz $(BUILD)/bench \
+	    $(BUILD)/rdma $(BUILD)/tools
 	-ninja -C $(QEMU_BUILD) clean
 
 distclean:

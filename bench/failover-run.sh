@@ -3,11 +3,7 @@
 # "result KEY VALUE" lines (times in ms).
 . "$SRCDIR/tests/integration/lib.sh"
 
-net_setup
-replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none"
-wait_protected 120
-WITNESS=$(( 3 - LEADER - SECONDARY ))
-kv_wait 60 || fail "kvd does not answer"
+group_up
 load_start 15
 sleep 5
 t0=$(date +%s%N)

@@ -27,19 +27,7 @@ static PloverRole plover_role_of(PlvStartRole r)
 
 static PloverRole plover_current_role(const PloverState *s)
 {
-    if (!s->driver) {
-        return PLOVER_ROLE_NONE;
-    }
-    switch (s->role) {
-    case PLV_ROLE_LEADER:
-        return PLOVER_ROLE_LEADER;
-    case PLV_ROLE_SECONDARY:
-        return PLOVER_ROLE_SECONDARY;
-    case PLV_ROLE_WITNESS:
-        return PLOVER_ROLE_WITNESS;
-    default:
-        return PLOVER_ROLE_NONE;
-    }
+    return s->driver ? plover_qapi_role(s->role) : PLOVER_ROLE_NONE;
 }
 
 static PloverPeerInfoList *plover_peers_info(const PloverState *s)

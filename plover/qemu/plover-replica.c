@@ -33,7 +33,7 @@
 #endif
 #include "trace.h"
 
-static PloverRole plover_qapi_role(PlvRole r)
+PloverRole plover_qapi_role(PlvRole r)
 {
     switch (r) {
     case PLV_ROLE_LEADER:

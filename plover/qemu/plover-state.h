@@ -109,6 +109,7 @@ typedef struct PloverState {
 PloverState *plover_state(void);
 
 /* plover-replica.c */
+PloverRole plover_qapi_role(PlvRole r);
 bool plover_replica_start(PloverState *s, Error **errp);
 bool plover_request_syncvm(PloverState *s, const char *why);
 

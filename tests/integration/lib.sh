@@ -261,3 +261,13 @@ wait_executing_secondary() {
     done
     fail "r$n was not re-protected as secondary within ${t}s: $(qmp "r$n" query-plover 2>&1)"
 }
+
+# group_up: the segment, three replicas of the test guest serving kvd, and a
+# protected leader/secondary pair. Sets LEADER, SECONDARY, WITNESS.
+group_up() {
+    net_setup
+    replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none"
+    wait_protected 120
+    WITNESS=$(( 3 - LEADER - SECONDARY ))
+    kv_wait 60 || fail "kvd does not answer"
+}

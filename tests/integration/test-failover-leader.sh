@@ -4,11 +4,7 @@
 # and no acknowledged write is lost.
 . "$(dirname "$0")/lib.sh"
 
-net_setup
-replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none"
-wait_protected 120
-WITNESS=$(( 3 - LEADER - SECONDARY ))
-kv_wait 60 || fail "kvd does not answer"
+group_up
 load_start 25
 sleep 6
 t0=$(date +%s.%N)

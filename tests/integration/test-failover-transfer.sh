@@ -4,10 +4,7 @@
 # from its own consistent state, and no acknowledged write is lost.
 . "$(dirname "$0")/lib.sh"
 
-net_setup
-replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none"
-wait_protected 120
-kv_wait 60 || fail "kvd does not answer"
+group_up
 load_start 20
 sleep 5
 qmp "r$LEADER" x-plover-inject-fault '{"fault": "exit-during-syncvm-transfer"}' >/dev/null

@@ -14,10 +14,7 @@ drop_random() {
     nsx "$ns" nft add rule inet plvloss out meta l4proto tcp numgen random mod 100 '<' "$pct" counter drop
 }
 
-net_setup
-replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none"
-wait_protected 120
-kv_wait 60 || fail "kvd does not answer"
+group_up
 for n in 0 1 2; do drop_random "h$n" 2; done
 drop_random cl 1
 load_start 20

@@ -5,10 +5,7 @@
 # no acknowledged write is lost.
 . "$(dirname "$0")/lib.sh"
 
-net_setup
-replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none"
-wait_protected 120
-kv_wait 60 || fail "kvd does not answer"
+group_up
 load_start 30
 sleep 5
 nsx "h$LEADER" ip link set uplink down

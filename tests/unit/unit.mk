@@ -10,11 +10,15 @@ UNIT_LDLIBS := $(CORE_LIB) $(CORE_LDLIBS) $(shell pkg-config --libs check)
 .PHONY: unit-build check-unit soak
 unit-build: $(UNIT_BINS)
 
-$(BUILD)/tests/unit/%: $(SRCDIR)/tests/unit/%.c $(UNIT_HELPERS) $(CORE_LIB)
-	@mkdir -p $(dir $@)
-	$(HOST_CC) $(UNIT_CFLAGS) -MMD -MP -o $@ $< $(UNIT_HELPERS) $(UNIT_LDLIBS)
+# A runner is compiled from several sources in one gcc call, where -MMD
+# records the headers of only one of them: depend on every header (and the
+# simulator) the tests can include instead.
+UNIT_HEADERS := $(wildcard $(SRCDIR)/plover/include/plover/*.h $(SRCDIR)/tests/unit/*.h \
+                           $(SRCDIR)/tests/unit/sim/*)
 
--include $(UNIT_BINS:=.d)
+$(BUILD)/tests/unit/%: $(SRCDIR)/tests/unit/%.c $(UNIT_HELPERS) $(UNIT_HEADERS) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(HOST_CC) $(UNIT_CFLAGS) -o $@ $< $(UNIT_HELPERS) $(UNIT_LDLIBS)
 
 # CK_FORK=yes: a crash in one test is reported as that test's error.
 check-unit: $(UNIT_BINS)
