@@ -96,8 +96,12 @@ static ssize_t plover_filter_receive_iov(NetFilterState *nf,
 
 static void plover_net_flush_inputs(PloverState *s)
 {
-    NetFilterState *nf = NETFILTER(s->filter);
+    NetFilterState *nf;
 
+    if (!s->filter) {
+        return;     /* shutting down: the NIC path is gone */
+    }
+    nf = NETFILTER(s->filter);
     while (!g_queue_is_empty(&s->inputs)) {
         PloverPacket *p;
         struct iovec iov;
@@ -135,8 +139,12 @@ void plover_net_inject(PloverState *s, const uint8_t *pkt, size_t len)
 
 void plover_net_release_outputs(PloverState *s, size_t count)
 {
-    NetFilterState *nf = NETFILTER(s->filter);
+    NetFilterState *nf;
 
+    if (!s->filter) {
+        return;
+    }
+    nf = NETFILTER(s->filter);
     while (count-- && !g_queue_is_empty(&s->outputs)) {
         PloverPacket *p = g_queue_pop_head(&s->outputs);
         struct iovec iov = { .iov_base = p->data, .iov_len = p->len };
@@ -236,11 +244,31 @@ bool plover_net_setup(PloverState *s, Error **errp)
     return true;
 }
 
+/*
+ * QEMU deletes net filters early in its shutdown, while the main loop may
+ * still dispatch consensus outputs: from here on nothing is injected or
+ * released, and the replica stops taking consensus outputs.
+ */
+static void plover_filter_cleanup(NetFilterState *nf)
+{
+    PloverState *s = plover_state();
+
+    if (s->filter != PLOVER_FILTER(nf)) {
+        return;
+    }
+    s->filter = NULL;
+    timer_del(s->input_retry);
+    if (s->driver) {
+        qemu_set_fd_handler(plv_driver_event_fd(s->driver), NULL, NULL, NULL);
+    }
+}
+
 static void plover_filter_class_init(ObjectClass *oc, void *data)
 {
     NetFilterClass *nfc = NETFILTER_CLASS(oc);
 
     nfc->receive_iov = plover_filter_receive_iov;
+    nfc->cleanup = plover_filter_cleanup;
 }
 
 static const TypeInfo plover_filter_info = {

@@ -29,6 +29,7 @@ CLIENT_IP="10.$SUBNET.0.200"
 KVD_PORT=7000
 WORK=$(mktemp -d "/tmp/plover-it.XXXXXX")
 PLV_PIDS=()
+PLV_QEMU_PIDS=()
 PLV_NETNS=()
 
 host_ip() { echo "10.$SUBNET.0.$(( $1 + 1 ))"; }
@@ -41,7 +42,7 @@ fail() {
 }
 
 plv_cleanup() {
-    local rc=$? pid ns
+    local rc=$? pid ns st
     for pid in "${PLV_PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
@@ -51,6 +52,15 @@ plv_cleanup() {
             sleep 0.1
         done
         kill -KILL "$pid" 2>/dev/null || true
+    done
+    # A QEMU that crashed on the way out is a failure too.
+    for pid in ${PLV_QEMU_PIDS[@]+"${PLV_QEMU_PIDS[@]}"}; do
+        st=0
+        wait "$pid" 2>/dev/null || st=$?
+        case "$st" in
+        0|127|143) ;;   # clean exit, already reaped, SIGTERM
+        *) echo "FAIL: QEMU $pid ended with status $st on shutdown" >&2; [ "$rc" -ne 0 ] || rc=1 ;;
+        esac
     done
     for ns in "${PLV_NETNS[@]}"; do
         ip netns del "$ns" 2>/dev/null || true
@@ -127,6 +137,7 @@ qemu_start() {
         -serial "file:$WORK/$name.serial" \
         ${PLOVER_TRACE:+-trace "$PLOVER_TRACE"} "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" &
     PLV_PIDS+=($!)
+    PLV_QEMU_PIDS+=($!)
     eval "PID_$name=$!"
 }
 
@@ -235,9 +246,20 @@ load_check() {
     grep -q '^verify: .* lost=0 wrong=0' "$WORK/load.out" || fail "no clean verify line"
 }
 
+# forget_qemu PID: this QEMU's end is the test's business (killed or made
+# to fail on purpose), not a shutdown to check.
+forget_qemu() {
+    local p keep=()
+    for p in "${PLV_QEMU_PIDS[@]}"; do
+        [ "$p" = "$1" ] || keep+=("$p")
+    done
+    PLV_QEMU_PIDS=("${keep[@]}")
+}
+
 kill_replica() {
     local pid
     pid=$(eval echo "\$PID_r$1")
+    forget_qemu "$pid"
     kill -KILL "$pid"
     wait "$pid" 2>/dev/null || true
 }

@@ -9,6 +9,7 @@ load_start 20
 sleep 5
 qmp "r$LEADER" x-plover-inject-fault '{"fault": "exit-during-syncvm-transfer"}' >/dev/null
 pid=$(eval echo "\$PID_r$LEADER")
+forget_qemu "$pid"
 for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$pid" 2>/dev/null && fail "the leader did not die in a syncvm transfer within 10 s"
 rc=0
