@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "plover/config.h"
+#include "helper-run.h"
 
 #define GOOD "id=1,peers=10.0.0.1:7001,10.0.0.2:7001,10.0.0.3:7001,netdev=net0,secret=s0"
 
@@ -153,8 +154,6 @@ int main(void)
 {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("parse");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, test_accepts_full_line);
     tcase_add_test(tc, test_accepts_names_ipv6_and_timeouts);
@@ -162,9 +161,5 @@ int main(void)
     tcase_add_test(tc, test_field_errors);
     tcase_add_test(tc, test_help_lists_every_field);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return plv_test_run(s);
 }

@@ -8,6 +8,7 @@
 
 #include "plover/memview.h"
 #include "plover/syncvm-msg.h"
+#include "helper-run.h"
 
 START_TEST(bitmap_basics)
 {
@@ -271,8 +272,6 @@ int main(void)
 {
     Suite *s = suite_create("memview");
     TCase *tc = tcase_create("memview");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, bitmap_basics);
     tcase_add_test(tc, region_checks);
@@ -281,9 +280,5 @@ int main(void)
     tcase_add_test(tc, bitmap_wire_rejects);
     tcase_add_test(tc, union_order);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return plv_test_run(s);
 }

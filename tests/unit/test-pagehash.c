@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "plover/pagehash.h"
+#include "helper-run.h"
 
 static void key_of(PlvHashKey *k, uint8_t fill)
 {
@@ -186,8 +187,6 @@ int main(void)
 {
     Suite *s = suite_create("pagehash");
     TCase *tc = tcase_create("pagehash");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, key_derivation);
     tcase_add_test(tc, fingerprints);
@@ -196,9 +195,5 @@ int main(void)
     tcase_add_test(tc, hash_pages_matches_serial);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return plv_test_run(s);
 }

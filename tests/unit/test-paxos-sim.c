@@ -11,6 +11,7 @@
 #include <check.h>
 #include <stdlib.h>
 #include "sim/sim.c"
+#include "helper-run.h"
 
 #define CHUNK 500
 
@@ -86,8 +87,6 @@ int main(void)
 {
     Suite *s = suite_create("paxos-sim");
     TCase *tc = tcase_create("seeds");
-    SRunner *sr;
-    int failed;
     bool soak = getenv("PLOVER_SOAK") && *getenv("PLOVER_SOAK") && strcmp(getenv("PLOVER_SOAK"), "0");
 
     if (getenv("PLOVER_SEED")) {
@@ -100,9 +99,5 @@ int main(void)
     tcase_add_loop_test(tc, test_seeds, 0, (int)((n_seeds + CHUNK - 1) / CHUNK));
     tcase_add_test(tc, test_sim_detects_stall);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return plv_test_run(s);
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "plover/paxos.h"
+#include "helper-run.h"
 
 #define N 3
 
@@ -788,8 +789,6 @@ int main(void)
 {
     Suite *su = suite_create("paxos");
     TCase *tc = tcase_create("scenarios");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, test_bootstrap_roles);
     tcase_add_test(tc, test_batching_one_in_flight);
@@ -809,9 +808,5 @@ int main(void)
     tcase_add_test(tc, test_stale_incarnation_dropped);
     tcase_add_test(tc, test_config_validation);
     suite_add_tcase(su, tc);
-    sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return plv_test_run(su);
 }

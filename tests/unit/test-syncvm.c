@@ -18,6 +18,7 @@
 
 #include "plover/link.h"
 #include "plover/syncvm.h"
+#include "helper-run.h"
 
 #define PAGE 4096u
 #define MAX_REGIONS 4
@@ -1392,8 +1393,6 @@ int main(void)
     TCase *conv = tcase_create("converge");
     TCase *fail = tcase_create("failures");
     TCase *codec = tcase_create("codec");
-    SRunner *sr;
-    int failed;
 
     /* The two processes would otherwise die of a write to a closed link. */
     signal(SIGPIPE, SIG_IGN);
@@ -1421,9 +1420,5 @@ int main(void)
     suite_add_tcase(s, conv);
     suite_add_tcase(s, fail);
     suite_add_tcase(s, codec);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return plv_test_run(s);
 }

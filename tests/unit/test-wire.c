@@ -8,6 +8,7 @@
 #include <string.h>
 #include <xxhash.h>
 #include "plover/wire.h"
+#include "helper-run.h"
 
 static PlvEntry mk_entry(uint64_t index, uint64_t vid, uint8_t op, GBytes *payload)
 {
@@ -320,8 +321,6 @@ int main(void)
 {
     Suite *s = suite_create("wire");
     TCase *tc = tcase_create("codec");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, test_roundtrip_all_types);
     tcase_add_test(tc, test_batch_iter);
@@ -330,9 +329,5 @@ int main(void)
     tcase_add_test(tc, test_encode_rejects_invalid);
     tcase_add_test(tc, test_op_payloads);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return plv_test_run(s);
 }
