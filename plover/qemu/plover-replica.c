@@ -113,8 +113,7 @@ static void plover_role_changed(PloverState *s, PlvRole old, PlvRole role)
         if (s->executing) {
             /* A secondary taking over runs on from its own state, which is
              * the replicated one. Tell the network where the MAC lives. */
-            static AnnounceTimer announce_timer;
-            qemu_announce_self(&announce_timer, migrate_announce_params());
+            qemu_announce_self(&s->announce_timer, migrate_announce_params());
         } else if (!s->log_had_vm) {
             /* The first leader of a new group boots the VM. */
             s->executing = true;

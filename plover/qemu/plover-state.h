@@ -16,6 +16,7 @@
 #include "qemu/timer.h"
 #include "net/net.h"
 #include "net/filter.h"
+#include "net/announce.h"
 #include "plover/config.h"
 #include "plover/driver.h"
 #include "plover/link.h"
@@ -61,6 +62,7 @@ typedef struct PloverState {
     uint32_t leader;
     uint32_t secondary;       /* per the committed log, PLV_NODE_NONE if none */
     uint64_t applied_index;   /* last committed entry executed here */
+    AnnounceTimer announce_timer;  /* RARPs after taking over as leader */
 
     /*
      * Execution. A replica executes inputs once its VM holds the leader's
