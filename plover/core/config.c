@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "plover/config.h"
+#include "fail.h"
 
 G_DEFINE_QUARK(plv-config-error-quark, plv_config_error)
 
@@ -23,6 +24,8 @@ static const NumField num_fields[] = {
       "leader heartbeat period" },
     { "suspect-ms", G_STRUCT_OFFSET(PlvConfig, suspect_ms), 2, 600000, 100,
       "silence after which a peer is suspected (PLOVER uses 100 ms)" },
+    { "election-ms", G_STRUCT_OFFSET(PlvConfig, election_ms), 1, 600000, 100,
+      "range of the random delay before standing for election; phase-1 timeout" },
     { "syncvm-timeout-ms", G_STRUCT_OFFSET(PlvConfig, syncvm_timeout_ms), 10, 600000, 1000,
       "longest wait for one syncvm message before the attempt fails" },
     { "idle-threshold-us", G_STRUCT_OFFSET(PlvConfig, idle_threshold_us), 1, 1000000, 100,
@@ -38,19 +41,7 @@ static uint32_t *num_field_ptr(PlvConfig *cfg, const NumField *f)
     return G_STRUCT_MEMBER_P(cfg, f->offset);
 }
 
-static bool fail(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static bool fail(GError **errp, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    if (errp) {
-        *errp = g_error_new_valist(PLV_CONFIG_ERROR, 0, fmt, ap);
-    }
-    va_end(ap);
-    return false;
-}
+#define fail(errp, ...) plv_fail(errp, PLV_CONFIG_ERROR, __VA_ARGS__)
 
 void plv_config_init(PlvConfig *cfg)
 {
@@ -69,6 +60,7 @@ void plv_config_clear(PlvConfig *cfg)
     }
     g_free(cfg->netdev);
     g_free(cfg->secret);
+    g_free(cfg->state);
     plv_config_init(cfg);
 }
 
@@ -226,6 +218,11 @@ bool plv_config_set(PlvConfig *cfg, const char *key, const char *value,
     if (!strcmp(key, "secret")) {
         return parse_id_string(key, value, &cfg->secret, errp);
     }
+    if (!strcmp(key, "state")) {
+        g_free(cfg->state);
+        cfg->state = g_strdup(value);
+        return true;
+    }
     for (size_t i = 0; i < G_N_ELEMENTS(num_fields); i++) {
         const NumField *f = &num_fields[i];
         guint64 v;
@@ -316,6 +313,10 @@ bool plv_config_validate(const PlvConfig *cfg, bool have_rdma, GError **errp)
     if (!cfg->secret) {
         return fail(errp, "secret: required (id of a -object secret shared by the replicas)");
     }
+    if (!cfg->state) {
+        return fail(errp, "state: required (file where this replica keeps its "
+                    "incarnation across restarts)");
+    }
     if (cfg->transport == PLV_TRANSPORT_RDMA && !have_rdma) {
         return fail(errp, "transport: rdma is not available in this build "
                     "(built with --disable-rdma)");
@@ -334,13 +335,17 @@ bool plv_config_validate(const PlvConfig *cfg, bool have_rdma, GError **errp)
 char *plv_config_help(void)
 {
     GString *s = g_string_new(
-        "-plover role=auto,id=N,peers=HOST:PORT,HOST:PORT,HOST:PORT,netdev=ID,secret=ID[,...]\n"
+        "-plover role=auto,id=N,peers=HOST:PORT,HOST:PORT,HOST:PORT,netdev=ID,secret=ID,"
+        "state=FILE[,...]\n"
         "  role=auto|leader|secondary|witness  starting role (default auto: agreed by consensus)\n"
         "  id=N                 this replica's index in peers (0..2)\n"
         "  peers=H:P,H:P,H:P    all three replicas, this one included, same order everywhere\n"
         "  netdev=ID            the -netdev whose traffic is replicated\n"
         "  transport=tcp|rdma   replica links (default tcp)\n"
-        "  secret=ID            a -object secret shared by the replicas (authenticates peers)\n");
+        "  secret=ID            a -object secret shared by the replicas (authenticates peers)\n"
+        "  state=FILE           this replica's incarnation, kept across restarts; created\n"
+        "                       when missing (a new group); never delete it while the\n"
+        "                       other replicas run\n");
 
     /* Numeric fields come from the parser's own table, so help cannot drift. */
     for (size_t i = 0; i < G_N_ELEMENTS(num_fields); i++) {

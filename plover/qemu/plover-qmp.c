@@ -52,6 +52,7 @@ static PloverTimeouts *plover_timeouts_info(const PlvConfig *cfg)
 
     t->heartbeat_ms = cfg->heartbeat_ms;
     t->suspect_ms = cfg->suspect_ms;
+    t->election_ms = cfg->election_ms;
     t->syncvm_timeout_ms = cfg->syncvm_timeout_ms;
     t->idle_threshold_us = cfg->idle_threshold_us;
     t->idle_window_us = cfg->idle_window_us;
@@ -129,6 +130,9 @@ PloverInfo *qmp_query_plover(Error **errp)
     info->transport = s->cfg.transport == PLV_TRANSPORT_RDMA ?
         PLOVER_TRANSPORT_RDMA : PLOVER_TRANSPORT_TCP;
     info->secret = g_strdup(s->cfg.secret);
+    info->state = g_strdup(s->cfg.state);
+    info->has_incarnation = true;
+    info->incarnation = s->incarnation;
     info->has_peers = true;
     info->peers = plover_peers_info(s);
     info->timeouts = plover_timeouts_info(&s->cfg);

@@ -42,6 +42,8 @@ PloverRole plover_qapi_role(PlvRole r)
         return PLOVER_ROLE_SECONDARY;
     case PLV_ROLE_WITNESS:
         return PLOVER_ROLE_WITNESS;
+    case PLV_ROLE_RECOVERING:
+        return PLOVER_ROLE_RECOVERING;
     default:
         return PLOVER_ROLE_NONE;
     }
@@ -371,17 +373,18 @@ bool plover_replica_start(PloverState *s, Error **errp)
     dcfg.tick_ms = tick_ms;
     dcfg.paxos.self = s->cfg.id;
     dcfg.paxos.n = s->cfg.n_peers;
-    dcfg.paxos.incarnation = PLV_INC_INITIAL;
+    dcfg.paxos.incarnation = s->incarnation;
     dcfg.paxos.seed = g_get_real_time() ^ s->cfg.id;
     dcfg.paxos.heartbeat_ticks = plover_ticks(s->cfg.heartbeat_ms, tick_ms);
     dcfg.paxos.suspect_ticks = plover_ticks(s->cfg.suspect_ms, tick_ms);
-    dcfg.paxos.election_ticks = plover_ticks(s->cfg.suspect_ms, tick_ms);
+    dcfg.paxos.election_ticks = plover_ticks(s->cfg.election_ms, tick_ms);
     s->driver = plv_driver_new(&dcfg, t, &gerr);
     if (!s->driver) {
         error_setg(errp, "-plover: consensus: %s", gerr->message);
         return false;
     }
-    s->role = PLV_ROLE_WITNESS;
+    /* As the engine starts: a restarted replica learns before it votes. */
+    s->role = s->incarnation == PLV_INC_INITIAL ? PLV_ROLE_WITNESS : PLV_ROLE_RECOVERING;
     s->leader = PLV_NODE_NONE;
     s->secondary = PLV_NODE_NONE;
     s->next_epoch = 1;

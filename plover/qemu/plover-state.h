@@ -54,6 +54,7 @@ typedef struct PloverState {
     PlvConfig cfg;
     uint8_t *secret;          /* contents of the -object secret */
     size_t secret_len;
+    uint64_t incarnation;     /* of this start, from the state file */
 
     /* Consensus: the driver thread and what it last told us. */
     PlvDriver *driver;

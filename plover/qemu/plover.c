@@ -15,6 +15,7 @@
 #include "net/net.h"
 #include "crypto/secret_common.h"
 #include "system/plover.h"
+#include "plover/incarnation.h"
 #include "plover-state.h"
 #include "trace.h"
 
@@ -129,6 +130,7 @@ static bool plover_load_secret(PloverState *s, Error **errp)
 bool plover_init(Error **errp)
 {
     PloverState *s = plover_state();
+    g_autoptr(GError) gerr = NULL;
 
     if (!s->configured) {
         return true;
@@ -136,8 +138,14 @@ bool plover_init(Error **errp)
     if (!plover_check_netdev(&s->cfg, errp) || !plover_load_secret(s, errp)) {
         return false;
     }
+    /* Before any link opens: a restart must never reuse an incarnation. */
+    if (!plv_incarnation_next(s->cfg.state, s->cfg.id, &s->incarnation, &gerr)) {
+        error_setg(errp, "-plover: %s", gerr->message);
+        return false;
+    }
     trace_plover_configured(s->cfg.id, plv_start_role_name(s->cfg.role),
-                            s->cfg.netdev, plv_transport_name(s->cfg.transport));
+                            s->cfg.netdev, plv_transport_name(s->cfg.transport),
+                            s->incarnation);
     for (unsigned i = 0; i < s->cfg.n_peers; i++) {
         trace_plover_peer(i, s->cfg.peers[i].host, s->cfg.peers[i].port,
                           i == s->cfg.id);

@@ -189,14 +189,29 @@ SECRET_ARGS=(-object secret,id=plvsec,data=plover-integration-secret)
 # replicas_start GUEST_APPEND [EXTRA_PLOVER_FIELDS]: three hosts, one
 # replica each (r0, r1, r2), the same command line but for id.
 replicas_start() {
-    local append=$1 extra=${2:-} peers n
-    peers="$(host_ip 0):7100,$(host_ip 1):7100,$(host_ip 2):7100"
-    guest_args "$append"
+    local n
+    REPLICA_APPEND=$1 REPLICA_EXTRA=${2:-}
     for n in 0 1 2; do
         host_setup "$n"
-        qemu_start "r$n" "$n" "${GUEST_ARGS[@]}" "${SECRET_ARGS[@]}" \
-            -plover "role=auto,id=$n,peers=$peers,netdev=net0,secret=plvsec$extra"
+        replica_start "$n"
     done
+}
+
+# replica_start N: start (or restart, after kill_replica) replica N with
+# the command line replicas_start gave it; its state file lives in $WORK.
+# A restart keeps the former life's logs as rN.*.K.
+replica_start() {
+    local n=$1 peers f k=1
+    peers="$(host_ip 0):7100,$(host_ip 1):7100,$(host_ip 2):7100"
+    guest_args "$REPLICA_APPEND"
+    if [ -e "$WORK/r$n.serial" ]; then
+        while [ -e "$WORK/r$n.serial.$k" ]; do k=$((k + 1)); done
+        for f in serial err out; do
+            mv "$WORK/r$n.$f" "$WORK/r$n.$f.$k" 2>/dev/null || true
+        done
+    fi
+    qemu_start "r$n" "$n" "${GUEST_ARGS[@]}" "${SECRET_ARGS[@]}" \
+        -plover "role=auto,id=$n,peers=$peers,netdev=net0,secret=plvsec,state=$WORK/r$n.state$REPLICA_EXTRA"
 }
 
 # pinfo NAME EXPR: a Python expression over query-plover's reply "i".

@@ -24,8 +24,8 @@ expect_reject() {
 }
 
 help=$("$QEMU" -plover help) || fail "-plover help exited non-zero"
-for f in role= id= peers= netdev= transport= secret= heartbeat-ms= suspect-ms= \
-         syncvm-timeout-ms= idle-threshold-us= idle-window-us= max-sync-interval-ms=; do
+for f in role= id= peers= netdev= transport= secret= state= heartbeat-ms= suspect-ms= \
+         election-ms= syncvm-timeout-ms= idle-threshold-us= idle-window-us= max-sync-interval-ms=; do
     case "$help" in *"$f"*) ;; *) fail "-plover help does not list $f" ;; esac
 done
 "$QEMU" -help | grep -q -- '^-plover ' || fail "-help does not document -plover"
@@ -37,35 +37,38 @@ nsx h0 ip tuntap add dev tap0 mode tap
 SECRET=(-object secret,id=s0,data=correct-horse-battery)
 NET=(-netdev tap,id=net0,ifname=tap0,script=no,downscript=no -device virtio-net-pci,netdev=net0)
 PEERS="peers=10.1.0.1:7100,10.1.0.2:7100,10.1.0.3:7100"
-OK="id=0,$PEERS,netdev=net0,secret=s0"
+ST=$WORK/replica.state
+OK="id=0,$PEERS,netdev=net0,secret=s0,state=$ST"
 
 expect_reject "role: invalid value 'boss' (expected auto, leader, secondary or witness)" \
     "${NET[@]}" "${SECRET[@]}" -plover "role=boss,$OK"
 expect_reject "id: 3 is out of range (0..2, an index into peers)" \
-    "${NET[@]}" "${SECRET[@]}" -plover "id=3,$PEERS,netdev=net0,secret=s0"
+    "${NET[@]}" "${SECRET[@]}" -plover "id=3,$PEERS,netdev=net0,secret=s0,state=$ST"
 expect_reject "id: 'one' is not a replica index (0..6)" \
-    "${NET[@]}" "${SECRET[@]}" -plover "id=one,$PEERS,netdev=net0,secret=s0"
+    "${NET[@]}" "${SECRET[@]}" -plover "id=one,$PEERS,netdev=net0,secret=s0,state=$ST"
 expect_reject "peers: 'nohost' has no port (expected host:port)" \
-    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=nohost,b:1,c:1,netdev=net0,secret=s0"
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=nohost,b:1,c:1,netdev=net0,secret=s0,state=$ST"
 expect_reject "peers: 'a:70000' has an invalid port (expected 1..65535)" \
-    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=a:70000,b:1,c:1,netdev=net0,secret=s0"
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=a:70000,b:1,c:1,netdev=net0,secret=s0,state=$ST"
 expect_reject "peers: a:1 is given twice" \
-    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=a:1,b:1,a:1,netdev=net0,secret=s0"
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=a:1,b:1,a:1,netdev=net0,secret=s0,state=$ST"
 expect_reject "peers: 2 given, exactly 3 required (this replica included)" \
-    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=a:1,b:1,netdev=net0,secret=s0"
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=a:1,b:1,netdev=net0,secret=s0,state=$ST"
 expect_reject "transport: invalid value 'ib' (expected tcp or rdma)" \
     "${NET[@]}" "${SECRET[@]}" -plover "$OK,transport=ib"
 expect_reject "unknown field 'mode' (-plover help lists the fields)" \
     "${NET[@]}" "${SECRET[@]}" -plover "$OK,mode=fast"
 expect_reject "netdev: required (id of the -netdev whose traffic is replicated)" \
-    "${NET[@]}" "${SECRET[@]}" -plover "id=0,$PEERS,secret=s0"
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,$PEERS,secret=s0,state=$ST"
+expect_reject "state: required (file where this replica keeps its incarnation across restarts)" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,$PEERS,netdev=net0,secret=s0"
 expect_reject "-plover may be given only once" \
     "${NET[@]}" "${SECRET[@]}" -plover "$OK" -plover "$OK"
 expect_reject "-plover: netdev: no -netdev with id 'nosuch'" \
-    "${NET[@]}" "${SECRET[@]}" -plover "id=0,$PEERS,netdev=nosuch,secret=s0"
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,$PEERS,netdev=nosuch,secret=s0,state=$ST"
 expect_reject "-plover: netdev: 'u0' is a user netdev; a tap netdev is required" \
     -netdev user,id=u0 -device virtio-net-pci,netdev=u0 "${SECRET[@]}" \
-    -plover "id=0,$PEERS,netdev=u0,secret=s0"
+    -plover "id=0,$PEERS,netdev=u0,secret=s0,state=$ST"
 expect_reject "-plover: netdev: 'net0' is not connected to a guest NIC" \
     -netdev tap,id=net0,ifname=tap0,script=no,downscript=no "${SECRET[@]}" -plover "$OK"
 expect_reject "-plover: secret: no -object secret with id 's0'" \
@@ -77,20 +80,34 @@ if grep -q '^ENABLE_RDMA := no' "$SRCDIR/build/config.mk"; then
         "${NET[@]}" "${SECRET[@]}" -plover "$OK,transport=rdma"
 fi
 
+# The state file: unreadable content, another replica's file and a
+# directory that does not exist are refused before any link opens.
+printf 'garbage\n' > "$ST"
+expect_reject "-plover: state: '$ST' is not a plover state file (expected 'plover-state 1', 'id N', 'incarnation N')" \
+    "${NET[@]}" "${SECRET[@]}" -plover "$OK"
+printf 'plover-state 1\nid 2\nincarnation 4\n' > "$ST"
+expect_reject "-plover: state: '$ST' belongs to replica 2, not to replica 0" \
+    "${NET[@]}" "${SECRET[@]}" -plover "$OK"
+expect_reject "-plover: state: cannot create '$WORK/none/r.state.tmp': No such file or directory" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,$PEERS,netdev=net0,secret=s0,state=$WORK/none/r.state"
+rm -f "$ST"
+
 # This replica must be able to listen on its own peers entry.
 expect_reject "plover: syncvm link on 10.1.0.2:7101: listen on 10.1.0.2:7101: Cannot assign requested address" \
-    "${NET[@]}" "${SECRET[@]}" -plover "id=1,$PEERS,netdev=net0,secret=s0"
+    "${NET[@]}" "${SECRET[@]}" -plover "id=1,$PEERS,netdev=net0,secret=s0,state=$ST"
 
 nsx h0 ip addr add 10.1.0.2/32 dev lo
 # transport=rdma on a host without an RDMA device: a clear error, exit 1.
 # (The RDMA transport itself is tested on soft-RoCE: make check-rdma.)
 if grep -q '^ENABLE_RDMA := yes' "$SRCDIR/build/config.mk" && [ ! -d /sys/class/infiniband ]; then
     expect_reject "plover: syncvm link on 10.1.0.2:7101: rdma_create_event_channel: No such device (no RDMA device or rdma_ucm not loaded?)" \
-        "${NET[@]}" "${SECRET[@]}" -plover "id=1,$PEERS,netdev=net0,secret=s0,transport=rdma"
+        "${NET[@]}" "${SECRET[@]}" -plover "id=1,$PEERS,netdev=net0,secret=s0,state=$ST,transport=rdma"
 fi
 
-# A valid configuration: QEMU stays up and query-plover reports it.
-qemu_start vm 0 -S "${NET[@]}" "${SECRET[@]}" -plover "role=auto,id=1,$PEERS,netdev=net0,secret=s0,suspect-ms=150"
+# A valid configuration: QEMU stays up and query-plover reports it. The
+# group is new (no state file): incarnation 1, kept in the file.
+rm -f "$ST"
+qemu_start vm 0 -S "${NET[@]}" "${SECRET[@]}" -plover "role=auto,id=1,$PEERS,netdev=net0,secret=s0,state=$ST,suspect-ms=150"
 info=$(qmp vm query-plover) || fail "query-plover failed"
 python3 - "$info" <<'PY' || fail "query-plover: unexpected reply: $info"
 import json, sys
@@ -102,4 +119,18 @@ assert [(p["host"], p["port"]) for p in i["peers"]] == \
     [("10.1.0.1", 7100), ("10.1.0.2", 7100), ("10.1.0.3", 7100)], i
 assert [p["state"] for p in i["peers"]][1] == "local", i
 assert i["timeouts"]["suspect-ms"] == 150 and i["timeouts"]["heartbeat-ms"] == 5, i
+assert i["timeouts"]["election-ms"] == 100, i
+assert i["incarnation"] == 1 and i["state"].endswith("/replica.state"), i
+assert i["role"] in ("witness", "none"), i
 PY
+assert_eq "$(cat "$ST")" "$(printf 'plover-state 1\nid 1\nincarnation 1')" "state file of a new replica"
+
+# The same command line again is a restart: the next incarnation, which
+# does not vote until the group admits it.
+pid=$PID_vm
+forget_qemu "$pid"
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null || true
+qemu_start vm 0 -S "${NET[@]}" "${SECRET[@]}" -plover "role=auto,id=1,$PEERS,netdev=net0,secret=s0,state=$ST,suspect-ms=150"
+assert_eq "$(pinfo vm "i['incarnation'], i['role']")" "2 recovering" "a restarted replica"
+assert_eq "$(cat "$ST")" "$(printf 'plover-state 1\nid 1\nincarnation 2')" "state file after a restart"

@@ -8,7 +8,8 @@
 #include "plover/config.h"
 #include "helper-run.h"
 
-#define GOOD "id=1,peers=10.0.0.1:7001,10.0.0.2:7001,10.0.0.3:7001,netdev=net0,secret=s0"
+#define GOOD "id=1,peers=10.0.0.1:7001,10.0.0.2:7001,10.0.0.3:7001,netdev=net0,secret=s0," \
+    "state=/var/lib/plover/r1.state"
 
 /* Parse and validate; returns the error message or NULL. */
 static char *try(const char *opts, bool have_rdma, PlvConfig *out)
@@ -54,6 +55,8 @@ START_TEST(test_accepts_full_line)
     ck_assert_str_eq(cfg.secret, "s0");
     ck_assert_int_eq(cfg.transport, PLV_TRANSPORT_TCP);
     ck_assert_uint_eq(cfg.suspect_ms, 100);
+    ck_assert_uint_eq(cfg.election_ms, 100);
+    ck_assert_str_eq(cfg.state, "/var/lib/plover/r1.state");
     plv_config_clear(&cfg);
 }
 END_TEST
@@ -62,7 +65,7 @@ START_TEST(test_accepts_names_ipv6_and_timeouts)
 {
     PlvConfig cfg;
     char *msg = try("id=0,peers=[fd00::1]:7001,host-b.example:7002,c:7003,"
-                    "netdev=n.0,secret=key_1,role=witness,heartbeat-ms=5,"
+                    "netdev=n.0,secret=key_1,state=s,role=witness,heartbeat-ms=5,"
                     "suspect-ms=50,max-sync-interval-ms=20", false, &cfg);
 
     ck_assert_msg(msg == NULL, "%s", msg);
@@ -120,6 +123,9 @@ START_TEST(test_field_errors)
                  "netdev: required (id of the -netdev whose traffic is replicated)");
     expect_error("id=0,peers=a:1,b:1,c:1,netdev=n",
                  "secret: required (id of a -object secret shared by the replicas)");
+    expect_error("id=0,peers=a:1,b:1,c:1,netdev=n,secret=s",
+                 "state: required (file where this replica keeps its incarnation "
+                 "across restarts)");
     expect_error("netdev=9net," GOOD, "netdev: '9net' is not a valid QEMU id");
     expect_error(GOOD ",secret=s1", "secret: given more than once");
     expect_error("id=0,id=1", "id: given more than once");
@@ -141,7 +147,7 @@ START_TEST(test_help_lists_every_field)
 {
     g_autofree char *help = plv_config_help();
     const char *fields[] = { "role=", "id=", "peers=", "netdev=", "transport=", "secret=",
-                             "heartbeat-ms=", "suspect-ms=", "syncvm-timeout-ms=",
+                             "state=", "heartbeat-ms=", "suspect-ms=", "election-ms=", "syncvm-timeout-ms=",
                              "idle-threshold-us=", "idle-window-us=", "max-sync-interval-ms=" };
 
     for (size_t i = 0; i < G_N_ELEMENTS(fields); i++) {

@@ -43,10 +43,12 @@ typedef struct PlvConfig {
     char *netdev;                         /* id of the -netdev to replicate */
     PlvTransportKind transport;
     char *secret;                         /* id of a -object secret */
+    char *state;                          /* file keeping the incarnation */
 
     /* Timeouts, in milliseconds unless said otherwise. */
     uint32_t heartbeat_ms;                /* leader heartbeat period */
     uint32_t suspect_ms;                  /* silence before a peer is suspected */
+    uint32_t election_ms;                 /* election jitter range, phase-1 timeout */
     uint32_t syncvm_timeout_ms;           /* one syncvm attempt */
     uint32_t idle_threshold_us;           /* vCPU time per window below which the guest is idle */
     uint32_t idle_window_us;
