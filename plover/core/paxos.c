@@ -85,6 +85,13 @@ struct PlvPaxos {
     size_t queued_bytes;
     uint64_t my_applied;
     uint64_t trunc;
+    uint32_t xfer_to;           /* handing leadership to it, or NONE */
+    uint64_t xfer_until;        /* tick at which the handoff is given up */
+    bool xfer_ready;            /* log drained: HANDOFF goes out */
+
+    /* new leader: the node that handed leadership over, preferred as
+     * secondary (its VM is the replicated one), or NONE */
+    uint32_t handoff_from;
 
     PlvRole rep_role;
     uint64_t rep_leader_vid;
@@ -185,7 +192,9 @@ static PlvMsg *out(PlvPaxos *p, PlvReady *rd, uint32_t to, PlvMsgType type)
         .commit = p->commit, .last = plv_log_last(&p->log), .applied = p->my_applied,
         .flags = (p->admitted ? PLV_HDR_ADMITTED : 0) |
                  (p->snap_pending ? PLV_HDR_SNAP_PENDING : 0) |
-                 (p->st == ST_LEADER ? PLV_HDR_LEADER : 0),
+                 (p->st == ST_LEADER ? PLV_HDR_LEADER : 0) |
+                 (p->st == ST_LEADER && p->xfer_ready && p->xfer_to == to ?
+                  PLV_HDR_HANDOFF : 0),
     };
     g_ptr_array_add(rd->msgs, om);
     return m;
@@ -278,6 +287,9 @@ static void become_follower(PlvPaxos *p)
     clear_promises(p);
     p->st = ST_FOLLOWER;
     p->incumbent = false;
+    p->xfer_to = PLV_NODE_NONE;
+    p->xfer_ready = false;
+    p->handoff_from = PLV_NODE_NONE;
     reset_election(p);
 }
 
@@ -360,6 +372,7 @@ static void commit_next(PlvPaxos *p, PlvReady *rd)
     p->stats.commits++;
     if (plv_op_second_get(e, &id) && id < p->n) {
         p->secondary = id;
+        p->handoff_from = PLV_NODE_NONE;
         reset_errs(p);      /* a new pair of executors */
     } else if (plv_op_config_get(e, &id, &v) && id < p->n) {
         if (v > p->member_inc[id]) {
@@ -563,13 +576,19 @@ static void try_propose(PlvPaxos *p, PlvReady *rd)
     start_proposal(p, idx, idx, rd);
 }
 
+static void send_heartbeat(PlvPaxos *p, PlvReady *rd, uint32_t to)
+{
+    PlvMsg *m = out(p, rd, to, PLV_MSG_HEARTBEAT);
+
+    m->vid = p->promised;
+    m->trunc = p->st == ST_LEADER ? p->trunc : 0;
+}
+
 static void broadcast_heartbeat(PlvPaxos *p, PlvReady *rd)
 {
     for (uint32_t i = 0; i < p->n; i++) {
         if (i != p->self) {
-            PlvMsg *m = out(p, rd, i, PLV_MSG_HEARTBEAT);
-            m->vid = p->promised;
-            m->trunc = p->st == ST_LEADER ? p->trunc : 0;
+            send_heartbeat(p, rd, i);
         }
     }
     p->hb_at = p->now + p->cfg.heartbeat_ticks;
@@ -657,7 +676,15 @@ static void leader_duties(PlvPaxos *p, PlvReady *rd)
     }
     if (p->secondary == PLV_NODE_NONE || !viable_secondary(p, p->secondary)) {
         uint32_t best = PLV_NODE_NONE;
-        for (uint32_t i = 0; i < p->n; i++) {
+        /* After a handoff the former leader holds the replicated VM: as
+         * secondary it needs no copy (docs/consensus.md, "Handoff"). */
+        bool handoff = p->handoff_from != PLV_NODE_NONE &&
+                       viable_secondary(p, p->handoff_from);
+
+        if (handoff) {
+            best = p->handoff_from;
+        }
+        for (uint32_t i = 0; i < p->n && !handoff; i++) {
             if (viable_secondary(p, i) &&
                 (best == PLV_NODE_NONE || p->peer[i].hdr.commit > p->peer[best].hdr.commit)) {
                 best = i;
@@ -945,8 +972,9 @@ static void on_prepare(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
         /* Stickiness: while the established leader is heard from, its view
          * stands (this keeps a partitioned node's retries from deposing a
          * working leader). The leader itself re-preparing is exempt. */
-        if (p->st == ST_LEADER ||
-            (p->leader_vid == p->promised && p->leader_vid && recent(p, p->leader_heard) &&
+        if ((p->st == ST_LEADER && p->xfer_to != c) ||
+            (p->st != ST_LEADER && p->leader_vid == p->promised && p->leader_vid &&
+             recent(p, p->leader_heard) &&
              !peer_err_suspect(p, plv_vid_leader(p->leader_vid)))) {
             refuse = true;
         }
@@ -1153,6 +1181,83 @@ static bool msg_valid(const PlvPaxos *p, const PlvMsg *m)
     return true;
 }
 
+/* ---- handoff (leadership transfer) ---- */
+
+/*
+ * Leader: once everything proposed is committed and the target holds the
+ * whole log, every message to the target carries PLV_HDR_HANDOFF (sent
+ * at once, then with each heartbeat until the target's PREPARE comes).
+ * Past the deadline the handoff is given up and the leader goes on.
+ */
+static void handoff_check(PlvPaxos *p, PlvReady *rd)
+{
+    const Peer *t;
+    bool ready;
+
+    if (p->st != ST_LEADER || p->xfer_to == PLV_NODE_NONE) {
+        return;
+    }
+    if (p->now >= p->xfer_until) {
+        p->xfer_to = PLV_NODE_NONE;
+        p->xfer_ready = false;
+        return;
+    }
+    t = &p->peer[p->xfer_to];
+    ready = p->established && !p->prop_last && g_queue_is_empty(&p->ctl) &&
+            g_queue_is_empty(&p->queue) && t->heard && recent(p, t->last_heard) &&
+            t->hdr.last >= plv_log_last(&p->log);
+    if (ready && !p->xfer_ready) {
+        p->xfer_ready = true;
+        send_heartbeat(p, rd, p->xfer_to);
+    }
+    p->xfer_ready = ready;
+}
+
+/*
+ * Secondary: the leader we follow hands over and we hold everything it
+ * committed: stand for election at once. The former leader promises
+ * (it asked for this), which with our own vote is a majority; phase 1
+ * then runs as after any election, so safety does not rest on the hint.
+ */
+static void handoff_take(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
+{
+    uint32_t from = m->hdr.from;
+
+    if (!(m->hdr.flags & PLV_HDR_HANDOFF) || p->st != ST_FOLLOWER || !p->admitted ||
+        p->secondary != p->self || !p->leader_vid || plv_vid_leader(p->leader_vid) != from ||
+        m->hdr.vid != p->leader_vid || p->commit < m->hdr.commit ||
+        plv_log_last(&p->log) < m->hdr.last || p->snap_pending) {
+        return;
+    }
+    start_election(p, rd);
+    p->handoff_from = from;
+    p->stats.handoffs++;
+}
+
+int plv_paxos_transfer_leadership(PlvPaxos *p, uint32_t to, PlvReady *rd)
+{
+    if (p->st != ST_LEADER || !p->established) {
+        return -EPERM;
+    }
+    if (to >= p->n || to == p->self || to != p->secondary) {
+        return -EINVAL;
+    }
+    if (!viable_secondary(p, to)) {
+        return -EAGAIN;
+    }
+    p->xfer_to = to;
+    p->xfer_ready = false;
+    p->xfer_until = p->now + p->cfg.suspect_ticks + 2 * (uint64_t)p->cfg.election_ticks;
+    handoff_check(p, rd);
+    report(p, rd);
+    return 0;
+}
+
+bool plv_paxos_transferring(const PlvPaxos *p)
+{
+    return p->xfer_to != PLV_NODE_NONE;
+}
+
 void plv_paxos_step(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
 {
     Peer *pp;
@@ -1198,7 +1303,9 @@ void plv_paxos_step(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
     case PLV_MSG_CATCHUP_RESP: on_catchup_resp(p, m, rd); break;
     default: break;
     }
+    handoff_take(p, m, rd);
     leader_duties(p, rd);
+    handoff_check(p, rd);
     report(p, rd);
 }
 
@@ -1287,6 +1394,7 @@ void plv_paxos_tick(PlvPaxos *p, PlvReady *rd)
     }
     maybe_catchup(p, rd);
     leader_duties(p, rd);
+    handoff_check(p, rd);
     report(p, rd);
 }
 
@@ -1298,6 +1406,9 @@ int plv_paxos_submit_input(PlvPaxos *p, const void *pkt, size_t len, PlvReady *r
 
     if (p->st != ST_LEADER) {
         return -EPERM;
+    }
+    if (p->xfer_to != PLV_NODE_NONE) {
+        return -EBUSY;      /* handing over: the new leader takes inputs */
     }
     if (len == 0 || len + 8 > p->cfg.max_batch_bytes) {
         return -EINVAL;
@@ -1321,6 +1432,9 @@ int plv_paxos_propose_syncvm(PlvPaxos *p, uint64_t epoch, PlvReady *rd)
 
     if (p->st != ST_LEADER) {
         return -EPERM;
+    }
+    if (p->xfer_to != PLV_NODE_NONE) {
+        return -EBUSY;
     }
     pd = g_new0(Pending, 1);
     pd->op = PLV_OP_SYNCVM;
@@ -1404,6 +1518,8 @@ PlvPaxos *plv_paxos_new(const PlvPaxosConfig *cfg, GError **err)
      * learn only, until the log admits this incarnation. */
     p->admitted = cfg->incarnation == PLV_INC_INITIAL;
     p->secondary = PLV_NODE_NONE;
+    p->xfer_to = PLV_NODE_NONE;
+    p->handoff_from = PLV_NODE_NONE;
     p->deliver_next = 1;
     p->st = ST_FOLLOWER;
     p->rep_role = role_now(p);

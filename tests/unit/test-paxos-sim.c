@@ -30,6 +30,7 @@ START_TEST(test_seeds)
     uint64_t hi = MIN(lo + CHUNK, first_seed + n_seeds);
     GString *bad = g_string_new(NULL);
     int n_bad = 0;
+    uint64_t handoffs = 0;
 
     for (uint64_t seed = lo; seed < hi; seed++) {
         SimParams prm;
@@ -37,6 +38,7 @@ START_TEST(test_seeds)
         sim_params_default(&prm, seed);
         prm.n = (uint32_t)env_u64("PLOVER_SIM_N", prm.n);
         sim_run(&prm, &res);
+        handoffs += res.handoffs;
         if (!res.ok) {
             if (n_bad++ < 5) {
                 g_string_append_printf(bad, "\n  seed %" G_GUINT64_FORMAT ": %s (replay: "
@@ -47,6 +49,10 @@ START_TEST(test_seeds)
     }
     ck_assert_msg(n_bad == 0, "%d of %" G_GUINT64_FORMAT " seeds violated an invariant:%s",
                   n_bad, hi - lo, bad->str);
+    /* the seeds do exercise leadership handoffs (nodes that crash lose
+     * their counts, so this is a lower bound) */
+    ck_assert_msg(hi - lo < 100 || handoffs > 0, "no handoff in %" G_GUINT64_FORMAT " seeds",
+                  hi - lo);
     g_string_free(bad, TRUE);
 }
 END_TEST
@@ -75,11 +81,11 @@ static int replay(uint64_t seed)
     prm.trace = stderr;
     sim_run(&prm, &res);
     printf("seed %" G_GUINT64_FORMAT ": %s%s\n  ticks %" G_GUINT64_FORMAT " commits %"
-           G_GUINT64_FORMAT " elections %" G_GUINT64_FORMAT " crashes %" G_GUINT64_FORMAT
+           G_GUINT64_FORMAT " elections %" G_GUINT64_FORMAT " handoffs %" G_GUINT64_FORMAT " crashes %" G_GUINT64_FORMAT
            " snapshots %" G_GUINT64_FORMAT " non-secondary leads %" G_GUINT64_FORMAT
            " heal latency %" G_GUINT64_FORMAT "\n",
            seed, res.ok ? "ok" : "VIOLATION: ", res.ok ? "" : res.why, res.ticks, res.commits,
-           res.elections, res.crashes, res.snapshots, res.witness_leads, res.heal_latency);
+           res.elections, res.handoffs, res.crashes, res.snapshots, res.witness_leads, res.heal_latency);
     return res.ok ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 

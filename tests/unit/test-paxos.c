@@ -681,6 +681,77 @@ START_TEST(test_isolated_leader_steps_down)
 }
 END_TEST
 
+/* Handoff: the secondary takes over without waiting for a timeout, the
+ * former leader becomes its secondary, nothing committed is lost. */
+START_TEST(test_leadership_handoff)
+{
+    Net t;
+    uint32_t l, s, w;
+    uint64_t v0, c0;
+    int n0, n1;
+    g_autofree char *at_w = NULL, *after_l = NULL, *after_s = NULL;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    /* only the established leader, only to its secondary */
+    ck_assert_int_eq(plv_paxos_transfer_leadership(t.px[s], l, &t.rd), -EPERM);
+    ck_assert_int_eq(plv_paxos_transfer_leadership(t.px[l], w, &t.rd), -EINVAL);
+    ck_assert_int_eq(plv_paxos_transfer_leadership(t.px[l], l, &t.rd), -EINVAL);
+    submit(&t, l, "x1");
+    submit(&t, l, "x2");
+    v0 = plv_paxos_vid(t.px[l]);
+    ck_assert_int_eq(plv_paxos_transfer_leadership(t.px[l], s, &t.rd), 0);
+    net_collect(&t, l);
+    ck_assert(plv_paxos_transferring(t.px[l]));
+    /* queued inputs still go out; new ones wait for the new leader */
+    ck_assert_int_eq(plv_paxos_submit_input(t.px[l], "x3", 2, &t.rd), -EBUSY);
+    ck_assert_int_eq(plv_paxos_propose_syncvm(t.px[l], 9, &t.rd), -EBUSY);
+    /* well within one suspect timeout (10 ticks): no failure detection */
+    net_run(&t, 6);
+    ck_assert_int_eq(plv_paxos_role(t.px[s]), PLV_ROLE_LEADER);
+    ck_assert_uint_gt(plv_paxos_vid(t.px[s]), v0);
+    net_run(&t, 4);
+    ck_assert_int_eq(count_role(&t, PLV_ROLE_LEADER), 1);
+    ck_assert_int_eq(plv_paxos_role(t.px[l]), PLV_ROLE_SECONDARY);
+    ck_assert_int_eq(plv_paxos_role(t.px[w]), PLV_ROLE_WITNESS);
+    ck_assert(!plv_paxos_transferring(t.px[l]));
+    for (uint32_t i = 0; i < N; i++) {
+        ck_assert_uint_eq(plv_paxos_leader(t.px[i]), s);
+    }
+    c0 = plv_paxos_commit_index(t.px[s]);
+    submit(&t, s, "y1");
+    net_run(&t, 3);
+    ck_assert_uint_gt(plv_paxos_commit_index(t.px[l]), c0);
+    at_w = delivered_packets(&t, w, &n0);
+    after_l = delivered_packets(&t, l, &n1);
+    after_s = delivered_packets(&t, s, &n1);
+    ck_assert_str_eq(after_l, "x1,x2,y1");
+    ck_assert_str_eq(after_s, after_l);
+    ck_assert_str_eq(at_w, after_l);
+    net_free(&t);
+}
+END_TEST
+
+/* A handoff to a secondary that cannot answer is given up: the leader
+ * stays and takes inputs again. */
+START_TEST(test_handoff_given_up)
+{
+    Net t;
+    uint32_t l, s, w;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    ck_assert_int_eq(plv_paxos_transfer_leadership(t.px[l], s, &t.rd), 0);
+    net_collect(&t, l);
+    t.cut[s] = true;
+    net_run(&t, 40);
+    ck_assert(!plv_paxos_transferring(t.px[l]));
+    ck_assert_int_eq(plv_paxos_role(t.px[l]), PLV_ROLE_LEADER);
+    submit(&t, l, "z");
+    net_free(&t);
+}
+END_TEST
+
 START_TEST(test_promise_rules)
 {
     Net t;
@@ -805,6 +876,8 @@ int main(void)
     tcase_add_test(tc, test_truncation_and_snapshot);
     tcase_add_test(tc, test_isolated_leader_steps_down);
     tcase_add_test(tc, test_promise_rules);
+    tcase_add_test(tc, test_leadership_handoff);
+    tcase_add_test(tc, test_handoff_given_up);
     tcase_add_test(tc, test_stale_incarnation_dropped);
     tcase_add_test(tc, test_config_validation);
     suite_add_tcase(su, tc);

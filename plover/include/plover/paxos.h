@@ -120,6 +120,19 @@ int plv_paxos_submit_input(PlvPaxos *p, const void *pkt, size_t len, PlvReady *r
 int plv_paxos_propose_syncvm(PlvPaxos *p, uint64_t epoch, PlvReady *rd);
 
 /*
+ * Leader only: hand leadership to `to`, which must be the secondary (its
+ * VM already holds the replicated state). New inputs and syncvms are
+ * refused (-EBUSY) while this runs; once what is queued is committed and
+ * `to` holds the whole log, `to` is told to take over, runs phase 1 at
+ * once (this node promises), and names this node its secondary. Given up
+ * after suspect + 2 * election ticks. Returns 0, -EPERM (not an
+ * established leader), -EINVAL (`to` is not the secondary), -EAGAIN (the
+ * secondary is not heard from or not admitted).
+ */
+int plv_paxos_transfer_leadership(PlvPaxos *p, uint32_t to, PlvReady *rd);
+bool plv_paxos_transferring(const PlvPaxos *p);
+
+/*
  * Executors (leader and secondary) report the index of a syncvm entry whose
  * state they have applied. The leader truncates everyone's log up to the
  * last syncvm both executors applied.
@@ -166,6 +179,7 @@ typedef struct {
     uint64_t proposals;         /* accept rounds started */
     uint64_t commits;           /* entries committed */
     uint64_t snapshots;         /* snapshot needs raised */
+    uint64_t handoffs;          /* elections started on a leader's handoff */
 } PlvPaxosStats;
 void plv_paxos_stats(const PlvPaxos *p, PlvPaxosStats *st);
 

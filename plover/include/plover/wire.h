@@ -119,7 +119,8 @@ enum {
     PLV_HDR_ADMITTED     = 1u << 0,  /* its incarnation is admitted: it votes */
     PLV_HDR_SNAP_PENDING = 1u << 1,  /* it waits for a state transfer */
     PLV_HDR_LEADER       = 1u << 2,  /* it leads view hdr.vid */
-    PLV_HDR__ALL         = 0x7u,
+    PLV_HDR_HANDOFF      = 1u << 3,  /* leader -> its secondary: take over now */
+    PLV_HDR__ALL         = 0xfu,
 };
 
 /* Common header: every message carries the sender's status. */

@@ -526,6 +526,15 @@ static void load(Sim *s)
                 plv_paxos_reset_err(nd->px, j);
             }
         }
+        /* now and then the operator hands leadership to the secondary */
+        if (sunit(s) < 0.004) {
+            uint32_t sec = plv_paxos_secondary(nd->px);
+            if (sec != PLV_NODE_NONE && sec != i &&
+                plv_paxos_transfer_leadership(nd->px, sec, &s->rd) == 0) {
+                trace(s, "node %u: hands leadership to %u", i, sec);
+                process_ready(s, i);
+            }
+        }
     }
 }
 
@@ -708,6 +717,7 @@ void sim_run(const SimParams *prm, SimResult *res)
             PlvPaxosStats st;
             plv_paxos_stats(s->node[i].px, &st);
             res->elections += st.elections;
+            res->handoffs += st.handoffs;
             plv_paxos_free(s->node[i].px);
         }
     }
