@@ -21,7 +21,7 @@
 #include <glib-unix.h>
 
 enum { CMD_SYNCVM, CMD_APPLIED, CMD_INSTALL, CMD_ADD_ERR, CMD_RESET_ERR,
-       CMD_INLINE };
+       CMD_TRANSFER, CMD_INLINE };
 
 typedef struct {
     int kind;
@@ -242,6 +242,15 @@ void plv_driver_reset_err(PlvDriver *d, uint32_t peer)
     push_cmd(d, CMD_RESET_ERR, peer);
 }
 
+int plv_driver_transfer_leadership(PlvDriver *d, uint32_t to)
+{
+    if (g_atomic_int_get(&d->role) != PLV_ROLE_LEADER) {
+        return -EPERM;
+    }
+    push_cmd(d, CMD_TRANSFER, to);
+    return 0;
+}
+
 /* Driver thread: hand everything queued so far to the state machine. */
 static void take_inputs(PlvDriver *d)
 {
@@ -280,6 +289,11 @@ static void take_inputs(PlvDriver *d)
             break;
         case CMD_RESET_ERR:
             plv_paxos_reset_err(d->paxos, c->arg);
+            break;
+        case CMD_TRANSFER:
+            /* Refused if the secondary changed meanwhile: the caller sees
+             * no role change and gives up at its deadline. */
+            plv_paxos_transfer_leadership(d->paxos, c->arg, &d->rd);
             break;
         case CMD_INLINE:
             set_inline(d, c->arg ? &c->cb : NULL, c->opaque);

@@ -7,8 +7,13 @@
  * plover_net_inject(), in log order, on the leader and the secondary.
  *
  * Output guard (packets the guest sends): the leader holds them until the
- * syncvm that covers them completes; the secondary and the witness drop
- * theirs, so only one copy of the VM ever speaks.
+ * syncvm that covers them completes, then sends them. The secondary holds
+ * its own too, but only as long as they may become the replicated ones:
+ * each syncvm it applies drops those it held (the leader's state replaced
+ * the one that said them), and should it take over before the next
+ * syncvm, its first syncvm as leader releases them (clients then need
+ * not wait for a retransmission). A replica that does not execute drops
+ * everything, so only one copy of the VM ever speaks.
  *
  * Everything runs on the main loop with the BQL held (tap reads, virtio
  * transmit and the consensus dispatch all do).
@@ -35,6 +40,9 @@ struct PloverFilter {
 
 /* Held output beyond which the leader asks for a syncvm at once. */
 #define PLOVER_OUTPUT_SYNC_BYTES (256 * 1024)
+/* Held output beyond which a secondary (which cannot ask for a syncvm)
+ * stops keeping it: the rest is dropped, as a lossy link would. */
+#define PLOVER_SECONDARY_HOLD_BYTES (16 * 1024 * 1024)
 /* Retry period while the guest NIC cannot take an input. */
 #define PLOVER_INPUT_RETRY_NS (1 * SCALE_MS)
 
@@ -82,10 +90,11 @@ static ssize_t plover_filter_receive_iov(NetFilterState *nf,
     }
 
     /* From the guest: an output. */
-    if (plover_is_acting_leader(s)) {
+    if (s->executing && (s->role == PLV_ROLE_LEADER ||
+                         s->outputs_bytes + size <= PLOVER_SECONDARY_HOLD_BYTES)) {
         g_queue_push_tail(&s->outputs, plover_packet_new(iov, iovcnt));
         qatomic_set(&s->outputs_bytes, s->outputs_bytes + size);
-        if (s->outputs_bytes >= PLOVER_OUTPUT_SYNC_BYTES) {
+        if (s->outputs_bytes >= PLOVER_OUTPUT_SYNC_BYTES && s->role == PLV_ROLE_LEADER) {
             s->size_triggers += plover_request_syncvm(s, "output");
         }
     } else {

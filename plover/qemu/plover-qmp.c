@@ -67,6 +67,7 @@ static PloverSyncvmInfo *plover_syncvm_info(const PloverSyncStats *a)
 
     i->count = a->count;
     i->failures = a->failures;
+    i->full_count = a->full;
     i->dirty_pages = a->last.dirty_union;
     i->same_page_rate = a->count ? a->last.same_rate : 0;
     i->mean_same_page_rate = a->sum_dirty ? (double)a->sum_same / a->sum_dirty : 0;
@@ -133,6 +134,8 @@ PloverInfo *qmp_query_plover(Error **errp)
     info->state = g_strdup(s->cfg.state);
     info->has_incarnation = true;
     info->incarnation = s->incarnation;
+    info->has_handoffs = true;
+    info->handoffs = s->handoffs;
     info->has_peers = true;
     info->peers = plover_peers_info(s);
     info->timeouts = plover_timeouts_info(&s->cfg);
@@ -176,6 +179,17 @@ PloverDigestList *qmp_x_plover_ram_digest(bool has_record, bool record,
         QAPI_LIST_APPEND(tail, QAPI_CLONE(PloverDigest, l->data));
     }
     return head;
+}
+
+void qmp_plover_migrate_leader(Error **errp)
+{
+    PloverState *s = plover_state();
+
+    if (!s->initialized) {
+        error_setg(errp, "plover is not enabled (no -plover option)");
+        return;
+    }
+    plover_migrate_leader(s, errp);
 }
 
 void qmp_x_plover_inject_fault(PloverFault fault, Error **errp)

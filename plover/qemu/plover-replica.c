@@ -88,6 +88,14 @@ static void plover_stop_vm(void)
     }
 }
 
+static void plover_handoff_end(PloverState *s)
+{
+    s->handoff = PLOVER_HANDOFF_NONE;
+    if (s->handoff_timer) {
+        timer_del(s->handoff_timer);
+    }
+}
+
 /*
  * This replica's VM no longer holds the replicated state (a deposed leader
  * that the others went on without, a replaced secondary): discard it.
@@ -95,6 +103,7 @@ static void plover_stop_vm(void)
  */
 static void plover_discard_vm(PloverState *s)
 {
+    plover_handoff_end(s);
     if (!s->executing) {
         return;
     }
@@ -105,16 +114,99 @@ static void plover_discard_vm(PloverState *s)
     trace_plover_discard();
 }
 
+/*
+ * Leadership migration (GAIA), on the leader:
+ *   plover-migrate-leader   -> SYNCING: a syncvm is requested
+ *   that syncvm completes   -> TRANSFERRING: the VM stays paused at it,
+ *                              consensus hands leadership to the secondary
+ *   the new leader names us secondary -> done, the VM runs on
+ * No VM is copied: at that syncvm both VMs are identical, and both have
+ * executed every entry since. A deadline gives the handoff up.
+ */
+static void plover_handoff_timeout(void *opaque)
+{
+    PloverState *s = opaque;
+    PloverHandoffState was = s->handoff;
+
+    plover_handoff_end(s);
+    trace_plover_handoff_given_up(was, plv_role_name(s->role));
+    if (s->role == PLV_ROLE_LEADER) {
+        plover_start_vm(s);     /* consensus gave it up: go on leading */
+    } else if (s->secondary != s->cfg.id) {
+        plover_discard_vm(s);   /* the new leader chose another secondary */
+    }
+}
+
+static void plover_handoff_transfer(PloverState *s)
+{
+    uint32_t ms = s->cfg.suspect_ms + 2 * s->cfg.election_ms + s->cfg.syncvm_timeout_ms;
+
+    s->handoff_to = s->secondary;
+    if (plv_driver_transfer_leadership(s->driver, s->handoff_to) < 0) {
+        plover_handoff_end(s);
+        plover_start_vm(s);
+        return;
+    }
+    s->handoff = PLOVER_HANDOFF_TRANSFERRING;
+    timer_mod(s->handoff_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + ms);
+    trace_plover_handoff_transfer(s->handoff_to, s->epoch);
+}
+
+bool plover_migrate_leader(PloverState *s, Error **errp)
+{
+    if (!s->driver) {
+        error_setg(errp, "plover-migrate-leader: this QEMU runs no replica (-plover)");
+        return false;
+    }
+    if (s->role != PLV_ROLE_LEADER) {
+        if (s->leader != PLV_NODE_NONE) {
+            error_setg(errp, "plover-migrate-leader: this replica is the %s; "
+                       "replica %u leads", PloverRole_str(plover_qapi_role(s->role)),
+                       s->leader);
+        } else {
+            error_setg(errp, "plover-migrate-leader: this replica is the %s and "
+                       "no leader is known", PloverRole_str(plover_qapi_role(s->role)));
+        }
+        return false;
+    }
+    if (s->handoff != PLOVER_HANDOFF_NONE) {
+        error_setg(errp, "plover-migrate-leader: a migration to replica %u is "
+                   "in progress", s->secondary);
+        return false;
+    }
+    if (!s->executing || s->secondary == PLV_NODE_NONE || s->secondary == s->cfg.id ||
+        s->full_sync_pending || s->sync.count == 0) {
+        error_setg(errp, "plover-migrate-leader: no secondary holds the VM yet "
+                   "(wait for re-protection)");
+        return false;
+    }
+    s->handoff = PLOVER_HANDOFF_SYNCING;
+    s->handoff_start_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    /* If a syncvm is already on its way, that one serves. */
+    plover_request_syncvm(s, "handoff");
+    timer_mod(s->handoff_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+              2 * (int64_t)s->cfg.syncvm_timeout_ms + s->cfg.max_sync_interval_ms);
+    trace_plover_handoff_start(s->secondary);
+    return true;
+}
+
 static void plover_role_changed(PloverState *s, PlvRole old, PlvRole role)
 {
     trace_plover_role(plv_role_name(old), plv_role_name(role), s->vid);
+    if (s->handoff == PLOVER_HANDOFF_SYNCING && role != PLV_ROLE_LEADER &&
+        role != PLV_ROLE_CANDIDATE) {
+        plover_handoff_end(s);      /* deposed before the handoff began */
+    }
     qapi_event_send_plover_role_change(plover_qapi_role(old),
                                        plover_qapi_role(role), s->vid);
     switch (role) {
     case PLV_ROLE_LEADER:
         if (s->executing) {
             /* A secondary taking over runs on from its own state, which is
-             * the replicated one. Tell the network where the MAC lives. */
+             * the replicated one (so does a leader whose handoff did not
+             * happen). Tell the network where the MAC lives. */
+            plover_handoff_end(s);
+            plover_start_vm(s);
             qemu_announce_self(&s->announce_timer, migrate_announce_params());
         } else if (!s->log_had_vm) {
             /* The first leader of a new group boots the VM. */
@@ -132,6 +224,13 @@ static void plover_role_changed(PloverState *s, PlvRole old, PlvRole role)
          * nothing changes until the outcome is known. */
         break;
     case PLV_ROLE_WITNESS:
+        if (s->handoff == PLOVER_HANDOFF_TRANSFERRING) {
+            /* Handed over: the new leader names us secondary next, and our
+             * VM, paused at the handoff's syncvm, is the replicated one. */
+            break;
+        }
+        plover_discard_vm(s);
+        break;
     case PLV_ROLE_RECOVERING:
         plover_discard_vm(s);
         break;
@@ -182,12 +281,22 @@ static void plover_exec_second(PloverState *s, uint32_t id)
         return;
     }
     s->secondary = id;
-    /* A new executing pair starts from a copy of every page. */
-    if (id == s->cfg.id && !s->executing) {
+    /* A new pair: the bulk link of the old one is of no use. */
+    plover_sync_drop_link(s);
+    if (id == s->cfg.id && s->executing && s->handoff == PLOVER_HANDOFF_TRANSFERRING) {
+        /* The handoff is complete: run on as the new leader's secondary. */
+        s->handoffs++;
+        trace_plover_handoff_done(s->leader,
+            (qemu_clock_get_ns(QEMU_CLOCK_REALTIME) - s->handoff_start_ns) / SCALE_US);
+        plover_handoff_end(s);
+        plover_start_vm(s);
+    } else if (id == s->cfg.id && !s->executing) {
+        /* Joining the executing pair: the first syncvm copies every page. */
         s->full_sync_pending = true;
     } else if (s->role == PLV_ROLE_LEADER) {
-        s->full_sync_pending = true;
-        plover_sync_drop_link(s);
+        /* The first syncvm with the new secondary is a full one unless both
+         * ends hold the VM as of the same syncvm (after a handoff): the
+         * two ends agree on that when it starts (plover-sync.c). */
         plover_request_syncvm(s, "second");
     }
 }
@@ -212,13 +321,16 @@ static void plover_record_digest(PloverState *s, uint64_t epoch)
 static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch)
 {
     /*
-     * The executing pair of this entry: the log's secondary, and the
-     * leader of the view in which this replica learned it. A replica that
+     * The executing pair of this entry: the leader of the view in which
+     * this replica learned it, and the log's secondary. A new leader whose
+     * log still names itself has no secondary yet. A replica that
      * executes but is neither has been left behind.
      */
-    bool second = s->secondary == s->cfg.id;
-    bool leader = !second && s->leader == s->cfg.id;
-    bool with_peer = second || (leader && s->secondary != PLV_NODE_NONE);
+    bool leader = s->leader == s->cfg.id;
+    bool second = !leader && s->secondary == s->cfg.id;
+    bool with_peer = second ||
+        (leader && s->secondary != PLV_NODE_NONE && s->secondary != s->cfg.id);
+    bool handing_over = false;
     int64_t t0 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
     size_t held = g_queue_get_length(&s->outputs);
     Error *err = NULL;
@@ -240,6 +352,8 @@ static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch
         int64_t t1, t2;
 
         plover_stop_vm();
+        /* Everything said so far comes from the state synced now. */
+        held = g_queue_get_length(&s->outputs);
         t1 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
         ok = plover_sync_run(s, epoch, &err);
         t2 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
@@ -250,7 +364,10 @@ static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch
         } else {
             error_report_err(err);
         }
-        if (s->executing) {
+        /* A leader handing over stays paused here: this syncvm is the
+         * point both VMs are identical at. */
+        handing_over = ok && leader && s->handoff == PLOVER_HANDOFF_SYNCING;
+        if (s->executing && !handing_over) {
             plover_start_vm(s);
         }
         trace_plover_syncvm_pause(epoch, t1 - t0, t2 - t1,
@@ -269,6 +386,14 @@ static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch
     if (leader) {
         /* Committed by a majority and, with a secondary, applied there. */
         plover_net_release_outputs(s, held);
+        if (handing_over) {
+            plover_handoff_transfer(s);
+        }
+    } else {
+        /* The secondary's output up to here came from a state that the
+         * leader's has just replaced: it is never to be sent. What it says
+         * from now on is kept, in case it leads before the next syncvm. */
+        plover_net_drop_outputs(s);
     }
 }
 
@@ -389,6 +514,7 @@ bool plover_replica_start(PloverState *s, Error **errp)
     s->secondary = PLV_NODE_NONE;
     s->next_epoch = 1;
     s->staged_devstate = g_byte_array_new();
+    s->handoff_timer = timer_new_ms(QEMU_CLOCK_REALTIME, plover_handoff_timeout, s);
     qemu_set_fd_handler(plv_driver_event_fd(s->driver), plover_dispatch, NULL, s);
     if (plv_driver_start(s->driver, &gerr) < 0) {
         error_setg(errp, "-plover: consensus: %s", gerr->message);

@@ -40,6 +40,7 @@ typedef struct PloverPacket {
 typedef struct PloverSyncStats {
     uint64_t count;             /* completed syncvms */
     uint64_t failures;
+    uint64_t full;              /* completed full syncvms */
     PlvSyncvmStats last;
     /* sums for the means */
     int64_t sum_compute_us, sum_compare_us, sum_transfer_us, sum_apply_us;
@@ -47,6 +48,12 @@ typedef struct PloverSyncStats {
     uint64_t sum_dirty, sum_same, sum_divergent, sum_bytes;
     int64_t last_pause_us;      /* VM stopped, whole syncvm incl. dirty sync */
 } PloverSyncStats;
+
+typedef enum PloverHandoffState {
+    PLOVER_HANDOFF_NONE,
+    PLOVER_HANDOFF_SYNCING,       /* waiting for the syncvm to hand over at */
+    PLOVER_HANDOFF_TRANSFERRING,  /* VM paused at it; consensus hands over */
+} PloverHandoffState;
 
 typedef struct PloverState {
     bool configured;          /* -plover was given and parsed */
@@ -74,6 +81,11 @@ typedef struct PloverState {
     bool full_sync_pending;   /* next syncvm covers every page */
     bool log_had_vm;          /* an input or syncvm was committed: a VM exists */
     uint64_t epoch;           /* last syncvm completed here */
+    PloverHandoffState handoff;   /* leadership migration (plover-migrate-leader) */
+    uint32_t handoff_to;
+    QEMUTimer *handoff_timer; /* gives up a handoff that did not happen */
+    int64_t handoff_start_ns;
+    uint64_t handoffs;        /* completed, as the replica that handed over */
     uint64_t next_epoch;      /* leader: epoch of the next proposal */
     bool sync_proposed;       /* atomic: leader proposed, not yet executed */
     int64_t last_sync_ns;     /* atomic: QEMU_CLOCK_REALTIME */
@@ -83,7 +95,8 @@ typedef struct PloverState {
     PloverFilter *filter;
     GQueue inputs;            /* committed, not yet accepted by the NIC */
     QEMUTimer *input_retry;
-    GQueue outputs;           /* leader: guest output held until a syncvm */
+    GQueue outputs;           /* leader and secondary: guest output held
+                               * until a syncvm (only the leader sends it) */
     size_t outputs_bytes;     /* atomic */
     uint64_t outputs_released, outputs_dropped;
     uint64_t inputs_submitted, inputs_refused, inputs_injected, inputs_ignored;
@@ -95,6 +108,7 @@ typedef struct PloverState {
     struct PloverBulkListener *bulk_listener;
     struct PloverBulk *bulk;
     uint32_t bulk_peer;
+    bool bulk_dialed;         /* we dialed (leader side), or accepted it */
     GByteArray *staged_devstate;  /* secondary: loaded after the pages */
     PloverSyncStats sync;
     uint64_t n_err;
@@ -115,6 +129,7 @@ PloverState *plover_state(void);
 PloverRole plover_qapi_role(PlvRole r);
 bool plover_replica_start(PloverState *s, Error **errp);
 bool plover_request_syncvm(PloverState *s, const char *why);
+bool plover_migrate_leader(PloverState *s, Error **errp);
 
 /* plover-net.c */
 bool plover_net_setup(PloverState *s, Error **errp);

@@ -269,7 +269,7 @@ static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
     if (leader) {
         const PlvConfigPeer *p = &s->cfg.peers[s->secondary];
 
-        if (s->bulk && s->bulk_peer == s->secondary) {
+        if (s->bulk && s->bulk_dialed && s->bulk_peer == s->secondary) {
             return true;
         }
         plover_sync_drop_link(s);
@@ -277,9 +277,10 @@ static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
                                       s->cfg.id, s->secret, s->secret_len,
                                       timeout, &gerr);
         s->bulk_peer = s->secondary;
+        s->bulk_dialed = true;
     } else {
         /* A pending dial means the leader gave up on the old link. */
-        if (s->bulk && s->bulk_peer == s->leader &&
+        if (s->bulk && !s->bulk_dialed && s->bulk_peer == s->leader &&
             !plover_bulk_pending(s->bulk_listener)) {
             return true;
         }
@@ -293,6 +294,7 @@ static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
                         "syncvm link from a replica that is not the leader");
         }
         s->bulk_peer = s->leader;
+        s->bulk_dialed = false;
     }
     if (!s->bulk) {
         error_setg(errp, "plover: syncvm link: %s", gerr->message);
@@ -323,18 +325,24 @@ static void plover_account(PloverState *s, const PlvSyncvmStats *st)
  * flows from the replica that holds it: normally the leader pushes to the
  * secondary, but a leader elected without a copy (a witness, when the
  * secondary could not win) pulls it from the secondary, whose state is the
- * replicated one. A copy to or from a replica that just got its role is a
- * full one (every page compared); both ends must agree on that too.
+ * replicated one. The copy is a full one (every page compared) unless both
+ * ends hold the VM as of the same completed syncvm: a replica that just
+ * joined the pair, or one whose last syncvm was with another peer, has
+ * pages that its dirty log does not describe relative to this peer. After
+ * a leadership handoff the two ends stay at the same syncvm, so the new
+ * pair needs no full copy. Both ends must agree on all of this.
  */
-#define PLOVER_MSG_SYNC_HELLO 0x5350u     /* leader: epoch, has_vm, full */
-#define PLOVER_MSG_SYNC_REPLY 0x5351u     /* secondary: has_vm */
+#define PLOVER_MSG_SYNC_HELLO 0x5350u     /* leader: epoch, has_vm, full, last */
+#define PLOVER_MSG_SYNC_REPLY 0x5351u     /* secondary: has_vm, last */
+#define PLOVER_SYNC_HELLO_LEN 18
+#define PLOVER_SYNC_REPLY_LEN 9
 
 static bool plover_sync_agree(PloverState *s, bool leader, uint64_t epoch,
                               bool *push, bool *full, Error **errp)
 {
     g_autoptr(GError) gerr = NULL;
     g_autoptr(GByteArray) in = g_byte_array_new();
-    uint8_t msg[10];
+    uint8_t msg[PLOVER_SYNC_HELLO_LEN];
     struct iovec iov = { .iov_base = msg };
     uint16_t type;
 
@@ -342,17 +350,19 @@ static bool plover_sync_agree(PloverState *s, bool leader, uint64_t epoch,
         stq_le_p(msg, epoch);
         msg[8] = s->executing;
         msg[9] = s->full_sync_pending;
-        iov.iov_len = 10;
+        stq_le_p(msg + 10, s->epoch);
+        iov.iov_len = PLOVER_SYNC_HELLO_LEN;
         if (plover_bulk_send(s->bulk, PLOVER_MSG_SYNC_HELLO, &iov, 1, &gerr) < 0 ||
             plover_bulk_recv(s->bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
             goto fail;
         }
-        if (type != PLOVER_MSG_SYNC_REPLY || in->len != 1) {
+        if (type != PLOVER_MSG_SYNC_REPLY || in->len != PLOVER_SYNC_REPLY_LEN) {
             error_setg(errp, "plover: syncvm: bad reply to the direction message");
             return false;
         }
         *push = s->executing;
-        *full = s->full_sync_pending || !in->data[0] || !s->executing;
+        *full = s->full_sync_pending || !in->data[0] || !s->executing ||
+                ldq_le_p(in->data + 1) != s->epoch;
         if (!s->executing && !in->data[0]) {
             error_setg(errp, "plover: syncvm: neither leader nor secondary holds the VM");
             return false;
@@ -361,17 +371,20 @@ static bool plover_sync_agree(PloverState *s, bool leader, uint64_t epoch,
         if (plover_bulk_recv(s->bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
             goto fail;
         }
-        if (type != PLOVER_MSG_SYNC_HELLO || in->len != 10 || ldq_le_p(in->data) != epoch) {
+        if (type != PLOVER_MSG_SYNC_HELLO || in->len != PLOVER_SYNC_HELLO_LEN ||
+            ldq_le_p(in->data) != epoch) {
             error_setg(errp, "plover: syncvm: bad or stale direction message");
             return false;
         }
         msg[0] = s->executing;
-        iov.iov_len = 1;
+        stq_le_p(msg + 1, s->epoch);
+        iov.iov_len = PLOVER_SYNC_REPLY_LEN;
         if (plover_bulk_send(s->bulk, PLOVER_MSG_SYNC_REPLY, &iov, 1, &gerr) < 0) {
             goto fail;
         }
         *push = in->data[8];
-        *full = in->data[9] || !s->executing || !in->data[8];
+        *full = in->data[9] || !s->executing || !in->data[8] ||
+                ldq_le_p(in->data + 10) != s->epoch;
     }
     return true;
 fail:
@@ -434,6 +447,7 @@ bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp)
     t3 = g_get_monotonic_time();
     trace_plover_syncvm_phases(epoch, t1 - t0, t2 - t1, t3 - t2);
     plv_memview_clear_dirty(s->mv);
+    s->sync.full += full;
     s->full_sync_pending = false;
     plover_account(s, &st);
     trace_plover_syncvm_done(epoch, st.dirty_union, st.divergent_pages,

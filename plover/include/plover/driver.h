@@ -71,6 +71,9 @@ void plv_driver_applied_syncvm(PlvDriver *d, uint64_t index);
 void plv_driver_install_snapshot(PlvDriver *d, uint64_t index);
 void plv_driver_add_err(PlvDriver *d, uint32_t peer);
 void plv_driver_reset_err(PlvDriver *d, uint32_t peer);
+/* plv_paxos_transfer_leadership() on the driver thread; -EPERM if this
+ * node is not the leader as far as the driver last knew. */
+int plv_driver_transfer_leadership(PlvDriver *d, uint32_t to);
 
 /* Last role / leader / commit index the driver thread published. */
 PlvRole plv_driver_role(const PlvDriver *d);
