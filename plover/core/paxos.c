@@ -1361,6 +1361,17 @@ void plv_paxos_tick(PlvPaxos *p, PlvReady *rd)
         }
     }
     if (p->now >= p->hb_at) {
+        if (p->st == ST_CANDIDATE) {
+            /* Ask again whoever has not promised yet: an acceptor that
+             * refused because it still heard the old leader promises as
+             * soon as it suspects it too, instead of an election timeout
+             * later. Re-sending a PREPARE is always safe. */
+            for (uint32_t i = 0; i < p->n; i++) {
+                if (i != p->self && !p->peer[i].promise.type) {
+                    out(p, rd, i, PLV_MSG_PREPARE)->vid = p->promised;
+                }
+            }
+        }
         broadcast_heartbeat(p, rd);
         if (p->st == ST_LEADER && p->prop_last) {
             /* retransmit the proposal in flight to those who did not ack */
