@@ -141,15 +141,14 @@ static void plover_handoff_transfer(PloverState *s)
 {
     uint32_t ms = s->cfg.suspect_ms + 2 * s->cfg.election_ms + s->cfg.syncvm_timeout_ms;
 
-    s->handoff_to = s->secondary;
-    if (plv_driver_transfer_leadership(s->driver, s->handoff_to) < 0) {
+    if (plv_driver_transfer_leadership(s->driver, s->secondary) < 0) {
         plover_handoff_end(s);
         plover_start_vm(s);
         return;
     }
     s->handoff = PLOVER_HANDOFF_TRANSFERRING;
     timer_mod(s->handoff_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + ms);
-    trace_plover_handoff_transfer(s->handoff_to, s->epoch);
+    trace_plover_handoff_transfer(s->secondary, s->epoch);
 }
 
 bool plover_migrate_leader(PloverState *s, Error **errp)

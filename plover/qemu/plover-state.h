@@ -82,7 +82,6 @@ typedef struct PloverState {
     bool log_had_vm;          /* an input or syncvm was committed: a VM exists */
     uint64_t epoch;           /* last syncvm completed here */
     PloverHandoffState handoff;   /* leadership migration (plover-migrate-leader) */
-    uint32_t handoff_to;
     QEMUTimer *handoff_timer; /* gives up a handoff that did not happen */
     int64_t handoff_start_ns;
     uint64_t handoffs;        /* completed, as the replica that handed over */

@@ -36,6 +36,9 @@ host_ip() { echo "10.$SUBNET.0.$(( $1 + 1 ))"; }
 
 log() { echo "[$(date +%T)] $*" >&2; }
 
+# elapsed T0: seconds since T0 (a "date +%s.%N" value), for figures.
+elapsed() { echo "$(date +%s.%N) - $1" | bc -l | cut -c1-5; }
+
 fail() {
     echo "FAIL: $*" >&2
     exit 1

@@ -32,7 +32,7 @@ for round in 1 2 3; do
     esac
     wait_role "$new" leader 10
     wait_executing_secondary "$old" 10
-    echo "figure: round $round: r$new leads, r$old is its secondary $(echo "$(date +%s.%N) - $t0" | bc -l | cut -c1-5) s after the request"
+    echo "figure: round $round: r$new leads, r$old is its secondary $(elapsed "$t0") s after the request"
     assert_eq "$(pinfo "r$WITNESS" "i['role'], i['executing']")" "witness False" "the witness during migration"
     handed[$old]=$(( ${handed[$old]:-0} + 1 ))
     assert_eq "$(pinfo "r$old" "i['handoffs']")" "${handed[$old]}" "handoffs completed by r$old"

@@ -10,7 +10,7 @@ sleep 6
 t0=$(date +%s.%N)
 kill_replica "$LEADER"
 wait_role "$SECONDARY" leader 30
-echo "figure: secondary r$SECONDARY leads $(echo "$(date +%s.%N) - $t0" | bc -l | cut -c1-5) s after the kill"
+echo "figure: secondary r$SECONDARY leads $(elapsed "$t0") s after the kill"
 wait_executing_secondary "$WITNESS" 60
-echo "figure: witness r$WITNESS re-protects the VM $(echo "$(date +%s.%N) - $t0" | bc -l | cut -c1-5) s after the kill"
+echo "figure: witness r$WITNESS re-protects the VM $(elapsed "$t0") s after the kill"
 load_check

@@ -6,8 +6,6 @@
 # failover. No acknowledged write may be lost across all of it.
 . "$(dirname "$0")/lib.sh"
 
-elapsed() { echo "$(date +%s.%N) - $1" | bc -l | cut -c1-5; }
-
 group_up
 load_start 70
 sleep 5

@@ -9,6 +9,6 @@ sleep 5
 t0=$(date +%s.%N)
 kill_replica "$SECONDARY"
 wait_executing_secondary "$WITNESS" 60
-echo "figure: witness r$WITNESS re-protects the VM $(echo "$(date +%s.%N) - $t0" | bc -l | cut -c1-5) s after the kill"
+echo "figure: witness r$WITNESS re-protects the VM $(elapsed "$t0") s after the kill"
 assert_eq "$(pinfo "r$LEADER" "i['role']")" "leader" "leader after the secondary died"
 load_check
