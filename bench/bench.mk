@@ -21,7 +21,7 @@ bench-build: $(BENCH_BINS)
 
 $(BUILD)/bench/%: $(SRCDIR)/bench/%.c $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(HOST_CC) $(CORE_CFLAGS) $(BENCH_CFLAGS_$*) -MMD -MP -o $@ \
+	$(HOST_CC) $(CORE_CFLAGS) $(BENCH_CFLAGS_$*) -MMD -MP -MT $@ -o $@ \
 	    $(filter %.c,$^) $(CORE_LIB) $(CORE_LDLIBS) $(BENCH_LDLIBS_$*)
 
 -include $(BENCH_BINS:=.d)

@@ -24,8 +24,12 @@ $(CORE_LIB): $(CORE_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# -MT: with CCACHE_BASEDIR, ccache rewrites paths under the source tree
+# to relative ones, the default target name included, and make would never
+# match it to $@; the headers stay relative, which make resolves from the
+# top directory where it runs (make -C included).
 $(BUILD)/plover/core/%.o: $(SRCDIR)/plover/core/%.c $(BUILD)/config.mk
 	@mkdir -p $(dir $@)
-	$(HOST_CC) $(CORE_CFLAGS) -MMD -MP -c -o $@ $<
+	$(HOST_CC) $(CORE_CFLAGS) -MMD -MP -MT $@ -c -o $@ $<
 
 -include $(CORE_OBJS:.o=.d)
