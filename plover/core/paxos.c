@@ -71,6 +71,11 @@ struct PlvPaxos {
 
     Peer peer[PLV_MAX_NODES];
 
+    /* pre-vote: would a majority promise if we stood? */
+    uint64_t probe_vid;         /* the view we would stand for, 0: not probing */
+    uint64_t probe_until;       /* tick at which the pre-vote is given up */
+    uint32_t probe_mask;        /* who would promise (ourselves included) */
+
     /* candidate */
     uint64_t cand_at;           /* phase 1 deadline */
     bool incumbent;             /* re-preparing while leading */
@@ -286,6 +291,7 @@ static void become_follower(PlvPaxos *p)
     }
     clear_promises(p);
     p->st = ST_FOLLOWER;
+    p->probe_vid = 0;
     p->incumbent = false;
     p->xfer_to = PLV_NODE_NONE;
     p->xfer_ready = false;
@@ -651,6 +657,7 @@ static bool viable_secondary(const PlvPaxos *p, uint32_t x)
 }
 
 static void start_election(PlvPaxos *p, PlvReady *rd);
+static bool may_lead(const PlvPaxos *p, uint64_t need);
 
 /* Leader duties once its view is established: admit restarted nodes,
  * keep a working secondary. */
@@ -699,15 +706,61 @@ static void leader_duties(PlvPaxos *p, PlvReady *rd)
 
 /* ---- elections ---- */
 
+/*
+ * Pre-vote: before raising its view a would-be candidate asks whether a
+ * majority would promise, and nobody changes state on the question. A node
+ * cut off from the others (or from the majority) therefore never runs its
+ * view ahead of the group's; when it is reconnected it simply follows the
+ * leader it hears, instead of forcing a new election on a working group
+ * (docs/consensus.md, "Pre-vote").
+ */
+static uint64_t next_vid(const PlvPaxos *p)
+{
+    return plv_vid_make(MAX(plv_vid_round(p->promised), plv_vid_round(p->max_seen)) + 1, p->self);
+}
+
+static void send_probes(PlvPaxos *p, PlvReady *rd)
+{
+    for (uint32_t i = 0; i < p->n; i++) {
+        if (i != p->self && !(p->probe_mask & (1u << i))) {
+            PlvMsg *m = out(p, rd, i, PLV_MSG_PREPARE);
+            m->hdr.flags |= PLV_HDR_PROBE;
+            m->vid = p->probe_vid;
+        }
+    }
+}
+
+static void start_probe(PlvPaxos *p, PlvReady *rd)
+{
+    p->probe_vid = next_vid(p);
+    p->probe_mask = 1u << p->self;
+    p->probe_until = p->now + p->cfg.election_ticks + jitter(p, p->cfg.election_ticks + 1);
+    p->stats.probes++;
+    reset_election(p);
+    send_probes(p, rd);
+}
+
+static void on_probe_answer(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
+{
+    if (!m->ok || p->st != ST_FOLLOWER || !p->probe_vid || m->vid != p->probe_vid ||
+        !voter_ok(p, &m->hdr)) {
+        return;
+    }
+    p->probe_mask |= 1u << m->hdr.from;
+    if (popcount(p->probe_mask) >= (int)p->maj && may_lead(p, p->commit)) {
+        start_election(p, rd);
+    }
+}
+
 static void start_election(PlvPaxos *p, PlvReady *rd)
 {
-    uint64_t round = MAX(plv_vid_round(p->promised), plv_vid_round(p->max_seen)) + 1;
+    uint64_t vid = next_vid(p);
     bool inc = p->incumbent;
 
     become_follower(p);
     p->incumbent = inc;
     p->st = ST_CANDIDATE;
-    p->promised = plv_vid_make(round, p->self);
+    p->promised = vid;
     p->promised_inc = p->inc;
     p->cand_at = p->now + p->cfg.election_ticks + jitter(p, p->cfg.election_ticks + 1);
     p->stats.elections++;
@@ -990,6 +1043,12 @@ static void on_prepare(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
     }
     r = reply(p, rd, m, PLV_MSG_PROMISE);
     r->vid = m->vid;
+    if (m->hdr.flags & PLV_HDR_PROBE) {
+        /* a pre-vote: say what we would answer, change nothing */
+        r->hdr.flags |= PLV_HDR_PROBE;
+        r->ok = !refuse;
+        return;
+    }
     if (refuse) {
         return;
     }
@@ -1019,6 +1078,10 @@ static void on_promise(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
 
     if (!m->ok) {
         p->max_seen = MAX(p->max_seen, m->hdr.vid);
+        return;
+    }
+    if (m->hdr.flags & PLV_HDR_PROBE) {
+        on_probe_answer(p, m, rd);
         return;
     }
     if (p->st != ST_CANDIDATE || m->vid != p->promised || !voter_ok(p, &m->hdr)) {
@@ -1372,6 +1435,9 @@ void plv_paxos_tick(PlvPaxos *p, PlvReady *rd)
                 }
             }
         }
+        if (p->st == ST_FOLLOWER && p->probe_vid) {
+            send_probes(p, rd);
+        }
         broadcast_heartbeat(p, rd);
         if (p->st == ST_LEADER && p->prop_last) {
             /* retransmit the proposal in flight to those who did not ack */
@@ -1386,19 +1452,21 @@ void plv_paxos_tick(PlvPaxos *p, PlvReady *rd)
     if (p->st == ST_CANDIDATE && p->now >= p->cand_at) {
         /* an incumbent gets one attempt: failing it means someone else
          * holds a majority, so it goes back to following */
-        if (p->incumbent) {
-            become_follower(p);
-        } else if (may_lead(p, p->commit)) {
-            start_election(p, rd);
-        } else {
-            become_follower(p);
+        bool again = !p->incumbent && may_lead(p, p->commit);
+
+        become_follower(p);
+        if (again) {
+            start_probe(p, rd);
         }
     } else if (p->st == ST_FOLLOWER && p->admitted) {
         uint32_t l = plv_vid_leader(p->leader_vid);
         bool leader_bad = p->leader_vid && l != p->self && peer_err_suspect(p, l);
-        if ((p->now >= p->election_at || (leader_bad && p->secondary == p->self)) &&
+        if (p->probe_vid && p->now >= p->probe_until) {
+            p->probe_vid = 0;
+        }
+        if ((p->now >= p->election_at || (leader_bad && p->secondary == p->self && !p->probe_vid)) &&
             may_lead(p, p->commit)) {
-            start_election(p, rd);
+            start_probe(p, rd);
         } else if (p->now >= p->election_at) {
             reset_election(p);
         }

@@ -534,6 +534,44 @@ START_TEST(test_accept_from_other_incarnation_refused)
 }
 END_TEST
 
+/*
+ * Node 0 of a 5-node group, alone, becomes a candidate: its pre-vote goes
+ * out, nothing changes until a majority would promise (nodes 1 and 2 say
+ * so), then phase 1 starts for the view it asked about.
+ */
+static void stand_for_election(PlvPaxos *p, PlvReady *rd)
+{
+    uint64_t probe = 0, v0 = plv_paxos_vid(p);
+    PlvMsg m;
+
+    for (int k = 0; k < 100 && !probe; k++) {
+        plv_paxos_tick(p, rd);
+        for (guint i = 0; i < rd->msgs->len; i++) {
+            PlvOutMsg *om = g_ptr_array_index(rd->msgs, i);
+            if (om->msg.type == PLV_MSG_PREPARE) {
+                ck_assert(om->msg.hdr.flags & PLV_HDR_PROBE);
+                probe = om->msg.vid;
+            }
+        }
+        plv_ready_clear(rd);
+    }
+    ck_assert_uint_gt(probe, v0);
+    ck_assert_uint_eq(plv_paxos_vid(p), v0);
+    for (uint32_t from = 1; from <= 2; from++) {
+        ck_assert_int_ne(plv_paxos_role(p), PLV_ROLE_CANDIDATE);
+        plv_msg_init(&m, PLV_MSG_PROMISE);
+        m.hdr = (PlvMsgHdr){ .from = from, .to = 0, .inc = 1, .vid = v0, .to_inc = 1,
+                             .flags = PLV_HDR_ADMITTED | PLV_HDR_PROBE };
+        m.vid = probe;
+        m.ok = true;
+        plv_paxos_step(p, &m, rd);
+        plv_msg_clear(&m);
+    }
+    ck_assert_int_eq(plv_paxos_role(p), PLV_ROLE_CANDIDATE);
+    ck_assert_uint_eq(plv_paxos_vid(p), probe);
+    plv_ready_clear(rd);
+}
+
 /* A candidate does not count a promise from an incarnation that another
  * promise shows was replaced by a config entry. */
 START_TEST(test_promise_of_replaced_incarnation_dropped)
@@ -545,17 +583,12 @@ START_TEST(test_promise_of_replaced_incarnation_dropped)
     PlvEntry e = { .index = 1, .op = PLV_OP_CONFIG };
     PlvPaxosStats st;
     uint64_t v;
-    int k;
 
     plv_paxos_config_default(&c);
     c.n = 5;
     plv_ready_init(&rd);
     p = plv_paxos_new(&c, NULL);
-    for (k = 0; k < 100 && plv_paxos_role(p) != PLV_ROLE_CANDIDATE; k++) {
-        plv_paxos_tick(p, &rd);
-        plv_ready_clear(&rd);
-    }
-    ck_assert_int_eq(plv_paxos_role(p), PLV_ROLE_CANDIDATE);
+    stand_for_election(p, &rd);
     v = plv_paxos_vid(p);
     /* node 1 promises and holds an accepted config admitting node 2's
      * incarnation 5 */
@@ -654,10 +687,17 @@ START_TEST(test_truncation_and_snapshot)
 }
 END_TEST
 
+/*
+ * A leader cut off steps down; the others elect the secondary. Pre-vote:
+ * however long the cut lasts, the isolated node asks and never raises its
+ * view, so when it is back it follows the new leader, whose view stands.
+ */
 START_TEST(test_isolated_leader_steps_down)
 {
     Net t;
     uint32_t l, s, w;
+    uint64_t v_new;
+    PlvPaxosStats before, after;
 
     net_init(&t);
     net_steady(&t, &l, &s, &w);
@@ -666,13 +706,21 @@ START_TEST(test_isolated_leader_steps_down)
     ck_assert_int_ne(plv_paxos_role(t.px[l]), PLV_ROLE_LEADER);
     ck_assert_int_eq(plv_paxos_role(t.px[s]), PLV_ROLE_LEADER);
     ck_assert_int_eq(plv_paxos_submit_input(t.px[l], "a", 1, &t.rd), -EPERM);
-    /* back: one leader again, which everyone knows, and commits flow */
+    v_new = plv_paxos_vid(t.px[s]);
+    plv_paxos_stats(t.px[l], &before);
+    net_run(&t, 300);
+    plv_paxos_stats(t.px[l], &after);
+    ck_assert_uint_gt(after.probes, before.probes);
+    ck_assert_uint_eq(after.elections, before.elections);
+    ck_assert_uint_lt(plv_paxos_vid(t.px[l]), v_new);
+    /* back: the new leader's view stands, everyone follows it, commits flow */
     t.cut[l] = false;
     net_run(&t, 40);
     ck_assert_int_eq(count_role(&t, PLV_ROLE_LEADER), 1);
-    s = find_role(&t, PLV_ROLE_LEADER);
+    ck_assert_int_eq(plv_paxos_role(t.px[s]), PLV_ROLE_LEADER);
     for (uint32_t i = 0; i < N; i++) {
         ck_assert_uint_eq(plv_paxos_leader(t.px[i]), s);
+        ck_assert_uint_eq(plv_paxos_vid(t.px[i]), v_new);
     }
     submit(&t, s, "back");
     net_run(&t, 3);
@@ -780,6 +828,29 @@ START_TEST(test_promise_rules)
     om = g_ptr_array_index(t.rd.msgs, 0);
     ck_assert(!om->msg.ok);
     ck_assert_uint_eq(plv_paxos_vid(t.px[w]), v);
+    plv_ready_clear(&t.rd);
+    /* a pre-vote gets the same answer, marked as one */
+    m.hdr.flags |= PLV_HDR_PROBE;
+    plv_paxos_step(t.px[w], &m, &t.rd);
+    om = g_ptr_array_index(t.rd.msgs, 0);
+    ck_assert(!om->msg.ok && (om->msg.hdr.flags & PLV_HDR_PROBE));
+    plv_ready_clear(&t.rd);
+    /* once the leader is silent past suspicion, the pre-vote would be
+     * granted, and answering it changes nothing; the real PREPARE does */
+    for (int k = 0; k < 20; k++) {
+        plv_paxos_tick(t.px[w], &t.rd);
+        plv_ready_clear(&t.rd);
+    }
+    plv_paxos_step(t.px[w], &m, &t.rd);
+    om = g_ptr_array_index(t.rd.msgs, 0);
+    ck_assert(om->msg.ok && (om->msg.hdr.flags & PLV_HDR_PROBE) && !om->msg.entries);
+    ck_assert_uint_eq(plv_paxos_vid(t.px[w]), v);
+    plv_ready_clear(&t.rd);
+    m.hdr.flags &= ~PLV_HDR_PROBE;
+    plv_paxos_step(t.px[w], &m, &t.rd);
+    om = g_ptr_array_index(t.rd.msgs, 0);
+    ck_assert(om->msg.ok && !(om->msg.hdr.flags & PLV_HDR_PROBE));
+    ck_assert_uint_eq(plv_paxos_vid(t.px[w]), m.vid);
     plv_ready_clear(&t.rd);
     /* a vid that does not name its sender is dropped */
     m.vid = plv_vid_make(plv_vid_round(v) + 5, l);

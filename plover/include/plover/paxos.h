@@ -175,6 +175,7 @@ typedef struct {
     uint64_t msgs_in;
     uint64_t msgs_bad;          /* dropped as invalid for this node */
     uint64_t msgs_stale;        /* from an incarnation no longer admitted */
+    uint64_t probes;            /* pre-votes started */
     uint64_t elections;         /* phase 1 started */
     uint64_t proposals;         /* accept rounds started */
     uint64_t commits;           /* entries committed */

@@ -120,7 +120,8 @@ enum {
     PLV_HDR_SNAP_PENDING = 1u << 1,  /* it waits for a state transfer */
     PLV_HDR_LEADER       = 1u << 2,  /* it leads view hdr.vid */
     PLV_HDR_HANDOFF      = 1u << 3,  /* leader -> its secondary: take over now */
-    PLV_HDR__ALL         = 0xfu,
+    PLV_HDR_PROBE        = 1u << 4,  /* PREPARE/PROMISE of a pre-vote: no state changes */
+    PLV_HDR__ALL         = 0x1fu,
 };
 
 /* Common header: every message carries the sender's status. */
