@@ -46,12 +46,29 @@ struct PloverFilter {
 /* Retry period while the guest NIC cannot take an input. */
 #define PLOVER_INPUT_RETRY_NS (1 * SCALE_MS)
 
-static PloverPacket *plover_packet_new(const struct iovec *iov, int iovcnt)
+static PloverPacket *plover_packet_alloc(size_t len, unsigned flags)
 {
-    size_t len = iov_size(iov, iovcnt);
     PloverPacket *p = g_malloc(sizeof(*p) + len);
 
     p->len = len;
+    p->flags = flags;
+    return p;
+}
+
+static PloverPacket *plover_packet_copy(const uint8_t *data, size_t len)
+{
+    PloverPacket *p = plover_packet_alloc(len, QEMU_NET_PACKET_FLAG_NONE);
+
+    memcpy(p->data, data, len);
+    return p;
+}
+
+static PloverPacket *plover_packet_new(const struct iovec *iov, int iovcnt,
+                                       unsigned flags)
+{
+    size_t len = iov_size(iov, iovcnt);
+    PloverPacket *p = plover_packet_alloc(len, flags);
+
     iov_to_buf(iov, iovcnt, 0, p->data, len);
     return p;
 }
@@ -74,7 +91,7 @@ static ssize_t plover_filter_receive_iov(NetFilterState *nf,
     if (sender == nf->netdev) {
         /* From the tap: an input. It reaches a guest only once committed. */
         if (plover_is_acting_leader(s)) {
-            g_autofree PloverPacket *p = plover_packet_new(iov, iovcnt);
+            g_autofree PloverPacket *p = plover_packet_new(iov, iovcnt, flags);
 
             if (plv_driver_submit(s->driver, p->data, p->len) == 0) {
                 s->inputs_submitted++;
@@ -92,7 +109,7 @@ static ssize_t plover_filter_receive_iov(NetFilterState *nf,
     /* From the guest: an output. */
     if (s->executing && (s->role == PLV_ROLE_LEADER ||
                          s->outputs_bytes + size <= PLOVER_SECONDARY_HOLD_BYTES)) {
-        g_queue_push_tail(&s->outputs, plover_packet_new(iov, iovcnt));
+        g_queue_push_tail(&s->outputs, plover_packet_new(iov, iovcnt, flags));
         qatomic_set(&s->outputs_bytes, s->outputs_bytes + size);
         if (s->outputs_bytes >= PLOVER_OUTPUT_SYNC_BYTES && s->role == PLV_ROLE_LEADER) {
             s->size_triggers += plover_request_syncvm(s, "output");
@@ -138,11 +155,7 @@ static void plover_input_retry(void *opaque)
 
 void plover_net_inject(PloverState *s, const uint8_t *pkt, size_t len)
 {
-    PloverPacket *p = g_malloc(sizeof(*p) + len);
-
-    p->len = len;
-    memcpy(p->data, pkt, len);
-    g_queue_push_tail(&s->inputs, p);
+    g_queue_push_tail(&s->inputs, plover_packet_copy(pkt, len));
     plover_net_flush_inputs(s);
 }
 
@@ -160,8 +173,7 @@ void plover_net_release_outputs(PloverState *s, size_t count)
 
         qatomic_set(&s->outputs_bytes, s->outputs_bytes - p->len);
         if (s->nc->peer) {
-            qemu_netfilter_pass_to_next(s->nc->peer, QEMU_NET_PACKET_FLAG_NONE,
-                                        &iov, 1, nf);
+            qemu_netfilter_pass_to_next(s->nc->peer, p->flags, &iov, 1, nf);
         }
         s->outputs_released++;
         g_free(p);
@@ -208,16 +220,12 @@ bool plover_net_load_inputs(PloverState *s, const uint8_t *p, size_t len)
     len -= 4;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t plen;
-        PloverPacket *pkt;
 
         if (len < 4 || (plen = ldl_le_p(p)) > len - 4) {
             g_queue_clear_full(&q, g_free);
             return false;
         }
-        pkt = g_malloc(sizeof(*pkt) + plen);
-        pkt->len = plen;
-        memcpy(pkt->data, p + 4, plen);
-        g_queue_push_tail(&q, pkt);
+        g_queue_push_tail(&q, plover_packet_copy(p + 4, plen));
         p += 4 + plen;
         len -= 4 + plen;
     }

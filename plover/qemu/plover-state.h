@@ -34,6 +34,11 @@ typedef struct PloverFilter PloverFilter;
  * not yet released). */
 typedef struct PloverPacket {
     size_t len;
+    /* QEMU_NET_PACKET_FLAG_*: an output keeps its sender's flags. A RAW
+     * packet (qemu_announce_self's RARP) has no virtio-net header, and a
+     * tap with vnet_hdr must be told so, or it reads the first bytes of
+     * the frame as that header and sends garbage. */
+    unsigned flags;
     uint8_t data[];
 } PloverPacket;
 
