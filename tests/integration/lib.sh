@@ -20,6 +20,8 @@ set -euo pipefail
 : "${GUEST_DIR:?GUEST_DIR must name the built test guest}"
 : "${SRCDIR:?SRCDIR must name the source tree}"
 KVCTL=${KVCTL:-$(dirname "$GUEST_DIR")/tools/kvctl}
+NETDELAY=${NETDELAY:-$(dirname "$GUEST_DIR")/tools/netdelay}
+GUEST_MAC=52:54:00:12:34:56
 QMP_PY="$SRCDIR/tests/integration/qmp.py"
 
 NSP="plv$$"
@@ -45,7 +47,18 @@ fail() {
 }
 
 plv_cleanup() {
-    local rc=$? pid ns st
+    local rc=$? pid ns st q
+    if [ "$rc" -ne 0 ] && [ -d "$WORK" ]; then
+        # How each replica saw it, while they still run.
+        for q in "$WORK"/*.qmp; do
+            [ -S "$q" ] || continue
+            echo "---- $(basename "$q" .qmp): query-plover" >&2
+            timeout 5 python3 "$QMP_PY" "$q" query-plover >&2 2>&1 || true
+        done
+        # Where the segment last saw each MAC (a takeover must move the guest's).
+        echo "---- lan: bridge fdb" >&2
+        ip netns exec "${NSP}lan" bridge fdb show br lan 2>&1 | grep -v permanent >&2 || true
+    fi
     for pid in "${PLV_PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
@@ -76,7 +89,12 @@ plv_cleanup() {
             tail -n 30 "$f" >&2
         done
     fi
-    rm -rf "$WORK"
+    # PLOVER_KEEP_WORK=1 keeps a failed test's logs and traces for study.
+    if [ "$rc" -ne 0 ] && [ -n "${PLOVER_KEEP_WORK:-}" ]; then
+        echo "kept: $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
     exit "$rc"
 }
 trap plv_cleanup EXIT
@@ -150,7 +168,7 @@ guest_args() {
     GUEST_ARGS=(-m 256 -kernel "$GUEST_DIR/vmlinuz" -initrd "$GUEST_DIR/initrd.img"
         -append "console=ttyS0 panic=-1 quiet $1" -no-reboot
         -netdev tap,id=net0,ifname=tap0,script=no,downscript=no
-        -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56)
+        -device "virtio-net-pci,netdev=net0,mac=$GUEST_MAC")
 }
 
 # wait_serial NAME PATTERN TIMEOUT_S
@@ -282,6 +300,91 @@ kill_replica() {
     wait "$pid" 2>/dev/null || true
 }
 
+# link_delay N DELAY_MS JITTER_MS LOSS_PCT: every packet host N sends on
+# its replica links (consensus and syncvm: all it sends from br0; the
+# guest's traffic is bridged, not sent by the host) waits DELAY_MS plus
+# 0..JITTER_MS, and LOSS_PCT percent are dropped. The kernel has no tc
+# netem here: an NFQUEUE rule hands the packets to netdelay, which gives
+# the verdicts late. No bypass: if netdelay is gone, the link is cut.
+link_delay() {
+    local n=$1
+    nsx "h$n" "$NETDELAY" --queue 0 --delay-ms "$2" --jitter-ms "$3" --loss "$4" --seed "$((n + 1))"         > "$WORK/netdelay-h$n.out" 2>&1 &
+    PLV_PIDS+=($!)
+    eval "NETDELAY_PID_h$n=$!"
+    for _ in $(seq 1 50); do
+        grep -q '^netdelay: ready' "$WORK/netdelay-h$n.out" && break
+        sleep 0.1
+    done
+    grep -q '^netdelay: ready' "$WORK/netdelay-h$n.out" || { cat "$WORK/netdelay-h$n.out" >&2; fail "netdelay in h$n"; }
+    nsx "h$n" iptables-legacy -A OUTPUT -o br0 -j NFQUEUE --queue-num 0
+}
+
+# link_delay_end N: stop delaying host N's links; prints netdelay's counts.
+link_delay_end() {
+    local n=$1 pid
+    pid=$(eval echo "\$NETDELAY_PID_h$n")
+    nsx "h$n" iptables-legacy -D OUTPUT -o br0 -j NFQUEUE --queue-num 0
+    kill -TERM "$pid"
+    wait "$pid" 2>/dev/null || true
+    sed -n 's/^netdelay: delayed/delayed/p' "$WORK/netdelay-h$n.out"
+}
+
+# wait_mac_at N TIMEOUT_S: until the segment's bridge learns the guest's MAC
+# behind host N (the replica there announced itself, or spoke).
+wait_mac_at() {
+    local n=$1 t=$2
+    for _ in $(seq 1 $(( t * 10 ))); do
+        nsx lan bridge fdb show br lan | grep -q "^$GUEST_MAC dev h$n " && return 0
+        sleep 0.1
+    done
+    fail "the segment does not know the guest's MAC behind h$n after ${t}s: $(nsx lan bridge fdb show br lan | grep "^$GUEST_MAC")"
+}
+
+# fail_over_leader: kill -9 the leader. The secondary must lead, announce
+# the guest's MAC to the segment, and the witness must be re-protected as
+# its secondary; prints the times. Afterwards LEADER and SECONDARY name the
+# new pair and WITNESS the dead replica.
+fail_over_leader() {
+    local t0 old=$LEADER rarps
+    rarps=$(rarp_count)
+    t0=$(date +%s.%N)
+    kill_replica "$LEADER"
+    wait_role "$SECONDARY" leader 30
+    echo "figure: secondary r$SECONDARY leads $(elapsed "$t0") s after the kill"
+    wait_rarp_after "$rarps" 5
+    wait_executing_secondary "$WITNESS" 60
+    echo "figure: witness r$WITNESS re-protects the VM $(elapsed "$t0") s after the kill"
+    LEADER=$SECONDARY SECONDARY=$WITNESS WITNESS=$old
+}
+
+# rarp_watch: count, at the client, the RARP frames that announce the
+# guest's MAC (qemu_announce_self sends them when a replica takes over).
+rarp_watch() {
+    nsx cl nft -f - <<EOF
+table netdev plvrarp {
+    chain in {
+        type filter hook ingress device eth0 priority 0;
+        ether saddr $GUEST_MAC ether type 0x8035 counter
+    }
+}
+EOF
+}
+
+# rarp_count: announcements of the guest's MAC the client has received.
+rarp_count() {
+    nsx cl nft list chain netdev plvrarp in | sed -n 's/.*counter packets \([0-9]*\).*/\1/p'
+}
+
+# wait_rarp_after N TIMEOUT_S: until more than N announcements arrived.
+wait_rarp_after() {
+    local n=$1 t=$2
+    for _ in $(seq 1 $(( t * 10 ))); do
+        [ "$(rarp_count)" -gt "$n" ] && return 0
+        sleep 0.1
+    done
+    fail "no announcement of the guest's MAC reached the client within ${t}s (still $(rarp_count))"
+}
+
 # wait_role N ROLE TIMEOUT_S
 wait_role() {
     local n=$1 want=$2 t=$3
@@ -309,5 +412,6 @@ group_up() {
     replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none"
     wait_protected 120
     WITNESS=$(( 3 - LEADER - SECONDARY ))
+    rarp_watch
     kv_wait 60 || fail "kvd does not answer"
 }

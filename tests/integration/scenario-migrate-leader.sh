@@ -16,6 +16,23 @@ err=$(qmp "r$SECONDARY" plover-migrate-leader 2>&1) && fail "the secondary accep
 case "$err" in *"this replica is the secondary; replica $LEADER leads") ;; *) fail "on the secondary: $err" ;; esac
 
 declare -A handed=()
+# With no client traffic: the new leader announces the guest's MAC (a
+# well-formed RARP reaches the client), the segment moves the MAC to its
+# port, and kvd answers through it at once.
+old=$LEADER new=$SECONDARY
+wait_mac_at "$old" 10
+rarps=$(rarp_count)
+t0=$(date +%s.%N)
+qmp "r$old" plover-migrate-leader >/dev/null || fail "plover-migrate-leader refused on the idle leader r$old"
+wait_role "$new" leader 10
+wait_rarp_after "$rarps" 2
+wait_mac_at "$new" 2
+echo "figure: idle migration: the segment sends to r$new $(elapsed "$t0") s after the request"
+wait_executing_secondary "$old" 10
+handed[$old]=1
+LEADER=$new SECONDARY=$old
+assert_eq "$(kv SET idle-migration 1)" "OK" "a write right after the idle migration"
+
 load_start 40
 sleep 5
 for round in 1 2 3; do
