@@ -23,6 +23,7 @@
 
 struct PlvLink {
     int fd;
+    int io_timeout_ms;          /* sends: longest silence (connect/accept's timeout) */
     int broken;                 /* atomic: send and recv may run on two threads */
     PlvLinkSession *s;
     PlvFrameParser *p;
@@ -58,8 +59,15 @@ static int wait_ready(int fd, short events, int64_t deadline, GError **err)
     }
 }
 
+/*
+ * Timeouts on an established link bound *silence*, not the whole frame:
+ * the deadline moves on whenever bytes go through (@progress_ms >= 0). A
+ * 1 MiB syncvm frame on a slow or lossy link may take longer than the
+ * timeout and still be healthy; a peer that stopped reading or writing is
+ * not. The handshake keeps one fixed deadline (@progress_ms < 0).
+ */
 static int write_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline,
-                     GError **err)
+                     int progress_ms, GError **err)
 {
     while (iovcnt > 0) {
         struct msghdr mh = {
@@ -83,6 +91,9 @@ static int write_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline,
                 return -1;
             }
             return link_io_error(err, "send", errno);
+        }
+        if (progress_ms >= 0) {
+            deadline = plv_deadline_from_timeout(progress_ms);
         }
         while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
             n -= iov->iov_len;
@@ -142,7 +153,7 @@ static PlvLinkSession *handshake(int fd, bool dialer, uint32_t self_id,
         size_t olen = plv_handshake_output(hs, &out);
         if (olen) {
             struct iovec iov = { .iov_base = (void *)out, .iov_len = olen };
-            if (write_all(fd, &iov, 1, deadline, err) < 0) {
+            if (write_all(fd, &iov, 1, deadline, -1, err) < 0) {
                 goto out;
             }
             plv_handshake_output_done(hs, olen);
@@ -169,10 +180,11 @@ out:
     return s;
 }
 
-static PlvLink *link_new(int fd, PlvLinkSession *s)
+static PlvLink *link_new(int fd, PlvLinkSession *s, int io_timeout_ms)
 {
     PlvLink *l = g_new0(PlvLink, 1);
     l->fd = fd;
+    l->io_timeout_ms = io_timeout_ms;
     l->s = s;
     l->p = plv_frame_parser_new(s);
     l->rxbuf = g_malloc(RXBUF_LEN);
@@ -211,7 +223,7 @@ PlvLink *plv_link_connect(const char *host, uint16_t port, uint32_t self_id,
         close(fd);
         return NULL;
     }
-    return link_new(fd, s);
+    return link_new(fd, s, timeout_ms);
 }
 
 int plv_link_listen(const char *host, uint16_t port, GError **err)
@@ -256,7 +268,7 @@ PlvLink *plv_link_accept(int listen_fd, uint32_t self_id,
         close(fd);
         return NULL;
     }
-    return link_new(fd, s);
+    return link_new(fd, s, timeout_ms);
 }
 
 static int check_usable(PlvLink *l, GError **err)
@@ -287,7 +299,8 @@ int plv_link_send(PlvLink *l, uint16_t type, const struct iovec *iov,
         memcpy(v + 1, iov, iovcnt * sizeof(*iov));
     }
     v[iovcnt + 1] = (struct iovec){ .iov_base = trl, .iov_len = sizeof(trl) };
-    int r = write_all(l->fd, v, iovcnt + 2, PLV_DEADLINE_NONE, err);
+    int r = write_all(l->fd, v, iovcnt + 2, plv_deadline_from_timeout(l->io_timeout_ms),
+                      l->io_timeout_ms, err);
     if (v != stackv) {
         g_free(v);
     }
@@ -313,8 +326,10 @@ static int drain_rxbuf(PlvLink *l, GError **err)
     return 0;
 }
 
-static int recv_frame(PlvLink *l, int64_t deadline, GError **err)
+static int recv_frame(PlvLink *l, int timeout_ms, GError **err)
 {
+    int64_t deadline = plv_deadline_from_timeout(timeout_ms);
+
     for (;;) {
         int r = drain_rxbuf(l, err);
         if (r != 0) {
@@ -327,6 +342,7 @@ static int recv_frame(PlvLink *l, int64_t deadline, GError **err)
             if (n < 0) {
                 return -2;
             }
+            deadline = plv_deadline_from_timeout(timeout_ms);
             r = plv_frame_parser_advance(l->p, n, err);
             if (r != 0) {
                 return r;
@@ -336,6 +352,7 @@ static int recv_frame(PlvLink *l, int64_t deadline, GError **err)
             if (n < 0) {
                 return -2;
             }
+            deadline = plv_deadline_from_timeout(timeout_ms);
             l->rx_off = 0;
             l->rx_len = n;
         }
@@ -350,7 +367,7 @@ int plv_link_recv(PlvLink *l, uint16_t *type, GByteArray *payload,
     }
     GError *local = NULL;
     plv_frame_parser_set_payload(l->p, payload);
-    int r = recv_frame(l, plv_deadline_from_timeout(timeout_ms), &local);
+    int r = recv_frame(l, timeout_ms, &local);
     /* Keep a partial frame in the link's own buffer across calls. */
     plv_frame_parser_set_payload(l->p, NULL);
     if (r == 1) {

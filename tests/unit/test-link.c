@@ -316,21 +316,27 @@ static int listen_any(uint16_t *port)
     return lfd;
 }
 
-/* A connected, authenticated pair: *c dialed (id 10), *s accepted (id 20). */
-static void link_pair(PlvLink **c, PlvLink **s)
+/* A connected, authenticated pair: *c dialed (id 10), *s accepted (id 20),
+ * both with @timeout_ms as connect and send timeout. */
+static void link_pair_timeout(PlvLink **c, PlvLink **s, int timeout_ms)
 {
     uint16_t port;
     AcceptJob j = { .secret = SECRET, .secret_len = sizeof(SECRET),
-                    .timeout_ms = 5000 };
+                    .timeout_ms = timeout_ms };
     j.lfd = listen_any(&port);
     GThread *t = g_thread_new("accept", accept_thread, &j);
     GError *err = NULL;
-    *c = plv_link_connect("127.0.0.1", port, 10, SECRET, sizeof(SECRET), 5000, &err);
+    *c = plv_link_connect("127.0.0.1", port, 10, SECRET, sizeof(SECRET), timeout_ms, &err);
     g_thread_join(t);
     ck_assert_msg(*c, "%s", err ? err->message : "?");
     ck_assert_msg(j.link, "%s", j.err ? j.err->message : "?");
     *s = j.link;
     close(j.lfd);
+}
+
+static void link_pair(PlvLink **c, PlvLink **s)
+{
+    link_pair_timeout(c, s, 5000);
 }
 
 START_TEST(link_handshake_and_frames)
@@ -572,6 +578,37 @@ START_TEST(link_timeouts)
 }
 END_TEST
 
+/* A peer that stops reading makes sends fail once nothing has gone out
+ * for the link's timeout, instead of blocking the sender for good. */
+START_TEST(link_send_to_silent_peer_times_out)
+{
+    PlvLink *c, *s;
+    GByteArray *data = g_byte_array_sized_new(PLV_LINK_MAX_PAYLOAD);
+    struct iovec iov;
+    GError *err = NULL;
+    gint64 t0 = g_get_monotonic_time();
+    int r = 0;
+
+    link_pair_timeout(&c, &s, 300);
+    g_byte_array_set_size(data, PLV_LINK_MAX_PAYLOAD);
+    memset(data->data, 0x5a, data->len);
+    iov = (struct iovec){ data->data, data->len };
+    for (int i = 0; i < 1000 && r == 0; i++) {
+        r = plv_link_send(c, 7, &iov, 1, &err);
+    }
+    ck_assert_int_eq(r, -1);
+    ck_assert_msg(plv_link_error_is_timeout(err), "%s", err ? err->message : "?");
+    ck_assert_int_lt(g_get_monotonic_time() - t0, 10 * G_USEC_PER_SEC);
+    g_clear_error(&err);
+    /* a partial frame went out: the link is not used again */
+    ck_assert_int_eq(plv_link_send(c, 7, &iov, 1, &err), -1);
+    g_clear_error(&err);
+    g_byte_array_unref(data);
+    plv_link_close(c);
+    plv_link_close(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("link");
@@ -593,6 +630,7 @@ int main(void)
     tcase_add_test(ts, link_oversize_rejected);
     tcase_add_test(ts, link_large_frames_with_timeouts);
     tcase_add_test(ts, link_timeouts);
+    tcase_add_test(ts, link_send_to_silent_peer_times_out);
     suite_add_tcase(su, ts);
     return plv_test_run(su);
 }

@@ -60,7 +60,8 @@ typedef struct PlvLink PlvLink;
 
 /*
  * Connect to host:port (numeric or resolvable; IPv4/IPv6) and authenticate.
- * @timeout_ms bounds connect + handshake (< 0: no limit).
+ * @timeout_ms bounds connect + handshake (< 0: no limit), and later the
+ * silence a send tolerates (the peer not reading) before it fails.
  */
 PlvLink *plv_link_connect(const char *host, uint16_t port, uint32_t self_id,
                           const uint8_t *secret, size_t secret_len,
@@ -77,20 +78,24 @@ uint16_t plv_link_local_port(int fd);
 
 /*
  * Accept one connection on @listen_fd and authenticate it. @timeout_ms bounds
- * the wait for a connection plus the handshake. A client failing the handshake
+ * the wait for a connection plus the handshake, and later the silence a send
+ * tolerates, as for plv_link_connect(). A client failing the handshake
  * is closed and reported as PLV_LINK_ERROR_AUTH; call again to keep listening.
  */
 PlvLink *plv_link_accept(int listen_fd, uint32_t self_id,
                          const uint8_t *secret, size_t secret_len,
                          int timeout_ms, GError **err);
 
-/* Send one frame with the concatenation of @iov as payload. Blocking. 0 / -1. */
+/* Send one frame with the concatenation of @iov as payload. Blocking, and
+ * failing (PLV_LINK_ERROR_TIMED_OUT; the link is then unusable) if nothing
+ * goes out for the link's timeout. 0 / -1. */
 int plv_link_send(PlvLink *l, uint16_t type, const struct iovec *iov,
                   int iovcnt, GError **err);
 
 /*
  * Receive one frame: its type and payload (replacing @payload's contents).
- * Waits at most @timeout_ms (< 0: forever). 0 on success, -1 on error or
+ * Waits until @timeout_ms pass with no byte received (< 0: forever); a
+ * frame still arriving keeps the wait going. 0 on success, -1 on error or
  * timeout (PLV_LINK_ERROR_TIMED_OUT; a partly received frame is kept and the
  * next call resumes it). Any other error leaves the link unusable.
  */
