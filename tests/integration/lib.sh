@@ -268,7 +268,9 @@ wait_protected() {
 # reconnect across failovers, and at the end every acknowledged write is
 # read back (kvctl --verify).
 load_start() {
-    nsx cl "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients 8 --seconds "$1" \
+    # ip netns exec, not nsx: $! must be the client's own PID (ip execs
+    # it), not a subshell's, for the cleanup to stop it.
+    ip netns exec "${NSP}cl" "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients 8 --seconds "$1" \
         --keys 4096 --write-ratio 0.7 --reconnect --verify --timeout 5 \
         > "$WORK/load.out" 2>&1 &
     LOAD_PID=$!
@@ -308,7 +310,7 @@ kill_replica() {
 # the verdicts late. No bypass: if netdelay is gone, the link is cut.
 link_delay() {
     local n=$1
-    nsx "h$n" "$NETDELAY" --queue 0 --delay-ms "$2" --jitter-ms "$3" --loss "$4" --seed "$((n + 1))"         > "$WORK/netdelay-h$n.out" 2>&1 &
+    ip netns exec "${NSP}h$n" "$NETDELAY" --queue 0 --delay-ms "$2" --jitter-ms "$3" --loss "$4" --seed "$((n + 1))"         > "$WORK/netdelay-h$n.out" 2>&1 &
     PLV_PIDS+=($!)
     eval "NETDELAY_PID_h$n=$!"
     for _ in $(seq 1 50); do

@@ -18,7 +18,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 e0=$(pinfo "r$LEADER" "i['epoch']")
-nsx cl "$KVCTL" --timeout 30 "$GUEST_IP" "$KVD_PORT" SET guarded 1 > "$WORK/reply" &
+ip netns exec "${NSP}cl" "$KVCTL" --timeout 30 "$GUEST_IP" "$KVD_PORT" SET guarded 1 > "$WORK/reply" &
 client=$!
 PLV_PIDS+=("$client")
 
