@@ -161,16 +161,19 @@ static int refuse(PlvDriver *d, int err)
     return err;
 }
 
-int plv_driver_submit(PlvDriver *d, const void *pkt, size_t len)
+/* In in_pkts, a length with this bit set marks a packet to forward. */
+#define PKT_FORWARD 0x80000000u
+
+static int queue_packet(PlvDriver *d, const void *pkt, size_t len, bool forward)
 {
     uint32_t max = d->cfg.paxos.max_batch_bytes;
-    if (len == 0 || (max && len > max) || len > G_MAXUINT32 - 4) {
+    if (len == 0 || (max && len > max) || len >= PKT_FORWARD - 4) {
         return refuse(d, -EINVAL);
     }
     if (g_atomic_int_get(&d->stop)) {
         return refuse(d, -ESHUTDOWN);
     }
-    if (g_atomic_int_get(&d->role) != PLV_ROLE_LEADER) {
+    if (!forward && g_atomic_int_get(&d->role) != PLV_ROLE_LEADER) {
         return refuse(d, -EPERM);
     }
     pthread_mutex_lock(&d->in_lock);
@@ -182,12 +185,22 @@ int plv_driver_submit(PlvDriver *d, const void *pkt, size_t len)
         return refuse(d, -ENOBUFS);
     }
     bool was_empty = d->in_pkts->len == 0 && d->in_cmds->len == 0;
-    uint32_t l32 = len;
+    uint32_t l32 = len | (forward ? PKT_FORWARD : 0);
     g_byte_array_append(d->in_pkts, (const guint8 *)&l32, sizeof(l32));
     g_byte_array_append(d->in_pkts, pkt, len);
     pthread_mutex_unlock(&d->in_lock);
     wake_if(d, was_empty);
     return 0;
+}
+
+int plv_driver_submit(PlvDriver *d, const void *pkt, size_t len)
+{
+    return queue_packet(d, pkt, len, false);
+}
+
+int plv_driver_forward(PlvDriver *d, const void *pkt, size_t len)
+{
+    return queue_packet(d, pkt, len, true);
 }
 
 static void push_cmd_full(PlvDriver *d, const Cmd *cmd)
@@ -264,11 +277,21 @@ static void take_inputs(PlvDriver *d)
     uint64_t taken = 0, lost = 0;
     for (size_t off = 0; off < pkts->len;) {
         uint32_t len;
+        bool forward;
+        int r;
         memcpy(&len, pkts->data + off, sizeof(len));
         off += sizeof(len);
+        forward = len & PKT_FORWARD;
+        len &= ~PKT_FORWARD;
         taken++;
-        if (plv_paxos_submit_input(d->paxos, pkts->data + off, len, &d->rd) < 0) {
-            lost++;             /* leadership moved on, or the queue is full */
+        r = forward ? -EPERM : plv_paxos_submit_input(d->paxos, pkts->data + off, len, &d->rd);
+        if (r == -EPERM || r == -EBUSY) {
+            /* not (or no longer) the leader, or handing over: the packet
+             * goes to whoever leads (plv_paxos_forward_input) */
+            r = plv_paxos_forward_input(d->paxos, pkts->data + off, len, &d->rd);
+        }
+        if (r < 0) {
+            lost++;             /* the queue is full */
         }
         off += len;
     }

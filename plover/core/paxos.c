@@ -98,6 +98,11 @@ struct PlvPaxos {
      * secondary (its VM is the replicated one), or NONE */
     uint32_t handoff_from;
 
+    /* inputs held for the leader (docs/consensus.md, "Forwarding") */
+    GQueue fwd;                 /* Pending: INPUT */
+    size_t fwd_bytes;
+    uint64_t fwd_until;         /* tick at which what is held is dropped */
+
     PlvRole rep_role;
     uint64_t rep_leader_vid;
     PlvPaxosStats stats;
@@ -280,11 +285,53 @@ static void clear_promises(PlvPaxos *p)
     }
 }
 
+/*
+ * Forwarding. Inputs that reach a node which cannot propose them — a
+ * follower whose tap the network still uses just after a change of leader,
+ * a leader handing over, a leader deposed with inputs not yet proposed —
+ * are held and sent to the leader once one is known, which submits them as
+ * its own. They are inputs like any other: nothing is ordered until the
+ * leader proposes it. What no leader takes within 2 x suspect + 4 x
+ * election ticks (about one failover) is dropped; the sender's transport
+ * retransmits, as after a loss.
+ */
+static void hold_input(PlvPaxos *p, Pending *pd)
+{
+    size_t len = g_bytes_get_size(pd->payload);
+
+    if (p->fwd_bytes + len > p->cfg.max_queue_bytes) {
+        g_bytes_unref(pd->payload);
+        g_free(pd);
+        p->stats.fwd_dropped++;
+        return;
+    }
+    if (g_queue_is_empty(&p->fwd)) {
+        p->fwd_until = p->now + 2 * (uint64_t)p->cfg.suspect_ticks +
+                       4 * (uint64_t)p->cfg.election_ticks;
+    }
+    g_queue_push_tail(&p->fwd, pd);
+    p->fwd_bytes += len;
+}
+
+static void hold_for_leader(PlvPaxos *p, GQueue *q)
+{
+    Pending *pd;
+
+    while ((pd = g_queue_pop_head(q))) {
+        if (pd->op == PLV_OP_INPUT) {
+            hold_input(p, pd);
+        } else {
+            g_bytes_unref(pd->payload);
+            g_free(pd);
+        }
+    }
+}
+
 static void become_follower(PlvPaxos *p)
 {
     if (p->st == ST_LEADER && !p->incumbent) {
         drop_queue(&p->ctl);
-        drop_queue(&p->queue);
+        hold_for_leader(p, &p->queue);
         p->queued_bytes = 0;
         p->prop_last = 0;
         p->established = false;
@@ -1244,6 +1291,127 @@ static bool msg_valid(const PlvPaxos *p, const PlvMsg *m)
     return true;
 }
 
+/* ---- forwarding ---- */
+
+/* The established leader we follow, or NONE. */
+static uint32_t known_leader(const PlvPaxos *p)
+{
+    uint32_t l = plv_vid_leader(p->leader_vid);
+
+    if (p->st != ST_FOLLOWER || !p->leader_vid || p->leader_vid != p->promised ||
+        l == p->self || l >= p->n || !recent(p, p->leader_heard)) {
+        return PLV_NODE_NONE;
+    }
+    return l;
+}
+
+/* Hand what is held to whoever can propose it: ourselves as a leader not
+ * handing over, else the leader we follow; drop it past its deadline. */
+static void fwd_flush(PlvPaxos *p, PlvReady *rd)
+{
+    uint32_t l;
+    Pending *pd;
+
+    if (g_queue_is_empty(&p->fwd)) {
+        return;
+    }
+    if (p->st == ST_LEADER && p->established && p->xfer_to == PLV_NODE_NONE) {
+        while ((pd = g_queue_pop_head(&p->fwd))) {
+            p->fwd_bytes -= g_bytes_get_size(pd->payload);
+            enqueue(&p->queue, PLV_OP_INPUT, pd->payload);
+            p->queued_bytes += g_bytes_get_size(pd->payload);
+            g_free(pd);
+        }
+        try_propose(p, rd);
+        return;
+    }
+    l = known_leader(p);
+    if (l == PLV_NODE_NONE) {
+        /* a leader handing over keeps them until the handoff ends */
+        if (p->st != ST_LEADER && p->now >= p->fwd_until) {
+            p->stats.fwd_dropped += g_queue_get_length(&p->fwd);
+            drop_queue(&p->fwd);
+            p->fwd_bytes = 0;
+        }
+        return;
+    }
+    while (!g_queue_is_empty(&p->fwd)) {
+        PlvMsg *m = out(p, rd, l, PLV_MSG_FORWARD);
+        size_t bytes = 0;
+        uint64_t k = 0;
+
+        while ((pd = g_queue_peek_head(&p->fwd)) &&
+               (k == 0 || (bytes + g_bytes_get_size(pd->payload) + 64 <= PLV_WIRE_MAX_PAYLOAD / 2 &&
+                           k < PLV_WIRE_MAX_ENTRIES))) {
+            GByteArray *b = g_byte_array_new();
+            PlvEntry e = { .index = ++k, .op = PLV_OP_INPUT };
+            size_t n;
+            const void *pkt = g_bytes_get_data(pd->payload, &n);
+
+            plv_batch_init(b);
+            plv_batch_add(b, pkt, n);
+            e.payload = g_byte_array_free_to_bytes(b);
+            plv_msg_add_entry(m, &e);
+            g_bytes_unref(e.payload);
+            bytes += n;
+            p->fwd_bytes -= n;
+            p->stats.fwd_sent++;
+            g_queue_pop_head(&p->fwd);
+            g_bytes_unref(pd->payload);
+            g_free(pd);
+        }
+    }
+}
+
+/* Leader: inputs a follower forwarded are submitted as ours. A node that
+ * does not lead drops them (no forwarding chains). */
+static void on_forward(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
+{
+    for (guint k = 0; m->entries && k < m->entries->len; k++) {
+        const PlvEntry *e = &g_array_index(m->entries, PlvEntry, k);
+        size_t n;
+        const uint8_t *b = plv_entry_payload(e, &n);
+        PlvBatchIter it;
+        const uint8_t *pkt;
+        uint32_t len;
+
+        if (e->op != PLV_OP_INPUT) {
+            continue;
+        }
+        plv_batch_iter_init(&it, b, n);
+        while (plv_batch_next(&it, &pkt, &len)) {
+            if (plv_paxos_submit_input(p, pkt, len, rd) == 0) {
+                p->stats.fwd_taken++;
+            } else {
+                p->stats.fwd_dropped++;
+            }
+        }
+    }
+}
+
+int plv_paxos_forward_input(PlvPaxos *p, const void *pkt, size_t len, PlvReady *rd)
+{
+    Pending *pd;
+
+    if (len == 0 || len + 8 > p->cfg.max_batch_bytes) {
+        return -EINVAL;
+    }
+    if (p->st == ST_LEADER && p->xfer_to == PLV_NODE_NONE) {
+        return plv_paxos_submit_input(p, pkt, len, rd);
+    }
+    if (p->fwd_bytes + len > p->cfg.max_queue_bytes) {
+        p->stats.fwd_dropped++;
+        return -ENOBUFS;
+    }
+    pd = g_new0(Pending, 1);
+    pd->op = PLV_OP_INPUT;
+    pd->payload = g_bytes_new(pkt, len);
+    hold_input(p, pd);
+    fwd_flush(p, rd);
+    report(p, rd);
+    return 0;
+}
+
 /* ---- handoff (leadership transfer) ---- */
 
 /*
@@ -1364,11 +1532,13 @@ void plv_paxos_step(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
     case PLV_MSG_HEARTBEAT:    on_heartbeat(p, m, rd); break;
     case PLV_MSG_CATCHUP_REQ:  on_catchup_req(p, m, rd); break;
     case PLV_MSG_CATCHUP_RESP: on_catchup_resp(p, m, rd); break;
+    case PLV_MSG_FORWARD:      on_forward(p, m, rd); break;
     default: break;
     }
     handoff_take(p, m, rd);
     leader_duties(p, rd);
     handoff_check(p, rd);
+    fwd_flush(p, rd);
     report(p, rd);
 }
 
@@ -1474,6 +1644,7 @@ void plv_paxos_tick(PlvPaxos *p, PlvReady *rd)
     maybe_catchup(p, rd);
     leader_duties(p, rd);
     handoff_check(p, rd);
+    fwd_flush(p, rd);
     report(p, rd);
 }
 
@@ -1604,6 +1775,7 @@ PlvPaxos *plv_paxos_new(const PlvPaxosConfig *cfg, GError **err)
     p->rep_role = role_now(p);
     g_queue_init(&p->ctl);
     g_queue_init(&p->queue);
+    g_queue_init(&p->fwd);
     reset_election(p);
     return p;
 }
@@ -1616,6 +1788,7 @@ void plv_paxos_free(PlvPaxos *p)
     clear_promises(p);
     drop_queue(&p->ctl);
     drop_queue(&p->queue);
+    drop_queue(&p->fwd);
     plv_log_destroy(&p->log);
     g_free(p);
 }

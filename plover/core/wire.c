@@ -22,6 +22,7 @@ static const char *const type_names[PLV_MSG__MAX] = {
     [PLV_MSG_HEARTBEAT] = "heartbeat",
     [PLV_MSG_CATCHUP_REQ] = "catchup-req",
     [PLV_MSG_CATCHUP_RESP] = "catchup-resp",
+    [PLV_MSG_FORWARD] = "forward",
 };
 
 const char *plv_msg_type_name(int type)
@@ -210,6 +211,9 @@ bool plv_wire_encode(const PlvMsg *m, GByteArray *out, GError **err)
         if (m->has_snap) {
             put_snap(out, &m->snap);
         }
+        put_entries(out, m->entries);
+        break;
+    case PLV_MSG_FORWARD:
         put_entries(out, m->entries);
         break;
     default:
@@ -447,6 +451,9 @@ static bool decode_body(Rd *r, PlvMsg *m)
         if (m->has_snap) {
             get_snap(r, &m->snap);
         }
+        get_entries(r, m);
+        break;
+    case PLV_MSG_FORWARD:
         get_entries(r, m);
         break;
     default:

@@ -28,6 +28,8 @@
 #include "qom/object_interfaces.h"
 #include "system/runstate.h"
 #include "net/filter.h"
+#include "net/net.h"
+#include "net/eth.h"
 #include "plover-state.h"
 #include "trace.h"
 
@@ -78,6 +80,30 @@ static bool plover_is_acting_leader(const PloverState *s)
     return s->role == PLV_ROLE_LEADER && s->executing;
 }
 
+/*
+ * A replica that led until recently still gets the guest's traffic until
+ * the segment learns (from the new leader's announcement) where the MAC
+ * now is; dropping it would cost each client a TCP retransmission timeout.
+ * Within a short window it forwards frames addressed to the guest's MAC to
+ * the leader. Only unicast to the guest: broadcasts reach the leader's own
+ * tap too, and must not be submitted twice.
+ */
+static bool plover_should_forward(PloverState *s, const struct iovec *iov, int iovcnt)
+{
+    NICState *nic;
+    uint8_t dst[ETH_ALEN];
+    int off;
+
+    if (qemu_clock_get_ns(QEMU_CLOCK_REALTIME) >= s->forward_until_ns ||
+        !s->nc->peer || s->nc->peer->info->type != NET_CLIENT_DRIVER_NIC) {
+        return false;
+    }
+    nic = qemu_get_nic(s->nc->peer);
+    off = qemu_get_vnet_hdr_len(s->nc);
+    return iov_to_buf(iov, iovcnt, off, dst, ETH_ALEN) == ETH_ALEN &&
+           memcmp(dst, nic->conf->macaddr.a, ETH_ALEN) == 0;
+}
+
 static ssize_t plover_filter_receive_iov(NetFilterState *nf,
                                          NetClientState *sender,
                                          unsigned flags,
@@ -98,6 +124,14 @@ static ssize_t plover_filter_receive_iov(NetFilterState *nf,
             } else {
                 /* Back-pressure or a leadership change: the sender's
                  * transport retransmits, as after any packet loss. */
+                s->inputs_refused++;
+            }
+        } else if (plover_should_forward(s, iov, iovcnt)) {
+            g_autofree PloverPacket *p = plover_packet_new(iov, iovcnt, flags);
+
+            if (plv_driver_forward(s->driver, p->data, p->len) == 0) {
+                s->inputs_forwarded++;
+            } else {
                 s->inputs_refused++;
             }
         } else {

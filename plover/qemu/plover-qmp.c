@@ -95,6 +95,7 @@ static PloverNetInfo *plover_net_info(const PloverState *s)
     i->inputs_submitted = s->inputs_submitted;
     i->inputs_refused = s->inputs_refused;
     i->inputs_ignored = s->inputs_ignored;
+    i->inputs_forwarded = s->inputs_forwarded;
     i->inputs_injected = s->inputs_injected;
     i->outputs_held = g_queue_get_length((GQueue *)&s->outputs);
     i->outputs_released = s->outputs_released;

@@ -192,6 +192,10 @@ bool plover_migrate_leader(PloverState *s, Error **errp)
 static void plover_role_changed(PloverState *s, PlvRole old, PlvRole role)
 {
     trace_plover_role(plv_role_name(old), plv_role_name(role), s->vid);
+    if (old == PLV_ROLE_LEADER && role != PLV_ROLE_LEADER) {
+        s->forward_until_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) +
+                              PLOVER_FORWARD_WINDOW_MS * SCALE_MS;
+    }
     if (s->handoff == PLOVER_HANDOFF_SYNCING && role != PLV_ROLE_LEADER &&
         role != PLV_ROLE_CANDIDATE) {
         plover_handoff_end(s);      /* deposed before the handoff began */

@@ -30,6 +30,11 @@ typedef struct PloverFilter PloverFilter;
 /* Exit status of a replica that dies by x-plover-inject-fault. */
 #define PLOVER_FAULT_EXIT_STATUS 70
 
+/* How long a replica that stopped leading forwards the guest's traffic
+ * that still reaches its tap (the new leader announces itself at its
+ * first syncvm, within milliseconds; this covers slow segments). */
+#define PLOVER_FORWARD_WINDOW_MS 2000
+
 /* One packet waiting in a plover queue (input not yet injected, or output
  * not yet released). */
 typedef struct PloverPacket {
@@ -104,6 +109,11 @@ typedef struct PloverState {
     size_t outputs_bytes;     /* atomic */
     uint64_t outputs_released, outputs_dropped;
     uint64_t inputs_submitted, inputs_refused, inputs_injected, inputs_ignored;
+    uint64_t inputs_forwarded;
+    /* Until then, tap packets for the guest are forwarded to the leader:
+     * this replica led until recently, and the network may still send
+     * the guest's traffic here (plover-net.c). */
+    int64_t forward_until_ns;
 
     /* syncvm */
     GPtrArray *ram_blocks;    /* RAMBlock*: region i of mv is ram_blocks[i] */

@@ -64,6 +64,9 @@ int main(int argc, char **argv)
             add(&m, 6, PLV_OP_SYNCVM, plv_op_syncvm_payload(9));
             add(&m, 7, PLV_OP_CONFIG, plv_op_config_payload(2, 3));
         }
+        if (t == PLV_MSG_FORWARD) {
+            add(&m, 1, PLV_OP_INPUT, g_bytes_new(batch->data, batch->len));
+        }
         put(dir, name, &m);
         plv_msg_clear(&m);
         g_free(name);

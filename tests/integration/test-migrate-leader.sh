@@ -61,6 +61,9 @@ for round in 1 2 3; do
         "$full_before" "full syncvms of r$old and r$new across the migration"
 done
 load_check
+# Traffic that still reached a former leader went on to the new one.
+echo "figure: inputs forwarded by former leaders:" \
+    "$(for n in 0 1 2; do echo -n "r$n $(pinfo "r$n" "i['net']['inputs-forwarded']") "; done)"
 
 # The pair made by the handoffs holds identical RAM at every syncvm
 # (recording a digest hashes all of RAM, so only now, with a light load).

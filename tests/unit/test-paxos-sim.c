@@ -30,7 +30,7 @@ START_TEST(test_seeds)
     uint64_t hi = MIN(lo + CHUNK, first_seed + n_seeds);
     GString *bad = g_string_new(NULL);
     int n_bad = 0;
-    uint64_t handoffs = 0;
+    uint64_t handoffs = 0, forwarded = 0;
 
     for (uint64_t seed = lo; seed < hi; seed++) {
         SimParams prm;
@@ -39,6 +39,7 @@ START_TEST(test_seeds)
         prm.n = (uint32_t)env_u64("PLOVER_SIM_N", prm.n);
         sim_run(&prm, &res);
         handoffs += res.handoffs;
+        forwarded += res.forwarded;
         if (!res.ok) {
             if (n_bad++ < 5) {
                 g_string_append_printf(bad, "\n  seed %" G_GUINT64_FORMAT ": %s (replay: "
@@ -53,6 +54,8 @@ START_TEST(test_seeds)
      * their counts, so this is a lower bound) */
     ck_assert_msg(hi - lo < 100 || handoffs > 0, "no handoff in %" G_GUINT64_FORMAT " seeds",
                   hi - lo);
+    ck_assert_msg(hi - lo < 100 || forwarded > 0, "no forwarded input in %" G_GUINT64_FORMAT
+                  " seeds", hi - lo);
     g_string_free(bad, TRUE);
 }
 END_TEST

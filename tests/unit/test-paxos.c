@@ -751,8 +751,11 @@ START_TEST(test_leadership_handoff)
     ck_assert_int_eq(plv_paxos_transfer_leadership(t.px[l], s, &t.rd), 0);
     net_collect(&t, l);
     ck_assert(plv_paxos_transferring(t.px[l]));
-    /* queued inputs still go out; new ones wait for the new leader */
+    /* queued inputs still go out; new ones wait for the new leader, to
+     * which they are forwarded */
     ck_assert_int_eq(plv_paxos_submit_input(t.px[l], "x3", 2, &t.rd), -EBUSY);
+    ck_assert_int_eq(plv_paxos_forward_input(t.px[l], "x3", 2, &t.rd), 0);
+    net_collect(&t, l);
     ck_assert_int_eq(plv_paxos_propose_syncvm(t.px[l], 9, &t.rd), -EBUSY);
     /* well within one suspect timeout (10 ticks): no failure detection */
     net_run(&t, 6);
@@ -773,9 +776,51 @@ START_TEST(test_leadership_handoff)
     at_w = delivered_packets(&t, w, &n0);
     after_l = delivered_packets(&t, l, &n1);
     after_s = delivered_packets(&t, s, &n1);
-    ck_assert_str_eq(after_l, "x1,x2,y1");
+    ck_assert_str_eq(after_l, "x1,x2,x3,y1");
     ck_assert_str_eq(after_s, after_l);
     ck_assert_str_eq(at_w, after_l);
+    net_free(&t);
+}
+END_TEST
+
+/* A packet reaching a follower's forwarding path is proposed by the
+ * leader; one held while no leader is known waits for the next leader. */
+START_TEST(test_forwarding)
+{
+    Net t;
+    uint32_t l, s, w;
+    int n;
+    PlvPaxosStats st;
+    g_autofree char *got = NULL, *got2 = NULL;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    ck_assert_int_eq(plv_paxos_forward_input(t.px[w], "f1", 2, &t.rd), 0);
+    net_collect(&t, w);
+    ck_assert_int_eq(plv_paxos_forward_input(t.px[s], "f2", 2, &t.rd), 0);
+    net_collect(&t, s);
+    ck_assert_int_eq(plv_paxos_forward_input(t.px[w], "", 0, &t.rd), -EINVAL);
+    net_run(&t, 4);
+    got = delivered_packets(&t, l, &n);
+    ck_assert_str_eq(got, "f1,f2");
+    plv_paxos_stats(t.px[w], &st);
+    ck_assert_uint_eq(st.fwd_sent, 1);
+    plv_paxos_stats(t.px[l], &st);
+    ck_assert_uint_eq(st.fwd_taken, 2);
+    /* the leader dies; once the witness no longer follows it, a packet is
+     * held until the secondary leads, then forwarded there */
+    net_crash(&t, l);
+    t.cut[s] = true;
+    net_run(&t, 12);
+    ck_assert_int_eq(plv_paxos_forward_input(t.px[w], "f3", 2, &t.rd), 0);
+    net_collect(&t, w);
+    plv_paxos_stats(t.px[w], &st);
+    ck_assert_uint_eq(st.fwd_sent, 1);
+    t.cut[s] = false;
+    net_run(&t, 40);
+    ck_assert_int_eq(plv_paxos_role(t.px[s]), PLV_ROLE_LEADER);
+    got2 = delivered_packets(&t, w, &n);
+    ck_assert_str_eq(got2, "f1,f2,f3");
     net_free(&t);
 }
 END_TEST
@@ -949,6 +994,7 @@ int main(void)
     tcase_add_test(tc, test_promise_rules);
     tcase_add_test(tc, test_leadership_handoff);
     tcase_add_test(tc, test_handoff_given_up);
+    tcase_add_test(tc, test_forwarding);
     tcase_add_test(tc, test_stale_incarnation_dropped);
     tcase_add_test(tc, test_config_validation);
     suite_add_tcase(su, tc);

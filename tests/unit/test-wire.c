@@ -70,10 +70,14 @@ static void fill_msg(PlvMsg *m, PlvMsgType t)
         m->index = 5;
         m->count = 64;
         break;
+    case PLV_MSG_FORWARD:
+        add_owned(m, mk_entry(1, 0, PLV_OP_INPUT, mk_batch(2)));
+        add_owned(m, mk_entry(2, 0, PLV_OP_INPUT, mk_batch(1)));
+        break;
     default:
         break;
     }
-    if (t == PLV_MSG_CATCHUP_REQ || t == PLV_MSG_CATCHUP_RESP) {
+    if (t == PLV_MSG_CATCHUP_REQ || t == PLV_MSG_CATCHUP_RESP || t == PLV_MSG_FORWARD) {
         m->vid = 0;
     }
     if (t == PLV_MSG_CATCHUP_RESP) {

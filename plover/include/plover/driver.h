@@ -60,10 +60,14 @@ void plv_driver_free(PlvDriver *d);
  * far as the driver last knew; the packet is not taken), -EINVAL (empty or
  * too large), -ENOBUFS (max_pending_bytes queued: back-pressure),
  * -ESHUTDOWN.
- * A packet accepted here can still be lost if leadership changes before it
- * is proposed (counted in stats.dropped_lost).
+ * If leadership moves on before the packet is proposed, it is forwarded to
+ * the new leader (plv_paxos_forward_input()); it is lost only if no leader
+ * takes it in time or a queue is full (counted in stats.dropped_lost).
  */
 int plv_driver_submit(PlvDriver *d, const void *pkt, size_t len);
+/* As plv_driver_submit(), on any node: the packet goes to whoever leads
+ * (plv_paxos_forward_input()). Same errors but -EPERM. */
+int plv_driver_forward(PlvDriver *d, const void *pkt, size_t len);
 
 /* Thread-safe commands, applied on the driver thread in call order. */
 int plv_driver_propose_syncvm(PlvDriver *d, uint64_t epoch);

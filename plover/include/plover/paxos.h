@@ -116,6 +116,14 @@ void plv_paxos_tick(PlvPaxos *p, PlvReady *rd);
  * large packet), -ENOBUFS (queue full: back-pressure).
  */
 int plv_paxos_submit_input(PlvPaxos *p, const void *pkt, size_t len, PlvReady *rd);
+/*
+ * Any node: an inbound packet for whoever leads. A leader not handing over
+ * submits it; anyone else holds it and forwards it (PLV_MSG_FORWARD) to the
+ * leader it follows, or as soon as it knows one; a leader whose handoff is
+ * given up submits what it held. Dropped if no leader takes it within
+ * 2 x suspect + 4 x election ticks. Returns 0, -EINVAL, -ENOBUFS.
+ */
+int plv_paxos_forward_input(PlvPaxos *p, const void *pkt, size_t len, PlvReady *rd);
 /* Leader only: queue a syncvm(epoch) behind the packets queued so far. */
 int plv_paxos_propose_syncvm(PlvPaxos *p, uint64_t epoch, PlvReady *rd);
 
@@ -181,6 +189,9 @@ typedef struct {
     uint64_t commits;           /* entries committed */
     uint64_t snapshots;         /* snapshot needs raised */
     uint64_t handoffs;          /* elections started on a leader's handoff */
+    uint64_t fwd_sent;          /* inputs forwarded to the leader */
+    uint64_t fwd_taken;         /* forwarded inputs this leader submitted */
+    uint64_t fwd_dropped;       /* inputs held for a leader and dropped */
 } PlvPaxosStats;
 void plv_paxos_stats(const PlvPaxos *p, PlvPaxosStats *st);
 

@@ -111,6 +111,7 @@ typedef enum {
     PLV_MSG_HEARTBEAT,      /* everyone -> everyone: liveness + status */
     PLV_MSG_CATCHUP_REQ,    /* learner -> peer: committed entries from index */
     PLV_MSG_CATCHUP_RESP,   /* committed entries and/or snapshot meta */
+    PLV_MSG_FORWARD,        /* non-leader -> leader: input entries to submit */
     PLV_MSG__MAX
 } PlvMsgType;
 

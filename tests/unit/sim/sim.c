@@ -495,6 +495,13 @@ static void load(Sim *s)
 {
     for (uint32_t i = 0; i < s->prm.n; i++) {
         SimNode *nd = &s->node[i];
+        if (nd->up && plv_paxos_role(nd->px) != PLV_ROLE_LEADER && sbelow(s, 16) == 0) {
+            /* a packet reaching a non-leader: forwarded to whoever leads */
+            char pkt[24];
+            int l = snprintf(pkt, sizeof(pkt), "p%" G_GUINT64_FORMAT, s->next_pkt++);
+            plv_paxos_forward_input(nd->px, pkt, (size_t)l, &s->rd);
+            process_ready(s, i);
+        }
         if (!nd->up || plv_paxos_role(nd->px) != PLV_ROLE_LEADER) {
             continue;
         }
@@ -718,6 +725,7 @@ void sim_run(const SimParams *prm, SimResult *res)
             plv_paxos_stats(s->node[i].px, &st);
             res->elections += st.elections;
             res->handoffs += st.handoffs;
+            res->forwarded += st.fwd_taken;
             plv_paxos_free(s->node[i].px);
         }
     }

@@ -28,6 +28,7 @@ typedef struct {
     uint64_t commits;           /* highest committed index */
     uint64_t elections;
     uint64_t handoffs;          /* elections started on a leader's handoff */
+    uint64_t forwarded;         /* forwarded inputs a leader submitted */
     uint64_t crashes;
     uint64_t snapshots;
     uint64_t witness_leads;     /* leaderships taken by a non-secondary */
