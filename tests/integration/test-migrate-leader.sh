@@ -31,7 +31,10 @@ echo "figure: idle migration: the segment sends to r$new $(elapsed "$t0") s afte
 wait_executing_secondary "$old" 10
 handed[$old]=1
 LEADER=$new SECONDARY=$old
-assert_eq "$(kv SET idle-migration 1)" "OK" "a write right after the idle migration"
+t0=$(date +%s.%N)
+assert_eq "$(nsx cl "$KVCTL" --timeout 10 "$GUEST_IP" "$KVD_PORT" SET idle-migration 1)" "OK" \
+    "a write right after the idle migration"
+echo "figure: idle migration: a write through the new leader took $(elapsed "$t0") s"
 
 load_start 40
 sleep 5
