@@ -331,17 +331,6 @@ link_delay_end() {
     sed -n 's/^netdelay: delayed/delayed/p' "$WORK/netdelay-h$n.out"
 }
 
-# wait_mac_at N TIMEOUT_S: until the segment's bridge learns the guest's MAC
-# behind host N (the replica there announced itself, or spoke).
-wait_mac_at() {
-    local n=$1 t=$2
-    for _ in $(seq 1 $(( t * 10 ))); do
-        nsx lan bridge fdb show br lan | grep -q "^$GUEST_MAC dev h$n " && return 0
-        sleep 0.1
-    done
-    fail "the segment does not know the guest's MAC behind h$n after ${t}s: $(nsx lan bridge fdb show br lan | grep "^$GUEST_MAC")"
-}
-
 # fail_over_leader: kill -9 the leader. The secondary must lead, announce
 # the guest's MAC to the segment, and the witness must be re-protected as
 # its secondary; prints the times. Afterwards LEADER and SECONDARY name the
