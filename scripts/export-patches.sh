@@ -14,7 +14,10 @@ git rev-parse -q --verify upstream >/dev/null ||
 rm -f "$out"/*.patch
 # Stable output: no commit hashes, dates or tool signature that would change
 # the patches on every export.
-git format-patch -q --zero-commit --no-signature --no-stat --full-index \
+git format-patch -q -N --zero-commit --no-signature --no-stat --full-index \
     -o "$out" upstream..HEAD
 (cd "$out" && ls -1 *.patch 2>/dev/null || true) > "$out/series"
+# qemu/ now matches patches/: the next sync (make qemu) re-applies them
+# instead of refusing to overwrite unexported commits.
+git tag -f patched >/dev/null
 echo "export-patches: $(wc -l < "$out/series") patch(es) in $out"
