@@ -331,6 +331,29 @@ link_delay_end() {
     sed -n 's/^netdelay: delayed/delayed/p' "$WORK/netdelay-h$n.out"
 }
 
+# wait_mac_at N TIMEOUT_S: until the segment's bridge learns the guest's MAC
+# behind host N (the replica there announced itself, or spoke).
+wait_mac_at() {
+    local n=$1 t=$2
+    for _ in $(seq 1 $(( t * 10 ))); do
+        nsx lan bridge fdb show br lan | grep -q "^$GUEST_MAC dev h$n " && return 0
+        sleep 0.1
+    done
+    fail "the segment does not know the guest's MAC behind h$n after ${t}s: $(nsx lan bridge fdb show br lan | grep "^$GUEST_MAC")"
+}
+
+# assert_virtio_live N: no virtio device of replica N is disabled (a
+# disabled device treats every queue as empty: the guest's NIC is dead).
+assert_virtio_live() {
+    local n=$1 path st
+    for path in $(qmp "r$n" x-query-virtio | python3 -c \
+            "import json, sys; print(' '.join(d['path'] for d in json.load(sys.stdin)))"); do
+        st=$(qmp "r$n" x-query-virtio-status "{\"path\": \"$path\"}" | python3 -c \
+            "import json, sys; i = json.load(sys.stdin); print(i['disabled'], i['broken'])")
+        assert_eq "$st" "False False" "r$n: $path disabled, broken"
+    done
+}
+
 # fail_over_leader: kill -9 the leader. The secondary must lead, announce
 # the guest's MAC to the segment, and the witness must be re-protected as
 # its secondary; prints the times. Afterwards LEADER and SECONDARY name the
@@ -345,6 +368,8 @@ fail_over_leader() {
     wait_rarp_after "$rarps" 5
     wait_executing_secondary "$WITNESS" 60
     echo "figure: witness r$WITNESS re-protects the VM $(elapsed "$t0") s after the kill"
+    assert_virtio_live "$SECONDARY"
+    assert_virtio_live "$WITNESS"
     LEADER=$SECONDARY SECONDARY=$WITNESS WITNESS=$old
 }
 
@@ -405,4 +430,8 @@ group_up() {
     WITNESS=$(( 3 - LEADER - SECONDARY ))
     rarp_watch
     kv_wait 60 || fail "kvd does not answer"
+    # The guest's driver is up: both executing replicas' NICs must be live
+    # (the secondary was paired during the guest's boot).
+    assert_virtio_live "$LEADER"
+    assert_virtio_live "$SECONDARY"
 }
