@@ -327,7 +327,12 @@ link_delay_end() {
     pid=$(eval echo "\$NETDELAY_PID_h$n")
     nsx "h$n" iptables-legacy -D OUTPUT -o br0 -j NFQUEUE --queue-num 0
     kill -TERM "$pid"
-    wait "$pid" 2>/dev/null || true
+    # Not "wait": this often runs in a command substitution, a subshell
+    # whose wait does not know the process; wait for its last line.
+    for _ in $(seq 1 100); do
+        grep -q '^netdelay: delayed' "$WORK/netdelay-h$n.out" && break
+        sleep 0.05
+    done
     sed -n 's/^netdelay: delayed/delayed/p' "$WORK/netdelay-h$n.out"
 }
 
