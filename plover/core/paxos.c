@@ -1316,11 +1316,14 @@ static void fwd_flush(PlvPaxos *p, PlvReady *rd)
         return;
     }
     if (p->st == ST_LEADER && p->established && p->xfer_to == PLV_NODE_NONE) {
+        /* as submitted inputs, not enqueue(): that one folds duplicates,
+         * which are control entries' business, not packets' */
         while ((pd = g_queue_pop_head(&p->fwd))) {
-            p->fwd_bytes -= g_bytes_get_size(pd->payload);
-            enqueue(&p->queue, PLV_OP_INPUT, pd->payload);
-            p->queued_bytes += g_bytes_get_size(pd->payload);
-            g_free(pd);
+            size_t len = g_bytes_get_size(pd->payload);
+
+            p->fwd_bytes -= len;
+            p->queued_bytes += len;
+            g_queue_push_tail(&p->queue, pd);
         }
         try_propose(p, rd);
         return;

@@ -808,19 +808,24 @@ START_TEST(test_forwarding)
     plv_paxos_stats(t.px[l], &st);
     ck_assert_uint_eq(st.fwd_taken, 2);
     /* the leader dies; once the witness no longer follows it, a packet is
-     * held until the secondary leads, then forwarded there */
+     * held until the secondary leads, then forwarded there; what the
+     * secondary held itself it submits once it leads, duplicates included
+     * (two equal packets are two inputs) */
     net_crash(&t, l);
     t.cut[s] = true;
     net_run(&t, 12);
     ck_assert_int_eq(plv_paxos_forward_input(t.px[w], "f3", 2, &t.rd), 0);
     net_collect(&t, w);
+    ck_assert_int_eq(plv_paxos_forward_input(t.px[s], "f4", 2, &t.rd), 0);
+    ck_assert_int_eq(plv_paxos_forward_input(t.px[s], "f4", 2, &t.rd), 0);
+    net_collect(&t, s);
     plv_paxos_stats(t.px[w], &st);
     ck_assert_uint_eq(st.fwd_sent, 1);
     t.cut[s] = false;
     net_run(&t, 40);
     ck_assert_int_eq(plv_paxos_role(t.px[s]), PLV_ROLE_LEADER);
     got2 = delivered_packets(&t, w, &n);
-    ck_assert_str_eq(got2, "f1,f2,f3");
+    ck_assert_str_eq(got2, "f1,f2,f4,f4,f3");
     net_free(&t);
 }
 END_TEST
