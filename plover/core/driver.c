@@ -161,13 +161,14 @@ static int refuse(PlvDriver *d, int err)
     return err;
 }
 
-/* In in_pkts, a length with this bit set marks a packet to forward. */
-#define PKT_FORWARD 0x80000000u
-
+/* Submit and forward differ only here: the state machine hands every
+ * packet to plv_paxos_forward_input(), which submits it on a leader that
+ * takes inputs and forwards it anywhere else (leadership may have moved
+ * since this check). */
 static int queue_packet(PlvDriver *d, const void *pkt, size_t len, bool forward)
 {
     uint32_t max = d->cfg.paxos.max_batch_bytes;
-    if (len == 0 || (max && len > max) || len >= PKT_FORWARD - 4) {
+    if (len == 0 || (max && len > max) || len > G_MAXUINT32 - 4) {
         return refuse(d, -EINVAL);
     }
     if (g_atomic_int_get(&d->stop)) {
@@ -185,7 +186,7 @@ static int queue_packet(PlvDriver *d, const void *pkt, size_t len, bool forward)
         return refuse(d, -ENOBUFS);
     }
     bool was_empty = d->in_pkts->len == 0 && d->in_cmds->len == 0;
-    uint32_t l32 = len | (forward ? PKT_FORWARD : 0);
+    uint32_t l32 = len;
     g_byte_array_append(d->in_pkts, (const guint8 *)&l32, sizeof(l32));
     g_byte_array_append(d->in_pkts, pkt, len);
     pthread_mutex_unlock(&d->in_lock);
@@ -277,21 +278,12 @@ static void take_inputs(PlvDriver *d)
     uint64_t taken = 0, lost = 0;
     for (size_t off = 0; off < pkts->len;) {
         uint32_t len;
-        bool forward;
-        int r;
         memcpy(&len, pkts->data + off, sizeof(len));
         off += sizeof(len);
-        forward = len & PKT_FORWARD;
-        len &= ~PKT_FORWARD;
         taken++;
-        r = forward ? -EPERM : plv_paxos_submit_input(d->paxos, pkts->data + off, len, &d->rd);
-        if (r == -EPERM || r == -EBUSY) {
-            /* not (or no longer) the leader, or handing over: the packet
-             * goes to whoever leads (plv_paxos_forward_input) */
-            r = plv_paxos_forward_input(d->paxos, pkts->data + off, len, &d->rd);
-        }
-        if (r < 0) {
-            lost++;             /* the queue is full */
+        /* submitted here, or held for and forwarded to whoever leads */
+        if (plv_paxos_forward_input(d->paxos, pkts->data + off, len, &d->rd) < 0) {
+            lost++;             /* a queue is full */
         }
         off += len;
     }

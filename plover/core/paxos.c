@@ -295,7 +295,7 @@ static void clear_promises(PlvPaxos *p)
  * election ticks (about one failover) is dropped; the sender's transport
  * retransmits, as after a loss.
  */
-static void hold_input(PlvPaxos *p, Pending *pd)
+static bool hold_input(PlvPaxos *p, Pending *pd)
 {
     size_t len = g_bytes_get_size(pd->payload);
 
@@ -303,7 +303,7 @@ static void hold_input(PlvPaxos *p, Pending *pd)
         g_bytes_unref(pd->payload);
         g_free(pd);
         p->stats.fwd_dropped++;
-        return;
+        return false;
     }
     if (g_queue_is_empty(&p->fwd)) {
         p->fwd_until = p->now + 2 * (uint64_t)p->cfg.suspect_ticks +
@@ -311,6 +311,7 @@ static void hold_input(PlvPaxos *p, Pending *pd)
     }
     g_queue_push_tail(&p->fwd, pd);
     p->fwd_bytes += len;
+    return true;
 }
 
 static void hold_for_leader(PlvPaxos *p, GQueue *q)
@@ -1293,6 +1294,12 @@ static bool msg_valid(const PlvPaxos *p, const PlvMsg *m)
 
 /* ---- forwarding ---- */
 
+/* A leader takes inputs unless it is handing over. */
+static bool takes_inputs(const PlvPaxos *p)
+{
+    return p->st == ST_LEADER && p->xfer_to == PLV_NODE_NONE;
+}
+
 /* The established leader we follow, or NONE. */
 static uint32_t known_leader(const PlvPaxos *p)
 {
@@ -1315,7 +1322,7 @@ static void fwd_flush(PlvPaxos *p, PlvReady *rd)
     if (g_queue_is_empty(&p->fwd)) {
         return;
     }
-    if (p->st == ST_LEADER && p->established && p->xfer_to == PLV_NODE_NONE) {
+    if (takes_inputs(p) && p->established) {
         /* as submitted inputs, not enqueue(): that one folds duplicates,
          * which are control entries' business, not packets' */
         while ((pd = g_queue_pop_head(&p->fwd))) {
@@ -1399,17 +1406,15 @@ int plv_paxos_forward_input(PlvPaxos *p, const void *pkt, size_t len, PlvReady *
     if (len == 0 || len + 8 > p->cfg.max_batch_bytes) {
         return -EINVAL;
     }
-    if (p->st == ST_LEADER && p->xfer_to == PLV_NODE_NONE) {
+    if (takes_inputs(p)) {
         return plv_paxos_submit_input(p, pkt, len, rd);
-    }
-    if (p->fwd_bytes + len > p->cfg.max_queue_bytes) {
-        p->stats.fwd_dropped++;
-        return -ENOBUFS;
     }
     pd = g_new0(Pending, 1);
     pd->op = PLV_OP_INPUT;
     pd->payload = g_bytes_new(pkt, len);
-    hold_input(p, pd);
+    if (!hold_input(p, pd)) {
+        return -ENOBUFS;
+    }
     fwd_flush(p, rd);
     report(p, rd);
     return 0;

@@ -116,23 +116,21 @@ static ssize_t plover_filter_receive_iov(NetFilterState *nf,
 
     if (sender == nf->netdev) {
         /* From the tap: an input. It reaches a guest only once committed. */
-        if (plover_is_acting_leader(s)) {
-            g_autofree PloverPacket *p = plover_packet_new(iov, iovcnt, flags);
+        bool lead = plover_is_acting_leader(s);
 
-            if (plv_driver_submit(s->driver, p->data, p->len) == 0) {
-                s->inputs_submitted++;
-            } else {
+        if (lead || plover_should_forward(s, iov, iovcnt)) {
+            g_autofree PloverPacket *p = plover_packet_new(iov, iovcnt, flags);
+            int r = lead ? plv_driver_submit(s->driver, p->data, p->len)
+                         : plv_driver_forward(s->driver, p->data, p->len);
+
+            if (r < 0) {
                 /* Back-pressure or a leadership change: the sender's
                  * transport retransmits, as after any packet loss. */
                 s->inputs_refused++;
-            }
-        } else if (plover_should_forward(s, iov, iovcnt)) {
-            g_autofree PloverPacket *p = plover_packet_new(iov, iovcnt, flags);
-
-            if (plv_driver_forward(s->driver, p->data, p->len) == 0) {
-                s->inputs_forwarded++;
+            } else if (lead) {
+                s->inputs_submitted++;
             } else {
-                s->inputs_refused++;
+                s->inputs_forwarded++;
             }
         } else {
             s->inputs_ignored++;
