@@ -46,6 +46,18 @@ fail() {
     exit 1
 }
 
+# wait_for TIMEOUT_S CMD [ARG...]: until CMD succeeds (polled every 0.1 s);
+# status 1 if it never did.
+wait_for() {
+    local t=$1
+    shift
+    for _ in $(seq 1 $(( t * 10 ))); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 plv_cleanup() {
     local rc=$? pid ns st q
     if [ "$rc" -ne 0 ] && [ -d "$WORK" ]; then
@@ -310,14 +322,12 @@ kill_replica() {
 # the verdicts late. No bypass: if netdelay is gone, the link is cut.
 link_delay() {
     local n=$1
-    ip netns exec "${NSP}h$n" "$NETDELAY" --queue 0 --delay-ms "$2" --jitter-ms "$3" --loss "$4" --seed "$((n + 1))"         > "$WORK/netdelay-h$n.out" 2>&1 &
+    ip netns exec "${NSP}h$n" "$NETDELAY" --queue 0 --delay-ms "$2" --jitter-ms "$3" \
+        --loss "$4" --seed "$((n + 1))" > "$WORK/netdelay-h$n.out" 2>&1 &
     PLV_PIDS+=($!)
     eval "NETDELAY_PID_h$n=$!"
-    for _ in $(seq 1 50); do
-        grep -q '^netdelay: ready' "$WORK/netdelay-h$n.out" && break
-        sleep 0.1
-    done
-    grep -q '^netdelay: ready' "$WORK/netdelay-h$n.out" || { cat "$WORK/netdelay-h$n.out" >&2; fail "netdelay in h$n"; }
+    wait_for 5 grep -q '^netdelay: ready' "$WORK/netdelay-h$n.out" ||
+        { cat "$WORK/netdelay-h$n.out" >&2; fail "netdelay in h$n"; }
     nsx "h$n" iptables-legacy -A OUTPUT -o br0 -j NFQUEUE --queue-num 0
 }
 
@@ -329,21 +339,16 @@ link_delay_end() {
     kill -TERM "$pid"
     # Not "wait": this often runs in a command substitution, a subshell
     # whose wait does not know the process; wait for its last line.
-    for _ in $(seq 1 100); do
-        grep -q '^netdelay: delayed' "$WORK/netdelay-h$n.out" && break
-        sleep 0.05
-    done
+    wait_for 5 grep -q '^netdelay: delayed' "$WORK/netdelay-h$n.out" || true
     sed -n 's/^netdelay: delayed/delayed/p' "$WORK/netdelay-h$n.out"
 }
 
 # wait_mac_at N TIMEOUT_S: until the segment's bridge learns the guest's MAC
 # behind host N (the replica there announced itself, or spoke).
+mac_at() { nsx lan bridge fdb show br lan | grep -q "^$GUEST_MAC dev h$1 "; }
 wait_mac_at() {
     local n=$1 t=$2
-    for _ in $(seq 1 $(( t * 10 ))); do
-        nsx lan bridge fdb show br lan | grep -q "^$GUEST_MAC dev h$n " && return 0
-        sleep 0.1
-    done
+    wait_for "$t" mac_at "$n" && return 0
     fail "the segment does not know the guest's MAC behind h$n after ${t}s: $(nsx lan bridge fdb show br lan | grep "^$GUEST_MAC")"
 }
 
@@ -397,12 +402,10 @@ rarp_count() {
 }
 
 # wait_rarp_after N TIMEOUT_S: until more than N announcements arrived.
+rarp_more_than() { [ "$(rarp_count)" -gt "$1" ]; }
 wait_rarp_after() {
     local n=$1 t=$2
-    for _ in $(seq 1 $(( t * 10 ))); do
-        [ "$(rarp_count)" -gt "$n" ] && return 0
-        sleep 0.1
-    done
+    wait_for "$t" rarp_more_than "$n" && return 0
     fail "no announcement of the guest's MAC reached the client within ${t}s (still $(rarp_count))"
 }
 
