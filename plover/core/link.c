@@ -180,7 +180,7 @@ out:
     return s;
 }
 
-static PlvLink *link_new(int fd, PlvLinkSession *s, int io_timeout_ms)
+PlvLink *plv_link_new_authenticated(int fd, PlvLinkSession *s, int io_timeout_ms)
 {
     PlvLink *l = g_new0(PlvLink, 1);
     l->fd = fd;
@@ -223,7 +223,7 @@ PlvLink *plv_link_connect(const char *host, uint16_t port, uint32_t self_id,
         close(fd);
         return NULL;
     }
-    return link_new(fd, s, timeout_ms);
+    return plv_link_new_authenticated(fd, s, timeout_ms);
 }
 
 int plv_link_listen(const char *host, uint16_t port, GError **err)
@@ -268,7 +268,7 @@ PlvLink *plv_link_accept(int listen_fd, uint32_t self_id,
         close(fd);
         return NULL;
     }
-    return link_new(fd, s, timeout_ms);
+    return plv_link_new_authenticated(fd, s, timeout_ms);
 }
 
 static int check_usable(PlvLink *l, GError **err)

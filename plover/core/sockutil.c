@@ -182,3 +182,90 @@ uint16_t plv_sock_local_port(int fd)
     }
     return 0;
 }
+
+/* One IP address, as 16 bytes: IPv4 in its IPv4-mapped IPv6 form. */
+typedef struct PlvIpAddr {
+    uint8_t b[16];
+} PlvIpAddr;
+
+struct PlvAddrSet {
+    GArray *addrs;              /* PlvIpAddr */
+};
+
+static bool ip_of_sockaddr(const void *sa, unsigned len, PlvIpAddr *out)
+{
+    const struct sockaddr *s = sa;
+
+    memset(out, 0, sizeof(*out));
+    if (s->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = sa;
+        out->b[10] = out->b[11] = 0xff;
+        memcpy(out->b + 12, &in->sin_addr, 4);
+        return true;
+    }
+    if (s->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = sa;
+        memcpy(out->b, &in6->sin6_addr, 16);
+        return true;
+    }
+    return false;
+}
+
+PlvAddrSet *plv_addr_set_new(const char *const *hosts, unsigned n_hosts,
+                             GString *unresolved)
+{
+    PlvAddrSet *set = g_new0(PlvAddrSet, 1);
+
+    set->addrs = g_array_new(FALSE, FALSE, sizeof(PlvIpAddr));
+    for (unsigned i = 0; i < n_hosts; i++) {
+        struct addrinfo *res = resolve(hosts[i], 0, false, NULL);
+
+        if (!res) {
+            if (unresolved) {
+                g_string_append_printf(unresolved, "%s%s",
+                                       unresolved->len ? ", " : "", hosts[i]);
+            }
+            continue;
+        }
+        for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+            PlvIpAddr a;
+            if (ip_of_sockaddr(ai->ai_addr, ai->ai_addrlen, &a)) {
+                g_array_append_val(set->addrs, a);
+            }
+        }
+        freeaddrinfo(res);
+    }
+    return set;
+}
+
+bool plv_addr_set_contains(const PlvAddrSet *set, const void *sockaddr,
+                           unsigned sockaddr_len)
+{
+    PlvIpAddr a;
+
+    if (!ip_of_sockaddr(sockaddr, sockaddr_len, &a)) {
+        return false;
+    }
+    for (guint i = 0; i < set->addrs->len; i++) {
+        if (!memcmp(&g_array_index(set->addrs, PlvIpAddr, i), &a, sizeof(a))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void plv_addr_set_free(PlvAddrSet *set)
+{
+    if (set) {
+        g_array_free(set->addrs, TRUE);
+        g_free(set);
+    }
+}
+
+bool plv_sockaddr_same_ip(const void *a, unsigned alen, const void *b, unsigned blen)
+{
+    PlvIpAddr x, y;
+
+    return ip_of_sockaddr(a, alen, &x) && ip_of_sockaddr(b, blen, &y) &&
+           !memcmp(&x, &y, sizeof(x));
+}

@@ -45,6 +45,12 @@ void plv_link_session_free(PlvLinkSession *s);
 uint32_t plv_link_session_peer_id(const PlvLinkSession *s);
 const uint8_t *plv_link_session_key_bytes(const PlvLinkSession *s);
 
+/*
+ * A blocking PlvLink (plover/link.h) over @fd, whose handshake someone else
+ * drove to its end (a background acceptor). Takes @fd and @s.
+ */
+PlvLink *plv_link_new_authenticated(int fd, PlvLinkSession *s, int io_timeout_ms);
+
 /* ---- handshake ---- */
 
 typedef struct PlvHandshake PlvHandshake;

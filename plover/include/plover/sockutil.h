@@ -5,6 +5,7 @@
 #ifndef PLOVER_SOCKUTIL_H
 #define PLOVER_SOCKUTIL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <glib.h>
 
@@ -36,6 +37,23 @@ uint16_t plv_sock_local_port(int fd);
 
 /* Options every plover TCP connection gets (TCP_NODELAY, keepalive). */
 void plv_sock_tune(int fd);
+
+/*
+ * The addresses a set of host names resolve to, for telling a configured
+ * peer's connection from a stranger's before it costs anything. Compares
+ * IP addresses only (ports differ per connection); an IPv4 peer matches
+ * its IPv4-mapped IPv6 form too. Hosts that do not resolve are skipped
+ * and named in *unresolved (may be NULL).
+ */
+typedef struct PlvAddrSet PlvAddrSet;
+
+PlvAddrSet *plv_addr_set_new(const char *const *hosts, unsigned n_hosts,
+                             GString *unresolved);
+bool plv_addr_set_contains(const PlvAddrSet *set, const void *sockaddr,
+                           unsigned sockaddr_len);
+void plv_addr_set_free(PlvAddrSet *set);
+/* True if both socket addresses carry the same IP address. */
+bool plv_sockaddr_same_ip(const void *a, unsigned alen, const void *b, unsigned blen);
 
 #ifdef __cplusplus
 }

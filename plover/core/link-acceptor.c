@@ -1,0 +1,363 @@
+/*
+ * Background acceptor of authenticated links (see plover/link-acceptor.h).
+ *
+ * One thread polls the listening socket, a wake-up pipe and the pending
+ * connections; each pending connection drives the socket-free handshake
+ * of link-proto.c without ever blocking, so one silent client delays
+ * nobody. Authenticated links wait in a mailbox, one slot per peer.
+ */
+#include "plover/link-acceptor.h"
+#include "plover/link-proto.h"
+#include "plover/sockutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct Pending {
+    int fd;                     /* -1: free slot */
+    PlvHandshake *hs;
+    int64_t deadline;
+    int64_t since;              /* accept time: the oldest is evicted first */
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+} Pending;
+
+struct PlvLinkAcceptor {
+    PlvLinkAcceptorConfig cfg;
+    uint8_t *secret;
+    PlvAddrSet *allowed;        /* NULL: any address */
+    int wake[2];
+    pthread_t thread;
+    bool stop;                  /* under lock */
+    Pending pending[PLV_ACCEPTOR_MAX_PENDING];
+
+    pthread_mutex_t lock;       /* the mailbox and the stats */
+    pthread_cond_t cond;
+    PlvLink **mailbox;          /* [n_peers] */
+    PlvLinkAcceptorStats st;
+};
+
+static void count(PlvLinkAcceptor *a, uint64_t *field)
+{
+    pthread_mutex_lock(&a->lock);
+    (*field)++;
+    pthread_mutex_unlock(&a->lock);
+}
+
+static void pending_close(Pending *p)
+{
+    if (p->fd >= 0) {
+        close(p->fd);
+    }
+    plv_handshake_free(p->hs);
+    p->fd = -1;
+    p->hs = NULL;
+}
+
+/* A free slot for a connection from @addr: pushes out the oldest pending
+ * connection of that address past its share, or the oldest of all. */
+static Pending *slot_for(PlvLinkAcceptor *a, const struct sockaddr_storage *addr,
+                         socklen_t len)
+{
+    Pending *free_slot = NULL, *oldest = NULL, *oldest_same = NULL;
+    unsigned same = 0;
+
+    for (unsigned i = 0; i < PLV_ACCEPTOR_MAX_PENDING; i++) {
+        Pending *p = &a->pending[i];
+        if (p->fd < 0) {
+            free_slot = free_slot ? free_slot : p;
+            continue;
+        }
+        if (!oldest || p->since < oldest->since) {
+            oldest = p;
+        }
+        if (plv_sockaddr_same_ip(&p->addr, p->addr_len, addr, len)) {
+            same++;
+            if (!oldest_same || p->since < oldest_same->since) {
+                oldest_same = p;
+            }
+        }
+    }
+    Pending *victim = same >= PLV_ACCEPTOR_MAX_PER_ADDR ? oldest_same
+                      : free_slot ? NULL : oldest;
+    if (victim) {
+        count(a, &a->st.evicted);
+        pending_close(victim);
+        return victim;
+    }
+    return free_slot;
+}
+
+static void accept_new(PlvLinkAcceptor *a)
+{
+    for (;;) {
+        struct sockaddr_storage addr;
+        socklen_t len = sizeof(addr);
+        int fd = accept4(a->cfg.listen_fd, (struct sockaddr *)&addr, &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            return;     /* EAGAIN, or out of fds: poll tells us again */
+        }
+        if (a->allowed && !plv_addr_set_contains(a->allowed, &addr, len)) {
+            count(a, &a->st.strangers);     /* before a test sees the close */
+            close(fd);
+            continue;
+        }
+        plv_sock_tune(fd);
+        Pending *p = slot_for(a, &addr, len);
+        p->fd = fd;
+        p->hs = plv_handshake_new(false, a->cfg.self_id, a->secret,
+                                  a->cfg.secret_len);
+        p->since = g_get_monotonic_time();
+        p->deadline = plv_deadline_from_timeout(a->cfg.handshake_timeout_ms);
+        p->addr = addr;
+        p->addr_len = len;
+    }
+}
+
+/* The newest link of a peer replaces one its owner never took. */
+static void deliver(PlvLinkAcceptor *a, Pending *p)
+{
+    PlvLinkSession *s = plv_handshake_finish(p->hs);
+    uint32_t peer = plv_link_session_peer_id(s);
+    PlvLink *old;
+
+    if (peer >= a->cfg.n_peers || peer == a->cfg.self_id) {
+        count(a, &a->st.failed);
+        plv_link_session_free(s);
+        pending_close(p);
+        return;
+    }
+    PlvLink *l = plv_link_new_authenticated(p->fd, s, a->cfg.io_timeout_ms);
+    p->fd = -1;
+    pending_close(p);
+    pthread_mutex_lock(&a->lock);
+    old = a->mailbox[peer];
+    a->mailbox[peer] = l;
+    a->st.accepted++;
+    a->st.replaced += old != NULL;
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->lock);
+    plv_link_close(old);
+}
+
+/* Move one pending handshake on as far as the socket allows. */
+static void step(PlvLinkAcceptor *a, Pending *p)
+{
+    for (;;) {
+        const uint8_t *out;
+        size_t olen = plv_handshake_output(p->hs, &out);
+        if (olen) {
+            ssize_t n = send(p->fd, out, olen, MSG_NOSIGNAL);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                return;
+            }
+            if (n <= 0) {
+                break;
+            }
+            plv_handshake_output_done(p->hs, n);
+            continue;
+        }
+        if (plv_handshake_done(p->hs)) {
+            deliver(a, p);
+            return;
+        }
+        /* Read exactly what the step needs: later bytes are frames. */
+        uint8_t in[PLV_LINK_HELLO_LEN];
+        size_t want = MIN(plv_handshake_want(p->hs), sizeof(in));
+        if (!want) {
+            break;
+        }
+        ssize_t n = read(p->fd, in, want);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+        size_t used;
+        if (n <= 0 || plv_handshake_input(p->hs, in, n, &used, NULL) < 0) {
+            break;
+        }
+    }
+    count(a, &a->st.failed);
+    pending_close(p);
+}
+
+static void *acceptor_thread(void *opaque)
+{
+    PlvLinkAcceptor *a = opaque;
+    struct pollfd pfd[2 + PLV_ACCEPTOR_MAX_PENDING];
+    Pending *of[2 + PLV_ACCEPTOR_MAX_PENDING];
+
+    for (;;) {
+        int64_t deadline = PLV_DEADLINE_NONE;
+        nfds_t n = 0;
+
+        pthread_mutex_lock(&a->lock);
+        bool stop = a->stop;
+        pthread_mutex_unlock(&a->lock);
+        if (stop) {
+            return NULL;
+        }
+        pfd[n++] = (struct pollfd){ .fd = a->wake[0], .events = POLLIN };
+        pfd[n++] = (struct pollfd){ .fd = a->cfg.listen_fd, .events = POLLIN };
+        for (unsigned i = 0; i < PLV_ACCEPTOR_MAX_PENDING; i++) {
+            Pending *p = &a->pending[i];
+            if (p->fd < 0) {
+                continue;
+            }
+            if (p->deadline <= g_get_monotonic_time()) {
+                count(a, &a->st.timed_out);
+                pending_close(p);
+                continue;
+            }
+            deadline = MIN(deadline, p->deadline);
+            of[n] = p;
+            pfd[n++] = (struct pollfd){
+                .fd = p->fd,
+                .events = POLLIN | (plv_handshake_output(p->hs, &(const uint8_t *){ NULL })
+                                    ? POLLOUT : 0),
+            };
+        }
+        if (poll(pfd, n, plv_deadline_remaining_ms(deadline)) < 0 && errno != EINTR) {
+            g_usleep(10 * 1000);    /* out of resources: try again shortly */
+            continue;
+        }
+        if (pfd[0].revents) {
+            char buf[16];
+            while (read(a->wake[0], buf, sizeof(buf)) > 0) {
+            }
+        }
+        for (nfds_t i = 2; i < n; i++) {
+            if (pfd[i].revents) {
+                step(a, of[i]);
+            }
+        }
+        if (pfd[1].revents) {
+            accept_new(a);
+        }
+    }
+}
+
+PlvLinkAcceptor *plv_link_acceptor_new(const PlvLinkAcceptorConfig *cfg,
+                                       GError **err)
+{
+    PlvLinkAcceptor *a = g_new0(PlvLinkAcceptor, 1);
+
+    a->cfg = *cfg;
+    a->secret = g_memdup2(cfg->secret, cfg->secret_len);
+    a->cfg.secret = a->secret;
+    a->cfg.peer_hosts = NULL;
+    if (cfg->peer_hosts) {
+        g_autoptr(GString) unresolved = g_string_new(NULL);
+        a->allowed = plv_addr_set_new(cfg->peer_hosts, cfg->n_hosts, unresolved);
+        if (unresolved->len) {
+            /* Filtering on fewer peers would lock a real one out. */
+            g_warning("link acceptor: cannot resolve %s: accepting any address",
+                      unresolved->str);
+            plv_addr_set_free(a->allowed);
+            a->allowed = NULL;
+        }
+    }
+    a->mailbox = g_new0(PlvLink *, cfg->n_peers);
+    for (unsigned i = 0; i < PLV_ACCEPTOR_MAX_PENDING; i++) {
+        a->pending[i].fd = -1;
+    }
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->cond, NULL);
+    if (pipe2(a->wake, O_NONBLOCK | O_CLOEXEC) < 0) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO, "pipe: %s",
+                    g_strerror(errno));
+        goto fail;
+    }
+    int r = pthread_create(&a->thread, NULL, acceptor_thread, a);
+    if (r) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO,
+                    "acceptor thread: %s", g_strerror(r));
+        close(a->wake[0]);
+        close(a->wake[1]);
+        goto fail;
+    }
+    return a;
+fail:
+    plv_addr_set_free(a->allowed);
+    g_free(a->mailbox);
+    g_free(a->secret);
+    g_free(a);
+    return NULL;
+}
+
+PlvLink *plv_link_acceptor_take(PlvLinkAcceptor *a, uint32_t peer,
+                                int timeout_ms)
+{
+    int64_t deadline = plv_deadline_from_timeout(timeout_ms);
+    PlvLink *l;
+
+    if (peer >= a->cfg.n_peers) {
+        return NULL;
+    }
+    pthread_mutex_lock(&a->lock);
+    while (!a->mailbox[peer] && g_get_monotonic_time() < deadline) {
+        struct timespec ts;
+        int64_t real = g_get_real_time() + (deadline - g_get_monotonic_time());
+        ts.tv_sec = real / G_USEC_PER_SEC;
+        ts.tv_nsec = (real % G_USEC_PER_SEC) * 1000;
+        pthread_cond_timedwait(&a->cond, &a->lock, &ts);
+    }
+    l = a->mailbox[peer];
+    a->mailbox[peer] = NULL;
+    pthread_mutex_unlock(&a->lock);
+    return l;
+}
+
+bool plv_link_acceptor_ready(PlvLinkAcceptor *a, uint32_t peer)
+{
+    bool r;
+
+    pthread_mutex_lock(&a->lock);
+    r = peer < a->cfg.n_peers && a->mailbox[peer];
+    pthread_mutex_unlock(&a->lock);
+    return r;
+}
+
+void plv_link_acceptor_get_stats(PlvLinkAcceptor *a, PlvLinkAcceptorStats *st)
+{
+    pthread_mutex_lock(&a->lock);
+    *st = a->st;
+    pthread_mutex_unlock(&a->lock);
+}
+
+void plv_link_acceptor_free(PlvLinkAcceptor *a)
+{
+    if (!a) {
+        return;
+    }
+    pthread_mutex_lock(&a->lock);
+    a->stop = true;
+    pthread_mutex_unlock(&a->lock);
+    if (write(a->wake[1], "x", 1) < 0) {
+        /* the pipe is non-blocking and was full: the thread wakes anyway */
+    }
+    pthread_join(a->thread, NULL);
+    for (unsigned i = 0; i < PLV_ACCEPTOR_MAX_PENDING; i++) {
+        pending_close(&a->pending[i]);
+    }
+    for (uint32_t i = 0; i < a->cfg.n_peers; i++) {
+        plv_link_close(a->mailbox[i]);
+    }
+    close(a->cfg.listen_fd);
+    close(a->wake[0]);
+    close(a->wake[1]);
+    plv_addr_set_free(a->allowed);
+    pthread_mutex_destroy(&a->lock);
+    pthread_cond_destroy(&a->cond);
+    g_free(a->mailbox);
+    g_free(a->secret);
+    g_free(a);
+}

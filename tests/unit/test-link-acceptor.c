@@ -1,0 +1,238 @@
+/*
+ * Tests for the background link acceptor (plover/link-acceptor.h):
+ * strangers, idle and silent sockets cost a genuine peer nothing.
+ * Loopback only.
+ */
+#include <check.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helper-net.h"
+#include "helper-run.h"
+#include "plover/link-acceptor.h"
+
+static const uint8_t SECRET[] = "correct horse battery staple";
+static const uint8_t OTHER[] = "incorrect horse battery staple";
+
+typedef struct Fixture {
+    PlvLinkAcceptor *a;
+    uint16_t port;
+} Fixture;
+
+/* An acceptor for replica 0 of 3 on 127.0.0.1, allowing @allowed. */
+static Fixture acceptor(const char *allowed, int handshake_ms)
+{
+    const char *hosts[] = { allowed };
+    GError *err = NULL;
+    Fixture f;
+    int fd = plv_link_listen("127.0.0.1", 0, &err);
+
+    ck_assert_int_ge(fd, 0);
+    f.port = plv_link_local_port(fd);
+    PlvLinkAcceptorConfig cfg = {
+        .listen_fd = fd,
+        .self_id = 0,
+        .n_peers = 3,
+        .peer_hosts = allowed ? hosts : NULL,
+        .n_hosts = allowed ? 1 : 0,
+        .secret = SECRET,
+        .secret_len = sizeof(SECRET),
+        .handshake_timeout_ms = handshake_ms,
+        .io_timeout_ms = 2000,
+    };
+    f.a = plv_link_acceptor_new(&cfg, &err);
+    ck_assert_ptr_nonnull(f.a);
+    return f;
+}
+
+static PlvLink *dial(uint16_t port, uint32_t id, const uint8_t *secret,
+                     size_t len)
+{
+    GError *err = NULL;
+    PlvLink *l = plv_link_connect("127.0.0.1", port, id, secret, len, 2000, &err);
+    g_clear_error(&err);
+    return l;
+}
+
+static PlvLinkAcceptorStats stats(Fixture *f)
+{
+    PlvLinkAcceptorStats st;
+    plv_link_acceptor_get_stats(f->a, &st);
+    return st;
+}
+
+/* True once the peer's end of @fd is closed (EOF or reset) within
+ * @timeout_ms; whatever the peer sent before is skipped. */
+static bool closed_by_peer(int fd, int timeout_ms)
+{
+    int64_t end = g_get_monotonic_time() + timeout_ms * 1000;
+
+    for (;;) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        int left = (end - g_get_monotonic_time()) / 1000;
+        char buf[256];
+        if (left <= 0 || poll(&pfd, 1, left) != 1) {
+            return false;
+        }
+        if (read(fd, buf, sizeof(buf)) <= 0) {
+            return true;
+        }
+    }
+}
+
+START_TEST(stranger_closed_before_a_slot)
+{
+    Fixture f = acceptor("127.0.0.2", 5000);
+    int fd = plv_test_raw_connect(f.port);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert(closed_by_peer(fd, 2000));
+    ck_assert_uint_eq(stats(&f).strangers, 1);
+    close(fd);
+    plv_link_acceptor_free(f.a);
+}
+END_TEST
+
+START_TEST(peer_link_taken)
+{
+    Fixture f = acceptor("127.0.0.1", 2000);
+    PlvLink *c = dial(f.port, 2, SECRET, sizeof(SECRET));
+    PlvLink *s;
+    GByteArray *in = g_byte_array_new();
+    struct iovec iov = { .iov_base = (void *)"ping", .iov_len = 4 };
+    uint16_t type;
+
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_null(plv_link_acceptor_take(f.a, 1, 0));
+    s = plv_link_acceptor_take(f.a, 2, 2000);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(plv_link_peer_id(s), 2);
+    ck_assert_int_eq(plv_link_send(c, 7, &iov, 1, NULL), 0);
+    ck_assert_int_eq(plv_link_recv(s, &type, in, 2000, NULL), 0);
+    ck_assert_uint_eq(type, 7);
+    ck_assert_uint_eq(in->len, 4);
+    ck_assert_uint_eq(stats(&f).accepted, 1);
+    g_byte_array_unref(in);
+    plv_link_close(c);
+    plv_link_close(s);
+    plv_link_acceptor_free(f.a);
+}
+END_TEST
+
+/* Idle sockets from a peer's own address fill every slot: the genuine
+ * dial still gets through, pushing the oldest out. */
+START_TEST(idle_sockets_do_not_lock_a_peer_out)
+{
+    Fixture f = acceptor("127.0.0.1", 10000);
+    int idle[3 * PLV_ACCEPTOR_MAX_PENDING];
+    PlvLink *c, *s;
+
+    for (unsigned i = 0; i < G_N_ELEMENTS(idle); i++) {
+        idle[i] = plv_test_raw_connect(f.port);
+        ck_assert_int_ge(idle[i], 0);
+    }
+    c = dial(f.port, 1, SECRET, sizeof(SECRET));
+    ck_assert_ptr_nonnull(c);
+    s = plv_link_acceptor_take(f.a, 1, 2000);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_ge(stats(&f).evicted, G_N_ELEMENTS(idle) - PLV_ACCEPTOR_MAX_PER_ADDR);
+    for (unsigned i = 0; i < G_N_ELEMENTS(idle); i++) {
+        close(idle[i]);
+    }
+    plv_link_close(c);
+    plv_link_close(s);
+    plv_link_acceptor_free(f.a);
+}
+END_TEST
+
+START_TEST(silent_socket_times_out)
+{
+    Fixture f = acceptor(NULL, 200);
+    int fd = plv_test_raw_connect(f.port);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert(closed_by_peer(fd, 3000));
+    ck_assert_uint_eq(stats(&f).timed_out, 1);
+    close(fd);
+    plv_link_acceptor_free(f.a);
+}
+END_TEST
+
+START_TEST(wrong_secret_never_delivered)
+{
+    Fixture f = acceptor("127.0.0.1", 2000);
+
+    ck_assert_ptr_null(dial(f.port, 1, OTHER, sizeof(OTHER)));
+    ck_assert_ptr_null(plv_link_acceptor_take(f.a, 1, 300));
+    ck_assert_uint_eq(stats(&f).failed, 1);
+    ck_assert_uint_eq(stats(&f).accepted, 0);
+    plv_link_acceptor_free(f.a);
+}
+END_TEST
+
+/* A peer that dials twice: the newer link is the one handed out. */
+START_TEST(newest_link_replaces_untaken)
+{
+    Fixture f = acceptor("127.0.0.1", 2000);
+    PlvLink *c1 = dial(f.port, 1, SECRET, sizeof(SECRET));
+    PlvLink *c2, *s;
+    PlvLinkAcceptorStats st;
+
+    ck_assert_ptr_nonnull(c1);
+    for (int i = 0; i < 200 && !plv_link_acceptor_ready(f.a, 1); i++) {
+        g_usleep(10 * 1000);
+    }
+    c2 = dial(f.port, 1, SECRET, sizeof(SECRET));
+    ck_assert_ptr_nonnull(c2);
+    for (int i = 0; i < 200 && stats(&f).accepted < 2; i++) {
+        g_usleep(10 * 1000);
+    }
+    st = stats(&f);
+    ck_assert_uint_eq(st.accepted, 2);
+    ck_assert_uint_eq(st.replaced, 1);
+    s = plv_link_acceptor_take(f.a, 1, 0);
+    ck_assert_ptr_nonnull(s);
+    ck_assert(!memcmp(plv_link_session_key(s), plv_link_session_key(c2),
+                      PLV_LINK_KEY_LEN));
+    ck_assert_ptr_null(plv_link_acceptor_take(f.a, 1, 0));
+    plv_link_close(c1);
+    plv_link_close(c2);
+    plv_link_close(s);
+    plv_link_acceptor_free(f.a);
+}
+END_TEST
+
+/* Our own id, or one past the group, is refused after authentication. */
+START_TEST(foreign_ids_refused)
+{
+    Fixture f = acceptor("127.0.0.1", 2000);
+    PlvLink *self = dial(f.port, 0, SECRET, sizeof(SECRET));
+    PlvLink *far = dial(f.port, 3, SECRET, sizeof(SECRET));
+
+    for (int i = 0; i < 200 && stats(&f).failed < 2; i++) {
+        g_usleep(10 * 1000);
+    }
+    ck_assert_uint_eq(stats(&f).failed, 2);
+    ck_assert_uint_eq(stats(&f).accepted, 0);
+    plv_link_close(self);
+    plv_link_close(far);
+    plv_link_acceptor_free(f.a);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("link-acceptor");
+    TCase *tc = tcase_create("acceptor");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, stranger_closed_before_a_slot);
+    tcase_add_test(tc, peer_link_taken);
+    tcase_add_test(tc, idle_sockets_do_not_lock_a_peer_out);
+    tcase_add_test(tc, silent_socket_times_out);
+    tcase_add_test(tc, wrong_secret_never_delivered);
+    tcase_add_test(tc, newest_link_replaces_untaken);
+    tcase_add_test(tc, foreign_ids_refused);
+    suite_add_tcase(su, tc);
+    return plv_test_run(su);
+}
