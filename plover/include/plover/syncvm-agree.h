@@ -1,0 +1,86 @@
+/*
+ * plover/syncvm-agree.h — the two ends of a syncvm agree on its epoch and
+ * direction before the engine runs.
+ *
+ * The leader sends HELLO (the epoch of the syncvm entry it executes,
+ * whether it holds the VM, whether it wants a full copy, the epoch of
+ * its last completed syncvm); the secondary answers REPLY (whether it
+ * holds the VM, its last completed epoch), or SKIP (the epoch it is at)
+ * when the HELLO is for an entry it has already left.
+ *
+ * Both ends execute the same log, each at its own pace, and an attempt
+ * that failed on one end may still be waited for on the other. The rules
+ * below keep them from waiting for an epoch the other has left behind:
+ * without them the two can stay one entry apart for ever, each failing
+ * the other's attempt (seen after a partition healed). Pure code: the
+ * glue does the I/O, tests/unit/test-syncvm-agree.c simulates the pair.
+ *
+ * Wire format (little endian): HELLO epoch u64, has_vm u8, full u8,
+ * last u64 (18 B); REPLY has_vm u8, last u64 (9 B); SKIP epoch u64 (8 B).
+ */
+#ifndef PLOVER_SYNCVM_AGREE_H
+#define PLOVER_SYNCVM_AGREE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PLV_SYNC_MSG_HELLO 0x5350u
+#define PLV_SYNC_MSG_REPLY 0x5351u
+#define PLV_SYNC_MSG_SKIP  0x5352u
+
+#define PLV_SYNC_HELLO_LEN 18u
+#define PLV_SYNC_REPLY_LEN 9u
+#define PLV_SYNC_SKIP_LEN  8u
+
+typedef struct PlvSyncHello {
+    uint64_t epoch;             /* of the syncvm entry the leader executes */
+    bool has_vm;                /* the leader holds the replicated VM */
+    bool full;                  /* the leader wants every page compared */
+    uint64_t last;              /* the leader's last completed syncvm */
+} PlvSyncHello;
+
+typedef struct PlvSyncReply {
+    bool has_vm;
+    uint64_t last;
+} PlvSyncReply;
+
+void plv_sync_hello_encode(const PlvSyncHello *h, uint8_t out[PLV_SYNC_HELLO_LEN]);
+bool plv_sync_hello_decode(const uint8_t *p, size_t len, PlvSyncHello *h);
+void plv_sync_reply_encode(const PlvSyncReply *r, uint8_t out[PLV_SYNC_REPLY_LEN]);
+bool plv_sync_reply_decode(const uint8_t *p, size_t len, PlvSyncReply *r);
+void plv_sync_skip_encode(uint64_t epoch, uint8_t out[PLV_SYNC_SKIP_LEN]);
+bool plv_sync_skip_decode(const uint8_t *p, size_t len, uint64_t *epoch);
+
+/* What a secondary waiting in syncvm @ours does with a HELLO for @hello. */
+typedef enum PlvSyncHelloAction {
+    PLV_SYNC_HELLO_ACCEPT,      /* ours: answer REPLY, run the engine */
+    PLV_SYNC_HELLO_SKIP,        /* one we left: answer SKIP(ours), wait on */
+    PLV_SYNC_HELLO_LATER,       /* one we have yet to reach: give ours up,
+                                 * keep the HELLO for that entry */
+} PlvSyncHelloAction;
+
+PlvSyncHelloAction plv_sync_on_hello(uint64_t ours, uint64_t hello);
+
+/* A leader in syncvm @ours given SKIP(@skip) gives @ours up if the
+ * secondary is past it; any other SKIP is malformed. */
+bool plv_sync_skip_valid(uint64_t ours, uint64_t skip);
+
+/*
+ * Direction and extent, the same on both ends. The VM flows from the end
+ * that holds it (the leader, unless it was elected without a copy); the
+ * copy is full unless both hold the VM as of the same completed syncvm.
+ * *push: the leader sends. false if neither holds the VM.
+ */
+bool plv_sync_direction(const PlvSyncHello *leader, const PlvSyncReply *secondary,
+                        bool *push, bool *full);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PLOVER_SYNCVM_AGREE_H */
