@@ -65,6 +65,14 @@ void plv_svm_ensure_error(GError **e)
     }
 }
 
+void plv_svm_callback_failed(GError **err, GError *why, PlvSvmErrorCode code,
+                             const char *what)
+{
+    g_set_error(err, PLV_SVM_ERROR, code, "%s: %s", what,
+                why ? why->message : "failed");
+    g_clear_error(&why);
+}
+
 void plv_svm_run_report(SvmRun *r, const GError *e)
 {
     PlvSvmErrorCode code = e->domain == PLV_SVM_ERROR ? e->code

@@ -175,17 +175,13 @@ static int receive_transfer(SvmRun *r, Staging *s, GError **err)
 /* Device state first: it may fail, page copies cannot. */
 static int apply(SvmRun *r, Staging *s, GError **err)
 {
+    GError *e = NULL;
+
     if (r->cfg->apply_device_state &&
         r->cfg->apply_device_state(r->cfg->opaque, s->devstate->data,
-                                   s->devstate->len, err) < 0) {
-        GError *e = err ? *err : NULL;
-
-        if (err) {
-            *err = NULL;
-        }
-        g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_DEVSTATE,
-                    "applying device state: %s", e ? e->message : "failed");
-        g_clear_error(&e);
+                                   s->devstate->len, &e) < 0) {
+        plv_svm_callback_failed(err, e, PLV_SVM_ERROR_DEVSTATE,
+                                "applying device state");
         return -1;
     }
     for (uint32_t i = 0; i < s->n; i++) {
