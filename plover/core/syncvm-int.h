@@ -67,6 +67,8 @@ int plv_svm_run_send(SvmRun *r, uint16_t type, const struct iovec *iov,
 int plv_svm_run_send_tx(SvmRun *r, uint16_t type, GError **err);
 /* Best effort: tells the peer why this attempt failed (if it can help). */
 void plv_svm_run_send_nack(SvmRun *r, const GError *why);
+/* Best effort: sends the NACK for why, whatever the error. */
+void plv_svm_run_nack(SvmRun *r, const GError *why);
 
 /*
  * Next message of this run into r->rx: drops (and reports) messages of an
