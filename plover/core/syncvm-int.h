@@ -50,6 +50,12 @@ void plv_svm_run_reset(SvmRun *r);
 
 /* Makes sure a failed step left an error to report (callbacks may not). */
 void plv_svm_ensure_error(GError **e);
+/*
+ * A config callback failed with why (may be NULL: callbacks may not say):
+ * err := code, "what: why". Frees why.
+ */
+void plv_svm_callback_failed(GError **err, GError *why, PlvSvmErrorCode code,
+                             const char *what);
 /* Reports an error to on_error and counts it. */
 void plv_svm_run_report(SvmRun *r, const GError *e);
 /* True for errors that a new attempt cannot fix. */
@@ -61,6 +67,8 @@ int plv_svm_run_send(SvmRun *r, uint16_t type, const struct iovec *iov,
 int plv_svm_run_send_tx(SvmRun *r, uint16_t type, GError **err);
 /* Best effort: tells the peer why this attempt failed (if it can help). */
 void plv_svm_run_send_nack(SvmRun *r, const GError *why);
+/* Best effort: sends the NACK for why, whatever the error. */
+void plv_svm_run_nack(SvmRun *r, const GError *why);
 
 /*
  * Next message of this run into r->rx: drops (and reports) messages of an

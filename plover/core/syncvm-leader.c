@@ -77,10 +77,8 @@ static int send_devstate(SvmRun *r, PlvSvmEof *eof, GError **err)
 
     if (r->cfg->get_device_state &&
         r->cfg->get_device_state(r->cfg->opaque, blob, &e) < 0) {
-        /* Also when the callback forgot to say why. */
-        g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_DEVSTATE,
-                    "device state: %s", e ? e->message : "failed");
-        g_clear_error(&e);
+        plv_svm_callback_failed(err, e, PLV_SVM_ERROR_DEVSTATE,
+                                "device state");
         goto out;
     }
     for (uint64_t off = 0; off < blob->len; off += SVM_CHUNK_BYTES) {

@@ -65,6 +65,14 @@ void plv_svm_ensure_error(GError **e)
     }
 }
 
+void plv_svm_callback_failed(GError **err, GError *why, PlvSvmErrorCode code,
+                             const char *what)
+{
+    g_set_error(err, PLV_SVM_ERROR, code, "%s: %s", what,
+                why ? why->message : "failed");
+    g_clear_error(&why);
+}
+
 void plv_svm_run_report(SvmRun *r, const GError *e)
 {
     PlvSvmErrorCode code = e->domain == PLV_SVM_ERROR ? e->code
@@ -86,6 +94,7 @@ bool plv_svm_error_is_fatal(const GError *e)
     case PLV_SVM_ERROR_FUTURE:
     case PLV_SVM_ERROR_LAYOUT:
     case PLV_SVM_ERROR_VERSION:
+    case PLV_SVM_ERROR_COMMIT:      /* memory changed: no attempt again */
         return true;
     default:
         return false;
@@ -118,18 +127,29 @@ int plv_svm_run_send_tx(SvmRun *r, uint16_t type, GError **err)
     return plv_svm_run_send(r, type, &iov, 1, err);
 }
 
+static uint32_t nack_code(const GError *why)
+{
+    return why->domain == PLV_SVM_ERROR ? (uint32_t)why->code
+                                        : PLV_SVM_ERROR_LINK;
+}
+
+void plv_svm_run_nack(SvmRun *r, const GError *why)
+{
+    g_byte_array_set_size(r->tx, 0);
+    plv_svm_encode_nack(r->tx, &r->hdr, nack_code(why), why->message);
+    plv_svm_run_send_tx(r, PLV_SVM_MSG_NACK, NULL);
+}
+
 void plv_svm_run_send_nack(SvmRun *r, const GError *why)
 {
-    uint32_t code = why->domain == PLV_SVM_ERROR ? (uint32_t)why->code
-                                                 : PLV_SVM_ERROR_LINK;
-
-    /* Not on a dead link, nor back to a peer that told us it failed. */
-    if (plv_svm_error_is_fatal(why) || code == PLV_SVM_ERROR_PEER) {
+    /*
+     * Not on a dead link, nor back to a peer that told us it failed (a
+     * failed commit, fatal, reaches the leader only from its secondary).
+     */
+    if (plv_svm_error_is_fatal(why) || nack_code(why) == PLV_SVM_ERROR_PEER) {
         return;
     }
-    g_byte_array_set_size(r->tx, 0);
-    plv_svm_encode_nack(r->tx, &r->hdr, code, why->message);
-    plv_svm_run_send_tx(r, PLV_SVM_MSG_NACK, NULL);
+    plv_svm_run_nack(r, why);
 }
 
 /* -1, 0, 1 as (vid, epoch) of a is older, equal, newer than b's. */
@@ -211,9 +231,16 @@ int plv_svm_run_recv(SvmRun *r, uint16_t *type, PlvSvmHdr *h,
             if (plv_svm_decode_nack(*body, *len, &code, &reason, err) < 0) {
                 return -1;
             }
-            g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_PEER,
-                        "peer %u failed attempt %u: %s", r->ch->peer_id,
-                        h->attempt, reason);
+            if (code == PLV_SVM_ERROR_COMMIT) {
+                /* Its code kept: that fails the run, no new attempt. */
+                g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_COMMIT,
+                            "secondary (peer %u) failed to commit attempt "
+                            "%u: %s", r->ch->peer_id, h->attempt, reason);
+            } else {
+                g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_PEER,
+                            "peer %u failed attempt %u: %s", r->ch->peer_id,
+                            h->attempt, reason);
+            }
             g_free(reason);
             return -1;
         }

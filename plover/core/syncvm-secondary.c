@@ -2,7 +2,9 @@
  * syncvm, secondary side: answer the leader's bitmap, send fingerprints,
  * stage the divergent pages and the device state, and apply them only
  * once EOF arrived and everything checked out. Until then guest memory is
- * not written, so a transfer cut short leaves it exactly as it was.
+ * not written, so a transfer cut short leaves it exactly as it was. After
+ * the pages are written, the commit loads the device state before the
+ * ACK; a failed commit is the one failure that leaves memory changed.
  */
 #include "syncvm-int.h"
 
@@ -172,22 +174,13 @@ static int receive_transfer(SvmRun *r, Staging *s, GError **err)
     }
 }
 
-/* Device state first: it may fail, page copies cannot. */
-static int apply(SvmRun *r, Staging *s, GError **err)
+/*
+ * Page copies cannot fail, so once the first page is written, only the
+ * commit can still fail.
+ */
+static void write_pages(SvmRun *r, Staging *s)
 {
-    if (r->cfg->apply_device_state &&
-        r->cfg->apply_device_state(r->cfg->opaque, s->devstate->data,
-                                   s->devstate->len, err) < 0) {
-        GError *e = err ? *err : NULL;
-
-        if (err) {
-            *err = NULL;
-        }
-        g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_DEVSTATE,
-                    "applying device state: %s", e ? e->message : "failed");
-        g_clear_error(&e);
-        return -1;
-    }
+    r->st->ram_touched = s->n > 0;
     for (uint32_t i = 0; i < s->n; i++) {
         const PlvPageRef *ref = &r->u.refs[s->recs[i].index];
         const PlvMemRegion *reg = plv_memview_region_const(r->mv,
@@ -200,7 +193,44 @@ static int apply(SvmRun *r, Staging *s, GError **err)
             memcpy(dst, s->recs[i].data, reg->page_size);
         }
     }
-    return 0;
+}
+
+/*
+ * Fatal on failure, and NACKed here because of that: the run loop does
+ * not NACK fatal errors, but the leader is waiting for our ACK and must
+ * learn that this secondary cannot go on, not take it for a slow one.
+ */
+static int commit(SvmRun *r, GError **err)
+{
+    GError *why = NULL, *e = NULL;
+
+    if (!r->cfg->commit || r->cfg->commit(r->cfg->opaque, &why) == 0) {
+        return 0;
+    }
+    plv_svm_callback_failed(&e, why, PLV_SVM_ERROR_COMMIT,
+                            "committing device state");
+    plv_svm_run_nack(r, e);
+    g_propagate_error(err, e);
+    return -1;
+}
+
+/*
+ * Device state staged first: it may fail and then nothing has changed.
+ * Then the pages, which cannot fail, then the commit, which can, fatally.
+ */
+static int apply(SvmRun *r, Staging *s, GError **err)
+{
+    GError *e = NULL;
+
+    if (r->cfg->apply_device_state &&
+        r->cfg->apply_device_state(r->cfg->opaque, s->devstate->data,
+                                   s->devstate->len, &e) < 0) {
+        plv_svm_callback_failed(err, e, PLV_SVM_ERROR_DEVSTATE,
+                                "applying device state");
+        return -1;
+    }
+    write_pages(r, s);
+    return commit(r, err);
 }
 
 /*

@@ -132,11 +132,19 @@ static void world_free(World *w)
     plv_memview_free(w->smv);
 }
 
-static void assert_converged(const World *w)
+static bool converged(const World *w)
 {
     for (unsigned r = 0; r < w->spec.n_regions; r++) {
-        ck_assert(memcmp(w->lmem[r], w->smem[r], w->spec.pages * PAGE) == 0);
+        if (memcmp(w->lmem[r], w->smem[r], w->spec.pages * PAGE) != 0) {
+            return false;
+        }
     }
+    return true;
+}
+
+static void assert_converged(const World *w)
+{
+    ck_assert(converged(w));
 }
 
 /* Copies of the secondary's memory, to prove it was not touched. */
@@ -177,6 +185,11 @@ typedef struct Peer {
     GByteArray *dev_out;        /* secondary: what apply_device_state got */
     unsigned dev_applies;
     unsigned fail_applies;      /* refuse this many device states first */
+    unsigned commits;           /* secondary: commit calls */
+    bool fail_commit;           /* secondary: every commit fails */
+    const gint *leader_done;    /* the leader's run returned (threads only) */
+    bool commit_saw_pages;      /* at the last commit: memory converged */
+    bool commit_before_ack;     /* ... and the leader had not returned */
     unsigned n_err;
     PlvSvmErrorCode last_code;
     unsigned code_seen[16];
@@ -221,6 +234,23 @@ static int apply_dev(void *opaque, const uint8_t *data, size_t len,
     return 0;
 }
 
+/* Records what the secondary's memory and the leader were at the commit. */
+static int commit_dev(void *opaque, GError **err)
+{
+    Peer *p = opaque;
+
+    p->commits++;
+    p->commit_saw_pages = converged(p->w);
+    p->commit_before_ack = p->leader_done &&
+                           !g_atomic_int_get(p->leader_done);
+    if (p->fail_commit) {
+        g_set_error(err, g_quark_from_static_string("test"), 1,
+                    "devices refused the state");
+        return -1;
+    }
+    return 0;
+}
+
 static void peer_init(Peer *p, World *w, const uint8_t *session_key)
 {
     memset(p, 0, sizeof(*p));
@@ -235,6 +265,7 @@ static void peer_init(Peer *p, World *w, const uint8_t *session_key)
     p->cfg.on_error = on_error;
     p->cfg.get_device_state = get_dev;
     p->cfg.apply_device_state = apply_dev;
+    p->cfg.commit = commit_dev;
     p->dev_out = g_byte_array_new();
 }
 
@@ -473,6 +504,9 @@ static void run_and_check(const Spec *spec, unsigned threads,
                       PLV_SVM_HDR_LEN + 4 + spec->n_regions *
                       (PLV_SVM_BITMAP_REG_LEN + (spec->pages / 64 + 1) * 8));
     ck_assert_uint_eq(x.p.dev_applies, 1);
+    ck_assert_uint_eq(x.p.commits, 1);
+    ck_assert(x.p.commit_saw_pages);
+    ck_assert(st->ram_touched == (w->n_div > 0));
     ck_assert_uint_eq(x.p.dev_out->len, spec->devstate_len);
     {
         GByteArray *want = g_byte_array_new();
@@ -1173,6 +1207,8 @@ typedef struct LeaderThread {
     PlvSyncvmChannel ch;
     MemEnd *end;
     int rc;
+    GError *err;
+    gint done;                  /* set once the run returned */
 } LeaderThread;
 
 static gpointer leader_thread(gpointer opaque)
@@ -1180,9 +1216,61 @@ static gpointer leader_thread(gpointer opaque)
     LeaderThread *t = opaque;
 
     t->rc = plv_syncvm_leader_run(&t->p.cfg, &t->ch, t->p.w->lmv, &t->p.st,
-                                  NULL);
+                                  &t->err);
+    g_atomic_int_set(&t->done, 1);
     mem_close(t->end);
     return NULL;
+}
+
+/*
+ * Both engines in this process over an in-memory channel: the leader on a
+ * thread, the secondary (p) on the caller's.
+ */
+typedef struct MemRun {
+    GAsyncQueue *l2s, *s2l;
+    MemEnd le, se;
+    LeaderThread lt;
+    Peer p;
+    PlvSyncvmChannel sch;
+} MemRun;
+
+/* Set up with peer_init's defaults; change them before mem_run. */
+static void mem_run_init(MemRun *m, World *w)
+{
+    static const uint8_t session[PLV_LINK_KEY_LEN] = { 3 };
+
+    memset(m, 0, sizeof(*m));
+    m->l2s = g_async_queue_new_full(mem_msg_free);
+    m->s2l = g_async_queue_new_full(mem_msg_free);
+    m->le = (MemEnd){ .in = m->s2l, .out = m->l2s };
+    m->se = (MemEnd){ .in = m->l2s, .out = m->s2l };
+    m->lt.end = &m->le;
+    peer_init(&m->lt.p, w, session);
+    peer_init(&m->p, w, session);
+    m->p.leader_done = &m->lt.done;
+    mem_channel(&m->lt.ch, &m->le);
+    mem_channel(&m->sch, &m->se);
+}
+
+/* Runs both to the end; the secondary's result (the leader's: m->lt). */
+static int mem_run(MemRun *m, GError **err)
+{
+    GThread *th = g_thread_new("leader", leader_thread, &m->lt);
+    int rc = plv_syncvm_secondary_run(&m->p.cfg, &m->sch, m->p.w->smv,
+                                      &m->p.st, err);
+
+    mem_close(&m->se);
+    g_thread_join(th);
+    return rc;
+}
+
+static void mem_run_free(MemRun *m)
+{
+    g_byte_array_unref(m->p.dev_out);
+    g_byte_array_unref(m->lt.p.dev_out);
+    g_clear_error(&m->lt.err);
+    g_async_queue_unref(m->l2s);
+    g_async_queue_unref(m->s2l);
 }
 
 /* Pages outside the union must never change, whatever arrives. */
@@ -1206,48 +1294,39 @@ START_TEST(mutated_messages)
 {
     unsigned iters = getenv("PLOVER_SOAK") ? 20000 : 200;
     GRand *rng = g_rand_new_with_seed(20260);
-    uint8_t session[PLV_LINK_KEY_LEN] = { 3 };
     unsigned ok = 0, failed = 0;
 
     for (unsigned it = 0; it < iters; it++) {
         Spec s = { .n_regions = 2, .pages = 64, .dirty = 0.5,
                    .diverge = 0.3, .devstate_len = 3000, .seed = it + 100 };
-        GAsyncQueue *l2s = g_async_queue_new_full(mem_msg_free);
-        GAsyncQueue *s2l = g_async_queue_new_full(mem_msg_free);
-        MemEnd le = { .in = s2l, .out = l2s }, se = { .in = l2s, .out = s2l };
-        MemEnd *victim = it % 3 == 0 ? &se : &le;   /* mostly the leader */
-        LeaderThread lt = { .end = &le };
-        PlvSyncvmChannel sch;
+        MemRun m;
+        MemEnd *victim;
+        LeaderThread *lt = &m.lt;
+        Peer *p = &m.p;
         World w;
-        Peer p;
         uint8_t **snap;
-        GThread *th;
         int rc;
 
         world_build(&w, &s);
         snap = snapshot(&w);
+        mem_run_init(&m, &w);
+        victim = it % 3 == 0 ? &m.se : &m.le;      /* mostly the leader */
         victim->rng = rng;
         victim->mutate_at = g_rand_int_range(rng, 0, 6);
-        peer_init(&lt.p, &w, session);
-        peer_init(&p, &w, session);
-        lt.p.cfg.timeout_ms = p.cfg.timeout_ms = 100;
-        lt.p.cfg.max_attempts = p.cfg.max_attempts = 1;
-        lt.p.cfg.overlap_send = it & 1;
-        mem_channel(&lt.ch, &le);
-        mem_channel(&sch, &se);
-        th = g_thread_new("leader", leader_thread, &lt);
-        rc = plv_syncvm_secondary_run(&p.cfg, &sch, w.smv, &p.st, NULL);
-        mem_close(&se);
-        g_thread_join(th);
+        lt->p.cfg.timeout_ms = p->cfg.timeout_ms = 100;
+        lt->p.cfg.max_attempts = p->cfg.max_attempts = 1;
+        lt->p.cfg.overlap_send = it & 1;
+        rc = mem_run(&m, NULL);
 
-        ck_assert_uint_eq(p.n_err, p.st.errors);
-        ck_assert_uint_eq(lt.p.n_err, lt.p.st.errors);
+        ck_assert_uint_eq(p->n_err, p->st.errors);
+        ck_assert_uint_eq(lt->p.n_err, lt->p.st.errors);
         if (rc == 0) {
             /* Applied means exactly the leader's state, never a mix. */
             ok++;
             assert_converged(&w);
-            ck_assert_uint_eq(p.dev_applies, 1);
-            ck_assert_uint_eq(p.dev_out->len, s.devstate_len);
+            ck_assert_uint_eq(p->dev_applies, 1);
+            ck_assert_uint_eq(p->commits, 1);
+            ck_assert_uint_eq(p->dev_out->len, s.devstate_len);
             assert_outside_union_untouched(&w, snap);
             for (unsigned r = 0; r < MAX_REGIONS; r++) {
                 g_free(snap[r]);
@@ -1255,22 +1334,107 @@ START_TEST(mutated_messages)
             g_free(snap);
         } else {
             failed++;
-            ck_assert_uint_eq(p.dev_applies, 0);
-            ck_assert_uint_ge(p.n_err, 1);
+            ck_assert_uint_eq(p->dev_applies, 0);
+            ck_assert_uint_eq(p->commits, 0);
+            ck_assert(!p->st.ram_touched);
+            ck_assert_uint_ge(p->n_err, 1);
             assert_untouched(&w, snap);
         }
         /* The leader only succeeds on an ACK, which needs an applied run. */
-        ck_assert(lt.rc < 0 || rc == 0);
-        g_byte_array_unref(p.dev_out);
-        g_byte_array_unref(lt.p.dev_out);
-        g_async_queue_unref(l2s);
-        g_async_queue_unref(s2l);
+        ck_assert(lt->rc < 0 || rc == 0);
+        mem_run_free(&m);
         world_free(&w);
     }
     /* Both outcomes happen (a flipped data bit still decodes). */
     ck_assert_uint_gt(ok, 0);
     ck_assert_uint_gt(failed, iters / 5);
     g_rand_free(rng);
+}
+END_TEST
+
+/* ---- the commit: device state loaded before the ACK ---- */
+
+/* Once, with every divergent page in, while the leader waits for the ACK. */
+START_TEST(commit_before_ack)
+{
+    Spec s = { .n_regions = 2, .pages = 256, .dirty = 0.5, .diverge = 0.3,
+               .devstate_len = 3000, .seed = 30 };
+    GError *err = NULL;
+    MemRun m;
+    World w;
+
+    world_build(&w, &s);
+    ck_assert_uint_gt(w.n_div, 0);
+    mem_run_init(&m, &w);
+    ck_assert_msg(mem_run(&m, &err) == 0, "%s", err ? err->message : "");
+    ck_assert_msg(m.lt.rc == 0, "%s", m.lt.err ? m.lt.err->message : "");
+    ck_assert_uint_eq(m.p.commits, 1);
+    ck_assert(m.p.commit_saw_pages);
+    ck_assert(m.p.commit_before_ack);
+    ck_assert_uint_eq(m.p.dev_applies, 1);
+    ck_assert(m.p.st.ram_touched);
+    assert_converged(&w);
+    mem_run_free(&m);
+    world_free(&w);
+}
+END_TEST
+
+/*
+ * A failed commit is NACKed and ends both runs at once, whether or not a
+ * page was written (devices may be half loaded either way): no attempt 2.
+ */
+static void commit_fails(double diverge, uint32_t seed)
+{
+    Spec s = { .n_regions = 2, .pages = 256, .dirty = 0.5,
+               .diverge = diverge, .devstate_len = 3000, .seed = seed };
+    GError *err = NULL;
+    MemRun m;
+    World w;
+    bool pages;
+
+    world_build(&w, &s);
+    pages = w.n_div > 0;
+    ck_assert(pages == (diverge > 0));
+    mem_run_init(&m, &w);
+    m.p.fail_commit = true;
+    ck_assert_int_eq(mem_run(&m, &err), -1);
+
+    ck_assert(g_error_matches(err, PLV_SVM_ERROR, PLV_SVM_ERROR_COMMIT));
+    ck_assert_msg(strstr(err->message, "devices refused the state"), "%s",
+                  err->message);
+    ck_assert(m.p.st.ram_touched == pages);
+    ck_assert_uint_eq(m.p.commits, 1);
+    ck_assert_uint_eq(m.p.st.attempts, 1);
+    ck_assert_uint_eq(m.p.code_seen[PLV_SVM_ERROR_COMMIT], 1);
+    ck_assert_uint_eq(m.p.n_err, 1);
+    /* Written before the commit (equal anyway when nothing diverged). */
+    assert_converged(&w);
+
+    ck_assert_int_eq(m.lt.rc, -1);
+    ck_assert(g_error_matches(m.lt.err, PLV_SVM_ERROR,
+                              PLV_SVM_ERROR_COMMIT));
+    ck_assert_msg(strstr(m.lt.err->message, "failed to commit") &&
+                  strstr(m.lt.err->message, "devices refused the state"),
+                  "%s", m.lt.err->message);
+    ck_assert_uint_eq(m.lt.p.st.attempts, 1);
+    ck_assert_uint_eq(m.lt.p.code_seen[PLV_SVM_ERROR_COMMIT], 1);
+    ck_assert_uint_eq(m.lt.p.n_err, 1);
+    /* The leader NACKed nothing back: only its end-of-channel marker. */
+    ck_assert_int_eq(g_async_queue_length(m.l2s), 1);
+    g_clear_error(&err);
+    mem_run_free(&m);
+    world_free(&w);
+}
+
+START_TEST(commit_fails_after_pages)
+{
+    commit_fails(0.3, 31);
+}
+END_TEST
+
+START_TEST(commit_fails_without_pages)
+{
+    commit_fails(0, 32);
 }
 END_TEST
 
@@ -1413,6 +1577,9 @@ int main(void)
     tcase_add_loop_test(fail, rejects_bad_leader, 0, G_N_ELEMENTS(bad_cases));
     tcase_add_test(fail, leader_needs_ack);
     tcase_add_test(fail, leader_rejects_stale);
+    tcase_add_test(fail, commit_before_ack);
+    tcase_add_test(fail, commit_fails_after_pages);
+    tcase_add_test(fail, commit_fails_without_pages);
     tcase_set_timeout(fail, 20);
     tcase_add_test(codec, codec_roundtrips_and_rejects);
     tcase_add_test(codec, mutated_messages);

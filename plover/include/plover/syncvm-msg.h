@@ -78,6 +78,11 @@ typedef enum PlvSvmErrorCode {
     PLV_SVM_ERROR_PEER,          /* the peer reported a failure (NACK) */
     PLV_SVM_ERROR_LINK,          /* the channel failed */
     PLV_SVM_ERROR_DEVSTATE,      /* device state could not be taken/applied */
+    /*
+     * The secondary could not commit (load the device state) after it
+     * wrote the pages: fatal, guest memory has changed.
+     */
+    PLV_SVM_ERROR_COMMIT,
 } PlvSvmErrorCode;
 
 typedef struct PlvSvmHdr {

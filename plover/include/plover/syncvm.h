@@ -11,7 +11,8 @@
  *   PAGES (divergent + their fingerprints) -> each page checked, staged
  *   DEVSTATE (opaque blob)        ---->     staged
  *   EOF (counts, digests of the union and the blob)
- *                                 ---->     validate all, apply, then
+ *                                 ---->     validate all, write the
+ *                                           pages, commit, then
  *                                 <----     ACK
  *   the syncvm is complete only now
  *
@@ -84,12 +85,23 @@ typedef struct PlvSyncvmConfig {
     /* Leader: append the device state to out. NULL: empty blob. */
     int (*get_device_state)(void *opaque, GByteArray *out, GError **err);
     /*
-     * Secondary: load the device state. Called after every page arrived
-     * and validated, before any page is written; if it fails, nothing has
-     * been changed (it must not half-apply either). NULL: ignored.
+     * Secondary: check and stage the device state. Called after every page
+     * arrived and validated, before any page is written; if it fails,
+     * nothing has been changed (it must not half-apply either), and the
+     * leader may retry. NULL: ignored.
      */
     int (*apply_device_state)(void *opaque, const uint8_t *data, size_t len,
                               GError **err);
+    /*
+     * Secondary: load the staged device state for good. Called once the
+     * pages are in mv and before the ACK, so that the leader, which
+     * releases output on the ACK, never counts on a secondary whose
+     * devices do not match its memory. A failure is fatal
+     * (PLV_SVM_ERROR_COMMIT, NACKed, no retry: memory was written and the
+     * devices may be half loaded); the VM must not run on until a full
+     * syncvm. NULL: nothing to commit.
+     */
+    int (*commit)(void *opaque, GError **err);
 } PlvSyncvmConfig;
 
 typedef struct PlvSyncvmStats {
@@ -107,6 +119,11 @@ typedef struct PlvSyncvmStats {
     uint32_t attempts;          /* attempts this run took */
     uint32_t errors;            /* on_error calls */
     uint32_t stale_dropped;     /* leftovers of failed attempts, dropped */
+    /*
+     * Secondary: pages were written into the memory view, also when the
+     * run failed after that (PLV_SVM_ERROR_COMMIT).
+     */
+    bool ram_touched;
     /* Phase times (µs). The union is hashed in steps, and the leader
      * sends a step's divergent pages while it hashes the next ones, so
      * phases overlap. Leader: compute = bitmaps + own hashing; compare =
@@ -114,14 +131,15 @@ typedef struct PlvSyncvmStats {
      * left of sending pages, device state and EOF once the last step is
      * compared; apply = waiting for the ACK. Secondary: compute = bitmaps
      * + hashing; compare = sending fingerprints; transfer = receiving up to
-     * EOF; apply = validating, applying, ACK. */
+     * EOF; apply = validating, applying, commit, ACK. */
     int64_t t_compute_us, t_compare_us, t_transfer_us, t_apply_us;
     int64_t t_total_us;
 } PlvSyncvmStats;
 
 /*
  * Runs one syncvm as the leader over ch. 0 once the secondary ACKed; -1
- * with err (PLV_SVM_ERROR domain) otherwise. stats may be NULL.
+ * with err (PLV_SVM_ERROR domain) otherwise, at once with
+ * PLV_SVM_ERROR_COMMIT if the secondary failed to commit. stats may be NULL.
  */
 int plv_syncvm_leader_run(const PlvSyncvmConfig *cfg, PlvSyncvmChannel *ch,
                           PlvMemView *mv, PlvSyncvmStats *stats,
@@ -129,7 +147,9 @@ int plv_syncvm_leader_run(const PlvSyncvmConfig *cfg, PlvSyncvmChannel *ch,
 
 /*
  * Runs one syncvm as the secondary: mv's memory is changed only after the
- * whole transfer arrived and validated; 0 once applied and ACKed.
+ * whole transfer arrived and validated; 0 once applied, committed and
+ * ACKed. On -1 with PLV_SVM_ERROR_COMMIT, stats->ram_touched says whether
+ * mv was written; either way the VM must not run on.
  */
 int plv_syncvm_secondary_run(const PlvSyncvmConfig *cfg,
                              PlvSyncvmChannel *ch, PlvMemView *mv,
