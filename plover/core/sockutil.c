@@ -182,3 +182,104 @@ uint16_t plv_sock_local_port(int fd)
     }
     return 0;
 }
+
+bool plv_ip_addr_from_sockaddr(const struct sockaddr *sa, PlvIpAddr *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (sa && sa->sa_family == AF_INET) {
+        out->family = AF_INET;
+        memcpy(out->bytes, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return true;
+    }
+    if (sa && sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            out->family = AF_INET;
+            memcpy(out->bytes, a6->s6_addr + 12, 4);
+        } else {
+            out->family = AF_INET6;
+            memcpy(out->bytes, a6->s6_addr, 16);
+        }
+        return true;
+    }
+    return false;
+}
+
+bool plv_ip_addr_equal(const PlvIpAddr *a, const PlvIpAddr *b)
+{
+    return a->family == b->family && !memcmp(a->bytes, b->bytes, sizeof(a->bytes));
+}
+
+struct PlvAddrSet {
+    GPtrArray *hosts;           /* as given */
+    GArray *addrs;              /* of PlvIpAddr, once resolved */
+    bool resolved, any;         /* any: a host did not resolve */
+};
+
+PlvAddrSet *plv_addr_set_new(void)
+{
+    PlvAddrSet *s = g_new0(PlvAddrSet, 1);
+    s->hosts = g_ptr_array_new_with_free_func(g_free);
+    s->addrs = g_array_new(FALSE, FALSE, sizeof(PlvIpAddr));
+    return s;
+}
+
+void plv_addr_set_add_host(PlvAddrSet *s, const char *host)
+{
+    g_ptr_array_add(s->hosts, g_strdup(host));
+}
+
+/* Every address of @host into s->addrs; false if it does not resolve. */
+static bool add_addrs(PlvAddrSet *s, const char *host)
+{
+    GError *err = NULL;
+    struct addrinfo *res = resolve(host, 0, false, &err);
+    if (!res) {
+        g_warning("plover: %s; accepting connections from any address",
+                  err->message);
+        g_error_free(err);
+        return false;
+    }
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        PlvIpAddr a;
+        if (plv_ip_addr_from_sockaddr(ai->ai_addr, &a)) {
+            g_array_append_val(s->addrs, a);
+        }
+    }
+    freeaddrinfo(res);
+    return true;
+}
+
+void plv_addr_set_resolve(PlvAddrSet *s)
+{
+    for (guint i = 0; i < s->hosts->len && !s->resolved; i++) {
+        /* Leaving a host out would lock its replica out for good. */
+        s->any = !add_addrs(s, g_ptr_array_index(s->hosts, i));
+        if (s->any) {
+            break;
+        }
+    }
+    s->resolved = true;
+}
+
+bool plv_addr_set_contains(const PlvAddrSet *s, const PlvIpAddr *a)
+{
+    if (!s->resolved || s->any) {
+        return true;
+    }
+    for (guint i = 0; i < s->addrs->len; i++) {
+        if (plv_ip_addr_equal(&g_array_index(s->addrs, PlvIpAddr, i), a)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void plv_addr_set_free(PlvAddrSet *s)
+{
+    if (s) {
+        g_ptr_array_unref(s->hosts);
+        g_array_unref(s->addrs);
+        g_free(s);
+    }
+}

@@ -385,6 +385,67 @@ START_TEST(tcp_wrong_secret_peer_never_up)
 }
 END_TEST
 
+START_TEST(tcp_stranger_closed_at_accept)
+{
+    Net net;
+    net_init(&net);
+    PUMP_UNTIL(&net, all_up(&net), 5000);
+    PlvTransportStats st;
+    /* 127.0.0.2 is local, but no peer's address: closed before it takes a
+     * pending slot, so it is no handshake failure either. */
+    int fd = plv_test_raw_connect_from("127.0.0.2", net.port[2]);
+    ck_assert_int_ge(fd, 0);
+    PUMP_UNTIL(&net, (plv_transport_stats(net.t[2], &st), st.rejected_strangers == 1),
+               5000);
+    char c;
+    ck_assert_int_eq(read(fd, &c, 1), 0);
+    close(fd);
+    plv_transport_stats(net.t[2], &st);
+    ck_assert_uint_eq(st.auth_failures, 0);
+    ck_assert_uint_eq(st.pending_evicted, 0);
+    /* A peer's address still gets its handshake (and fails it). */
+    fd = plv_test_raw_connect_from("127.0.0.1", net.port[2]);
+    ck_assert_int_ge(fd, 0);
+    PUMP_UNTIL(&net, (plv_transport_stats(net.t[2], &st), st.auth_failures == 1),
+               5000);
+    close(fd);
+    ck_assert_uint_eq(st.rejected_strangers, 1);
+    net_free(&net);
+}
+END_TEST
+
+START_TEST(tcp_idle_flood_leaves_room_for_peers)
+{
+    enum { IDLE = 64 };
+    Net net;
+    net_init(&net);
+    PUMP_UNTIL(&net, all_up(&net), 5000);
+    PlvTransportStats st;
+    /* As many idle connections as there are pending slots, from the
+     * peers' own address: each one past the per-address cap evicts the
+     * oldest of them instead of filling the table. */
+    int fds[IDLE];
+    for (int i = 0; i < IDLE; i++) {
+        fds[i] = plv_test_raw_connect(net.port[2]);
+        ck_assert_int_ge(fds[i], 0);
+    }
+    PUMP_UNTIL(&net, (plv_transport_stats(net.t[2], &st),
+                      st.pending_evicted == IDLE - 4), 5000);
+    /* A genuine peer still gets in while they are held open. */
+    PlvLink *l = dial_pumped(&net, 2, 0, SECRET, sizeof(SECRET));
+    ck_assert_ptr_nonnull(l);
+    plv_transport_stats(net.t[2], &st);
+    ck_assert_uint_eq(st.pending_evicted, IDLE - 4 + 1);
+    ck_assert_uint_eq(st.rejected_strangers, 0);
+    plv_link_close(l);
+    for (int i = 0; i < IDLE; i++) {
+        close(fds[i]);
+    }
+    PUMP_UNTIL(&net, all_up(&net), 5000);
+    net_free(&net);
+}
+END_TEST
+
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -456,6 +517,8 @@ int main(void)
     tcase_add_test(tc, tcp_garbage_dropped_and_counted);
     tcase_add_test(tc, tcp_wrong_secret_peer_never_up);
     tcase_add_test(tc, tcp_wakeup);
+    tcase_add_test(tc, tcp_stranger_closed_at_accept);
+    tcase_add_test(tc, tcp_idle_flood_leaves_room_for_peers);
     tcase_add_test(tc, tcp_accept_out_of_fds_does_not_spin);
     suite_add_tcase(su, tc);
     return plv_test_run(su);

@@ -49,7 +49,21 @@ typedef struct PlvTransportStats {
     uint64_t reconnects;        /* ...of which to a peer that was up before */
     uint64_t disconnects;
     uint64_t send_dropped;      /* messages dropped: peer down or queue full */
+    uint64_t rejected_strangers;    /* closed at accept: not from a peer's address */
+    uint64_t pending_evicted;   /* unauthenticated, closed to free a slot */
 } PlvTransportStats;
+
+/*
+ * How long an accepted connection may take to authenticate, in both
+ * transports, before its slot goes back. Authenticating is two round trips
+ * once connected (HELLOs cross, then AUTHs): milliseconds on a LAN, and
+ * well under a second on a loaded host or over soft-RoCE, whose completion
+ * events can come a scheduler tick late. 2 s leaves that slack many times
+ * over while bounding how long a connection that never authenticates holds
+ * a slot. (Dialing has its own, configurable limit: it also covers connect
+ * and, for RDMA, address and route resolution.)
+ */
+#define PLV_HANDSHAKE_TIMEOUT_MS 2000
 
 typedef struct PlvTransportOps {
     const char *name;
@@ -148,7 +162,8 @@ typedef struct PlvTcpTransportConfig {
     int listen_fd;
     int backoff_min_ms;         /* first reconnect delay; 0: 10 ms */
     int backoff_max_ms;         /* cap of the doubling; 0: 1000 ms */
-    int handshake_timeout_ms;   /* connect + handshake; 0: 2000 ms */
+    int handshake_timeout_ms;   /* dial: connect + handshake;
+                                 * 0: PLV_HANDSHAKE_TIMEOUT_MS */
     size_t max_queue_bytes;     /* per peer unsent bytes; 0: 64 MiB */
 } PlvTcpTransportConfig;
 
@@ -156,7 +171,9 @@ typedef struct PlvTcpTransportConfig {
  * One authenticated TCP connection per peer pair: the lower id dials the
  * higher one and redials with exponential backoff; the higher id accepts
  * (a fresh connection from a peer replaces its old one). TCP_NODELAY,
- * epoll, non-blocking sockets.
+ * epoll, non-blocking sockets. Only connections from the peers' addresses
+ * (resolved at start) are accepted, and one address holds at most a few of
+ * the slots for connections still authenticating.
  */
 PlvTransport *plv_transport_tcp_new(const PlvTcpTransportConfig *cfg,
                                     GError **err);
