@@ -74,6 +74,7 @@ struct RdmaTransport {
     int epfd, wake_fd;
     int tag_cm, tag_wake;
     GPtrArray *pending;         /* accepted, not yet authenticated */
+    PlvAddrSet *peer_addrs;     /* sources allowed a pending slot */
     GPtrArray *grave;           /* closed during this wait(), freed after */
     GRand *rand;
     PlvTransportStats st;       /* written by the owner thread only */
@@ -246,7 +247,8 @@ static Conn *conn_new(RdmaTransport *t, struct rdma_cm_id *id, bool dialer,
     c->dialer = dialer;
     c->state = state;
     g_queue_init(&c->q);
-    c->deadline = g_get_monotonic_time() + (int64_t)t->hs_timeout_ms * 1000;
+    c->deadline = plv_deadline_from_timeout(dialer ? t->hs_timeout_ms
+                                                    : PLV_HANDSHAKE_TIMEOUT_MS);
     id->context = c;
     return c;
 }
@@ -264,6 +266,14 @@ static void on_connect_request(RdmaTransport *t, const PlvRdmaCmEvent *ev)
     uint8_t pdata[PLV_RDMA_PDATA_LEN];
     struct rdma_conn_param cp;
     GError *err = NULL;
+    PlvIpAddr src;
+    plv_ip_addr_from_sockaddr(rdma_get_peer_addr(ev->id), &src);
+    if (!plv_addr_set_contains(t->peer_addrs, &src)) {
+        rdma_reject(ev->id, NULL, 0);
+        rdma_destroy_id(ev->id);
+        STAT_ADD(t, rejected_strangers, 1);
+        return;
+    }
     if (t->pending->len >= MAX_PENDING) {
         /* Too many strangers mid-handshake: refuse rather than grow. */
         rdma_reject(ev->id, NULL, 0);
@@ -699,6 +709,7 @@ static int rdma_start(PlvTransport *base, GError **err)
         return -1;
     }
     t->bound_port = ntohs(rdma_get_src_port(t->listen_id));
+    plv_addr_set_resolve(t->peer_addrs);
     t->epfd = epoll_create1(EPOLL_CLOEXEC);
     t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (t->epfd < 0 || t->wake_fd < 0) {
@@ -745,6 +756,7 @@ static void rdma_free(PlvTransport *base)
         close(t->wake_fd);
     }
     g_ptr_array_unref(t->pending);
+    plv_addr_set_free(t->peer_addrs);
     g_ptr_array_unref(t->grave);
     g_rand_free(t->rand);
     explicit_bzero(t->secret, t->secret_len);
@@ -810,11 +822,15 @@ PlvTransport *plv_transport_rdma_new(const PlvRdmaTransportConfig *cfg,
     t->max_queue = cfg->max_queue_bytes ? cfg->max_queue_bytes : (64u << 20);
     t->n_peers = cfg->n_peers;
     t->peers = g_new0(Peer, cfg->n_peers);
+    t->peer_addrs = plv_addr_set_new();
     for (size_t i = 0; i < cfg->n_peers; i++) {
         t->peers[i].id = cfg->peers[i].id;
         t->peers[i].host = g_strdup(cfg->peers[i].host);
         t->peers[i].port = cfg->peers[i].port;
         t->peers[i].backoff_ms = t->backoff_min_ms;
+        if (cfg->peers[i].id != cfg->self_id) {
+            plv_addr_set_add_host(t->peer_addrs, cfg->peers[i].host);
+        }
     }
     t->listen_host = g_strdup(self->host);
     t->listen_port = self->port;
