@@ -52,6 +52,7 @@ struct Peer {
     char *host;
     uint16_t port;
     Conn *conn;
+    PlvPeerLinkCell link;       /* what peer_link() reports */
     bool was_up;
     int backoff_ms;
     int64_t next_dial;
@@ -109,6 +110,14 @@ static Peer *find_peer(RdmaTransport *t, uint32_t id)
     return NULL;
 }
 
+/* Call whenever p->conn or its state changes. */
+static void peer_publish(Peer *p)
+{
+    plv_peer_link_set_state(&p->link, !p->conn ? PLV_PEER_LINK_DOWN
+                                      : p->conn->state == C_UP ? PLV_PEER_LINK_UP
+                                      : PLV_PEER_LINK_CONNECTING);
+}
+
 static void schedule_dial(RdmaTransport *t, Peer *p)
 {
     int j = p->backoff_ms / 4;
@@ -133,6 +142,7 @@ static void conn_close(Conn *c)
     if (c->peer && c->peer->conn == c) {
         Peer *p = c->peer;
         p->conn = NULL;
+        peer_publish(p);
         if (c->dialer) {
             schedule_dial(t, p);
         }
@@ -187,6 +197,8 @@ static void conn_up(Conn *c)
         p->conn = c;
     }
     c->state = C_UP;
+    peer_publish(p);
+    plv_peer_link_heard(&p->link, plv_rdma_conn_last_rx(c->rc));    /* its AUTH */
     p->backoff_ms = t->backoff_min_ms;
     STAT_ADD(t, connects, 1);
     if (p->was_up) {
@@ -206,6 +218,7 @@ static void on_msg(void *opaque, PlvRdmaConn *rc, uint16_t type,
     if (c->state != C_UP) {
         return;
     }
+    plv_peer_link_heard(&c->peer->link, plv_rdma_conn_last_rx(rc));
     if (type != MSG_TYPE) {
         STAT_ADD(c->t, malformed_dropped, 1);
         return;
@@ -403,6 +416,7 @@ static void dial(RdmaTransport *t, Peer *p)
     Conn *c = conn_new(t, id, true, C_RESOLVING);
     c->peer = p;
     p->conn = c;
+    peer_publish(p);
     if (rdma_resolve_addr(id, NULL, (struct sockaddr *)&ss, RESOLVE_MS)) {
         conn_close(c);
     }
@@ -550,6 +564,8 @@ static int64_t maintain(RdmaTransport *t)
                 g_debug("plover rdma: peer %u silent for %d ms", p->id, t->dead_ms);
                 conn_close(c);
             } else {
+                /* Heartbeats count: they arrive only on an authenticated QP. */
+                plv_peer_link_heard(&p->link, plv_rdma_conn_last_rx(c->rc));
                 if (now >= c->next_hb && plv_rdma_conn_heartbeat(c->rc)) {
                     c->next_hb = now + (int64_t)t->hb_ms * 1000;
                 }
@@ -683,6 +699,12 @@ static bool rdma_peer_up(PlvTransport *base, uint32_t peer)
     return p && p->conn && p->conn->state == C_UP;
 }
 
+static void rdma_peer_link(PlvTransport *base, uint32_t peer, PlvPeerLinkInfo *out)
+{
+    Peer *p = find_peer((RdmaTransport *)base, peer);
+    plv_peer_link_read(p ? &p->link : NULL, peer, out);
+}
+
 static void rdma_stats(PlvTransport *base, PlvTransportStats *out)
 {
     RdmaTransport *t = (RdmaTransport *)base;
@@ -775,6 +797,7 @@ static const PlvTransportOps rdma_ops = {
     .wakeup = rdma_wakeup,
     .peer_up = rdma_peer_up,
     .stats = rdma_stats,
+    .peer_link = rdma_peer_link,
     .free = rdma_free,
 };
 

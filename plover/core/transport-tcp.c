@@ -56,6 +56,7 @@ struct Peer {
     char *host;
     uint16_t port;
     Conn *conn;                 /* the up (or dialing) connection */
+    PlvPeerLinkCell link;       /* what peer_link() reports */
     bool was_up;
     int backoff_ms;
     int64_t next_dial;
@@ -114,6 +115,14 @@ static Peer *find_peer(TcpTransport *t, uint32_t id)
     return NULL;
 }
 
+/* Call whenever p->conn or its state changes. */
+static void peer_publish(Peer *p)
+{
+    plv_peer_link_set_state(&p->link, !p->conn ? PLV_PEER_LINK_DOWN
+                                      : p->conn->state == C_UP ? PLV_PEER_LINK_UP
+                                      : PLV_PEER_LINK_CONNECTING);
+}
+
 static void conn_epoll(Conn *c, int op, uint32_t events)
 {
     struct epoll_event ev = { .events = events, .data.ptr = c };
@@ -158,6 +167,7 @@ static void conn_close(Conn *c)
     if (c->peer && c->peer->conn == c) {
         Peer *p = c->peer;
         p->conn = NULL;
+        peer_publish(p);
         if (c->dialer) {
             schedule_dial(t, p);
         }
@@ -272,6 +282,7 @@ static int conn_feed(Conn *c, const uint8_t *data, size_t len)
             return -1;
         }
         if (r == 1) {
+            plv_peer_link_heard(&c->peer->link, g_get_monotonic_time());
             if (plv_frame_parser_type(c->p) != FRAME_MSG) {
                 /* Authenticated but not ours to read: skip it, count it. */
                 STAT_ADD(t, malformed_dropped, 1);
@@ -314,6 +325,7 @@ static void conn_up(Conn *c)
         p->conn = c;
     }
     c->state = C_UP;
+    peer_publish(p);
     p->backoff_ms = t->backoff_min_ms;
     STAT_ADD(t, connects, 1);
     if (p->was_up) {
@@ -551,6 +563,7 @@ static void dial(TcpTransport *t, Peer *p)
     c->peer = p;
     c->epollout = true;
     p->conn = c;
+    peer_publish(p);
     conn_epoll(c, EPOLL_CTL_ADD, EPOLLIN | EPOLLOUT);
 }
 
@@ -697,6 +710,12 @@ static bool tcp_peer_up(PlvTransport *base, uint32_t peer)
     return p && p->conn && p->conn->state == C_UP;
 }
 
+static void tcp_peer_link(PlvTransport *base, uint32_t peer, PlvPeerLinkInfo *out)
+{
+    Peer *p = find_peer((TcpTransport *)base, peer);
+    plv_peer_link_read(p ? &p->link : NULL, peer, out);
+}
+
 static void tcp_stats(PlvTransport *base, PlvTransportStats *out)
 {
     TcpTransport *t = (TcpTransport *)base;
@@ -780,6 +799,7 @@ static const PlvTransportOps tcp_ops = {
     .wakeup = tcp_wakeup,
     .peer_up = tcp_peer_up,
     .stats = tcp_stats,
+    .peer_link = tcp_peer_link,
     .free = tcp_free,
 };
 

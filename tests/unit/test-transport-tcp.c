@@ -385,6 +385,65 @@ START_TEST(tcp_wrong_secret_peer_never_up)
 }
 END_TEST
 
+static PlvPeerLinkInfo link_of(Net *net, int i, uint32_t peer)
+{
+    PlvPeerLinkInfo li;
+    plv_transport_peer_link(net->t[i], peer, &li);
+    ck_assert_uint_eq(li.peer, peer);
+    return li;
+}
+
+START_TEST(tcp_peer_link_state)
+{
+    Net net;
+    net_init(&net);
+    /* Nothing dialed before the first wait(). */
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < N; j++) {
+            PlvPeerLinkInfo li = link_of(&net, i, j);
+            ck_assert_int_eq(li.state, PLV_PEER_LINK_DOWN);
+            ck_assert_int_eq(li.last_heard_us, 0);
+        }
+    }
+    pump(&net, 0);
+    /* 0 has started dialing 1 and 2; 2 dials nobody. */
+    ck_assert_int_ne(link_of(&net, 0, 2).state, PLV_PEER_LINK_DOWN);
+    PUMP_UNTIL(&net, all_up(&net), 5000);
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < N; j++) {
+            ck_assert_int_eq(link_of(&net, i, j).state,
+                             i == j ? PLV_PEER_LINK_DOWN : PLV_PEER_LINK_UP);
+        }
+    }
+    ck_assert_int_eq(link_of(&net, 0, 99).state, PLV_PEER_LINK_DOWN);
+    ck_assert_int_eq(link_of(&net, 0, 99).last_heard_us, 0);
+
+    /* A frame is heard; a later one moves the time on. */
+    gint64 t0 = g_get_monotonic_time();
+    ck_assert_int_eq(plv_transport_send(net.t[1], 0, "a", 1), 0);
+    PUMP_UNTIL(&net, g_queue_get_length(&net.got[0]) == 1, 5000);
+    int64_t heard = link_of(&net, 0, 1).last_heard_us;
+    ck_assert_int_ge(heard, t0);
+    ck_assert_int_le(heard, g_get_monotonic_time());
+    g_usleep(2000);
+    ck_assert_int_eq(plv_transport_send(net.t[1], 0, "b", 1), 0);
+    PUMP_UNTIL(&net, g_queue_get_length(&net.got[0]) == 2, 5000);
+    ck_assert_int_gt(link_of(&net, 0, 1).last_heard_us, heard);
+    heard = link_of(&net, 0, 1).last_heard_us;
+
+    /* 1 goes away: 0 (its dialer) redials it, 2 (which 1 dialed) waits. */
+    plv_transport_free(net.t[1]);
+    net.t[1] = NULL;
+    PUMP_UNTIL(&net, net.down[0][1] == 1 && net.down[2][1] == 1, 5000);
+    ck_assert_int_ne(link_of(&net, 0, 1).state, PLV_PEER_LINK_UP);
+    ck_assert_int_eq(link_of(&net, 2, 1).state, PLV_PEER_LINK_DOWN);
+    ck_assert_int_eq(link_of(&net, 2, 0).state, PLV_PEER_LINK_UP);
+    /* What was heard stays, as when it was heard. */
+    ck_assert_int_eq(link_of(&net, 0, 1).last_heard_us, heard);
+    net_free(&net);
+}
+END_TEST
+
 START_TEST(tcp_stranger_closed_at_accept)
 {
     Net net;
@@ -517,6 +576,7 @@ int main(void)
     tcase_add_test(tc, tcp_garbage_dropped_and_counted);
     tcase_add_test(tc, tcp_wrong_secret_peer_never_up);
     tcase_add_test(tc, tcp_wakeup);
+    tcase_add_test(tc, tcp_peer_link_state);
     tcase_add_test(tc, tcp_stranger_closed_at_accept);
     tcase_add_test(tc, tcp_idle_flood_leaves_room_for_peers);
     tcase_add_test(tc, tcp_accept_out_of_fds_does_not_spin);

@@ -7,8 +7,8 @@
  * retransmits) but never to reorder, corrupt or duplicate them on one
  * connection, and it only delivers bytes from authenticated peers.
  *
- * Threading: one thread (the driver's) calls everything except wakeup() and
- * stats(), which any thread may call.
+ * Threading: one thread (the driver's) calls everything except wakeup(),
+ * stats() and peer_link(), which any thread may call.
  */
 #ifndef PLOVER_TRANSPORT_H
 #define PLOVER_TRANSPORT_H
@@ -65,6 +65,20 @@ typedef struct PlvTransportStats {
  */
 #define PLV_HANDSHAKE_TIMEOUT_MS 2000
 
+typedef enum PlvPeerLinkState {
+    PLV_PEER_LINK_DOWN,         /* no connection, and none being made now */
+    PLV_PEER_LINK_CONNECTING,   /* dialing, or the handshake is under way */
+    PLV_PEER_LINK_UP,           /* an authenticated connection is up */
+} PlvPeerLinkState;
+
+typedef struct PlvPeerLinkInfo {
+    uint32_t peer;
+    PlvPeerLinkState state;
+    /* g_get_monotonic_time() (us) when the last valid frame from the peer
+     * arrived; 0: never. Kept across reconnects. */
+    int64_t last_heard_us;
+} PlvPeerLinkInfo;
+
 typedef struct PlvTransportOps {
     const char *name;
     /* Start listening/connecting. 0 or -1 with @err; again: no-op. */
@@ -90,6 +104,9 @@ typedef struct PlvTransportOps {
     bool (*peer_up)(PlvTransport *t, uint32_t peer);
     /* Snapshot of the counters. Thread-safe. */
     void (*stats)(PlvTransport *t, PlvTransportStats *out);
+    /* The link to @peer (unknown peers and self: DOWN, never heard).
+     * Thread-safe. */
+    void (*peer_link)(PlvTransport *t, uint32_t peer, PlvPeerLinkInfo *out);
     void (*free)(PlvTransport *t);
 } PlvTransportOps;
 
@@ -133,6 +150,41 @@ static inline bool plv_transport_peer_up(PlvTransport *t, uint32_t peer)
 static inline void plv_transport_stats(PlvTransport *t, PlvTransportStats *out)
 {
     t->ops->stats(t, out);
+}
+
+static inline void plv_transport_peer_link(PlvTransport *t, uint32_t peer,
+                                           PlvPeerLinkInfo *out)
+{
+    t->ops->peer_link(t, peer, out);
+}
+
+/*
+ * For implementations: one peer's link as peer_link() reports it, written
+ * by the owner thread and read by any (each field is stored whole).
+ */
+typedef struct PlvPeerLinkCell {
+    int state;                  /* PlvPeerLinkState */
+    int64_t last_heard_us;
+} PlvPeerLinkCell;
+
+static inline void plv_peer_link_set_state(PlvPeerLinkCell *c, PlvPeerLinkState s)
+{
+    __atomic_store_n(&c->state, (int)s, __ATOMIC_RELAXED);
+}
+
+static inline void plv_peer_link_heard(PlvPeerLinkCell *c, int64_t when_us)
+{
+    __atomic_store_n(&c->last_heard_us, when_us, __ATOMIC_RELAXED);
+}
+
+/* @c NULL: a peer the transport does not know. */
+static inline void plv_peer_link_read(const PlvPeerLinkCell *c, uint32_t peer,
+                                      PlvPeerLinkInfo *out)
+{
+    out->peer = peer;
+    out->state = c ? (PlvPeerLinkState)__atomic_load_n(&c->state, __ATOMIC_RELAXED)
+                   : PLV_PEER_LINK_DOWN;
+    out->last_heard_us = c ? __atomic_load_n(&c->last_heard_us, __ATOMIC_RELAXED) : 0;
 }
 
 static inline void plv_transport_free(PlvTransport *t)
