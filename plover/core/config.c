@@ -4,6 +4,8 @@
  * Every message names the field it is about first ("id: ..."), so that the
  * one line QEMU prints tells the operator exactly what to fix.
  */
+#include <arpa/inet.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "plover/config.h"
@@ -103,12 +105,13 @@ static bool parse_peer(const char *s, PlvConfigPeer *out, GError **errp)
         if (!close || close[1] != ':') {
             return fail(errp, "peers: '%s' is not host:port or [address]:port", s);
         }
+        struct in6_addr a6;
         host = g_strndup(s + 1, close - s - 1);
         colon = close + 1;
-        for (const char *p = host; *p; p++) {
-            if (!g_ascii_isxdigit(*p) && *p != ':' && *p != '.') {
-                return fail(errp, "peers: '%s' has an invalid IPv6 address", s);
-            }
+        /* Brackets promise a literal address: "[abc]" would otherwise be
+         * taken for a host name and fail only when dialed. */
+        if (host[0] && inet_pton(AF_INET6, host, &a6) != 1) {
+            return fail(errp, "peers: '%s' has an invalid IPv6 address", s);
         }
     } else {
         colon = strrchr(s, ':');
@@ -280,6 +283,46 @@ bool plv_config_parse(PlvConfig *cfg, const char *opts, GError **errp)
     return true;
 }
 
+static bool is_loopback_name(const char *host)
+{
+    return !g_ascii_strcasecmp(host, "localhost") || !strcmp(host, "127.0.0.1") ||
+           !strcmp(host, "::1");
+}
+
+/* Same machine, as far as the strings tell without asking DNS. */
+static bool same_host(const char *a, const char *b)
+{
+    return !g_ascii_strcasecmp(a, b) || (is_loopback_name(a) && is_loopback_name(b));
+}
+
+/*
+ * Each replica listens on its port and, for its syncvm bulk link, on
+ * port + 1: both must exist and no two replicas on one host may share one.
+ */
+static bool check_peer_ports(const PlvConfig *cfg, GError **errp)
+{
+    for (unsigned i = 0; i < cfg->n_peers; i++) {
+        const PlvConfigPeer *q = &cfg->peers[i];
+        if (q->port == 65535) {
+            return fail(errp, "peers: replica %u's port 65535 leaves no port for "
+                        "its syncvm link (port+1)", i);
+        }
+        for (unsigned j = 0; j < i; j++) {
+            const PlvConfigPeer *p = &cfg->peers[j];
+            if (!same_host(p->host, q->host) || abs(p->port - q->port) > 1) {
+                continue;
+            }
+            if (p->port == q->port && !g_ascii_strcasecmp(p->host, q->host)) {
+                return fail(errp, "peers: %s:%u is given twice", q->host, q->port);
+            }
+            return fail(errp, "peers: replicas %u and %u on %s use ports %u/%u and "
+                        "%u/%u, which overlap", j, i, p->host, p->port,
+                        p->port + 1, q->port, q->port + 1);
+        }
+    }
+    return true;
+}
+
 bool plv_config_validate(const PlvConfig *cfg, bool have_rdma, GError **errp)
 {
     if (cfg->n_peers == 0) {
@@ -290,14 +333,8 @@ bool plv_config_validate(const PlvConfig *cfg, bool have_rdma, GError **errp)
         return fail(errp, "peers: %u given, exactly %d required (this replica included)",
                     cfg->n_peers, PLV_REPLICAS);
     }
-    for (unsigned i = 0; i < cfg->n_peers; i++) {
-        for (unsigned j = 0; j < i; j++) {
-            if (cfg->peers[i].port == cfg->peers[j].port &&
-                !g_ascii_strcasecmp(cfg->peers[i].host, cfg->peers[j].host)) {
-                return fail(errp, "peers: %s:%u is given twice",
-                            cfg->peers[i].host, cfg->peers[i].port);
-            }
-        }
+    if (!check_peer_ports(cfg, errp)) {
+        return false;
     }
     if (!cfg->has_id) {
         return fail(errp, "id: required (this replica's index in peers, 0..%u)",

@@ -670,6 +670,13 @@ void plv_driver_stats(PlvDriver *d, PlvDriverStats *out)
     plv_transport_stats(d->t, &out->transport);
 }
 
+void plv_driver_peer_links(PlvDriver *d, PlvPeerLinkInfo *out, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        plv_transport_peer_link(d->t, i, &out[i]);
+    }
+}
+
 static void free_items(GArray *a)
 {
     for (guint i = 0; i < a->len; i++) {

@@ -23,8 +23,7 @@ typedef struct Pending {
     PlvHandshake *hs;
     int64_t deadline;
     int64_t since;              /* accept time: the oldest is evicted first */
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
+    PlvIpAddr addr;
 } Pending;
 
 struct PlvLinkAcceptor {
@@ -61,8 +60,7 @@ static void pending_close(Pending *p)
 
 /* A free slot for a connection from @addr: pushes out the oldest pending
  * connection of that address past its share, or the oldest of all. */
-static Pending *slot_for(PlvLinkAcceptor *a, const struct sockaddr_storage *addr,
-                         socklen_t len)
+static Pending *slot_for(PlvLinkAcceptor *a, const PlvIpAddr *addr)
 {
     Pending *free_slot = NULL, *oldest = NULL, *oldest_same = NULL;
     unsigned same = 0;
@@ -76,7 +74,7 @@ static Pending *slot_for(PlvLinkAcceptor *a, const struct sockaddr_storage *addr
         if (!oldest || p->since < oldest->since) {
             oldest = p;
         }
-        if (plv_sockaddr_same_ip(&p->addr, p->addr_len, addr, len)) {
+        if (plv_ip_addr_equal(&p->addr, addr)) {
             same++;
             if (!oldest_same || p->since < oldest_same->since) {
                 oldest_same = p;
@@ -96,9 +94,10 @@ static Pending *slot_for(PlvLinkAcceptor *a, const struct sockaddr_storage *addr
 static void accept_new(PlvLinkAcceptor *a)
 {
     for (;;) {
-        struct sockaddr_storage addr;
-        socklen_t len = sizeof(addr);
-        int fd = accept4(a->cfg.listen_fd, (struct sockaddr *)&addr, &len,
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof(sa);
+        PlvIpAddr addr;
+        int fd = accept4(a->cfg.listen_fd, (struct sockaddr *)&sa, &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) {
@@ -106,20 +105,20 @@ static void accept_new(PlvLinkAcceptor *a)
             }
             return;     /* EAGAIN, or out of fds: poll tells us again */
         }
-        if (a->allowed && !plv_addr_set_contains(a->allowed, &addr, len)) {
+        if (!plv_ip_addr_from_sockaddr((struct sockaddr *)&sa, &addr) ||
+            (a->allowed && !plv_addr_set_contains(a->allowed, &addr))) {
             count(a, &a->st.strangers);     /* before a test sees the close */
             close(fd);
             continue;
         }
         plv_sock_tune(fd);
-        Pending *p = slot_for(a, &addr, len);
+        Pending *p = slot_for(a, &addr);
         p->fd = fd;
         p->hs = plv_handshake_new(false, a->cfg.self_id, a->secret,
                                   a->cfg.secret_len);
         p->since = g_get_monotonic_time();
         p->deadline = plv_deadline_from_timeout(a->cfg.handshake_timeout_ms);
         p->addr = addr;
-        p->addr_len = len;
     }
 }
 
@@ -255,15 +254,12 @@ PlvLinkAcceptor *plv_link_acceptor_new(const PlvLinkAcceptorConfig *cfg,
     a->cfg.secret = a->secret;
     a->cfg.peer_hosts = NULL;
     if (cfg->peer_hosts) {
-        g_autoptr(GString) unresolved = g_string_new(NULL);
-        a->allowed = plv_addr_set_new(cfg->peer_hosts, cfg->n_hosts, unresolved);
-        if (unresolved->len) {
-            /* Filtering on fewer peers would lock a real one out. */
-            g_warning("link acceptor: cannot resolve %s: accepting any address",
-                      unresolved->str);
-            plv_addr_set_free(a->allowed);
-            a->allowed = NULL;
+        /* A host that does not resolve makes the set allow any address. */
+        a->allowed = plv_addr_set_new();
+        for (unsigned i = 0; i < cfg->n_hosts; i++) {
+            plv_addr_set_add_host(a->allowed, cfg->peer_hosts[i]);
         }
+        plv_addr_set_resolve(a->allowed);
     }
     a->mailbox = g_new0(PlvLink *, cfg->n_peers);
     for (unsigned i = 0; i < PLV_ACCEPTOR_MAX_PENDING; i++) {

@@ -183,89 +183,103 @@ uint16_t plv_sock_local_port(int fd)
     return 0;
 }
 
-/* One IP address, as 16 bytes: IPv4 in its IPv4-mapped IPv6 form. */
-typedef struct PlvIpAddr {
-    uint8_t b[16];
-} PlvIpAddr;
-
-struct PlvAddrSet {
-    GArray *addrs;              /* PlvIpAddr */
-};
-
-static bool ip_of_sockaddr(const void *sa, unsigned len, PlvIpAddr *out)
+bool plv_ip_addr_from_sockaddr(const struct sockaddr *sa, PlvIpAddr *out)
 {
-    const struct sockaddr *s = sa;
-
     memset(out, 0, sizeof(*out));
-    if (s->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-        const struct sockaddr_in *in = sa;
-        out->b[10] = out->b[11] = 0xff;
-        memcpy(out->b + 12, &in->sin_addr, 4);
+    if (sa && sa->sa_family == AF_INET) {
+        out->family = AF_INET;
+        memcpy(out->bytes, &((const struct sockaddr_in *)sa)->sin_addr, 4);
         return true;
     }
-    if (s->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
-        const struct sockaddr_in6 *in6 = sa;
-        memcpy(out->b, &in6->sin6_addr, 16);
+    if (sa && sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            out->family = AF_INET;
+            memcpy(out->bytes, a6->s6_addr + 12, 4);
+        } else {
+            out->family = AF_INET6;
+            memcpy(out->bytes, a6->s6_addr, 16);
+        }
         return true;
     }
     return false;
 }
 
-PlvAddrSet *plv_addr_set_new(const char *const *hosts, unsigned n_hosts,
-                             GString *unresolved)
+bool plv_ip_addr_equal(const PlvIpAddr *a, const PlvIpAddr *b)
 {
-    PlvAddrSet *set = g_new0(PlvAddrSet, 1);
-
-    set->addrs = g_array_new(FALSE, FALSE, sizeof(PlvIpAddr));
-    for (unsigned i = 0; i < n_hosts; i++) {
-        struct addrinfo *res = resolve(hosts[i], 0, false, NULL);
-
-        if (!res) {
-            if (unresolved) {
-                g_string_append_printf(unresolved, "%s%s",
-                                       unresolved->len ? ", " : "", hosts[i]);
-            }
-            continue;
-        }
-        for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-            PlvIpAddr a;
-            if (ip_of_sockaddr(ai->ai_addr, ai->ai_addrlen, &a)) {
-                g_array_append_val(set->addrs, a);
-            }
-        }
-        freeaddrinfo(res);
-    }
-    return set;
+    return a->family == b->family && !memcmp(a->bytes, b->bytes, sizeof(a->bytes));
 }
 
-bool plv_addr_set_contains(const PlvAddrSet *set, const void *sockaddr,
-                           unsigned sockaddr_len)
-{
-    PlvIpAddr a;
+struct PlvAddrSet {
+    GPtrArray *hosts;           /* as given */
+    GArray *addrs;              /* of PlvIpAddr, once resolved */
+    bool resolved, any;         /* any: a host did not resolve */
+};
 
-    if (!ip_of_sockaddr(sockaddr, sockaddr_len, &a)) {
+PlvAddrSet *plv_addr_set_new(void)
+{
+    PlvAddrSet *s = g_new0(PlvAddrSet, 1);
+    s->hosts = g_ptr_array_new_with_free_func(g_free);
+    s->addrs = g_array_new(FALSE, FALSE, sizeof(PlvIpAddr));
+    return s;
+}
+
+void plv_addr_set_add_host(PlvAddrSet *s, const char *host)
+{
+    g_ptr_array_add(s->hosts, g_strdup(host));
+}
+
+/* Every address of @host into s->addrs; false if it does not resolve. */
+static bool add_addrs(PlvAddrSet *s, const char *host)
+{
+    GError *err = NULL;
+    struct addrinfo *res = resolve(host, 0, false, &err);
+    if (!res) {
+        g_warning("plover: %s; accepting connections from any address",
+                  err->message);
+        g_error_free(err);
         return false;
     }
-    for (guint i = 0; i < set->addrs->len; i++) {
-        if (!memcmp(&g_array_index(set->addrs, PlvIpAddr, i), &a, sizeof(a))) {
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        PlvIpAddr a;
+        if (plv_ip_addr_from_sockaddr(ai->ai_addr, &a)) {
+            g_array_append_val(s->addrs, a);
+        }
+    }
+    freeaddrinfo(res);
+    return true;
+}
+
+void plv_addr_set_resolve(PlvAddrSet *s)
+{
+    for (guint i = 0; i < s->hosts->len && !s->resolved; i++) {
+        /* Leaving a host out would lock its replica out for good. */
+        s->any = !add_addrs(s, g_ptr_array_index(s->hosts, i));
+        if (s->any) {
+            break;
+        }
+    }
+    s->resolved = true;
+}
+
+bool plv_addr_set_contains(const PlvAddrSet *s, const PlvIpAddr *a)
+{
+    if (!s->resolved || s->any) {
+        return true;
+    }
+    for (guint i = 0; i < s->addrs->len; i++) {
+        if (plv_ip_addr_equal(&g_array_index(s->addrs, PlvIpAddr, i), a)) {
             return true;
         }
     }
     return false;
 }
 
-void plv_addr_set_free(PlvAddrSet *set)
+void plv_addr_set_free(PlvAddrSet *s)
 {
-    if (set) {
-        g_array_free(set->addrs, TRUE);
-        g_free(set);
+    if (s) {
+        g_ptr_array_unref(s->hosts);
+        g_array_unref(s->addrs);
+        g_free(s);
     }
-}
-
-bool plv_sockaddr_same_ip(const void *a, unsigned alen, const void *b, unsigned blen)
-{
-    PlvIpAddr x, y;
-
-    return ip_of_sockaddr(a, alen, &x) && ip_of_sockaddr(b, blen, &y) &&
-           !memcmp(&x, &y, sizeof(x));
 }

@@ -52,6 +52,7 @@ struct Peer {
     char *host;
     uint16_t port;
     Conn *conn;
+    PlvPeerLinkCell link;       /* what peer_link() reports */
     bool was_up;
     int backoff_ms;
     int64_t next_dial;
@@ -74,6 +75,7 @@ struct RdmaTransport {
     int epfd, wake_fd;
     int tag_cm, tag_wake;
     GPtrArray *pending;         /* accepted, not yet authenticated */
+    PlvAddrSet *peer_addrs;     /* sources allowed a pending slot */
     GPtrArray *grave;           /* closed during this wait(), freed after */
     GRand *rand;
     PlvTransportStats st;       /* written by the owner thread only */
@@ -108,6 +110,14 @@ static Peer *find_peer(RdmaTransport *t, uint32_t id)
     return NULL;
 }
 
+/* Call whenever p->conn or its state changes. */
+static void peer_publish(Peer *p)
+{
+    plv_peer_link_set_state(&p->link, !p->conn ? PLV_PEER_LINK_DOWN
+                                      : p->conn->state == C_UP ? PLV_PEER_LINK_UP
+                                      : PLV_PEER_LINK_CONNECTING);
+}
+
 static void schedule_dial(RdmaTransport *t, Peer *p)
 {
     int j = p->backoff_ms / 4;
@@ -132,6 +142,7 @@ static void conn_close(Conn *c)
     if (c->peer && c->peer->conn == c) {
         Peer *p = c->peer;
         p->conn = NULL;
+        peer_publish(p);
         if (c->dialer) {
             schedule_dial(t, p);
         }
@@ -186,6 +197,8 @@ static void conn_up(Conn *c)
         p->conn = c;
     }
     c->state = C_UP;
+    peer_publish(p);
+    plv_peer_link_heard(&p->link, plv_rdma_conn_last_rx(c->rc));    /* its AUTH */
     p->backoff_ms = t->backoff_min_ms;
     STAT_ADD(t, connects, 1);
     if (p->was_up) {
@@ -205,6 +218,7 @@ static void on_msg(void *opaque, PlvRdmaConn *rc, uint16_t type,
     if (c->state != C_UP) {
         return;
     }
+    plv_peer_link_heard(&c->peer->link, plv_rdma_conn_last_rx(rc));
     if (type != MSG_TYPE) {
         STAT_ADD(c->t, malformed_dropped, 1);
         return;
@@ -246,7 +260,8 @@ static Conn *conn_new(RdmaTransport *t, struct rdma_cm_id *id, bool dialer,
     c->dialer = dialer;
     c->state = state;
     g_queue_init(&c->q);
-    c->deadline = g_get_monotonic_time() + (int64_t)t->hs_timeout_ms * 1000;
+    c->deadline = plv_deadline_from_timeout(dialer ? t->hs_timeout_ms
+                                                    : PLV_HANDSHAKE_TIMEOUT_MS);
     id->context = c;
     return c;
 }
@@ -264,6 +279,14 @@ static void on_connect_request(RdmaTransport *t, const PlvRdmaCmEvent *ev)
     uint8_t pdata[PLV_RDMA_PDATA_LEN];
     struct rdma_conn_param cp;
     GError *err = NULL;
+    PlvIpAddr src;
+    plv_ip_addr_from_sockaddr(rdma_get_peer_addr(ev->id), &src);
+    if (!plv_addr_set_contains(t->peer_addrs, &src)) {
+        rdma_reject(ev->id, NULL, 0);
+        rdma_destroy_id(ev->id);
+        STAT_ADD(t, rejected_strangers, 1);
+        return;
+    }
     if (t->pending->len >= MAX_PENDING) {
         /* Too many strangers mid-handshake: refuse rather than grow. */
         rdma_reject(ev->id, NULL, 0);
@@ -393,6 +416,7 @@ static void dial(RdmaTransport *t, Peer *p)
     Conn *c = conn_new(t, id, true, C_RESOLVING);
     c->peer = p;
     p->conn = c;
+    peer_publish(p);
     if (rdma_resolve_addr(id, NULL, (struct sockaddr *)&ss, RESOLVE_MS)) {
         conn_close(c);
     }
@@ -540,6 +564,8 @@ static int64_t maintain(RdmaTransport *t)
                 g_debug("plover rdma: peer %u silent for %d ms", p->id, t->dead_ms);
                 conn_close(c);
             } else {
+                /* Heartbeats count: they arrive only on an authenticated QP. */
+                plv_peer_link_heard(&p->link, plv_rdma_conn_last_rx(c->rc));
                 if (now >= c->next_hb && plv_rdma_conn_heartbeat(c->rc)) {
                     c->next_hb = now + (int64_t)t->hb_ms * 1000;
                 }
@@ -673,6 +699,12 @@ static bool rdma_peer_up(PlvTransport *base, uint32_t peer)
     return p && p->conn && p->conn->state == C_UP;
 }
 
+static void rdma_peer_link(PlvTransport *base, uint32_t peer, PlvPeerLinkInfo *out)
+{
+    Peer *p = find_peer((RdmaTransport *)base, peer);
+    plv_peer_link_read(p ? &p->link : NULL, peer, out);
+}
+
 static void rdma_stats(PlvTransport *base, PlvTransportStats *out)
 {
     RdmaTransport *t = (RdmaTransport *)base;
@@ -699,6 +731,7 @@ static int rdma_start(PlvTransport *base, GError **err)
         return -1;
     }
     t->bound_port = ntohs(rdma_get_src_port(t->listen_id));
+    plv_addr_set_resolve(t->peer_addrs);
     t->epfd = epoll_create1(EPOLL_CLOEXEC);
     t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (t->epfd < 0 || t->wake_fd < 0) {
@@ -745,6 +778,7 @@ static void rdma_free(PlvTransport *base)
         close(t->wake_fd);
     }
     g_ptr_array_unref(t->pending);
+    plv_addr_set_free(t->peer_addrs);
     g_ptr_array_unref(t->grave);
     g_rand_free(t->rand);
     explicit_bzero(t->secret, t->secret_len);
@@ -763,6 +797,7 @@ static const PlvTransportOps rdma_ops = {
     .wakeup = rdma_wakeup,
     .peer_up = rdma_peer_up,
     .stats = rdma_stats,
+    .peer_link = rdma_peer_link,
     .free = rdma_free,
 };
 
@@ -810,11 +845,15 @@ PlvTransport *plv_transport_rdma_new(const PlvRdmaTransportConfig *cfg,
     t->max_queue = cfg->max_queue_bytes ? cfg->max_queue_bytes : (64u << 20);
     t->n_peers = cfg->n_peers;
     t->peers = g_new0(Peer, cfg->n_peers);
+    t->peer_addrs = plv_addr_set_new();
     for (size_t i = 0; i < cfg->n_peers; i++) {
         t->peers[i].id = cfg->peers[i].id;
         t->peers[i].host = g_strdup(cfg->peers[i].host);
         t->peers[i].port = cfg->peers[i].port;
         t->peers[i].backoff_ms = t->backoff_min_ms;
+        if (cfg->peers[i].id != cfg->self_id) {
+            plv_addr_set_add_host(t->peer_addrs, cfg->peers[i].host);
+        }
     }
     t->listen_host = g_strdup(self->host);
     t->listen_port = self->port;

@@ -22,6 +22,9 @@
 #define READS_PER_EVENT 8       /* fairness between busy connections */
 #define MAX_EVENTS      64
 #define MAX_PENDING     64      /* unauthenticated connections at once */
+/* ...from one address: a stranger on a peer's host, or one peer redialing
+ * fast, cannot take every slot (all peers share 127.0.0.1 in tests). */
+#define PENDING_PER_ADDR 4
 #define FRAME_MSG       1       /* frame type of a transport message */
 
 enum { SRC_LISTEN = 1, SRC_WAKE, SRC_CONN };
@@ -45,6 +48,7 @@ typedef struct Conn {
     size_t out_off;
     bool dirty, epollout;
     int64_t deadline;           /* connect + handshake must finish by then */
+    PlvIpAddr src;              /* acceptor: where it came from */
 } Conn;
 
 struct Peer {
@@ -52,6 +56,7 @@ struct Peer {
     char *host;
     uint16_t port;
     Conn *conn;                 /* the up (or dialing) connection */
+    PlvPeerLinkCell link;       /* what peer_link() reports */
     bool was_up;
     int backoff_ms;
     int64_t next_dial;
@@ -72,6 +77,7 @@ struct TcpTransport {
     int64_t listen_paused_until;    /* 0: the listening fd is in epoll */
     int tag_listen, tag_wake;   /* epoll data for the two special fds */
     GPtrArray *pending;         /* accepted, not yet authenticated */
+    PlvAddrSet *peer_addrs;     /* sources allowed a pending slot */
     GPtrArray *dirty;           /* connections with unsent output */
     GPtrArray *grave;           /* closed during this wait(), freed after */
     GRand *rand;
@@ -107,6 +113,14 @@ static Peer *find_peer(TcpTransport *t, uint32_t id)
         }
     }
     return NULL;
+}
+
+/* Call whenever p->conn or its state changes. */
+static void peer_publish(Peer *p)
+{
+    plv_peer_link_set_state(&p->link, !p->conn ? PLV_PEER_LINK_DOWN
+                                      : p->conn->state == C_UP ? PLV_PEER_LINK_UP
+                                      : PLV_PEER_LINK_CONNECTING);
 }
 
 static void conn_epoll(Conn *c, int op, uint32_t events)
@@ -153,6 +167,7 @@ static void conn_close(Conn *c)
     if (c->peer && c->peer->conn == c) {
         Peer *p = c->peer;
         p->conn = NULL;
+        peer_publish(p);
         if (c->dialer) {
             schedule_dial(t, p);
         }
@@ -186,7 +201,8 @@ static Conn *conn_new(TcpTransport *t, int fd, bool dialer, int state)
     c->dialer = dialer;
     c->state = state;
     c->out = g_byte_array_new();
-    c->deadline = g_get_monotonic_time() + (int64_t)t->hs_timeout_ms * 1000;
+    c->deadline = plv_deadline_from_timeout(dialer ? t->hs_timeout_ms
+                                                    : PLV_HANDSHAKE_TIMEOUT_MS);
     return c;
 }
 
@@ -266,6 +282,7 @@ static int conn_feed(Conn *c, const uint8_t *data, size_t len)
             return -1;
         }
         if (r == 1) {
+            plv_peer_link_heard(&c->peer->link, g_get_monotonic_time());
             if (plv_frame_parser_type(c->p) != FRAME_MSG) {
                 /* Authenticated but not ours to read: skip it, count it. */
                 STAT_ADD(t, malformed_dropped, 1);
@@ -308,6 +325,7 @@ static void conn_up(Conn *c)
         p->conn = c;
     }
     c->state = C_UP;
+    peer_publish(p);
     p->backoff_ms = t->backoff_min_ms;
     STAT_ADD(t, connects, 1);
     if (p->was_up) {
@@ -459,10 +477,49 @@ static void conn_event(Conn *c, uint32_t events)
     }
 }
 
+/*
+ * May a connection from @src take a pending slot? Strangers may not. A peer's
+ * address may, at the cost of its own oldest pending connection once it
+ * holds PENDING_PER_ADDR, or of the oldest of all when every slot is taken
+ * (a peer's handshake takes milliseconds: the oldest is the likeliest dud).
+ */
+static bool take_slot(TcpTransport *t, const PlvIpAddr *src)
+{
+    if (!plv_addr_set_contains(t->peer_addrs, src)) {
+        STAT_ADD(t, rejected_strangers, 1);
+        return false;
+    }
+    Conn *oldest = NULL, *oldest_here = NULL;
+    unsigned here = 0;
+    for (guint i = 0; i < t->pending->len; i++) {
+        Conn *c = g_ptr_array_index(t->pending, i);
+        /* Every pending deadline is accept time + one constant. */
+        if (!oldest || c->deadline < oldest->deadline) {
+            oldest = c;
+        }
+        if (plv_ip_addr_equal(&c->src, src)) {
+            here++;
+            if (!oldest_here || c->deadline < oldest_here->deadline) {
+                oldest_here = c;
+            }
+        }
+    }
+    Conn *victim = here >= PENDING_PER_ADDR ? oldest_here
+                 : t->pending->len >= MAX_PENDING ? oldest : NULL;
+    if (victim) {
+        STAT_ADD(t, pending_evicted, 1);
+        conn_close(victim);     /* freed after this wait(), like any close */
+    }
+    return true;
+}
+
 static void accept_all(TcpTransport *t)
 {
     for (;;) {
-        int fd = accept4(t->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage ss;
+        socklen_t sslen = sizeof(ss);
+        int fd = accept4(t->listen_fd, (struct sockaddr *)&ss, &sslen,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;
@@ -476,16 +533,17 @@ static void accept_all(TcpTransport *t)
             }
             return;
         }
-        if (t->pending->len >= MAX_PENDING) {
-            /* Too many strangers mid-handshake: refuse rather than grow. */
+        PlvIpAddr src;
+        plv_ip_addr_from_sockaddr((struct sockaddr *)&ss, &src);
+        if (!take_slot(t, &src)) {
             close(fd);
-            STAT_ADD(t, auth_failures, 1);
             continue;
         }
         plv_sock_tune(fd);
         Conn *c = conn_new(t, fd, false, C_HANDSHAKE);
         c->hs = plv_handshake_new(false, t->self_id, t->secret, t->secret_len);
         g_ptr_array_add(t->pending, c);
+        c->src = src;           /* take_slot() counts it from here on */
         conn_epoll(c, EPOLL_CTL_ADD, EPOLLIN);
         conn_handshake(c);
     }
@@ -505,6 +563,7 @@ static void dial(TcpTransport *t, Peer *p)
     c->peer = p;
     c->epollout = true;
     p->conn = c;
+    peer_publish(p);
     conn_epoll(c, EPOLL_CTL_ADD, EPOLLIN | EPOLLOUT);
 }
 
@@ -651,6 +710,12 @@ static bool tcp_peer_up(PlvTransport *base, uint32_t peer)
     return p && p->conn && p->conn->state == C_UP;
 }
 
+static void tcp_peer_link(PlvTransport *base, uint32_t peer, PlvPeerLinkInfo *out)
+{
+    Peer *p = find_peer((TcpTransport *)base, peer);
+    plv_peer_link_read(p ? &p->link : NULL, peer, out);
+}
+
 static void tcp_stats(PlvTransport *base, PlvTransportStats *out)
 {
     TcpTransport *t = (TcpTransport *)base;
@@ -668,6 +733,7 @@ static int tcp_start(PlvTransport *base, GError **err)
     if (t->epfd >= 0) {
         return 0;               /* already started (e.g. probed, then driven) */
     }
+    plv_addr_set_resolve(t->peer_addrs);
     if (t->listen_fd < 0) {
         t->listen_fd = plv_sock_listen(t->listen_host, t->listen_port, err);
         if (t->listen_fd < 0) {
@@ -712,6 +778,7 @@ static void tcp_free(PlvTransport *base)
         close(t->wake_fd);
     }
     g_ptr_array_unref(t->pending);
+    plv_addr_set_free(t->peer_addrs);
     g_ptr_array_unref(t->dirty);
     g_ptr_array_unref(t->grave);
     g_rand_free(t->rand);
@@ -732,6 +799,7 @@ static const PlvTransportOps tcp_ops = {
     .wakeup = tcp_wakeup,
     .peer_up = tcp_peer_up,
     .stats = tcp_stats,
+    .peer_link = tcp_peer_link,
     .free = tcp_free,
 };
 
@@ -766,15 +834,19 @@ PlvTransport *plv_transport_tcp_new(const PlvTcpTransportConfig *cfg,
     t->backoff_max_ms = MAX(cfg->backoff_max_ms > 0 ? cfg->backoff_max_ms : 1000,
                             t->backoff_min_ms);
     t->hs_timeout_ms = cfg->handshake_timeout_ms > 0 ? cfg->handshake_timeout_ms
-                                                     : 2000;
+                                                     : PLV_HANDSHAKE_TIMEOUT_MS;
     t->max_queue = cfg->max_queue_bytes ? cfg->max_queue_bytes : (64u << 20);
     t->n_peers = cfg->n_peers;
     t->peers = g_new0(Peer, cfg->n_peers);
+    t->peer_addrs = plv_addr_set_new();
     for (size_t i = 0; i < cfg->n_peers; i++) {
         t->peers[i].id = cfg->peers[i].id;
         t->peers[i].host = g_strdup(cfg->peers[i].host);
         t->peers[i].port = cfg->peers[i].port;
         t->peers[i].backoff_ms = t->backoff_min_ms;
+        if (cfg->peers[i].id != cfg->self_id) {
+            plv_addr_set_add_host(t->peer_addrs, cfg->peers[i].host);
+        }
     }
     t->listen_host = g_strdup(self->host);
     t->listen_port = self->port;

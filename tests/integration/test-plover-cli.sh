@@ -52,6 +52,18 @@ expect_reject "peers: 'a:70000' has an invalid port (expected 1..65535)" \
     "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=a:70000,b:1,c:1,netdev=net0,secret=s0,state=$ST"
 expect_reject "peers: a:1 is given twice" \
     "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=a:1,b:1,a:1,netdev=net0,secret=s0,state=$ST"
+expect_reject "peers: replica 2's port 65535 leaves no port for its syncvm link (port+1)" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=a:1,b:1,c:65535,netdev=net0,secret=s0,state=$ST"
+expect_reject "peers: replicas 0 and 1 on 10.1.0.1 use ports 7100/7101 and 7101/7102, which overlap" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=10.1.0.1:7100,10.1.0.1:7101,c:1,netdev=net0,secret=s0,state=$ST"
+expect_reject "peers: replicas 0 and 1 on localhost use ports 7100/7101 and 7100/7101, which overlap" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=localhost:7100,127.0.0.1:7100,c:1,netdev=net0,secret=s0,state=$ST"
+expect_reject "peers: '[abc]:1' has an invalid IPv6 address" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=[abc]:1,b:1,c:1,netdev=net0,secret=s0,state=$ST"
+expect_reject "peers: 'a:0' has an invalid port (expected 1..65535)" \
+    "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=a:0,b:1,c:1,netdev=net0,secret=s0,state=$ST"
+expect_reject "suspect-ms: '0' is not a number in 2..600000" \
+    "${NET[@]}" "${SECRET[@]}" -plover "$OK,suspect-ms=0"
 expect_reject "peers: 2 given, exactly 3 required (this replica included)" \
     "${NET[@]}" "${SECRET[@]}" -plover "id=0,peers=a:1,b:1,netdev=net0,secret=s0,state=$ST"
 expect_reject "transport: invalid value 'ib' (expected tcp or rdma)" \

@@ -8,5 +8,7 @@
 
 /* A plain blocking TCP connection to 127.0.0.1:@port (no handshake), or -1. */
 int plv_test_raw_connect(uint16_t port);
+/* The same from source address @src (any of 127.0.0.0/8 is local). */
+int plv_test_raw_connect_from(const char *src, uint16_t port);
 
 #endif

@@ -143,6 +143,60 @@ START_TEST(test_field_errors)
 }
 END_TEST
 
+START_TEST(test_peer_port_refusals)
+{
+    expect_error("id=0,peers=a:1,b:65535,c:1,netdev=n,secret=s,state=f",
+                 "peers: replica 1's port 65535 leaves no port for its syncvm link (port+1)");
+    /* 65534 still leaves 65535 for the syncvm link. */
+    g_autofree char *top = try("id=0,peers=a:65534,b:65534,c:1,netdev=n,secret=s,state=f",
+                               true, NULL);
+    ck_assert_msg(top == NULL, "%s", top);
+    expect_error("id=0,peers=h:7000,b:1,h:7001,netdev=n,secret=s,state=f",
+                 "peers: replicas 0 and 2 on h use ports 7000/7001 and 7001/7002, "
+                 "which overlap");
+    expect_error("id=0,peers=b:1,h:7001,H:7000,netdev=n,secret=s,state=f",
+                 "peers: replicas 1 and 2 on h use ports 7001/7002 and 7000/7001, "
+                 "which overlap");
+    /* The loopback names are one host. */
+    expect_error("id=0,peers=localhost:7000,127.0.0.1:7000,[::1]:7010,netdev=n,"
+                 "secret=s,state=f",
+                 "peers: replicas 0 and 1 on localhost use ports 7000/7001 and "
+                 "7000/7001, which overlap");
+    expect_error("id=0,peers=127.0.0.1:7000,[::1]:7001,c:1,netdev=n,secret=s,state=f",
+                 "peers: replicas 0 and 1 on 127.0.0.1 use ports 7000/7001 and "
+                 "7001/7002, which overlap");
+    /* Two apart is enough on one host; other hosts may share ports. */
+    g_autofree char *ok = try("id=0,peers=127.0.0.1:7000,localhost:7002,[::1]:7004,"
+                              "netdev=n,secret=s,state=f", true, NULL);
+    ck_assert_msg(ok == NULL, "%s", ok);
+    g_autofree char *ok2 = try("id=0,peers=a:7000,b:7001,c:7000,netdev=n,secret=s,state=f",
+                               true, NULL);
+    ck_assert_msg(ok2 == NULL, "%s", ok2);
+}
+END_TEST
+
+START_TEST(test_other_refusals)
+{
+    /* Brackets hold a literal IPv6 address, not a name. */
+    expect_error("id=0,peers=[abc]:5,b:1,c:1", "peers: '[abc]:5' has an invalid IPv6 address");
+    expect_error("id=0,peers=[1.2.3.4]:5,b:1,c:1",
+                 "peers: '[1.2.3.4]:5' has an invalid IPv6 address");
+    expect_error("id=0,peers=[]:5,b:1,c:1", "peers: '[]:5' has an empty host");
+    expect_error("id=0,peers=a:+5,b:1,c:1", "peers: 'a:+5' has an invalid port (expected 1..65535)");
+    expect_error("id=0,peers=a:1,A:1,c:1,netdev=n,secret=s,state=f", "peers: A:1 is given twice");
+    expect_error("id=7," GOOD, "id: '7' is not a replica index (0..6)");
+    /* No timeout may be 0: each would make a loop spin or never fire. */
+    const char *zero[] = { "heartbeat-ms", "suspect-ms", "election-ms", "syncvm-timeout-ms",
+                           "idle-threshold-us", "idle-window-us", "max-sync-interval-ms" };
+    for (size_t i = 0; i < G_N_ELEMENTS(zero); i++) {
+        g_autofree char *opts = g_strdup_printf(GOOD ",%s=0", zero[i]);
+        g_autofree char *msg = try(opts, true, NULL);
+        g_autofree char *want = g_strdup_printf("%s: '0' is not a number in", zero[i]);
+        ck_assert_msg(msg && g_str_has_prefix(msg, want), "%s: %s", opts, msg);
+    }
+}
+END_TEST
+
 START_TEST(test_help_lists_every_field)
 {
     g_autofree char *help = plv_config_help();
@@ -165,6 +219,8 @@ int main(void)
     tcase_add_test(tc, test_accepts_names_ipv6_and_timeouts);
     tcase_add_test(tc, test_rdma_depends_on_build);
     tcase_add_test(tc, test_field_errors);
+    tcase_add_test(tc, test_peer_port_refusals);
+    tcase_add_test(tc, test_other_refusals);
     tcase_add_test(tc, test_help_lists_every_field);
     suite_add_tcase(s, tc);
     return plv_test_run(s);

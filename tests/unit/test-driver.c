@@ -300,11 +300,35 @@ START_TEST(driver_elect_commit_and_survive_a_kill)
     ck_assert_uint_eq(st.transport.auth_failures, 0);
     ck_assert_uint_ge(st.committed, 1);
 
+    /* Read from this thread while the driver threads run: every link of
+     * the leader is up and has carried consensus traffic. */
+    PlvPeerLinkInfo links[N];
+    plv_driver_peer_links(cl.d[leader], links, N);
+    gint64 now = g_get_monotonic_time();
+    for (int i = 0; i < N; i++) {
+        ck_assert_uint_eq(links[i].peer, i);
+        if (i == leader) {
+            ck_assert_int_eq(links[i].state, PLV_PEER_LINK_DOWN);
+            ck_assert_int_eq(links[i].last_heard_us, 0);
+        } else {
+            ck_assert_int_eq(links[i].state, PLV_PEER_LINK_UP);
+            ck_assert_int_gt(links[i].last_heard_us, 0);
+            ck_assert_int_le(links[i].last_heard_us, now);
+        }
+    }
+
     /* Kill the leader: the other two elect one and keep committing. */
     plv_driver_free(cl.d[leader]);
     cl.d[leader] = NULL;
     int leader2;
     DRAIN_UNTIL(&cl, (leader2 = agreed_leader(&cl)) >= 0, 15000);
+    /* ...and no longer see the old leader's link up. */
+    for (int i = 0; i < N; i++) {
+        if (cl.d[i]) {
+            DRAIN_UNTIL(&cl, (plv_driver_peer_links(cl.d[i], links, N),
+                              links[leader].state != PLV_PEER_LINK_UP), 5000);
+        }
+    }
     ck_assert_int_ne(leader2, leader);
     submit_range(&cl, leader2, "b", 0, M);
     DRAIN_UNTIL(&cl, have_packets(&cl, 2 * M), 10000);

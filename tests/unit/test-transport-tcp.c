@@ -385,6 +385,126 @@ START_TEST(tcp_wrong_secret_peer_never_up)
 }
 END_TEST
 
+static PlvPeerLinkInfo link_of(Net *net, int i, uint32_t peer)
+{
+    PlvPeerLinkInfo li;
+    plv_transport_peer_link(net->t[i], peer, &li);
+    ck_assert_uint_eq(li.peer, peer);
+    return li;
+}
+
+START_TEST(tcp_peer_link_state)
+{
+    Net net;
+    net_init(&net);
+    /* Nothing dialed before the first wait(). */
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < N; j++) {
+            PlvPeerLinkInfo li = link_of(&net, i, j);
+            ck_assert_int_eq(li.state, PLV_PEER_LINK_DOWN);
+            ck_assert_int_eq(li.last_heard_us, 0);
+        }
+    }
+    pump(&net, 0);
+    /* 0 has started dialing 1 and 2; 2 dials nobody. */
+    ck_assert_int_ne(link_of(&net, 0, 2).state, PLV_PEER_LINK_DOWN);
+    PUMP_UNTIL(&net, all_up(&net), 5000);
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < N; j++) {
+            ck_assert_int_eq(link_of(&net, i, j).state,
+                             i == j ? PLV_PEER_LINK_DOWN : PLV_PEER_LINK_UP);
+        }
+    }
+    ck_assert_int_eq(link_of(&net, 0, 99).state, PLV_PEER_LINK_DOWN);
+    ck_assert_int_eq(link_of(&net, 0, 99).last_heard_us, 0);
+
+    /* A frame is heard; a later one moves the time on. */
+    gint64 t0 = g_get_monotonic_time();
+    ck_assert_int_eq(plv_transport_send(net.t[1], 0, "a", 1), 0);
+    PUMP_UNTIL(&net, g_queue_get_length(&net.got[0]) == 1, 5000);
+    int64_t heard = link_of(&net, 0, 1).last_heard_us;
+    ck_assert_int_ge(heard, t0);
+    ck_assert_int_le(heard, g_get_monotonic_time());
+    g_usleep(2000);
+    ck_assert_int_eq(plv_transport_send(net.t[1], 0, "b", 1), 0);
+    PUMP_UNTIL(&net, g_queue_get_length(&net.got[0]) == 2, 5000);
+    ck_assert_int_gt(link_of(&net, 0, 1).last_heard_us, heard);
+    heard = link_of(&net, 0, 1).last_heard_us;
+
+    /* 1 goes away: 0 (its dialer) redials it, 2 (which 1 dialed) waits. */
+    plv_transport_free(net.t[1]);
+    net.t[1] = NULL;
+    PUMP_UNTIL(&net, net.down[0][1] == 1 && net.down[2][1] == 1, 5000);
+    ck_assert_int_ne(link_of(&net, 0, 1).state, PLV_PEER_LINK_UP);
+    ck_assert_int_eq(link_of(&net, 2, 1).state, PLV_PEER_LINK_DOWN);
+    ck_assert_int_eq(link_of(&net, 2, 0).state, PLV_PEER_LINK_UP);
+    /* What was heard stays, as when it was heard. */
+    ck_assert_int_eq(link_of(&net, 0, 1).last_heard_us, heard);
+    net_free(&net);
+}
+END_TEST
+
+START_TEST(tcp_stranger_closed_at_accept)
+{
+    Net net;
+    net_init(&net);
+    PUMP_UNTIL(&net, all_up(&net), 5000);
+    PlvTransportStats st;
+    /* 127.0.0.2 is local, but no peer's address: closed before it takes a
+     * pending slot, so it is no handshake failure either. */
+    int fd = plv_test_raw_connect_from("127.0.0.2", net.port[2]);
+    ck_assert_int_ge(fd, 0);
+    PUMP_UNTIL(&net, (plv_transport_stats(net.t[2], &st), st.rejected_strangers == 1),
+               5000);
+    char c;
+    ck_assert_int_eq(read(fd, &c, 1), 0);
+    close(fd);
+    plv_transport_stats(net.t[2], &st);
+    ck_assert_uint_eq(st.auth_failures, 0);
+    ck_assert_uint_eq(st.pending_evicted, 0);
+    /* A peer's address still gets its handshake (and fails it). */
+    fd = plv_test_raw_connect_from("127.0.0.1", net.port[2]);
+    ck_assert_int_ge(fd, 0);
+    PUMP_UNTIL(&net, (plv_transport_stats(net.t[2], &st), st.auth_failures == 1),
+               5000);
+    close(fd);
+    ck_assert_uint_eq(st.rejected_strangers, 1);
+    net_free(&net);
+}
+END_TEST
+
+START_TEST(tcp_idle_flood_leaves_room_for_peers)
+{
+    enum { IDLE = 64 };
+    Net net;
+    net_init(&net);
+    PUMP_UNTIL(&net, all_up(&net), 5000);
+    PlvTransportStats st;
+    /* As many idle connections as there are pending slots, from the
+     * peers' own address: each one past the per-address cap evicts the
+     * oldest of them instead of filling the table. */
+    int fds[IDLE];
+    for (int i = 0; i < IDLE; i++) {
+        fds[i] = plv_test_raw_connect(net.port[2]);
+        ck_assert_int_ge(fds[i], 0);
+    }
+    PUMP_UNTIL(&net, (plv_transport_stats(net.t[2], &st),
+                      st.pending_evicted == IDLE - 4), 5000);
+    /* A genuine peer still gets in while they are held open. */
+    PlvLink *l = dial_pumped(&net, 2, 0, SECRET, sizeof(SECRET));
+    ck_assert_ptr_nonnull(l);
+    plv_transport_stats(net.t[2], &st);
+    ck_assert_uint_eq(st.pending_evicted, IDLE - 4 + 1);
+    ck_assert_uint_eq(st.rejected_strangers, 0);
+    plv_link_close(l);
+    for (int i = 0; i < IDLE; i++) {
+        close(fds[i]);
+    }
+    PUMP_UNTIL(&net, all_up(&net), 5000);
+    net_free(&net);
+}
+END_TEST
+
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -456,6 +576,9 @@ int main(void)
     tcase_add_test(tc, tcp_garbage_dropped_and_counted);
     tcase_add_test(tc, tcp_wrong_secret_peer_never_up);
     tcase_add_test(tc, tcp_wakeup);
+    tcase_add_test(tc, tcp_peer_link_state);
+    tcase_add_test(tc, tcp_stranger_closed_at_accept);
+    tcase_add_test(tc, tcp_idle_flood_leaves_room_for_peers);
     tcase_add_test(tc, tcp_accept_out_of_fds_does_not_spin);
     suite_add_tcase(su, tc);
     return plv_test_run(su);

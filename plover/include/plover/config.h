@@ -74,7 +74,9 @@ bool plv_config_set(PlvConfig *cfg, const char *key, const char *value,
 
 /*
  * Whole-configuration checks: required fields, id in range, three distinct
- * peers, transport available in this build (have_rdma), timeouts coherent.
+ * peers whose ports (each replica's port and port + 1, its syncvm link) do
+ * not collide on one host, transport available in this build (have_rdma),
+ * timeouts coherent.
  */
 bool plv_config_validate(const PlvConfig *cfg, bool have_rdma, GError **errp);
 

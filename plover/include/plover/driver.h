@@ -140,6 +140,13 @@ typedef struct PlvDriverStats {
 /* Snapshot of the counters. Thread-safe. */
 void plv_driver_stats(PlvDriver *d, PlvDriverStats *out);
 
+/*
+ * The links to peers 0..@n-1, into @out[0..n-1] (this node's own entry
+ * reads DOWN, never heard). Thread-safe and cheap: it reads what the
+ * transport publishes, without waiting for the driver thread.
+ */
+void plv_driver_peer_links(PlvDriver *d, PlvPeerLinkInfo *out, unsigned n);
+
 #ifdef __cplusplus
 }
 #endif

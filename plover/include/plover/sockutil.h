@@ -6,8 +6,11 @@
 #define PLOVER_SOCKUTIL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <glib.h>
+
+struct sockaddr;
 
 #ifdef __cplusplus
 extern "C" {
@@ -38,22 +41,30 @@ uint16_t plv_sock_local_port(int fd);
 /* Options every plover TCP connection gets (TCP_NODELAY, keepalive). */
 void plv_sock_tune(int fd);
 
+/* An IP address without its port: what a connection's source is told by. */
+typedef struct PlvIpAddr {
+    int family;                 /* AF_INET or AF_INET6 */
+    uint8_t bytes[16];          /* 4 or 16 of them, network order */
+} PlvIpAddr;
+
+/* @sa's address, an IPv4-mapped IPv6 one as IPv4 (what a dual-stack
+ * listener reports for IPv4 clients); false if @sa is not IP. */
+bool plv_ip_addr_from_sockaddr(const struct sockaddr *sa, PlvIpAddr *out);
+bool plv_ip_addr_equal(const PlvIpAddr *a, const PlvIpAddr *b);
+
 /*
- * The addresses a set of host names resolve to, for telling a configured
- * peer's connection from a stranger's before it costs anything. Compares
- * IP addresses only (ports differ per connection); an IPv4 peer matches
- * its IPv4-mapped IPv6 form too. Hosts that do not resolve are skipped
- * and named in *unresolved (may be NULL).
+ * The addresses of a set of hosts: which sources may be peers. Hosts are
+ * added as given and resolved once, by plv_addr_set_resolve() (blocking).
+ * Until then, or if a host does not resolve (with a warning), the set
+ * cannot tell and contains every address: better a stranger gets a
+ * handshake than a replica is locked out.
  */
 typedef struct PlvAddrSet PlvAddrSet;
-
-PlvAddrSet *plv_addr_set_new(const char *const *hosts, unsigned n_hosts,
-                             GString *unresolved);
-bool plv_addr_set_contains(const PlvAddrSet *set, const void *sockaddr,
-                           unsigned sockaddr_len);
-void plv_addr_set_free(PlvAddrSet *set);
-/* True if both socket addresses carry the same IP address. */
-bool plv_sockaddr_same_ip(const void *a, unsigned alen, const void *b, unsigned blen);
+PlvAddrSet *plv_addr_set_new(void);
+void plv_addr_set_add_host(PlvAddrSet *s, const char *host);
+void plv_addr_set_resolve(PlvAddrSet *s);
+bool plv_addr_set_contains(const PlvAddrSet *s, const PlvIpAddr *a);
+void plv_addr_set_free(PlvAddrSet *s);
 
 #ifdef __cplusplus
 }

@@ -34,7 +34,8 @@ typedef struct PlvRdmaTransportConfig {
     unsigned signal_every;      /* completion every k writes; 0: 16 */
     int backoff_min_ms;         /* first reconnect delay; 0: 10 ms */
     int backoff_max_ms;         /* cap of the doubling; 0: 1000 ms */
-    int handshake_timeout_ms;   /* resolve + connect + auth; 0: 5000 ms */
+    int handshake_timeout_ms;   /* dial: resolve + connect + auth; 0: 5000 ms
+                                 * (accepted: PLV_HANDSHAKE_TIMEOUT_MS) */
     int heartbeat_ms;           /* idle interval between heartbeats; 0: 100 */
     int peer_timeout_ms;        /* silence that declares a peer down; 0: 3000 */
     size_t max_queue_bytes;     /* per peer unsent bytes; 0: 64 MiB */
@@ -51,6 +52,7 @@ typedef struct PlvRdmaTransportConfig {
  * Same connection rules as TCP: the lower id dials the higher one and
  * redials with backoff; a fresh connection from a peer replaces its old
  * one. Messages are RDMA-WRITten into the peer's ring; see docs/rdma.md.
+ * Connection requests from addresses that are no peer's are rejected.
  */
 PlvTransport *plv_transport_rdma_new(const PlvRdmaTransportConfig *cfg,
                                      GError **err);

@@ -7,8 +7,8 @@
  * retransmits) but never to reorder, corrupt or duplicate them on one
  * connection, and it only delivers bytes from authenticated peers.
  *
- * Threading: one thread (the driver's) calls everything except wakeup() and
- * stats(), which any thread may call.
+ * Threading: one thread (the driver's) calls everything except wakeup(),
+ * stats() and peer_link(), which any thread may call.
  */
 #ifndef PLOVER_TRANSPORT_H
 #define PLOVER_TRANSPORT_H
@@ -49,7 +49,35 @@ typedef struct PlvTransportStats {
     uint64_t reconnects;        /* ...of which to a peer that was up before */
     uint64_t disconnects;
     uint64_t send_dropped;      /* messages dropped: peer down or queue full */
+    uint64_t rejected_strangers;    /* closed at accept: not from a peer's address */
+    uint64_t pending_evicted;   /* unauthenticated, closed to free a slot */
 } PlvTransportStats;
+
+/*
+ * How long an accepted connection may take to authenticate, in both
+ * transports, before its slot goes back. Authenticating is two round trips
+ * once connected (HELLOs cross, then AUTHs): milliseconds on a LAN, and
+ * well under a second on a loaded host or over soft-RoCE, whose completion
+ * events can come a scheduler tick late. 2 s leaves that slack many times
+ * over while bounding how long a connection that never authenticates holds
+ * a slot. (Dialing has its own, configurable limit: it also covers connect
+ * and, for RDMA, address and route resolution.)
+ */
+#define PLV_HANDSHAKE_TIMEOUT_MS 2000
+
+typedef enum PlvPeerLinkState {
+    PLV_PEER_LINK_DOWN,         /* no connection, and none being made now */
+    PLV_PEER_LINK_CONNECTING,   /* dialing, or the handshake is under way */
+    PLV_PEER_LINK_UP,           /* an authenticated connection is up */
+} PlvPeerLinkState;
+
+typedef struct PlvPeerLinkInfo {
+    uint32_t peer;
+    PlvPeerLinkState state;
+    /* g_get_monotonic_time() (us) when the last valid frame from the peer
+     * arrived; 0: never. Kept across reconnects. */
+    int64_t last_heard_us;
+} PlvPeerLinkInfo;
 
 typedef struct PlvTransportOps {
     const char *name;
@@ -76,6 +104,9 @@ typedef struct PlvTransportOps {
     bool (*peer_up)(PlvTransport *t, uint32_t peer);
     /* Snapshot of the counters. Thread-safe. */
     void (*stats)(PlvTransport *t, PlvTransportStats *out);
+    /* The link to @peer (unknown peers and self: DOWN, never heard).
+     * Thread-safe. */
+    void (*peer_link)(PlvTransport *t, uint32_t peer, PlvPeerLinkInfo *out);
     void (*free)(PlvTransport *t);
 } PlvTransportOps;
 
@@ -121,6 +152,41 @@ static inline void plv_transport_stats(PlvTransport *t, PlvTransportStats *out)
     t->ops->stats(t, out);
 }
 
+static inline void plv_transport_peer_link(PlvTransport *t, uint32_t peer,
+                                           PlvPeerLinkInfo *out)
+{
+    t->ops->peer_link(t, peer, out);
+}
+
+/*
+ * For implementations: one peer's link as peer_link() reports it, written
+ * by the owner thread and read by any (each field is stored whole).
+ */
+typedef struct PlvPeerLinkCell {
+    int state;                  /* PlvPeerLinkState */
+    int64_t last_heard_us;
+} PlvPeerLinkCell;
+
+static inline void plv_peer_link_set_state(PlvPeerLinkCell *c, PlvPeerLinkState s)
+{
+    __atomic_store_n(&c->state, (int)s, __ATOMIC_RELAXED);
+}
+
+static inline void plv_peer_link_heard(PlvPeerLinkCell *c, int64_t when_us)
+{
+    __atomic_store_n(&c->last_heard_us, when_us, __ATOMIC_RELAXED);
+}
+
+/* @c NULL: a peer the transport does not know. */
+static inline void plv_peer_link_read(const PlvPeerLinkCell *c, uint32_t peer,
+                                      PlvPeerLinkInfo *out)
+{
+    out->peer = peer;
+    out->state = c ? (PlvPeerLinkState)__atomic_load_n(&c->state, __ATOMIC_RELAXED)
+                   : PLV_PEER_LINK_DOWN;
+    out->last_heard_us = c ? __atomic_load_n(&c->last_heard_us, __ATOMIC_RELAXED) : 0;
+}
+
 static inline void plv_transport_free(PlvTransport *t)
 {
     if (t) {
@@ -148,7 +214,8 @@ typedef struct PlvTcpTransportConfig {
     int listen_fd;
     int backoff_min_ms;         /* first reconnect delay; 0: 10 ms */
     int backoff_max_ms;         /* cap of the doubling; 0: 1000 ms */
-    int handshake_timeout_ms;   /* connect + handshake; 0: 2000 ms */
+    int handshake_timeout_ms;   /* dial: connect + handshake;
+                                 * 0: PLV_HANDSHAKE_TIMEOUT_MS */
     size_t max_queue_bytes;     /* per peer unsent bytes; 0: 64 MiB */
 } PlvTcpTransportConfig;
 
@@ -156,7 +223,9 @@ typedef struct PlvTcpTransportConfig {
  * One authenticated TCP connection per peer pair: the lower id dials the
  * higher one and redials with exponential backoff; the higher id accepts
  * (a fresh connection from a peer replaces its old one). TCP_NODELAY,
- * epoll, non-blocking sockets.
+ * epoll, non-blocking sockets. Only connections from the peers' addresses
+ * (resolved at start) are accepted, and one address holds at most a few of
+ * the slots for connections still authenticating.
  */
 PlvTransport *plv_transport_tcp_new(const PlvTcpTransportConfig *cfg,
                                     GError **err);
