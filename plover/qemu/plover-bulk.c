@@ -4,24 +4,16 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "qemu/osdep.h"
+#include "qemu/thread.h"
 #include "plover-bulk.h"
+#include "plover/transport.h"
 
 #ifdef PLOVER_HAVE_RDMA
 #include "plover/transport-rdma.h"
 #endif
 
-#include <poll.h>
-
 /* The RDMA link's staging buffer: room for a chunk of pages in flight. */
 #define PLOVER_BULK_RDMA_RING (8 * 1024 * 1024)
-
-struct PloverBulkListener {
-    PlvTransportKind kind;
-    int fd;
-#ifdef PLOVER_HAVE_RDMA
-    PlvRdmaListener *rdma;
-#endif
-};
 
 struct PloverBulk {
     PlvTransportKind kind;
@@ -32,22 +24,153 @@ struct PloverBulk {
 };
 
 #ifdef PLOVER_HAVE_RDMA
+/*
+ * rdma_cm has no accept queue we could filter or poll as a socket: one
+ * thread accepts connection after connection, each bounded by the
+ * handshake timeout, and leaves the newest link of each peer in a slot.
+ */
+typedef struct PloverRdmaAcceptor {
+    PlvRdmaListener *listener;
+    uint32_t self, n_peers;
+    uint8_t *secret;
+    size_t secret_len;
+    QemuThread thread;
+    QemuMutex lock;
+    QemuCond cond;
+    PloverBulk **slot;          /* [n_peers] */
+    PlvLinkAcceptorStats st;
+} PloverRdmaAcceptor;
+#endif
+
+struct PloverBulkListener {
+    PlvTransportKind kind;
+    PlvLinkAcceptor *tcp;
+#ifdef PLOVER_HAVE_RDMA
+    PloverRdmaAcceptor *rdma;
+#endif
+};
+
+#ifdef PLOVER_HAVE_RDMA
 #define IF_RDMA(kind, rdma_expr, tcp_expr) \
     ((kind) == PLV_TRANSPORT_RDMA ? (rdma_expr) : (tcp_expr))
 #else
 #define IF_RDMA(kind, rdma_expr, tcp_expr) (tcp_expr)
 #endif
 
-PloverBulkListener *plover_bulk_listen(PlvTransportKind kind, const char *host,
-                                       uint16_t port, GError **err)
-{
-    PloverBulkListener *l = g_new0(PloverBulkListener, 1);
-
-    l->kind = kind;
-    l->fd = -1;
 #ifdef PLOVER_HAVE_RDMA
-    if (kind == PLV_TRANSPORT_RDMA) {
-        l->rdma = plv_rdma_listen(host, port, err);
+static void *plover_rdma_accept_thread(void *opaque)
+{
+    PloverRdmaAcceptor *a = opaque;
+
+    for (;;) {
+        g_autoptr(GError) err = NULL;
+        PlvRdmaLink *rl = plv_rdma_link_accept(a->listener, a->self, a->secret,
+                                               a->secret_len, PLOVER_BULK_RDMA_RING,
+                                               PLV_HANDSHAKE_TIMEOUT_MS, &err);
+        uint32_t peer;
+        PloverBulk *b, *old;
+
+        if (!rl) {
+            if (!plv_link_error_is_timeout(err)) {
+                qemu_mutex_lock(&a->lock);
+                a->st.failed++;
+                qemu_mutex_unlock(&a->lock);
+            }
+            continue;
+        }
+        peer = plv_rdma_link_peer_id(rl);
+        if (peer >= a->n_peers || peer == a->self) {
+            plv_rdma_link_close(rl);
+            qemu_mutex_lock(&a->lock);
+            a->st.failed++;
+            qemu_mutex_unlock(&a->lock);
+            continue;
+        }
+        b = g_new0(PloverBulk, 1);
+        b->kind = PLV_TRANSPORT_RDMA;
+        b->rdma = rl;
+        qemu_mutex_lock(&a->lock);
+        old = a->slot[peer];
+        a->slot[peer] = b;
+        a->st.accepted++;
+        a->st.replaced += old != NULL;
+        qemu_cond_broadcast(&a->cond);
+        qemu_mutex_unlock(&a->lock);
+        plover_bulk_close(old);
+    }
+    return NULL;
+}
+
+static PloverRdmaAcceptor *plover_rdma_acceptor_new(const PlvConfig *cfg,
+                                                    const uint8_t *secret,
+                                                    size_t secret_len,
+                                                    GError **err)
+{
+    const PlvConfigPeer *self = &cfg->peers[cfg->id];
+    PloverRdmaAcceptor *a;
+    PlvRdmaListener *rl = plv_rdma_listen(self->host, self->port + 1, err);
+
+    if (!rl) {
+        return NULL;
+    }
+    a = g_new0(PloverRdmaAcceptor, 1);
+    a->listener = rl;
+    a->self = cfg->id;
+    a->n_peers = cfg->n_peers;
+    a->secret = g_memdup2(secret, secret_len);
+    a->secret_len = secret_len;
+    a->slot = g_new0(PloverBulk *, cfg->n_peers);
+    qemu_mutex_init(&a->lock);
+    qemu_cond_init(&a->cond);
+    /* Lives as long as the process, like the replica. */
+    qemu_thread_create(&a->thread, "plover-bulk-acc", plover_rdma_accept_thread,
+                       a, QEMU_THREAD_DETACHED);
+    return a;
+}
+
+static PloverBulk *plover_rdma_take(PloverRdmaAcceptor *a, uint32_t peer,
+                                    int timeout_ms)
+{
+    int64_t deadline = g_get_monotonic_time() + (int64_t)timeout_ms * 1000;
+    PloverBulk *b;
+
+    if (peer >= a->n_peers) {
+        return NULL;
+    }
+    qemu_mutex_lock(&a->lock);
+    while (!a->slot[peer] && g_get_monotonic_time() < deadline) {
+        qemu_cond_timedwait(&a->cond, &a->lock,
+                            MAX(1, (deadline - g_get_monotonic_time()) / 1000));
+    }
+    b = a->slot[peer];
+    a->slot[peer] = NULL;
+    qemu_mutex_unlock(&a->lock);
+    return b;
+}
+#endif
+
+PloverBulkListener *plover_bulk_listen(const PlvConfig *cfg,
+                                       const uint8_t *secret, size_t secret_len,
+                                       GError **err)
+{
+    const PlvConfigPeer *self = &cfg->peers[cfg->id];
+    PloverBulkListener *l = g_new0(PloverBulkListener, 1);
+    const char *hosts[PLV_MAX_REPLICAS];
+    PlvLinkAcceptorConfig acfg = {
+        .self_id = cfg->id,
+        .n_peers = cfg->n_peers,
+        .peer_hosts = hosts,
+        .secret = secret,
+        .secret_len = secret_len,
+        .handshake_timeout_ms = PLV_HANDSHAKE_TIMEOUT_MS,
+        .io_timeout_ms = cfg->syncvm_timeout_ms,
+    };
+    unsigned n = 0;
+
+    l->kind = cfg->transport;
+#ifdef PLOVER_HAVE_RDMA
+    if (cfg->transport == PLV_TRANSPORT_RDMA) {
+        l->rdma = plover_rdma_acceptor_new(cfg, secret, secret_len, err);
         if (!l->rdma) {
             g_free(l);
             return NULL;
@@ -55,70 +178,107 @@ PloverBulkListener *plover_bulk_listen(PlvTransportKind kind, const char *host,
         return l;
     }
 #endif
-    l->fd = plv_link_listen(host, port, err);
-    if (l->fd < 0) {
+    /* Only the other replicas ever dial this port. */
+    for (unsigned i = 0; i < cfg->n_peers; i++) {
+        if (i != cfg->id) {
+            hosts[n++] = cfg->peers[i].host;
+        }
+    }
+    acfg.n_hosts = n;
+    acfg.listen_fd = plv_link_listen(self->host, self->port + 1, err);
+    if (acfg.listen_fd < 0) {
+        g_free(l);
+        return NULL;
+    }
+    l->tcp = plv_link_acceptor_new(&acfg, err);
+    if (!l->tcp) {
+        close(acfg.listen_fd);
         g_free(l);
         return NULL;
     }
     return l;
 }
 
-bool plover_bulk_pending(PloverBulkListener *l)
+PloverBulk *plover_bulk_take(PloverBulkListener *l, uint32_t peer, int timeout_ms)
 {
-    struct pollfd pfd = { .fd = l->fd, .events = POLLIN };
+    PlvLink *tl;
+    PloverBulk *b;
 
-    return l->fd >= 0 && poll(&pfd, 1, 0) > 0;
+#ifdef PLOVER_HAVE_RDMA
+    if (l->kind == PLV_TRANSPORT_RDMA) {
+        return plover_rdma_take(l->rdma, peer, timeout_ms);
+    }
+#endif
+    tl = plv_link_acceptor_take(l->tcp, peer, timeout_ms);
+    if (!tl) {
+        return NULL;
+    }
+    b = g_new0(PloverBulk, 1);
+    b->kind = PLV_TRANSPORT_TCP;
+    b->tcp = tl;
+    return b;
 }
 
-PloverBulk *plover_bulk_accept(PloverBulkListener *l, uint32_t self,
-                               const uint8_t *secret, size_t secret_len,
-                               int timeout_ms, GError **err)
+bool plover_bulk_ready(PloverBulkListener *l, uint32_t peer)
 {
+#ifdef PLOVER_HAVE_RDMA
+    if (l->kind == PLV_TRANSPORT_RDMA) {
+        bool r;
+
+        qemu_mutex_lock(&l->rdma->lock);
+        r = peer < l->rdma->n_peers && l->rdma->slot[peer];
+        qemu_mutex_unlock(&l->rdma->lock);
+        return r;
+    }
+#endif
+    return plv_link_acceptor_ready(l->tcp, peer);
+}
+
+void plover_bulk_listener_stats(PloverBulkListener *l, PlvLinkAcceptorStats *st)
+{
+#ifdef PLOVER_HAVE_RDMA
+    if (l->kind == PLV_TRANSPORT_RDMA) {
+        qemu_mutex_lock(&l->rdma->lock);
+        *st = l->rdma->st;
+        qemu_mutex_unlock(&l->rdma->lock);
+        return;
+    }
+#endif
+    plv_link_acceptor_get_stats(l->tcp, st);
+}
+
+PloverBulk *plover_bulk_connect(const PlvConfig *cfg, uint32_t peer,
+                                const uint8_t *secret, size_t secret_len,
+                                int timeout_ms, GError **err)
+{
+    const PlvConfigPeer *p = &cfg->peers[peer];
     PloverBulk *b = g_new0(PloverBulk, 1);
     bool ok;
 
-    b->kind = l->kind;
+    b->kind = cfg->transport;
 #ifdef PLOVER_HAVE_RDMA
-    if (l->kind == PLV_TRANSPORT_RDMA) {
-        b->rdma = plv_rdma_link_accept(l->rdma, self, secret, secret_len,
-                                       PLOVER_BULK_RDMA_RING, timeout_ms, err);
+    if (cfg->transport == PLV_TRANSPORT_RDMA) {
+        b->rdma = plv_rdma_link_connect(p->host, p->port + 1, cfg->id, secret,
+                                        secret_len, PLOVER_BULK_RDMA_RING,
+                                        timeout_ms, err);
         ok = b->rdma;
     } else
 #endif
     {
-        b->tcp = plv_link_accept(l->fd, self, secret, secret_len, timeout_ms, err);
+        b->tcp = plv_link_connect(p->host, p->port + 1, cfg->id, secret,
+                                  secret_len, timeout_ms, err);
         ok = b->tcp;
     }
     if (!ok) {
         g_free(b);
         return NULL;
     }
-    return b;
-}
-
-PloverBulk *plover_bulk_connect(PlvTransportKind kind, const char *host,
-                                uint16_t port, uint32_t self,
-                                const uint8_t *secret, size_t secret_len,
-                                int timeout_ms, GError **err)
-{
-    PloverBulk *b = g_new0(PloverBulk, 1);
-    bool ok;
-
-    b->kind = kind;
-#ifdef PLOVER_HAVE_RDMA
-    if (kind == PLV_TRANSPORT_RDMA) {
-        b->rdma = plv_rdma_link_connect(host, port, self, secret, secret_len,
-                                        PLOVER_BULK_RDMA_RING, timeout_ms, err);
-        ok = b->rdma;
-    } else
-#endif
-    {
-        b->tcp = plv_link_connect(host, port, self, secret, secret_len,
-                                  timeout_ms, err);
-        ok = b->tcp;
-    }
-    if (!ok) {
-        g_free(b);
+    if (plover_bulk_peer_id(b) != peer) {
+        /* Whoever answers on that address must be the replica we meant. */
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
+                    "dialed replica %u, replica %u answered", peer,
+                    plover_bulk_peer_id(b));
+        plover_bulk_close(b);
         return NULL;
     }
     return b;

@@ -40,11 +40,25 @@ struct PloverFilter {
     NetFilterState parent_obj;
 };
 
+/*
+ * Bounds. Every queue here grows only while syncvms do not complete (a
+ * stalled or failing secondary) or the guest does not read its NIC; past
+ * a soft bound the leader asks for a syncvm, past a hard one packets are
+ * dropped and counted, as a congested link would drop them: the guest's
+ * transports retransmit. Memory stays bounded whatever the network does.
+ */
 /* Held output beyond which the leader asks for a syncvm at once. */
 #define PLOVER_OUTPUT_SYNC_BYTES (256 * 1024)
+/* Held output beyond which the leader drops what its guest sends. */
+#define PLOVER_LEADER_HOLD_BYTES (64 * 1024 * 1024)
 /* Held output beyond which a secondary (which cannot ask for a syncvm)
- * stops keeping it: the rest is dropped, as a lossy link would. */
+ * stops keeping it. */
 #define PLOVER_SECONDARY_HOLD_BYTES (16 * 1024 * 1024)
+/* Committed inputs the guest NIC has not taken: a syncvm past the first
+ * (it carries the queue to the secondary and lets held output go), drops
+ * past the second. */
+#define PLOVER_INPUT_SYNC_BYTES (4 * 1024 * 1024)
+#define PLOVER_INPUT_HOLD_BYTES (16 * 1024 * 1024)
 /* Retry period while the guest NIC cannot take an input. */
 #define PLOVER_INPUT_RETRY_NS (1 * SCALE_MS)
 
@@ -139,15 +153,19 @@ static ssize_t plover_filter_receive_iov(NetFilterState *nf,
     }
 
     /* From the guest: an output. */
-    if (s->executing && (s->role == PLV_ROLE_LEADER ||
-                         s->outputs_bytes + size <= PLOVER_SECONDARY_HOLD_BYTES)) {
+    if (!s->executing) {
+        s->outputs_dropped++;
+    } else if (s->outputs_bytes + size > (s->role == PLV_ROLE_LEADER ?
+                                          PLOVER_LEADER_HOLD_BYTES :
+                                          PLOVER_SECONDARY_HOLD_BYTES)) {
+        s->outputs_dropped++;
+        s->outputs_over_cap++;
+    } else {
         g_queue_push_tail(&s->outputs, plover_packet_new(iov, iovcnt, flags));
         qatomic_set(&s->outputs_bytes, s->outputs_bytes + size);
-        if (s->outputs_bytes >= PLOVER_OUTPUT_SYNC_BYTES && s->role == PLV_ROLE_LEADER) {
-            s->size_triggers += plover_request_syncvm(s, "output");
-        }
-    } else {
-        s->outputs_dropped++;
+    }
+    if (s->outputs_bytes >= PLOVER_OUTPUT_SYNC_BYTES && s->role == PLV_ROLE_LEADER) {
+        s->size_triggers += plover_request_syncvm(s, "output");
     }
     return size;
 }
@@ -171,6 +189,7 @@ static void plover_net_flush_inputs(PloverState *s)
             return;
         }
         p = g_queue_pop_head(&s->inputs);
+        s->inputs_bytes -= p->len;
         iov.iov_base = p->data;
         iov.iov_len = p->len;
         /* Past every filter after ours, to the NIC, as the tap would. */
@@ -187,8 +206,22 @@ static void plover_input_retry(void *opaque)
 
 void plover_net_inject(PloverState *s, const uint8_t *pkt, size_t len)
 {
-    g_queue_push_tail(&s->inputs, plover_packet_copy(pkt, len));
+    if (s->inputs_bytes + len > PLOVER_INPUT_HOLD_BYTES) {
+        s->inputs_over_cap++;
+    } else {
+        g_queue_push_tail(&s->inputs, plover_packet_copy(pkt, len));
+        s->inputs_bytes += len;
+    }
+    if (s->inputs_bytes >= PLOVER_INPUT_SYNC_BYTES && s->role == PLV_ROLE_LEADER) {
+        s->size_triggers += plover_request_syncvm(s, "input");
+    }
     plover_net_flush_inputs(s);
+}
+
+void plover_net_clear_inputs(PloverState *s)
+{
+    g_queue_clear_full(&s->inputs, g_free);
+    s->inputs_bytes = 0;
 }
 
 void plover_net_release_outputs(PloverState *s, size_t count)
@@ -242,6 +275,7 @@ void plover_net_save_inputs(PloverState *s, GByteArray *out)
 bool plover_net_load_inputs(PloverState *s, const uint8_t *p, size_t len)
 {
     GQueue q = G_QUEUE_INIT;
+    size_t bytes = 0;
     uint32_t n;
 
     if (len < 4) {
@@ -258,6 +292,7 @@ bool plover_net_load_inputs(PloverState *s, const uint8_t *p, size_t len)
             return false;
         }
         g_queue_push_tail(&q, plover_packet_copy(p + 4, plen));
+        bytes += plen;
         p += 4 + plen;
         len -= 4 + plen;
     }
@@ -265,8 +300,9 @@ bool plover_net_load_inputs(PloverState *s, const uint8_t *p, size_t len)
         g_queue_clear_full(&q, g_free);
         return false;
     }
-    g_queue_clear_full(&s->inputs, g_free);
+    plover_net_clear_inputs(s);
     s->inputs = q;
+    s->inputs_bytes = bytes;
     return true;
 }
 

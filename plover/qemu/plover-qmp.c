@@ -9,6 +9,7 @@
 #include "qapi/qapi-commands-plover.h"
 #include "qapi/qapi-visit-plover.h"
 #include "plover-state.h"
+#include "plover-bulk.h"
 
 static PloverRole plover_role_of(PlvStartRole r)
 {
@@ -30,17 +31,44 @@ static PloverRole plover_current_role(const PloverState *s)
     return s->driver ? plover_qapi_role(s->role) : PLOVER_ROLE_NONE;
 }
 
+static PloverPeerState plover_peer_state(PlvPeerLinkState st)
+{
+    switch (st) {
+    case PLV_PEER_LINK_UP:
+        return PLOVER_PEER_STATE_UP;
+    case PLV_PEER_LINK_CONNECTING:
+        return PLOVER_PEER_STATE_CONNECTING;
+    default:
+        return PLOVER_PEER_STATE_DOWN;
+    }
+}
+
 static PloverPeerInfoList *plover_peers_info(const PloverState *s)
 {
     PloverPeerInfoList *head = NULL, **tail = &head;
+    PlvPeerLinkInfo links[PLV_MAX_REPLICAS];
+    int64_t now = g_get_monotonic_time();
 
+    if (s->driver) {
+        plv_driver_peer_links(s->driver, links, s->cfg.n_peers);
+    }
     for (unsigned i = 0; i < s->cfg.n_peers; i++) {
         PloverPeerInfo *p = g_new0(PloverPeerInfo, 1);
 
         p->id = i;
         p->host = g_strdup(s->cfg.peers[i].host);
         p->port = s->cfg.peers[i].port;
-        p->state = i == s->cfg.id ? PLOVER_PEER_STATE_LOCAL : PLOVER_PEER_STATE_UNKNOWN;
+        if (i == s->cfg.id) {
+            p->state = PLOVER_PEER_STATE_LOCAL;
+        } else if (!s->driver) {
+            p->state = PLOVER_PEER_STATE_UNKNOWN;
+        } else {
+            p->state = plover_peer_state(links[i].state);
+            if (links[i].last_heard_us) {
+                p->has_last_heard_ms = true;
+                p->last_heard_ms = MAX(0, now - links[i].last_heard_us) / 1000;
+            }
+        }
         QAPI_LIST_APPEND(tail, p);
     }
     return head;
@@ -67,6 +95,8 @@ static PloverSyncvmInfo *plover_syncvm_info(const PloverSyncStats *a)
 
     i->count = a->count;
     i->failures = a->failures;
+    i->skews = a->skews;
+    i->commit_failures = a->commit_failures;
     i->full_count = a->full;
     i->dirty_pages = a->last.dirty_union;
     i->same_page_rate = a->count ? a->last.same_rate : 0;
@@ -103,6 +133,43 @@ static PloverNetInfo *plover_net_info(const PloverState *s)
     i->idle_triggers = s->idle_triggers;
     i->bound_triggers = s->bound_triggers;
     i->size_triggers = s->size_triggers;
+    i->outputs_held_bytes = qatomic_read(&s->outputs_bytes);
+    i->outputs_over_cap = s->outputs_over_cap;
+    i->inputs_pending_bytes = s->inputs_bytes;
+    i->inputs_over_cap = s->inputs_over_cap;
+    return i;
+}
+
+static PloverListenerInfo *plover_listener_info(const PlvLinkAcceptorStats *st)
+{
+    PloverListenerInfo *i = g_new0(PloverListenerInfo, 1);
+
+    i->accepted = st->accepted;
+    i->strangers = st->strangers;
+    i->failed = st->failed;
+    i->timed_out = st->timed_out;
+    i->evicted = st->evicted;
+    i->replaced = st->replaced;
+    return i;
+}
+
+static PloverLinksInfo *plover_links_info(PloverState *s)
+{
+    PloverLinksInfo *i = g_new0(PloverLinksInfo, 1);
+    PlvLinkAcceptorStats st = { 0 };
+
+    if (s->bulk_listener) {
+        plover_bulk_listener_stats(s->bulk_listener, &st);
+    }
+    i->syncvm = plover_listener_info(&st);
+    if (s->driver) {
+        PlvDriverStats ds;
+
+        plv_driver_stats(s->driver, &ds);
+        i->consensus_strangers = ds.transport.rejected_strangers;
+        i->consensus_evicted = ds.transport.pending_evicted;
+        i->consensus_auth_failures = ds.transport.auth_failures;
+    }
     return i;
 }
 
@@ -156,6 +223,7 @@ PloverInfo *qmp_query_plover(Error **errp)
     }
     info->syncvm = plover_syncvm_info(&s->sync);
     info->net = plover_net_info(s);
+    info->links = plover_links_info(s);
     return info;
 }
 

@@ -101,7 +101,7 @@ static void plover_handoff_end(PloverState *s)
  * that the others went on without, a replaced secondary): discard it.
  * Should it be chosen as secondary again, a full syncvm rebuilds it.
  */
-static void plover_discard_vm(PloverState *s)
+void plover_discard_vm(PloverState *s)
 {
     plover_handoff_end(s);
     if (!s->executing) {
@@ -110,7 +110,7 @@ static void plover_discard_vm(PloverState *s)
     s->executing = false;
     plover_stop_vm();
     plover_net_drop_outputs(s);
-    g_queue_clear_full(&s->inputs, g_free);
+    plover_net_clear_inputs(s);
     trace_plover_discard();
 }
 

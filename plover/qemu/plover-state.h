@@ -23,6 +23,7 @@
 #include "plover/memview.h"
 #include "plover/pagehash.h"
 #include "plover/syncvm.h"
+#include "plover/syncvm-agree.h"
 #include "qapi/qapi-types-plover.h"
 
 typedef struct PloverFilter PloverFilter;
@@ -50,6 +51,9 @@ typedef struct PloverPacket {
 typedef struct PloverSyncStats {
     uint64_t count;             /* completed syncvms */
     uint64_t failures;
+    uint64_t skews;             /* of which: the two ends were at different syncvms */
+    uint64_t commit_failures;   /* of which: loading the device state failed here */
+    int64_t last_commit_us;     /* loading the device state, last syncvm */
     uint64_t full;              /* completed full syncvms */
     PlvSyncvmStats last;
     /* sums for the means */
@@ -103,6 +107,7 @@ typedef struct PloverState {
     NetClientState *nc;       /* the tap */
     PloverFilter *filter;
     GQueue inputs;            /* committed, not yet accepted by the NIC */
+    size_t inputs_bytes;
     QEMUTimer *input_retry;
     GQueue outputs;           /* leader and secondary: guest output held
                                * until a syncvm (only the leader sends it) */
@@ -110,6 +115,7 @@ typedef struct PloverState {
     uint64_t outputs_released, outputs_dropped;
     uint64_t inputs_submitted, inputs_refused, inputs_injected, inputs_ignored;
     uint64_t inputs_forwarded;
+    uint64_t inputs_over_cap, outputs_over_cap;  /* dropped at a bound */
     /* Until then, tap packets for the guest are forwarded to the leader:
      * this replica led until recently, and the network may still send
      * the guest's traffic here (plover-net.c). */
@@ -121,8 +127,10 @@ typedef struct PloverState {
     PlvHashPool *pool;
     struct PloverBulkListener *bulk_listener;
     struct PloverBulk *bulk;
-    uint32_t bulk_peer;
-    bool bulk_dialed;         /* we dialed (leader side), or accepted it */
+    uint32_t bulk_peer;       /* the other end of bulk, PLV_NODE_NONE if none */
+    /* secondary: a leader's HELLO for a syncvm this replica has yet to reach */
+    PlvSyncHello sync_hello;
+    bool sync_hello_kept;
     GByteArray *staged_devstate;  /* secondary: loaded after the pages */
     PloverSyncStats sync;
     uint64_t n_err;
@@ -144,12 +152,14 @@ PloverRole plover_qapi_role(PlvRole r);
 bool plover_replica_start(PloverState *s, Error **errp);
 bool plover_request_syncvm(PloverState *s, const char *why);
 bool plover_migrate_leader(PloverState *s, Error **errp);
+void plover_discard_vm(PloverState *s);
 
 /* plover-net.c */
 bool plover_net_setup(PloverState *s, Error **errp);
 void plover_net_inject(PloverState *s, const uint8_t *pkt, size_t len);
 void plover_net_release_outputs(PloverState *s, size_t count);
 void plover_net_drop_outputs(PloverState *s);
+void plover_net_clear_inputs(PloverState *s);
 void plover_net_save_inputs(PloverState *s, GByteArray *out);
 bool plover_net_load_inputs(PloverState *s, const uint8_t *p, size_t len);
 

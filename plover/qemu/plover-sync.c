@@ -24,6 +24,7 @@
 #include "system/tcg.h"
 #include "plover-state.h"
 #include "plover-bulk.h"
+#include "plover/syncvm-agree.h"
 #include "trace.h"
 
 #include <xxhash.h>
@@ -80,8 +81,8 @@ bool plover_sync_setup(PloverState *s, Error **errp)
     }
     s->pool = plv_hash_pool_new(0);
     /* The bulk link of a replica listens one port above its consensus port. */
-    s->bulk_listener = plover_bulk_listen(s->cfg.transport, self->host,
-                                          self->port + 1, &gerr);
+    s->bulk_listener = plover_bulk_listen(&s->cfg, s->secret, s->secret_len,
+                                          &gerr);
     if (!s->bulk_listener) {
         error_setg(errp, "plover: syncvm link on %s:%u: %s", self->host,
                    self->port + 1, gerr->message);
@@ -244,13 +245,38 @@ static bool plover_load_staged(PloverState *s, Error **errp)
     return true;
 }
 
+/*
+ * The engine calls this once the divergent pages are in guest RAM, before
+ * it ACKs: the leader releases output on the ACK, so the devices must
+ * match the memory by then. A failure here leaves RAM and devices from
+ * two states; the caller stops this VM until a full syncvm.
+ */
+static int plover_commit_device_state(void *opaque, GError **err)
+{
+    PloverState *s = opaque;
+    Error *local = NULL;
+    int64_t t0 = g_get_monotonic_time();
+    bool ok;
+
+    if (s->fault == PLOVER_FAULT_FAIL_DEVICE_STATE_LOAD) {
+        s->fault = PLOVER_FAULT_NONE;
+        g_set_error(err, PLOVER_SYNC_ERROR, 3,
+                    "loading the device state failed (injected fault)");
+        return -1;
+    }
+    ok = plover_load_staged(s, &local);
+    s->sync.last_commit_us = g_get_monotonic_time() - t0;
+    if (!ok) {
+        g_set_error(err, PLOVER_SYNC_ERROR, 3, "%s", error_get_pretty(local));
+        error_free(local);
+        return -1;
+    }
+    return 0;
+}
+
 static void plover_sync_on_error(void *opaque, uint32_t peer,
                                  PlvSvmErrorCode code, const char *reason)
 {
-    PloverState *s = opaque;
-
-    s->n_err++;
-    plv_driver_add_err(s->driver, peer);
     trace_plover_syncvm_error(peer, code, reason);
 }
 
@@ -258,46 +284,55 @@ void plover_sync_drop_link(PloverState *s)
 {
     plover_bulk_close(s->bulk);
     s->bulk = NULL;
+    s->bulk_peer = PLV_NODE_NONE;
+    s->sync_hello_kept = false;
 }
 
-/* The leader dials the secondary; the secondary takes the newest dial. */
+/* A link the listener authenticated replaces the one in use. */
+static void plover_sync_take_link(PloverState *s, PloverBulk *fresh)
+{
+    plover_sync_drop_link(s);
+    s->bulk = fresh;
+    s->bulk_peer = s->leader;
+}
+
+/*
+ * The leader dials the secondary and keeps the link while it works. The
+ * secondary never waits on a socket: the listener accepts and
+ * authenticates in the background, and a newer link from the leader
+ * (which redials when it gave the old one up) replaces the old.
+ */
 static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
 {
     g_autoptr(GError) gerr = NULL;
     int timeout = s->cfg.syncvm_timeout_ms;
+    PloverBulk *fresh;
 
     if (leader) {
-        const PlvConfigPeer *p = &s->cfg.peers[s->secondary];
-
-        if (s->bulk && s->bulk_dialed && s->bulk_peer == s->secondary) {
+        if (s->bulk && s->bulk_peer == s->secondary) {
             return true;
         }
         plover_sync_drop_link(s);
-        s->bulk = plover_bulk_connect(s->cfg.transport, p->host, p->port + 1,
-                                      s->cfg.id, s->secret, s->secret_len,
-                                      timeout, &gerr);
+        s->bulk = plover_bulk_connect(&s->cfg, s->secondary, s->secret,
+                                      s->secret_len, timeout, &gerr);
+        if (!s->bulk) {
+            error_setg(errp, "plover: syncvm link to replica %u: %s",
+                       s->secondary, gerr->message);
+            return false;
+        }
         s->bulk_peer = s->secondary;
-        s->bulk_dialed = true;
-    } else {
-        /* A pending dial means the leader gave up on the old link. */
-        if (s->bulk && !s->bulk_dialed && s->bulk_peer == s->leader &&
-            !plover_bulk_pending(s->bulk_listener)) {
-            return true;
-        }
-        plover_sync_drop_link(s);
-        s->bulk = plover_bulk_accept(s->bulk_listener, s->cfg.id, s->secret,
-                                     s->secret_len, timeout, &gerr);
-        if (s->bulk && plover_bulk_peer_id(s->bulk) != s->leader) {
-            /* Only the leader of our view may overwrite our VM. */
-            plover_sync_drop_link(s);
-            g_set_error(&gerr, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
-                        "syncvm link from a replica that is not the leader");
-        }
-        s->bulk_peer = s->leader;
-        s->bulk_dialed = false;
+        return true;
+    }
+    if (s->bulk && s->bulk_peer != s->leader) {
+        plover_sync_drop_link(s);       /* a former leader's */
+    }
+    fresh = plover_bulk_take(s->bulk_listener, s->leader, s->bulk ? 0 : timeout);
+    if (fresh) {
+        plover_sync_take_link(s, fresh);
     }
     if (!s->bulk) {
-        error_setg(errp, "plover: syncvm link: %s", gerr->message);
+        error_setg(errp, "plover: syncvm link: replica %u (leader) did not "
+                   "connect within %d ms", s->leader, timeout);
         return false;
     }
     return true;
@@ -321,75 +356,188 @@ static void plover_account(PloverState *s, const PlvSyncvmStats *st)
 }
 
 /*
- * Before the engine runs, the two ends agree on its direction. The VM
- * flows from the replica that holds it: normally the leader pushes to the
- * secondary, but a leader elected without a copy (a witness, when the
- * secondary could not win) pulls it from the secondary, whose state is the
- * replicated one. The copy is a full one (every page compared) unless both
- * ends hold the VM as of the same completed syncvm: a replica that just
- * joined the pair, or one whose last syncvm was with another peer, has
- * pages that its dirty log does not describe relative to this peer. After
- * a leadership handoff the two ends stay at the same syncvm, so the new
- * pair needs no full copy. Both ends must agree on all of this.
+ * Before the engine runs, the two ends agree on its epoch and direction
+ * (plover/syncvm-agree.h). The VM flows from the replica that holds it:
+ * normally the leader pushes to the secondary, but a leader elected
+ * without a copy (a witness, when the secondary could not win) pulls it
+ * from the secondary, whose state is the replicated one. The copy is a
+ * full one unless both ends hold the VM as of the same completed syncvm:
+ * a replica that just joined the pair, or one whose last syncvm was with
+ * another peer, has pages that its dirty log does not describe relative
+ * to this peer. After a leadership handoff the two ends stay at the same
+ * syncvm, so the new pair needs no full copy.
  */
-#define PLOVER_MSG_SYNC_HELLO 0x5350u     /* leader: epoch, has_vm, full, last */
-#define PLOVER_MSG_SYNC_REPLY 0x5351u     /* secondary: has_vm, last */
-#define PLOVER_SYNC_HELLO_LEN 18
-#define PLOVER_SYNC_REPLY_LEN 9
+/* The secondary waits for the HELLO in slices, to notice a redial. */
+#define PLOVER_SYNC_WAIT_SLICE_MS 20
 
-static bool plover_sync_agree(PloverState *s, bool leader, uint64_t epoch,
-                              bool *push, bool *full, Error **errp)
+/* How an agreement ended: a skew between the two ends is not a fault. */
+typedef enum PloverAgree {
+    PLOVER_AGREE_OK,
+    PLOVER_AGREE_SKEW,        /* the other end is at another epoch */
+    PLOVER_AGREE_FAILED,
+} PloverAgree;
+
+static PloverAgree plover_sync_agree_leader(PloverState *s, uint64_t epoch,
+                                            bool *push, bool *full, Error **errp)
 {
     g_autoptr(GError) gerr = NULL;
     g_autoptr(GByteArray) in = g_byte_array_new();
-    uint8_t msg[PLOVER_SYNC_HELLO_LEN];
-    struct iovec iov = { .iov_base = msg };
+    PlvSyncHello hello = {
+        .epoch = epoch,
+        .has_vm = s->executing,
+        .full = s->full_sync_pending,
+        .last = s->epoch,
+    };
+    PlvSyncReply reply;
+    uint8_t msg[PLV_SYNC_HELLO_LEN];
+    struct iovec iov = { .iov_base = msg, .iov_len = sizeof(msg) };
+    uint64_t skip;
     uint16_t type;
 
-    if (leader) {
-        stq_le_p(msg, epoch);
-        msg[8] = s->executing;
-        msg[9] = s->full_sync_pending;
-        stq_le_p(msg + 10, s->epoch);
-        iov.iov_len = PLOVER_SYNC_HELLO_LEN;
-        if (plover_bulk_send(s->bulk, PLOVER_MSG_SYNC_HELLO, &iov, 1, &gerr) < 0 ||
-            plover_bulk_recv(s->bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
-            goto fail;
-        }
-        if (type != PLOVER_MSG_SYNC_REPLY || in->len != PLOVER_SYNC_REPLY_LEN) {
-            error_setg(errp, "plover: syncvm: bad reply to the direction message");
-            return false;
-        }
-        *push = s->executing;
-        *full = s->full_sync_pending || !in->data[0] || !s->executing ||
-                ldq_le_p(in->data + 1) != s->epoch;
-        if (!s->executing && !in->data[0]) {
-            error_setg(errp, "plover: syncvm: neither leader nor secondary holds the VM");
-            return false;
-        }
-    } else {
-        if (plover_bulk_recv(s->bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
-            goto fail;
-        }
-        if (type != PLOVER_MSG_SYNC_HELLO || in->len != PLOVER_SYNC_HELLO_LEN ||
-            ldq_le_p(in->data) != epoch) {
-            error_setg(errp, "plover: syncvm: bad or stale direction message");
-            return false;
-        }
-        msg[0] = s->executing;
-        stq_le_p(msg + 1, s->epoch);
-        iov.iov_len = PLOVER_SYNC_REPLY_LEN;
-        if (plover_bulk_send(s->bulk, PLOVER_MSG_SYNC_REPLY, &iov, 1, &gerr) < 0) {
-            goto fail;
-        }
-        *push = in->data[8];
-        *full = in->data[9] || !s->executing || !in->data[8] ||
-                ldq_le_p(in->data + 10) != s->epoch;
+    plv_sync_hello_encode(&hello, msg);
+    if (plover_bulk_send(s->bulk, PLV_SYNC_MSG_HELLO, &iov, 1, &gerr) < 0 ||
+        plover_bulk_recv(s->bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
+        error_setg(errp, "plover: syncvm link: %s", gerr->message);
+        return PLOVER_AGREE_FAILED;
     }
-    return true;
-fail:
-    error_setg(errp, "plover: syncvm link: %s", gerr->message);
-    return false;
+    if (type == PLV_SYNC_MSG_SKIP &&
+        plv_sync_skip_decode(in->data, in->len, &skip) &&
+        plv_sync_skip_valid(epoch, skip)) {
+        error_setg(errp, "plover: syncvm %" PRIu64 ": the secondary is at "
+                   "syncvm %" PRIu64 " already", epoch, skip);
+        return PLOVER_AGREE_SKEW;
+    }
+    if (type != PLV_SYNC_MSG_REPLY ||
+        !plv_sync_reply_decode(in->data, in->len, &reply)) {
+        error_setg(errp, "plover: syncvm: bad reply to the direction message");
+        return PLOVER_AGREE_FAILED;
+    }
+    if (!plv_sync_direction(&hello, &reply, push, full)) {
+        error_setg(errp, "plover: syncvm: neither leader nor secondary holds the VM");
+        return PLOVER_AGREE_FAILED;
+    }
+    return PLOVER_AGREE_OK;
+}
+
+/*
+ * The secondary's wait for the leader's HELLO of @epoch, or the one it
+ * kept from an earlier wait. A HELLO for an entry this replica left is
+ * answered SKIP; one for an entry it has yet to reach is kept for then.
+ */
+static PloverAgree plover_sync_wait_hello(PloverState *s, uint64_t epoch,
+                                          PlvSyncHello *hello, Error **errp)
+{
+    int64_t deadline = g_get_monotonic_time() +
+                       (int64_t)s->cfg.syncvm_timeout_ms * 1000;
+    g_autoptr(GByteArray) in = g_byte_array_new();
+
+    while (!s->sync_hello_kept) {
+        g_autoptr(GError) gerr = NULL;
+        uint8_t skip[PLV_SYNC_SKIP_LEN];
+        struct iovec iov = { .iov_base = skip, .iov_len = sizeof(skip) };
+        uint16_t type;
+        PloverBulk *fresh = plover_bulk_take(s->bulk_listener, s->leader, 0);
+
+        if (fresh) {
+            /* The leader gave the old link up and dialed again. */
+            plover_sync_take_link(s, fresh);
+        }
+        if (plover_bulk_recv(s->bulk, &type, in, PLOVER_SYNC_WAIT_SLICE_MS,
+                             &gerr) < 0) {
+            if (!plv_link_error_is_timeout(gerr)) {
+                error_setg(errp, "plover: syncvm link: %s", gerr->message);
+                return PLOVER_AGREE_FAILED;
+            }
+            if (g_get_monotonic_time() >= deadline) {
+                /* A late leader, not a broken link: keep it. */
+                error_setg(errp, "plover: syncvm %" PRIu64 ": no word from "
+                           "the leader within %u ms", epoch,
+                           s->cfg.syncvm_timeout_ms);
+                return PLOVER_AGREE_SKEW;
+            }
+            continue;
+        }
+        if (type != PLV_SYNC_MSG_HELLO ||
+            !plv_sync_hello_decode(in->data, in->len, &s->sync_hello)) {
+            error_setg(errp, "plover: syncvm: bad direction message");
+            return PLOVER_AGREE_FAILED;
+        }
+        if (plv_sync_on_hello(epoch, s->sync_hello.epoch) != PLV_SYNC_HELLO_SKIP) {
+            s->sync_hello_kept = true;
+            break;
+        }
+        plv_sync_skip_encode(epoch, skip);
+        if (plover_bulk_send(s->bulk, PLV_SYNC_MSG_SKIP, &iov, 1, &gerr) < 0) {
+            error_setg(errp, "plover: syncvm link: %s", gerr->message);
+            return PLOVER_AGREE_FAILED;
+        }
+    }
+    switch (plv_sync_on_hello(epoch, s->sync_hello.epoch)) {
+    case PLV_SYNC_HELLO_ACCEPT:
+        s->sync_hello_kept = false;
+        *hello = s->sync_hello;
+        return PLOVER_AGREE_OK;
+    case PLV_SYNC_HELLO_LATER:
+        error_setg(errp, "plover: syncvm %" PRIu64 ": the leader is at "
+                   "syncvm %" PRIu64 " already", epoch, s->sync_hello.epoch);
+        return PLOVER_AGREE_SKEW;
+    default:
+        s->sync_hello_kept = false;     /* cannot be kept: epochs grow */
+        error_setg(errp, "plover: syncvm %" PRIu64 ": a kept greeting for "
+                   "syncvm %" PRIu64, epoch, s->sync_hello.epoch);
+        return PLOVER_AGREE_SKEW;
+    }
+}
+
+static PloverAgree plover_sync_agree_secondary(PloverState *s, uint64_t epoch,
+                                               bool *push, bool *full,
+                                               Error **errp)
+{
+    g_autoptr(GError) gerr = NULL;
+    PlvSyncReply reply = { .has_vm = s->executing, .last = s->epoch };
+    PlvSyncHello hello;
+    uint8_t msg[PLV_SYNC_REPLY_LEN];
+    struct iovec iov = { .iov_base = msg, .iov_len = sizeof(msg) };
+    PloverAgree r;
+
+    if (s->fault == PLOVER_FAULT_FAIL_SYNCVM) {
+        error_setg(errp, "plover: syncvm %" PRIu64 ": refused (injected fault)",
+                   epoch);
+        return PLOVER_AGREE_FAILED;
+    }
+    r = plover_sync_wait_hello(s, epoch, &hello, errp);
+    if (r != PLOVER_AGREE_OK) {
+        return r;
+    }
+    plv_sync_reply_encode(&reply, msg);
+    if (plover_bulk_send(s->bulk, PLV_SYNC_MSG_REPLY, &iov, 1, &gerr) < 0) {
+        error_setg(errp, "plover: syncvm link: %s", gerr->message);
+        return PLOVER_AGREE_FAILED;
+    }
+    plv_sync_direction(&hello, &reply, push, full);
+    return PLOVER_AGREE_OK;
+}
+
+/*
+ * A syncvm that failed between this pair counts against the peer on the
+ * leader (n_err): past the consensus layer's threshold the leader
+ * replaces its secondary, so a pair that cannot sync does not hold the
+ * outputs for ever. Skews count too (they resolve within an attempt or
+ * two, and a success clears the count), but keep the link: it works.
+ * The secondary does not count: it would otherwise depose a leader that
+ * merely lost its previous secondary.
+ */
+static void plover_sync_failed(PloverState *s, bool leader, bool skew)
+{
+    s->sync.failures++;
+    s->sync.skews += skew;
+    if (!skew) {
+        plover_sync_drop_link(s);
+    }
+    if (leader && s->secondary != PLV_NODE_NONE) {
+        s->n_err++;
+        plv_driver_add_err(s->driver, s->secondary);
+    }
 }
 
 bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp)
@@ -401,13 +549,18 @@ bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp)
     PlvSyncvmStats st = { 0 };
     PlvHashKey key;
     g_autoptr(GError) gerr = NULL;
-    int64_t t0 = g_get_monotonic_time(), t1, t2, t3;
+    int64_t t0 = g_get_monotonic_time(), t1, t2;
+    PloverAgree agreed;
     int ret;
 
-    if (!plover_sync_link(s, leader, errp) ||
-        !plover_sync_agree(s, leader, epoch, &push, &full, errp)) {
-        s->sync.failures++;
-        plover_sync_drop_link(s);
+    if (!plover_sync_link(s, leader, errp)) {
+        plover_sync_failed(s, leader, false);
+        return false;
+    }
+    agreed = leader ? plover_sync_agree_leader(s, epoch, &push, &full, errp)
+                    : plover_sync_agree_secondary(s, epoch, &push, &full, errp);
+    if (agreed != PLOVER_AGREE_OK) {
+        plover_sync_failed(s, leader, agreed == PLOVER_AGREE_SKEW);
         return false;
     }
     source = leader == push;
@@ -428,24 +581,31 @@ bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp)
     cfg.on_error = plover_sync_on_error;
     cfg.get_device_state = plover_get_device_state;
     cfg.apply_device_state = plover_stage_device_state;
+    cfg.commit = plover_commit_device_state;
 
     g_byte_array_set_size(s->staged_devstate, 0);
+    s->sync.last_commit_us = 0;
     ret = source ? plv_syncvm_leader_run(&cfg, &ch, s->mv, &st, &gerr)
                  : plv_syncvm_secondary_run(&cfg, &ch, s->mv, &st, &gerr);
     t2 = g_get_monotonic_time();
     if (ret < 0) {
-        s->sync.failures++;
-        plover_sync_drop_link(s);
+        plover_sync_failed(s, leader, false);
         error_setg(errp, "plover: syncvm %" PRIu64 " as %s: %s", epoch,
                    source ? "source" : "target", gerr->message);
+        if (!source && g_error_matches(gerr, PLV_SVM_ERROR, PLV_SVM_ERROR_COMMIT)) {
+            /* RAM (or devices) of this VM are now of two states: it never
+             * runs again before a full syncvm replaces both. */
+            plover_discard_vm(s);
+            s->full_sync_pending = true;
+            s->sync.commit_failures++;
+        }
         return false;
     }
-    if (!source && !plover_load_staged(s, errp)) {
-        s->sync.failures++;
-        return false;
+    if (leader) {
+        plv_driver_reset_err(s->driver, s->secondary);
     }
-    t3 = g_get_monotonic_time();
-    trace_plover_syncvm_phases(epoch, t1 - t0, t2 - t1, t3 - t2);
+    trace_plover_syncvm_phases(epoch, t1 - t0, t2 - t1 - s->sync.last_commit_us,
+                               s->sync.last_commit_us);
     plv_memview_clear_dirty(s->mv);
     s->sync.full += full;
     s->full_sync_pending = false;
