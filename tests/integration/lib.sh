@@ -443,3 +443,21 @@ group_up() {
     assert_virtio_live "$LEADER"
     assert_virtio_live "$SECONDARY"
 }
+
+# assert_ram_equal A B MIN WHAT: the guest RAM digests replicas A and B
+# recorded (x-plover-ram-digest record=true) are equal at every syncvm
+# epoch both recorded, and there are at least MIN such epochs.
+assert_ram_equal() {
+    local a=$1 b=$2 min=$3 what=$4
+    python3 - "$(qmp "r$a" x-plover-ram-digest)" "$(qmp "r$b" x-plover-ram-digest)" "$min" "$what" <<'PY' ||
+import json, sys
+a = {d["epoch"]: d["digest"] for d in json.loads(sys.argv[1]) if d["epoch"]}
+b = {d["epoch"]: d["digest"] for d in json.loads(sys.argv[2]) if d["epoch"]}
+common = sorted(set(a) & set(b))
+bad = [e for e in common if a[e] != b[e]]
+print(f"figure: RAM digests compared at {len(common)} syncvms {sys.argv[4]}, {len(bad)} differ")
+assert len(common) >= int(sys.argv[3]), f"only {len(common)} common syncvm epochs"
+assert not bad, f"RAM differs at syncvms {bad[:5]}"
+PY
+        fail "RAM of r$a and r$b differ $what"
+}

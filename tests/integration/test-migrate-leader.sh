@@ -83,14 +83,4 @@ qmp "r$LEADER" x-plover-ram-digest '{"record": true}' >/dev/null
 qmp "r$SECONDARY" x-plover-ram-digest '{"record": true}' >/dev/null
 nsx cl "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients 2 --seconds 3 --keys 64 \
     --write-ratio 0.5 --timeout 5 > "$WORK/light.out" 2>&1 || { cat "$WORK/light.out" >&2; fail "light load"; }
-python3 - "$(qmp "r$LEADER" x-plover-ram-digest)" "$(qmp "r$SECONDARY" x-plover-ram-digest)" <<'PY' ||
-import json, sys
-a = {d["epoch"]: d["digest"] for d in json.loads(sys.argv[1]) if d["epoch"]}
-b = {d["epoch"]: d["digest"] for d in json.loads(sys.argv[2]) if d["epoch"]}
-common = sorted(set(a) & set(b))
-assert len(common) >= 10, f"only {len(common)} common syncvms"
-bad = [e for e in common if a[e] != b[e]]
-assert not bad, f"RAM differs at syncvms {bad[:5]}"
-print(f"figure: RAM identical at {len(common)} syncvms after the migrations")
-PY
-    fail "leader and secondary RAM differ after migrations"
+assert_ram_equal "$LEADER" "$SECONDARY" 10 "after the migrations"

@@ -30,17 +30,6 @@ assert_eq "$(pinfo "r$WITNESS" "i['executing'], i['net']['inputs-injected'], i['
 assert_eq "$(pinfo "r$SECONDARY" "i['net']['outputs-released']")" "0" "secondary released outputs"
 
 # RAM digests recorded at the same syncvm epochs must be equal.
-qmp "r$LEADER" x-plover-ram-digest > "$WORK/dl.json"
-qmp "r$SECONDARY" x-plover-ram-digest > "$WORK/ds.json"
-python3 - "$WORK/dl.json" "$WORK/ds.json" <<'PY' || fail "RAM of leader and secondary differ after a syncvm"
-import json, sys
-lead = {d["epoch"]: d["digest"] for d in json.load(open(sys.argv[1])) if d["epoch"]}
-sec = {d["epoch"]: d["digest"] for d in json.load(open(sys.argv[2])) if d["epoch"]}
-common = sorted(set(lead) & set(sec))
-bad = [e for e in common if lead[e] != sec[e]]
-print(f"figure: RAM digests compared at {len(common)} syncvms, {len(bad)} differ")
-assert len(common) >= 5, f"only {len(common)} common syncvm epochs"
-assert not bad, f"digests differ at epochs {bad}"
-PY
+assert_ram_equal "$LEADER" "$SECONDARY" 5 "under load and racey"
 
 pinfo "r$LEADER" "'figure: syncvms %d, failures %d, mean same-page rate %.3f, mean pause %d us (compute %d, compare %d, transfer %d, apply %d), bytes sent %d' % (i['syncvm']['count'], i['syncvm']['failures'], i['syncvm']['mean-same-page-rate'], i['syncvm']['last-pause-us'], i['syncvm']['mean-compute-us'], i['syncvm']['mean-compare-us'], i['syncvm']['mean-transfer-us'], i['syncvm']['mean-apply-us'], i['syncvm']['total-bytes-sent'])"
