@@ -2,6 +2,7 @@
  * Link handshake and framing without sockets (see plover/link-proto.h).
  */
 #include "plover/link-proto.h"
+#include "wire-int.h"
 
 #include <errno.h>
 #include <string.h>
@@ -45,41 +46,6 @@ struct PlvHandshake {
     size_t in_got;
 };
 
-static void put_le16(uint8_t *p, uint16_t v)
-{
-    p[0] = v;
-    p[1] = v >> 8;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = v >> (8 * i);
-    }
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = v >> (8 * i);
-    }
-}
-
-static uint16_t get_le16(const uint8_t *p)
-{
-    return p[0] | (uint16_t)p[1] << 8;
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
-}
-
 /* Compare MACs without leaking the position of the first difference. */
 static bool equal_ct(const uint8_t *a, const uint8_t *b, size_t n)
 {
@@ -114,8 +80,8 @@ static void hs_mac(const PlvHandshake *hs, const char *label, uint8_t role,
     const uint8_t *nd = hs->dialer ? hs->my_nonce : hs->peer_nonce;
     const uint8_t *na = hs->dialer ? hs->peer_nonce : hs->my_nonce;
     uint8_t ids[8];
-    put_le32(ids, hs->dialer ? hs->self_id : hs->peer_id);
-    put_le32(ids + 4, hs->dialer ? hs->peer_id : hs->self_id);
+    plv_put_u32(ids, hs->dialer ? hs->self_id : hs->peer_id);
+    plv_put_u32(ids + 4, hs->dialer ? hs->peer_id : hs->self_id);
 
     GHmac *h = g_hmac_new(G_CHECKSUM_SHA256, hs->secret, hs->secret_len);
     g_hmac_update(h, (const guchar *)label, strlen(label));
@@ -156,10 +122,10 @@ PlvHandshake *plv_handshake_new(bool dialer, uint32_t self_id,
     fill_random(hs->my_nonce, sizeof(hs->my_nonce));
 
     uint8_t *p = hs->out;
-    put_le32(p, PLV_LINK_HELLO_MAGIC);
-    put_le16(p + 4, PLV_LINK_VERSION);
-    put_le16(p + 6, 0);
-    put_le32(p + 8, self_id);
+    plv_put_u32(p, PLV_LINK_HELLO_MAGIC);
+    plv_put_u16(p + 4, PLV_LINK_VERSION);
+    plv_put_u16(p + 6, 0);
+    plv_put_u32(p + 8, self_id);
     memcpy(p + 12, hs->my_nonce, PLV_LINK_NONCE_LEN);
     hs->out_len = PLV_LINK_HELLO_LEN;
     return hs;
@@ -213,16 +179,16 @@ static int hs_fail(PlvHandshake *hs, GError **err, const char *why)
 static int hs_got_hello(PlvHandshake *hs, GError **err)
 {
     const uint8_t *p = hs->in;
-    if (get_le32(p) != PLV_LINK_HELLO_MAGIC) {
+    if (plv_get_u32(p) != PLV_LINK_HELLO_MAGIC) {
         return hs_fail(hs, err, "not a plover link peer (bad magic)");
     }
-    if (get_le16(p + 4) != PLV_LINK_VERSION) {
+    if (plv_get_u16(p + 4) != PLV_LINK_VERSION) {
         return hs_fail(hs, err, "unsupported link version");
     }
-    if (get_le16(p + 6) != 0) {
+    if (plv_get_u16(p + 6) != 0) {
         return hs_fail(hs, err, "reserved HELLO bits set");
     }
-    hs->peer_id = get_le32(p + 8);
+    hs->peer_id = plv_get_u32(p + 8);
     memcpy(hs->peer_nonce, p + 12, PLV_LINK_NONCE_LEN);
     if (equal_ct(hs->peer_nonce, hs->my_nonce, PLV_LINK_NONCE_LEN)) {
         /* Our own HELLO reflected back: refuse rather than MAC it. */
@@ -331,12 +297,12 @@ const uint8_t *plv_link_session_key_bytes(const PlvLinkSession *s)
 static void frame_header(uint8_t hdr[PLV_LINK_HDR_LEN], uint16_t type,
                          uint32_t len)
 {
-    put_le32(hdr, PLV_LINK_FRAME_MAGIC);
+    plv_put_u32(hdr, PLV_LINK_FRAME_MAGIC);
     hdr[4] = PLV_LINK_VERSION;
     hdr[5] = 0;
-    put_le16(hdr + 6, type);
-    put_le32(hdr + 8, len);
-    put_le32(hdr + 12, 0);
+    plv_put_u16(hdr + 6, type);
+    plv_put_u32(hdr + 8, len);
+    plv_put_u32(hdr + 12, 0);
 }
 
 /* Start the keyed checksum of one frame: secret, header, frame counter. */
@@ -344,7 +310,7 @@ static void csum_begin(XXH3_state_t *st, const uint8_t *secret,
                        const uint8_t hdr[PLV_LINK_HDR_LEN], uint64_t seq)
 {
     uint8_t seqb[8];
-    put_le64(seqb, seq);
+    plv_put_u64(seqb, seq);
     XXH3_64bits_reset_withSecret(st, secret, CSUM_SECRET_LEN);
     XXH3_64bits_update(st, hdr, PLV_LINK_HDR_LEN);
     XXH3_64bits_update(st, seqb, sizeof(seqb));
@@ -369,7 +335,7 @@ int plv_frame_seal(PlvLinkSession *s, uint16_t type, const struct iovec *iov,
     for (int i = 0; i < iovcnt; i++) {
         XXH3_64bits_update(s->tx_state, iov[i].iov_base, iov[i].iov_len);
     }
-    put_le64(trailer, XXH3_64bits_digest(s->tx_state));
+    plv_put_u64(trailer, XXH3_64bits_digest(s->tx_state));
     return 0;
 }
 
@@ -457,17 +423,17 @@ static int fp_fail(PlvFrameParser *p, GError **err, int code, const char *why)
 static int fp_header_done(PlvFrameParser *p, GError **err)
 {
     const uint8_t *h = p->hdr;
-    if (get_le32(h) != PLV_LINK_FRAME_MAGIC) {
+    if (plv_get_u32(h) != PLV_LINK_FRAME_MAGIC) {
         return fp_fail(p, err, PLV_LINK_ERROR_PROTOCOL, "bad magic");
     }
     if (h[4] != PLV_LINK_VERSION) {
         return fp_fail(p, err, PLV_LINK_ERROR_PROTOCOL, "unsupported version");
     }
-    if (h[5] != 0 || get_le32(h + 12) != 0) {
+    if (h[5] != 0 || plv_get_u32(h + 12) != 0) {
         return fp_fail(p, err, PLV_LINK_ERROR_PROTOCOL, "reserved bits set");
     }
-    p->type = get_le16(h + 6);
-    p->len = get_le32(h + 8);
+    p->type = plv_get_u16(h + 6);
+    p->len = plv_get_u32(h + 8);
     if (p->len > PLV_LINK_MAX_PAYLOAD) {
         return fp_fail(p, err, PLV_LINK_ERROR_TOO_BIG, "length over the limit");
     }
@@ -480,7 +446,7 @@ static int fp_header_done(PlvFrameParser *p, GError **err)
 
 static int fp_trailer_done(PlvFrameParser *p, GError **err)
 {
-    if (XXH3_64bits_digest(p->st) != get_le64(p->trl)) {
+    if (XXH3_64bits_digest(p->st) != plv_get_u64(p->trl)) {
         return fp_fail(p, err, PLV_LINK_ERROR_PROTOCOL,
                        "checksum mismatch (corrupt, replayed or foreign)");
     }

@@ -4,6 +4,7 @@
  * argument in docs/rdma.md).
  */
 #include "rdma-conn.h"
+#include "wire-int.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -91,45 +92,6 @@ static size_t align8(size_t n)
 static size_t rec_size(size_t len)
 {
     return REC_HDR + align8(len) + REC_TAIL;
-}
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-    v = htole16(v);
-    memcpy(p, &v, 2);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(p, &v, 4);
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(p, &v, 8);
-}
-
-static uint16_t get_le16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return le16toh(v);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return le32toh(v);
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return le64toh(v);
 }
 
 /* The NIC writes the ring behind the compiler's back: aligned acquire loads
@@ -221,8 +183,8 @@ static bool send_ctrl(PlvRdmaConn *c, int kind, const void *data, size_t len)
     uint8_t *b = send_slot(c, i);
     memset(b, 0, CTRL_HDR);
     b[0] = kind;
-    put_le16(b + 2, len);
-    put_le64(b + 8, c->rx_head);
+    plv_put_u16(b + 2, len);
+    plv_put_u64(b + 8, c->rx_head);
     if (len) {
         memcpy(b + CTRL_HDR, data, len);
     }
@@ -305,11 +267,11 @@ static void finish_handshake(PlvRdmaConn *c)
 
 static void on_ctrl(PlvRdmaConn *c, const uint8_t *b, size_t n)
 {
-    if (n < CTRL_HDR || get_le16(b + 2) > n - CTRL_HDR) {
+    if (n < CTRL_HDR || plv_get_u16(b + 2) > n - CTRL_HDR) {
         conn_fail(c, PLV_LINK_ERROR_PROTOCOL, "short control message");
         return;
     }
-    size_t len = get_le16(b + 2);
+    size_t len = plv_get_u16(b + 2);
     int kind = b[0];
     if (kind == CTRL_HS) {
         if (!c->hs) {
@@ -334,7 +296,7 @@ static void on_ctrl(PlvRdmaConn *c, const uint8_t *b, size_t n)
         conn_fail(c, PLV_LINK_ERROR_AUTH, "control message before authentication");
         return;
     }
-    uint64_t credit = get_le64(b + 8);
+    uint64_t credit = plv_get_u64(b + 8);
     if (credit < c->peer_consumed || credit > c->tx_head || (credit & 7)) {
         c->st.bad_records++;
         conn_fail(c, PLV_LINK_ERROR_PROTOCOL, "bad ring credit %" G_GUINT64_FORMAT,
@@ -458,10 +420,10 @@ static bool ring_take(PlvRdmaConn *c)
      * were checked: copy the payload out first, then verify the copy. */
     uint8_t h[REC_HDR];
     memcpy(h, r, REC_HDR);
-    uint32_t len = get_le32(h);
-    uint16_t flags = get_le16(h + 4);
+    uint32_t len = plv_get_u32(h);
+    uint16_t flags = plv_get_u16(h + 4);
     size_t total = rec_size(len);
-    if (get_le64(h + 8) != c->rx_seq || total > R - off || total > R / 2 ||
+    if (plv_get_u64(h + 8) != c->rx_seq || total > R - off || total > R / 2 ||
         ((flags & REC_PAD) && len)) {
         return not_yet(c, "length");
     }
@@ -480,7 +442,7 @@ static bool ring_take(PlvRdmaConn *c)
     }
     g_byte_array_append(c->msg, r + REC_HDR, len);
     if (rec_checksum(c, c->rx_secret, h, c->msg->data + had, len) !=
-        get_le64(h + 16)) {
+        plv_get_u64(h + 16)) {
         g_byte_array_set_size(c->msg, had);
         return not_yet(c, "checksum");
     }
@@ -494,7 +456,7 @@ static bool ring_take(PlvRdmaConn *c)
     c->rx_head += total;
     if (!c->msg_open) {
         c->msg_open = true;
-        c->msg_type = get_le16(h + 6);
+        c->msg_type = plv_get_u16(h + 6);
     }
     if (!(flags & REC_MORE)) {
         c->msg_open = false;
@@ -583,13 +545,13 @@ static bool ring_room(PlvRdmaConn *c, size_t total, size_t *off)
     if (lead >= REC_MIN) {
         /* Filler so the reader knows to go back to the start. */
         uint8_t *r = c->tx + o;
-        put_le32(r, 0);
-        put_le16(r + 4, REC_PAD);
-        put_le16(r + 6, 0);
-        put_le64(r + 8, c->tx_seq);
-        put_le64(r + 16, 0);
-        put_le64(r + 16, rec_checksum(c, c->tx_secret, r, NULL, 0));
-        put_le64(r + REC_HDR, c->tx_seq);
+        plv_put_u32(r, 0);
+        plv_put_u16(r + 4, REC_PAD);
+        plv_put_u16(r + 6, 0);
+        plv_put_u64(r + 8, c->tx_seq);
+        plv_put_u64(r + 16, 0);
+        plv_put_u64(r + 16, rec_checksum(c, c->tx_secret, r, NULL, 0));
+        plv_put_u64(r + REC_HDR, c->tx_seq);
         struct ibv_sge sge = {
             .addr = (uintptr_t)r, .length = REC_MIN, .lkey = c->tx_mr->lkey,
         };
@@ -644,17 +606,17 @@ int plv_rdma_conn_write(PlvRdmaConn *c, uint16_t type, const struct iovec *iov,
         }
         uint8_t *r = c->tx + off;
         bool more = *done + frag < len;
-        put_le32(r, frag);
-        put_le16(r + 4, more ? REC_MORE : 0);
-        put_le16(r + 6, type);
-        put_le64(r + 8, c->tx_seq);
+        plv_put_u32(r, frag);
+        plv_put_u16(r + 4, more ? REC_MORE : 0);
+        plv_put_u16(r + 6, type);
+        plv_put_u64(r + 8, c->tx_seq);
         gather(r + REC_HDR, iov, iovcnt, *done, frag);
         memset(r + REC_HDR + frag, 0, align8(frag) - frag);
-        put_le64(r + 16, rec_checksum(c, c->tx_secret, r, r + REC_HDR, frag));
+        plv_put_u64(r + 16, rec_checksum(c, c->tx_secret, r, r + REC_HDR, frag));
         /* The canary is the record's last bytes: with in-order placement it
          * marks the record complete; the checksum and the doorbell make
          * that hold without it (docs/rdma.md). */
-        put_le64(r + total - REC_TAIL, c->tx_seq);
+        plv_put_u64(r + total - REC_TAIL, c->tx_seq);
         struct ibv_sge sge = {
             .addr = (uintptr_t)r, .length = total, .lkey = c->tx_mr->lkey,
         };
@@ -788,12 +750,12 @@ PlvRdmaConn *plv_rdma_conn_new(struct rdma_cm_id *id, bool dialer,
         }
     }
     memset(pdata, 0, PLV_RDMA_PDATA_LEN);
-    put_le32(pdata, PDATA_MAGIC);
-    put_le16(pdata + 4, PDATA_VER);
-    put_le32(pdata + 8, p->self_id);
-    put_le32(pdata + 12, c->rx_size);
-    put_le64(pdata + 16, (uintptr_t)c->rx);
-    put_le32(pdata + 24, c->rx_mr->rkey);
+    plv_put_u32(pdata, PDATA_MAGIC);
+    plv_put_u16(pdata + 4, PDATA_VER);
+    plv_put_u32(pdata + 8, p->self_id);
+    plv_put_u32(pdata + 12, c->rx_size);
+    plv_put_u64(pdata + 16, (uintptr_t)c->rx);
+    plv_put_u32(pdata + 24, c->rx_mr->rkey);
     return c;
 }
 
@@ -805,18 +767,18 @@ int plv_rdma_conn_set_remote(PlvRdmaConn *c, const void *pdata, size_t len,
     if (c->have_remote) {
         return 0;               /* the acceptor's ESTABLISHED carries none */
     }
-    if (!d || len < PLV_RDMA_PDATA_LEN || get_le32(d) != PDATA_MAGIC ||
-        get_le16(d + 4) != PDATA_VER ||
-        (size = get_le32(d + 12)) < 64 * 1024 || size > PLV_RDMA_MAX_RING ||
+    if (!d || len < PLV_RDMA_PDATA_LEN || plv_get_u32(d) != PDATA_MAGIC ||
+        plv_get_u16(d + 4) != PDATA_VER ||
+        (size = plv_get_u32(d + 12)) < 64 * 1024 || size > PLV_RDMA_MAX_RING ||
         (size & 4095)) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
                     "bad rdma_cm private data (%zu bytes)", len);
         return -1;
     }
-    c->claimed_id = get_le32(d + 8);
+    c->claimed_id = plv_get_u32(d + 8);
     c->tx_size = size;
-    c->raddr = get_le64(d + 16);
-    c->rkey = get_le32(d + 24);
+    c->raddr = plv_get_u64(d + 16);
+    c->rkey = plv_get_u32(d + 24);
     c->have_remote = true;
     return 0;
 }
