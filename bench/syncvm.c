@@ -30,7 +30,7 @@
 #define PAGE 4096u
 #define MSG_READY 0x53f0        /* bench only: secondary ready for a run */
 
-static const uint8_t SECRET[] = "bench-syncvm";
+static const uint8_t SECRET[] = "bench-syncvm secret";
 
 static double now_s(void)
 {

@@ -21,6 +21,18 @@ bool plv_link_error_is_timeout(const GError *err)
     return err && g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_TIMED_OUT);
 }
 
+bool plv_link_check_secret(const uint8_t *secret, size_t secret_len,
+                           GError **err)
+{
+    if (!secret || secret_len < PLV_LINK_MIN_SECRET_LEN) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID,
+                    "shared secret must be at least %u bytes",
+                    PLV_LINK_MIN_SECRET_LEN);
+        return false;
+    }
+    return true;
+}
+
 struct PlvLinkSession {
     uint32_t self_id, peer_id;
     uint8_t key[PLV_LINK_KEY_LEN];

@@ -191,21 +191,11 @@ static PlvLink *link_new(int fd, PlvLinkSession *s, int io_timeout_ms)
     return l;
 }
 
-static bool check_secret(const uint8_t *secret, size_t secret_len, GError **err)
-{
-    if (!secret || secret_len == 0) {
-        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID,
-                    "link needs a non-empty shared secret");
-        return false;
-    }
-    return true;
-}
-
 PlvLink *plv_link_connect(const char *host, uint16_t port, uint32_t self_id,
                           const uint8_t *secret, size_t secret_len,
                           int timeout_ms, GError **err)
 {
-    if (!check_secret(secret, secret_len, err)) {
+    if (!plv_link_check_secret(secret, secret_len, err)) {
         return NULL;
     }
     int64_t deadline = plv_deadline_from_timeout(timeout_ms);
@@ -240,7 +230,7 @@ PlvLink *plv_link_accept(int listen_fd, uint32_t self_id,
                          const uint8_t *secret, size_t secret_len,
                          int timeout_ms, GError **err)
 {
-    if (!check_secret(secret, secret_len, err)) {
+    if (!plv_link_check_secret(secret, secret_len, err)) {
         return NULL;
     }
     int64_t deadline = plv_deadline_from_timeout(timeout_ms);

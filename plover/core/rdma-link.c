@@ -246,6 +246,9 @@ PlvRdmaLink *plv_rdma_link_connect(const char *host, uint16_t port,
                                    size_t secret_len, size_t ring_bytes,
                                    int timeout_ms, GError **err)
 {
+    if (!plv_link_check_secret(secret, secret_len, err)) {
+        return NULL;
+    }
     int64_t deadline = plv_deadline_from_timeout(timeout_ms);
     struct sockaddr_storage ss;
     struct rdma_event_channel *ec;
@@ -334,6 +337,9 @@ PlvRdmaLink *plv_rdma_link_accept(PlvRdmaListener *ls, uint32_t self_id,
                                   size_t ring_bytes, int timeout_ms,
                                   GError **err)
 {
+    if (!plv_link_check_secret(secret, secret_len, err)) {
+        return NULL;
+    }
     int64_t deadline = plv_deadline_from_timeout(timeout_ms);
     PlvRdmaCmEvent ev;
     do {

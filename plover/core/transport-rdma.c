@@ -787,10 +787,12 @@ PlvTransport *plv_transport_rdma_new(const PlvRdmaTransportConfig *cfg,
             self = &cfg->peers[i];
         }
     }
-    if (!self || !cfg->secret || !cfg->secret_len) {
+    if (!self) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID,
-                    "rdma transport needs its own address among the peers "
-                    "and a non-empty secret");
+                    "rdma transport needs its own address among the peers");
+        return NULL;
+    }
+    if (!plv_link_check_secret(cfg->secret, cfg->secret_len, err)) {
         return NULL;
     }
     RdmaTransport *t = g_new0(RdmaTransport, 1);

@@ -751,10 +751,12 @@ PlvTransport *plv_transport_tcp_new(const PlvTcpTransportConfig *cfg,
             self = &cfg->peers[i];
         }
     }
-    if (!self || !cfg->secret || !cfg->secret_len) {
+    if (!self) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID,
-                    "tcp transport needs its own address among the peers "
-                    "and a non-empty secret");
+                    "tcp transport needs its own address among the peers");
+        return NULL;
+    }
+    if (!plv_link_check_secret(cfg->secret, cfg->secret_len, err)) {
         return NULL;
     }
     TcpTransport *t = g_new0(TcpTransport, 1);

@@ -316,22 +316,28 @@ static int listen_any(uint16_t *port)
     return lfd;
 }
 
-/* A connected, authenticated pair: *c dialed (id 10), *s accepted (id 20),
- * both with @timeout_ms as connect and send timeout. */
-static void link_pair_timeout(PlvLink **c, PlvLink **s, int timeout_ms)
+/* A connected, authenticated pair keyed with @secret: *c dialed (id 10),
+ * *s accepted (id 20), both with @timeout_ms as connect and send timeout. */
+static void link_pair_full(PlvLink **c, PlvLink **s, int timeout_ms,
+                           const uint8_t *secret, size_t secret_len)
 {
     uint16_t port;
-    AcceptJob j = { .secret = SECRET, .secret_len = sizeof(SECRET),
+    AcceptJob j = { .secret = secret, .secret_len = secret_len,
                     .timeout_ms = timeout_ms };
     j.lfd = listen_any(&port);
     GThread *t = g_thread_new("accept", accept_thread, &j);
     GError *err = NULL;
-    *c = plv_link_connect("127.0.0.1", port, 10, SECRET, sizeof(SECRET), timeout_ms, &err);
+    *c = plv_link_connect("127.0.0.1", port, 10, secret, secret_len, timeout_ms, &err);
     g_thread_join(t);
     ck_assert_msg(*c, "%s", err ? err->message : "?");
     ck_assert_msg(j.link, "%s", j.err ? j.err->message : "?");
     *s = j.link;
     close(j.lfd);
+}
+
+static void link_pair_timeout(PlvLink **c, PlvLink **s, int timeout_ms)
+{
+    link_pair_full(c, s, timeout_ms, SECRET, sizeof(SECRET));
 }
 
 static void link_pair(PlvLink **c, PlvLink **s)
@@ -578,6 +584,35 @@ START_TEST(link_timeouts)
 }
 END_TEST
 
+/* Secrets under PLV_LINK_MIN_SECRET_LEN bytes are refused on both ends
+ * before any socket work; one of exactly that length works. */
+START_TEST(link_short_secret_refused)
+{
+    static const uint8_t s16[PLV_LINK_MIN_SECRET_LEN] = "sixteen byte key";
+    uint16_t port;
+    int lfd = listen_any(&port);
+    GError *err = NULL;
+
+    ck_assert_ptr_null(plv_link_connect("127.0.0.1", port, 10, s16,
+                                        sizeof(s16) - 1, 1000, &err));
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID));
+    ck_assert_str_eq(err->message, "shared secret must be at least 16 bytes");
+    g_clear_error(&err);
+    ck_assert_ptr_null(plv_link_accept(lfd, 20, s16, sizeof(s16) - 1, 1000,
+                                       &err));
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID));
+    g_clear_error(&err);
+    close(lfd);
+
+    PlvLink *c, *s;
+    link_pair_full(&c, &s, 5000, s16, sizeof(s16));
+    ck_assert_mem_eq(plv_link_session_key(c), plv_link_session_key(s),
+                     PLV_LINK_KEY_LEN);
+    plv_link_close(c);
+    plv_link_close(s);
+}
+END_TEST
+
 /* A peer that stops reading makes sends fail once nothing has gone out
  * for the link's timeout, instead of blocking the sender for good. */
 START_TEST(link_send_to_silent_peer_times_out)
@@ -631,6 +666,7 @@ int main(void)
     tcase_add_test(ts, link_large_frames_with_timeouts);
     tcase_add_test(ts, link_timeouts);
     tcase_add_test(ts, link_send_to_silent_peer_times_out);
+    tcase_add_test(ts, link_short_secret_refused);
     suite_add_tcase(su, ts);
     return plv_test_run(su);
 }

@@ -324,7 +324,7 @@ START_TEST(tcp_garbage_dropped_and_counted)
     close(fd);
 
     /* 3. A client with the wrong secret. */
-    static const uint8_t wrong[] = "not the secret";
+    static const uint8_t wrong[] = "not the right secret";
     PlvLink *l = dial_pumped(&net, 2, 0, wrong, sizeof(wrong));
     ck_assert_ptr_null(l);
     PUMP_UNTIL(&net, (plv_transport_stats(net.t[2], &st), st.auth_failures == 3),
@@ -382,6 +382,21 @@ START_TEST(tcp_wrong_secret_peer_never_up)
     ck_assert(!plv_transport_peer_up(net.t[0], 2));
     ck_assert(!plv_transport_peer_up(net.t[2], 1));
     net_free(&net);
+}
+END_TEST
+
+START_TEST(tcp_short_secret_refused)
+{
+    PlvPeerAddr self = { .id = 0, .host = "127.0.0.1", .port = 1 };
+    PlvTcpTransportConfig cfg = {
+        .self_id = 0, .peers = &self, .n_peers = 1,
+        .secret = SECRET, .secret_len = PLV_LINK_MIN_SECRET_LEN - 1,
+        .listen_fd = -1,
+    };
+    GError *err = NULL;
+    ck_assert_ptr_null(plv_transport_tcp_new(&cfg, &err));
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID));
+    g_clear_error(&err);
 }
 END_TEST
 
@@ -456,6 +471,7 @@ int main(void)
     tcase_add_test(tc, tcp_garbage_dropped_and_counted);
     tcase_add_test(tc, tcp_wrong_secret_peer_never_up);
     tcase_add_test(tc, tcp_wakeup);
+    tcase_add_test(tc, tcp_short_secret_refused);
     tcase_add_test(tc, tcp_accept_out_of_fds_does_not_spin);
     suite_add_tcase(su, tc);
     return plv_test_run(su);

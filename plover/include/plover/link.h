@@ -39,6 +39,9 @@ extern "C" {
 
 #define PLV_LINK_KEY_LEN      32u            /* session key bytes */
 #define PLV_LINK_MAX_PAYLOAD  (64u << 20)    /* largest frame payload: 64 MiB */
+/* Shortest shared secret accepted: an offline guess at the secret from a
+ * recorded handshake must not be cheap. */
+#define PLV_LINK_MIN_SECRET_LEN 16u
 
 #define PLV_LINK_ERROR plv_link_error_quark()
 GQuark plv_link_error_quark(void);
@@ -55,6 +58,11 @@ typedef enum PlvLinkErrorCode {
 
 /* True if @err is a PLV_LINK_ERROR_TIMED_OUT (the only non-fatal error). */
 bool plv_link_error_is_timeout(const GError *err);
+
+/* True if @secret can key links (at least PLV_LINK_MIN_SECRET_LEN bytes);
+ * otherwise false with PLV_LINK_ERROR_INVALID. */
+bool plv_link_check_secret(const uint8_t *secret, size_t secret_len,
+                           GError **err);
 
 typedef struct PlvLink PlvLink;
 
