@@ -52,7 +52,7 @@ struct PlvHandshake {
     size_t secret_len;
     uint8_t my_nonce[PLV_LINK_NONCE_LEN];
     uint8_t peer_nonce[PLV_LINK_NONCE_LEN];
-    uint8_t out[PLV_LINK_HELLO_LEN + PLV_LINK_AUTH_LEN];
+    uint8_t out[PLV_LINK_HELLO_LEN + PLV_LINK_AUTH_LEN];  /* all we send */
     size_t out_len, out_off;
     uint8_t in[PLV_LINK_HELLO_LEN];
     size_t in_got;
@@ -122,6 +122,26 @@ static void derive_csum_secret(const uint8_t key[PLV_LINK_KEY_LEN],
     }
 }
 
+/* Append our HELLO to the output. */
+static void hs_put_hello(PlvHandshake *hs)
+{
+    uint8_t *p = hs->out + hs->out_len;
+    plv_put_u32(p, PLV_LINK_HELLO_MAGIC);
+    plv_put_u16(p + 4, PLV_LINK_VERSION);
+    plv_put_u16(p + 6, 0);
+    plv_put_u32(p + 8, hs->self_id);
+    memcpy(p + 12, hs->my_nonce, PLV_LINK_NONCE_LEN);
+    hs->out_len += PLV_LINK_HELLO_LEN;
+}
+
+/* Append our AUTH (role 'D' or 'A') to the output. */
+static void hs_put_auth(PlvHandshake *hs)
+{
+    hs_mac(hs, "plover-link-auth", hs->dialer ? 'D' : 'A',
+           hs->out + hs->out_len);
+    hs->out_len += PLV_LINK_AUTH_LEN;
+}
+
 PlvHandshake *plv_handshake_new(bool dialer, uint32_t self_id,
                                 const uint8_t *secret, size_t secret_len)
 {
@@ -132,14 +152,10 @@ PlvHandshake *plv_handshake_new(bool dialer, uint32_t self_id,
     hs->secret_len = secret_len;
     hs->state = HS_WAIT_HELLO;
     fill_random(hs->my_nonce, sizeof(hs->my_nonce));
-
-    uint8_t *p = hs->out;
-    plv_put_u32(p, PLV_LINK_HELLO_MAGIC);
-    plv_put_u16(p + 4, PLV_LINK_VERSION);
-    plv_put_u16(p + 6, 0);
-    plv_put_u32(p + 8, self_id);
-    memcpy(p + 12, hs->my_nonce, PLV_LINK_NONCE_LEN);
-    hs->out_len = PLV_LINK_HELLO_LEN;
+    if (dialer) {
+        /* The acceptor speaks only once it has heard from us. */
+        hs_put_hello(hs);
+    }
     return hs;
 }
 
@@ -206,10 +222,16 @@ static int hs_got_hello(PlvHandshake *hs, GError **err)
         /* Our own HELLO reflected back: refuse rather than MAC it. */
         return hs_fail(hs, err, "reflected HELLO");
     }
-    /* Our AUTH goes out behind the HELLO in the same buffer. */
-    hs_mac(hs, "plover-link-auth", hs->dialer ? 'D' : 'A',
-           hs->out + PLV_LINK_HELLO_LEN);
-    hs->out_len = PLV_LINK_HELLO_LEN + PLV_LINK_AUTH_LEN;
+    /*
+     * The dialer proves itself first. The acceptor answers a HELLO with
+     * its own nonce only, and MACs nothing until the dialer's AUTH checked
+     * out: a stranger gets no MAC to test guesses at the secret against.
+     */
+    if (hs->dialer) {
+        hs_put_auth(hs);
+    } else {
+        hs_put_hello(hs);
+    }
     hs->state = HS_WAIT_AUTH;
     hs->in_got = 0;
     return 0;
@@ -223,6 +245,9 @@ static int hs_got_auth(PlvHandshake *hs, GError **err)
     explicit_bzero(expect, sizeof(expect));
     if (!ok) {
         return hs_fail(hs, err, "peer failed authentication (wrong secret?)");
+    }
+    if (!hs->dialer) {
+        hs_put_auth(hs);        /* only now: the dialer knows the secret */
     }
     hs->state = HS_AUTHENTICATED;
     return 1;

@@ -506,7 +506,10 @@ int plv_rdma_conn_poll(PlvRdmaConn *c, GError **err)
     }
     if (!c->failed) {
         work += poll_cq(c);
+        /* The acceptor's last handshake message is its AUTH, which no
+         * reply from the peer will prompt again: finish once it is out. */
         push_handshake(c);
+        finish_handshake(c);
         work += poll_ring(c);
     }
     if (c->failed) {

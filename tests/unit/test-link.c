@@ -4,6 +4,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -20,13 +21,15 @@ static const uint8_t OTHER[] = "incorrect horse battery staple";
 
 /* ---- socket-free pieces ---- */
 
-/* Run two handshakes against each other in memory. */
-static void hs_pair(const uint8_t *sa, size_t la, const uint8_t *sb, size_t lb,
-                    int *ra, int *rb, PlvLinkSession **out_a,
-                    PlvLinkSession **out_b)
+/* Run two handshakes against each other in memory: a dials (id 1), b
+ * accepts (id 2). *b_sent: how many bytes b emitted (NULL: not wanted). */
+static void hs_pair_sent(const uint8_t *sa, size_t la, const uint8_t *sb,
+                         size_t lb, int *ra, int *rb, PlvLinkSession **out_a,
+                         PlvLinkSession **out_b, size_t *b_sent)
 {
     PlvHandshake *a = plv_handshake_new(true, 1, sa, la);
     PlvHandshake *b = plv_handshake_new(false, 2, sb, lb);
+    size_t sent = 0;
     *ra = *rb = 0;
     for (int round = 0; round < 4; round++) {
         const uint8_t *d;
@@ -37,10 +40,14 @@ static void hs_pair(const uint8_t *sa, size_t la, const uint8_t *sb, size_t lb,
             plv_handshake_output_done(a, n);
         }
         n = plv_handshake_output(b, &d);
+        sent += n;
         if (n && *ra >= 0) {
             *ra = plv_handshake_input(a, d, n, &used, NULL);
             plv_handshake_output_done(b, n);
         }
+    }
+    if (b_sent) {
+        *b_sent = sent;
     }
     if (out_a) {
         *out_a = plv_handshake_finish(a);
@@ -48,6 +55,13 @@ static void hs_pair(const uint8_t *sa, size_t la, const uint8_t *sb, size_t lb,
     }
     plv_handshake_free(a);
     plv_handshake_free(b);
+}
+
+static void hs_pair(const uint8_t *sa, size_t la, const uint8_t *sb, size_t lb,
+                    int *ra, int *rb, PlvLinkSession **out_a,
+                    PlvLinkSession **out_b)
+{
+    hs_pair_sent(sa, la, sb, lb, ra, rb, out_a, out_b, NULL);
 }
 
 START_TEST(proto_handshake_ok)
@@ -76,15 +90,66 @@ START_TEST(proto_handshake_ok)
 }
 END_TEST
 
+/* A dialer without the secret is refused, and the acceptor never sent it
+ * anything but its HELLO: no MAC to test guesses against. */
 START_TEST(proto_handshake_wrong_secret)
 {
     PlvLinkSession *a, *b;
     int ra, rb;
-    hs_pair(SECRET, sizeof(SECRET), OTHER, sizeof(OTHER), &ra, &rb, &a, &b);
-    ck_assert_int_eq(ra, -1);
+    size_t b_sent;
+    hs_pair_sent(OTHER, sizeof(OTHER), SECRET, sizeof(SECRET), &ra, &rb, &a, &b,
+                 &b_sent);
     ck_assert_int_eq(rb, -1);
+    ck_assert_int_eq(ra, 0);            /* still waiting for an AUTH */
+    ck_assert_uint_eq(b_sent, PLV_LINK_HELLO_LEN);
     ck_assert_ptr_null(a);
     ck_assert_ptr_null(b);
+
+    /* The other way round the acceptor's AUTH is never reached either. */
+    hs_pair_sent(SECRET, sizeof(SECRET), OTHER, sizeof(OTHER), &ra, &rb, &a, &b,
+                 &b_sent);
+    ck_assert_int_eq(rb, -1);
+    ck_assert_uint_eq(b_sent, PLV_LINK_HELLO_LEN);
+    ck_assert_ptr_null(a);
+}
+END_TEST
+
+/* The acceptor stays silent until the dialer's HELLO, answers it with its
+ * HELLO alone, and MACs only after a valid AUTH from the dialer. */
+START_TEST(proto_acceptor_macs_last)
+{
+    PlvHandshake *a = plv_handshake_new(true, 1, SECRET, sizeof(SECRET));
+    PlvHandshake *b = plv_handshake_new(false, 2, SECRET, sizeof(SECRET));
+    const uint8_t *d;
+    size_t n, used;
+
+    ck_assert_uint_eq(plv_handshake_output(b, &d), 0);
+    n = plv_handshake_output(a, &d);
+    ck_assert_uint_eq(n, PLV_LINK_HELLO_LEN);
+    ck_assert_int_eq(plv_handshake_input(b, d, n, &used, NULL), 0);
+    plv_handshake_output_done(a, n);
+    ck_assert_uint_eq(plv_handshake_output(a, &d), 0);
+
+    n = plv_handshake_output(b, &d);
+    ck_assert_uint_eq(n, PLV_LINK_HELLO_LEN);
+    ck_assert_int_eq(plv_handshake_input(a, d, n, &used, NULL), 0);
+    plv_handshake_output_done(b, n);
+    ck_assert_uint_eq(plv_handshake_output(b, &d), 0);
+
+    n = plv_handshake_output(a, &d);
+    ck_assert_uint_eq(n, PLV_LINK_AUTH_LEN);
+    ck_assert_int_eq(plv_handshake_input(b, d, n, &used, NULL), 1);
+    plv_handshake_output_done(a, n);
+    ck_assert(!plv_handshake_done(b));  /* its AUTH is not out yet */
+
+    n = plv_handshake_output(b, &d);
+    ck_assert_uint_eq(n, PLV_LINK_AUTH_LEN);
+    ck_assert_int_eq(plv_handshake_input(a, d, n, &used, NULL), 1);
+    plv_handshake_output_done(b, n);
+    ck_assert(plv_handshake_done(a));
+    ck_assert(plv_handshake_done(b));
+    plv_handshake_free(a);
+    plv_handshake_free(b);
 }
 END_TEST
 
@@ -99,8 +164,8 @@ START_TEST(proto_handshake_bad_hello)
     ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
     g_clear_error(&err);
 
-    /* A peer echoing our own HELLO back is refused. */
-    PlvHandshake *c = plv_handshake_new(false, 2, SECRET, sizeof(SECRET));
+    /* A peer echoing the dialer's own HELLO back is refused. */
+    PlvHandshake *c = plv_handshake_new(true, 1, SECRET, sizeof(SECRET));
     const uint8_t *own;
     size_t n = plv_handshake_output(c, &own);
     uint8_t copy[PLV_LINK_HELLO_LEN];
@@ -398,6 +463,102 @@ START_TEST(link_wrong_secret_rejected)
 }
 END_TEST
 
+/*
+ * Everything the server sends a raw client until it hangs up or @ms pass
+ * without a byte; the count of bytes, the first @cap kept in @buf.
+ */
+static size_t read_until_quiet(int fd, uint8_t *buf, size_t cap, int ms)
+{
+    size_t got = 0;
+    for (;;) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        if (poll(&pfd, 1, ms) <= 0) {
+            return got;
+        }
+        uint8_t tmp[256];
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+        if (n <= 0) {
+            return got;
+        }
+        if (got < cap) {
+            memcpy(buf + got, tmp, MIN((size_t)n, cap - got));
+        }
+        got += n;
+    }
+}
+
+/*
+ * A raw client playing the dialer with @secret against plv_link_accept:
+ * sends its HELLO, takes the acceptor's HELLO, sends AUTH_D if @send_auth.
+ * Returns how many bytes the acceptor sent after its HELLO.
+ */
+static size_t raw_dialer(AcceptJob *j, uint16_t port, const uint8_t *secret,
+                         size_t secret_len, bool send_auth)
+{
+    GThread *t = g_thread_new("accept", accept_thread, j);
+    int fd = plv_test_raw_connect(port);
+    ck_assert_int_ge(fd, 0);
+    PlvHandshake *hs = plv_handshake_new(true, 10, secret, secret_len);
+    const uint8_t *out;
+    size_t n = plv_handshake_output(hs, &out), used;
+    ck_assert_int_eq(write(fd, out, n), n);
+    plv_handshake_output_done(hs, n);
+
+    uint8_t in[PLV_LINK_HELLO_LEN + 64];
+    size_t got = read_until_quiet(fd, in, sizeof(in), 2000);
+    if (send_auth) {
+        ck_assert_uint_eq(got, PLV_LINK_HELLO_LEN);
+        ck_assert_int_eq(plv_handshake_input(hs, in, got, &used, NULL), 0);
+        n = plv_handshake_output(hs, &out);
+        ck_assert_uint_eq(n, PLV_LINK_AUTH_LEN);
+        ck_assert_int_eq(write(fd, out, n), n);
+        got += read_until_quiet(fd, in, 0, 300);
+    }
+    g_thread_join(t);
+    plv_handshake_free(hs);
+    close(fd);
+    ck_assert_uint_ge(got, PLV_LINK_HELLO_LEN);
+    return got - PLV_LINK_HELLO_LEN;
+}
+
+/* A client that sends a valid HELLO and then nothing gets the acceptor's
+ * HELLO and not a byte more until the acceptor gives up on it. */
+START_TEST(link_acceptor_sends_no_mac_before_auth)
+{
+    uint16_t port;
+    AcceptJob j = { .secret = SECRET, .secret_len = sizeof(SECRET),
+                    .timeout_ms = 300 };
+    j.lfd = listen_any(&port);
+    ck_assert_uint_eq(raw_dialer(&j, port, SECRET, sizeof(SECRET), false), 0);
+    ck_assert_ptr_null(j.link);
+    ck_assert(plv_link_error_is_timeout(j.err));
+    g_clear_error(&j.err);
+    close(j.lfd);
+}
+END_TEST
+
+/* A dialer with the wrong secret gets the acceptor's HELLO, then the door:
+ * its AUTH fails and the acceptor never sends a MAC of its own. */
+START_TEST(link_wrong_secret_dialer_gets_no_mac)
+{
+    uint16_t port;
+    AcceptJob j = { .secret = SECRET, .secret_len = sizeof(SECRET),
+                    .timeout_ms = 5000 };
+    j.lfd = listen_any(&port);
+    ck_assert_uint_eq(raw_dialer(&j, port, OTHER, sizeof(OTHER), true), 0);
+    ck_assert_ptr_null(j.link);
+    ck_assert(g_error_matches(j.err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    g_clear_error(&j.err);
+
+    /* The same client with the right secret gets exactly one AUTH back. */
+    ck_assert_uint_eq(raw_dialer(&j, port, SECRET, sizeof(SECRET), true),
+                      PLV_LINK_AUTH_LEN);
+    ck_assert_ptr_nonnull(j.link);
+    plv_link_close(j.link);
+    close(j.lfd);
+}
+END_TEST
+
 START_TEST(link_garbage_client_rejected)
 {
     uint16_t port;
@@ -650,6 +811,7 @@ int main(void)
     TCase *tp = tcase_create("proto");
     tcase_add_test(tp, proto_handshake_ok);
     tcase_add_test(tp, proto_handshake_wrong_secret);
+    tcase_add_test(tp, proto_acceptor_macs_last);
     tcase_add_test(tp, proto_handshake_bad_hello);
     tcase_add_test(tp, proto_frames_roundtrip_and_split);
     tcase_add_test(tp, proto_corruption_rejected);
@@ -661,6 +823,8 @@ int main(void)
     tcase_add_test(ts, link_handshake_and_frames);
     tcase_add_test(ts, link_wrong_secret_rejected);
     tcase_add_test(ts, link_garbage_client_rejected);
+    tcase_add_test(ts, link_acceptor_sends_no_mac_before_auth);
+    tcase_add_test(ts, link_wrong_secret_dialer_gets_no_mac);
     tcase_add_test(ts, link_corrupt_frame_rejected);
     tcase_add_test(ts, link_oversize_rejected);
     tcase_add_test(ts, link_large_frames_with_timeouts);

@@ -15,8 +15,12 @@
  *          payload (length B, <= PLV_LINK_MAX_PAYLOAD);
  *          trailer (8 B): XXH3-64 with a per-direction secret over
  *                  header || frame counter (u64) || payload.
- * Both ends send HELLO at once, AUTH once they have the peer's HELLO, and
- * accept frames only after verifying the peer's AUTH.
+ * Order: dialer HELLO; acceptor HELLO; dialer AUTH (role 'D'); the acceptor
+ * verifies it and only then sends its AUTH (role 'A'); the dialer verifies
+ * that. An acceptor thus emits no MAC before the dialer proved it knows the
+ * secret, so a stranger cannot collect MACs over nonces of its choosing to
+ * guess the secret offline. Either end accepts frames only after verifying
+ * the peer's AUTH.
  */
 #ifndef PLOVER_LINK_PROTO_H
 #define PLOVER_LINK_PROTO_H
@@ -27,7 +31,7 @@
 extern "C" {
 #endif
 
-#define PLV_LINK_VERSION      1u
+#define PLV_LINK_VERSION      2u
 #define PLV_LINK_HELLO_MAGIC  0x48564c50u   /* bytes "PLVH" */
 #define PLV_LINK_FRAME_MAGIC  0x46564c50u   /* bytes "PLVF" */
 #define PLV_LINK_NONCE_LEN    32u
@@ -54,7 +58,8 @@ PlvHandshake *plv_handshake_new(bool dialer, uint32_t self_id,
                                 const uint8_t *secret, size_t secret_len);
 void plv_handshake_free(PlvHandshake *hs);
 
-/* Bytes waiting to be sent (points into @hs); 0 if none right now. */
+/* Bytes waiting to be sent (points into @hs); 0 if none right now (an
+ * acceptor has none before the dialer's HELLO). */
 size_t plv_handshake_output(PlvHandshake *hs, const uint8_t **data);
 /* @n bytes of the output were written to the peer. */
 void plv_handshake_output_done(PlvHandshake *hs, size_t n);

@@ -6,11 +6,14 @@
  * link-proto.h) and by the syncvm engine for bulk transfer (through the
  * blocking calls below).
  *
- * Connection setup: both ends exchange a HELLO (id + 32-byte random nonce),
- * then an HMAC-SHA256 over both nonces, both ids and the end's role, keyed
- * with the shared secret. Each end checks the other's MAC before accepting a
- * single frame, so a peer without the secret never gets a frame through.
- * The session key is HMAC(secret, nonces || ids): unique per connection.
+ * Connection setup: the dialer sends a HELLO (id + 32-byte random nonce), the
+ * acceptor answers with its HELLO, the dialer sends an HMAC-SHA256 over both
+ * nonces, both ids and its role, keyed with the shared secret, and the
+ * acceptor sends its own MAC only after verifying the dialer's (so it never
+ * hands a stranger a MAC to guess the secret against). Each end checks the
+ * other's MAC before accepting a single frame, so a peer without the secret
+ * never gets a frame through. The session key is HMAC(secret, nonces || ids):
+ * unique per connection.
  *
  * Frames: 16-byte header (magic, version, flags, type, payload length),
  * payload (at most PLV_LINK_MAX_PAYLOAD bytes), 8-byte trailer holding an
