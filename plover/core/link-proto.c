@@ -5,6 +5,7 @@
 #include "wire-int.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -47,7 +48,9 @@ enum { HS_WAIT_HELLO, HS_WAIT_AUTH, HS_AUTHENTICATED, HS_FAILED };
 struct PlvHandshake {
     bool dialer;
     int state;
+    PlvLinkChannel channel;
     uint32_t self_id, peer_id;
+    uint32_t expect_peer;       /* dialer: whom it dialed, or PLV_LINK_ANY_PEER */
     uint8_t *secret;
     size_t secret_len;
     uint8_t my_nonce[PLV_LINK_NONCE_LEN];
@@ -82,9 +85,24 @@ static void fill_random(uint8_t *buf, size_t n)
     }
 }
 
+/* The channel's name as it enters the MACs; NULL if @c is not one. */
+static const char *channel_label(PlvLinkChannel c)
+{
+    switch (c) {
+    case PLV_LINK_CHANNEL_CONSENSUS:
+        return "consensus";
+    case PLV_LINK_CHANNEL_SYNCVM:
+        return "syncvm";
+    default:
+        return NULL;
+    }
+}
+
 /*
- * HMAC-SHA256(key, label || role || nonce_d || nonce_a || id_d || id_a):
- * the one shape every handshake-derived value takes.
+ * HMAC-SHA256(key, label || 0 || channel || 0 || role || nonce_d || nonce_a
+ * || id_d || id_a): the one shape every handshake-derived value takes. The
+ * channel name keeps a handshake for one channel from being valid on
+ * another.
  */
 static void hs_mac(const PlvHandshake *hs, const char *label, uint8_t role,
                    uint8_t out[32])
@@ -96,7 +114,9 @@ static void hs_mac(const PlvHandshake *hs, const char *label, uint8_t role,
     plv_put_u32(ids + 4, hs->dialer ? hs->peer_id : hs->self_id);
 
     GHmac *h = g_hmac_new(G_CHECKSUM_SHA256, hs->secret, hs->secret_len);
-    g_hmac_update(h, (const guchar *)label, strlen(label));
+    const char *chan = channel_label(hs->channel);
+    g_hmac_update(h, (const guchar *)label, strlen(label) + 1);
+    g_hmac_update(h, (const guchar *)chan, strlen(chan) + 1);
     g_hmac_update(h, &role, 1);
     g_hmac_update(h, nd, PLV_LINK_NONCE_LEN);
     g_hmac_update(h, na, PLV_LINK_NONCE_LEN);
@@ -128,7 +148,7 @@ static void hs_put_hello(PlvHandshake *hs)
     uint8_t *p = hs->out + hs->out_len;
     plv_put_u32(p, PLV_LINK_HELLO_MAGIC);
     plv_put_u16(p + 4, PLV_LINK_VERSION);
-    plv_put_u16(p + 6, 0);
+    plv_put_u16(p + 6, hs->channel);
     plv_put_u32(p + 8, hs->self_id);
     memcpy(p + 12, hs->my_nonce, PLV_LINK_NONCE_LEN);
     hs->out_len += PLV_LINK_HELLO_LEN;
@@ -143,11 +163,15 @@ static void hs_put_auth(PlvHandshake *hs)
 }
 
 PlvHandshake *plv_handshake_new(bool dialer, uint32_t self_id,
+                                PlvLinkChannel channel,
                                 const uint8_t *secret, size_t secret_len)
 {
+    g_assert(channel_label(channel));
     PlvHandshake *hs = g_new0(PlvHandshake, 1);
     hs->dialer = dialer;
+    hs->channel = channel;
     hs->self_id = self_id;
+    hs->expect_peer = PLV_LINK_ANY_PEER;
     hs->secret = g_memdup2(secret, secret_len);
     hs->secret_len = secret_len;
     hs->state = HS_WAIT_HELLO;
@@ -157,6 +181,11 @@ PlvHandshake *plv_handshake_new(bool dialer, uint32_t self_id,
         hs_put_hello(hs);
     }
     return hs;
+}
+
+void plv_handshake_expect_peer(PlvHandshake *hs, uint32_t peer_id)
+{
+    hs->expect_peer = peer_id;
 }
 
 void plv_handshake_free(PlvHandshake *hs)
@@ -196,11 +225,19 @@ size_t plv_handshake_want(const PlvHandshake *hs)
     }
 }
 
-static int hs_fail(PlvHandshake *hs, GError **err, const char *why)
+static int hs_fail(PlvHandshake *hs, GError **err, const char *fmt, ...)
+    G_GNUC_PRINTF(3, 4);
+
+static int hs_fail(PlvHandshake *hs, GError **err, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    char *why = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
     hs->state = HS_FAILED;
     g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
                 "link handshake failed: %s", why);
+    g_free(why);
     return -1;
 }
 
@@ -213,10 +250,19 @@ static int hs_got_hello(PlvHandshake *hs, GError **err)
     if (plv_get_u16(p + 4) != PLV_LINK_VERSION) {
         return hs_fail(hs, err, "unsupported link version");
     }
-    if (plv_get_u16(p + 6) != 0) {
-        return hs_fail(hs, err, "reserved HELLO bits set");
+    uint16_t chan = plv_get_u16(p + 6);
+    if (chan != hs->channel) {
+        /* The MACs would not match either; this just says why. */
+        const char *theirs = channel_label(chan);
+        return hs_fail(hs, err, "peer is on the %s channel, this end on %s",
+                       theirs ? theirs : "unknown", channel_label(hs->channel));
     }
     hs->peer_id = plv_get_u32(p + 8);
+    if (hs->expect_peer != PLV_LINK_ANY_PEER && hs->peer_id != hs->expect_peer) {
+        /* Before our AUTH: whoever answered gets no MAC from us. */
+        return hs_fail(hs, err, "dialed replica %u, replica %u answered",
+                       hs->expect_peer, hs->peer_id);
+    }
     memcpy(hs->peer_nonce, p + 12, PLV_LINK_NONCE_LEN);
     if (equal_ct(hs->peer_nonce, hs->my_nonce, PLV_LINK_NONCE_LEN)) {
         /* Our own HELLO reflected back: refuse rather than MAC it. */

@@ -700,7 +700,11 @@ PlvRdmaConn *plv_rdma_conn_new(struct rdma_cm_id *id, bool dialer,
     c->msg = g_byte_array_new();
     c->xs = XXH3_createState();
     c->last_rx = g_get_monotonic_time();
-    c->hs = plv_handshake_new(dialer, p->self_id, p->secret, p->secret_len);
+    c->hs = plv_handshake_new(dialer, p->self_id, p->channel, p->secret,
+                              p->secret_len);
+    if (dialer) {
+        plv_handshake_expect_peer(c->hs, p->expect_peer);
+    }
     const char *what = NULL;
 
     if (!(c->pd = ibv_alloc_pd(id->verbs))) {

@@ -39,6 +39,8 @@ typedef struct PlvRdmaConn PlvRdmaConn;
 
 typedef struct PlvRdmaConnParams {
     uint32_t self_id;
+    PlvLinkChannel channel;
+    uint32_t expect_peer;       /* dialer: whom it dials; PLV_LINK_ANY_PEER */
     const uint8_t *secret;      /* borrowed for the handshake's lifetime */
     size_t secret_len;
     size_t ring_bytes;          /* our receive ring; rounded to 4 KiB */

@@ -218,7 +218,10 @@ static PlvRdmaConn *make_rc(Conn *c, uint8_t *pdata)
 {
     RdmaTransport *t = c->t;
     PlvRdmaConnParams p = {
-        .self_id = t->self_id, .secret = t->secret, .secret_len = t->secret_len,
+        .self_id = t->self_id, .channel = PLV_LINK_CHANNEL_CONSENSUS,
+        /* a dialer knows whom it dials; anyone else answering gets no MAC */
+        .expect_peer = c->dialer ? c->peer->id : PLV_LINK_ANY_PEER,
+        .secret = t->secret, .secret_len = t->secret_len,
         .ring_bytes = t->ring_bytes, .signal_every = t->signal_every,
         .on_msg = on_msg, .opaque = c,
     };

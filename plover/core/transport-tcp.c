@@ -407,7 +407,10 @@ static void conn_connected(Conn *c)
         return;
     }
     c->state = C_HANDSHAKE;
-    c->hs = plv_handshake_new(true, c->t->self_id, c->t->secret, c->t->secret_len);
+    c->hs = plv_handshake_new(true, c->t->self_id, PLV_LINK_CHANNEL_CONSENSUS,
+                              c->t->secret, c->t->secret_len);
+    /* Someone else answering at the address gets no MAC from us. */
+    plv_handshake_expect_peer(c->hs, c->peer->id);
     c->epollout = true;         /* registered with EPOLLOUT while connecting */
     set_epollout(c, false);
     conn_handshake(c);
@@ -484,7 +487,8 @@ static void accept_all(TcpTransport *t)
         }
         plv_sock_tune(fd);
         Conn *c = conn_new(t, fd, false, C_HANDSHAKE);
-        c->hs = plv_handshake_new(false, t->self_id, t->secret, t->secret_len);
+        c->hs = plv_handshake_new(false, t->self_id, PLV_LINK_CHANNEL_CONSENSUS,
+                                  t->secret, t->secret_len);
         g_ptr_array_add(t->pending, c);
         conn_epoll(c, EPOLL_CTL_ADD, EPOLLIN);
         conn_handshake(c);

@@ -80,13 +80,15 @@ PloverBulk *plover_bulk_accept(PloverBulkListener *l, uint32_t self,
     b->kind = l->kind;
 #ifdef PLOVER_HAVE_RDMA
     if (l->kind == PLV_TRANSPORT_RDMA) {
-        b->rdma = plv_rdma_link_accept(l->rdma, self, secret, secret_len,
+        b->rdma = plv_rdma_link_accept(l->rdma, self, PLV_LINK_CHANNEL_SYNCVM,
+                                       secret, secret_len,
                                        PLOVER_BULK_RDMA_RING, timeout_ms, err);
         ok = b->rdma;
     } else
 #endif
     {
-        b->tcp = plv_link_accept(l->fd, self, secret, secret_len, timeout_ms, err);
+        b->tcp = plv_link_accept(l->fd, self, PLV_LINK_CHANNEL_SYNCVM,
+                                 secret, secret_len, timeout_ms, err);
         ok = b->tcp;
     }
     if (!ok) {
@@ -98,6 +100,7 @@ PloverBulk *plover_bulk_accept(PloverBulkListener *l, uint32_t self,
 
 PloverBulk *plover_bulk_connect(PlvTransportKind kind, const char *host,
                                 uint16_t port, uint32_t self,
+                                uint32_t expect_peer,
                                 const uint8_t *secret, size_t secret_len,
                                 int timeout_ms, GError **err)
 {
@@ -107,13 +110,16 @@ PloverBulk *plover_bulk_connect(PlvTransportKind kind, const char *host,
     b->kind = kind;
 #ifdef PLOVER_HAVE_RDMA
     if (kind == PLV_TRANSPORT_RDMA) {
-        b->rdma = plv_rdma_link_connect(host, port, self, secret, secret_len,
+        b->rdma = plv_rdma_link_connect(host, port, self, expect_peer,
+                                        PLV_LINK_CHANNEL_SYNCVM,
+                                        secret, secret_len,
                                         PLOVER_BULK_RDMA_RING, timeout_ms, err);
         ok = b->rdma;
     } else
 #endif
     {
-        b->tcp = plv_link_connect(host, port, self, secret, secret_len,
+        b->tcp = plv_link_connect(host, port, self, expect_peer,
+                                  PLV_LINK_CHANNEL_SYNCVM, secret, secret_len,
                                   timeout_ms, err);
         ok = b->tcp;
     }

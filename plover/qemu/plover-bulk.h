@@ -22,8 +22,10 @@ bool plover_bulk_pending(PloverBulkListener *l);
 PloverBulk *plover_bulk_accept(PloverBulkListener *l, uint32_t self,
                                const uint8_t *secret, size_t secret_len,
                                int timeout_ms, GError **err);
+/* @expect_peer: the replica we dial (PLV_LINK_ANY_PEER: whoever answers). */
 PloverBulk *plover_bulk_connect(PlvTransportKind kind, const char *host,
                                 uint16_t port, uint32_t self,
+                                uint32_t expect_peer,
                                 const uint8_t *secret, size_t secret_len,
                                 int timeout_ms, GError **err);
 int plover_bulk_send(PloverBulk *b, uint16_t type, const struct iovec *iov,

@@ -274,7 +274,8 @@ static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
         }
         plover_sync_drop_link(s);
         s->bulk = plover_bulk_connect(s->cfg.transport, p->host, p->port + 1,
-                                      s->cfg.id, s->secret, s->secret_len,
+                                      s->cfg.id, s->secondary,
+                                      s->secret, s->secret_len,
                                       timeout, &gerr);
         s->bulk_peer = s->secondary;
         s->bulk_dialed = true;

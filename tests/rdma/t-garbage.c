@@ -226,7 +226,8 @@ static int post_recvs(Raw *r)
 /* Run the link handshake over control SENDs (layout: docs/rdma.md). */
 static int raw_handshake(Raw *r)
 {
-    PlvHandshake *hs = plv_handshake_new(true, 0, NET_SECRET, sizeof(NET_SECRET));
+    PlvHandshake *hs = plv_handshake_new(true, 0, PLV_LINK_CHANNEL_CONSENSUS,
+                                         NET_SECRET, sizeof(NET_SECRET));
     int rc = -1;
     for (int spins = 0; spins < 20000 && !plv_handshake_done(hs); spins++) {
         const uint8_t *out;

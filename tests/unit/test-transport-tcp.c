@@ -278,7 +278,8 @@ typedef struct {
 static gpointer dial_thread(gpointer opaque)
 {
     DialJob *j = opaque;
-    j->link = plv_link_connect("127.0.0.1", j->port, j->id, j->secret,
+    j->link = plv_link_connect("127.0.0.1", j->port, j->id, PLV_LINK_ANY_PEER,
+                               PLV_LINK_CHANNEL_CONSENSUS, j->secret,
                                j->secret_len, 3000, NULL);
     g_atomic_int_set(&j->done, 1);
     return NULL;

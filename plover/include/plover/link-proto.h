@@ -5,11 +5,13 @@
  * transport both drive these, so framing and authentication exist once.
  *
  * Wire format (all integers little-endian):
- *   HELLO  (44 B): magic "PLVH" u32, version u16, reserved u16 (0), id u32,
- *                  nonce[32]
- *   AUTH   (32 B): HMAC-SHA256(secret, "plover-link-auth" || role ||
- *                  nonce_dialer || nonce_acceptor || id_dialer || id_acceptor)
- *                  with role 'D' for the dialer's MAC, 'A' for the acceptor's.
+ *   HELLO  (44 B): magic "PLVH" u32, version u16, channel u16 (PlvLinkChannel),
+ *                  id u32, nonce[32]
+ *   AUTH   (32 B): HMAC-SHA256(secret, "plover-link-auth" 0 || channel name 0
+ *                  || role || nonce_dialer || nonce_acceptor || id_dialer ||
+ *                  id_acceptor), the channel name "consensus" or "syncvm",
+ *                  role 'D' for the dialer's MAC, 'A' for the acceptor's.
+ *   session key:   the same HMAC with label "plover-link-session", role 'S'.
  *   FRAME: header (16 B): magic "PLVF" u32, version u8, flags u8 (0), type u16,
  *                  length u32, reserved u32 (0);
  *          payload (length B, <= PLV_LINK_MAX_PAYLOAD);
@@ -20,7 +22,8 @@
  * that. An acceptor thus emits no MAC before the dialer proved it knows the
  * secret, so a stranger cannot collect MACs over nonces of its choosing to
  * guess the secret offline. Either end accepts frames only after verifying
- * the peer's AUTH.
+ * the peer's AUTH. A HELLO on another channel fails at once (so does one
+ * from another id than a dialer expects, before the dialer's AUTH).
  */
 #ifndef PLOVER_LINK_PROTO_H
 #define PLOVER_LINK_PROTO_H
@@ -53,9 +56,16 @@ const uint8_t *plv_link_session_key_bytes(const PlvLinkSession *s);
 
 typedef struct PlvHandshake PlvHandshake;
 
-/* @dialer: true on the end that connected. The secret is copied. */
+/*
+ * @dialer: true on the end that connected. The secret is copied; callers
+ * check it with plv_link_check_secret() first.
+ */
 PlvHandshake *plv_handshake_new(bool dialer, uint32_t self_id,
+                                PlvLinkChannel channel,
                                 const uint8_t *secret, size_t secret_len);
+/* Dialer: fail unless the acceptor's HELLO carries @peer_id (default
+ * PLV_LINK_ANY_PEER). Call before feeding input. */
+void plv_handshake_expect_peer(PlvHandshake *hs, uint32_t peer_id);
 void plv_handshake_free(PlvHandshake *hs);
 
 /* Bytes waiting to be sent (points into @hs); 0 if none right now (an
