@@ -31,9 +31,10 @@
 #define REC_PAD     2u          /* filler: the next record is at offset 0 */
 
 #define PDATA_MAGIC 0x52564c50u /* "PLVR" */
-#define PDATA_VER   1u
+#define PDATA_VER   2u          /* 2: no ring in it; CTRL_RING after auth */
+#define RING_MSG    16u         /* CTRL_RING: addr u64, rkey u32, size u32 */
 
-enum { CTRL_HS = 1, CTRL_CREDIT, CTRL_HB, CTRL_CREDIT_REQ };
+enum { CTRL_HS = 1, CTRL_CREDIT, CTRL_HB, CTRL_CREDIT_REQ, CTRL_RING };
 
 struct PlvRdmaConn {
     struct rdma_cm_id *id;
@@ -44,7 +45,8 @@ struct PlvRdmaConn {
     struct ibv_cq *cq;
     GError *error;
 
-    /* our receive ring */
+    /* our receive ring: allocated and announced only after authentication */
+    bool ring_sent;             /* its CTRL_RING went out */
     uint8_t *rx;
     size_t rx_size;
     struct ibv_mr *rx_mr;
@@ -57,10 +59,10 @@ struct PlvRdmaConn {
     uint16_t msg_type;
     bool msg_open;
 
-    /* the peer's ring and our staging copy of it */
+    /* the peer's ring (from its CTRL_RING) and our staging copy of it */
     uint64_t raddr;
     uint32_t rkey, claimed_id;
-    bool have_remote;
+    bool have_remote;           /* its private data was read */
     size_t tx_size;
     uint8_t *tx;
     struct ibv_mr *tx_mr;
@@ -236,6 +238,24 @@ static void derive_secret(const uint8_t *key, char role, uint8_t *out)
     XXH3_generateSecret(out, XXH3_SECRET_DEFAULT_SIZE, seed, sizeof(seed));
 }
 
+/*
+ * Our receive ring, registered for the peer's RDMA WRITEs. Made only once
+ * the peer passed the handshake, so a stranger cannot make us allocate and
+ * pin it (up to PLV_RDMA_MAX_RING per connection attempt).
+ */
+static bool open_rx_ring(PlvRdmaConn *c)
+{
+    c->rx = alloc_ring(c->rx_size);
+    if (!c->rx || !(c->rx_mr = ibv_reg_mr(c->pd, c->rx, c->rx_size,
+                                          IBV_ACCESS_LOCAL_WRITE |
+                                          IBV_ACCESS_REMOTE_WRITE))) {
+        conn_fail(c, PLV_LINK_ERROR_IO, "ibv_reg_mr (ring, %zu bytes; is the "
+                  "memlock limit high enough?): %s", c->rx_size, g_strerror(errno));
+        return false;
+    }
+    return true;
+}
+
 static void finish_handshake(PlvRdmaConn *c)
 {
     if (!c->hs || !plv_handshake_done(c->hs)) {
@@ -250,19 +270,63 @@ static void finish_handshake(PlvRdmaConn *c)
     c->s = plv_handshake_finish(c->hs);
     plv_handshake_free(c->hs);
     c->hs = NULL;
-    /* Our staging copy of the peer's ring: only for authenticated peers,
-     * so a stranger cannot make us allocate and pin memory. */
+    const uint8_t *key = plv_link_session_key_bytes(c->s);
+    derive_secret(key, c->dialer ? 'D' : 'A', c->tx_secret);
+    derive_secret(key, c->dialer ? 'A' : 'D', c->rx_secret);
+    open_rx_ring(c);
+}
+
+/* Tell the authenticated peer where to write: our ring's address, rkey
+ * and size. Retried from poll if no ctrl buffer is free. */
+static void send_ring(PlvRdmaConn *c)
+{
+    if (!c->rx_mr || c->ring_sent || c->failed) {
+        return;
+    }
+    uint8_t m[RING_MSG];
+    plv_put_u64(m, (uintptr_t)c->rx);
+    plv_put_u32(m + 8, c->rx_mr->rkey);
+    plv_put_u32(m + 12, c->rx_size);
+    c->ring_sent = send_ctrl(c, CTRL_RING, m, sizeof(m));
+}
+
+/* The peer's CTRL_RING: make our staging copy of its ring. */
+static void on_ring(PlvRdmaConn *c, const uint8_t *m, size_t len)
+{
+    if (!c->s) {
+        conn_fail(c, PLV_LINK_ERROR_AUTH, "ring offered before authentication");
+        return;
+    }
+    size_t size = len == RING_MSG ? plv_get_u32(m + 12) : 0;
+    if (c->tx || size < 64 * 1024 || size > PLV_RDMA_MAX_RING || (size & 4095)) {
+        conn_fail(c, PLV_LINK_ERROR_PROTOCOL, "bad ring offer (%zu bytes)", size);
+        return;
+    }
+    c->raddr = plv_get_u64(m);
+    c->rkey = plv_get_u32(m + 8);
+    c->tx_size = size;
     c->tx = alloc_ring(c->tx_size);
     if (!c->tx || !(c->tx_mr = ibv_reg_mr(c->pd, c->tx, c->tx_size,
                                           IBV_ACCESS_LOCAL_WRITE))) {
         conn_fail(c, PLV_LINK_ERROR_IO, "ibv_reg_mr (staging, %zu bytes): %s",
                   c->tx_size, g_strerror(errno));
-        return;
     }
-    const uint8_t *key = plv_link_session_key_bytes(c->s);
-    derive_secret(key, c->dialer ? 'D' : 'A', c->tx_secret);
-    derive_secret(key, c->dialer ? 'A' : 'D', c->rx_secret);
-    c->up = true;
+}
+
+/*
+ * Move connection setup on as far as it goes: handshake out, handshake
+ * done, our ring announced. Up once we may write the peer's ring and it
+ * may write ours. The peer's SENDs arrive in order, so its CTRL_RING is
+ * seen before anything it sends once it is up itself.
+ */
+static void advance_setup(PlvRdmaConn *c)
+{
+    push_handshake(c);
+    finish_handshake(c);
+    send_ring(c);
+    if (!c->failed && c->s && c->ring_sent && c->tx_mr) {
+        c->up = true;
+    }
 }
 
 static void on_ctrl(PlvRdmaConn *c, const uint8_t *b, size_t n)
@@ -287,8 +351,12 @@ static void on_ctrl(PlvRdmaConn *c, const uint8_t *b, size_t n)
             g_clear_error(&err);
             return;
         }
-        push_handshake(c);
-        finish_handshake(c);
+        advance_setup(c);
+        return;
+    }
+    if (kind == CTRL_RING) {
+        on_ring(c, b + CTRL_HDR, len);
+        advance_setup(c);
         return;
     }
     if (!c->up) {
@@ -506,10 +574,9 @@ int plv_rdma_conn_poll(PlvRdmaConn *c, GError **err)
     }
     if (!c->failed) {
         work += poll_cq(c);
-        /* The acceptor's last handshake message is its AUTH, which no
-         * reply from the peer will prompt again: finish once it is out. */
-        push_handshake(c);
-        finish_handshake(c);
+        /* The acceptor's AUTH and either end's CTRL_RING may have found no
+         * free ctrl buffer, and no reply from the peer prompts them again. */
+        advance_setup(c);
         work += poll_ring(c);
     }
     if (c->failed) {
@@ -721,15 +788,12 @@ PlvRdmaConn *plv_rdma_conn_new(struct rdma_cm_id *id, bool dialer,
             .cap = { .max_send_wr = SQ_DEPTH, .max_recv_wr = N_RECV,
                      .max_send_sge = 1, .max_recv_sge = 1 },
         };
-        c->rx = alloc_ring(c->rx_size);
+        /* Only the small ctrl buffers before authentication: the rings
+         * come once the peer passed the handshake (open_rx_ring, on_ring). */
         c->ctrl = alloc_ring((N_RECV + N_SEND) * CTRL_SZ);
         if (rdma_create_qp(id, c->pd, &qa)) {
             what = "rdma_create_qp";
-        } else if (!(c->rx_mr = ibv_reg_mr(c->pd, c->rx, c->rx_size,
-                                           IBV_ACCESS_LOCAL_WRITE |
-                                           IBV_ACCESS_REMOTE_WRITE))) {
-            what = "ibv_reg_mr (ring; is the memlock limit high enough?)";
-        } else if (!(c->ctrl_mr = ibv_reg_mr(c->pd, c->ctrl,
+        } else if (!c->ctrl || !(c->ctrl_mr = ibv_reg_mr(c->pd, c->ctrl,
                                              (N_RECV + N_SEND) * CTRL_SZ,
                                              IBV_ACCESS_LOCAL_WRITE))) {
             what = "ibv_reg_mr (ctrl)";
@@ -760,9 +824,6 @@ PlvRdmaConn *plv_rdma_conn_new(struct rdma_cm_id *id, bool dialer,
     plv_put_u32(pdata, PDATA_MAGIC);
     plv_put_u16(pdata + 4, PDATA_VER);
     plv_put_u32(pdata + 8, p->self_id);
-    plv_put_u32(pdata + 12, c->rx_size);
-    plv_put_u64(pdata + 16, (uintptr_t)c->rx);
-    plv_put_u32(pdata + 24, c->rx_mr->rkey);
     return c;
 }
 
@@ -770,22 +831,16 @@ int plv_rdma_conn_set_remote(PlvRdmaConn *c, const void *pdata, size_t len,
                              GError **err)
 {
     const uint8_t *d = pdata;
-    size_t size;
     if (c->have_remote) {
         return 0;               /* the acceptor's ESTABLISHED carries none */
     }
     if (!d || len < PLV_RDMA_PDATA_LEN || plv_get_u32(d) != PDATA_MAGIC ||
-        plv_get_u16(d + 4) != PDATA_VER ||
-        (size = plv_get_u32(d + 12)) < 64 * 1024 || size > PLV_RDMA_MAX_RING ||
-        (size & 4095)) {
+        plv_get_u16(d + 4) != PDATA_VER) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
                     "bad rdma_cm private data (%zu bytes)", len);
         return -1;
     }
     c->claimed_id = plv_get_u32(d + 8);
-    c->tx_size = size;
-    c->raddr = plv_get_u64(d + 16);
-    c->rkey = plv_get_u32(d + 24);
     c->have_remote = true;
     return 0;
 }
@@ -799,7 +854,8 @@ int plv_rdma_conn_established(PlvRdmaConn *c)
 {
     c->established = true;
     c->last_rx = g_get_monotonic_time();
-    push_handshake(c);
+    /* The peer's first SENDs may have come before this event. */
+    advance_setup(c);
     return c->failed ? -1 : 0;
 }
 
