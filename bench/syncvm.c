@@ -30,7 +30,7 @@
 #define PAGE 4096u
 #define MSG_READY 0x53f0        /* bench only: secondary ready for a run */
 
-static const uint8_t SECRET[] = "bench-syncvm";
+static const uint8_t SECRET[] = "bench-syncvm secret";
 
 static double now_s(void)
 {
@@ -400,11 +400,12 @@ static void bench_table3(void)
     pid = fork();
     if (pid == 0) {
         close(lfd);
-        link = plv_link_connect("127.0.0.1", port, 2, SECRET, sizeof(SECRET),
-                                5000, NULL);
+        link = plv_link_connect("127.0.0.1", port, 2, 1, PLV_LINK_CHANNEL_SYNCVM,
+                                SECRET, sizeof(SECRET), 5000, NULL);
         _exit(link ? secondary_main(link, mem, mv) : 2);
     }
-    link = plv_link_accept(lfd, 1, SECRET, sizeof(SECRET), 5000, &err);
+    link = plv_link_accept(lfd, 1, PLV_LINK_CHANNEL_SYNCVM, SECRET,
+                           sizeof(SECRET), 5000, &err);
     close(lfd);
     if (!link) {
         fprintf(stderr, "accept: %s\n", err->message);

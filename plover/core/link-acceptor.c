@@ -114,8 +114,8 @@ static void accept_new(PlvLinkAcceptor *a)
         plv_sock_tune(fd);
         Pending *p = slot_for(a, &addr);
         p->fd = fd;
-        p->hs = plv_handshake_new(false, a->cfg.self_id, a->secret,
-                                  a->cfg.secret_len);
+        p->hs = plv_handshake_new(false, a->cfg.self_id, a->cfg.channel,
+                                  a->secret, a->cfg.secret_len);
         p->since = g_get_monotonic_time();
         p->deadline = plv_deadline_from_timeout(a->cfg.handshake_timeout_ms);
         p->addr = addr;
@@ -247,8 +247,12 @@ static void *acceptor_thread(void *opaque)
 PlvLinkAcceptor *plv_link_acceptor_new(const PlvLinkAcceptorConfig *cfg,
                                        GError **err)
 {
-    PlvLinkAcceptor *a = g_new0(PlvLinkAcceptor, 1);
+    PlvLinkAcceptor *a;
 
+    if (!plv_link_check_secret(cfg->secret, cfg->secret_len, err)) {
+        return NULL;
+    }
+    a = g_new0(PlvLinkAcceptor, 1);
     a->cfg = *cfg;
     a->secret = g_memdup2(cfg->secret, cfg->secret_len);
     a->cfg.secret = a->secret;

@@ -2,8 +2,10 @@
  * Link handshake and framing without sockets (see plover/link-proto.h).
  */
 #include "plover/link-proto.h"
+#include "wire-int.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -20,6 +22,18 @@ bool plv_link_error_is_timeout(const GError *err)
     return err && g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_TIMED_OUT);
 }
 
+bool plv_link_check_secret(const uint8_t *secret, size_t secret_len,
+                           GError **err)
+{
+    if (!secret || secret_len < PLV_LINK_MIN_SECRET_LEN) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID,
+                    "shared secret must be at least %u bytes",
+                    PLV_LINK_MIN_SECRET_LEN);
+        return false;
+    }
+    return true;
+}
+
 struct PlvLinkSession {
     uint32_t self_id, peer_id;
     uint8_t key[PLV_LINK_KEY_LEN];
@@ -34,51 +48,18 @@ enum { HS_WAIT_HELLO, HS_WAIT_AUTH, HS_AUTHENTICATED, HS_FAILED };
 struct PlvHandshake {
     bool dialer;
     int state;
+    PlvLinkChannel channel;
     uint32_t self_id, peer_id;
+    uint32_t expect_peer;       /* dialer: whom it dialed, or PLV_LINK_ANY_PEER */
     uint8_t *secret;
     size_t secret_len;
     uint8_t my_nonce[PLV_LINK_NONCE_LEN];
     uint8_t peer_nonce[PLV_LINK_NONCE_LEN];
-    uint8_t out[PLV_LINK_HELLO_LEN + PLV_LINK_AUTH_LEN];
+    uint8_t out[PLV_LINK_HELLO_LEN + PLV_LINK_AUTH_LEN];  /* all we send */
     size_t out_len, out_off;
     uint8_t in[PLV_LINK_HELLO_LEN];
     size_t in_got;
 };
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-    p[0] = v;
-    p[1] = v >> 8;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = v >> (8 * i);
-    }
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = v >> (8 * i);
-    }
-}
-
-static uint16_t get_le16(const uint8_t *p)
-{
-    return p[0] | (uint16_t)p[1] << 8;
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
-}
 
 /* Compare MACs without leaking the position of the first difference. */
 static bool equal_ct(const uint8_t *a, const uint8_t *b, size_t n)
@@ -104,9 +85,24 @@ static void fill_random(uint8_t *buf, size_t n)
     }
 }
 
+/* The channel's name as it enters the MACs; NULL if @c is not one. */
+static const char *channel_label(PlvLinkChannel c)
+{
+    switch (c) {
+    case PLV_LINK_CHANNEL_CONSENSUS:
+        return "consensus";
+    case PLV_LINK_CHANNEL_SYNCVM:
+        return "syncvm";
+    default:
+        return NULL;
+    }
+}
+
 /*
- * HMAC-SHA256(key, label || role || nonce_d || nonce_a || id_d || id_a):
- * the one shape every handshake-derived value takes.
+ * HMAC-SHA256(key, label || 0 || channel || 0 || role || nonce_d || nonce_a
+ * || id_d || id_a): the one shape every handshake-derived value takes. The
+ * channel name keeps a handshake for one channel from being valid on
+ * another.
  */
 static void hs_mac(const PlvHandshake *hs, const char *label, uint8_t role,
                    uint8_t out[32])
@@ -114,11 +110,13 @@ static void hs_mac(const PlvHandshake *hs, const char *label, uint8_t role,
     const uint8_t *nd = hs->dialer ? hs->my_nonce : hs->peer_nonce;
     const uint8_t *na = hs->dialer ? hs->peer_nonce : hs->my_nonce;
     uint8_t ids[8];
-    put_le32(ids, hs->dialer ? hs->self_id : hs->peer_id);
-    put_le32(ids + 4, hs->dialer ? hs->peer_id : hs->self_id);
+    plv_put_u32(ids, hs->dialer ? hs->self_id : hs->peer_id);
+    plv_put_u32(ids + 4, hs->dialer ? hs->peer_id : hs->self_id);
 
     GHmac *h = g_hmac_new(G_CHECKSUM_SHA256, hs->secret, hs->secret_len);
-    g_hmac_update(h, (const guchar *)label, strlen(label));
+    const char *chan = channel_label(hs->channel);
+    g_hmac_update(h, (const guchar *)label, strlen(label) + 1);
+    g_hmac_update(h, (const guchar *)chan, strlen(chan) + 1);
     g_hmac_update(h, &role, 1);
     g_hmac_update(h, nd, PLV_LINK_NONCE_LEN);
     g_hmac_update(h, na, PLV_LINK_NONCE_LEN);
@@ -144,25 +142,50 @@ static void derive_csum_secret(const uint8_t key[PLV_LINK_KEY_LEN],
     }
 }
 
+/* Append our HELLO to the output. */
+static void hs_put_hello(PlvHandshake *hs)
+{
+    uint8_t *p = hs->out + hs->out_len;
+    plv_put_u32(p, PLV_LINK_HELLO_MAGIC);
+    plv_put_u16(p + 4, PLV_LINK_VERSION);
+    plv_put_u16(p + 6, hs->channel);
+    plv_put_u32(p + 8, hs->self_id);
+    memcpy(p + 12, hs->my_nonce, PLV_LINK_NONCE_LEN);
+    hs->out_len += PLV_LINK_HELLO_LEN;
+}
+
+/* Append our AUTH (role 'D' or 'A') to the output. */
+static void hs_put_auth(PlvHandshake *hs)
+{
+    hs_mac(hs, "plover-link-auth", hs->dialer ? 'D' : 'A',
+           hs->out + hs->out_len);
+    hs->out_len += PLV_LINK_AUTH_LEN;
+}
+
 PlvHandshake *plv_handshake_new(bool dialer, uint32_t self_id,
+                                PlvLinkChannel channel,
                                 const uint8_t *secret, size_t secret_len)
 {
+    g_assert(channel_label(channel));
     PlvHandshake *hs = g_new0(PlvHandshake, 1);
     hs->dialer = dialer;
+    hs->channel = channel;
     hs->self_id = self_id;
+    hs->expect_peer = PLV_LINK_ANY_PEER;
     hs->secret = g_memdup2(secret, secret_len);
     hs->secret_len = secret_len;
     hs->state = HS_WAIT_HELLO;
     fill_random(hs->my_nonce, sizeof(hs->my_nonce));
-
-    uint8_t *p = hs->out;
-    put_le32(p, PLV_LINK_HELLO_MAGIC);
-    put_le16(p + 4, PLV_LINK_VERSION);
-    put_le16(p + 6, 0);
-    put_le32(p + 8, self_id);
-    memcpy(p + 12, hs->my_nonce, PLV_LINK_NONCE_LEN);
-    hs->out_len = PLV_LINK_HELLO_LEN;
+    if (dialer) {
+        /* The acceptor speaks only once it has heard from us. */
+        hs_put_hello(hs);
+    }
     return hs;
+}
+
+void plv_handshake_expect_peer(PlvHandshake *hs, uint32_t peer_id)
+{
+    hs->expect_peer = peer_id;
 }
 
 void plv_handshake_free(PlvHandshake *hs)
@@ -202,36 +225,59 @@ size_t plv_handshake_want(const PlvHandshake *hs)
     }
 }
 
-static int hs_fail(PlvHandshake *hs, GError **err, const char *why)
+static int hs_fail(PlvHandshake *hs, GError **err, const char *fmt, ...)
+    G_GNUC_PRINTF(3, 4);
+
+static int hs_fail(PlvHandshake *hs, GError **err, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    char *why = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
     hs->state = HS_FAILED;
     g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
                 "link handshake failed: %s", why);
+    g_free(why);
     return -1;
 }
 
 static int hs_got_hello(PlvHandshake *hs, GError **err)
 {
     const uint8_t *p = hs->in;
-    if (get_le32(p) != PLV_LINK_HELLO_MAGIC) {
+    if (plv_get_u32(p) != PLV_LINK_HELLO_MAGIC) {
         return hs_fail(hs, err, "not a plover link peer (bad magic)");
     }
-    if (get_le16(p + 4) != PLV_LINK_VERSION) {
+    if (plv_get_u16(p + 4) != PLV_LINK_VERSION) {
         return hs_fail(hs, err, "unsupported link version");
     }
-    if (get_le16(p + 6) != 0) {
-        return hs_fail(hs, err, "reserved HELLO bits set");
+    uint16_t chan = plv_get_u16(p + 6);
+    if (chan != hs->channel) {
+        /* The MACs would not match either; this just says why. */
+        const char *theirs = channel_label(chan);
+        return hs_fail(hs, err, "peer is on the %s channel, this end on %s",
+                       theirs ? theirs : "unknown", channel_label(hs->channel));
     }
-    hs->peer_id = get_le32(p + 8);
+    hs->peer_id = plv_get_u32(p + 8);
+    if (hs->expect_peer != PLV_LINK_ANY_PEER && hs->peer_id != hs->expect_peer) {
+        /* Before our AUTH: whoever answered gets no MAC from us. */
+        return hs_fail(hs, err, "dialed replica %u, replica %u answered",
+                       hs->expect_peer, hs->peer_id);
+    }
     memcpy(hs->peer_nonce, p + 12, PLV_LINK_NONCE_LEN);
     if (equal_ct(hs->peer_nonce, hs->my_nonce, PLV_LINK_NONCE_LEN)) {
         /* Our own HELLO reflected back: refuse rather than MAC it. */
         return hs_fail(hs, err, "reflected HELLO");
     }
-    /* Our AUTH goes out behind the HELLO in the same buffer. */
-    hs_mac(hs, "plover-link-auth", hs->dialer ? 'D' : 'A',
-           hs->out + PLV_LINK_HELLO_LEN);
-    hs->out_len = PLV_LINK_HELLO_LEN + PLV_LINK_AUTH_LEN;
+    /*
+     * The dialer proves itself first. The acceptor answers a HELLO with
+     * its own nonce only, and MACs nothing until the dialer's AUTH checked
+     * out: a stranger gets no MAC to test guesses at the secret against.
+     */
+    if (hs->dialer) {
+        hs_put_auth(hs);
+    } else {
+        hs_put_hello(hs);
+    }
     hs->state = HS_WAIT_AUTH;
     hs->in_got = 0;
     return 0;
@@ -245,6 +291,9 @@ static int hs_got_auth(PlvHandshake *hs, GError **err)
     explicit_bzero(expect, sizeof(expect));
     if (!ok) {
         return hs_fail(hs, err, "peer failed authentication (wrong secret?)");
+    }
+    if (!hs->dialer) {
+        hs_put_auth(hs);        /* only now: the dialer knows the secret */
     }
     hs->state = HS_AUTHENTICATED;
     return 1;
@@ -331,12 +380,12 @@ const uint8_t *plv_link_session_key_bytes(const PlvLinkSession *s)
 static void frame_header(uint8_t hdr[PLV_LINK_HDR_LEN], uint16_t type,
                          uint32_t len)
 {
-    put_le32(hdr, PLV_LINK_FRAME_MAGIC);
+    plv_put_u32(hdr, PLV_LINK_FRAME_MAGIC);
     hdr[4] = PLV_LINK_VERSION;
     hdr[5] = 0;
-    put_le16(hdr + 6, type);
-    put_le32(hdr + 8, len);
-    put_le32(hdr + 12, 0);
+    plv_put_u16(hdr + 6, type);
+    plv_put_u32(hdr + 8, len);
+    plv_put_u32(hdr + 12, 0);
 }
 
 /* Start the keyed checksum of one frame: secret, header, frame counter. */
@@ -344,7 +393,7 @@ static void csum_begin(XXH3_state_t *st, const uint8_t *secret,
                        const uint8_t hdr[PLV_LINK_HDR_LEN], uint64_t seq)
 {
     uint8_t seqb[8];
-    put_le64(seqb, seq);
+    plv_put_u64(seqb, seq);
     XXH3_64bits_reset_withSecret(st, secret, CSUM_SECRET_LEN);
     XXH3_64bits_update(st, hdr, PLV_LINK_HDR_LEN);
     XXH3_64bits_update(st, seqb, sizeof(seqb));
@@ -369,7 +418,7 @@ int plv_frame_seal(PlvLinkSession *s, uint16_t type, const struct iovec *iov,
     for (int i = 0; i < iovcnt; i++) {
         XXH3_64bits_update(s->tx_state, iov[i].iov_base, iov[i].iov_len);
     }
-    put_le64(trailer, XXH3_64bits_digest(s->tx_state));
+    plv_put_u64(trailer, XXH3_64bits_digest(s->tx_state));
     return 0;
 }
 
@@ -457,17 +506,17 @@ static int fp_fail(PlvFrameParser *p, GError **err, int code, const char *why)
 static int fp_header_done(PlvFrameParser *p, GError **err)
 {
     const uint8_t *h = p->hdr;
-    if (get_le32(h) != PLV_LINK_FRAME_MAGIC) {
+    if (plv_get_u32(h) != PLV_LINK_FRAME_MAGIC) {
         return fp_fail(p, err, PLV_LINK_ERROR_PROTOCOL, "bad magic");
     }
     if (h[4] != PLV_LINK_VERSION) {
         return fp_fail(p, err, PLV_LINK_ERROR_PROTOCOL, "unsupported version");
     }
-    if (h[5] != 0 || get_le32(h + 12) != 0) {
+    if (h[5] != 0 || plv_get_u32(h + 12) != 0) {
         return fp_fail(p, err, PLV_LINK_ERROR_PROTOCOL, "reserved bits set");
     }
-    p->type = get_le16(h + 6);
-    p->len = get_le32(h + 8);
+    p->type = plv_get_u16(h + 6);
+    p->len = plv_get_u32(h + 8);
     if (p->len > PLV_LINK_MAX_PAYLOAD) {
         return fp_fail(p, err, PLV_LINK_ERROR_TOO_BIG, "length over the limit");
     }
@@ -480,7 +529,7 @@ static int fp_header_done(PlvFrameParser *p, GError **err)
 
 static int fp_trailer_done(PlvFrameParser *p, GError **err)
 {
-    if (XXH3_64bits_digest(p->st) != get_le64(p->trl)) {
+    if (XXH3_64bits_digest(p->st) != plv_get_u64(p->trl)) {
         return fp_fail(p, err, PLV_LINK_ERROR_PROTOCOL,
                        "checksum mismatch (corrupt, replayed or foreign)");
     }

@@ -139,12 +139,10 @@ static ssize_t read_some(int fd, void *buf, size_t len, int64_t deadline,
     }
 }
 
-/* Run the handshake to completion on a connected socket. */
-static PlvLinkSession *handshake(int fd, bool dialer, uint32_t self_id,
-                                 const uint8_t *secret, size_t secret_len,
-                                 int64_t deadline, GError **err)
+/* Run @hs to completion on a connected socket; @hs is freed. */
+static PlvLinkSession *handshake(int fd, PlvHandshake *hs, int64_t deadline,
+                                 GError **err)
 {
-    PlvHandshake *hs = plv_handshake_new(dialer, self_id, secret, secret_len);
     PlvLinkSession *s = NULL;
     uint8_t in[PLV_LINK_HELLO_LEN];
 
@@ -191,21 +189,12 @@ PlvLink *plv_link_new_authenticated(int fd, PlvLinkSession *s, int io_timeout_ms
     return l;
 }
 
-static bool check_secret(const uint8_t *secret, size_t secret_len, GError **err)
-{
-    if (!secret || secret_len == 0) {
-        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID,
-                    "link needs a non-empty shared secret");
-        return false;
-    }
-    return true;
-}
-
 PlvLink *plv_link_connect(const char *host, uint16_t port, uint32_t self_id,
+                          uint32_t expect_peer, PlvLinkChannel channel,
                           const uint8_t *secret, size_t secret_len,
                           int timeout_ms, GError **err)
 {
-    if (!check_secret(secret, secret_len, err)) {
+    if (!plv_link_check_secret(secret, secret_len, err)) {
         return NULL;
     }
     int64_t deadline = plv_deadline_from_timeout(timeout_ms);
@@ -217,8 +206,10 @@ PlvLink *plv_link_connect(const char *host, uint16_t port, uint32_t self_id,
         close(fd);
         return NULL;
     }
-    PlvLinkSession *s = handshake(fd, true, self_id, secret, secret_len,
-                                  deadline, err);
+    PlvHandshake *hs = plv_handshake_new(true, self_id, channel, secret,
+                                         secret_len);
+    plv_handshake_expect_peer(hs, expect_peer);
+    PlvLinkSession *s = handshake(fd, hs, deadline, err);
     if (!s) {
         close(fd);
         return NULL;
@@ -236,11 +227,11 @@ uint16_t plv_link_local_port(int fd)
     return plv_sock_local_port(fd);
 }
 
-PlvLink *plv_link_accept(int listen_fd, uint32_t self_id,
+PlvLink *plv_link_accept(int listen_fd, uint32_t self_id, PlvLinkChannel channel,
                          const uint8_t *secret, size_t secret_len,
                          int timeout_ms, GError **err)
 {
-    if (!check_secret(secret, secret_len, err)) {
+    if (!plv_link_check_secret(secret, secret_len, err)) {
         return NULL;
     }
     int64_t deadline = plv_deadline_from_timeout(timeout_ms);
@@ -262,8 +253,9 @@ PlvLink *plv_link_accept(int listen_fd, uint32_t self_id,
         }
     }
     plv_sock_tune(fd);
-    PlvLinkSession *s = handshake(fd, false, self_id, secret, secret_len,
-                                  deadline, err);
+    PlvHandshake *hs = plv_handshake_new(false, self_id, channel, secret,
+                                         secret_len);
+    PlvLinkSession *s = handshake(fd, hs, deadline, err);
     if (!s) {
         close(fd);
         return NULL;

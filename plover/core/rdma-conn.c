@@ -4,6 +4,7 @@
  * argument in docs/rdma.md).
  */
 #include "rdma-conn.h"
+#include "wire-int.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -30,9 +31,10 @@
 #define REC_PAD     2u          /* filler: the next record is at offset 0 */
 
 #define PDATA_MAGIC 0x52564c50u /* "PLVR" */
-#define PDATA_VER   1u
+#define PDATA_VER   2u          /* 2: no ring in it; CTRL_RING after auth */
+#define RING_MSG    16u         /* CTRL_RING: addr u64, rkey u32, size u32 */
 
-enum { CTRL_HS = 1, CTRL_CREDIT, CTRL_HB, CTRL_CREDIT_REQ };
+enum { CTRL_HS = 1, CTRL_CREDIT, CTRL_HB, CTRL_CREDIT_REQ, CTRL_RING };
 
 struct PlvRdmaConn {
     struct rdma_cm_id *id;
@@ -43,7 +45,8 @@ struct PlvRdmaConn {
     struct ibv_cq *cq;
     GError *error;
 
-    /* our receive ring */
+    /* our receive ring: allocated and announced only after authentication */
+    bool ring_sent;             /* its CTRL_RING went out */
     uint8_t *rx;
     size_t rx_size;
     struct ibv_mr *rx_mr;
@@ -56,10 +59,10 @@ struct PlvRdmaConn {
     uint16_t msg_type;
     bool msg_open;
 
-    /* the peer's ring and our staging copy of it */
+    /* the peer's ring (from its CTRL_RING) and our staging copy of it */
     uint64_t raddr;
     uint32_t rkey, claimed_id;
-    bool have_remote;
+    bool have_remote;           /* its private data was read */
     size_t tx_size;
     uint8_t *tx;
     struct ibv_mr *tx_mr;
@@ -91,45 +94,6 @@ static size_t align8(size_t n)
 static size_t rec_size(size_t len)
 {
     return REC_HDR + align8(len) + REC_TAIL;
-}
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-    v = htole16(v);
-    memcpy(p, &v, 2);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(p, &v, 4);
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(p, &v, 8);
-}
-
-static uint16_t get_le16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return le16toh(v);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return le32toh(v);
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return le64toh(v);
 }
 
 /* The NIC writes the ring behind the compiler's back: aligned acquire loads
@@ -221,8 +185,8 @@ static bool send_ctrl(PlvRdmaConn *c, int kind, const void *data, size_t len)
     uint8_t *b = send_slot(c, i);
     memset(b, 0, CTRL_HDR);
     b[0] = kind;
-    put_le16(b + 2, len);
-    put_le64(b + 8, c->rx_head);
+    plv_put_u16(b + 2, len);
+    plv_put_u64(b + 8, c->rx_head);
     if (len) {
         memcpy(b + CTRL_HDR, data, len);
     }
@@ -274,6 +238,24 @@ static void derive_secret(const uint8_t *key, char role, uint8_t *out)
     XXH3_generateSecret(out, XXH3_SECRET_DEFAULT_SIZE, seed, sizeof(seed));
 }
 
+/*
+ * Our receive ring, registered for the peer's RDMA WRITEs. Made only once
+ * the peer passed the handshake, so a stranger cannot make us allocate and
+ * pin it (up to PLV_RDMA_MAX_RING per connection attempt).
+ */
+static bool open_rx_ring(PlvRdmaConn *c)
+{
+    c->rx = alloc_ring(c->rx_size);
+    if (!c->rx || !(c->rx_mr = ibv_reg_mr(c->pd, c->rx, c->rx_size,
+                                          IBV_ACCESS_LOCAL_WRITE |
+                                          IBV_ACCESS_REMOTE_WRITE))) {
+        conn_fail(c, PLV_LINK_ERROR_IO, "ibv_reg_mr (ring, %zu bytes; is the "
+                  "memlock limit high enough?): %s", c->rx_size, g_strerror(errno));
+        return false;
+    }
+    return true;
+}
+
 static void finish_handshake(PlvRdmaConn *c)
 {
     if (!c->hs || !plv_handshake_done(c->hs)) {
@@ -288,28 +270,72 @@ static void finish_handshake(PlvRdmaConn *c)
     c->s = plv_handshake_finish(c->hs);
     plv_handshake_free(c->hs);
     c->hs = NULL;
-    /* Our staging copy of the peer's ring: only for authenticated peers,
-     * so a stranger cannot make us allocate and pin memory. */
+    const uint8_t *key = plv_link_session_key_bytes(c->s);
+    derive_secret(key, c->dialer ? 'D' : 'A', c->tx_secret);
+    derive_secret(key, c->dialer ? 'A' : 'D', c->rx_secret);
+    open_rx_ring(c);
+}
+
+/* Tell the authenticated peer where to write: our ring's address, rkey
+ * and size. Retried from poll if no ctrl buffer is free. */
+static void send_ring(PlvRdmaConn *c)
+{
+    if (!c->rx_mr || c->ring_sent || c->failed) {
+        return;
+    }
+    uint8_t m[RING_MSG];
+    plv_put_u64(m, (uintptr_t)c->rx);
+    plv_put_u32(m + 8, c->rx_mr->rkey);
+    plv_put_u32(m + 12, c->rx_size);
+    c->ring_sent = send_ctrl(c, CTRL_RING, m, sizeof(m));
+}
+
+/* The peer's CTRL_RING: make our staging copy of its ring. */
+static void on_ring(PlvRdmaConn *c, const uint8_t *m, size_t len)
+{
+    if (!c->s) {
+        conn_fail(c, PLV_LINK_ERROR_AUTH, "ring offered before authentication");
+        return;
+    }
+    size_t size = len == RING_MSG ? plv_get_u32(m + 12) : 0;
+    if (c->tx || size < 64 * 1024 || size > PLV_RDMA_MAX_RING || (size & 4095)) {
+        conn_fail(c, PLV_LINK_ERROR_PROTOCOL, "bad ring offer (%zu bytes)", size);
+        return;
+    }
+    c->raddr = plv_get_u64(m);
+    c->rkey = plv_get_u32(m + 8);
+    c->tx_size = size;
     c->tx = alloc_ring(c->tx_size);
     if (!c->tx || !(c->tx_mr = ibv_reg_mr(c->pd, c->tx, c->tx_size,
                                           IBV_ACCESS_LOCAL_WRITE))) {
         conn_fail(c, PLV_LINK_ERROR_IO, "ibv_reg_mr (staging, %zu bytes): %s",
                   c->tx_size, g_strerror(errno));
-        return;
     }
-    const uint8_t *key = plv_link_session_key_bytes(c->s);
-    derive_secret(key, c->dialer ? 'D' : 'A', c->tx_secret);
-    derive_secret(key, c->dialer ? 'A' : 'D', c->rx_secret);
-    c->up = true;
+}
+
+/*
+ * Move connection setup on as far as it goes: handshake out, handshake
+ * done, our ring announced. Up once we may write the peer's ring and it
+ * may write ours. The peer's SENDs arrive in order, so its CTRL_RING is
+ * seen before anything it sends once it is up itself.
+ */
+static void advance_setup(PlvRdmaConn *c)
+{
+    push_handshake(c);
+    finish_handshake(c);
+    send_ring(c);
+    if (!c->failed && c->s && c->ring_sent && c->tx_mr) {
+        c->up = true;
+    }
 }
 
 static void on_ctrl(PlvRdmaConn *c, const uint8_t *b, size_t n)
 {
-    if (n < CTRL_HDR || get_le16(b + 2) > n - CTRL_HDR) {
+    if (n < CTRL_HDR || plv_get_u16(b + 2) > n - CTRL_HDR) {
         conn_fail(c, PLV_LINK_ERROR_PROTOCOL, "short control message");
         return;
     }
-    size_t len = get_le16(b + 2);
+    size_t len = plv_get_u16(b + 2);
     int kind = b[0];
     if (kind == CTRL_HS) {
         if (!c->hs) {
@@ -325,8 +351,12 @@ static void on_ctrl(PlvRdmaConn *c, const uint8_t *b, size_t n)
             g_clear_error(&err);
             return;
         }
-        push_handshake(c);
-        finish_handshake(c);
+        advance_setup(c);
+        return;
+    }
+    if (kind == CTRL_RING) {
+        on_ring(c, b + CTRL_HDR, len);
+        advance_setup(c);
         return;
     }
     if (!c->up) {
@@ -334,7 +364,7 @@ static void on_ctrl(PlvRdmaConn *c, const uint8_t *b, size_t n)
         conn_fail(c, PLV_LINK_ERROR_AUTH, "control message before authentication");
         return;
     }
-    uint64_t credit = get_le64(b + 8);
+    uint64_t credit = plv_get_u64(b + 8);
     if (credit < c->peer_consumed || credit > c->tx_head || (credit & 7)) {
         c->st.bad_records++;
         conn_fail(c, PLV_LINK_ERROR_PROTOCOL, "bad ring credit %" G_GUINT64_FORMAT,
@@ -458,10 +488,10 @@ static bool ring_take(PlvRdmaConn *c)
      * were checked: copy the payload out first, then verify the copy. */
     uint8_t h[REC_HDR];
     memcpy(h, r, REC_HDR);
-    uint32_t len = get_le32(h);
-    uint16_t flags = get_le16(h + 4);
+    uint32_t len = plv_get_u32(h);
+    uint16_t flags = plv_get_u16(h + 4);
     size_t total = rec_size(len);
-    if (get_le64(h + 8) != c->rx_seq || total > R - off || total > R / 2 ||
+    if (plv_get_u64(h + 8) != c->rx_seq || total > R - off || total > R / 2 ||
         ((flags & REC_PAD) && len)) {
         return not_yet(c, "length");
     }
@@ -480,7 +510,7 @@ static bool ring_take(PlvRdmaConn *c)
     }
     g_byte_array_append(c->msg, r + REC_HDR, len);
     if (rec_checksum(c, c->rx_secret, h, c->msg->data + had, len) !=
-        get_le64(h + 16)) {
+        plv_get_u64(h + 16)) {
         g_byte_array_set_size(c->msg, had);
         return not_yet(c, "checksum");
     }
@@ -494,7 +524,7 @@ static bool ring_take(PlvRdmaConn *c)
     c->rx_head += total;
     if (!c->msg_open) {
         c->msg_open = true;
-        c->msg_type = get_le16(h + 6);
+        c->msg_type = plv_get_u16(h + 6);
     }
     if (!(flags & REC_MORE)) {
         c->msg_open = false;
@@ -544,7 +574,9 @@ int plv_rdma_conn_poll(PlvRdmaConn *c, GError **err)
     }
     if (!c->failed) {
         work += poll_cq(c);
-        push_handshake(c);
+        /* The acceptor's AUTH and either end's CTRL_RING may have found no
+         * free ctrl buffer, and no reply from the peer prompts them again. */
+        advance_setup(c);
         work += poll_ring(c);
     }
     if (c->failed) {
@@ -583,13 +615,13 @@ static bool ring_room(PlvRdmaConn *c, size_t total, size_t *off)
     if (lead >= REC_MIN) {
         /* Filler so the reader knows to go back to the start. */
         uint8_t *r = c->tx + o;
-        put_le32(r, 0);
-        put_le16(r + 4, REC_PAD);
-        put_le16(r + 6, 0);
-        put_le64(r + 8, c->tx_seq);
-        put_le64(r + 16, 0);
-        put_le64(r + 16, rec_checksum(c, c->tx_secret, r, NULL, 0));
-        put_le64(r + REC_HDR, c->tx_seq);
+        plv_put_u32(r, 0);
+        plv_put_u16(r + 4, REC_PAD);
+        plv_put_u16(r + 6, 0);
+        plv_put_u64(r + 8, c->tx_seq);
+        plv_put_u64(r + 16, 0);
+        plv_put_u64(r + 16, rec_checksum(c, c->tx_secret, r, NULL, 0));
+        plv_put_u64(r + REC_HDR, c->tx_seq);
         struct ibv_sge sge = {
             .addr = (uintptr_t)r, .length = REC_MIN, .lkey = c->tx_mr->lkey,
         };
@@ -644,17 +676,17 @@ int plv_rdma_conn_write(PlvRdmaConn *c, uint16_t type, const struct iovec *iov,
         }
         uint8_t *r = c->tx + off;
         bool more = *done + frag < len;
-        put_le32(r, frag);
-        put_le16(r + 4, more ? REC_MORE : 0);
-        put_le16(r + 6, type);
-        put_le64(r + 8, c->tx_seq);
+        plv_put_u32(r, frag);
+        plv_put_u16(r + 4, more ? REC_MORE : 0);
+        plv_put_u16(r + 6, type);
+        plv_put_u64(r + 8, c->tx_seq);
         gather(r + REC_HDR, iov, iovcnt, *done, frag);
         memset(r + REC_HDR + frag, 0, align8(frag) - frag);
-        put_le64(r + 16, rec_checksum(c, c->tx_secret, r, r + REC_HDR, frag));
+        plv_put_u64(r + 16, rec_checksum(c, c->tx_secret, r, r + REC_HDR, frag));
         /* The canary is the record's last bytes: with in-order placement it
          * marks the record complete; the checksum and the doorbell make
          * that hold without it (docs/rdma.md). */
-        put_le64(r + total - REC_TAIL, c->tx_seq);
+        plv_put_u64(r + total - REC_TAIL, c->tx_seq);
         struct ibv_sge sge = {
             .addr = (uintptr_t)r, .length = total, .lkey = c->tx_mr->lkey,
         };
@@ -735,7 +767,11 @@ PlvRdmaConn *plv_rdma_conn_new(struct rdma_cm_id *id, bool dialer,
     c->msg = g_byte_array_new();
     c->xs = XXH3_createState();
     c->last_rx = g_get_monotonic_time();
-    c->hs = plv_handshake_new(dialer, p->self_id, p->secret, p->secret_len);
+    c->hs = plv_handshake_new(dialer, p->self_id, p->channel, p->secret,
+                              p->secret_len);
+    if (dialer) {
+        plv_handshake_expect_peer(c->hs, p->expect_peer);
+    }
     const char *what = NULL;
 
     if (!(c->pd = ibv_alloc_pd(id->verbs))) {
@@ -752,15 +788,12 @@ PlvRdmaConn *plv_rdma_conn_new(struct rdma_cm_id *id, bool dialer,
             .cap = { .max_send_wr = SQ_DEPTH, .max_recv_wr = N_RECV,
                      .max_send_sge = 1, .max_recv_sge = 1 },
         };
-        c->rx = alloc_ring(c->rx_size);
+        /* Only the small ctrl buffers before authentication: the rings
+         * come once the peer passed the handshake (open_rx_ring, on_ring). */
         c->ctrl = alloc_ring((N_RECV + N_SEND) * CTRL_SZ);
         if (rdma_create_qp(id, c->pd, &qa)) {
             what = "rdma_create_qp";
-        } else if (!(c->rx_mr = ibv_reg_mr(c->pd, c->rx, c->rx_size,
-                                           IBV_ACCESS_LOCAL_WRITE |
-                                           IBV_ACCESS_REMOTE_WRITE))) {
-            what = "ibv_reg_mr (ring; is the memlock limit high enough?)";
-        } else if (!(c->ctrl_mr = ibv_reg_mr(c->pd, c->ctrl,
+        } else if (!c->ctrl || !(c->ctrl_mr = ibv_reg_mr(c->pd, c->ctrl,
                                              (N_RECV + N_SEND) * CTRL_SZ,
                                              IBV_ACCESS_LOCAL_WRITE))) {
             what = "ibv_reg_mr (ctrl)";
@@ -788,12 +821,9 @@ PlvRdmaConn *plv_rdma_conn_new(struct rdma_cm_id *id, bool dialer,
         }
     }
     memset(pdata, 0, PLV_RDMA_PDATA_LEN);
-    put_le32(pdata, PDATA_MAGIC);
-    put_le16(pdata + 4, PDATA_VER);
-    put_le32(pdata + 8, p->self_id);
-    put_le32(pdata + 12, c->rx_size);
-    put_le64(pdata + 16, (uintptr_t)c->rx);
-    put_le32(pdata + 24, c->rx_mr->rkey);
+    plv_put_u32(pdata, PDATA_MAGIC);
+    plv_put_u16(pdata + 4, PDATA_VER);
+    plv_put_u32(pdata + 8, p->self_id);
     return c;
 }
 
@@ -801,22 +831,16 @@ int plv_rdma_conn_set_remote(PlvRdmaConn *c, const void *pdata, size_t len,
                              GError **err)
 {
     const uint8_t *d = pdata;
-    size_t size;
     if (c->have_remote) {
         return 0;               /* the acceptor's ESTABLISHED carries none */
     }
-    if (!d || len < PLV_RDMA_PDATA_LEN || get_le32(d) != PDATA_MAGIC ||
-        get_le16(d + 4) != PDATA_VER ||
-        (size = get_le32(d + 12)) < 64 * 1024 || size > PLV_RDMA_MAX_RING ||
-        (size & 4095)) {
+    if (!d || len < PLV_RDMA_PDATA_LEN || plv_get_u32(d) != PDATA_MAGIC ||
+        plv_get_u16(d + 4) != PDATA_VER) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
                     "bad rdma_cm private data (%zu bytes)", len);
         return -1;
     }
-    c->claimed_id = get_le32(d + 8);
-    c->tx_size = size;
-    c->raddr = get_le64(d + 16);
-    c->rkey = get_le32(d + 24);
+    c->claimed_id = plv_get_u32(d + 8);
     c->have_remote = true;
     return 0;
 }
@@ -830,7 +854,8 @@ int plv_rdma_conn_established(PlvRdmaConn *c)
 {
     c->established = true;
     c->last_rx = g_get_monotonic_time();
-    push_handshake(c);
+    /* The peer's first SENDs may have come before this event. */
+    advance_setup(c);
     return c->failed ? -1 : 0;
 }
 

@@ -8,15 +8,19 @@
  * Per connection: its own protection domain (an rkey handed to one peer
  * opens only that connection's memory), one CQ with a completion channel,
  * an RC QP made by rdma_cm, and three registered regions, each registered
- * once when the connection is made:
- *   rx ring   the peer RDMA-WRITEs records into it (REMOTE_WRITE);
+ * once:
+ *   ctrl      small SEND/RECV buffers: handshake, ring offer, credits,
+ *             heartbeats; made with the connection;
+ *   rx ring   the peer RDMA-WRITEs records into it (REMOTE_WRITE); made
+ *             once the peer passed the link handshake (link-proto.h) over
+ *             the ctrl messages, then offered to it (address, rkey, size)
+ *             in a CTRL_RING message;
  *   tx stage  our copy of what we write into the peer's ring, at the same
- *             offsets (the source of our RDMA WRITEs);
- *   ctrl      small SEND/RECV buffers: handshake, credits, heartbeats.
- * The ring's address, rkey and size travel in the rdma_cm private data; the
- * ring is not read before the peer passed the link handshake (link-proto.h)
- * over the ctrl messages, and every record carries a checksum keyed with the
- * session key, so bytes from a peer without the secret are never delivered.
+ *             offsets (the source of our RDMA WRITEs); made when the
+ *             authenticated peer's CTRL_RING arrives.
+ * A peer without the secret thus never learns an rkey, nor makes us pin
+ * more than the ctrl buffers; and every record carries a checksum keyed
+ * with the session key, so its bytes would never be delivered anyway.
  * Record format and the completeness argument: docs/rdma.md.
  */
 #ifndef PLOVER_RDMA_CONN_H
@@ -39,6 +43,8 @@ typedef struct PlvRdmaConn PlvRdmaConn;
 
 typedef struct PlvRdmaConnParams {
     uint32_t self_id;
+    PlvLinkChannel channel;
+    uint32_t expect_peer;       /* dialer: whom it dials; PLV_LINK_ANY_PEER */
     const uint8_t *secret;      /* borrowed for the handshake's lifetime */
     size_t secret_len;
     size_t ring_bytes;          /* our receive ring; rounded to 4 KiB */
@@ -57,7 +63,7 @@ typedef struct PlvRdmaConnStats {
 } PlvRdmaConnStats;
 
 /*
- * Make the QP and regions on @id (after ROUTE_RESOLVED for the dialer, on
+ * Make the QP and the ctrl buffers on @id (after ROUTE_RESOLVED for the dialer, on
  * CONNECT_REQUEST for the acceptor) and post the receives. @id is owned by
  * the connection from now on. @pdata receives PLV_RDMA_PDATA_LEN bytes to
  * put in rdma_connect / rdma_accept. NULL with @err on failure (the caller
@@ -69,8 +75,8 @@ PlvRdmaConn *plv_rdma_conn_new(struct rdma_cm_id *id, bool dialer,
                                GError **err);
 
 /*
- * The peer's private data (from CONNECT_REQUEST or ESTABLISHED): ring
- * address, rkey, size, claimed id. -1 with @err if malformed.
+ * The peer's private data (from CONNECT_REQUEST or ESTABLISHED): its
+ * claimed id. -1 with @err if malformed.
  */
 int plv_rdma_conn_set_remote(PlvRdmaConn *c, const void *pdata, size_t len,
                              GError **err);
@@ -101,7 +107,8 @@ int plv_rdma_conn_fd(const PlvRdmaConn *c);      /* completion channel */
 
 bool plv_rdma_conn_authenticated(const PlvRdmaConn *c);
 bool plv_rdma_conn_failed(const PlvRdmaConn *c);
-/* The peer passed the handshake (even if the connection failed since). */
+/* The peer passed the handshake (even if the connection failed since, or
+ * the rings are still being exchanged). */
 bool plv_rdma_conn_handshake_passed(const PlvRdmaConn *c);
 uint32_t plv_rdma_conn_peer_id(const PlvRdmaConn *c);
 const uint8_t *plv_rdma_conn_session_key(const PlvRdmaConn *c);

@@ -231,21 +231,28 @@ static PlvRdmaLink *link_new(struct rdma_event_channel *ec)
 }
 
 static PlvRdmaConnParams params(PlvRdmaLink *l, uint32_t self_id,
+                                uint32_t expect_peer, PlvLinkChannel channel,
                                 const uint8_t *secret, size_t secret_len,
                                 size_t ring_bytes)
 {
     return (PlvRdmaConnParams){
-        .self_id = self_id, .secret = secret, .secret_len = secret_len,
+        .self_id = self_id, .channel = channel, .expect_peer = expect_peer,
+        .secret = secret, .secret_len = secret_len,
         .ring_bytes = ring_bytes ? ring_bytes : (8u << 20),
         .on_msg = on_msg, .opaque = l,
     };
 }
 
 PlvRdmaLink *plv_rdma_link_connect(const char *host, uint16_t port,
-                                   uint32_t self_id, const uint8_t *secret,
-                                   size_t secret_len, size_t ring_bytes,
-                                   int timeout_ms, GError **err)
+                                   uint32_t self_id, uint32_t expect_peer,
+                                   PlvLinkChannel channel,
+                                   const uint8_t *secret, size_t secret_len,
+                                   size_t ring_bytes, int timeout_ms,
+                                   GError **err)
 {
+    if (!plv_link_check_secret(secret, secret_len, err)) {
+        return NULL;
+    }
     int64_t deadline = plv_deadline_from_timeout(timeout_ms);
     struct sockaddr_storage ss;
     struct rdma_event_channel *ec;
@@ -287,7 +294,8 @@ PlvRdmaLink *plv_rdma_link_connect(const char *host, uint16_t port,
         }
     }
     uint8_t pdata[PLV_RDMA_PDATA_LEN];
-    PlvRdmaConnParams p = params(l, self_id, secret, secret_len, ring_bytes);
+    PlvRdmaConnParams p = params(l, self_id, expect_peer, channel, secret,
+                                 secret_len, ring_bytes);
     l->rc = plv_rdma_conn_new(l->id, true, &p, pdata, err);
     if (!l->rc) {
         plv_rdma_link_close(l);
@@ -330,10 +338,14 @@ void plv_rdma_listener_free(PlvRdmaListener *l)
 }
 
 PlvRdmaLink *plv_rdma_link_accept(PlvRdmaListener *ls, uint32_t self_id,
+                                  PlvLinkChannel channel,
                                   const uint8_t *secret, size_t secret_len,
                                   size_t ring_bytes, int timeout_ms,
                                   GError **err)
 {
+    if (!plv_link_check_secret(secret, secret_len, err)) {
+        return NULL;
+    }
     int64_t deadline = plv_deadline_from_timeout(timeout_ms);
     PlvRdmaCmEvent ev;
     do {
@@ -358,7 +370,8 @@ PlvRdmaLink *plv_rdma_link_accept(PlvRdmaListener *ls, uint32_t self_id,
         return NULL;
     }
     uint8_t pdata[PLV_RDMA_PDATA_LEN];
-    PlvRdmaConnParams p = params(l, self_id, secret, secret_len, ring_bytes);
+    PlvRdmaConnParams p = params(l, self_id, PLV_LINK_ANY_PEER, channel,
+                                 secret, secret_len, ring_bytes);
     l->rc = plv_rdma_conn_new(ev.id, false, &p, pdata, err);
     if (!l->rc) {
         rdma_reject(ev.id, NULL, 0);

@@ -232,7 +232,10 @@ static PlvRdmaConn *make_rc(Conn *c, uint8_t *pdata)
 {
     RdmaTransport *t = c->t;
     PlvRdmaConnParams p = {
-        .self_id = t->self_id, .secret = t->secret, .secret_len = t->secret_len,
+        .self_id = t->self_id, .channel = PLV_LINK_CHANNEL_CONSENSUS,
+        /* a dialer knows whom it dials; anyone else answering gets no MAC */
+        .expect_peer = c->dialer ? c->peer->id : PLV_LINK_ANY_PEER,
+        .secret = t->secret, .secret_len = t->secret_len,
         .ring_bytes = t->ring_bytes, .signal_every = t->signal_every,
         .on_msg = on_msg, .opaque = c,
     };
@@ -822,10 +825,12 @@ PlvTransport *plv_transport_rdma_new(const PlvRdmaTransportConfig *cfg,
             self = &cfg->peers[i];
         }
     }
-    if (!self || !cfg->secret || !cfg->secret_len) {
+    if (!self) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID,
-                    "rdma transport needs its own address among the peers "
-                    "and a non-empty secret");
+                    "rdma transport needs its own address among the peers");
+        return NULL;
+    }
+    if (!plv_link_check_secret(cfg->secret, cfg->secret_len, err)) {
         return NULL;
     }
     RdmaTransport *t = g_new0(RdmaTransport, 1);

@@ -425,7 +425,10 @@ static void conn_connected(Conn *c)
         return;
     }
     c->state = C_HANDSHAKE;
-    c->hs = plv_handshake_new(true, c->t->self_id, c->t->secret, c->t->secret_len);
+    c->hs = plv_handshake_new(true, c->t->self_id, PLV_LINK_CHANNEL_CONSENSUS,
+                              c->t->secret, c->t->secret_len);
+    /* Someone else answering at the address gets no MAC from us. */
+    plv_handshake_expect_peer(c->hs, c->peer->id);
     c->epollout = true;         /* registered with EPOLLOUT while connecting */
     set_epollout(c, false);
     conn_handshake(c);
@@ -541,7 +544,8 @@ static void accept_all(TcpTransport *t)
         }
         plv_sock_tune(fd);
         Conn *c = conn_new(t, fd, false, C_HANDSHAKE);
-        c->hs = plv_handshake_new(false, t->self_id, t->secret, t->secret_len);
+        c->hs = plv_handshake_new(false, t->self_id, PLV_LINK_CHANNEL_CONSENSUS,
+                                  t->secret, t->secret_len);
         g_ptr_array_add(t->pending, c);
         c->src = src;           /* take_slot() counts it from here on */
         conn_epoll(c, EPOLL_CTL_ADD, EPOLLIN);
@@ -819,10 +823,12 @@ PlvTransport *plv_transport_tcp_new(const PlvTcpTransportConfig *cfg,
             self = &cfg->peers[i];
         }
     }
-    if (!self || !cfg->secret || !cfg->secret_len) {
+    if (!self) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID,
-                    "tcp transport needs its own address among the peers "
-                    "and a non-empty secret");
+                    "tcp transport needs its own address among the peers");
+        return NULL;
+    }
+    if (!plv_link_check_secret(cfg->secret, cfg->secret_len, err)) {
         return NULL;
     }
     TcpTransport *t = g_new0(TcpTransport, 1);

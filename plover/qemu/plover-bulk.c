@@ -64,7 +64,8 @@ static void *plover_rdma_accept_thread(void *opaque)
 
     for (;;) {
         g_autoptr(GError) err = NULL;
-        PlvRdmaLink *rl = plv_rdma_link_accept(a->listener, a->self, a->secret,
+        PlvRdmaLink *rl = plv_rdma_link_accept(a->listener, a->self,
+                                               PLV_LINK_CHANNEL_SYNCVM, a->secret,
                                                a->secret_len, PLOVER_BULK_RDMA_RING,
                                                PLV_HANDSHAKE_TIMEOUT_MS, &err);
         uint32_t peer;
@@ -158,6 +159,7 @@ PloverBulkListener *plover_bulk_listen(const PlvConfig *cfg,
     const char *hosts[PLV_MAX_REPLICAS];
     PlvLinkAcceptorConfig acfg = {
         .self_id = cfg->id,
+        .channel = PLV_LINK_CHANNEL_SYNCVM,
         .n_peers = cfg->n_peers,
         .peer_hosts = hosts,
         .secret = secret,
@@ -258,27 +260,21 @@ PloverBulk *plover_bulk_connect(const PlvConfig *cfg, uint32_t peer,
     b->kind = cfg->transport;
 #ifdef PLOVER_HAVE_RDMA
     if (cfg->transport == PLV_TRANSPORT_RDMA) {
-        b->rdma = plv_rdma_link_connect(p->host, p->port + 1, cfg->id, secret,
+        b->rdma = plv_rdma_link_connect(p->host, p->port + 1, cfg->id, peer,
+                                        PLV_LINK_CHANNEL_SYNCVM, secret,
                                         secret_len, PLOVER_BULK_RDMA_RING,
                                         timeout_ms, err);
         ok = b->rdma;
     } else
 #endif
     {
-        b->tcp = plv_link_connect(p->host, p->port + 1, cfg->id, secret,
-                                  secret_len, timeout_ms, err);
+        b->tcp = plv_link_connect(p->host, p->port + 1, cfg->id, peer,
+                                  PLV_LINK_CHANNEL_SYNCVM, secret, secret_len,
+                                  timeout_ms, err);
         ok = b->tcp;
     }
     if (!ok) {
         g_free(b);
-        return NULL;
-    }
-    if (plover_bulk_peer_id(b) != peer) {
-        /* Whoever answers on that address must be the replica we meant. */
-        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
-                    "dialed replica %u, replica %u answered", peer,
-                    plover_bulk_peer_id(b));
-        plover_bulk_close(b);
         return NULL;
     }
     return b;

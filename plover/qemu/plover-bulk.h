@@ -35,7 +35,8 @@ bool plover_bulk_ready(PloverBulkListener *l, uint32_t peer);
 /* Connections the listener refused or gave up (TCP; RDMA counts failures). */
 void plover_bulk_listener_stats(PloverBulkListener *l, PlvLinkAcceptorStats *st);
 
-/* Dial replica @peer's bulk port; fails unless @peer itself answers. */
+/* Dial replica @peer's bulk port; fails unless @peer itself answers
+ * (the handshake checks the id before it proves anything). */
 PloverBulk *plover_bulk_connect(const PlvConfig *cfg, uint32_t peer,
                                 const uint8_t *secret, size_t secret_len,
                                 int timeout_ms, GError **err);

@@ -16,6 +16,7 @@
 #include "crypto/secret_common.h"
 #include "system/plover.h"
 #include "plover/incarnation.h"
+#include "plover/link.h"
 #include "plover-state.h"
 #include "trace.h"
 
@@ -119,9 +120,9 @@ static bool plover_load_secret(PloverState *s, Error **errp)
         error_prepend(errp, "-plover: secret: ");
         return false;
     }
-    if (s->secret_len < 8) {
-        error_setg(errp, "-plover: secret: '%s' is %zu bytes; at least 8 are required",
-                   s->cfg.secret, s->secret_len);
+    if (s->secret_len < PLV_LINK_MIN_SECRET_LEN) {
+        error_setg(errp, "-plover: secret: '%s' is %zu bytes; at least %u are required",
+                   s->cfg.secret, s->secret_len, PLV_LINK_MIN_SECRET_LEN);
         return false;
     }
     return true;

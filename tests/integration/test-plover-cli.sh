@@ -85,7 +85,7 @@ expect_reject "-plover: netdev: 'net0' is not connected to a guest NIC" \
     -netdev tap,id=net0,ifname=tap0,script=no,downscript=no "${SECRET[@]}" -plover "$OK"
 expect_reject "-plover: secret: no -object secret with id 's0'" \
     "${NET[@]}" -plover "$OK"
-expect_reject "-plover: secret: 's0' is 3 bytes; at least 8 are required" \
+expect_reject "-plover: secret: 's0' is 3 bytes; at least 16 are required" \
     "${NET[@]}" -object secret,id=s0,data=abc -plover "$OK"
 if grep -q '^ENABLE_RDMA := no' "$SRCDIR/build/config.mk"; then
     expect_reject "transport: rdma is not available in this build (built with --disable-rdma)" \

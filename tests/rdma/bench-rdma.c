@@ -230,8 +230,9 @@ static gpointer sink_thread(gpointer opaque)
     GError *err = NULL;
     s->ok = true;
     if (s->rdma) {
-        PlvRdmaLink *l = plv_rdma_link_accept(s->rls, 1, SECRET, sizeof(SECRET),
-                                              0, 30000, &err);
+        PlvRdmaLink *l = plv_rdma_link_accept(s->rls, 1, PLV_LINK_CHANNEL_SYNCVM,
+                                              SECRET, sizeof(SECRET), 0, 30000,
+                                              &err);
         for (int i = 0; l && i < BULK_N; i++) {
             s->ok &= plv_rdma_link_recv(l, &type, b, 60000, NULL) == 0;
         }
@@ -242,7 +243,8 @@ static gpointer sink_thread(gpointer opaque)
         }
         plv_rdma_link_close(l);
     } else {
-        PlvLink *l = plv_link_accept(s->tfd, 1, SECRET, sizeof(SECRET), 30000, &err);
+        PlvLink *l = plv_link_accept(s->tfd, 1, PLV_LINK_CHANNEL_SYNCVM, SECRET,
+                                     sizeof(SECRET), 30000, &err);
         for (int i = 0; l && i < BULK_N; i++) {
             s->ok &= plv_link_recv(l, &type, b, 60000, NULL) == 0;
         }
@@ -277,7 +279,8 @@ static double bulk_mib_s(bool rdma, uint16_t port)
     uint16_t type;
     gint64 t0;
     if (rdma) {
-        PlvRdmaLink *l = plv_rdma_link_connect(plv_rdma_test_addr(), port, 0, SECRET,
+        PlvRdmaLink *l = plv_rdma_link_connect(plv_rdma_test_addr(), port, 0, 1,
+                                               PLV_LINK_CHANNEL_SYNCVM, SECRET,
                                                sizeof(SECRET), 0, 30000, &err);
         CHECKF(l, "%s", err ? err->message : "?");
         t0 = g_get_monotonic_time();
@@ -287,7 +290,8 @@ static double bulk_mib_s(bool rdma, uint16_t port)
         CHECK(plv_rdma_link_recv(l, &type, b, 60000, NULL) == 0);
         plv_rdma_link_close(l);
     } else {
-        PlvLink *l = plv_link_connect(plv_rdma_test_addr(), port, 0, SECRET,
+        PlvLink *l = plv_link_connect(plv_rdma_test_addr(), port, 0, 1,
+                                      PLV_LINK_CHANNEL_SYNCVM, SECRET,
                                       sizeof(SECRET), 30000, &err);
         CHECKF(l, "%s", err ? err->message : "?");
         t0 = g_get_monotonic_time();

@@ -32,8 +32,8 @@ static PlvRdmaListener *listen_on(uint16_t port)
 static PlvRdmaLink *accept_one(PlvRdmaListener *ls)
 {
     GError *err = NULL;
-    PlvRdmaLink *l = plv_rdma_link_accept(ls, 1, SECRET, sizeof(SECRET), RING,
-                                          30000, &err);
+    PlvRdmaLink *l = plv_rdma_link_accept(ls, 1, PLV_LINK_CHANNEL_SYNCVM, SECRET,
+                                          sizeof(SECRET), RING, 30000, &err);
     CHECKF(l, "accept: %s", err ? err->message : "?");
     return l;
 }
@@ -41,7 +41,8 @@ static PlvRdmaLink *accept_one(PlvRdmaListener *ls)
 static PlvRdmaLink *connect_to(uint16_t port)
 {
     GError *err = NULL;
-    PlvRdmaLink *l = plv_rdma_link_connect(plv_rdma_test_addr(), port, 0, SECRET,
+    PlvRdmaLink *l = plv_rdma_link_connect(plv_rdma_test_addr(), port, 0, 1,
+                                           PLV_LINK_CHANNEL_SYNCVM, SECRET,
                                            sizeof(SECRET), RING, 30000, &err);
     CHECKF(l, "connect: %s", err ? err->message : "?");
     return l;

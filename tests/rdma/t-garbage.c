@@ -1,8 +1,8 @@
 /*
  * Peers that do not follow the protocol, played by a raw rdma_cm/verbs
  * client in a child process against a real transport: garbage private
- * data, a forged ring record plus garbage handshake bytes, a client that
- * connects and says nothing. Each must be rejected and counted; nothing
+ * data, a client that is offered no ring and sends garbage handshake
+ * bytes, a client that connects and says nothing. Each must be rejected and counted; nothing
  * may be delivered; the transport must stay healthy for a real peer.
  */
 #include "harness.h"
@@ -19,8 +19,12 @@
 #include <unistd.h>
 #include <rdma/rdma_cma.h>
 
-/* The private data layout (docs/rdma.md), written by hand here. */
-#define PD_MAGIC 0x52564c50u
+/* The private data and control message layouts (docs/rdma.md), written
+ * by hand here. */
+#define PD_MAGIC  0x52564c50u
+#define CTRL_HS   1
+#define CTRL_RING 5
+#define RAW_RING  65536
 
 typedef struct Raw {
     struct rdma_event_channel *ec;
@@ -30,6 +34,11 @@ typedef struct Raw {
     struct ibv_mr *mr;
     uint8_t *buf;
     uint8_t peer_pdata[64];
+    uint8_t *ring;              /* what we offer the server to write into */
+    struct ibv_mr *ring_mr;
+    uint64_t peer_ring;         /* the server's ring, from its CTRL_RING */
+    uint32_t peer_rkey;
+    bool have_peer_ring;
 } Raw;
 
 /* Next cm event (acked); its type, or -1 after @ms. */
@@ -104,9 +113,8 @@ static void valid_pdata(uint8_t *pd)
 {
     memset(pd, 0, 32);
     put32(pd, PD_MAGIC);
-    pd[4] = 1;                  /* version */
+    pd[4] = 2;                  /* version */
     put32(pd + 8, 0);           /* claims to be replica 0 */
-    put32(pd + 12, 65536);
 }
 
 static int post_write(Raw *r, uint64_t raddr, uint32_t rkey, size_t len,
@@ -147,12 +155,8 @@ static void raw_connect_valid(Raw *r, uint16_t port, int fail_code)
  */
 static int write_bad_record(Raw *r, const char text[16])
 {
-    uint64_t raddr;
-    uint32_t rkey;
-    memcpy(&raddr, r->peer_pdata + 16, 8);
-    memcpy(&rkey, r->peer_pdata + 24, 4);
-    raddr = le64toh(raddr);
-    rkey = le32toh(rkey);
+    uint64_t raddr = r->peer_ring;
+    uint32_t rkey = r->peer_rkey;
     uint8_t *b = r->buf;
     memset(b, 0, 48);
     put32(b, 16);
@@ -185,12 +189,15 @@ static void child_garbage_pdata(uint16_t port)
     _exit(ev == RDMA_CM_EVENT_REJECTED ? 0 : 10 + (ev < 0 ? 0 : ev));
 }
 
-static void child_forged_record(uint16_t port)
+static void child_no_ring_bad_hello(uint16_t port)
 {
     Raw r;
     raw_connect_valid(&r, port, 20);
-    if (write_bad_record(&r, "forged message!!")) {
-        _exit(21);
+    /* A client that has not authenticated is told of no ring to write. */
+    for (int i = 12; i < 32; i++) {
+        if (r.peer_pdata[i]) {
+            _exit(21);
+        }
     }
     /* Then garbage where the handshake's HELLO belongs. */
     uint8_t *b = r.buf;
@@ -223,26 +230,68 @@ static int post_recvs(Raw *r)
     return 0;
 }
 
-/* Run the link handshake over control SENDs (layout: docs/rdma.md). */
+/* A control SEND of @kind from @slot (0..7) of the staging area. */
+static int raw_ctrl(Raw *r, unsigned slot, int kind, const void *data,
+                    size_t n)
+{
+    uint8_t *b = r->buf + 16384 + slot * 128;
+    memset(b, 0, 16);
+    b[0] = kind;
+    b[2] = n;
+    memcpy(b + 16, data, n);
+    struct ibv_sge sge = { (uintptr_t)b, 16 + n, r->mr->lkey };
+    struct ibv_send_wr wr = { .sg_list = &sge, .num_sge = 1,
+                              .opcode = IBV_WR_SEND,
+                              .send_flags = IBV_SEND_SIGNALED }, *bad;
+    return ibv_post_send(r->id->qp, &wr, &bad);
+}
+
+/* Offer the server a ring of our own, as an authenticated peer must. */
+static int raw_offer_ring(Raw *r)
+{
+    if (posix_memalign((void **)&r->ring, 4096, RAW_RING) ||
+        !(r->ring_mr = ibv_reg_mr(r->pd, r->ring, RAW_RING,
+                                  IBV_ACCESS_LOCAL_WRITE |
+                                  IBV_ACCESS_REMOTE_WRITE))) {
+        return -1;
+    }
+    uint8_t m[16];
+    put64(m, (uintptr_t)r->ring);
+    put32(m + 8, r->ring_mr->rkey);
+    put32(m + 12, RAW_RING);
+    return raw_ctrl(r, 7, CTRL_RING, m, sizeof(m));
+}
+
+static void raw_got_ring(Raw *r, const uint8_t *m)
+{
+    uint64_t a;
+    uint32_t k;
+    memcpy(&a, m + 16, 8);
+    memcpy(&k, m + 24, 4);
+    r->peer_ring = le64toh(a);
+    r->peer_rkey = le32toh(k);
+    r->have_peer_ring = true;
+}
+
+/*
+ * Run the link handshake over control SENDs (layout: docs/rdma.md), then
+ * swap ring offers: the server's comes after its AUTH, ours after we
+ * checked that AUTH.
+ */
 static int raw_handshake(Raw *r)
 {
-    PlvHandshake *hs = plv_handshake_new(true, 0, NET_SECRET, sizeof(NET_SECRET));
+    PlvHandshake *hs = plv_handshake_new(true, 0, PLV_LINK_CHANNEL_CONSENSUS,
+                                         NET_SECRET, sizeof(NET_SECRET));
+    plv_handshake_expect_peer(hs, 1);
+    unsigned slot = 0;
     int rc = -1;
-    for (int spins = 0; spins < 20000 && !plv_handshake_done(hs); spins++) {
+    for (int spins = 0; spins < 20000 &&
+         !(plv_handshake_done(hs) && r->have_peer_ring); spins++) {
         const uint8_t *out;
         size_t n = plv_handshake_output(hs, &out);
         if (n) {
             n = MIN(n, 112);
-            uint8_t *b = r->buf + 16384;
-            memset(b, 0, 16);
-            b[0] = 1;
-            b[2] = n;
-            memcpy(b + 16, out, n);
-            struct ibv_sge sge = { (uintptr_t)b, 16 + n, r->mr->lkey };
-            struct ibv_send_wr wr = { .sg_list = &sge, .num_sge = 1,
-                                      .opcode = IBV_WR_SEND,
-                                      .send_flags = IBV_SEND_SIGNALED }, *bad;
-            if (ibv_post_send(r->id->qp, &wr, &bad)) {
+            if (raw_ctrl(r, slot++ % 6, CTRL_HS, out, n)) {
                 goto out;
             }
             plv_handshake_output_done(hs, n);
@@ -255,14 +304,18 @@ static int raw_handshake(Raw *r)
             if (wc.opcode == IBV_WC_RECV) {
                 const uint8_t *m = r->buf + 32768 + wc.wr_id * 128;
                 size_t used;
-                if (m[0] == 1 && plv_handshake_input(hs, m + 16, m[2], &used, NULL) < 0) {
+                if (m[0] == CTRL_HS &&
+                    plv_handshake_input(hs, m + 16, m[2], &used, NULL) < 0) {
                     goto out;
+                }
+                if (m[0] == CTRL_RING) {
+                    raw_got_ring(r, m);
                 }
             }
         }
         usleep(1000);           /* one vCPU's worth of politeness */
     }
-    rc = plv_handshake_done(hs) ? 0 : -1;
+    rc = plv_handshake_done(hs) && r->have_peer_ring ? raw_offer_ring(r) : -1;
 out:
     plv_handshake_free(hs);
     return rc;
@@ -353,9 +406,9 @@ static void t_garbage_pdata(void)
     run_against(child_garbage_pdata, 18200, false);
 }
 
-static void t_forged_record(void)
+static void t_no_ring_bad_hello(void)
 {
-    run_against(child_forged_record, 18210, false);
+    run_against(child_no_ring_bad_hello, 18210, false);
 }
 
 static void t_silent_client(void)
@@ -370,7 +423,7 @@ static void t_authenticated_corrupt(void)
 
 const PlvRdmaTest plv_rdma_garbage_tests[] = {
     { "garbage_private_data_rejected", t_garbage_pdata, 120 },
-    { "garbage_forged_record_and_hello", t_forged_record, 120 },
+    { "garbage_no_ring_before_auth_bad_hello", t_no_ring_bad_hello, 120 },
     { "garbage_silent_client_times_out", t_silent_client, 120 },
     { "garbage_corrupt_record_from_authenticated_peer", t_authenticated_corrupt, 120 },
 };

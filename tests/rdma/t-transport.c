@@ -269,7 +269,7 @@ static void t_stopped_peer_times_out(void)
 
 static void t_wrong_secret(void)
 {
-    static const uint8_t bad[] = "not the secret";
+    static const uint8_t bad[] = "not the right secret";
     Net net;
     net_prepare(&net, 18150, 64 * 1024);
     net.t[0] = net_endpoint(&net, 0, NET_SECRET, sizeof(NET_SECRET));

@@ -33,6 +33,7 @@ static Fixture acceptor(const char *allowed, int handshake_ms)
     PlvLinkAcceptorConfig cfg = {
         .listen_fd = fd,
         .self_id = 0,
+        .channel = PLV_LINK_CHANNEL_SYNCVM,
         .n_peers = 3,
         .peer_hosts = allowed ? hosts : NULL,
         .n_hosts = allowed ? 1 : 0,
@@ -50,7 +51,8 @@ static PlvLink *dial(uint16_t port, uint32_t id, const uint8_t *secret,
                      size_t len)
 {
     GError *err = NULL;
-    PlvLink *l = plv_link_connect("127.0.0.1", port, id, secret, len, 2000, &err);
+    PlvLink *l = plv_link_connect("127.0.0.1", port, id, 0, PLV_LINK_CHANNEL_SYNCVM,
+                                  secret, len, 2000, &err);
     g_clear_error(&err);
     return l;
 }
@@ -204,6 +206,22 @@ START_TEST(newest_link_replaces_untaken)
 END_TEST
 
 /* Our own id, or one past the group, is refused after authentication. */
+/* A consensus link is no syncvm link, whatever the secret. */
+START_TEST(other_channel_refused)
+{
+    Fixture f = acceptor("127.0.0.1", 2000);
+    GError *err = NULL;
+    PlvLink *c = plv_link_connect("127.0.0.1", f.port, 1, 0, PLV_LINK_CHANNEL_CONSENSUS,
+                                  SECRET, sizeof(SECRET), 2000, &err);
+
+    ck_assert_ptr_null(c);
+    g_clear_error(&err);
+    ck_assert_ptr_null(plv_link_acceptor_take(f.a, 1, 300));
+    ck_assert_uint_eq(stats(&f).accepted, 0);
+    plv_link_acceptor_free(f.a);
+}
+END_TEST
+
 START_TEST(foreign_ids_refused)
 {
     Fixture f = acceptor("127.0.0.1", 2000);
@@ -232,6 +250,7 @@ int main(void)
     tcase_add_test(tc, silent_socket_times_out);
     tcase_add_test(tc, wrong_secret_never_delivered);
     tcase_add_test(tc, newest_link_replaces_untaken);
+    tcase_add_test(tc, other_channel_refused);
     tcase_add_test(tc, foreign_ids_refused);
     suite_add_tcase(su, tc);
     return plv_test_run(su);

@@ -4,6 +4,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -17,16 +18,19 @@
 
 static const uint8_t SECRET[] = "correct horse battery staple";
 static const uint8_t OTHER[] = "incorrect horse battery staple";
+#define CHAN PLV_LINK_CHANNEL_SYNCVM
 
 /* ---- socket-free pieces ---- */
 
-/* Run two handshakes against each other in memory. */
-static void hs_pair(const uint8_t *sa, size_t la, const uint8_t *sb, size_t lb,
-                    int *ra, int *rb, PlvLinkSession **out_a,
-                    PlvLinkSession **out_b)
+/* Run two handshakes against each other in memory: a dials (id 1), b
+ * accepts (id 2). *b_sent: how many bytes b emitted (NULL: not wanted). */
+static void hs_pair_sent(const uint8_t *sa, size_t la, const uint8_t *sb,
+                         size_t lb, int *ra, int *rb, PlvLinkSession **out_a,
+                         PlvLinkSession **out_b, size_t *b_sent)
 {
-    PlvHandshake *a = plv_handshake_new(true, 1, sa, la);
-    PlvHandshake *b = plv_handshake_new(false, 2, sb, lb);
+    PlvHandshake *a = plv_handshake_new(true, 1, CHAN, sa, la);
+    PlvHandshake *b = plv_handshake_new(false, 2, CHAN, sb, lb);
+    size_t sent = 0;
     *ra = *rb = 0;
     for (int round = 0; round < 4; round++) {
         const uint8_t *d;
@@ -37,10 +41,14 @@ static void hs_pair(const uint8_t *sa, size_t la, const uint8_t *sb, size_t lb,
             plv_handshake_output_done(a, n);
         }
         n = plv_handshake_output(b, &d);
+        sent += n;
         if (n && *ra >= 0) {
             *ra = plv_handshake_input(a, d, n, &used, NULL);
             plv_handshake_output_done(b, n);
         }
+    }
+    if (b_sent) {
+        *b_sent = sent;
     }
     if (out_a) {
         *out_a = plv_handshake_finish(a);
@@ -48,6 +56,13 @@ static void hs_pair(const uint8_t *sa, size_t la, const uint8_t *sb, size_t lb,
     }
     plv_handshake_free(a);
     plv_handshake_free(b);
+}
+
+static void hs_pair(const uint8_t *sa, size_t la, const uint8_t *sb, size_t lb,
+                    int *ra, int *rb, PlvLinkSession **out_a,
+                    PlvLinkSession **out_b)
+{
+    hs_pair_sent(sa, la, sb, lb, ra, rb, out_a, out_b, NULL);
 }
 
 START_TEST(proto_handshake_ok)
@@ -76,21 +91,72 @@ START_TEST(proto_handshake_ok)
 }
 END_TEST
 
+/* A dialer without the secret is refused, and the acceptor never sent it
+ * anything but its HELLO: no MAC to test guesses against. */
 START_TEST(proto_handshake_wrong_secret)
 {
     PlvLinkSession *a, *b;
     int ra, rb;
-    hs_pair(SECRET, sizeof(SECRET), OTHER, sizeof(OTHER), &ra, &rb, &a, &b);
-    ck_assert_int_eq(ra, -1);
+    size_t b_sent;
+    hs_pair_sent(OTHER, sizeof(OTHER), SECRET, sizeof(SECRET), &ra, &rb, &a, &b,
+                 &b_sent);
     ck_assert_int_eq(rb, -1);
+    ck_assert_int_eq(ra, 0);            /* still waiting for an AUTH */
+    ck_assert_uint_eq(b_sent, PLV_LINK_HELLO_LEN);
     ck_assert_ptr_null(a);
     ck_assert_ptr_null(b);
+
+    /* The other way round the acceptor's AUTH is never reached either. */
+    hs_pair_sent(SECRET, sizeof(SECRET), OTHER, sizeof(OTHER), &ra, &rb, &a, &b,
+                 &b_sent);
+    ck_assert_int_eq(rb, -1);
+    ck_assert_uint_eq(b_sent, PLV_LINK_HELLO_LEN);
+    ck_assert_ptr_null(a);
+}
+END_TEST
+
+/* The acceptor stays silent until the dialer's HELLO, answers it with its
+ * HELLO alone, and MACs only after a valid AUTH from the dialer. */
+START_TEST(proto_acceptor_macs_last)
+{
+    PlvHandshake *a = plv_handshake_new(true, 1, CHAN, SECRET, sizeof(SECRET));
+    PlvHandshake *b = plv_handshake_new(false, 2, CHAN, SECRET, sizeof(SECRET));
+    const uint8_t *d;
+    size_t n, used;
+
+    ck_assert_uint_eq(plv_handshake_output(b, &d), 0);
+    n = plv_handshake_output(a, &d);
+    ck_assert_uint_eq(n, PLV_LINK_HELLO_LEN);
+    ck_assert_int_eq(plv_handshake_input(b, d, n, &used, NULL), 0);
+    plv_handshake_output_done(a, n);
+    ck_assert_uint_eq(plv_handshake_output(a, &d), 0);
+
+    n = plv_handshake_output(b, &d);
+    ck_assert_uint_eq(n, PLV_LINK_HELLO_LEN);
+    ck_assert_int_eq(plv_handshake_input(a, d, n, &used, NULL), 0);
+    plv_handshake_output_done(b, n);
+    ck_assert_uint_eq(plv_handshake_output(b, &d), 0);
+
+    n = plv_handshake_output(a, &d);
+    ck_assert_uint_eq(n, PLV_LINK_AUTH_LEN);
+    ck_assert_int_eq(plv_handshake_input(b, d, n, &used, NULL), 1);
+    plv_handshake_output_done(a, n);
+    ck_assert(!plv_handshake_done(b));  /* its AUTH is not out yet */
+
+    n = plv_handshake_output(b, &d);
+    ck_assert_uint_eq(n, PLV_LINK_AUTH_LEN);
+    ck_assert_int_eq(plv_handshake_input(a, d, n, &used, NULL), 1);
+    plv_handshake_output_done(b, n);
+    ck_assert(plv_handshake_done(a));
+    ck_assert(plv_handshake_done(b));
+    plv_handshake_free(a);
+    plv_handshake_free(b);
 }
 END_TEST
 
 START_TEST(proto_handshake_bad_hello)
 {
-    PlvHandshake *b = plv_handshake_new(false, 2, SECRET, sizeof(SECRET));
+    PlvHandshake *b = plv_handshake_new(false, 2, CHAN, SECRET, sizeof(SECRET));
     uint8_t junk[PLV_LINK_HELLO_LEN];
     memset(junk, 'G', sizeof(junk));
     size_t used;
@@ -99,8 +165,8 @@ START_TEST(proto_handshake_bad_hello)
     ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
     g_clear_error(&err);
 
-    /* A peer echoing our own HELLO back is refused. */
-    PlvHandshake *c = plv_handshake_new(false, 2, SECRET, sizeof(SECRET));
+    /* A peer echoing the dialer's own HELLO back is refused. */
+    PlvHandshake *c = plv_handshake_new(true, 1, CHAN, SECRET, sizeof(SECRET));
     const uint8_t *own;
     size_t n = plv_handshake_output(c, &own);
     uint8_t copy[PLV_LINK_HELLO_LEN];
@@ -109,6 +175,103 @@ START_TEST(proto_handshake_bad_hello)
     g_clear_error(&err);
     plv_handshake_free(b);
     plv_handshake_free(c);
+}
+END_TEST
+
+/* Move everything @from has to send into @to; @to's input result. */
+static int hs_relay(PlvHandshake *from, PlvHandshake *to, size_t *n_out,
+                    GError **err)
+{
+    const uint8_t *d;
+    size_t n = plv_handshake_output(from, &d), used;
+    uint8_t buf[PLV_LINK_HELLO_LEN + PLV_LINK_AUTH_LEN];
+    memcpy(buf, d, n);
+    plv_handshake_output_done(from, n);
+    *n_out = n;
+    return n ? plv_handshake_input(to, buf, n, &used, err) : 0;
+}
+
+/* Ends on different channels refuse each other at the HELLO. */
+START_TEST(proto_channel_mismatch)
+{
+    PlvHandshake *a = plv_handshake_new(true, 1, PLV_LINK_CHANNEL_SYNCVM,
+                                        SECRET, sizeof(SECRET));
+    PlvHandshake *b = plv_handshake_new(false, 2, PLV_LINK_CHANNEL_CONSENSUS,
+                                        SECRET, sizeof(SECRET));
+    GError *err = NULL;
+    size_t n;
+    ck_assert_int_eq(hs_relay(a, b, &n, &err), -1);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    ck_assert_msg(strstr(err->message, "syncvm"), "%s", err->message);
+    g_clear_error(&err);
+    const uint8_t *d;
+    ck_assert_uint_eq(plv_handshake_output(b, &d), 0);
+    plv_handshake_free(a);
+    plv_handshake_free(b);
+}
+END_TEST
+
+/* With the HELLOs' channel fields rewritten in transit the ends get as far
+ * as the dialer's AUTH, which fails: the channel is in the MAC too. */
+START_TEST(proto_channel_in_mac)
+{
+    PlvHandshake *a = plv_handshake_new(true, 1, PLV_LINK_CHANNEL_SYNCVM,
+                                        SECRET, sizeof(SECRET));
+    PlvHandshake *b = plv_handshake_new(false, 2, PLV_LINK_CHANNEL_CONSENSUS,
+                                        SECRET, sizeof(SECRET));
+    uint8_t hello[PLV_LINK_HELLO_LEN];
+    const uint8_t *d;
+    size_t used, n;
+    GError *err = NULL;
+
+    memcpy(hello, (plv_handshake_output(a, &d), d), sizeof(hello));
+    plv_handshake_output_done(a, sizeof(hello));
+    hello[6] = PLV_LINK_CHANNEL_CONSENSUS;
+    ck_assert_int_eq(plv_handshake_input(b, hello, sizeof(hello), &used, NULL), 0);
+    memcpy(hello, (plv_handshake_output(b, &d), d), sizeof(hello));
+    plv_handshake_output_done(b, sizeof(hello));
+    hello[6] = PLV_LINK_CHANNEL_SYNCVM;
+    ck_assert_int_eq(plv_handshake_input(a, hello, sizeof(hello), &used, NULL), 0);
+
+    ck_assert_int_eq(hs_relay(a, b, &n, &err), -1);
+    ck_assert_uint_eq(n, PLV_LINK_AUTH_LEN);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    g_clear_error(&err);
+    ck_assert_uint_eq(plv_handshake_output(b, &d), 0);
+    plv_handshake_free(a);
+    plv_handshake_free(b);
+}
+END_TEST
+
+/* A dialer expecting another replica fails at the HELLO and sends no AUTH. */
+START_TEST(proto_expect_peer)
+{
+    PlvHandshake *a = plv_handshake_new(true, 1, CHAN, SECRET, sizeof(SECRET));
+    PlvHandshake *b = plv_handshake_new(false, 2, CHAN, SECRET, sizeof(SECRET));
+    plv_handshake_expect_peer(a, 5);
+    GError *err = NULL;
+    size_t n;
+    ck_assert_int_eq(hs_relay(a, b, &n, NULL), 0);
+    ck_assert_int_eq(hs_relay(b, a, &n, &err), -1);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    ck_assert_msg(strstr(err->message, "dialed replica 5, replica 2 answered"),
+                  "%s", err->message);
+    g_clear_error(&err);
+    ck_assert_uint_eq(hs_relay(a, b, &n, NULL), 0);
+    ck_assert_uint_eq(n, 0);
+    plv_handshake_free(a);
+    plv_handshake_free(b);
+
+    /* The right one passes. */
+    a = plv_handshake_new(true, 1, CHAN, SECRET, sizeof(SECRET));
+    b = plv_handshake_new(false, 2, CHAN, SECRET, sizeof(SECRET));
+    plv_handshake_expect_peer(a, 2);
+    ck_assert_int_eq(hs_relay(a, b, &n, NULL), 0);
+    ck_assert_int_eq(hs_relay(b, a, &n, NULL), 0);
+    ck_assert_int_eq(hs_relay(a, b, &n, NULL), 1);
+    ck_assert_int_eq(hs_relay(b, a, &n, NULL), 1);
+    plv_handshake_free(a);
+    plv_handshake_free(b);
 }
 END_TEST
 
@@ -291,6 +454,7 @@ END_TEST
 
 typedef struct {
     int lfd;
+    PlvLinkChannel channel;     /* 0: CHAN */
     const uint8_t *secret;
     size_t secret_len;
     int timeout_ms;
@@ -301,7 +465,8 @@ typedef struct {
 static gpointer accept_thread(gpointer opaque)
 {
     AcceptJob *j = opaque;
-    j->link = plv_link_accept(j->lfd, 20, j->secret, j->secret_len,
+    j->link = plv_link_accept(j->lfd, 20, j->channel ? j->channel : CHAN,
+                              j->secret, j->secret_len,
                               j->timeout_ms, &j->err);
     return NULL;
 }
@@ -316,22 +481,29 @@ static int listen_any(uint16_t *port)
     return lfd;
 }
 
-/* A connected, authenticated pair: *c dialed (id 10), *s accepted (id 20),
- * both with @timeout_ms as connect and send timeout. */
-static void link_pair_timeout(PlvLink **c, PlvLink **s, int timeout_ms)
+/* A connected, authenticated pair keyed with @secret: *c dialed (id 10),
+ * *s accepted (id 20), both with @timeout_ms as connect and send timeout. */
+static void link_pair_full(PlvLink **c, PlvLink **s, int timeout_ms,
+                           const uint8_t *secret, size_t secret_len)
 {
     uint16_t port;
-    AcceptJob j = { .secret = SECRET, .secret_len = sizeof(SECRET),
+    AcceptJob j = { .secret = secret, .secret_len = secret_len,
                     .timeout_ms = timeout_ms };
     j.lfd = listen_any(&port);
     GThread *t = g_thread_new("accept", accept_thread, &j);
     GError *err = NULL;
-    *c = plv_link_connect("127.0.0.1", port, 10, SECRET, sizeof(SECRET), timeout_ms, &err);
+    *c = plv_link_connect("127.0.0.1", port, 10, 20, CHAN, secret, secret_len,
+                          timeout_ms, &err);
     g_thread_join(t);
     ck_assert_msg(*c, "%s", err ? err->message : "?");
     ck_assert_msg(j.link, "%s", j.err ? j.err->message : "?");
     *s = j.link;
     close(j.lfd);
+}
+
+static void link_pair_timeout(PlvLink **c, PlvLink **s, int timeout_ms)
+{
+    link_pair_full(c, s, timeout_ms, SECRET, sizeof(SECRET));
 }
 
 static void link_pair(PlvLink **c, PlvLink **s)
@@ -379,11 +551,155 @@ START_TEST(link_wrong_secret_rejected)
     j.lfd = listen_any(&port);
     GThread *t = g_thread_new("accept", accept_thread, &j);
     GError *err = NULL;
-    PlvLink *c = plv_link_connect("127.0.0.1", port, 10, OTHER, sizeof(OTHER),
-                                  5000, &err);
+    PlvLink *c = plv_link_connect("127.0.0.1", port, 10, 20, CHAN, OTHER,
+                                  sizeof(OTHER), 5000, &err);
     g_thread_join(t);
     ck_assert_ptr_null(c);
     ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    ck_assert_ptr_null(j.link);
+    ck_assert(g_error_matches(j.err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    g_clear_error(&err);
+    g_clear_error(&j.err);
+    close(j.lfd);
+}
+END_TEST
+
+/*
+ * Everything the server sends a raw client until it hangs up or @ms pass
+ * without a byte; the count of bytes, the first @cap kept in @buf.
+ */
+static size_t read_until_quiet(int fd, uint8_t *buf, size_t cap, int ms)
+{
+    size_t got = 0;
+    for (;;) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        if (poll(&pfd, 1, ms) <= 0) {
+            return got;
+        }
+        uint8_t tmp[256];
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+        if (n <= 0) {
+            return got;
+        }
+        if (got < cap) {
+            memcpy(buf + got, tmp, MIN((size_t)n, cap - got));
+        }
+        got += n;
+    }
+}
+
+/*
+ * A raw client playing the dialer with @secret against plv_link_accept:
+ * sends its HELLO, takes the acceptor's HELLO, sends AUTH_D if @send_auth.
+ * Returns how many bytes the acceptor sent after its HELLO.
+ */
+static size_t raw_dialer(AcceptJob *j, uint16_t port, const uint8_t *secret,
+                         size_t secret_len, bool send_auth)
+{
+    GThread *t = g_thread_new("accept", accept_thread, j);
+    int fd = plv_test_raw_connect(port);
+    ck_assert_int_ge(fd, 0);
+    PlvHandshake *hs = plv_handshake_new(true, 10, CHAN, secret, secret_len);
+    const uint8_t *out;
+    size_t n = plv_handshake_output(hs, &out), used;
+    ck_assert_int_eq(write(fd, out, n), n);
+    plv_handshake_output_done(hs, n);
+
+    uint8_t in[PLV_LINK_HELLO_LEN + 64];
+    size_t got = read_until_quiet(fd, in, sizeof(in), 2000);
+    if (send_auth) {
+        ck_assert_uint_eq(got, PLV_LINK_HELLO_LEN);
+        ck_assert_int_eq(plv_handshake_input(hs, in, got, &used, NULL), 0);
+        n = plv_handshake_output(hs, &out);
+        ck_assert_uint_eq(n, PLV_LINK_AUTH_LEN);
+        ck_assert_int_eq(write(fd, out, n), n);
+        got += read_until_quiet(fd, in, 0, 300);
+    }
+    g_thread_join(t);
+    plv_handshake_free(hs);
+    close(fd);
+    ck_assert_uint_ge(got, PLV_LINK_HELLO_LEN);
+    return got - PLV_LINK_HELLO_LEN;
+}
+
+/* A client that sends a valid HELLO and then nothing gets the acceptor's
+ * HELLO and not a byte more until the acceptor gives up on it. */
+START_TEST(link_acceptor_sends_no_mac_before_auth)
+{
+    uint16_t port;
+    AcceptJob j = { .secret = SECRET, .secret_len = sizeof(SECRET),
+                    .timeout_ms = 300 };
+    j.lfd = listen_any(&port);
+    ck_assert_uint_eq(raw_dialer(&j, port, SECRET, sizeof(SECRET), false), 0);
+    ck_assert_ptr_null(j.link);
+    ck_assert(plv_link_error_is_timeout(j.err));
+    g_clear_error(&j.err);
+    close(j.lfd);
+}
+END_TEST
+
+/* A dialer with the wrong secret gets the acceptor's HELLO, then the door:
+ * its AUTH fails and the acceptor never sends a MAC of its own. */
+START_TEST(link_wrong_secret_dialer_gets_no_mac)
+{
+    uint16_t port;
+    AcceptJob j = { .secret = SECRET, .secret_len = sizeof(SECRET),
+                    .timeout_ms = 5000 };
+    j.lfd = listen_any(&port);
+    ck_assert_uint_eq(raw_dialer(&j, port, OTHER, sizeof(OTHER), true), 0);
+    ck_assert_ptr_null(j.link);
+    ck_assert(g_error_matches(j.err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    g_clear_error(&j.err);
+
+    /* The same client with the right secret gets exactly one AUTH back. */
+    ck_assert_uint_eq(raw_dialer(&j, port, SECRET, sizeof(SECRET), true),
+                      PLV_LINK_AUTH_LEN);
+    ck_assert_ptr_nonnull(j.link);
+    plv_link_close(j.link);
+    close(j.lfd);
+}
+END_TEST
+
+/* A consensus acceptor refuses a syncvm dialer, and the dialer learns. */
+START_TEST(link_channel_mismatch_fails_both_ends)
+{
+    uint16_t port;
+    AcceptJob j = { .channel = PLV_LINK_CHANNEL_CONSENSUS, .secret = SECRET,
+                    .secret_len = sizeof(SECRET), .timeout_ms = 5000 };
+    j.lfd = listen_any(&port);
+    GThread *t = g_thread_new("accept", accept_thread, &j);
+    GError *err = NULL;
+    PlvLink *c = plv_link_connect("127.0.0.1", port, 10, 20,
+                                  PLV_LINK_CHANNEL_SYNCVM, SECRET,
+                                  sizeof(SECRET), 5000, &err);
+    g_thread_join(t);
+    ck_assert_ptr_null(c);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    ck_assert_ptr_null(j.link);
+    ck_assert(g_error_matches(j.err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    g_clear_error(&err);
+    g_clear_error(&j.err);
+    close(j.lfd);
+}
+END_TEST
+
+/* A dialer that reaches another replica than it meant to gives up before
+ * its AUTH, so the acceptor sees the connection dropped. */
+START_TEST(link_expect_peer_mismatch)
+{
+    uint16_t port;
+    AcceptJob j = { .secret = SECRET, .secret_len = sizeof(SECRET),
+                    .timeout_ms = 5000 };
+    j.lfd = listen_any(&port);
+    GThread *t = g_thread_new("accept", accept_thread, &j);
+    GError *err = NULL;
+    PlvLink *c = plv_link_connect("127.0.0.1", port, 10, 99, CHAN, SECRET,
+                                  sizeof(SECRET), 5000, &err);
+    g_thread_join(t);
+    ck_assert_ptr_null(c);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    ck_assert_msg(strstr(err->message, "dialed replica 99, replica 20 answered"),
+                  "%s", err->message);
     ck_assert_ptr_null(j.link);
     ck_assert(g_error_matches(j.err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
     g_clear_error(&err);
@@ -563,17 +879,48 @@ START_TEST(link_timeouts)
     /* accept with nobody connecting times out. */
     uint16_t port;
     int lfd = listen_any(&port);
-    ck_assert_ptr_null(plv_link_accept(lfd, 1, SECRET, sizeof(SECRET), 30, &err));
+    ck_assert_ptr_null(plv_link_accept(lfd, 1, CHAN, SECRET, sizeof(SECRET), 30,
+                                       &err));
     ck_assert(plv_link_error_is_timeout(err));
     g_clear_error(&err);
     close(lfd);
 
     /* Connecting to a closed port fails cleanly. */
-    ck_assert_ptr_null(plv_link_connect("127.0.0.1", port, 1, SECRET,
+    ck_assert_ptr_null(plv_link_connect("127.0.0.1", port, 1, PLV_LINK_ANY_PEER,
+                                        CHAN, SECRET,
                                         sizeof(SECRET), 1000, &err));
     ck_assert(err != NULL);
     g_clear_error(&err);
     g_byte_array_unref(pl);
+    plv_link_close(s);
+}
+END_TEST
+
+/* Secrets under PLV_LINK_MIN_SECRET_LEN bytes are refused on both ends
+ * before any socket work; one of exactly that length works. */
+START_TEST(link_short_secret_refused)
+{
+    static const uint8_t s16[PLV_LINK_MIN_SECRET_LEN] = "sixteen byte key";
+    uint16_t port;
+    int lfd = listen_any(&port);
+    GError *err = NULL;
+
+    ck_assert_ptr_null(plv_link_connect("127.0.0.1", port, 10, 20, CHAN, s16,
+                                        sizeof(s16) - 1, 1000, &err));
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID));
+    ck_assert_str_eq(err->message, "shared secret must be at least 16 bytes");
+    g_clear_error(&err);
+    ck_assert_ptr_null(plv_link_accept(lfd, 20, CHAN, s16, sizeof(s16) - 1, 1000,
+                                       &err));
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID));
+    g_clear_error(&err);
+    close(lfd);
+
+    PlvLink *c, *s;
+    link_pair_full(&c, &s, 5000, s16, sizeof(s16));
+    ck_assert_mem_eq(plv_link_session_key(c), plv_link_session_key(s),
+                     PLV_LINK_KEY_LEN);
+    plv_link_close(c);
     plv_link_close(s);
 }
 END_TEST
@@ -615,6 +962,10 @@ int main(void)
     TCase *tp = tcase_create("proto");
     tcase_add_test(tp, proto_handshake_ok);
     tcase_add_test(tp, proto_handshake_wrong_secret);
+    tcase_add_test(tp, proto_acceptor_macs_last);
+    tcase_add_test(tp, proto_channel_mismatch);
+    tcase_add_test(tp, proto_channel_in_mac);
+    tcase_add_test(tp, proto_expect_peer);
     tcase_add_test(tp, proto_handshake_bad_hello);
     tcase_add_test(tp, proto_frames_roundtrip_and_split);
     tcase_add_test(tp, proto_corruption_rejected);
@@ -626,11 +977,16 @@ int main(void)
     tcase_add_test(ts, link_handshake_and_frames);
     tcase_add_test(ts, link_wrong_secret_rejected);
     tcase_add_test(ts, link_garbage_client_rejected);
+    tcase_add_test(ts, link_acceptor_sends_no_mac_before_auth);
+    tcase_add_test(ts, link_wrong_secret_dialer_gets_no_mac);
+    tcase_add_test(ts, link_channel_mismatch_fails_both_ends);
+    tcase_add_test(ts, link_expect_peer_mismatch);
     tcase_add_test(ts, link_corrupt_frame_rejected);
     tcase_add_test(ts, link_oversize_rejected);
     tcase_add_test(ts, link_large_frames_with_timeouts);
     tcase_add_test(ts, link_timeouts);
     tcase_add_test(ts, link_send_to_silent_peer_times_out);
+    tcase_add_test(ts, link_short_secret_refused);
     suite_add_tcase(su, ts);
     return plv_test_run(su);
 }

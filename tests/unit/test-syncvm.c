@@ -290,11 +290,12 @@ static PlvLink *spawn(ChildFn fn, World *w, void *arg, pid_t *pid)
         PlvLink *c;
 
         close(lfd);
-        c = plv_link_connect("127.0.0.1", port, 1, SECRET, sizeof(SECRET),
-                             5000, NULL);
+        c = plv_link_connect("127.0.0.1", port, 1, 2, PLV_LINK_CHANNEL_SYNCVM,
+                             SECRET, sizeof(SECRET), 5000, NULL);
         _exit(c ? fn(c, w, arg) : 99);
     }
-    link = plv_link_accept(lfd, 2, SECRET, sizeof(SECRET), 5000, &err);
+    link = plv_link_accept(lfd, 2, PLV_LINK_CHANNEL_SYNCVM, SECRET,
+                           sizeof(SECRET), 5000, &err);
     ck_assert_msg(link != NULL, "accept: %s", err ? err->message : "?");
     close(lfd);
     return link;

@@ -278,7 +278,8 @@ typedef struct {
 static gpointer dial_thread(gpointer opaque)
 {
     DialJob *j = opaque;
-    j->link = plv_link_connect("127.0.0.1", j->port, j->id, j->secret,
+    j->link = plv_link_connect("127.0.0.1", j->port, j->id, PLV_LINK_ANY_PEER,
+                               PLV_LINK_CHANNEL_CONSENSUS, j->secret,
                                j->secret_len, 3000, NULL);
     g_atomic_int_set(&j->done, 1);
     return NULL;
@@ -324,7 +325,7 @@ START_TEST(tcp_garbage_dropped_and_counted)
     close(fd);
 
     /* 3. A client with the wrong secret. */
-    static const uint8_t wrong[] = "not the secret";
+    static const uint8_t wrong[] = "not the right secret";
     PlvLink *l = dial_pumped(&net, 2, 0, wrong, sizeof(wrong));
     ck_assert_ptr_null(l);
     PUMP_UNTIL(&net, (plv_transport_stats(net.t[2], &st), st.auth_failures == 3),
@@ -505,6 +506,21 @@ START_TEST(tcp_idle_flood_leaves_room_for_peers)
 }
 END_TEST
 
+START_TEST(tcp_short_secret_refused)
+{
+    PlvPeerAddr self = { .id = 0, .host = "127.0.0.1", .port = 1 };
+    PlvTcpTransportConfig cfg = {
+        .self_id = 0, .peers = &self, .n_peers = 1,
+        .secret = SECRET, .secret_len = PLV_LINK_MIN_SECRET_LEN - 1,
+        .listen_fd = -1,
+    };
+    GError *err = NULL;
+    ck_assert_ptr_null(plv_transport_tcp_new(&cfg, &err));
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_INVALID));
+    g_clear_error(&err);
+}
+END_TEST
+
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -579,6 +595,7 @@ int main(void)
     tcase_add_test(tc, tcp_peer_link_state);
     tcase_add_test(tc, tcp_stranger_closed_at_accept);
     tcase_add_test(tc, tcp_idle_flood_leaves_room_for_peers);
+    tcase_add_test(tc, tcp_short_secret_refused);
     tcase_add_test(tc, tcp_accept_out_of_fds_does_not_spin);
     suite_add_tcase(su, tc);
     return plv_test_run(su);

@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <glib.h>
 
-#include "plover/link.h"
+#include "plover/link-proto.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -29,6 +29,7 @@ extern "C" {
 typedef struct PlvLinkAcceptorConfig {
     int listen_fd;              /* listening socket; the acceptor owns it */
     uint32_t self_id;
+    PlvLinkChannel channel;     /* what the handshake binds the links to */
     uint32_t n_peers;           /* authenticated ids must be < n_peers */
     /* Source addresses allowed to connect; NULL: any address. */
     const char *const *peer_hosts;
@@ -50,7 +51,8 @@ typedef struct PlvLinkAcceptorStats {
 
 typedef struct PlvLinkAcceptor PlvLinkAcceptor;
 
-/* Starts the thread. On error (the thread) returns NULL and closes nothing. */
+/* Starts the thread. On error (a short secret, no thread) returns NULL and
+ * closes nothing. */
 PlvLinkAcceptor *plv_link_acceptor_new(const PlvLinkAcceptorConfig *cfg,
                                        GError **err);
 

@@ -5,18 +5,25 @@
  * transport both drive these, so framing and authentication exist once.
  *
  * Wire format (all integers little-endian):
- *   HELLO  (44 B): magic "PLVH" u32, version u16, reserved u16 (0), id u32,
- *                  nonce[32]
- *   AUTH   (32 B): HMAC-SHA256(secret, "plover-link-auth" || role ||
- *                  nonce_dialer || nonce_acceptor || id_dialer || id_acceptor)
- *                  with role 'D' for the dialer's MAC, 'A' for the acceptor's.
+ *   HELLO  (44 B): magic "PLVH" u32, version u16, channel u16 (PlvLinkChannel),
+ *                  id u32, nonce[32]
+ *   AUTH   (32 B): HMAC-SHA256(secret, "plover-link-auth" 0 || channel name 0
+ *                  || role || nonce_dialer || nonce_acceptor || id_dialer ||
+ *                  id_acceptor), the channel name "consensus" or "syncvm",
+ *                  role 'D' for the dialer's MAC, 'A' for the acceptor's.
+ *   session key:   the same HMAC with label "plover-link-session", role 'S'.
  *   FRAME: header (16 B): magic "PLVF" u32, version u8, flags u8 (0), type u16,
  *                  length u32, reserved u32 (0);
  *          payload (length B, <= PLV_LINK_MAX_PAYLOAD);
  *          trailer (8 B): XXH3-64 with a per-direction secret over
  *                  header || frame counter (u64) || payload.
- * Both ends send HELLO at once, AUTH once they have the peer's HELLO, and
- * accept frames only after verifying the peer's AUTH.
+ * Order: dialer HELLO; acceptor HELLO; dialer AUTH (role 'D'); the acceptor
+ * verifies it and only then sends its AUTH (role 'A'); the dialer verifies
+ * that. An acceptor thus emits no MAC before the dialer proved it knows the
+ * secret, so a stranger cannot collect MACs over nonces of its choosing to
+ * guess the secret offline. Either end accepts frames only after verifying
+ * the peer's AUTH. A HELLO on another channel fails at once (so does one
+ * from another id than a dialer expects, before the dialer's AUTH).
  */
 #ifndef PLOVER_LINK_PROTO_H
 #define PLOVER_LINK_PROTO_H
@@ -27,7 +34,7 @@
 extern "C" {
 #endif
 
-#define PLV_LINK_VERSION      1u
+#define PLV_LINK_VERSION      2u
 #define PLV_LINK_HELLO_MAGIC  0x48564c50u   /* bytes "PLVH" */
 #define PLV_LINK_FRAME_MAGIC  0x46564c50u   /* bytes "PLVF" */
 #define PLV_LINK_NONCE_LEN    32u
@@ -55,12 +62,20 @@ PlvLink *plv_link_new_authenticated(int fd, PlvLinkSession *s, int io_timeout_ms
 
 typedef struct PlvHandshake PlvHandshake;
 
-/* @dialer: true on the end that connected. The secret is copied. */
+/*
+ * @dialer: true on the end that connected. The secret is copied; callers
+ * check it with plv_link_check_secret() first.
+ */
 PlvHandshake *plv_handshake_new(bool dialer, uint32_t self_id,
+                                PlvLinkChannel channel,
                                 const uint8_t *secret, size_t secret_len);
+/* Dialer: fail unless the acceptor's HELLO carries @peer_id (default
+ * PLV_LINK_ANY_PEER). Call before feeding input. */
+void plv_handshake_expect_peer(PlvHandshake *hs, uint32_t peer_id);
 void plv_handshake_free(PlvHandshake *hs);
 
-/* Bytes waiting to be sent (points into @hs); 0 if none right now. */
+/* Bytes waiting to be sent (points into @hs); 0 if none right now (an
+ * acceptor has none before the dialer's HELLO). */
 size_t plv_handshake_output(PlvHandshake *hs, const uint8_t **data);
 /* @n bytes of the output were written to the peer. */
 void plv_handshake_output_done(PlvHandshake *hs, size_t n);

@@ -6,11 +6,16 @@
  * link-proto.h) and by the syncvm engine for bulk transfer (through the
  * blocking calls below).
  *
- * Connection setup: both ends exchange a HELLO (id + 32-byte random nonce),
- * then an HMAC-SHA256 over both nonces, both ids and the end's role, keyed
- * with the shared secret. Each end checks the other's MAC before accepting a
- * single frame, so a peer without the secret never gets a frame through.
- * The session key is HMAC(secret, nonces || ids): unique per connection.
+ * Connection setup: the dialer sends a HELLO (id + 32-byte random nonce), the
+ * acceptor answers with its HELLO, the dialer sends an HMAC-SHA256 over both
+ * nonces, both ids and its role, keyed with the shared secret, and the
+ * acceptor sends its own MAC only after verifying the dialer's (so it never
+ * hands a stranger a MAC to guess the secret against). Each end checks the
+ * other's MAC before accepting a single frame, so a peer without the secret
+ * never gets a frame through. Both MACs and the session key also cover the
+ * channel (consensus or syncvm), so a connection is good for one service
+ * only. The session key is HMAC(secret, channel || nonces || ids): unique
+ * per connection.
  *
  * Frames: 16-byte header (magic, version, flags, type, payload length),
  * payload (at most PLV_LINK_MAX_PAYLOAD bytes), 8-byte trailer holding an
@@ -39,6 +44,9 @@ extern "C" {
 
 #define PLV_LINK_KEY_LEN      32u            /* session key bytes */
 #define PLV_LINK_MAX_PAYLOAD  (64u << 20)    /* largest frame payload: 64 MiB */
+/* Shortest shared secret accepted: an offline guess at the secret from a
+ * recorded handshake must not be cheap. */
+#define PLV_LINK_MIN_SECRET_LEN 16u
 
 #define PLV_LINK_ERROR plv_link_error_quark()
 GQuark plv_link_error_quark(void);
@@ -56,14 +64,35 @@ typedef enum PlvLinkErrorCode {
 /* True if @err is a PLV_LINK_ERROR_TIMED_OUT (the only non-fatal error). */
 bool plv_link_error_is_timeout(const GError *err);
 
+/*
+ * Which service a connection is for. The channel's name enters both MACs
+ * and the session key, so a connection made for one is refused by the
+ * other (PLV_LINK_ERROR_AUTH) even under the same secret.
+ */
+typedef enum PlvLinkChannel {
+    PLV_LINK_CHANNEL_CONSENSUS = 1,     /* "consensus": the transports */
+    PLV_LINK_CHANNEL_SYNCVM = 2,        /* "syncvm": the bulk links */
+} PlvLinkChannel;
+
+/* expect_peer of a dialer that takes whoever answers. */
+#define PLV_LINK_ANY_PEER UINT32_MAX
+
+/* True if @secret can key links (at least PLV_LINK_MIN_SECRET_LEN bytes);
+ * otherwise false with PLV_LINK_ERROR_INVALID. */
+bool plv_link_check_secret(const uint8_t *secret, size_t secret_len,
+                           GError **err);
+
 typedef struct PlvLink PlvLink;
 
 /*
- * Connect to host:port (numeric or resolvable; IPv4/IPv6) and authenticate.
- * @timeout_ms bounds connect + handshake (< 0: no limit), and later the
+ * Connect to host:port (numeric or resolvable; IPv4/IPv6) and authenticate
+ * on @channel. If the acceptor's HELLO names another id than @expect_peer
+ * (PLV_LINK_ANY_PEER: any), fail with PLV_LINK_ERROR_AUTH before sending our
+ * MAC. @timeout_ms bounds connect + handshake (< 0: no limit), and later the
  * silence a send tolerates (the peer not reading) before it fails.
  */
 PlvLink *plv_link_connect(const char *host, uint16_t port, uint32_t self_id,
+                          uint32_t expect_peer, PlvLinkChannel channel,
                           const uint8_t *secret, size_t secret_len,
                           int timeout_ms, GError **err);
 
@@ -77,12 +106,13 @@ int plv_link_listen(const char *host, uint16_t port, GError **err);
 uint16_t plv_link_local_port(int fd);
 
 /*
- * Accept one connection on @listen_fd and authenticate it. @timeout_ms bounds
+ * Accept one connection on @listen_fd and authenticate it on @channel (a
+ * dialer on another channel fails it). @timeout_ms bounds
  * the wait for a connection plus the handshake, and later the silence a send
  * tolerates, as for plv_link_connect(). A client failing the handshake
  * is closed and reported as PLV_LINK_ERROR_AUTH; call again to keep listening.
  */
-PlvLink *plv_link_accept(int listen_fd, uint32_t self_id,
+PlvLink *plv_link_accept(int listen_fd, uint32_t self_id, PlvLinkChannel channel,
                          const uint8_t *secret, size_t secret_len,
                          int timeout_ms, GError **err);
 

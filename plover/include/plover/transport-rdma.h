@@ -15,6 +15,7 @@
 #include <sys/uio.h>
 #include <glib.h>
 
+#include "plover/link.h"
 #include "plover/transport.h"
 #include "plover/syncvm.h"
 
@@ -72,15 +73,22 @@ PlvRdmaListener *plv_rdma_listen(const char *host, uint16_t port,
 uint16_t plv_rdma_listener_port(const PlvRdmaListener *l);
 void plv_rdma_listener_free(PlvRdmaListener *l);
 
-/* @ring_bytes: the staging buffer the peer writes into (0: 8 MiB). */
+/*
+ * @ring_bytes: the staging buffer the peer writes into (0: 8 MiB); it is
+ * allocated only once the peer passed the handshake. @channel and
+ * @expect_peer as for plv_link_accept() / plv_link_connect().
+ */
 PlvRdmaLink *plv_rdma_link_accept(PlvRdmaListener *l, uint32_t self_id,
+                                  PlvLinkChannel channel,
                                   const uint8_t *secret, size_t secret_len,
                                   size_t ring_bytes, int timeout_ms,
                                   GError **err);
 PlvRdmaLink *plv_rdma_link_connect(const char *host, uint16_t port,
-                                   uint32_t self_id, const uint8_t *secret,
-                                   size_t secret_len, size_t ring_bytes,
-                                   int timeout_ms, GError **err);
+                                   uint32_t self_id, uint32_t expect_peer,
+                                   PlvLinkChannel channel,
+                                   const uint8_t *secret, size_t secret_len,
+                                   size_t ring_bytes, int timeout_ms,
+                                   GError **err);
 
 /* One message (the concatenation of @iov); blocks for ring credits. */
 int plv_rdma_link_send(PlvRdmaLink *l, uint16_t type, const struct iovec *iov,
