@@ -444,6 +444,17 @@ group_up() {
     assert_virtio_live "$SECONDARY"
 }
 
+# light_load_recording A B: replicas A and B record a RAM digest at each
+# syncvm while a light kvd load runs for 3 s (recording hashes all of RAM
+# at every syncvm, which a heavy load would not bear).
+light_load_recording() {
+    qmp "r$1" x-plover-ram-digest '{"record": true}' >/dev/null
+    qmp "r$2" x-plover-ram-digest '{"record": true}' >/dev/null
+    nsx cl "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients 2 --seconds 3 --keys 64 \
+        --write-ratio 0.5 --timeout 5 > "$WORK/light.out" 2>&1 ||
+        { cat "$WORK/light.out" >&2; fail "light load"; }
+}
+
 # assert_ram_equal A B MIN WHAT: the guest RAM digests replicas A and B
 # recorded (x-plover-ram-digest record=true) are equal at every syncvm
 # epoch both recorded, and there are at least MIN such epochs.

@@ -7,6 +7,7 @@ Connections refused (a listener not up yet) are retried at the next round.
     stranger.py SECONDS INTERVAL CONNS_PER_TARGET HOST:PORT...
 Prints one closing line: 'stranger: rounds=N opened=N refused=N'.
 """
+import signal
 import socket
 import sys
 import time
@@ -23,8 +24,12 @@ def main():
         targets.append((host, int(port)))
     held = {}
     opened = refused = rounds = 0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    end = [time.monotonic() + seconds]
+
+    def stop(*_):
+        end[0] = 0.0            # SIGTERM: finish the round, report, exit
+    signal.signal(signal.SIGTERM, stop)
+    while time.monotonic() < end[0]:
         rounds += 1
         for t in targets:
             for k in range(per):
@@ -42,7 +47,7 @@ def main():
                 except OSError:
                     s.close()
                     refused += 1
-        time.sleep(max(0.0, min(interval, end - time.monotonic())))
+        time.sleep(max(0.0, min(interval, end[0] - time.monotonic())))
     for s in held.values():
         s.close()
     print(f"stranger: rounds={rounds} opened={opened} refused={refused}", flush=True)

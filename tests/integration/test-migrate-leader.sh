@@ -79,8 +79,5 @@ echo "figure: inputs forwarded by former leaders:" \
 
 # The pair made by the handoffs holds identical RAM at every syncvm
 # (recording a digest hashes all of RAM, so only now, with a light load).
-qmp "r$LEADER" x-plover-ram-digest '{"record": true}' >/dev/null
-qmp "r$SECONDARY" x-plover-ram-digest '{"record": true}' >/dev/null
-nsx cl "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients 2 --seconds 3 --keys 64 \
-    --write-ratio 0.5 --timeout 5 > "$WORK/light.out" 2>&1 || { cat "$WORK/light.out" >&2; fail "light load"; }
+light_load_recording "$LEADER" "$SECONDARY"
 assert_ram_equal "$LEADER" "$SECONDARY" 10 "after the migrations"

@@ -24,9 +24,6 @@ echo "figure: leader failures $fail0 -> $(pinfo "r$LEADER" "i['syncvm']['failure
 # to replace the secondary.
 assert_eq "$(pinfo "r$LEADER" "i['secondary']")" "$SECONDARY" "the secondary after one commit failure"
 grep -q "failed to commit" "$WORK/r$LEADER.err" || fail "the leader did not see the commit failure"
-for n in "$LEADER" "$SECONDARY"; do
-    qmp "r$n" x-plover-ram-digest '{"record": true}' > /dev/null
-done
-sleep 3
-assert_ram_equal "$LEADER" "$SECONDARY" 5 "after the full syncvm"
 load_check
+light_load_recording "$LEADER" "$SECONDARY"
+assert_ram_equal "$LEADER" "$SECONDARY" 5 "after the full syncvm"
