@@ -36,6 +36,10 @@ static const NumField num_fields[] = {
       "idle detector sampling window" },
     { "max-sync-interval-ms", G_STRUCT_OFFSET(PlvConfig, max_sync_interval_ms), 1, 600000, 50,
       "longest wait between two syncvms, idle or not" },
+    { "max-held-output-kib", G_STRUCT_OFFSET(PlvConfig, max_held_output_kib), 4, 4194304, 65536,
+      "guest output the leader holds at most; past it packets are dropped" },
+    { "max-pending-input-kib", G_STRUCT_OFFSET(PlvConfig, max_pending_input_kib), 4, 1048576, 16384,
+      "committed input the guest NIC has not taken, at most; past it packets are dropped" },
 };
 
 static uint32_t *num_field_ptr(PlvConfig *cfg, const NumField *f)

@@ -43,22 +43,38 @@ struct PloverFilter {
 /*
  * Bounds. Every queue here grows only while syncvms do not complete (a
  * stalled or failing secondary) or the guest does not read its NIC; past
- * a soft bound the leader asks for a syncvm, past a hard one packets are
- * dropped and counted, as a congested link would drop them: the guest's
- * transports retransmit. Memory stays bounded whatever the network does.
+ * a soft bound the leader asks for a syncvm, past a hard one
+ * (max-held-output-kib, max-pending-input-kib) packets are dropped and
+ * counted, as a congested link would drop them: the guest's and the
+ * clients' transports retransmit. Memory stays bounded whatever the
+ * network does.
  */
 /* Held output beyond which the leader asks for a syncvm at once. */
 #define PLOVER_OUTPUT_SYNC_BYTES (256 * 1024)
-/* Held output beyond which the leader drops what its guest sends. */
-#define PLOVER_LEADER_HOLD_BYTES (64 * 1024 * 1024)
 /* Held output beyond which a secondary (which cannot ask for a syncvm)
  * stops keeping it. */
 #define PLOVER_SECONDARY_HOLD_BYTES (16 * 1024 * 1024)
-/* Committed inputs the guest NIC has not taken: a syncvm past the first
- * (it carries the queue to the secondary and lets held output go), drops
- * past the second. */
-#define PLOVER_INPUT_SYNC_BYTES (4 * 1024 * 1024)
-#define PLOVER_INPUT_HOLD_BYTES (16 * 1024 * 1024)
+
+static size_t plover_output_cap(const PloverState *s)
+{
+    size_t cap = (size_t)s->cfg.max_held_output_kib * 1024;
+
+    return s->role == PLV_ROLE_LEADER ? cap : MIN(cap, PLOVER_SECONDARY_HOLD_BYTES);
+}
+
+static size_t plover_output_sync_bytes(const PloverState *s)
+{
+    return MIN(PLOVER_OUTPUT_SYNC_BYTES, plover_output_cap(s) / 2);
+}
+
+/* Committed input the NIC has not taken, at most; past a quarter of it
+ * the leader asks for a syncvm, which carries the queue to the secondary
+ * and lets the output held meanwhile go. */
+static size_t plover_input_cap(const PloverState *s)
+{
+    return (size_t)s->cfg.max_pending_input_kib * 1024;
+}
+
 /* Retry period while the guest NIC cannot take an input. */
 #define PLOVER_INPUT_RETRY_NS (1 * SCALE_MS)
 
@@ -155,16 +171,14 @@ static ssize_t plover_filter_receive_iov(NetFilterState *nf,
     /* From the guest: an output. */
     if (!s->executing) {
         s->outputs_dropped++;
-    } else if (s->outputs_bytes + size > (s->role == PLV_ROLE_LEADER ?
-                                          PLOVER_LEADER_HOLD_BYTES :
-                                          PLOVER_SECONDARY_HOLD_BYTES)) {
+    } else if (s->outputs_bytes + size > plover_output_cap(s)) {
         s->outputs_dropped++;
         s->outputs_over_cap++;
     } else {
         g_queue_push_tail(&s->outputs, plover_packet_new(iov, iovcnt, flags));
         qatomic_set(&s->outputs_bytes, s->outputs_bytes + size);
     }
-    if (s->outputs_bytes >= PLOVER_OUTPUT_SYNC_BYTES && s->role == PLV_ROLE_LEADER) {
+    if (s->outputs_bytes >= plover_output_sync_bytes(s) && s->role == PLV_ROLE_LEADER) {
         s->size_triggers += plover_request_syncvm(s, "output");
     }
     return size;
@@ -206,13 +220,13 @@ static void plover_input_retry(void *opaque)
 
 void plover_net_inject(PloverState *s, const uint8_t *pkt, size_t len)
 {
-    if (s->inputs_bytes + len > PLOVER_INPUT_HOLD_BYTES) {
+    if (s->inputs_bytes + len > plover_input_cap(s)) {
         s->inputs_over_cap++;
     } else {
         g_queue_push_tail(&s->inputs, plover_packet_copy(pkt, len));
         s->inputs_bytes += len;
     }
-    if (s->inputs_bytes >= PLOVER_INPUT_SYNC_BYTES && s->role == PLV_ROLE_LEADER) {
+    if (s->inputs_bytes >= plover_input_cap(s) / 4 && s->role == PLV_ROLE_LEADER) {
         s->size_triggers += plover_request_syncvm(s, "input");
     }
     plover_net_flush_inputs(s);

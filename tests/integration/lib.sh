@@ -276,13 +276,14 @@ wait_protected() {
 
 # ---- faults ----
 
-# load_start SECONDS: the checking client load in the background: clients
+# load_start SECONDS: the checking client load in the background (8
+# clients, or $LOAD_CLIENTS): clients
 # reconnect across failovers, and at the end every acknowledged write is
 # read back (kvctl --verify).
 load_start() {
     # ip netns exec, not nsx: $! must be the client's own PID (ip execs
     # it), not a subshell's, for the cleanup to stop it.
-    ip netns exec "${NSP}cl" "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients 8 --seconds "$1" \
+    ip netns exec "${NSP}cl" "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients "${LOAD_CLIENTS:-8}" --seconds "$1" \
         --keys 4096 --write-ratio 0.7 --reconnect --verify --timeout 5 \
         > "$WORK/load.out" 2>&1 &
     LOAD_PID=$!

@@ -66,7 +66,8 @@ START_TEST(test_accepts_names_ipv6_and_timeouts)
     PlvConfig cfg;
     char *msg = try("id=0,peers=[fd00::1]:7001,host-b.example:7002,c:7003,"
                     "netdev=n.0,secret=key_1,state=s,role=witness,heartbeat-ms=5,"
-                    "suspect-ms=50,max-sync-interval-ms=20", false, &cfg);
+                    "suspect-ms=50,max-sync-interval-ms=20,max-held-output-kib=64,"
+                    "max-pending-input-kib=8", false, &cfg);
 
     ck_assert_msg(msg == NULL, "%s", msg);
     ck_assert_str_eq(cfg.peers[0].host, "fd00::1");
@@ -75,6 +76,8 @@ START_TEST(test_accepts_names_ipv6_and_timeouts)
     ck_assert_uint_eq(cfg.heartbeat_ms, 5);
     ck_assert_uint_eq(cfg.suspect_ms, 50);
     ck_assert_uint_eq(cfg.max_sync_interval_ms, 20);
+    ck_assert_uint_eq(cfg.max_held_output_kib, 64);
+    ck_assert_uint_eq(cfg.max_pending_input_kib, 8);
     plv_config_clear(&cfg);
 }
 END_TEST
@@ -185,6 +188,11 @@ START_TEST(test_other_refusals)
     expect_error("id=0,peers=a:+5,b:1,c:1", "peers: 'a:+5' has an invalid port (expected 1..65535)");
     expect_error("id=0,peers=a:1,A:1,c:1,netdev=n,secret=s,state=f", "peers: A:1 is given twice");
     expect_error("id=7," GOOD, "id: '7' is not a replica index (0..6)");
+    /* A queue bound too small for one packet would drop every packet. */
+    expect_error(GOOD ",max-held-output-kib=2",
+                 "max-held-output-kib: '2' is not a number in 4..4194304");
+    expect_error(GOOD ",max-pending-input-kib=1048577",
+                 "max-pending-input-kib: '1048577' is not a number in 4..1048576");
     /* No timeout may be 0: each would make a loop spin or never fire. */
     const char *zero[] = { "heartbeat-ms", "suspect-ms", "election-ms", "syncvm-timeout-ms",
                            "idle-threshold-us", "idle-window-us", "max-sync-interval-ms" };
@@ -202,7 +210,8 @@ START_TEST(test_help_lists_every_field)
     g_autofree char *help = plv_config_help();
     const char *fields[] = { "role=", "id=", "peers=", "netdev=", "transport=", "secret=",
                              "state=", "heartbeat-ms=", "suspect-ms=", "election-ms=", "syncvm-timeout-ms=",
-                             "idle-threshold-us=", "idle-window-us=", "max-sync-interval-ms=" };
+                             "idle-threshold-us=", "idle-window-us=", "max-sync-interval-ms=",
+                             "max-held-output-kib=", "max-pending-input-kib=" };
 
     for (size_t i = 0; i < G_N_ELEMENTS(fields); i++) {
         ck_assert_msg(strstr(help, fields[i]), "help lacks %s", fields[i]);

@@ -53,6 +53,10 @@ typedef struct PlvConfig {
     uint32_t idle_threshold_us;           /* vCPU time per window below which the guest is idle */
     uint32_t idle_window_us;
     uint32_t max_sync_interval_ms;        /* upper bound between two syncvms */
+
+    /* Bounds of the NIC's queues (KiB): past them packets are dropped. */
+    uint32_t max_held_output_kib;         /* leader's held output */
+    uint32_t max_pending_input_kib;       /* committed, not taken by the NIC */
 } PlvConfig;
 
 /* Defaults for every field; role=auto, transport=tcp. */
