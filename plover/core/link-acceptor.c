@@ -250,21 +250,15 @@ PlvLinkAcceptor *plv_link_acceptor_new(const PlvLinkAcceptorConfig *cfg,
     PlvLinkAcceptor *a;
 
     if (!plv_link_check_secret(cfg->secret, cfg->secret_len, err)) {
+        plv_addr_set_free(cfg->allowed);
         return NULL;
     }
     a = g_new0(PlvLinkAcceptor, 1);
     a->cfg = *cfg;
     a->secret = g_memdup2(cfg->secret, cfg->secret_len);
     a->cfg.secret = a->secret;
-    a->cfg.peer_hosts = NULL;
-    if (cfg->peer_hosts) {
-        /* A host that does not resolve makes the set allow any address. */
-        a->allowed = plv_addr_set_new();
-        for (unsigned i = 0; i < cfg->n_hosts; i++) {
-            plv_addr_set_add_host(a->allowed, cfg->peer_hosts[i]);
-        }
-        plv_addr_set_resolve(a->allowed);
-    }
+    a->allowed = cfg->allowed;
+    a->cfg.allowed = NULL;
     a->mailbox = g_new0(PlvLink *, cfg->n_peers);
     for (unsigned i = 0; i < PLV_ACCEPTOR_MAX_PENDING; i++) {
         a->pending[i].fd = -1;

@@ -26,6 +26,8 @@ struct PlvRdmaListener {
     struct rdma_event_channel *ec;
     struct rdma_cm_id *id;
     uint16_t port;
+    PlvAddrSet *allowed;        /* NULL: any source */
+    uint64_t strangers;         /* atomic: requests refused by source */
 };
 
 typedef struct Msg {
@@ -328,9 +330,38 @@ uint16_t plv_rdma_listener_port(const PlvRdmaListener *l)
     return l->port;
 }
 
+void plv_rdma_listener_allow(PlvRdmaListener *l, PlvAddrSet *allowed)
+{
+    plv_addr_set_free(l->allowed);
+    l->allowed = allowed;
+}
+
+uint64_t plv_rdma_listener_strangers(const PlvRdmaListener *l)
+{
+    return __atomic_load_n(&l->strangers, __ATOMIC_RELAXED);
+}
+
+/* A connection request from an address that is no peer's is refused
+ * before anything is allocated for it. */
+static bool request_allowed(PlvRdmaListener *ls, struct rdma_cm_id *id)
+{
+    PlvIpAddr src;
+
+    if (!ls->allowed ||
+        (plv_ip_addr_from_sockaddr(rdma_get_peer_addr(id), &src) &&
+         plv_addr_set_contains(ls->allowed, &src))) {
+        return true;
+    }
+    __atomic_add_fetch(&ls->strangers, 1, __ATOMIC_RELAXED);
+    rdma_reject(id, NULL, 0);
+    rdma_destroy_id(id);
+    return false;
+}
+
 void plv_rdma_listener_free(PlvRdmaListener *l)
 {
     if (l) {
+        plv_addr_set_free(l->allowed);
         rdma_destroy_id(l->id);
         rdma_destroy_event_channel(l->ec);
         g_free(l);
@@ -352,7 +383,7 @@ PlvRdmaLink *plv_rdma_link_accept(PlvRdmaListener *ls, uint32_t self_id,
         if (next_event(ls->ec, deadline, &ev, "waiting for a connection", err) < 0) {
             return NULL;
         }
-    } while (ev.type != RDMA_CM_EVENT_CONNECT_REQUEST);
+    } while (ev.type != RDMA_CM_EVENT_CONNECT_REQUEST || !request_allowed(ls, ev.id));
     GError *local = NULL;
     struct rdma_event_channel *ec = plv_rdma_event_channel(err);
     if (!ec) {

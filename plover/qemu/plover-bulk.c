@@ -57,6 +57,20 @@ struct PloverBulkListener {
 #define IF_RDMA(kind, rdma_expr, tcp_expr) (tcp_expr)
 #endif
 
+/* Only the other replicas ever dial a bulk port. */
+static PlvAddrSet *plover_bulk_peer_addrs(const PlvConfig *cfg)
+{
+    PlvAddrSet *set = plv_addr_set_new();
+
+    for (unsigned i = 0; i < cfg->n_peers; i++) {
+        if (i != cfg->id) {
+            plv_addr_set_add_host(set, cfg->peers[i].host);
+        }
+    }
+    plv_addr_set_resolve(set);
+    return set;
+}
+
 #ifdef PLOVER_HAVE_RDMA
 static void *plover_rdma_accept_thread(void *opaque)
 {
@@ -114,6 +128,7 @@ static PloverRdmaAcceptor *plover_rdma_acceptor_new(const PlvConfig *cfg,
     if (!rl) {
         return NULL;
     }
+    plv_rdma_listener_allow(rl, plover_bulk_peer_addrs(cfg));
     a = g_new0(PloverRdmaAcceptor, 1);
     a->listener = rl;
     a->self = cfg->id;
@@ -156,18 +171,15 @@ PloverBulkListener *plover_bulk_listen(const PlvConfig *cfg,
 {
     const PlvConfigPeer *self = &cfg->peers[cfg->id];
     PloverBulkListener *l = g_new0(PloverBulkListener, 1);
-    const char *hosts[PLV_MAX_REPLICAS];
     PlvLinkAcceptorConfig acfg = {
         .self_id = cfg->id,
         .channel = PLV_LINK_CHANNEL_SYNCVM,
         .n_peers = cfg->n_peers,
-        .peer_hosts = hosts,
         .secret = secret,
         .secret_len = secret_len,
         .handshake_timeout_ms = PLV_HANDSHAKE_TIMEOUT_MS,
         .io_timeout_ms = cfg->syncvm_timeout_ms,
     };
-    unsigned n = 0;
 
     l->kind = cfg->transport;
 #ifdef PLOVER_HAVE_RDMA
@@ -180,18 +192,12 @@ PloverBulkListener *plover_bulk_listen(const PlvConfig *cfg,
         return l;
     }
 #endif
-    /* Only the other replicas ever dial this port. */
-    for (unsigned i = 0; i < cfg->n_peers; i++) {
-        if (i != cfg->id) {
-            hosts[n++] = cfg->peers[i].host;
-        }
-    }
-    acfg.n_hosts = n;
     acfg.listen_fd = plv_link_listen(self->host, self->port + 1, err);
     if (acfg.listen_fd < 0) {
         g_free(l);
         return NULL;
     }
+    acfg.allowed = plover_bulk_peer_addrs(cfg);
     l->tcp = plv_link_acceptor_new(&acfg, err);
     if (!l->tcp) {
         close(acfg.listen_fd);
@@ -243,6 +249,7 @@ void plover_bulk_listener_stats(PloverBulkListener *l, PlvLinkAcceptorStats *st)
         qemu_mutex_lock(&l->rdma->lock);
         *st = l->rdma->st;
         qemu_mutex_unlock(&l->rdma->lock);
+        st->strangers = plv_rdma_listener_strangers(l->rdma->listener);
         return;
     }
 #endif

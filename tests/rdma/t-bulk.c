@@ -415,7 +415,59 @@ static void t_close_after_send(void)
     }
 }
 
+/* ---- strangers ---- */
+
+typedef struct Accept {
+    PlvRdmaListener *ls;
+    PlvRdmaLink *l;
+} Accept;
+
+static gpointer accept_quietly(gpointer opaque)
+{
+    Accept *a = opaque;
+    a->l = plv_rdma_link_accept(a->ls, 1, PLV_LINK_CHANNEL_SYNCVM, SECRET,
+                                sizeof(SECRET), RING, 3000, NULL);
+    return NULL;
+}
+
+/* A listener that allows only another address refuses our request before
+ * it allocates anything; allowing ours, the same dial gets through. */
+static void t_stranger_refused(void)
+{
+    PlvRdmaListener *ls = listen_on(18340);
+    PlvAddrSet *only = plv_addr_set_new();
+    Accept a = { .ls = ls };
+    GError *err = NULL;
+
+    plv_addr_set_add_host(only, "192.0.2.1");   /* TEST-NET-1: never ours */
+    plv_addr_set_resolve(only);
+    plv_rdma_listener_allow(ls, only);
+    GThread *th = g_thread_new("acceptor", accept_quietly, &a);
+    PlvRdmaLink *c = plv_rdma_link_connect(plv_rdma_test_addr(), 18340, 0, 1,
+                                           PLV_LINK_CHANNEL_SYNCVM, SECRET,
+                                           sizeof(SECRET), RING, 3000, &err);
+    g_thread_join(th);
+    CHECK(!c && !a.l);
+    g_clear_error(&err);
+    CHECKF(plv_rdma_listener_strangers(ls) == 1, "strangers %" G_GUINT64_FORMAT,
+           plv_rdma_listener_strangers(ls));
+
+    PlvAddrSet *ours = plv_addr_set_new();
+    plv_addr_set_add_host(ours, plv_rdma_test_addr());
+    plv_addr_set_resolve(ours);
+    plv_rdma_listener_allow(ls, ours);
+    a.l = NULL;
+    th = g_thread_new("acceptor", accept_quietly, &a);
+    c = connect_to(18340);
+    g_thread_join(th);
+    CHECK(a.l != NULL);
+    plv_rdma_link_close(a.l);
+    plv_rdma_link_close(c);
+    plv_rdma_listener_free(ls);
+}
+
 const PlvRdmaTest plv_rdma_bulk_tests[] = {
+    { "bulk_stranger_refused_before_allocation", t_stranger_refused, 60 },
     { "bulk_integrity", t_integrity, 180 },
     { "bulk_syncvm", t_syncvm, 180 },
     { "bulk_syncvm_overlapped_send", t_syncvm_overlap, 180 },

@@ -23,20 +23,24 @@ typedef struct Fixture {
 /* An acceptor for replica 0 of 3 on 127.0.0.1, allowing @allowed. */
 static Fixture acceptor(const char *allowed, int handshake_ms)
 {
-    const char *hosts[] = { allowed };
+    PlvAddrSet *set = NULL;
     GError *err = NULL;
     Fixture f;
     int fd = plv_link_listen("127.0.0.1", 0, &err);
 
     ck_assert_int_ge(fd, 0);
     f.port = plv_link_local_port(fd);
+    if (allowed) {
+        set = plv_addr_set_new();
+        plv_addr_set_add_host(set, allowed);
+        plv_addr_set_resolve(set);
+    }
     PlvLinkAcceptorConfig cfg = {
         .listen_fd = fd,
         .self_id = 0,
         .channel = PLV_LINK_CHANNEL_SYNCVM,
         .n_peers = 3,
-        .peer_hosts = allowed ? hosts : NULL,
-        .n_hosts = allowed ? 1 : 0,
+        .allowed = set,
         .secret = SECRET,
         .secret_len = sizeof(SECRET),
         .handshake_timeout_ms = handshake_ms,

@@ -18,6 +18,7 @@
 #include <glib.h>
 
 #include "plover/link-proto.h"
+#include "plover/sockutil.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,9 +32,8 @@ typedef struct PlvLinkAcceptorConfig {
     uint32_t self_id;
     PlvLinkChannel channel;     /* what the handshake binds the links to */
     uint32_t n_peers;           /* authenticated ids must be < n_peers */
-    /* Source addresses allowed to connect; NULL: any address. */
-    const char *const *peer_hosts;
-    unsigned n_hosts;
+    /* Source addresses allowed to connect (taken over); NULL: any. */
+    PlvAddrSet *allowed;
     const uint8_t *secret;
     size_t secret_len;
     int handshake_timeout_ms;   /* per connection, from its accept */

@@ -16,6 +16,7 @@
 #include <glib.h>
 
 #include "plover/link.h"
+#include "plover/sockutil.h"
 #include "plover/transport.h"
 #include "plover/syncvm.h"
 
@@ -71,6 +72,11 @@ typedef struct PlvRdmaListener PlvRdmaListener;
 PlvRdmaListener *plv_rdma_listen(const char *host, uint16_t port,
                                  GError **err);
 uint16_t plv_rdma_listener_port(const PlvRdmaListener *l);
+/* From now on refuse connection requests whose source is not in @allowed
+ * (taken over; NULL: any), before anything is allocated for them. */
+void plv_rdma_listener_allow(PlvRdmaListener *l, PlvAddrSet *allowed);
+/* Requests refused so far by that rule (any thread). */
+uint64_t plv_rdma_listener_strangers(const PlvRdmaListener *l);
 void plv_rdma_listener_free(PlvRdmaListener *l);
 
 /*
