@@ -8,6 +8,7 @@
  */
 #include "plover/link-acceptor.h"
 #include "plover/link-proto.h"
+#include "plover/peer-mailbox.h"
 #include "plover/sockutil.h"
 
 #include <errno.h>
@@ -35,9 +36,8 @@ struct PlvLinkAcceptor {
     bool stop;                  /* under lock */
     Pending pending[PLV_ACCEPTOR_MAX_PENDING];
 
-    pthread_mutex_t lock;       /* the mailbox and the stats */
-    pthread_cond_t cond;
-    PlvLink **mailbox;          /* [n_peers] */
+    PlvPeerMailbox *mailbox;    /* authenticated links, newest per peer */
+    pthread_mutex_t lock;       /* the stats, and stop */
     PlvLinkAcceptorStats st;
 };
 
@@ -127,7 +127,7 @@ static void deliver(PlvLinkAcceptor *a, Pending *p)
 {
     PlvLinkSession *s = plv_handshake_finish(p->hs);
     uint32_t peer = plv_link_session_peer_id(s);
-    PlvLink *old;
+    bool replaced;
 
     if (peer >= a->cfg.n_peers || peer == a->cfg.self_id) {
         count(a, &a->st.failed);
@@ -138,14 +138,12 @@ static void deliver(PlvLinkAcceptor *a, Pending *p)
     PlvLink *l = plv_link_new_authenticated(p->fd, s, a->cfg.io_timeout_ms);
     p->fd = -1;
     pending_close(p);
-    pthread_mutex_lock(&a->lock);
-    old = a->mailbox[peer];
-    a->mailbox[peer] = l;
-    a->st.accepted++;
-    a->st.replaced += old != NULL;
-    pthread_cond_broadcast(&a->cond);
-    pthread_mutex_unlock(&a->lock);
-    plv_link_close(old);
+    /* Counted first: whoever takes the link may look at the stats. */
+    count(a, &a->st.accepted);
+    replaced = plv_peer_mailbox_put(a->mailbox, peer, l);
+    if (replaced) {
+        count(a, &a->st.replaced);
+    }
 }
 
 /* Move one pending handshake on as far as the socket allows. */
@@ -259,12 +257,11 @@ PlvLinkAcceptor *plv_link_acceptor_new(const PlvLinkAcceptorConfig *cfg,
     a->cfg.secret = a->secret;
     a->allowed = cfg->allowed;
     a->cfg.allowed = NULL;
-    a->mailbox = g_new0(PlvLink *, cfg->n_peers);
+    a->mailbox = plv_peer_mailbox_new(cfg->n_peers, (GDestroyNotify)plv_link_close);
     for (unsigned i = 0; i < PLV_ACCEPTOR_MAX_PENDING; i++) {
         a->pending[i].fd = -1;
     }
     pthread_mutex_init(&a->lock, NULL);
-    pthread_cond_init(&a->cond, NULL);
     if (pipe2(a->wake, O_NONBLOCK | O_CLOEXEC) < 0) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO, "pipe: %s",
                     g_strerror(errno));
@@ -281,7 +278,8 @@ PlvLinkAcceptor *plv_link_acceptor_new(const PlvLinkAcceptorConfig *cfg,
     return a;
 fail:
     plv_addr_set_free(a->allowed);
-    g_free(a->mailbox);
+    plv_peer_mailbox_free(a->mailbox);
+    pthread_mutex_destroy(&a->lock);
     g_free(a->secret);
     g_free(a);
     return NULL;
@@ -290,34 +288,12 @@ fail:
 PlvLink *plv_link_acceptor_take(PlvLinkAcceptor *a, uint32_t peer,
                                 int timeout_ms)
 {
-    int64_t deadline = plv_deadline_from_timeout(timeout_ms);
-    PlvLink *l;
-
-    if (peer >= a->cfg.n_peers) {
-        return NULL;
-    }
-    pthread_mutex_lock(&a->lock);
-    while (!a->mailbox[peer] && g_get_monotonic_time() < deadline) {
-        struct timespec ts;
-        int64_t real = g_get_real_time() + (deadline - g_get_monotonic_time());
-        ts.tv_sec = real / G_USEC_PER_SEC;
-        ts.tv_nsec = (real % G_USEC_PER_SEC) * 1000;
-        pthread_cond_timedwait(&a->cond, &a->lock, &ts);
-    }
-    l = a->mailbox[peer];
-    a->mailbox[peer] = NULL;
-    pthread_mutex_unlock(&a->lock);
-    return l;
+    return plv_peer_mailbox_take(a->mailbox, peer, timeout_ms);
 }
 
 bool plv_link_acceptor_ready(PlvLinkAcceptor *a, uint32_t peer)
 {
-    bool r;
-
-    pthread_mutex_lock(&a->lock);
-    r = peer < a->cfg.n_peers && a->mailbox[peer];
-    pthread_mutex_unlock(&a->lock);
-    return r;
+    return plv_peer_mailbox_ready(a->mailbox, peer);
 }
 
 void plv_link_acceptor_get_stats(PlvLinkAcceptor *a, PlvLinkAcceptorStats *st)
@@ -342,16 +318,12 @@ void plv_link_acceptor_free(PlvLinkAcceptor *a)
     for (unsigned i = 0; i < PLV_ACCEPTOR_MAX_PENDING; i++) {
         pending_close(&a->pending[i]);
     }
-    for (uint32_t i = 0; i < a->cfg.n_peers; i++) {
-        plv_link_close(a->mailbox[i]);
-    }
+    plv_peer_mailbox_free(a->mailbox);
     close(a->cfg.listen_fd);
     close(a->wake[0]);
     close(a->wake[1]);
     plv_addr_set_free(a->allowed);
     pthread_mutex_destroy(&a->lock);
-    pthread_cond_destroy(&a->cond);
-    g_free(a->mailbox);
     g_free(a->secret);
     g_free(a);
 }

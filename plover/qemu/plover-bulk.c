@@ -7,6 +7,7 @@
 #include "qemu/thread.h"
 #include "plover-bulk.h"
 #include "plover/transport.h"
+#include "plover/peer-mailbox.h"
 
 #ifdef PLOVER_HAVE_RDMA
 #include "plover/transport-rdma.h"
@@ -35,9 +36,8 @@ typedef struct PloverRdmaAcceptor {
     uint8_t *secret;
     size_t secret_len;
     QemuThread thread;
-    QemuMutex lock;
-    QemuCond cond;
-    PloverBulk **slot;          /* [n_peers] */
+    PlvPeerMailbox *mailbox;    /* PloverBulk*, newest per peer */
+    QemuMutex lock;             /* st */
     PlvLinkAcceptorStats st;
 } PloverRdmaAcceptor;
 #endif
@@ -83,7 +83,7 @@ static void *plover_rdma_accept_thread(void *opaque)
                                                a->secret_len, PLOVER_BULK_RDMA_RING,
                                                PLV_HANDSHAKE_TIMEOUT_MS, &err);
         uint32_t peer;
-        PloverBulk *b, *old;
+        PloverBulk *b;
 
         if (!rl) {
             if (!plv_link_error_is_timeout(err)) {
@@ -105,13 +105,13 @@ static void *plover_rdma_accept_thread(void *opaque)
         b->kind = PLV_TRANSPORT_RDMA;
         b->rdma = rl;
         qemu_mutex_lock(&a->lock);
-        old = a->slot[peer];
-        a->slot[peer] = b;
         a->st.accepted++;
-        a->st.replaced += old != NULL;
-        qemu_cond_broadcast(&a->cond);
         qemu_mutex_unlock(&a->lock);
-        plover_bulk_close(old);
+        if (plv_peer_mailbox_put(a->mailbox, peer, b)) {
+            qemu_mutex_lock(&a->lock);
+            a->st.replaced++;
+            qemu_mutex_unlock(&a->lock);
+        }
     }
     return NULL;
 }
@@ -135,34 +135,14 @@ static PloverRdmaAcceptor *plover_rdma_acceptor_new(const PlvConfig *cfg,
     a->n_peers = cfg->n_peers;
     a->secret = g_memdup2(secret, secret_len);
     a->secret_len = secret_len;
-    a->slot = g_new0(PloverBulk *, cfg->n_peers);
+    a->mailbox = plv_peer_mailbox_new(cfg->n_peers, (GDestroyNotify)plover_bulk_close);
     qemu_mutex_init(&a->lock);
-    qemu_cond_init(&a->cond);
     /* Lives as long as the process, like the replica. */
     qemu_thread_create(&a->thread, "plover-bulk-acc", plover_rdma_accept_thread,
                        a, QEMU_THREAD_DETACHED);
     return a;
 }
 
-static PloverBulk *plover_rdma_take(PloverRdmaAcceptor *a, uint32_t peer,
-                                    int timeout_ms)
-{
-    int64_t deadline = g_get_monotonic_time() + (int64_t)timeout_ms * 1000;
-    PloverBulk *b;
-
-    if (peer >= a->n_peers) {
-        return NULL;
-    }
-    qemu_mutex_lock(&a->lock);
-    while (!a->slot[peer] && g_get_monotonic_time() < deadline) {
-        qemu_cond_timedwait(&a->cond, &a->lock,
-                            MAX(1, (deadline - g_get_monotonic_time()) / 1000));
-    }
-    b = a->slot[peer];
-    a->slot[peer] = NULL;
-    qemu_mutex_unlock(&a->lock);
-    return b;
-}
 #endif
 
 PloverBulkListener *plover_bulk_listen(const PlvConfig *cfg,
@@ -214,7 +194,7 @@ PloverBulk *plover_bulk_take(PloverBulkListener *l, uint32_t peer, int timeout_m
 
 #ifdef PLOVER_HAVE_RDMA
     if (l->kind == PLV_TRANSPORT_RDMA) {
-        return plover_rdma_take(l->rdma, peer, timeout_ms);
+        return plv_peer_mailbox_take(l->rdma->mailbox, peer, timeout_ms);
     }
 #endif
     tl = plv_link_acceptor_take(l->tcp, peer, timeout_ms);
@@ -231,12 +211,7 @@ bool plover_bulk_ready(PloverBulkListener *l, uint32_t peer)
 {
 #ifdef PLOVER_HAVE_RDMA
     if (l->kind == PLV_TRANSPORT_RDMA) {
-        bool r;
-
-        qemu_mutex_lock(&l->rdma->lock);
-        r = peer < l->rdma->n_peers && l->rdma->slot[peer];
-        qemu_mutex_unlock(&l->rdma->lock);
-        return r;
+        return plv_peer_mailbox_ready(l->rdma->mailbox, peer);
     }
 #endif
     return plv_link_acceptor_ready(l->tcp, peer);

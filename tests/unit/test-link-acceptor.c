@@ -191,7 +191,7 @@ START_TEST(newest_link_replaces_untaken)
     }
     c2 = dial(f.port, 1, SECRET, sizeof(SECRET));
     ck_assert_ptr_nonnull(c2);
-    for (int i = 0; i < 200 && stats(&f).accepted < 2; i++) {
+    for (int i = 0; i < 200 && (stats(&f).accepted < 2 || stats(&f).replaced < 1); i++) {
         g_usleep(10 * 1000);
     }
     st = stats(&f);
