@@ -511,6 +511,35 @@ static void link_pair(PlvLink **c, PlvLink **s)
     link_pair_timeout(c, s, 5000);
 }
 
+/*
+ * Dial an acceptor of @channel (id 20, SECRET) as id 10 expecting @expect,
+ * on @dial_channel with @secret: both ends must fail with
+ * PLV_LINK_ERROR_AUTH. Returns the dialer's error message (free it).
+ */
+static char *dial_refused(PlvLinkChannel channel, uint32_t expect,
+                          PlvLinkChannel dial_channel,
+                          const uint8_t *secret, size_t secret_len)
+{
+    uint16_t port;
+    AcceptJob j = { .channel = channel, .secret = SECRET,
+                    .secret_len = sizeof(SECRET), .timeout_ms = 5000 };
+    j.lfd = listen_any(&port);
+    GThread *t = g_thread_new("accept", accept_thread, &j);
+    GError *err = NULL;
+    PlvLink *c = plv_link_connect("127.0.0.1", port, 10, expect, dial_channel,
+                                  secret, secret_len, 5000, &err);
+    g_thread_join(t);
+    ck_assert_ptr_null(c);
+    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    ck_assert_ptr_null(j.link);
+    ck_assert(g_error_matches(j.err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
+    char *msg = g_strdup(err->message);
+    g_clear_error(&err);
+    g_clear_error(&j.err);
+    close(j.lfd);
+    return msg;
+}
+
 START_TEST(link_handshake_and_frames)
 {
     PlvLink *c, *s;
@@ -545,22 +574,7 @@ END_TEST
 
 START_TEST(link_wrong_secret_rejected)
 {
-    uint16_t port;
-    AcceptJob j = { .secret = SECRET, .secret_len = sizeof(SECRET),
-                    .timeout_ms = 5000 };
-    j.lfd = listen_any(&port);
-    GThread *t = g_thread_new("accept", accept_thread, &j);
-    GError *err = NULL;
-    PlvLink *c = plv_link_connect("127.0.0.1", port, 10, 20, CHAN, OTHER,
-                                  sizeof(OTHER), 5000, &err);
-    g_thread_join(t);
-    ck_assert_ptr_null(c);
-    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
-    ck_assert_ptr_null(j.link);
-    ck_assert(g_error_matches(j.err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
-    g_clear_error(&err);
-    g_clear_error(&j.err);
-    close(j.lfd);
+    g_free(dial_refused(CHAN, 20, CHAN, OTHER, sizeof(OTHER)));
 }
 END_TEST
 
@@ -663,23 +677,8 @@ END_TEST
 /* A consensus acceptor refuses a syncvm dialer, and the dialer learns. */
 START_TEST(link_channel_mismatch_fails_both_ends)
 {
-    uint16_t port;
-    AcceptJob j = { .channel = PLV_LINK_CHANNEL_CONSENSUS, .secret = SECRET,
-                    .secret_len = sizeof(SECRET), .timeout_ms = 5000 };
-    j.lfd = listen_any(&port);
-    GThread *t = g_thread_new("accept", accept_thread, &j);
-    GError *err = NULL;
-    PlvLink *c = plv_link_connect("127.0.0.1", port, 10, 20,
-                                  PLV_LINK_CHANNEL_SYNCVM, SECRET,
-                                  sizeof(SECRET), 5000, &err);
-    g_thread_join(t);
-    ck_assert_ptr_null(c);
-    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
-    ck_assert_ptr_null(j.link);
-    ck_assert(g_error_matches(j.err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
-    g_clear_error(&err);
-    g_clear_error(&j.err);
-    close(j.lfd);
+    g_free(dial_refused(PLV_LINK_CHANNEL_CONSENSUS, 20, PLV_LINK_CHANNEL_SYNCVM,
+                        SECRET, sizeof(SECRET)));
 }
 END_TEST
 
@@ -687,24 +686,8 @@ END_TEST
  * its AUTH, so the acceptor sees the connection dropped. */
 START_TEST(link_expect_peer_mismatch)
 {
-    uint16_t port;
-    AcceptJob j = { .secret = SECRET, .secret_len = sizeof(SECRET),
-                    .timeout_ms = 5000 };
-    j.lfd = listen_any(&port);
-    GThread *t = g_thread_new("accept", accept_thread, &j);
-    GError *err = NULL;
-    PlvLink *c = plv_link_connect("127.0.0.1", port, 10, 99, CHAN, SECRET,
-                                  sizeof(SECRET), 5000, &err);
-    g_thread_join(t);
-    ck_assert_ptr_null(c);
-    ck_assert(g_error_matches(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
-    ck_assert_msg(strstr(err->message, "dialed replica 99, replica 20 answered"),
-                  "%s", err->message);
-    ck_assert_ptr_null(j.link);
-    ck_assert(g_error_matches(j.err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH));
-    g_clear_error(&err);
-    g_clear_error(&j.err);
-    close(j.lfd);
+    g_autofree char *msg = dial_refused(CHAN, 99, CHAN, SECRET, sizeof(SECRET));
+    ck_assert_msg(strstr(msg, "dialed replica 99, replica 20 answered"), "%s", msg);
 }
 END_TEST
 
