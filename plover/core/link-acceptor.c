@@ -9,6 +9,7 @@
 #include "plover/link-acceptor.h"
 #include "plover/link-proto.h"
 #include "plover/peer-mailbox.h"
+#include "plover/pending-slots.h"
 #include "plover/sockutil.h"
 
 #include <errno.h>
@@ -20,11 +21,10 @@
 #include <unistd.h>
 
 typedef struct Pending {
+    PlvPendingSlot slot;        /* first: what plv_pending_victim() weighs */
     int fd;                     /* -1: free slot */
     PlvHandshake *hs;
     int64_t deadline;
-    int64_t since;              /* accept time: the oldest is evicted first */
-    PlvIpAddr addr;
 } Pending;
 
 struct PlvLinkAcceptor {
@@ -32,6 +32,7 @@ struct PlvLinkAcceptor {
     uint8_t *secret;
     PlvAddrSet *allowed;        /* NULL: any address */
     int wake[2];
+    int64_t listen_paused_until;    /* out of fds: stop polling the socket */
     pthread_t thread;
     bool stop;                  /* under lock */
     Pending pending[PLV_ACCEPTOR_MAX_PENDING];
@@ -58,37 +59,31 @@ static void pending_close(Pending *p)
     p->hs = NULL;
 }
 
-/* A free slot for a connection from @addr: pushes out the oldest pending
- * connection of that address past its share, or the oldest of all. */
-static Pending *slot_for(PlvLinkAcceptor *a, const PlvIpAddr *addr)
+/* A free slot for a connection from @src, made by pushing one out if
+ * need be (plover/pending-slots.h). */
+static Pending *slot_for(PlvLinkAcceptor *a, const PlvIpAddr *src)
 {
-    Pending *free_slot = NULL, *oldest = NULL, *oldest_same = NULL;
-    unsigned same = 0;
+    PlvPendingSlot *used[PLV_ACCEPTOR_MAX_PENDING];
+    Pending *free_slot = NULL;
+    unsigned n = 0;
 
     for (unsigned i = 0; i < PLV_ACCEPTOR_MAX_PENDING; i++) {
         Pending *p = &a->pending[i];
-        if (p->fd < 0) {
-            free_slot = free_slot ? free_slot : p;
-            continue;
-        }
-        if (!oldest || p->since < oldest->since) {
-            oldest = p;
-        }
-        if (plv_ip_addr_equal(&p->addr, addr)) {
-            same++;
-            if (!oldest_same || p->since < oldest_same->since) {
-                oldest_same = p;
-            }
+        if (p->fd >= 0) {
+            used[n++] = &p->slot;
+        } else if (!free_slot) {
+            free_slot = p;
         }
     }
-    Pending *victim = same >= PLV_ACCEPTOR_MAX_PER_ADDR ? oldest_same
-                      : free_slot ? NULL : oldest;
-    if (victim) {
-        count(a, &a->st.evicted);
-        pending_close(victim);
-        return victim;
+    int v = plv_pending_victim(used, n, PLV_ACCEPTOR_MAX_PENDING,
+                               PLV_ACCEPTOR_MAX_PER_ADDR, src);
+    if (v < 0) {
+        return free_slot;
     }
-    return free_slot;
+    Pending *victim = (Pending *)used[v];
+    count(a, &a->st.evicted);
+    pending_close(victim);
+    return victim;
 }
 
 static void accept_new(PlvLinkAcceptor *a)
@@ -103,7 +98,12 @@ static void accept_new(PlvLinkAcceptor *a)
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;
             }
-            return;     /* EAGAIN, or out of fds: poll tells us again */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                errno == ENOMEM) {
+                /* The socket stays readable: polling it now would spin. */
+                a->listen_paused_until = g_get_monotonic_time() + 50 * 1000;
+            }
+            return;
         }
         if (!plv_ip_addr_from_sockaddr((struct sockaddr *)&sa, &addr) ||
             (a->allowed && !plv_addr_set_contains(a->allowed, &addr))) {
@@ -116,9 +116,8 @@ static void accept_new(PlvLinkAcceptor *a)
         p->fd = fd;
         p->hs = plv_handshake_new(false, a->cfg.self_id, a->cfg.channel,
                                   a->secret, a->cfg.secret_len);
-        p->since = g_get_monotonic_time();
+        p->slot = (PlvPendingSlot){ .src = addr, .since = g_get_monotonic_time() };
         p->deadline = plv_deadline_from_timeout(a->cfg.handshake_timeout_ms);
-        p->addr = addr;
     }
 }
 
@@ -181,6 +180,7 @@ static void step(PlvLinkAcceptor *a, Pending *p)
         if (n <= 0 || plv_handshake_input(p->hs, in, n, &used, NULL) < 0) {
             break;
         }
+        p->slot.heard = true;
     }
     count(a, &a->st.failed);
     pending_close(p);
@@ -202,8 +202,15 @@ static void *acceptor_thread(void *opaque)
         if (stop) {
             return NULL;
         }
+        bool listening = g_get_monotonic_time() >= a->listen_paused_until;
+
         pfd[n++] = (struct pollfd){ .fd = a->wake[0], .events = POLLIN };
-        pfd[n++] = (struct pollfd){ .fd = a->cfg.listen_fd, .events = POLLIN };
+        /* fd -1: poll skips it */
+        pfd[n++] = (struct pollfd){ .fd = listening ? a->cfg.listen_fd : -1,
+                                    .events = POLLIN };
+        if (!listening) {
+            deadline = a->listen_paused_until;
+        }
         for (unsigned i = 0; i < PLV_ACCEPTOR_MAX_PENDING; i++) {
             Pending *p = &a->pending[i];
             if (p->fd < 0) {

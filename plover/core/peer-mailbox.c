@@ -5,6 +5,7 @@
 #include "plover/sockutil.h"
 
 #include <pthread.h>
+#include <time.h>
 
 struct PlvPeerMailbox {
     pthread_mutex_t lock;
@@ -17,9 +18,15 @@ struct PlvPeerMailbox {
 PlvPeerMailbox *plv_peer_mailbox_new(uint32_t n_peers, GDestroyNotify destroy)
 {
     PlvPeerMailbox *m = g_new0(PlvPeerMailbox, 1);
+    pthread_condattr_t ca;
 
     pthread_mutex_init(&m->lock, NULL);
-    pthread_cond_init(&m->cond, NULL);
+    /* Waits are measured on the monotonic clock: a wall clock stepped
+     * back would lengthen them. */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->cond, &ca);
+    pthread_condattr_destroy(&ca);
     m->n = n_peers;
     m->destroy = destroy;
     m->slot = g_new0(void *, n_peers);
@@ -55,10 +62,10 @@ void *plv_peer_mailbox_take(PlvPeerMailbox *m, uint32_t peer, int timeout_ms)
     }
     pthread_mutex_lock(&m->lock);
     while (!m->slot[peer] && g_get_monotonic_time() < deadline) {
-        int64_t real = g_get_real_time() + (deadline - g_get_monotonic_time());
+        /* g_get_monotonic_time() is CLOCK_MONOTONIC on Linux. */
         struct timespec ts = {
-            .tv_sec = real / G_USEC_PER_SEC,
-            .tv_nsec = (real % G_USEC_PER_SEC) * 1000,
+            .tv_sec = deadline / G_USEC_PER_SEC,
+            .tv_nsec = (deadline % G_USEC_PER_SEC) * 1000,
         };
         pthread_cond_timedwait(&m->cond, &m->lock, &ts);
     }

@@ -10,6 +10,7 @@
 #include "plover/transport.h"
 #include "plover/link-proto.h"
 #include "plover/sockutil.h"
+#include "plover/pending-slots.h"
 
 #include <errno.h>
 #include <string.h>
@@ -48,7 +49,7 @@ typedef struct Conn {
     size_t out_off;
     bool dirty, epollout;
     int64_t deadline;           /* connect + handshake must finish by then */
-    PlvIpAddr src;              /* acceptor: where it came from */
+    PlvPendingSlot slot;        /* acceptor, until authenticated */
 } Conn;
 
 struct Peer {
@@ -403,6 +404,7 @@ static void conn_handshake(Conn *c)
             hs_fail(c, err);
             return;
         }
+        c->slot.heard = true;   /* a dialer at work: pushed out last */
         if (used < (size_t)n) {
             if (r != 1) {
                 hs_fail(c, NULL);
@@ -481,10 +483,9 @@ static void conn_event(Conn *c, uint32_t events)
 }
 
 /*
- * May a connection from @src take a pending slot? Strangers may not. A peer's
- * address may, at the cost of its own oldest pending connection once it
- * holds PENDING_PER_ADDR, or of the oldest of all when every slot is taken
- * (a peer's handshake takes milliseconds: the oldest is the likeliest dud).
+ * May a connection from @src take a pending slot? Strangers may not. A
+ * peer's address may, pushing out another unauthenticated connection if
+ * need be (plover/pending-slots.h).
  */
 static bool take_slot(TcpTransport *t, const PlvIpAddr *src)
 {
@@ -492,26 +493,15 @@ static bool take_slot(TcpTransport *t, const PlvIpAddr *src)
         STAT_ADD(t, rejected_strangers, 1);
         return false;
     }
-    Conn *oldest = NULL, *oldest_here = NULL;
-    unsigned here = 0;
-    for (guint i = 0; i < t->pending->len; i++) {
-        Conn *c = g_ptr_array_index(t->pending, i);
-        /* Every pending deadline is accept time + one constant. */
-        if (!oldest || c->deadline < oldest->deadline) {
-            oldest = c;
-        }
-        if (plv_ip_addr_equal(&c->src, src)) {
-            here++;
-            if (!oldest_here || c->deadline < oldest_here->deadline) {
-                oldest_here = c;
-            }
-        }
+    PlvPendingSlot *used[MAX_PENDING];
+    unsigned n = MIN(t->pending->len, MAX_PENDING);
+    for (unsigned i = 0; i < n; i++) {
+        used[i] = &((Conn *)g_ptr_array_index(t->pending, i))->slot;
     }
-    Conn *victim = here >= PENDING_PER_ADDR ? oldest_here
-                 : t->pending->len >= MAX_PENDING ? oldest : NULL;
-    if (victim) {
+    int v = plv_pending_victim(used, n, MAX_PENDING, PENDING_PER_ADDR, src);
+    if (v >= 0) {
         STAT_ADD(t, pending_evicted, 1);
-        conn_close(victim);     /* freed after this wait(), like any close */
+        conn_close(g_ptr_array_index(t->pending, v));   /* freed after this wait() */
     }
     return true;
 }
@@ -547,7 +537,8 @@ static void accept_all(TcpTransport *t)
         c->hs = plv_handshake_new(false, t->self_id, PLV_LINK_CHANNEL_CONSENSUS,
                                   t->secret, t->secret_len);
         g_ptr_array_add(t->pending, c);
-        c->src = src;           /* take_slot() counts it from here on */
+        /* take_slot() weighs it from here on */
+        c->slot = (PlvPendingSlot){ .src = src, .since = g_get_monotonic_time() };
         conn_epoll(c, EPOLL_CTL_ADD, EPOLLIN);
         conn_handshake(c);
     }

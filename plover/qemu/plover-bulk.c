@@ -29,6 +29,10 @@ struct PloverBulk {
  * rdma_cm has no accept queue we could filter or poll as a socket: one
  * thread accepts connection after connection, each bounded by the
  * handshake timeout, and leaves the newest link of each peer in a slot.
+ * Requests from addresses that are no peer's are refused before any of
+ * that; one that stalls its handshake from a peer's own address delays
+ * the next dial by up to the handshake timeout (2 s), which may fail one
+ * syncvm.
  */
 typedef struct PloverRdmaAcceptor {
     PlvRdmaListener *listener;
@@ -90,6 +94,7 @@ static void *plover_rdma_accept_thread(void *opaque)
                 qemu_mutex_lock(&a->lock);
                 a->st.failed++;
                 qemu_mutex_unlock(&a->lock);
+                g_usleep(10 * 1000);    /* a lasting error must not spin */
             }
             continue;
         }

@@ -171,7 +171,9 @@ static ssize_t plover_filter_receive_iov(NetFilterState *nf,
     /* From the guest: an output. */
     if (!s->executing) {
         s->outputs_dropped++;
-    } else if (s->outputs_bytes + size > plover_output_cap(s)) {
+    } else if (s->outputs_bytes && s->outputs_bytes + size > plover_output_cap(s)) {
+        /* (An empty queue takes any packet, however large: a cap below
+         * one GSO frame must not block the guest for good.) */
         s->outputs_dropped++;
         s->outputs_over_cap++;
     } else {
@@ -220,13 +222,17 @@ static void plover_input_retry(void *opaque)
 
 void plover_net_inject(PloverState *s, const uint8_t *pkt, size_t len)
 {
-    if (s->inputs_bytes + len > plover_input_cap(s)) {
+    size_t before = s->inputs_bytes, soft = plover_input_cap(s) / 4;
+
+    if (s->inputs_bytes && s->inputs_bytes + len > plover_input_cap(s)) {
         s->inputs_over_cap++;
     } else {
         g_queue_push_tail(&s->inputs, plover_packet_copy(pkt, len));
         s->inputs_bytes += len;
     }
-    if (s->inputs_bytes >= plover_input_cap(s) / 4 && s->role == PLV_ROLE_LEADER) {
+    /* Once as the level is crossed: a guest that does not read its NIC
+     * keeps the queue up, and a syncvm per packet would only slow it. */
+    if (before < soft && s->inputs_bytes >= soft && s->role == PLV_ROLE_LEADER) {
         s->size_triggers += plover_request_syncvm(s, "input");
     }
     plover_net_flush_inputs(s);

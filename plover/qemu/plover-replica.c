@@ -192,6 +192,12 @@ bool plover_migrate_leader(PloverState *s, Error **errp)
 static void plover_role_changed(PloverState *s, PlvRole old, PlvRole role)
 {
     trace_plover_role(plv_role_name(old), plv_role_name(role), s->vid);
+    if ((old == PLV_ROLE_LEADER) != (role == PLV_ROLE_LEADER)) {
+        /* A syncvm link belongs to one term: the other end may have
+         * dropped it since (a leader that leads again would reuse a dead
+         * link, and fail a syncvm for nothing). */
+        plover_sync_drop_link(s);
+    }
     if (old == PLV_ROLE_LEADER && role != PLV_ROLE_LEADER) {
         s->forward_until_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) +
                               PLOVER_FORWARD_WINDOW_MS * SCALE_MS;

@@ -306,7 +306,6 @@ static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
 {
     g_autoptr(GError) gerr = NULL;
     int timeout = s->cfg.syncvm_timeout_ms;
-    PloverBulk *fresh;
 
     if (leader) {
         if (s->bulk && s->bulk_peer == s->secondary) {
@@ -323,17 +322,10 @@ static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
         s->bulk_peer = s->secondary;
         return true;
     }
+    /* The secondary waits for the leader's link in plover_sync_wait_hello,
+     * within the one deadline of the agreement. */
     if (s->bulk && s->bulk_peer != s->leader) {
         plover_sync_drop_link(s);       /* a former leader's */
-    }
-    fresh = plover_bulk_take(s->bulk_listener, s->leader, s->bulk ? 0 : timeout);
-    if (fresh) {
-        plover_sync_take_link(s, fresh);
-    }
-    if (!s->bulk) {
-        error_setg(errp, "plover: syncvm link: replica %u (leader) did not "
-                   "connect within %d ms", s->leader, timeout);
-        return false;
     }
     return true;
 }
@@ -419,10 +411,29 @@ static PloverAgree plover_sync_agree_leader(PloverState *s, uint64_t epoch,
     return PLOVER_AGREE_OK;
 }
 
+/* Tell a leader still in an entry this replica has left to give it up. */
+static bool plover_sync_send_skip(PloverState *s, uint64_t epoch, Error **errp)
+{
+    g_autoptr(GError) gerr = NULL;
+    uint8_t skip[PLV_SYNC_SKIP_LEN];
+    struct iovec iov = { .iov_base = skip, .iov_len = sizeof(skip) };
+
+    plv_sync_skip_encode(epoch, skip);
+    if (plover_bulk_send(s->bulk, PLV_SYNC_MSG_SKIP, &iov, 1, &gerr) < 0) {
+        error_setg(errp, "plover: syncvm link: %s", gerr->message);
+        return false;
+    }
+    return true;
+}
+
 /*
  * The secondary's wait for the leader's HELLO of @epoch, or the one it
- * kept from an earlier wait. A HELLO for an entry this replica left is
- * answered SKIP; one for an entry it has yet to reach is kept for then.
+ * kept from an earlier wait, within one deadline. The link in use may be
+ * dead (the leader gave it up and dials again; or an acceptor kept a
+ * link its dialer has closed since): a broken link is dropped and the
+ * wait goes on for the leader's next one. A HELLO for an entry this
+ * replica left is answered SKIP; one for an entry it has yet to reach is
+ * kept for then. Never blocks longer than syncvm-timeout-ms in all.
  */
 static PloverAgree plover_sync_wait_hello(PloverState *s, uint64_t epoch,
                                           PlvSyncHello *hello, Error **errp)
@@ -430,30 +441,45 @@ static PloverAgree plover_sync_wait_hello(PloverState *s, uint64_t epoch,
     int64_t deadline = g_get_monotonic_time() +
                        (int64_t)s->cfg.syncvm_timeout_ms * 1000;
     g_autoptr(GByteArray) in = g_byte_array_new();
+    g_autofree char *broken = NULL;
 
+    if (s->sync_hello_kept &&
+        plv_sync_on_hello(epoch, s->sync_hello.epoch) == PLV_SYNC_HELLO_SKIP) {
+        /* Kept for an entry this replica never executed (a snapshot
+         * skipped it): the leader may still wait on it. */
+        s->sync_hello_kept = false;
+        if (!plover_sync_send_skip(s, epoch, errp)) {
+            return PLOVER_AGREE_FAILED;
+        }
+    }
     while (!s->sync_hello_kept) {
         g_autoptr(GError) gerr = NULL;
-        uint8_t skip[PLV_SYNC_SKIP_LEN];
-        struct iovec iov = { .iov_base = skip, .iov_len = sizeof(skip) };
+        int left = (deadline - g_get_monotonic_time()) / 1000;
         uint16_t type;
-        PloverBulk *fresh = plover_bulk_take(s->bulk_listener, s->leader, 0);
+        PloverBulk *fresh;
 
+        if (left <= 0) {
+            /* A late leader, not a broken link: keep what works. */
+            error_setg(errp, "plover: syncvm %" PRIu64 ": no word from the "
+                       "leader within %u ms%s%s", epoch, s->cfg.syncvm_timeout_ms,
+                       broken ? "; " : "", broken ? broken : "");
+            return PLOVER_AGREE_SKEW;
+        }
+        /* The leader gave the old link up and dialed again? */
+        fresh = plover_bulk_take(s->bulk_listener, s->leader,
+                                 s->bulk ? 0 : MIN(left, PLOVER_SYNC_WAIT_SLICE_MS));
         if (fresh) {
-            /* The leader gave the old link up and dialed again. */
             plover_sync_take_link(s, fresh);
         }
-        if (plover_bulk_recv(s->bulk, &type, in, PLOVER_SYNC_WAIT_SLICE_MS,
+        if (!s->bulk) {
+            continue;
+        }
+        if (plover_bulk_recv(s->bulk, &type, in, MIN(left, PLOVER_SYNC_WAIT_SLICE_MS),
                              &gerr) < 0) {
             if (!plv_link_error_is_timeout(gerr)) {
-                error_setg(errp, "plover: syncvm link: %s", gerr->message);
-                return PLOVER_AGREE_FAILED;
-            }
-            if (g_get_monotonic_time() >= deadline) {
-                /* A late leader, not a broken link: keep it. */
-                error_setg(errp, "plover: syncvm %" PRIu64 ": no word from "
-                           "the leader within %u ms", epoch,
-                           s->cfg.syncvm_timeout_ms);
-                return PLOVER_AGREE_SKEW;
+                g_free(broken);
+                broken = g_strdup(gerr->message);
+                plover_sync_drop_link(s);
             }
             continue;
         }
@@ -464,29 +490,18 @@ static PloverAgree plover_sync_wait_hello(PloverState *s, uint64_t epoch,
         }
         if (plv_sync_on_hello(epoch, s->sync_hello.epoch) != PLV_SYNC_HELLO_SKIP) {
             s->sync_hello_kept = true;
-            break;
-        }
-        plv_sync_skip_encode(epoch, skip);
-        if (plover_bulk_send(s->bulk, PLV_SYNC_MSG_SKIP, &iov, 1, &gerr) < 0) {
-            error_setg(errp, "plover: syncvm link: %s", gerr->message);
+        } else if (!plover_sync_send_skip(s, epoch, errp)) {
             return PLOVER_AGREE_FAILED;
         }
     }
-    switch (plv_sync_on_hello(epoch, s->sync_hello.epoch)) {
-    case PLV_SYNC_HELLO_ACCEPT:
-        s->sync_hello_kept = false;
-        *hello = s->sync_hello;
-        return PLOVER_AGREE_OK;
-    case PLV_SYNC_HELLO_LATER:
+    if (plv_sync_on_hello(epoch, s->sync_hello.epoch) == PLV_SYNC_HELLO_LATER) {
         error_setg(errp, "plover: syncvm %" PRIu64 ": the leader is at "
                    "syncvm %" PRIu64 " already", epoch, s->sync_hello.epoch);
         return PLOVER_AGREE_SKEW;
-    default:
-        s->sync_hello_kept = false;     /* cannot be kept: epochs grow */
-        error_setg(errp, "plover: syncvm %" PRIu64 ": a kept greeting for "
-                   "syncvm %" PRIu64, epoch, s->sync_hello.epoch);
-        return PLOVER_AGREE_SKEW;
     }
+    s->sync_hello_kept = false;
+    *hello = s->sync_hello;
+    return PLOVER_AGREE_OK;
 }
 
 static PloverAgree plover_sync_agree_secondary(PloverState *s, uint64_t epoch,
@@ -514,7 +529,10 @@ static PloverAgree plover_sync_agree_secondary(PloverState *s, uint64_t epoch,
         error_setg(errp, "plover: syncvm link: %s", gerr->message);
         return PLOVER_AGREE_FAILED;
     }
-    plv_sync_direction(&hello, &reply, push, full);
+    if (!plv_sync_direction(&hello, &reply, push, full)) {
+        error_setg(errp, "plover: syncvm: neither leader nor secondary holds the VM");
+        return PLOVER_AGREE_FAILED;
+    }
     return PLOVER_AGREE_OK;
 }
 

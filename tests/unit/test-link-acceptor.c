@@ -5,12 +5,14 @@
  */
 #include <check.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "helper-net.h"
 #include "helper-run.h"
 #include "plover/link-acceptor.h"
+#include "plover/pending-slots.h"
 
 static const uint8_t SECRET[] = "correct horse battery staple";
 static const uint8_t OTHER[] = "incorrect horse battery staple";
@@ -86,6 +88,34 @@ static bool closed_by_peer(int fd, int timeout_ms)
         }
     }
 }
+
+static PlvIpAddr ip4(uint8_t last)
+{
+    PlvIpAddr a = { .family = AF_INET, .bytes = { 10, 0, 0, last } };
+    return a;
+}
+
+/* Room while there is some; then the address's own idle socket, its
+ * oldest, then (all taken) an idle socket of anyone before a handshake. */
+START_TEST(pending_victim_rules)
+{
+    PlvPendingSlot s[4] = {
+        { .src = ip4(1), .since = 10, .heard = true },
+        { .src = ip4(1), .since = 20, .heard = false },
+        { .src = ip4(2), .since = 5, .heard = true },
+        { .src = ip4(3), .since = 30, .heard = false },
+    };
+    PlvPendingSlot *p[4] = { &s[0], &s[1], &s[2], &s[3] };
+    PlvIpAddr a1 = ip4(1), a2 = ip4(2), a4 = ip4(4);
+
+    ck_assert_int_eq(plv_pending_victim(p, 3, 8, 4, &a1), -1);
+    ck_assert_int_eq(plv_pending_victim(p, 4, 8, 2, &a1), 1);  /* idle, not the older dialer */
+    ck_assert_int_eq(plv_pending_victim(p, 4, 8, 1, &a2), 2);
+    ck_assert_int_eq(plv_pending_victim(p, 4, 4, 2, &a4), 1);  /* oldest idle of all */
+    s[1].heard = s[3].heard = true;
+    ck_assert_int_eq(plv_pending_victim(p, 4, 4, 2, &a4), 2);  /* all at work: oldest */
+}
+END_TEST
 
 START_TEST(stranger_closed_before_a_slot)
 {
@@ -209,6 +239,77 @@ START_TEST(newest_link_replaces_untaken)
 }
 END_TEST
 
+/* Write all of @len bytes to a blocking socket. */
+static void write_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        ck_assert_int_gt(n, 0);
+        p += n;
+        len -= n;
+    }
+}
+
+/* Drive @hs over the blocking socket @fd until it wants input it cannot
+ * have yet (stop_before_auth: before our AUTH goes out) or is done. */
+static void pump(PlvHandshake *hs, int fd, bool stop_before_auth)
+{
+    for (;;) {
+        const uint8_t *out;
+        size_t n = plv_handshake_output(hs, &out);
+        if (n) {
+            if (stop_before_auth && n == PLV_LINK_AUTH_LEN) {
+                return;
+            }
+            write_all(fd, out, n);
+            plv_handshake_output_done(hs, n);
+            continue;
+        }
+        size_t want = plv_handshake_want(hs), used;
+        if (!want) {
+            return;
+        }
+        uint8_t in[PLV_LINK_HELLO_LEN];
+        ssize_t r = read(fd, in, MIN(want, sizeof(in)));
+        ck_assert_int_gt(r, 0);
+        ck_assert_int_ge(plv_handshake_input(hs, in, r, &used, NULL), 0);
+    }
+}
+
+/* A flood of idle sockets from the dialer's own address, arriving while
+ * the dialer is in the middle of its handshake, pushes out the idle ones
+ * and never the dialer. */
+START_TEST(idle_flood_spares_a_handshake_under_way)
+{
+    Fixture f = acceptor("127.0.0.1", 10000);
+    int fd = plv_test_raw_connect(f.port);
+    PlvHandshake *hs = plv_handshake_new(true, 1, PLV_LINK_CHANNEL_SYNCVM, SECRET,
+                                         sizeof(SECRET));
+    int idle[3 * PLV_ACCEPTOR_MAX_PENDING];
+
+    ck_assert_int_ge(fd, 0);
+    pump(hs, fd, true);             /* HELLOs crossed; our AUTH not sent */
+    for (unsigned i = 0; i < G_N_ELEMENTS(idle); i++) {
+        idle[i] = plv_test_raw_connect(f.port);
+        ck_assert_int_ge(idle[i], 0);
+    }
+    for (int i = 0; i < 200 && stats(&f).evicted < G_N_ELEMENTS(idle) - 1; i++) {
+        g_usleep(10 * 1000);
+    }
+    pump(hs, fd, false);
+    ck_assert(plv_handshake_done(hs));
+    PlvLink *s = plv_link_acceptor_take(f.a, 1, 2000);
+    ck_assert_ptr_nonnull(s);
+    plv_link_close(s);
+    for (unsigned i = 0; i < G_N_ELEMENTS(idle); i++) {
+        close(idle[i]);
+    }
+    plv_handshake_free(hs);
+    close(fd);
+    plv_link_acceptor_free(f.a);
+}
+END_TEST
+
 /* Our own id, or one past the group, is refused after authentication. */
 /* A consensus link is no syncvm link, whatever the secret. */
 START_TEST(other_channel_refused)
@@ -248,9 +349,11 @@ int main(void)
     Suite *su = suite_create("link-acceptor");
     TCase *tc = tcase_create("acceptor");
     tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, pending_victim_rules);
     tcase_add_test(tc, stranger_closed_before_a_slot);
     tcase_add_test(tc, peer_link_taken);
     tcase_add_test(tc, idle_sockets_do_not_lock_a_peer_out);
+    tcase_add_test(tc, idle_flood_spares_a_handshake_under_way);
     tcase_add_test(tc, silent_socket_times_out);
     tcase_add_test(tc, wrong_secret_never_delivered);
     tcase_add_test(tc, newest_link_replaces_untaken);
