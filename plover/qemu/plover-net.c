@@ -179,6 +179,7 @@ static ssize_t plover_filter_receive_iov(NetFilterState *nf,
     } else {
         g_queue_push_tail(&s->outputs, plover_packet_new(iov, iovcnt, flags));
         qatomic_set(&s->outputs_bytes, s->outputs_bytes + size);
+        s->outputs_peak_bytes = MAX(s->outputs_peak_bytes, s->outputs_bytes);
     }
     if (s->outputs_bytes >= plover_output_sync_bytes(s) && s->role == PLV_ROLE_LEADER) {
         s->size_triggers += plover_request_syncvm(s, "output");

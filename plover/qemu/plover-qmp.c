@@ -134,6 +134,7 @@ static PloverNetInfo *plover_net_info(const PloverState *s)
     i->bound_triggers = s->bound_triggers;
     i->size_triggers = s->size_triggers;
     i->outputs_held_bytes = qatomic_read(&s->outputs_bytes);
+    i->outputs_held_peak_bytes = s->outputs_peak_bytes;
     i->outputs_over_cap = s->outputs_over_cap;
     i->inputs_pending_bytes = s->inputs_bytes;
     i->inputs_over_cap = s->inputs_over_cap;

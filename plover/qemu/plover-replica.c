@@ -51,8 +51,10 @@ PloverRole plover_qapi_role(PlvRole r)
 
 /*
  * Ask for a syncvm (leader only). Any thread: the idle detector calls it.
- * One proposal at a time; a proposal lost to a view change is retried
- * after the syncvm timeout.
+ * One at a time, from the proposal to the end of its execution: a syncvm
+ * that waits out its timeout must not have the next ones pile up behind
+ * it on the main loop (each would wait out its own). A proposal lost to
+ * a view change is retried after twice the syncvm timeout.
  */
 bool plover_request_syncvm(PloverState *s, const char *why)
 {
@@ -60,7 +62,7 @@ bool plover_request_syncvm(PloverState *s, const char *why)
     int64_t since = now - qatomic_read(&s->last_sync_ns);
 
     if (qatomic_read(&s->sync_proposed) &&
-        since < (int64_t)s->cfg.syncvm_timeout_ms * SCALE_MS) {
+        since < 2 * (int64_t)s->cfg.syncvm_timeout_ms * SCALE_MS) {
         return false;
     }
     qatomic_set(&s->sync_proposed, true);
@@ -349,14 +351,17 @@ static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch
     if (epoch >= qatomic_read(&s->next_epoch)) {
         qatomic_set(&s->next_epoch, epoch + 1);
     }
-    qatomic_set(&s->sync_proposed, false);
     if (!leader && !second) {
+        qatomic_set(&s->sync_proposed, false);
         plover_discard_vm(s);
         return;
     }
     if (!s->executing && !s->full_sync_pending) {
+        qatomic_set(&s->sync_proposed, false);
         return;   /* not the VM's holder, not being given it either */
     }
+    /* The next proposal waits for the end of this one (plover_request_syncvm). */
+    qatomic_set(&s->last_sync_ns, qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
     if (with_peer) {
         int64_t t1, t2;
 
@@ -384,6 +389,7 @@ static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch
     }
     s->sync.last_pause_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME) - t0;
     qatomic_set(&s->last_sync_ns, qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
+    qatomic_set(&s->sync_proposed, false);
     if (!ok) {
         /* Outputs stay held, so the idle detector asks for the next
          * syncvm, which covers them; the failures counted in n_err (and

@@ -112,6 +112,7 @@ typedef struct PloverState {
     GQueue outputs;           /* leader and secondary: guest output held
                                * until a syncvm (only the leader sends it) */
     size_t outputs_bytes;     /* atomic */
+    size_t outputs_peak_bytes;    /* the most ever held */
     uint64_t outputs_released, outputs_dropped;
     uint64_t inputs_submitted, inputs_refused, inputs_injected, inputs_ignored;
     uint64_t inputs_forwarded;

@@ -515,14 +515,15 @@ static PloverAgree plover_sync_agree_secondary(PloverState *s, uint64_t epoch,
     struct iovec iov = { .iov_base = msg, .iov_len = sizeof(msg) };
     PloverAgree r;
 
-    if (s->fault == PLOVER_FAULT_FAIL_SYNCVM) {
-        error_setg(errp, "plover: syncvm %" PRIu64 ": refused (injected fault)",
-                   epoch);
-        return PLOVER_AGREE_FAILED;
-    }
     r = plover_sync_wait_hello(s, epoch, &hello, errp);
     if (r != PLOVER_AGREE_OK) {
         return r;
+    }
+    if (s->fault == PLOVER_FAULT_FAIL_SYNCVM) {
+        /* Hang up on the leader, as a secondary whose link breaks would. */
+        error_setg(errp, "plover: syncvm %" PRIu64 ": refused (injected fault)",
+                   epoch);
+        return PLOVER_AGREE_FAILED;
     }
     plv_sync_reply_encode(&reply, msg);
     if (plover_bulk_send(s->bulk, PLV_SYNC_MSG_REPLY, &iov, 1, &gerr) < 0) {
