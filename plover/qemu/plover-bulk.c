@@ -76,6 +76,13 @@ static PlvAddrSet *plover_bulk_peer_addrs(const PlvConfig *cfg)
 }
 
 #ifdef PLOVER_HAVE_RDMA
+static void plover_rdma_count(PloverRdmaAcceptor *a, uint64_t *field)
+{
+    qemu_mutex_lock(&a->lock);
+    (*field)++;
+    qemu_mutex_unlock(&a->lock);
+}
+
 static void *plover_rdma_accept_thread(void *opaque)
 {
     PloverRdmaAcceptor *a = opaque;
@@ -91,9 +98,7 @@ static void *plover_rdma_accept_thread(void *opaque)
 
         if (!rl) {
             if (!plv_link_error_is_timeout(err)) {
-                qemu_mutex_lock(&a->lock);
-                a->st.failed++;
-                qemu_mutex_unlock(&a->lock);
+                plover_rdma_count(a, &a->st.failed);
                 g_usleep(10 * 1000);    /* a lasting error must not spin */
             }
             continue;
@@ -101,21 +106,15 @@ static void *plover_rdma_accept_thread(void *opaque)
         peer = plv_rdma_link_peer_id(rl);
         if (peer >= a->n_peers || peer == a->self) {
             plv_rdma_link_close(rl);
-            qemu_mutex_lock(&a->lock);
-            a->st.failed++;
-            qemu_mutex_unlock(&a->lock);
+            plover_rdma_count(a, &a->st.failed);
             continue;
         }
         b = g_new0(PloverBulk, 1);
         b->kind = PLV_TRANSPORT_RDMA;
         b->rdma = rl;
-        qemu_mutex_lock(&a->lock);
-        a->st.accepted++;
-        qemu_mutex_unlock(&a->lock);
+        plover_rdma_count(a, &a->st.accepted);
         if (plv_peer_mailbox_put(a->mailbox, peer, b)) {
-            qemu_mutex_lock(&a->lock);
-            a->st.replaced++;
-            qemu_mutex_unlock(&a->lock);
+            plover_rdma_count(a, &a->st.replaced);
         }
     }
     return NULL;

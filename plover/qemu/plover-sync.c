@@ -369,6 +369,20 @@ typedef enum PloverAgree {
     PLOVER_AGREE_FAILED,
 } PloverAgree;
 
+/* One agreement message on the bulk link. */
+static bool plover_sync_send(PloverState *s, uint16_t type, uint8_t *msg,
+                             size_t len, Error **errp)
+{
+    g_autoptr(GError) gerr = NULL;
+    struct iovec iov = { .iov_base = msg, .iov_len = len };
+
+    if (plover_bulk_send(s->bulk, type, &iov, 1, &gerr) < 0) {
+        error_setg(errp, "plover: syncvm link: %s", gerr->message);
+        return false;
+    }
+    return true;
+}
+
 static PloverAgree plover_sync_agree_leader(PloverState *s, uint64_t epoch,
                                             bool *push, bool *full, Error **errp)
 {
@@ -382,13 +396,14 @@ static PloverAgree plover_sync_agree_leader(PloverState *s, uint64_t epoch,
     };
     PlvSyncReply reply;
     uint8_t msg[PLV_SYNC_HELLO_LEN];
-    struct iovec iov = { .iov_base = msg, .iov_len = sizeof(msg) };
     uint64_t skip;
     uint16_t type;
 
     plv_sync_hello_encode(&hello, msg);
-    if (plover_bulk_send(s->bulk, PLV_SYNC_MSG_HELLO, &iov, 1, &gerr) < 0 ||
-        plover_bulk_recv(s->bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
+    if (!plover_sync_send(s, PLV_SYNC_MSG_HELLO, msg, sizeof(msg), errp)) {
+        return PLOVER_AGREE_FAILED;
+    }
+    if (plover_bulk_recv(s->bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
         error_setg(errp, "plover: syncvm link: %s", gerr->message);
         return PLOVER_AGREE_FAILED;
     }
@@ -414,16 +429,10 @@ static PloverAgree plover_sync_agree_leader(PloverState *s, uint64_t epoch,
 /* Tell a leader still in an entry this replica has left to give it up. */
 static bool plover_sync_send_skip(PloverState *s, uint64_t epoch, Error **errp)
 {
-    g_autoptr(GError) gerr = NULL;
     uint8_t skip[PLV_SYNC_SKIP_LEN];
-    struct iovec iov = { .iov_base = skip, .iov_len = sizeof(skip) };
 
     plv_sync_skip_encode(epoch, skip);
-    if (plover_bulk_send(s->bulk, PLV_SYNC_MSG_SKIP, &iov, 1, &gerr) < 0) {
-        error_setg(errp, "plover: syncvm link: %s", gerr->message);
-        return false;
-    }
-    return true;
+    return plover_sync_send(s, PLV_SYNC_MSG_SKIP, skip, sizeof(skip), errp);
 }
 
 /*
@@ -508,11 +517,9 @@ static PloverAgree plover_sync_agree_secondary(PloverState *s, uint64_t epoch,
                                                bool *push, bool *full,
                                                Error **errp)
 {
-    g_autoptr(GError) gerr = NULL;
     PlvSyncReply reply = { .has_vm = s->executing, .last = s->epoch };
     PlvSyncHello hello;
     uint8_t msg[PLV_SYNC_REPLY_LEN];
-    struct iovec iov = { .iov_base = msg, .iov_len = sizeof(msg) };
     PloverAgree r;
 
     r = plover_sync_wait_hello(s, epoch, &hello, errp);
@@ -526,8 +533,7 @@ static PloverAgree plover_sync_agree_secondary(PloverState *s, uint64_t epoch,
         return PLOVER_AGREE_FAILED;
     }
     plv_sync_reply_encode(&reply, msg);
-    if (plover_bulk_send(s->bulk, PLV_SYNC_MSG_REPLY, &iov, 1, &gerr) < 0) {
-        error_setg(errp, "plover: syncvm link: %s", gerr->message);
+    if (!plover_sync_send(s, PLV_SYNC_MSG_REPLY, msg, sizeof(msg), errp)) {
         return PLOVER_AGREE_FAILED;
     }
     if (!plv_sync_direction(&hello, &reply, push, full)) {
