@@ -20,15 +20,24 @@ kv_wait 90 || fail "kvd does not answer"
 # Warm up (guest page cache, ARP, TCG translations), then measure.
 nsx cl "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients "$clients" --seconds 3 --keys 512 >/dev/null
 if [ "$mode" = vsmr ]; then
-    before=$(pinfo "r$LEADER" "i['syncvm']['count'], i['syncvm']['total-bytes-sent']")
+    before=$(pinfo "r$LEADER" "i['syncvm']['count'], i['syncvm']['total-bytes-sent'], i['syncvm']['paused-us']")
+    before_sec=$(pinfo "r$SECONDARY" "i['syncvm']['paused-us']")
 fi
 nsx cl "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients "$clients" --seconds "$seconds" \
     --keys 512 --write-ratio 0.5 > "$WORK/load.out" || { cat "$WORK/load.out" >&2; fail "load failed"; }
 sed -n 's/.*throughput=\([0-9.]*\).*/result throughput \1/p' "$WORK/load.out"
 sed -n 's/.*p50=\([0-9]*\) p90=[0-9]* p99=\([0-9]*\).*/result p50_us \1\nresult p99_us \2/p' "$WORK/load.out"
 if [ "$mode" = vsmr ]; then
-    read -r c0 b0 <<< "$before"
+    read -r c0 b0 p0 <<< "$before"
     pinfo "r$LEADER" "'\n'.join(['result syncvms %d' % (i['syncvm']['count'] - $c0),
+        'result pause_p50_us %d' % i['syncvm']['pause-p50-us'],
+        'result pause_p99_us %d' % i['syncvm']['pause-p99-us'],
+        'result stopped_share %.3f' % ((i['syncvm']['paused-us'] - $p0) / ($seconds * 1e6)),
+        'result release_p50_us %d' % i['syncvm']['release-p50-us'],
+        'result release_p99_us %d' % i['syncvm']['release-p99-us'],
+        'result lag_p50_us %d' % i['syncvm']['secondary-lag-p50-us'],
+        'result lag_p99_us %d' % i['syncvm']['secondary-lag-p99-us'],
+        'result snapshots %d' % i['syncvm']['snapshot-count'],
         'result syncvm_bytes %d' % (i['syncvm']['total-bytes-sent'] - $b0),
         'result same_rate %.3f' % i['syncvm']['mean-same-page-rate'],
         'result compute_us %d' % i['syncvm']['mean-compute-us'],
@@ -36,5 +45,8 @@ if [ "$mode" = vsmr ]; then
         'result transfer_us %d' % i['syncvm']['mean-transfer-us'],
         'result apply_us %d' % i['syncvm']['mean-apply-us'],
         'result total_us %d' % i['syncvm']['mean-total-us']])"
-    pinfo "r$SECONDARY" "'result secondary_bytes %d' % i['syncvm']['total-bytes-sent']"
+    pinfo "r$SECONDARY" "'\n'.join(['result secondary_bytes %d' % i['syncvm']['total-bytes-sent'],
+        'result sec_pause_p50_us %d' % i['syncvm']['pause-p50-us'],
+        'result sec_pause_p99_us %d' % i['syncvm']['pause-p99-us'],
+        'result sec_stopped_share %.3f' % ((i['syncvm']['paused-us'] - $before_sec) / ($seconds * 1e6))])"
 fi

@@ -1,29 +1,39 @@
 #!/usr/bin/env bash
 # bench-e2e: the test guest's kvd under the same client load, first on one
 # unreplicated QEMU (the baseline), then on three VSMR replicas, in the same
-# run on the same machine. Prints absolute figures and VSMR/baseline ratios.
+# run on the same machine, for each client count of BENCH_CLIENTS (default
+# 8 and 64). Prints absolute figures and VSMR/baseline ratios, and what the
+# syncvms cost: the leader's VM pause and stopped share of wall time, the
+# secondary's pause and lag, and how long outputs wait for release.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-clients=${BENCH_CLIENTS:-8}
 seconds=${BENCH_SECONDS:-15}
 
 run() {
-    bash "$here/e2e-run.sh" "$1" 2>"/tmp/plover-bench-$1.err" | awk '$1 == "result" { print $2, $3 }' ||
+    BENCH_CLIENTS=$2 bash "$here/e2e-run.sh" "$1" 2>"/tmp/plover-bench-$1.err" |
+        awk '$1 == "result" { print $2, $3 }' ||
         { cat "/tmp/plover-bench-$1.err" >&2; exit 1; }
 }
-echo "bench-e2e: kvd, $clients clients, ${seconds} s, 50% writes, accel ${PLOVER_ACCEL:-tcg}, $(nproc) cores"
-declare -A plain vsmr
-while read -r k v; do plain[$k]=$v; done < <(run plain)
-while read -r k v; do vsmr[$k]=$v; done < <(run vsmr)
-rm -f /tmp/plover-bench-plain.err /tmp/plover-bench-vsmr.err
-[ -n "${plain[throughput]:-}" ] && [ -n "${vsmr[throughput]:-}" ] || { echo "bench-e2e: a run failed" >&2; exit 1; }
-
 ratio() { echo "scale=3; $1 / $2" | bc -l; }
-printf '%-22s %14s %14s %10s\n' "" unreplicated vsmr ratio
-printf '%-22s %14s %14s %10s\n' "throughput (req/s)" "${plain[throughput]}" "${vsmr[throughput]}" "$(ratio "${vsmr[throughput]}" "${plain[throughput]}")"
-printf '%-22s %14s %14s %10s\n' "latency p50 (us)" "${plain[p50_us]}" "${vsmr[p50_us]}" "$(ratio "${vsmr[p50_us]}" "${plain[p50_us]}")"
-printf '%-22s %14s %14s %10s\n' "latency p99 (us)" "${plain[p99_us]}" "${vsmr[p99_us]}" "$(ratio "${vsmr[p99_us]}" "${plain[p99_us]}")"
-echo
-echo "syncvm during the measured load: ${vsmr[syncvms]} syncvms, same-page rate ${vsmr[same_rate]},"
-echo "  mean phases (us): compute ${vsmr[compute_us]}, compare ${vsmr[compare_us]}, transfer ${vsmr[transfer_us]}, apply ${vsmr[apply_us]}, engine total ${vsmr[total_us]}"
-echo "  bytes between replicas: leader->secondary ${vsmr[syncvm_bytes]} ($(( ${vsmr[syncvm_bytes]} / seconds / 1024 )) KiB/s), secondary->leader (all syncvms) ${vsmr[secondary_bytes]}"
+
+for clients in ${BENCH_CLIENTS:-8 64}; do
+    echo "bench-e2e: kvd, $clients clients, ${seconds} s, 50% writes, accel ${PLOVER_ACCEL:-tcg}, $(nproc) cores"
+    declare -A plain=() vsmr=()
+    while read -r k v; do plain[$k]=$v; done < <(run plain "$clients")
+    while read -r k v; do vsmr[$k]=$v; done < <(run vsmr "$clients")
+    rm -f /tmp/plover-bench-plain.err /tmp/plover-bench-vsmr.err
+    [ -n "${plain[throughput]:-}" ] && [ -n "${vsmr[throughput]:-}" ] || { echo "bench-e2e: a run failed" >&2; exit 1; }
+
+    printf '%-22s %14s %14s %10s\n' "" unreplicated vsmr ratio
+    printf '%-22s %14s %14s %10s\n' "throughput (req/s)" "${plain[throughput]}" "${vsmr[throughput]}" "$(ratio "${vsmr[throughput]}" "${plain[throughput]}")"
+    printf '%-22s %14s %14s %10s\n' "latency p50 (us)" "${plain[p50_us]}" "${vsmr[p50_us]}" "$(ratio "${vsmr[p50_us]}" "${plain[p50_us]}")"
+    printf '%-22s %14s %14s %10s\n' "latency p99 (us)" "${plain[p99_us]}" "${vsmr[p99_us]}" "$(ratio "${vsmr[p99_us]}" "${plain[p99_us]}")"
+    echo
+    echo "syncvm during the measured load: ${vsmr[syncvms]} syncvms (${vsmr[snapshots]} run on by the leader's VM in all), same-page rate ${vsmr[same_rate]},"
+    echo "  leader VM pause per syncvm (us): p50 ${vsmr[pause_p50_us]}, p99 ${vsmr[pause_p99_us]}; leader VM stopped ${vsmr[stopped_share]} of wall time"
+    echo "  secondary VM pause (us): p50 ${vsmr[sec_pause_p50_us]}, p99 ${vsmr[sec_pause_p99_us]}, stopped ${vsmr[sec_stopped_share]} of wall time; its lag, cut to reply (us): p50 ${vsmr[lag_p50_us]}, p99 ${vsmr[lag_p99_us]}"
+    echo "  output release, cut to release (us): p50 ${vsmr[release_p50_us]}, p99 ${vsmr[release_p99_us]}"
+    echo "  mean phases (us): compute ${vsmr[compute_us]}, compare ${vsmr[compare_us]}, transfer ${vsmr[transfer_us]}, apply ${vsmr[apply_us]}, engine total ${vsmr[total_us]}"
+    echo "  bytes between replicas: leader->secondary ${vsmr[syncvm_bytes]} ($(( ${vsmr[syncvm_bytes]} / seconds / 1024 )) KiB/s), secondary->leader (all syncvms) ${vsmr[secondary_bytes]}"
+    echo
+done

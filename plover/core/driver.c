@@ -70,6 +70,9 @@ struct PlvDriver {
     GArray *out;                /* of OutItem */
     GArray *out_spare;          /* dispatcher's */
     int out_fd;
+    /* dispatcher's: plv_driver_dispatch_hold() was called; items held */
+    bool held;
+    GArray *held_items;         /* of OutItem, delivered before out's */
 
     /* driver-thread state */
     PlvReady rd;
@@ -125,6 +128,7 @@ PlvDriver *plv_driver_new(const PlvDriverConfig *cfg, PlvTransport *t,
     d->cmds_spare = g_array_new(FALSE, FALSE, sizeof(Cmd));
     d->out = g_array_new(FALSE, FALSE, sizeof(OutItem));
     d->out_spare = g_array_new(FALSE, FALSE, sizeof(OutItem));
+    d->held_items = g_array_new(FALSE, FALSE, sizeof(OutItem));
     d->out_fd = out_fd;
     plv_ready_init(&d->rd);
     d->enc = g_byte_array_new();
@@ -467,12 +471,22 @@ size_t plv_driver_dispatch(PlvDriver *d, const PlvDriverCallbacks *cb,
     if (read(d->out_fd, &v, sizeof(v)) < 0) {
         /* EAGAIN: nothing signalled; the queue may still hold items */
     }
+    if (d->held) {
+        return 0;               /* the eventfd signals again on release */
+    }
     pthread_mutex_lock(&d->out_lock);
     GArray *items = d->out;
     d->out = d->out_spare;
     pthread_mutex_unlock(&d->out_lock);
+    /* What an earlier hold kept comes first, in order. */
+    if (d->held_items->len) {
+        g_array_prepend_vals(items, d->held_items->data, d->held_items->len);
+        g_array_set_size(d->held_items, 0);
+    }
 
-    for (guint i = 0; i < items->len; i++) {
+    size_t n = 0;
+    guint i;
+    for (i = 0; i < items->len && !d->held; i++) {
         OutItem *it = &g_array_index(items, OutItem, i);
         if (it->kind == OUT_COMMIT) {
             if (cb && cb->committed) {
@@ -481,12 +495,40 @@ size_t plv_driver_dispatch(PlvDriver *d, const PlvDriverCallbacks *cb,
         } else if (cb && cb->event) {
             cb->event(opaque, &it->ev);
         }
+        if (d->held) {
+            break;              /* this one was not taken: kept with the rest */
+        }
         out_item_clear(it);
+        n++;
     }
-    size_t n = items->len;
+    if (i < items->len) {
+        g_array_append_vals(d->held_items, &g_array_index(items, OutItem, i),
+                            items->len - i);
+    }
     g_array_set_size(items, 0);
     d->out_spare = items;
     return n;
+}
+
+void plv_driver_dispatch_hold(PlvDriver *d)
+{
+    d->held = true;
+}
+
+void plv_driver_dispatch_release(PlvDriver *d)
+{
+    uint64_t one = 1;
+
+    d->held = false;
+    /* Wake the dispatcher for what the hold kept. */
+    if (write(d->out_fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is already signalled */
+    }
+}
+
+bool plv_driver_dispatch_held(const PlvDriver *d)
+{
+    return d->held;
 }
 
 bool plv_driver_wait(PlvDriver *d, int timeout_ms)
@@ -701,6 +743,7 @@ void plv_driver_free(PlvDriver *d)
     g_array_unref(d->cmds_spare);
     free_items(d->out);
     free_items(d->out_spare);
+    free_items(d->held_items);
     close(d->out_fd);
     pthread_mutex_destroy(&d->in_lock);
     pthread_mutex_destroy(&d->out_lock);

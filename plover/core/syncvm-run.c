@@ -95,6 +95,7 @@ bool plv_svm_error_is_fatal(const GError *e)
     case PLV_SVM_ERROR_LAYOUT:
     case PLV_SVM_ERROR_VERSION:
     case PLV_SVM_ERROR_COMMIT:      /* memory changed: no attempt again */
+    case PLV_SVM_ERROR_SNAPSHOT:    /* the cut is gone */
         return true;
     default:
         return false;

@@ -200,11 +200,22 @@ static void write_pages(SvmRun *r, Staging *s)
  * not NACK fatal errors, but the leader is waiting for our ACK and must
  * learn that this secondary cannot go on, not take it for a slow one.
  */
-static int commit(SvmRun *r, GError **err)
+static int commit(SvmRun *r, const Staging *s, GError **err)
 {
     GError *why = NULL, *e = NULL;
+    PlvPageRef *written;
+    int rc;
 
-    if (!r->cfg->commit || r->cfg->commit(r->cfg->opaque, &why) == 0) {
+    if (!r->cfg->commit) {
+        return 0;
+    }
+    written = g_new(PlvPageRef, MAX(s->n, 1));
+    for (uint32_t i = 0; i < s->n; i++) {
+        written[i] = r->u.refs[s->recs[i].index];
+    }
+    rc = r->cfg->commit(r->cfg->opaque, written, s->n, &why);
+    g_free(written);
+    if (rc == 0) {
         return 0;
     }
     plv_svm_callback_failed(&e, why, PLV_SVM_ERROR_COMMIT,
@@ -230,7 +241,7 @@ static int apply(SvmRun *r, Staging *s, GError **err)
         return -1;
     }
     write_pages(r, s);
-    return commit(r, err);
+    return commit(r, s, err);
 }
 
 /*

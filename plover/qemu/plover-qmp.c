@@ -88,10 +88,13 @@ static PloverTimeouts *plover_timeouts_info(const PlvConfig *cfg)
     return t;
 }
 
-static PloverSyncvmInfo *plover_syncvm_info(const PloverSyncStats *a)
+static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
 {
+    const PloverSyncStats *a = &s->sync;
     PloverSyncvmInfo *i = g_new0(PloverSyncvmInfo, 1);
     uint64_t n = MAX(a->count, 1);
+    int64_t wall = qemu_clock_get_us(QEMU_CLOCK_REALTIME) - a->first_cut_us;
+    uint64_t from_copy, rereads;
 
     i->count = a->count;
     i->failures = a->failures;
@@ -115,6 +118,20 @@ static PloverSyncvmInfo *plover_syncvm_info(const PloverSyncStats *a)
     i->mean_transfer_us = a->sum_transfer_us / n;
     i->mean_apply_us = a->sum_apply_us / n;
     i->mean_total_us = a->sum_total_us / n;
+    i->pause_p50_us = plv_latency_quantile(&a->pause, 0.5);
+    i->pause_p99_us = plv_latency_quantile(&a->pause, 0.99);
+    i->pause_max_us = a->pause.max;
+    i->paused_us = a->paused_us;
+    i->paused_share = a->first_cut_us && wall > 0 ? (double)a->paused_us / wall : 0;
+    i->release_p50_us = plv_latency_quantile(&a->release, 0.5);
+    i->release_p99_us = plv_latency_quantile(&a->release, 0.99);
+    i->secondary_lag_p50_us = plv_latency_quantile(&a->lag, 0.5);
+    i->secondary_lag_p99_us = plv_latency_quantile(&a->lag, 0.99);
+    i->snapshot_count = a->snapshots;
+    i->in_flight = s->job != NULL;
+    if (s->snap) {
+        plover_snapshot_counters(s->snap, &i->cow_pages, &from_copy, &rereads);
+    }
     return i;
 }
 
@@ -222,7 +239,7 @@ PloverInfo *qmp_query_plover(Error **errp)
         info->has_commit_index = true;
         info->commit_index = plv_driver_commit_index(s->driver);
     }
-    info->syncvm = plover_syncvm_info(&s->sync);
+    info->syncvm = plover_syncvm_info(s);
     info->net = plover_net_info(s);
     info->links = plover_links_info(s);
     return info;

@@ -7,9 +7,16 @@
  *
  *   second(id)    the secondary changes: the next syncvm copies every page
  *   input(batch)  executing replicas inject the packets into the guest NIC
- *   syncvm(epoch) executing replicas stop the VM at this log position,
- *                 run the syncvm engine, restart; the leader then releases
- *                 the outputs held since the previous syncvm
+ *   syncvm(epoch) executing replicas cut the VM at this log position and
+ *                 run the syncvm engine on a thread of its own
+ *                 (plover-sync.c); the leader's VM runs on from the cut,
+ *                 the secondary's waits for the engine. When the
+ *                 secondary has ACKed, the leader releases the outputs
+ *                 held up to the cut
+ *
+ * While a syncvm runs, the entries after it wait (the driver's dispatch is
+ * held), except inputs on a leader whose VM runs on: they belong to the
+ * next syncvm.
  *
  * The leader's output guard holds packets until a syncvm entry committed
  * by a majority covers them: a leader cut off from the others cannot
@@ -76,14 +83,14 @@ bool plover_request_syncvm(PloverState *s, const char *why)
     return true;
 }
 
-static void plover_start_vm(PloverState *s)
+void plover_start_vm(PloverState *s)
 {
     if (!runstate_is_running()) {
         vm_start();
     }
 }
 
-static void plover_stop_vm(void)
+void plover_stop_vm(void)
 {
     if (runstate_is_running()) {
         vm_stop(RUN_STATE_PAUSED);
@@ -253,10 +260,27 @@ static void plover_role_changed(PloverState *s, PlvRole old, PlvRole role)
     }
 }
 
+/*
+ * While a syncvm runs, what follows it in the log waits: the driver keeps
+ * it (and all after it) for later. Only inputs on a leader whose VM runs
+ * on from the cut go ahead.
+ */
+static bool plover_wait_for_syncvm(PloverState *s, const PlvEntry *e)
+{
+    if (!s->job || (e && e->op == PLV_OP_INPUT && s->job->t_resume_us)) {
+        return false;
+    }
+    plv_driver_dispatch_hold(s->driver);
+    return true;
+}
+
 static void plover_on_event(void *opaque, const PlvEvent *ev)
 {
     PloverState *s = opaque;
 
+    if (plover_wait_for_syncvm(s, NULL)) {
+        return;
+    }
     switch (ev->kind) {
     case PLV_EV_ROLE:
         s->role = ev->role;
@@ -312,20 +336,34 @@ static void plover_exec_second(PloverState *s, uint32_t id)
     }
 }
 
-/* Tests compare replicas' RAM as it is at a syncvm, both VMs stopped. */
-static void plover_record_digest(PloverState *s, uint64_t epoch)
+/*
+ * Tests compare replicas' RAM as it is at a syncvm: the leader's at its
+ * cut (taken then, plover-sync.c), the secondary's once it applied.
+ */
+static void plover_record_digest(PloverState *s, uint64_t epoch, char *digest)
 {
     PloverDigest *d;
 
     if (!s->record_digests) {
+        g_free(digest);
         return;
     }
     d = g_new0(PloverDigest, 1);
     d->epoch = epoch;
-    d->digest = plover_ram_digest();
+    d->digest = digest ? digest : plover_ram_digest();
     g_queue_push_tail(&s->digests, d);
     if (g_queue_get_length(&s->digests) > 64) {
         qapi_free_PloverDigest(g_queue_pop_head(&s->digests));
+    }
+}
+
+/* The syncvm is complete here: what follows it in the log may run. */
+static void plover_exec_syncvm_end(PloverState *s)
+{
+    qatomic_set(&s->last_sync_ns, qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
+    qatomic_set(&s->sync_proposed, false);
+    if (plv_driver_dispatch_held(s->driver)) {
+        plv_driver_dispatch_release(s->driver);
     }
 }
 
@@ -341,11 +379,6 @@ static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch
     bool second = !leader && s->secondary == s->cfg.id;
     bool with_peer = second ||
         (leader && s->secondary != PLV_NODE_NONE && s->secondary != s->cfg.id);
-    bool handing_over = false;
-    int64_t t0 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
-    size_t held = g_queue_get_length(&s->outputs);
-    Error *err = NULL;
-    bool ok = true;
 
     s->log_had_vm = true;
     if (epoch >= qatomic_read(&s->next_epoch)) {
@@ -360,47 +393,64 @@ static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch
         qatomic_set(&s->sync_proposed, false);
         return;   /* not the VM's holder, not being given it either */
     }
-    /* The next proposal waits for the end of this one (plover_request_syncvm). */
-    qatomic_set(&s->last_sync_ns, qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
+    s->sync_index = e->index;
     if (with_peer) {
-        int64_t t1, t2;
-
-        plover_stop_vm();
-        /* Everything said so far comes from the state synced now. */
-        held = g_queue_get_length(&s->outputs);
-        t1 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
-        ok = plover_sync_run(s, epoch, &err);
-        t2 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
-        if (ok) {
-            s->full_sync_pending = false;
-            s->executing = true;
-            plover_record_digest(s, epoch);
-        } else {
-            error_report_err(err);
-        }
-        /* A leader handing over stays paused here: this syncvm is the
-         * point both VMs are identical at. */
-        handing_over = ok && leader && s->handoff == PLOVER_HANDOFF_SYNCING;
-        if (s->executing && !handing_over) {
-            plover_start_vm(s);
-        }
-        trace_plover_syncvm_pause(epoch, t1 - t0, t2 - t1,
-                                  qemu_clock_get_us(QEMU_CLOCK_REALTIME) - t2);
+        /* The next proposal waits for the end of this one
+         * (plover_request_syncvm); the entries after it wait too. */
+        plover_sync_start(s, epoch, leader);
+        return;
     }
-    s->sync.last_pause_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME) - t0;
-    qatomic_set(&s->last_sync_ns, qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
-    qatomic_set(&s->sync_proposed, false);
-    if (!ok) {
+    /* A leader alone: a majority committed this entry, nothing to copy. */
+    s->sync.last_pause_us = 0;
+    s->epoch = epoch;
+    plv_driver_applied_syncvm(s->driver, e->index);
+    plover_net_release_outputs(s, g_queue_get_length(&s->outputs));
+    plover_exec_syncvm_end(s);
+}
+
+/* The syncvm thread is done with the job started in plover_exec_syncvm. */
+void plover_exec_syncvm_done(PloverState *s, PloverSyncJob *j)
+{
+    int64_t now = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+    bool handing_over = j->ok && j->handoff && s->handoff == PLOVER_HANDOFF_SYNCING;
+    int64_t paused;
+
+    if (j->ok) {
+        s->full_sync_pending = false;
+        s->executing = true;
+        plover_record_digest(s, j->epoch, g_steal_pointer(&j->digest));
+    } else {
+        error_report_err(j->err);
+        j->err = NULL;
+    }
+    /* A leader handing over stays paused here: this syncvm is the point
+     * both VMs are identical at. */
+    if (s->executing && !handing_over && !j->t_resume_us) {
+        plover_start_vm(s);
+        j->t_resume_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+    }
+    paused = (j->t_resume_us ? j->t_resume_us : now) - j->t_stop_us;
+    s->sync.last_pause_us = paused;
+    s->sync.paused_us += paused;
+    plv_latency_add(&s->sync.pause, paused);
+    if (j->leader && j->t_agreed_us && !j->skew) {
+        plv_latency_add(&s->sync.lag, j->t_agreed_us - j->t_stop_us);
+    }
+    trace_plover_syncvm_pause(j->epoch, paused, now - j->t_stop_us, j->snapshot);
+    if (!j->ok) {
         /* Outputs stay held, so the idle detector asks for the next
          * syncvm, which covers them; the failures counted in n_err (and
          * the silence of a dead peer) let consensus replace the secondary. */
+        plover_exec_syncvm_end(s);
         return;
     }
-    s->epoch = epoch;
-    plv_driver_applied_syncvm(s->driver, e->index);
-    if (leader) {
-        /* Committed by a majority and, with a secondary, applied there. */
-        plover_net_release_outputs(s, held);
+    s->epoch = j->epoch;
+    plv_driver_applied_syncvm(s->driver, s->sync_index);
+    if (j->leader) {
+        /* Committed by a majority and applied on the secondary: what the
+         * VM said up to the cut may leave. */
+        plover_net_release_outputs(s, j->held);
+        plv_latency_add(&s->sync.release, now - j->t_stop_us);
         if (handing_over) {
             plover_handoff_transfer(s);
         }
@@ -410,6 +460,13 @@ static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch
          * from now on is kept, in case it leads before the next syncvm. */
         plover_net_drop_outputs(s);
     }
+    plover_exec_syncvm_end(s);
+    if (s->handoff == PLOVER_HANDOFF_SYNCING && !handing_over &&
+        s->role == PLV_ROLE_LEADER) {
+        /* Asked for while a syncvm the VM ran on through was in flight:
+         * the handoff needs one of its own, with the VM stopped. */
+        plover_request_syncvm(s, "handoff");
+    }
 }
 
 static void plover_on_committed(void *opaque, const PlvEntry *e)
@@ -418,6 +475,9 @@ static void plover_on_committed(void *opaque, const PlvEntry *e)
     size_t len;
     const uint8_t *p = plv_entry_payload(e, &len);
 
+    if (plover_wait_for_syncvm(s, e)) {
+        return;
+    }
     s->applied_index = e->index;
     switch (e->op) {
     case PLV_OP_SECOND:

@@ -24,9 +24,11 @@
 #include "plover/pagehash.h"
 #include "plover/syncvm.h"
 #include "plover/syncvm-agree.h"
+#include "plover/latency-window.h"
 #include "qapi/qapi-types-plover.h"
 
 typedef struct PloverFilter PloverFilter;
+typedef struct PloverSnapshot PloverSnapshot;
 
 /* Exit status of a replica that dies by x-plover-inject-fault. */
 #define PLOVER_FAULT_EXIT_STATUS 70
@@ -61,7 +63,42 @@ typedef struct PloverSyncStats {
     int64_t sum_total_us;
     uint64_t sum_dirty, sum_same, sum_divergent, sum_bytes;
     int64_t last_pause_us;      /* VM stopped, whole syncvm incl. dirty sync */
+    PlvLatencyWindow pause;     /* this replica's VM stopped per syncvm (us) */
+    int64_t paused_us;          /* all of them */
+    int64_t first_cut_us;       /* QEMU_CLOCK_REALTIME of the first syncvm */
+    PlvLatencyWindow release;   /* leader: cut to release of its outputs */
+    PlvLatencyWindow lag;       /* leader: cut to the secondary's reply */
+    uint64_t snapshots;         /* leader: syncvms the VM ran on through */
 } PloverSyncStats;
+
+/*
+ * One syncvm in flight (plover-sync.c). The main loop takes the cut and
+ * hands the job to the syncvm thread, which runs link, agreement and
+ * engine without the BQL and hands it back through a bottom half.
+ */
+typedef struct PloverSyncJob {
+    /* set on the main loop at the cut */
+    uint64_t epoch;
+    bool leader;                /* this replica leads the pair */
+    bool snapshot;              /* leader: the engine reads the snapshot */
+    bool cow;                   /* ... and the VM runs on from the cut */
+    bool handoff;               /* leader: stays paused (handoff point) */
+    PlvSyncHello hello;         /* what this end tells the other */
+    size_t held;                /* leader: outputs held at the cut */
+    GByteArray *devstate;       /* leader: device state at the cut */
+    char *digest;               /* leader: RAM digest at the cut (tests) */
+    int64_t t_stop_us;          /* QEMU_CLOCK_REALTIME, VM stopped */
+    int64_t t_resume_us;        /* VM running again (0: still stopped) */
+    /* set by the syncvm thread */
+    bool ok;
+    bool skew;                  /* the ends were at different entries */
+    bool commit_failed;         /* target: RAM or devices of two states */
+    bool full;
+    Error *err;
+    PlvSyncvmStats st;
+    int64_t t_agreed_us;        /* leader: the secondary replied */
+    int64_t t_collect_us, t_engine_us;
+} PloverSyncJob;
 
 typedef enum PloverHandoffState {
     PLOVER_HANDOFF_NONE,
@@ -134,6 +171,12 @@ typedef struct PloverState {
     bool sync_hello_kept;
     GByteArray *staged_devstate;  /* secondary: loaded after the pages */
     PloverSyncStats sync;
+    PloverSnapshot *snap;         /* leader: RAM at the cut, copy-on-write */
+    QemuThread sync_thread;
+    QemuSemaphore sync_go;        /* a job for the syncvm thread */
+    PloverSyncJob *job;           /* in flight; main loop sets and clears */
+    uint64_t sync_index;          /* log index of the syncvm executed last */
+    uint32_t paired;              /* secondary of the last good syncvm */
     uint64_t n_err;
     bool record_digests;      /* x-plover-ram-digest record=true */
     PloverFault fault;        /* x-plover-inject-fault */
@@ -164,12 +207,28 @@ void plover_net_clear_inputs(PloverState *s);
 void plover_net_save_inputs(PloverState *s, GByteArray *out);
 bool plover_net_load_inputs(PloverState *s, const uint8_t *p, size_t len);
 
+void plover_start_vm(PloverState *s);
+void plover_stop_vm(void);
+void plover_exec_syncvm_done(PloverState *s, PloverSyncJob *j);
+
 /* plover-sync.c */
 bool plover_sync_setup(PloverState *s, Error **errp);
 void plover_sync_start_dirty_log(PloverState *s);
-bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp);
+void plover_sync_start(PloverState *s, uint64_t epoch, bool leader);
+void plover_sync_job_free(PloverSyncJob *j);
 void plover_sync_drop_link(PloverState *s);
 char *plover_ram_digest(void);
+
+/* plover-snapshot.c */
+PloverSnapshot *plover_snapshot_new(GPtrArray *ram_blocks, Error **errp);
+void plover_snapshot_free(PloverSnapshot *sn);
+void plover_snapshot_arm(PloverSnapshot *sn, PlvMemView *ram_mv, bool cow);
+void plover_snapshot_disarm(PloverSnapshot *sn);
+PlvMemView *plover_snapshot_view(PloverSnapshot *sn);
+int plover_snapshot_union(void *opaque, const PlvPageRef *refs, uint32_t n,
+                          GError **err);
+void plover_snapshot_counters(PloverSnapshot *sn, uint64_t *cow_pages,
+                              uint64_t *from_copy, uint64_t *rereads);
 
 /* plover-idle.c */
 void plover_idle_start(PloverState *s);

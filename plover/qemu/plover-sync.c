@@ -3,14 +3,20 @@
  * pages from QEMU's migration dirty log, the device state as the engine's
  * opaque blob, and the bulk link between leader and secondary.
  *
- * Runs on the main loop with the BQL held and the VM stopped (the caller,
- * plover-replica.c, stops and restarts it).
+ * The main loop takes the cut (plover_sync_start): it stops the VM,
+ * collects the dirty log and, on the leader, the device state, and arms
+ * the RAM snapshot (plover-snapshot.c) so that the leader's VM runs on at
+ * once. The syncvm thread then runs link, agreement and engine without
+ * the BQL; it takes the BQL only where QEMU's state changes: to load the
+ * device state on the target before the ACK. A bottom half hands the job
+ * back to the main loop (plover_exec_syncvm_done in plover-replica.c).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "qemu/osdep.h"
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
+#include "block/aio.h"
 #include "qapi/error.h"
 #include "exec/memory.h"
 #include "exec/ramblock.h"
@@ -71,6 +77,8 @@ static bool plover_build_memview(PloverState *s, Error **errp)
     return true;
 }
 
+static void *plover_sync_thread(void *opaque);
+
 bool plover_sync_setup(PloverState *s, Error **errp)
 {
     const PlvConfigPeer *self = &s->cfg.peers[s->cfg.id];
@@ -79,6 +87,14 @@ bool plover_sync_setup(PloverState *s, Error **errp)
     if (!plover_build_memview(s, errp)) {
         return false;
     }
+    s->snap = plover_snapshot_new(s->ram_blocks, errp);
+    if (!s->snap) {
+        return false;
+    }
+    s->paired = PLV_NODE_NONE;
+    qemu_sem_init(&s->sync_go, 0);
+    qemu_thread_create(&s->sync_thread, "plover-syncvm", plover_sync_thread,
+                       s, QEMU_THREAD_DETACHED);
     s->pool = plv_hash_pool_new(0);
     /* The bulk link of a replica listens one port above its consensus port. */
     s->bulk_listener = plover_bulk_listen(&s->cfg, s->secret, s->secret_len,
@@ -131,18 +147,23 @@ static void plover_collect_dirty(PloverState *s)
         }
         g_free(snap);
     }
-    if (s->full_sync_pending) {
-        for (unsigned i = 0; i < plv_memview_n_regions(s->mv); i++) {
-            PlvMemRegion *r = plv_memview_region(s->mv, i);
-            memset(r->dirty.words, 0xff, plv_bitmap_n_words(r->dirty.n_bits) * 8);
-            plv_bitmap_mask_tail(&r->dirty);
-        }
+}
+
+/* A full syncvm: every page is in the union. */
+static void plover_mark_all_dirty(PlvMemView *mv)
+{
+    for (unsigned i = 0; i < plv_memview_n_regions(mv); i++) {
+        PlvMemRegion *r = plv_memview_region(mv, i);
+
+        memset(r->dirty.words, 0xff, plv_bitmap_n_words(r->dirty.n_bits) * 8);
+        plv_bitmap_mask_tail(&r->dirty);
     }
 }
 
-static int plover_get_device_state(void *opaque, GByteArray *out, GError **err)
+/* The device state blob as of now: BQL held, VM stopped. */
+static int plover_save_device_state(PloverState *s, GByteArray *out,
+                                    GError **err)
 {
-    PloverState *s = opaque;
     QIOChannelBuffer *bioc = qio_channel_buffer_new(64 * 1024);
     QEMUFile *f = qemu_file_new_output(QIO_CHANNEL(bioc));
     uint32_t magic = cpu_to_le32(PLOVER_BLOB_MAGIC);
@@ -150,12 +171,6 @@ static int plover_get_device_state(void *opaque, GByteArray *out, GError **err)
     g_autoptr(GByteArray) inputs = g_byte_array_new();
     int ret;
 
-    /* Called between the pages and the device state: a replica that dies
-     * here dies in the middle of a transfer (x-plover-inject-fault). */
-    if (s->fault == PLOVER_FAULT_EXIT_DURING_SYNCVM_TRANSFER &&
-        s->role == PLV_ROLE_LEADER) {
-        _exit(PLOVER_FAULT_EXIT_STATUS);
-    }
     plover_net_save_inputs(s, inputs);
     ilen = cpu_to_le32(inputs->len);
     g_byte_array_append(out, (guint8 *)&magic, 4);
@@ -180,6 +195,29 @@ static int plover_get_device_state(void *opaque, GByteArray *out, GError **err)
     return 0;
 }
 
+/* The engine's get_device_state (syncvm thread): the cut's, if taken. */
+static int plover_get_device_state(void *opaque, GByteArray *out, GError **err)
+{
+    PloverState *s = opaque;
+    int ret;
+
+    /* Called between the pages and the device state: a replica that dies
+     * here dies in the middle of a transfer (x-plover-inject-fault). */
+    if (s->fault == PLOVER_FAULT_EXIT_DURING_SYNCVM_TRANSFER &&
+        s->role == PLV_ROLE_LEADER) {
+        _exit(PLOVER_FAULT_EXIT_STATUS);
+    }
+    if (s->job->devstate) {
+        g_byte_array_append(out, s->job->devstate->data, s->job->devstate->len);
+        return 0;
+    }
+    /* A secondary that turned out the source: its VM is stopped. */
+    bql_lock();
+    ret = plover_save_device_state(s, out, err);
+    bql_unlock();
+    return ret;
+}
+
 /*
  * The engine calls this after every page arrived and validated, before it
  * writes any. Loading devices may read guest RAM (virtio checks its rings),
@@ -199,6 +237,33 @@ static int plover_stage_device_state(void *opaque, const uint8_t *data,
     g_byte_array_set_size(s->staged_devstate, 0);
     g_byte_array_append(s->staged_devstate, data, len);
     return 0;
+}
+
+/*
+ * Translated code of the pages the syncvm wrote is stale. Per page while
+ * that is cheaper than dropping every translation (a full syncvm). Under
+ * KVM there is none.
+ */
+#define PLOVER_TB_FLUSH_PAGES 4096
+
+static void plover_drop_translations(PloverState *s, const PlvPageRef *written,
+                                     uint32_t n)
+{
+    size_t page = qemu_target_page_size();
+
+    if (!tcg_enabled() || n == 0) {
+        return;
+    }
+    if (n > PLOVER_TB_FLUSH_PAGES) {
+        tb_flush(first_cpu);
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        RAMBlock *rb = g_ptr_array_index(s->ram_blocks, written[i].region);
+        ram_addr_t start = rb->offset + (ram_addr_t)written[i].page * page;
+
+        tb_invalidate_phys_range(start, start + page - 1);
+    }
 }
 
 static bool plover_load_staged(PloverState *s, Error **errp)
@@ -238,10 +303,6 @@ static bool plover_load_staged(PloverState *s, Error **errp)
         error_setg(errp, "plover: syncvm: loading the device state failed (%d)", ret);
         return false;
     }
-    /* Pages were written behind TCG's back: drop stale translations. */
-    if (tcg_enabled()) {
-        tb_flush(first_cpu);
-    }
     return true;
 }
 
@@ -251,7 +312,8 @@ static bool plover_load_staged(PloverState *s, Error **errp)
  * match the memory by then. A failure here leaves RAM and devices from
  * two states; the caller stops this VM until a full syncvm.
  */
-static int plover_commit_device_state(void *opaque, GError **err)
+static int plover_commit_device_state(void *opaque, const PlvPageRef *written,
+                                      uint32_t n_written, GError **err)
 {
     PloverState *s = opaque;
     Error *local = NULL;
@@ -264,7 +326,11 @@ static int plover_commit_device_state(void *opaque, GError **err)
                     "loading the device state failed (injected fault)");
         return -1;
     }
+    /* The syncvm thread: QEMU's devices change only under the BQL. */
+    bql_lock();
+    plover_drop_translations(s, written, n_written);
     ok = plover_load_staged(s, &local);
+    bql_unlock();
     s->sync.last_commit_us = g_get_monotonic_time() - t0;
     if (!ok) {
         g_set_error(err, PLOVER_SYNC_ERROR, 3, "%s", error_get_pretty(local));
@@ -388,12 +454,7 @@ static PloverAgree plover_sync_agree_leader(PloverState *s, uint64_t epoch,
 {
     g_autoptr(GError) gerr = NULL;
     g_autoptr(GByteArray) in = g_byte_array_new();
-    PlvSyncHello hello = {
-        .epoch = epoch,
-        .has_vm = s->executing,
-        .full = s->full_sync_pending,
-        .last = s->epoch,
-    };
+    PlvSyncHello hello = s->job->hello;
     PlvSyncReply reply;
     uint8_t msg[PLV_SYNC_HELLO_LEN];
     uint64_t skip;
@@ -517,7 +578,10 @@ static PloverAgree plover_sync_agree_secondary(PloverState *s, uint64_t epoch,
                                                bool *push, bool *full,
                                                Error **errp)
 {
-    PlvSyncReply reply = { .has_vm = s->executing, .last = s->epoch };
+    PlvSyncReply reply = {
+        .has_vm = s->job->hello.has_vm,
+        .last = s->job->hello.last,
+    };
     PlvSyncHello hello;
     uint8_t msg[PLV_SYNC_REPLY_LEN];
     PloverAgree r;
@@ -550,52 +614,90 @@ static PloverAgree plover_sync_agree_secondary(PloverState *s, uint64_t epoch,
  * outputs for ever. Skews count too (they resolve within an attempt or
  * two, and a success clears the count), but keep the link: it works.
  * The secondary does not count: it would otherwise depose a leader that
- * merely lost its previous secondary.
+ * merely lost its previous secondary. Main loop, at the job's end.
  */
-static void plover_sync_failed(PloverState *s, bool leader, bool skew)
+static void plover_sync_failed(PloverState *s, PloverSyncJob *j)
 {
     s->sync.failures++;
-    s->sync.skews += skew;
-    if (!skew) {
-        plover_sync_drop_link(s);
-    }
-    if (leader && s->secondary != PLV_NODE_NONE) {
+    s->sync.skews += j->skew;
+    if (j->leader && s->secondary != PLV_NODE_NONE) {
         s->n_err++;
         plv_driver_add_err(s->driver, s->secondary);
     }
+    if (!j->skew) {
+        s->paired = PLV_NODE_NONE;      /* the next one stops the VM */
+    }
 }
 
-bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp)
+/* The engine's snapshot_union on the leader (syncvm thread). */
+static void plover_sync_resume_bh(void *opaque);
+
+static int plover_sync_snapshot_union(void *opaque, const PlvPageRef *refs,
+                                      uint32_t n, GError **err)
 {
-    bool leader = s->secondary != s->cfg.id;
+    PloverState *s = opaque;
+    int ret = plover_snapshot_union(s->snap, refs, n, err);
+
+    /* The run reads only the shadow from now on. */
+    plover_snapshot_disarm(s->snap);
+    if (!s->job->cow) {
+        /* KVM: the VM waited for the union to be copied; it runs now. */
+        aio_bh_schedule_oneshot(qemu_get_aio_context(), plover_sync_resume_bh, s);
+    }
+    return ret;
+}
+
+/* The syncvm thread's part: link, agreement, engine. No BQL. */
+static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
+{
+    bool leader = j->leader;
     bool push, full, source;
     PlvSyncvmChannel ch;
     PlvSyncvmConfig cfg = { 0 };
-    PlvSyncvmStats st = { 0 };
     PlvHashKey key;
+    PlvMemView *mv = s->mv;
     g_autoptr(GError) gerr = NULL;
     int64_t t0 = g_get_monotonic_time(), t1, t2;
     PloverAgree agreed;
     int ret;
 
-    if (!plover_sync_link(s, leader, errp)) {
-        plover_sync_failed(s, leader, false);
-        return false;
+    if (!plover_sync_link(s, leader, &j->err)) {
+        plover_sync_drop_link(s);
+        return;
     }
-    agreed = leader ? plover_sync_agree_leader(s, epoch, &push, &full, errp)
-                    : plover_sync_agree_secondary(s, epoch, &push, &full, errp);
+    agreed = leader ? plover_sync_agree_leader(s, j->epoch, &push, &full, &j->err)
+                    : plover_sync_agree_secondary(s, j->epoch, &push, &full,
+                                                  &j->err);
+    j->t_agreed_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
     if (agreed != PLOVER_AGREE_OK) {
-        plover_sync_failed(s, leader, agreed == PLOVER_AGREE_SKEW);
-        return false;
+        j->skew = agreed == PLOVER_AGREE_SKEW;
+        if (!j->skew) {
+            plover_sync_drop_link(s);
+        }
+        return;
     }
     source = leader == push;
-    s->full_sync_pending = full;
-    plover_collect_dirty(s);
+    j->full = full;
+    if (j->snapshot && !source) {
+        error_setg(&j->err, "plover: syncvm %" PRIu64 ": the leader's VM ran "
+                   "on from the cut but is to be replaced", j->epoch);
+        return;
+    }
+    if (j->snapshot) {
+        /* The cut's bitmap, in the view over the shadow. */
+        mv = plover_snapshot_view(s->snap);
+        cfg.snapshot_union = plover_sync_snapshot_union;
+    }
+    if (full) {
+        /* Unexpected with the VM running on: the snapshot copies it all. */
+        plover_mark_all_dirty(s->mv);
+        plover_mark_all_dirty(mv);
+    }
     t1 = g_get_monotonic_time();
     plv_hash_key_derive(&key, plover_bulk_session_key(s->bulk), PLV_LINK_KEY_LEN);
     plover_bulk_channel(s->bulk, &ch);
     cfg.vid = s->vid;
-    cfg.epoch = epoch;
+    cfg.epoch = j->epoch;
     cfg.key = &key;
     cfg.pool = s->pool;
     cfg.timeout_ms = s->cfg.syncvm_timeout_ms;
@@ -610,34 +712,159 @@ bool plover_sync_run(PloverState *s, uint64_t epoch, Error **errp)
 
     g_byte_array_set_size(s->staged_devstate, 0);
     s->sync.last_commit_us = 0;
-    ret = source ? plv_syncvm_leader_run(&cfg, &ch, s->mv, &st, &gerr)
-                 : plv_syncvm_secondary_run(&cfg, &ch, s->mv, &st, &gerr);
+    ret = source ? plv_syncvm_leader_run(&cfg, &ch, mv, &j->st, &gerr)
+                 : plv_syncvm_secondary_run(&cfg, &ch, mv, &j->st, &gerr);
+    if (j->snapshot) {
+        plover_snapshot_disarm(s->snap);    /* if the union was never reached */
+    }
     t2 = g_get_monotonic_time();
+    j->t_collect_us = t1 - t0;
+    j->t_engine_us = t2 - t1;
     if (ret < 0) {
-        plover_sync_failed(s, leader, false);
-        error_setg(errp, "plover: syncvm %" PRIu64 " as %s: %s", epoch,
+        plover_sync_drop_link(s);
+        error_setg(&j->err, "plover: syncvm %" PRIu64 " as %s: %s", j->epoch,
                    source ? "source" : "target", gerr->message);
-        if (!source && g_error_matches(gerr, PLV_SVM_ERROR, PLV_SVM_ERROR_COMMIT)) {
+        j->commit_failed = !source &&
+            g_error_matches(gerr, PLV_SVM_ERROR, PLV_SVM_ERROR_COMMIT);
+        return;
+    }
+    trace_plover_syncvm_phases(j->epoch, t1 - t0, t2 - t1 - s->sync.last_commit_us,
+                               s->sync.last_commit_us);
+    trace_plover_syncvm_done(j->epoch, j->st.dirty_union, j->st.divergent_pages,
+                             j->st.bytes_sent, j->st.t_total_us);
+    j->ok = true;
+}
+
+static void plover_sync_done_bh(void *opaque)
+{
+    PloverState *s = opaque;
+    PloverSyncJob *j = s->job;
+
+    s->job = NULL;
+    if (j->ok) {
+        if (j->leader) {
+            plv_driver_reset_err(s->driver, s->secondary);
+        }
+        plv_memview_clear_dirty(s->mv);
+        s->sync.full += j->full;
+        s->sync.snapshots += j->snapshot;
+        s->paired = s->secondary;
+        plover_account(s, &j->st);
+    } else {
+        plover_sync_failed(s, j);
+        if (j->commit_failed) {
             /* RAM (or devices) of this VM are now of two states: it never
              * runs again before a full syncvm replaces both. */
             plover_discard_vm(s);
             s->full_sync_pending = true;
             s->sync.commit_failures++;
         }
-        return false;
     }
-    if (leader) {
-        plv_driver_reset_err(s->driver, s->secondary);
+    plover_exec_syncvm_done(s, j);
+    plover_sync_job_free(j);
+}
+
+static void plover_sync_resume_bh(void *opaque)
+{
+    PloverState *s = opaque;
+    PloverSyncJob *j = s->job;
+
+    if (j && !j->t_resume_us && s->executing) {
+        plover_start_vm(s);
+        j->t_resume_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+        /* The inputs after the cut may reach the running VM now. */
+        if (plv_driver_dispatch_held(s->driver)) {
+            plv_driver_dispatch_release(s->driver);
+        }
     }
-    trace_plover_syncvm_phases(epoch, t1 - t0, t2 - t1 - s->sync.last_commit_us,
-                               s->sync.last_commit_us);
-    plv_memview_clear_dirty(s->mv);
-    s->sync.full += full;
-    s->full_sync_pending = false;
-    plover_account(s, &st);
-    trace_plover_syncvm_done(epoch, st.dirty_union, st.divergent_pages,
-                             st.bytes_sent, st.t_total_us);
-    return true;
+}
+
+static void *plover_sync_thread(void *opaque)
+{
+    PloverState *s = opaque;
+
+    for (;;) {
+        qemu_sem_wait(&s->sync_go);
+        plover_sync_job_run(s, s->job);
+        aio_bh_schedule_oneshot(qemu_get_aio_context(), plover_sync_done_bh, s);
+    }
+    return NULL;
+}
+
+void plover_sync_job_free(PloverSyncJob *j)
+{
+    if (j->devstate) {
+        g_byte_array_unref(j->devstate);
+    }
+    g_free(j->digest);
+    error_free(j->err);
+    g_free(j);
+}
+
+/*
+ * The cut of syncvm @epoch, on the main loop: stop the VM, collect the
+ * dirty log, and on the leader take the device state. A leader whose
+ * secondary holds the VM as of their last syncvm runs on at once over a
+ * copy-on-write snapshot of RAM (under KVM, once the union is copied);
+ * a full syncvm, a pull, a leadership handoff keep the VM stopped to the
+ * end. The syncvm thread does the rest; plover_exec_syncvm_done follows.
+ */
+void plover_sync_start(PloverState *s, uint64_t epoch, bool leader)
+{
+    PloverSyncJob *j = g_new0(PloverSyncJob, 1);
+    g_autoptr(GError) gerr = NULL;
+    int64_t t1, t2, t3;
+
+    assert(!s->job);
+    j->epoch = epoch;
+    j->leader = leader;
+    j->hello = (PlvSyncHello) {
+        .epoch = epoch,
+        .has_vm = s->executing,
+        .full = s->full_sync_pending,
+        .last = s->epoch,
+    };
+    j->t_stop_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+    if (!s->sync.first_cut_us) {
+        s->sync.first_cut_us = j->t_stop_us;
+    }
+    plover_stop_vm();
+    t1 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+    plover_collect_dirty(s);
+    if (s->full_sync_pending) {
+        plover_mark_all_dirty(s->mv);
+    }
+    t2 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+    /* Everything said so far comes from the state synced now. */
+    j->held = g_queue_get_length(&s->outputs);
+    if (leader && s->executing) {
+        j->devstate = g_byte_array_new();
+        if (plover_save_device_state(s, j->devstate, &gerr) < 0) {
+            /* The engine's get_device_state tries again, and reports. */
+            g_byte_array_unref(j->devstate);
+            j->devstate = NULL;
+        }
+        if (s->record_digests) {
+            j->digest = plover_ram_digest();
+        }
+    }
+    t3 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+    j->handoff = leader && s->handoff == PLOVER_HANDOFF_SYNCING;
+    j->snapshot = leader && s->executing && j->devstate && !j->handoff &&
+                  !s->full_sync_pending && s->paired == s->secondary;
+    j->cow = j->snapshot && tcg_enabled();
+    if (j->snapshot) {
+        plover_snapshot_arm(s->snap, s->mv, j->cow);
+    }
+    if (j->cow) {
+        plover_start_vm(s);
+        j->t_resume_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+    }
+    trace_plover_syncvm_cut(epoch, t1 - j->t_stop_us, t2 - t1, t3 - t2,
+                            j->t_resume_us ? j->t_resume_us - t3 : 0);
+    s->job = j;
+    qatomic_set(&s->last_sync_ns, qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
+    qemu_sem_post(&s->sync_go);
 }
 
 /*

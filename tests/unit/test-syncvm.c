@@ -189,6 +189,11 @@ typedef struct Peer {
     bool fail_commit;           /* secondary: every commit fails */
     const gint *leader_done;    /* the leader's run returned (threads only) */
     bool commit_saw_pages;      /* at the last commit: memory converged */
+    uint32_t written;           /* pages the last commit was told of */
+    bool written_ok;            /* ... each written and equal to the leader's */
+    uint8_t **cut;              /* leader: memory at the cut (snapshot_union) */
+    unsigned snapshots;         /* leader: snapshot_union calls */
+    uint32_t snapshot_pages;
     bool commit_before_ack;     /* ... and the leader had not returned */
     unsigned n_err;
     PlvSvmErrorCode last_code;
@@ -235,11 +240,22 @@ static int apply_dev(void *opaque, const uint8_t *data, size_t len,
 }
 
 /* Records what the secondary's memory and the leader were at the commit. */
-static int commit_dev(void *opaque, GError **err)
+static int commit_dev(void *opaque, const PlvPageRef *written,
+                      uint32_t n_written, GError **err)
 {
     Peer *p = opaque;
 
     p->commits++;
+    p->written = n_written;
+    p->written_ok = true;
+    for (uint32_t i = 0; i < n_written; i++) {
+        const PlvMemRegion *reg = plv_memview_region_const(p->w->smv,
+                                                           written[i].region);
+
+        p->written_ok &= memcmp(plv_memview_page(reg, written[i].page),
+                                p->w->lmem[written[i].region] +
+                                written[i].page * (uint64_t)PAGE, PAGE) == 0;
+    }
     p->commit_saw_pages = converged(p->w);
     p->commit_before_ack = p->leader_done &&
                            !g_atomic_int_get(p->leader_done);
@@ -507,6 +523,8 @@ static void run_and_check(const Spec *spec, unsigned threads,
     ck_assert_uint_eq(x.p.dev_applies, 1);
     ck_assert_uint_eq(x.p.commits, 1);
     ck_assert(x.p.commit_saw_pages);
+    ck_assert_uint_eq(x.p.written, w->n_div);
+    ck_assert(x.p.written_ok);
     ck_assert(st->ram_touched == (w->n_div > 0));
     ck_assert_uint_eq(x.p.dev_out->len, spec->devstate_len);
     {
@@ -1353,6 +1371,99 @@ START_TEST(mutated_messages)
 }
 END_TEST
 
+/* ---- a source whose memory moved on after the cut ---- */
+
+/* The glue's part: the cut's content of exactly the union's pages. */
+static int snapshot_from_cut(void *opaque, const PlvPageRef *refs, uint32_t n,
+                             GError **err)
+{
+    Peer *p = opaque;
+
+    p->snapshots++;
+    p->snapshot_pages = n;
+    for (uint32_t i = 0; i < n; i++) {
+        const PlvMemRegion *reg = plv_memview_region_const(p->w->lmv,
+                                                           refs[i].region);
+
+        memcpy(plv_memview_page(reg, refs[i].page),
+               p->cut[refs[i].region] + refs[i].page * (uint64_t)PAGE, PAGE);
+    }
+    return 0;
+}
+
+/*
+ * The leader's VM ran on after the cut and rewrote every page; the run
+ * reads the union only after snapshot_union gave it the cut, so the
+ * secondary ends with the cut, not with what the leader's memory holds.
+ */
+START_TEST(snapshot_union_gives_the_cut)
+{
+    Spec s = { .n_regions = 2, .pages = 512, .dirty = 0.4, .diverge = 0.5,
+               .devstate_len = 2000, .seed = 33 };
+    GError *err = NULL;
+    uint8_t **cut;
+    MemRun m;
+    World w;
+
+    world_build(&w, &s);
+    cut = g_new0(uint8_t *, MAX_REGIONS);
+    for (unsigned r = 0; r < s.n_regions; r++) {
+        cut[r] = g_memdup2(w.lmem[r], s.pages * PAGE);
+        memset(w.lmem[r], 0xa5 + r, s.pages * PAGE);   /* the VM ran on */
+    }
+    mem_run_init(&m, &w);
+    m.lt.p.cut = cut;
+    m.lt.p.cfg.snapshot_union = snapshot_from_cut;
+    ck_assert_msg(mem_run(&m, &err) == 0, "%s", err ? err->message : "");
+    ck_assert_msg(m.lt.rc == 0, "%s", m.lt.err ? m.lt.err->message : "");
+    ck_assert_uint_eq(m.lt.p.snapshots, 1);
+    ck_assert_uint_eq(m.lt.p.snapshot_pages, w.n_union);
+    ck_assert_uint_eq(m.p.st.divergent_pages, w.n_div);
+    for (unsigned r = 0; r < s.n_regions; r++) {
+        ck_assert(memcmp(cut[r], w.smem[r], s.pages * PAGE) == 0);
+        g_free(cut[r]);
+    }
+    g_free(cut);
+    mem_run_free(&m);
+    world_free(&w);
+}
+END_TEST
+
+static int snapshot_lost(void *opaque, const PlvPageRef *refs, uint32_t n,
+                         GError **err)
+{
+    g_set_error(err, g_quark_from_static_string("test"), 1, "cut discarded");
+    return -1;
+}
+
+/* A source that cannot give the cut fails the run at once, touching nothing. */
+START_TEST(snapshot_union_failure_is_fatal)
+{
+    Spec s = { .n_regions = 1, .pages = 256, .dirty = 0.5, .diverge = 0.3,
+               .devstate_len = 100, .seed = 34 };
+    GError *err = NULL;
+    uint8_t **snap;
+    MemRun m;
+    World w;
+
+    world_build(&w, &s);
+    snap = snapshot(&w);
+    mem_run_init(&m, &w);
+    m.lt.p.cfg.snapshot_union = snapshot_lost;
+    ck_assert_int_eq(mem_run(&m, &err), -1);
+    ck_assert_int_eq(m.lt.rc, -1);
+    ck_assert(g_error_matches(m.lt.err, PLV_SVM_ERROR, PLV_SVM_ERROR_SNAPSHOT));
+    ck_assert_msg(strstr(m.lt.err->message, "cut discarded"), "%s",
+                  m.lt.err->message);
+    ck_assert_uint_eq(m.lt.p.st.attempts, 1);
+    ck_assert_uint_eq(m.p.commits, 0);
+    assert_untouched(&w, snap);
+    g_clear_error(&err);
+    mem_run_free(&m);
+    world_free(&w);
+}
+END_TEST
+
 /* ---- the commit: device state loaded before the ACK ---- */
 
 /* Once, with every divergent page in, while the leader waits for the ACK. */
@@ -1579,6 +1690,8 @@ int main(void)
     tcase_add_test(fail, leader_needs_ack);
     tcase_add_test(fail, leader_rejects_stale);
     tcase_add_test(fail, commit_before_ack);
+    tcase_add_test(fail, snapshot_union_gives_the_cut);
+    tcase_add_test(fail, snapshot_union_failure_is_fatal);
     tcase_add_test(fail, commit_fails_after_pages);
     tcase_add_test(fail, commit_fails_without_pages);
     tcase_set_timeout(fail, 20);

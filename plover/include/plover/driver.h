@@ -115,6 +115,17 @@ int plv_driver_event_fd(const PlvDriver *d);
 size_t plv_driver_dispatch(PlvDriver *d, const PlvDriverCallbacks *cb,
                            void *opaque);
 
+/*
+ * From inside a callback of plv_driver_dispatch(): the output being
+ * delivered is not taken. It and everything after it stay queued, in
+ * order, and dispatch delivers nothing until plv_driver_dispatch_release()
+ * (which signals the event fd). For a caller that cannot act on the next
+ * entry yet (QEMU: a syncvm still running in the background).
+ */
+void plv_driver_dispatch_hold(PlvDriver *d);
+void plv_driver_dispatch_release(PlvDriver *d);
+bool plv_driver_dispatch_held(const PlvDriver *d);
+
 /* Wait until outputs are queued: true if there are, false on timeout. */
 bool plv_driver_wait(PlvDriver *d, int timeout_ms);
 

@@ -83,6 +83,8 @@ typedef enum PlvSvmErrorCode {
      * wrote the pages: fatal, guest memory has changed.
      */
     PLV_SVM_ERROR_COMMIT,
+    /* The source could not give the run the pages of its cut. */
+    PLV_SVM_ERROR_SNAPSHOT,
 } PlvSvmErrorCode;
 
 typedef struct PlvSvmHdr {

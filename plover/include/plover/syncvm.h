@@ -18,10 +18,13 @@
  *
  * Every message carries vid, epoch and the leader's attempt number; older
  * vid/epoch ones are dropped and reported as errors, leftovers of a failed
- * attempt are dropped quietly, newer vid/epoch ones abort the run. The engine runs over an abstract message channel so that another
- * bulk transport (RDMA) can carry it; plv_syncvm_channel_init_link gives
- * one over a PlvLink. The caller pauses the VM around a run and clears the
- * dirty bitmaps after a successful one.
+ * attempt are dropped quietly, newer vid/epoch ones abort the run. The
+ * engine runs over an abstract message channel so that another bulk
+ * transport (RDMA) can carry it; plv_syncvm_channel_init_link gives one
+ * over a PlvLink. The caller clears the dirty bitmaps after a successful
+ * run. The target's memory must not change during a run (its VM is
+ * paused); the source's may, if snapshot_union gives the run the pages
+ * as they were at the cut.
  */
 #ifndef PLOVER_SYNCVM_H
 #define PLOVER_SYNCVM_H
@@ -82,6 +85,15 @@ typedef struct PlvSyncvmConfig {
     /* Each error (the glue bumps n_err in the consensus layer). */
     void (*on_error)(void *opaque, uint32_t peer, PlvSvmErrorCode code,
                      const char *reason);
+    /*
+     * Source: the union of both dirty sets is known (refs[0..n), in the
+     * order the run reads them) and no page of it has been read yet. From
+     * now on those pages of mv must hold their content at the cut: a
+     * source whose VM ran on after the cut copies them in from its
+     * snapshot here. NULL: mv holds the cut already (the VM is paused).
+     */
+    int (*snapshot_union)(void *opaque, const PlvPageRef *refs, uint32_t n,
+                          GError **err);
     /* Leader: append the device state to out. NULL: empty blob. */
     int (*get_device_state)(void *opaque, GByteArray *out, GError **err);
     /*
@@ -99,9 +111,12 @@ typedef struct PlvSyncvmConfig {
      * devices do not match its memory. A failure is fatal
      * (PLV_SVM_ERROR_COMMIT, NACKed, no retry: memory was written and the
      * devices may be half loaded); the VM must not run on until a full
-     * syncvm. NULL: nothing to commit.
+     * syncvm. written[0..n_written) are the pages the run wrote (so
+     * that cached translations of them can be dropped). NULL: nothing to
+     * commit.
      */
-    int (*commit)(void *opaque, GError **err);
+    int (*commit)(void *opaque, const PlvPageRef *written,
+                  uint32_t n_written, GError **err);
 } PlvSyncvmConfig;
 
 typedef struct PlvSyncvmStats {
