@@ -425,9 +425,8 @@ void plover_exec_syncvm_done(PloverState *s, PloverSyncJob *j)
     }
     /* A leader handing over stays paused here: this syncvm is the point
      * both VMs are identical at. */
-    if (s->executing && !handing_over && !j->t_resume_us) {
-        plover_start_vm(s);
-        j->t_resume_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+    if ((s->executing && !handing_over) || j->light) {
+        plover_sync_resume_vm(s, j);
     }
     paused = (j->t_resume_us ? j->t_resume_us : now) - j->t_stop_us;
     s->sync.last_pause_us = paused;

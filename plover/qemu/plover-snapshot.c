@@ -21,7 +21,8 @@
  *    would have marked it first). Then the snapshot is disarmed.
  *
  * The hook does not see KVM's own writes to guest memory: under KVM the
- * leader's VM stays stopped until the union is copied, and resumes then.
+ * leader's vCPUs stay stopped until the union is copied, and resume then
+ * (device writes meanwhile still pass the hook).
  *
  * The shadow is an address range as large as guest RAM, reserved, not
  * allocated: only the union's pages are ever touched, and the pages of
@@ -210,11 +211,10 @@ void plover_snapshot_free(PloverSnapshot *sn)
 }
 
 /*
- * At the cut, VM stopped: the engine's view gets the dirty bitmaps just
- * collected; with @cow, RAM is copy-on-write from now on, and the VM may
- * run on.
+ * At the cut, vCPUs stopped: the engine's view gets the dirty bitmaps just
+ * collected, and RAM is copy-on-write from now on: the VM may run on.
  */
-void plover_snapshot_arm(PloverSnapshot *sn, PlvMemView *ram_mv, bool cow)
+void plover_snapshot_arm(PloverSnapshot *sn, PlvMemView *ram_mv)
 {
     for (unsigned i = 0; i < sn->n_blocks; i++) {
         const PlvBitmap *src = &plv_memview_region_const(ram_mv, i)->dirty;
@@ -223,11 +223,9 @@ void plover_snapshot_arm(PloverSnapshot *sn, PlvMemView *ram_mv, bool cow)
         memcpy(dst->words, src->words,
                plv_bitmap_n_words(src->n_bits) * sizeof(uint64_t));
     }
-    if (cow) {
-        bitmap_zero(sn->preserved, sn->n_pages);
-        qatomic_set(&sn->armed, true);
-        ram_write_hook_set(plover_snap_before_write);
-    }
+    bitmap_zero(sn->preserved, sn->n_pages);
+    qatomic_set(&sn->armed, true);
+    ram_write_hook_set(plover_snap_before_write);
 }
 
 /* No copy-on-write any more; the copies aside are dropped. */
@@ -247,8 +245,7 @@ PlvMemView *plover_snapshot_view(PloverSnapshot *sn)
 
 /*
  * The engine's snapshot_union (syncvm thread): the union's pages at the
- * cut into the shadow view. The VM may be running (copy-on-write armed)
- * or stopped (not armed: RAM is the cut).
+ * cut into the shadow view, while the VM may be running.
  */
 int plover_snapshot_union(void *opaque, const PlvPageRef *refs, uint32_t n,
                           GError **err)

@@ -82,6 +82,7 @@ typedef struct PloverSyncJob {
     bool leader;                /* this replica leads the pair */
     bool snapshot;              /* leader: the engine reads the snapshot */
     bool cow;                   /* ... and the VM runs on from the cut */
+    bool light;                 /* only vCPUs and clock stopped at the cut */
     bool handoff;               /* leader: stays paused (handoff point) */
     PlvSyncHello hello;         /* what this end tells the other */
     size_t held;                /* leader: outputs held at the cut */
@@ -216,13 +217,14 @@ bool plover_sync_setup(PloverState *s, Error **errp);
 void plover_sync_start_dirty_log(PloverState *s);
 void plover_sync_start(PloverState *s, uint64_t epoch, bool leader);
 void plover_sync_job_free(PloverSyncJob *j);
+void plover_sync_resume_vm(PloverState *s, PloverSyncJob *j);
 void plover_sync_drop_link(PloverState *s);
 char *plover_ram_digest(void);
 
 /* plover-snapshot.c */
 PloverSnapshot *plover_snapshot_new(GPtrArray *ram_blocks, Error **errp);
 void plover_snapshot_free(PloverSnapshot *sn);
-void plover_snapshot_arm(PloverSnapshot *sn, PlvMemView *ram_mv, bool cow);
+void plover_snapshot_arm(PloverSnapshot *sn, PlvMemView *ram_mv);
 void plover_snapshot_disarm(PloverSnapshot *sn);
 PlvMemView *plover_snapshot_view(PloverSnapshot *sn);
 int plover_snapshot_union(void *opaque, const PlvPageRef *refs, uint32_t n,

@@ -27,6 +27,9 @@
 #include "migration/qemu-file.h"
 #include "migration/global_state.h"
 #include "migration/savevm.h"
+#include "system/cpus.h"
+#include "system/cpu-timers.h"
+#include "system/runstate.h"
 #include "system/tcg.h"
 #include "plover-state.h"
 #include "plover-bulk.h"
@@ -140,10 +143,13 @@ static void plover_collect_dirty(PloverState *s)
 
         snap = memory_region_snapshot_and_clear_dirty(rb->mr, 0, rb->used_length,
                                                       DIRTY_MEMORY_MIGRATION);
-        for (uint64_t p = 0; p < r->n_pages; p++) {
-            if (memory_region_snapshot_get_dirty(rb->mr, snap, p * page, page)) {
-                plv_bitmap_set(&r->dirty, p);
-            }
+        /* Word by word: most of RAM is clean at a syncvm. */
+        for (hwaddr a = memory_region_snapshot_next_dirty(rb->mr, snap, 0,
+                                                          rb->used_length);
+             a < rb->used_length;
+             a = memory_region_snapshot_next_dirty(rb->mr, snap, a + page,
+                                                   rb->used_length)) {
+            plv_bitmap_set(&r->dirty, a / page);
         }
         g_free(snap);
     }
@@ -764,14 +770,43 @@ static void plover_sync_done_bh(void *opaque)
     plover_sync_job_free(j);
 }
 
+/*
+ * The leader's cut when its VM is to run on stops only the vCPUs and the
+ * virtual clock, as vm_stop does first, and leaves the run state alone:
+ * vm_stop and vm_start would also run every device's run-state handler
+ * (virtio tears down and sets up its ioeventfds, a memory transaction
+ * each) and send QMP STOP and RESUME events, a hundred times a second.
+ * Device writes to RAM meanwhile go through the snapshot's hook.
+ */
+static void plover_cut_stop(void)
+{
+    cpu_disable_ticks();
+    pause_all_vcpus();
+}
+
+/* The VM of job @j runs again (main loop). */
+void plover_sync_resume_vm(PloverState *s, PloverSyncJob *j)
+{
+    if (j->t_resume_us) {
+        return;
+    }
+    if (!j->light) {
+        plover_start_vm(s);
+    } else if (runstate_is_running()) {
+        /* Still light-stopped (not stopped for good since, by vm_stop). */
+        cpu_enable_ticks();
+        resume_all_vcpus();
+    }
+    j->t_resume_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+}
+
 static void plover_sync_resume_bh(void *opaque)
 {
     PloverState *s = opaque;
     PloverSyncJob *j = s->job;
 
     if (j && !j->t_resume_us && s->executing) {
-        plover_start_vm(s);
-        j->t_resume_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+        plover_sync_resume_vm(s, j);
         /* The inputs after the cut may reach the running VM now. */
         if (plv_driver_dispatch_held(s->driver)) {
             plv_driver_dispatch_release(s->driver);
@@ -828,7 +863,16 @@ void plover_sync_start(PloverState *s, uint64_t epoch, bool leader)
     if (!s->sync.first_cut_us) {
         s->sync.first_cut_us = j->t_stop_us;
     }
-    plover_stop_vm();
+    /* The VM runs on from this cut if the secondary holds the VM as of
+     * their last syncvm (no full copy) and no handoff waits for it. */
+    j->handoff = leader && s->handoff == PLOVER_HANDOFF_SYNCING;
+    j->light = leader && s->executing && !j->handoff && !s->full_sync_pending &&
+               s->paired == s->secondary && runstate_is_running();
+    if (j->light) {
+        plover_cut_stop();
+    } else {
+        plover_stop_vm();
+    }
     t1 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
     plover_collect_dirty(s);
     if (s->full_sync_pending) {
@@ -849,16 +893,21 @@ void plover_sync_start(PloverState *s, uint64_t epoch, bool leader)
         }
     }
     t3 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
-    j->handoff = leader && s->handoff == PLOVER_HANDOFF_SYNCING;
-    j->snapshot = leader && s->executing && j->devstate && !j->handoff &&
-                  !s->full_sync_pending && s->paired == s->secondary;
+    if (j->light && !j->devstate) {
+        /* Cannot run on without the cut's devices: stop it for good (the
+         * vCPUs have not run since the cut). */
+        plover_stop_vm();
+        j->light = false;
+    }
+    j->snapshot = j->light;
+    /* TCG writes pass the hook: resume now. KVM's do not: once the union
+     * is copied (device writes meanwhile are copied aside). */
     j->cow = j->snapshot && tcg_enabled();
     if (j->snapshot) {
-        plover_snapshot_arm(s->snap, s->mv, j->cow);
+        plover_snapshot_arm(s->snap, s->mv);
     }
     if (j->cow) {
-        plover_start_vm(s);
-        j->t_resume_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+        plover_sync_resume_vm(s, j);
     }
     trace_plover_syncvm_cut(epoch, t1 - j->t_stop_us, t2 - t1, t3 - t2,
                             j->t_resume_us ? j->t_resume_us - t3 : 0);
