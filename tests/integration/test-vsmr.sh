@@ -29,7 +29,11 @@ assert_eq "$(pinfo "r$WITNESS" "i['executing'], i['net']['inputs-injected'], i['
 [ "$(pinfo "r$SECONDARY" "i['net']['inputs-injected']")" -gt 0 ] || fail "secondary injected no input"
 assert_eq "$(pinfo "r$SECONDARY" "i['net']['outputs-released']")" "0" "secondary released outputs"
 
-# RAM digests recorded at the same syncvm epochs must be equal.
+# RAM digests recorded at the same syncvm epochs must be equal: the
+# leader's taken at its cut, the secondary's once it applied. The leader's
+# VM ran on from those cuts (the engine read its copy-on-write snapshot).
 assert_ram_equal "$LEADER" "$SECONDARY" 5 "under load and racey"
+[ "$(pinfo "r$LEADER" "i['syncvm']['snapshot-count']")" -gt 0 ] ||
+    fail "the leader's VM never ran on from a syncvm cut"
 
-pinfo "r$LEADER" "'figure: syncvms %d, failures %d, mean same-page rate %.3f, mean pause %d us (compute %d, compare %d, transfer %d, apply %d), bytes sent %d' % (i['syncvm']['count'], i['syncvm']['failures'], i['syncvm']['mean-same-page-rate'], i['syncvm']['last-pause-us'], i['syncvm']['mean-compute-us'], i['syncvm']['mean-compare-us'], i['syncvm']['mean-transfer-us'], i['syncvm']['mean-apply-us'], i['syncvm']['total-bytes-sent'])"
+pinfo "r$LEADER" "'figure: syncvms %d, failures %d, mean same-page rate %.3f, ran on %d, leader pause p50 %d us (compute %d, compare %d, transfer %d, apply %d), bytes sent %d' % (i['syncvm']['count'], i['syncvm']['failures'], i['syncvm']['mean-same-page-rate'], i['syncvm']['snapshot-count'], i['syncvm']['pause-p50-us'], i['syncvm']['mean-compute-us'], i['syncvm']['mean-compare-us'], i['syncvm']['mean-transfer-us'], i['syncvm']['mean-apply-us'], i['syncvm']['total-bytes-sent'])"
