@@ -5,7 +5,11 @@
  * keeps one PloverState; plover/core itself has no global state.
  *
  * Threads: everything here is touched on the main loop thread with the BQL
- * held, except the fields marked "atomic" (read by the idle detector).
+ * held, except the fields marked "atomic" (read by the idle detector), and
+ * while a syncvm job is in flight (job != NULL): the syncvm thread then
+ * owns the job's results, the bulk link and its HELLO, the staged device
+ * state and the memory view's bitmaps, and the main loop leaves them
+ * alone until the job comes back (plover-sync.c).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */

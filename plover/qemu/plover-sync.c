@@ -302,7 +302,11 @@ static bool plover_load_staged(PloverState *s, Error **errp)
     memcpy(bioc->data, p, len);
     bioc->usage = len;
     f = qemu_file_new_input(QIO_CHANNEL(bioc));
+    /* The pages written had their translations dropped already
+     * (plover_drop_translations): keep the others. */
+    cpu_post_load_keeps_tbs = true;
     ret = qemu_load_device_state(f);
+    cpu_post_load_keeps_tbs = false;
     qemu_fclose(f);
     object_unref(OBJECT(bioc));
     if (ret < 0) {
