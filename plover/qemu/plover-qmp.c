@@ -94,7 +94,6 @@ static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
     PloverSyncvmInfo *i = g_new0(PloverSyncvmInfo, 1);
     uint64_t n = MAX(a->count, 1);
     int64_t wall = qemu_clock_get_us(QEMU_CLOCK_REALTIME) - a->first_cut_us;
-    uint64_t from_copy, rereads;
 
     i->count = a->count;
     i->failures = a->failures;
@@ -129,9 +128,7 @@ static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
     i->secondary_lag_p99_us = plv_latency_quantile(&a->lag, 0.99);
     i->snapshot_count = a->snapshots;
     i->in_flight = s->job != NULL;
-    if (s->snap) {
-        plover_snapshot_counters(s->snap, &i->cow_pages, &from_copy, &rereads);
-    }
+    i->cow_pages = s->snap ? plover_snapshot_cow_pages(s->snap) : 0;
     return i;
 }
 

@@ -393,11 +393,10 @@ static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch
         qatomic_set(&s->sync_proposed, false);
         return;   /* not the VM's holder, not being given it either */
     }
-    s->sync_index = e->index;
     if (with_peer) {
         /* The next proposal waits for the end of this one
          * (plover_request_syncvm); the entries after it wait too. */
-        plover_sync_start(s, epoch, leader);
+        plover_sync_start(s, e->index, epoch, leader);
         return;
     }
     /* A leader alone: a majority committed this entry, nothing to copy. */
@@ -425,7 +424,7 @@ void plover_exec_syncvm_done(PloverState *s, PloverSyncJob *j)
     }
     /* A leader handing over stays paused here: this syncvm is the point
      * both VMs are identical at. */
-    if ((s->executing && !handing_over) || j->light) {
+    if ((s->executing && !handing_over) || j->snapshot) {
         plover_sync_resume_vm(s, j);
     }
     paused = (j->t_resume_us ? j->t_resume_us : now) - j->t_stop_us;
@@ -444,7 +443,7 @@ void plover_exec_syncvm_done(PloverState *s, PloverSyncJob *j)
         return;
     }
     s->epoch = j->epoch;
-    plv_driver_applied_syncvm(s->driver, s->sync_index);
+    plv_driver_applied_syncvm(s->driver, j->index);
     if (j->leader) {
         /* Committed by a majority and applied on the secondary: what the
          * VM said up to the cut may leave. */

@@ -67,13 +67,8 @@ struct PloverSnapshot {
     QemuMutex lock;             /* copies, and copying a page aside */
     GHashTable *copies;         /* page index in all of RAM -> its copy */
     uint64_t shadow_touched;    /* syncvm thread only */
-
-    /* Counters (atomic): pages copied aside by writers, union pages
-     * taken from a copy aside, union pages re-read. */
-    uint64_t cow_pages, from_copy, rereads;
+    uint64_t cow_pages;         /* atomic: pages copied aside by writers */
 };
-
-static PloverSnapshot *plover_snap_global;
 
 static PloverSnapBlock *plover_snap_block(PloverSnapshot *sn, ram_addr_t addr)
 {
@@ -115,10 +110,10 @@ static void plover_snap_preserve(PloverSnapshot *sn, PloverSnapBlock *b,
 /* QEMU's RAM write hook: runs before [addr, addr + len) is written. */
 static void plover_snap_before_write(ram_addr_t addr, ram_addr_t len)
 {
-    PloverSnapshot *sn = plover_snap_global;
+    PloverSnapshot *sn = plover_state()->snap;
     ram_addr_t end = addr + len;
 
-    if (!sn || !qatomic_read(&sn->armed)) {
+    if (!qatomic_read(&sn->armed)) {
         return;
     }
     while (addr < end) {
@@ -182,7 +177,6 @@ PloverSnapshot *plover_snapshot_new(GPtrArray *ram_blocks, Error **errp)
     sn->preserved = bitmap_new(MAX(first, 1));
     sn->copies = g_hash_table_new_full(NULL, NULL, NULL, g_free);
     qemu_mutex_init(&sn->lock);
-    plover_snap_global = sn;
     return sn;
 }
 
@@ -190,10 +184,6 @@ void plover_snapshot_free(PloverSnapshot *sn)
 {
     if (!sn) {
         return;
-    }
-    if (plover_snap_global == sn) {
-        ram_write_hook_set(NULL);
-        plover_snap_global = NULL;
     }
     for (unsigned i = 0; i < sn->n_blocks; i++) {
         if (sn->blocks[i].shadow) {
@@ -244,14 +234,14 @@ PlvMemView *plover_snapshot_view(PloverSnapshot *sn)
 }
 
 /*
- * The engine's snapshot_union (syncvm thread): the union's pages at the
- * cut into the shadow view, while the VM may be running.
+ * The engine's snapshot_union (syncvm thread), armed: the union's pages at
+ * the cut into the shadow view, while the VM may be running. The union
+ * comes from the shadow view, whose regions are the blocks.
  */
 int plover_snapshot_union(void *opaque, const PlvPageRef *refs, uint32_t n,
                           GError **err)
 {
     PloverSnapshot *sn = opaque;
-    bool armed = qatomic_read(&sn->armed);
 
     if (sn->shadow_touched > PLOVER_SHADOW_RELEASE_PAGES) {
         /* Give the pages of earlier syncvms back to the kernel. */
@@ -262,55 +252,36 @@ int plover_snapshot_union(void *opaque, const PlvPageRef *refs, uint32_t n,
         sn->shadow_touched = 0;
     }
     for (uint32_t i = 0; i < n; i++) {
-        PloverSnapBlock *b;
-        uint8_t *dst, *src;
-        uint64_t g;
+        PloverSnapBlock *b = &sn->blocks[refs[i].region];
+        uint64_t g = b->first + refs[i].page;
+        uint8_t *dst = b->shadow + ((uint64_t)refs[i].page << sn->page_bits);
+        uint8_t *src = b->host + ((uint64_t)refs[i].page << sn->page_bits);
 
-        if (refs[i].region >= sn->n_blocks ||
-            refs[i].page >= sn->blocks[refs[i].region].n_pages) {
-            g_set_error(err, PLOVER_SNAPSHOT_ERROR, 1,
-                        "page %u of region %u is outside guest RAM",
-                        refs[i].page, refs[i].region);
-            return -1;
-        }
-        b = &sn->blocks[refs[i].region];
-        g = b->first + refs[i].page;
-        dst = b->shadow + ((uint64_t)refs[i].page << sn->page_bits);
-        src = b->host + ((uint64_t)refs[i].page << sn->page_bits);
-        if (armed && !test_bit(g, sn->preserved)) {
+        if (!test_bit(g, sn->preserved)) {
             memcpy(dst, src, sn->page);
             smp_mb();           /* the copy is read before the bit is */
             if (!test_bit(g, sn->preserved)) {
                 continue;       /* nobody wrote it during the copy */
             }
-            qatomic_inc(&sn->rereads);
         }
-        if (armed) {
-            qemu_mutex_lock(&sn->lock);
-            src = g_hash_table_lookup(sn->copies, (gpointer)(uintptr_t)(g + 1));
-            if (src) {
-                memcpy(dst, src, sn->page);
-            }
-            qemu_mutex_unlock(&sn->lock);
-            if (!src) {
-                g_set_error(err, PLOVER_SNAPSHOT_ERROR, 2,
-                            "page %u of region %u was written after the cut "
-                            "and not preserved", refs[i].page, refs[i].region);
-                return -1;
-            }
-            qatomic_inc(&sn->from_copy);
-        } else {
+        qemu_mutex_lock(&sn->lock);
+        src = g_hash_table_lookup(sn->copies, (gpointer)(uintptr_t)(g + 1));
+        if (src) {
             memcpy(dst, src, sn->page);
+        }
+        qemu_mutex_unlock(&sn->lock);
+        if (!src) {
+            g_set_error(err, PLOVER_SNAPSHOT_ERROR, 1,
+                        "page %u of region %u was written after the cut "
+                        "and not preserved", refs[i].page, refs[i].region);
+            return -1;
         }
     }
     sn->shadow_touched += n;
     return 0;
 }
 
-void plover_snapshot_counters(PloverSnapshot *sn, uint64_t *cow_pages,
-                              uint64_t *from_copy, uint64_t *rereads)
+uint64_t plover_snapshot_cow_pages(PloverSnapshot *sn)
 {
-    *cow_pages = qatomic_read(&sn->cow_pages);
-    *from_copy = qatomic_read(&sn->from_copy);
-    *rereads = qatomic_read(&sn->rereads);
+    return qatomic_read(&sn->cow_pages);
 }

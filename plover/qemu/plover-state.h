@@ -82,11 +82,12 @@ typedef struct PloverSyncStats {
  */
 typedef struct PloverSyncJob {
     /* set on the main loop at the cut */
+    uint64_t index;             /* of the syncvm entry in the log */
     uint64_t epoch;
     bool leader;                /* this replica leads the pair */
-    bool snapshot;              /* leader: the engine reads the snapshot */
+    bool snapshot;              /* leader: the engine reads the snapshot;
+                                 * only vCPUs and clock stopped at the cut */
     bool cow;                   /* ... and the VM runs on from the cut */
-    bool light;                 /* only vCPUs and clock stopped at the cut */
     bool handoff;               /* leader: stays paused (handoff point) */
     PlvSyncHello hello;         /* what this end tells the other */
     size_t held;                /* leader: outputs held at the cut */
@@ -180,7 +181,6 @@ typedef struct PloverState {
     QemuThread sync_thread;
     QemuSemaphore sync_go;        /* a job for the syncvm thread */
     PloverSyncJob *job;           /* in flight; main loop sets and clears */
-    uint64_t sync_index;          /* log index of the syncvm executed last */
     uint32_t paired;              /* secondary of the last good syncvm */
     uint64_t n_err;
     bool record_digests;      /* x-plover-ram-digest record=true */
@@ -219,7 +219,8 @@ void plover_exec_syncvm_done(PloverState *s, PloverSyncJob *j);
 /* plover-sync.c */
 bool plover_sync_setup(PloverState *s, Error **errp);
 void plover_sync_start_dirty_log(PloverState *s);
-void plover_sync_start(PloverState *s, uint64_t epoch, bool leader);
+void plover_sync_start(PloverState *s, uint64_t index, uint64_t epoch,
+                       bool leader);
 void plover_sync_job_free(PloverSyncJob *j);
 void plover_sync_resume_vm(PloverState *s, PloverSyncJob *j);
 void plover_sync_drop_link(PloverState *s);
@@ -233,8 +234,7 @@ void plover_snapshot_disarm(PloverSnapshot *sn);
 PlvMemView *plover_snapshot_view(PloverSnapshot *sn);
 int plover_snapshot_union(void *opaque, const PlvPageRef *refs, uint32_t n,
                           GError **err);
-void plover_snapshot_counters(PloverSnapshot *sn, uint64_t *cow_pages,
-                              uint64_t *from_copy, uint64_t *rereads);
+uint64_t plover_snapshot_cow_pages(PloverSnapshot *sn);
 
 /* plover-idle.c */
 void plover_idle_start(PloverState *s);

@@ -159,10 +159,9 @@ static void plover_collect_dirty(PloverState *s)
 static void plover_mark_all_dirty(PlvMemView *mv)
 {
     for (unsigned i = 0; i < plv_memview_n_regions(mv); i++) {
-        PlvMemRegion *r = plv_memview_region(mv, i);
+        const PlvMemRegion *r = plv_memview_region_const(mv, i);
 
-        memset(r->dirty.words, 0xff, plv_bitmap_n_words(r->dirty.n_bits) * 8);
-        plv_bitmap_mask_tail(&r->dirty);
+        plv_memview_mark_dirty(mv, i, 0, r->n_pages * (uint64_t)r->page_size);
     }
 }
 
@@ -701,7 +700,9 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
     if (full) {
         /* Unexpected with the VM running on: the snapshot copies it all. */
         plover_mark_all_dirty(s->mv);
-        plover_mark_all_dirty(mv);
+        if (mv != s->mv) {
+            plover_mark_all_dirty(mv);
+        }
     }
     t1 = g_get_monotonic_time();
     plv_hash_key_derive(&key, plover_bulk_session_key(s->bulk), PLV_LINK_KEY_LEN);
@@ -794,7 +795,7 @@ void plover_sync_resume_vm(PloverState *s, PloverSyncJob *j)
     if (j->t_resume_us) {
         return;
     }
-    if (!j->light) {
+    if (!j->snapshot) {
         plover_start_vm(s);
     } else if (runstate_is_running()) {
         /* Still light-stopped (not stopped for good since, by vm_stop). */
@@ -848,13 +849,15 @@ void plover_sync_job_free(PloverSyncJob *j)
  * a full syncvm, a pull, a leadership handoff keep the VM stopped to the
  * end. The syncvm thread does the rest; plover_exec_syncvm_done follows.
  */
-void plover_sync_start(PloverState *s, uint64_t epoch, bool leader)
+void plover_sync_start(PloverState *s, uint64_t index, uint64_t epoch,
+                       bool leader)
 {
     PloverSyncJob *j = g_new0(PloverSyncJob, 1);
     g_autoptr(GError) gerr = NULL;
     int64_t t1, t2, t3;
 
     assert(!s->job);
+    j->index = index;
     j->epoch = epoch;
     j->leader = leader;
     j->hello = (PlvSyncHello) {
@@ -870,18 +873,15 @@ void plover_sync_start(PloverState *s, uint64_t epoch, bool leader)
     /* The VM runs on from this cut if the secondary holds the VM as of
      * their last syncvm (no full copy) and no handoff waits for it. */
     j->handoff = leader && s->handoff == PLOVER_HANDOFF_SYNCING;
-    j->light = leader && s->executing && !j->handoff && !s->full_sync_pending &&
-               s->paired == s->secondary && runstate_is_running();
-    if (j->light) {
+    j->snapshot = leader && s->executing && !j->handoff && !s->full_sync_pending &&
+                  s->paired == s->secondary && runstate_is_running();
+    if (j->snapshot) {
         plover_cut_stop();
     } else {
         plover_stop_vm();
     }
     t1 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
     plover_collect_dirty(s);
-    if (s->full_sync_pending) {
-        plover_mark_all_dirty(s->mv);
-    }
     t2 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
     /* Everything said so far comes from the state synced now. */
     j->held = g_queue_get_length(&s->outputs);
@@ -897,13 +897,12 @@ void plover_sync_start(PloverState *s, uint64_t epoch, bool leader)
         }
     }
     t3 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
-    if (j->light && !j->devstate) {
+    if (j->snapshot && !j->devstate) {
         /* Cannot run on without the cut's devices: stop it for good (the
          * vCPUs have not run since the cut). */
         plover_stop_vm();
-        j->light = false;
+        j->snapshot = false;
     }
-    j->snapshot = j->light;
     /* TCG writes pass the hook: resume now. KVM's do not: once the union
      * is copied (device writes meanwhile are copied aside). */
     j->cow = j->snapshot && tcg_enabled();
