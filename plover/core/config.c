@@ -34,6 +34,8 @@ static const NumField num_fields[] = {
       "vCPU time per window below which the guest counts as idle" },
     { "idle-window-us", G_STRUCT_OFFSET(PlvConfig, idle_window_us), 10, 10000000, 1000,
       "idle detector sampling window" },
+    { "secondary-idle-wait-us", G_STRUCT_OFFSET(PlvConfig, secondary_idle_wait_us), 0, 1000000, 2000,
+      "longest the secondary lets its guest finish its work before a syncvm's cut (0: cut at once)" },
     { "max-sync-interval-ms", G_STRUCT_OFFSET(PlvConfig, max_sync_interval_ms), 1, 600000, 50,
       "longest wait between two syncvms, idle or not" },
     { "max-held-output-kib", G_STRUCT_OFFSET(PlvConfig, max_held_output_kib), 4, 4194304, 65536,

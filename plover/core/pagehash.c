@@ -54,6 +54,28 @@ PlvPageHash plv_page_hash(const PlvHashKey *key, const void *data,
     return r;
 }
 
+uint64_t plv_block_seed(const PlvHashKey *key, uint64_t salt_a,
+                        uint64_t salt_b)
+{
+    uint64_t salt[2] = { GUINT64_TO_LE(salt_a), GUINT64_TO_LE(salt_b) };
+
+    return XXH3_64bits_withSecret(salt, sizeof(salt), key->secret,
+                                  sizeof(key->secret));
+}
+
+void plv_block_hashes(uint64_t seed, const void *data, size_t len,
+                      unsigned n, uint32_t *out)
+{
+    size_t bs = len / n;
+    const uint8_t *p = data;
+
+    /* Blocks of up to 240 bytes hash with the seed alone (XXH3's short
+     * path): the seed is as secret as the key it comes from. */
+    for (unsigned i = 0; i < n; i++) {
+        out[i] = (uint32_t)XXH3_64bits_withSeed(p + i * bs, bs, seed);
+    }
+}
+
 bool plv_page_is_zero(const void *data, size_t len)
 {
     const uint64_t *w = data;

@@ -6,10 +6,13 @@
 #define PLOVER_SYNCVM_INT_H
 
 #include "plover/syncvm.h"
+#include "plover/zstd-codec.h"
 
 /* Largest PAGES / DEVSTATE / HASHES payload we build (data part). */
 #define SVM_CHUNK_BYTES     (1u << 20)
-#define SVM_PAGES_PER_MSG   256u
+#define SVM_PAGES_PER_MSG   PLV_SVM_MAX_PAGE_RECS
+/* zstd level: 1 is the fastest that still finds the delta's matches. */
+#define SVM_ZSTD_LEVEL      1
 /*
  * Union pages hashed (and their fingerprints sent) per step: small enough
  * for the leader to start sending pages early, large enough to keep the
@@ -30,6 +33,8 @@ typedef struct SvmRun {
 
     PlvSvmHdr hdr;              /* ours: the current attempt */
     GByteArray *rx, *tx;
+    PlvZstd *z;                 /* the run's thread only (not the sender's) */
+    PlvSvmBase own_base, peer_base;     /* device-state bases announced */
     /* per attempt */
     PlvBitmap *uni;             /* one per region: own | peer */
     PlvSvmUnion u;
@@ -86,6 +91,35 @@ int plv_svm_run_union(SvmRun *r, const uint8_t *body, size_t len,
                       GError **err);
 /* Room for the union's fingerprints and zero flags. */
 void plv_svm_run_alloc_hashes(SvmRun *r);
+/* Seed of this attempt's block fingerprints (the same on both sides). */
+uint64_t plv_svm_run_block_seed(const SvmRun *r);
+/* Own content of union page idx and its size. */
+const uint8_t *plv_svm_run_page(const SvmRun *r, uint32_t idx,
+                                uint32_t *page_size);
+
+/*
+ * Sends one PAGES: records recs[0, n) and their data, data[0, ndata)
+ * back to back (data_len bytes in all); compressed with z into scratch
+ * when the run compresses and that makes it smaller.
+ */
+int plv_svm_run_send_pages(SvmRun *r, PlvZstd *z, GByteArray *tx,
+                           GByteArray *scratch, const PlvSvmPageRec *recs,
+                           uint32_t n, const struct iovec *data, int ndata,
+                           size_t data_len, GError **err);
+
+/*
+ * Leader, page deltas (syncvm-delta.c): the divergent pages div[0, n)
+ * of steps whose BLOCKREQs went out as they were compared, sent as
+ * PAGES of blocks.
+ */
+typedef struct SvmDeltaReq {
+    uint32_t div_begin, div_end;    /* the step's divergent pages in div */
+    uint32_t n_req, first_req;      /* its BLOCKREQ: non-zero pages */
+} SvmDeltaReq;
+int plv_svm_delta_request(SvmRun *r, const uint32_t *div, uint32_t begin,
+                          uint32_t end, GArray *reqs, GError **err);
+int plv_svm_delta_send(SvmRun *r, const uint32_t *div, GArray *reqs,
+                       uint32_t *n_zero, GError **err);
 /*
  * Fingerprints of the step of union pages starting at first (*n of them)
  * into r->hashes/zero, counted as compute time; returns the time it ended.

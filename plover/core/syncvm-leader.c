@@ -36,11 +36,12 @@ static int recv_hashes(SvmRun *r, PlvPageHash *peer, uint32_t *got,
 /*
  * Hashes the union step by step; as soon as the secondary's fingerprints
  * of a step are in, its divergent pages go to the sender thread, which
- * transfers them while the next steps are hashed. Returns the number of
- * divergent pages in div[].
+ * transfers them while the next steps are hashed, or (page deltas, reqs)
+ * the secondary is asked for their block fingerprints. Returns the number
+ * of divergent pages in div[].
  */
-static int64_t compare_and_feed(SvmRun *r, SvmSender *snd, uint32_t *div,
-                                GError **err)
+static int64_t compare_and_feed(SvmRun *r, SvmSender *snd, GArray *reqs,
+                                uint32_t *div, GError **err)
 {
     PlvPageHash *peer = g_new(PlvPageHash, MAX(r->u.n, 1));
     uint32_t got = 0, n_div = 0;
@@ -53,13 +54,20 @@ static int64_t compare_and_feed(SvmRun *r, SvmSender *snd, uint32_t *div,
         if (recv_hashes(r, peer, &got, first + n, err) < 0) {
             goto out;
         }
+        uint32_t step_begin = n_div;
+
         for (uint32_t i = first; i < first + n; i++) {
             if (!plv_page_hash_equal(&r->hashes[i], &peer[i])) {
                 div[n_div++] = i;
             }
         }
         r->st->t_compare_us += g_get_monotonic_time() - t1;
-        if (!plv_svm_sender_publish(snd, n_div)) {
+        if (reqs) {
+            if (plv_svm_delta_request(r, div, step_begin, n_div, reqs,
+                                      err) < 0) {
+                goto out;
+            }
+        } else if (!plv_svm_sender_publish(snd, n_div)) {
             break;              /* plv_svm_sender_finish reports why */
         }
     }
@@ -69,9 +77,17 @@ out:
     return ret;
 }
 
+/*
+ * The device state, as a zstd delta against the base both ends announced
+ * if they hold the same one, else compressed, else raw (whichever is
+ * smallest that the configuration allows). EOF carries the encoding and
+ * the fingerprint of the blob itself, which the secondary checks after
+ * decoding.
+ */
 static int send_devstate(SvmRun *r, PlvSvmEof *eof, GError **err)
 {
-    GByteArray *blob = g_byte_array_new();
+    GByteArray *blob = g_byte_array_new(), *enc = g_byte_array_new();
+    const GByteArray *wire = blob;
     GError *e = NULL;
     int ret = -1;
 
@@ -81,26 +97,45 @@ static int send_devstate(SvmRun *r, PlvSvmEof *eof, GError **err)
                                 "device state");
         goto out;
     }
-    for (uint64_t off = 0; off < blob->len; off += SVM_CHUNK_BYTES) {
-        size_t n = MIN(SVM_CHUNK_BYTES, blob->len - off);
+    eof->devstate_enc = PLV_SVM_ENC_RAW;
+    if (r->cfg->compress && blob->len) {
+        bool base = r->own_base.len &&
+                    r->own_base.len == r->peer_base.len &&
+                    plv_page_hash_equal(&r->own_base.hash,
+                                        &r->peer_base.hash);
+
+        if (plv_zstd_compress(r->z, enc, blob->data, blob->len,
+                              base ? r->cfg->devstate_base : NULL,
+                              base ? r->cfg->devstate_base_len : 0) == 0 &&
+            enc->len < blob->len) {
+            eof->devstate_enc = base ? PLV_SVM_ENC_ZSTD_BASE
+                                     : PLV_SVM_ENC_ZSTD;
+            wire = enc;
+        }
+    }
+    for (uint64_t off = 0; off < wire->len; off += SVM_CHUNK_BYTES) {
+        size_t n = MIN(SVM_CHUNK_BYTES, wire->len - off);
         struct iovec iov[2];
 
         g_byte_array_set_size(r->tx, 0);
         plv_svm_encode_devstate_head(r->tx, &r->hdr, off);
         iov[0].iov_base = r->tx->data;
         iov[0].iov_len = r->tx->len;
-        iov[1].iov_base = blob->data + off;
+        iov[1].iov_base = wire->data + off;
         iov[1].iov_len = n;
         if (plv_svm_run_send(r, PLV_SVM_MSG_DEVSTATE, iov, 2, err) < 0) {
             goto out;
         }
     }
     eof->devstate_len = blob->len;
+    eof->devstate_wire_len = wire->len;
     eof->devstate_hash = plv_page_hash(r->cfg->key, blob->data, blob->len);
     r->st->devstate_bytes = blob->len;
+    r->st->devstate_wire_bytes = wire->len;
     ret = 0;
 out:
     g_byte_array_unref(blob);
+    g_byte_array_unref(enc);
     return ret;
 }
 
@@ -138,7 +173,8 @@ static int leader_attempt(SvmRun *r, GError **err)
     PlvSyncvmStats *st = r->st;
     int64_t t0 = g_get_monotonic_time();
     uint32_t *div;
-    SvmSender *snd;
+    SvmSender *snd = NULL;
+    GArray *reqs = NULL;        /* page deltas: the BLOCKREQs sent */
     PlvSvmEof eof = { 0 };
     uint16_t type;
     PlvSvmHdr h;
@@ -176,18 +212,26 @@ static int leader_attempt(SvmRun *r, GError **err)
     if (!r->cfg->send_all_dirty) {
         plv_svm_run_alloc_hashes(r);    /* before the sender reads them */
     }
-    snd = plv_svm_sender_start(r, div, r->cfg->overlap_send);
-    if (r->cfg->send_all_dirty) {
-        for (uint32_t i = 0; i < r->u.n; i++) {
-            div[i] = i;
-        }
-        n_div = r->u.n;
-        plv_svm_sender_publish(snd, r->u.n);
-    } else {
-        n_div = compare_and_feed(r, snd, div, err);
+    if (r->cfg->page_deltas && !r->cfg->send_all_dirty) {
+        reqs = g_array_new(FALSE, FALSE, sizeof(SvmDeltaReq));
+        n_div = compare_and_feed(r, NULL, reqs, div, err);
         if (n_div < 0) {
-            plv_svm_sender_abort(snd);
             goto out;
+        }
+    } else {
+        snd = plv_svm_sender_start(r, div, r->cfg->overlap_send);
+        if (r->cfg->send_all_dirty) {
+            for (uint32_t i = 0; i < r->u.n; i++) {
+                div[i] = i;
+            }
+            n_div = r->u.n;
+            plv_svm_sender_publish(snd, r->u.n);
+        } else {
+            n_div = compare_and_feed(r, snd, NULL, div, err);
+            if (n_div < 0) {
+                plv_svm_sender_abort(snd);
+                goto out;
+            }
         }
     }
     eof.n_pages = (uint32_t)n_div;
@@ -197,7 +241,8 @@ static int leader_attempt(SvmRun *r, GError **err)
 
     /* What is left of the transfer once the comparing is over. */
     t0 = g_get_monotonic_time();
-    if (plv_svm_sender_finish(snd, &eof.n_zero, err) < 0 ||
+    if ((reqs ? plv_svm_delta_send(r, div, reqs, &eof.n_zero, err)
+              : plv_svm_sender_finish(snd, &eof.n_zero, err)) < 0 ||
         send_devstate(r, &eof, err) < 0) {
         goto out;
     }
@@ -215,6 +260,9 @@ static int leader_attempt(SvmRun *r, GError **err)
     st->t_apply_us += g_get_monotonic_time() - t0;
 out:
     g_free(div);
+    if (reqs) {
+        g_array_unref(reqs);
+    }
     return ret;
 }
 

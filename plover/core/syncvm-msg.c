@@ -5,10 +5,14 @@
  * fails with PLV_SVM_ERROR_MALFORMED before any field is used.
  */
 #include "plover/syncvm-msg.h"
+#include "plover/zstd-codec.h"
 
 #include <string.h>
 
 G_DEFINE_QUARK(plv-svm-error-quark, plv_svm_error)
+
+/* BLOCKHASHES names the super-blocks of a page in one byte. */
+G_STATIC_ASSERT(PLV_PAGE_SUPERBLOCKS <= 8);
 
 typedef struct Cursor {
     const uint8_t *p;
@@ -198,8 +202,16 @@ int plv_svm_get_hdr(const uint8_t *buf, size_t len, PlvSvmHdr *h,
     return 0;
 }
 
+static void put_base(GByteArray *out, const PlvSvmBase *base)
+{
+    put_u64(out, base->len);
+    put_u64(out, base->hash.lo);
+    put_u64(out, base->hash.hi);
+}
+
 void plv_svm_encode_bitmap(GByteArray *out, const PlvSvmHdr *h,
-                           const PlvMemView *mv, const PlvBitmap *bitmaps)
+                           const PlvMemView *mv, const PlvBitmap *bitmaps,
+                           const PlvSvmBase *base)
 {
     unsigned nr = plv_memview_n_regions(mv);
 
@@ -234,11 +246,13 @@ void plv_svm_encode_bitmap(GByteArray *out, const PlvSvmHdr *h,
             }
         }
     }
+    put_base(out, base);
 }
 
 /* Walks a BITMAP body; with apply, ORs the bits into bitmaps[]. */
 static int walk_bitmap(const uint8_t *body, size_t len, const PlvMemView *mv,
-                       PlvBitmap *bitmaps, bool apply, GError **err)
+                       PlvBitmap *bitmaps, PlvSvmBase *base, bool apply,
+                       GError **err)
 {
     Cursor c = { .p = body, .len = len };
     uint32_t nr;
@@ -308,6 +322,10 @@ static int walk_bitmap(const uint8_t *body, size_t len, const PlvMemView *mv,
             }
         }
     }
+    if (!cur_u64(&c, &base->len) || !cur_u64(&c, &base->hash.lo) ||
+        !cur_u64(&c, &base->hash.hi)) {
+        return malformed(err, "BITMAP without its device-state base");
+    }
     if (cur_left(&c)) {
         return malformed(err, "trailing bytes after BITMAP");
     }
@@ -316,13 +334,114 @@ static int walk_bitmap(const uint8_t *body, size_t len, const PlvMemView *mv,
 
 int plv_svm_decode_bitmap(const uint8_t *body, size_t len,
                           const PlvMemView *mv, PlvBitmap *bitmaps,
-                          GError **err)
+                          PlvSvmBase *base, GError **err)
 {
     /* Validate everything first, so a bad message changes nothing. */
-    if (walk_bitmap(body, len, mv, bitmaps, false, err) < 0) {
+    if (walk_bitmap(body, len, mv, bitmaps, base, false, err) < 0) {
         return -1;
     }
-    return walk_bitmap(body, len, mv, bitmaps, true, err);
+    return walk_bitmap(body, len, mv, bitmaps, base, true, err);
+}
+
+void plv_svm_encode_blockreq(GByteArray *out, const PlvSvmHdr *h,
+                             const uint32_t *index, const uint32_t *sb,
+                             uint32_t count)
+{
+    plv_svm_put_hdr(out, h);
+    put_u32(out, count);
+    for (uint32_t i = 0; i < count; i++) {
+        put_u32(out, index[i]);
+        for (unsigned k = 0; k < PLV_PAGE_SUPERBLOCKS; k++) {
+            put_u32(out, sb[i * PLV_PAGE_SUPERBLOCKS + k]);
+        }
+    }
+}
+
+int plv_svm_decode_blockreq(const uint8_t *body, size_t len,
+                            uint32_t n_union, uint32_t min_index,
+                            uint32_t *index, uint32_t *sb, uint32_t *count,
+                            GError **err)
+{
+    Cursor c = { .p = body, .len = len };
+    size_t per = 4 * (1 + PLV_PAGE_SUPERBLOCKS);
+    uint32_t n;
+
+    if (!cur_u32(&c, &n)) {
+        return malformed(err, "short BLOCKREQ");
+    }
+    if (n == 0 || n > PLV_SVM_MAX_BLOCKREQ || cur_left(&c) != n * per) {
+        return malformed(err, "BLOCKREQ count");
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        cur_u32(&c, &index[i]);
+        if (index[i] < min_index || index[i] >= n_union) {
+            return malformed(err, "BLOCKREQ index out of order or range");
+        }
+        min_index = index[i] + 1;
+        for (unsigned k = 0; k < PLV_PAGE_SUPERBLOCKS; k++) {
+            cur_u32(&c, &sb[i * PLV_PAGE_SUPERBLOCKS + k]);
+        }
+    }
+    *count = n;
+    return 0;
+}
+
+void plv_svm_encode_blockhashes(GByteArray *out, const PlvSvmHdr *h,
+                                uint32_t first, const uint8_t *masks,
+                                const uint32_t *blocks, uint32_t count)
+{
+    plv_svm_put_hdr(out, h);
+    put_u32(out, first);
+    put_u32(out, count);
+    for (uint32_t i = 0; i < count; i++) {
+        put_u8(out, masks[i]);
+        for (unsigned s = 0; s < PLV_PAGE_SUPERBLOCKS; s++) {
+            if (!(masks[i] & (1u << s))) {
+                continue;
+            }
+            for (unsigned b = 0; b < PLV_SUPERBLOCK_BLOCKS; b++) {
+                put_u32(out, blocks[(size_t)i * PLV_PAGE_BLOCKS +
+                                    s * PLV_SUPERBLOCK_BLOCKS + b]);
+            }
+        }
+    }
+}
+
+int plv_svm_decode_blockhashes(const uint8_t *body, size_t len,
+                               uint32_t first, uint32_t count,
+                               uint8_t *masks, uint32_t *blocks,
+                               GError **err)
+{
+    Cursor c = { .p = body, .len = len };
+    uint32_t f, n;
+
+    if (!cur_u32(&c, &f) || !cur_u32(&c, &n)) {
+        return malformed(err, "short BLOCKHASHES");
+    }
+    if (f != first || n != count) {
+        return malformed(err, "BLOCKHASHES for another request");
+    }
+    memset(blocks, 0, (size_t)n * PLV_PAGE_BLOCKS * sizeof(*blocks));
+    for (uint32_t i = 0; i < n; i++) {
+        if (!cur_u8(&c, &masks[i])) {
+            return malformed(err, "BLOCKHASHES length");
+        }
+        for (unsigned s = 0; s < PLV_PAGE_SUPERBLOCKS; s++) {
+            if (!(masks[i] & (1u << s))) {
+                continue;
+            }
+            for (unsigned b = 0; b < PLV_SUPERBLOCK_BLOCKS; b++) {
+                if (!cur_u32(&c, &blocks[(size_t)i * PLV_PAGE_BLOCKS +
+                                         s * PLV_SUPERBLOCK_BLOCKS + b])) {
+                    return malformed(err, "BLOCKHASHES length");
+                }
+            }
+        }
+    }
+    if (cur_left(&c)) {
+        return malformed(err, "BLOCKHASHES length");
+    }
+    return 0;
 }
 
 void plv_svm_encode_hashes(GByteArray *out, const PlvSvmHdr *h,
@@ -362,68 +481,117 @@ int plv_svm_decode_hashes(const uint8_t *body, size_t len,
     return 0;
 }
 
+size_t plv_svm_rec_data_len(const PlvSvmPageRec *rec, uint32_t page_size)
+{
+    switch (rec->kind) {
+    case PLV_SVM_PAGE_DATA:
+        return page_size;
+    case PLV_SVM_PAGE_DELTA:
+        return (size_t)__builtin_popcountll(rec->mask) *
+               (page_size / PLV_PAGE_BLOCKS);
+    default:
+        return 0;
+    }
+}
+
 void plv_svm_encode_pages_head(GByteArray *out, const PlvSvmHdr *h,
-                               const PlvSvmPageRec *recs, uint32_t count)
+                               const PlvSvmPageRec *recs, uint32_t count,
+                               uint8_t encoding, uint32_t data_len)
 {
     plv_svm_put_hdr(out, h);
     put_u32(out, count);
+    put_u8(out, encoding);
+    put_u32(out, data_len);
     for (uint32_t i = 0; i < count; i++) {
         put_u32(out, recs[i].index);
         put_u8(out, recs[i].kind);
         put_u64(out, recs[i].hash.lo);
         put_u64(out, recs[i].hash.hi);
+        if (recs[i].kind == PLV_SVM_PAGE_DELTA) {
+            put_u64(out, recs[i].mask);
+        }
     }
 }
 
 int plv_svm_decode_pages(const uint8_t *body, size_t len,
                          const PlvMemView *mv, const PlvSvmUnion *u,
-                         uint32_t min_index, PlvSvmPageRec *recs,
+                         uint32_t min_index, bool allow_delta, PlvZstd *z,
+                         GByteArray *decoded, PlvSvmPageRec *recs,
                          uint32_t *count, GError **err)
 {
     Cursor c = { .p = body, .len = len };
-    uint32_t n;
-    uint64_t data_len = 0;
+    uint32_t n, data_len;
+    uint64_t sum = 0;
+    uint8_t enc;
     const uint8_t *data;
+    GError *why = NULL;
 
-    if (!cur_u32(&c, &n)) {
+    if (!cur_u32(&c, &n) || !cur_u8(&c, &enc) || !cur_u32(&c, &data_len)) {
         return malformed(err, "short PAGES");
     }
-    if (n == 0 || n > u->n || cur_left(&c) / PLV_SVM_PAGE_REC_LEN < n) {
+    if (n == 0 || n > u->n || n > PLV_SVM_MAX_PAGE_RECS ||
+        cur_left(&c) / PLV_SVM_PAGE_REC_LEN < n) {
         return malformed(err, "PAGES count");
     }
+    if (enc != PLV_SVM_ENC_RAW && enc != PLV_SVM_ENC_ZSTD) {
+        return malformed(err, "PAGES encoding");
+    }
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t idx = 0;
-        uint8_t kind = 0;
-        PlvPageHash h = { 0, 0 };
+        PlvSvmPageRec *rec = &recs[i];
+        uint32_t ps;
 
-        cur_u32(&c, &idx);
-        cur_u8(&c, &kind);
-        cur_u64(&c, &h.lo);
-        cur_u64(&c, &h.hi);
-        if (idx < min_index || idx >= u->n) {
+        memset(rec, 0, sizeof(*rec));
+        if (!cur_u32(&c, &rec->index) || !cur_u8(&c, &rec->kind) ||
+            !cur_u64(&c, &rec->hash.lo) || !cur_u64(&c, &rec->hash.hi)) {
+            return malformed(err, "short PAGES record");
+        }
+        if (rec->index < min_index || rec->index >= u->n) {
             return malformed(err, "PAGES index out of order or range");
         }
-        min_index = idx + 1;
-        if (kind == PLV_SVM_PAGE_DATA) {
-            data_len += plv_memview_region_const(mv, u->refs[idx].region)
-                        ->page_size;
-        } else if (kind != PLV_SVM_PAGE_ZERO) {
+        min_index = rec->index + 1;
+        if (rec->kind == PLV_SVM_PAGE_DELTA) {
+            if (!allow_delta) {
+                return malformed(err, "PAGES delta record not allowed here");
+            }
+            if (!cur_u64(&c, &rec->mask) || rec->mask == 0) {
+                return malformed(err, "PAGES delta record mask");
+            }
+        } else if (rec->kind != PLV_SVM_PAGE_DATA &&
+                   rec->kind != PLV_SVM_PAGE_ZERO) {
             return malformed(err, "PAGES record kind");
         }
-        recs[i].index = idx;
-        recs[i].kind = kind;
-        recs[i].hash = h;
-        recs[i].data = NULL;
+        ps = plv_memview_region_const(mv, u->refs[rec->index].region)
+             ->page_size;
+        sum += plv_svm_rec_data_len(rec, ps);
     }
-    if (cur_left(&c) != data_len) {
+    if (sum != data_len || data_len > PLV_SVM_MAX_PAGES_DATA) {
         return malformed(err, "PAGES data length");
     }
-    data = body + c.off;
+    if (enc == PLV_SVM_ENC_RAW) {
+        if (cur_left(&c) != data_len) {
+            return malformed(err, "PAGES data length");
+        }
+        data = body + c.off;
+    } else {
+        g_byte_array_set_size(decoded, data_len);
+        if (plv_zstd_decompress(z, decoded->data, data_len, body + c.off,
+                                cur_left(&c), NULL, 0, &why) < 0) {
+            g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
+                        "malformed syncvm message: PAGES data: %s",
+                        why->message);
+            g_error_free(why);
+            return -1;
+        }
+        data = decoded->data;
+    }
     for (uint32_t i = 0; i < n; i++) {
-        if (recs[i].kind == PLV_SVM_PAGE_DATA) {
+        uint32_t ps = plv_memview_region_const(mv, u->refs[recs[i].index]
+                                               .region)->page_size;
+        size_t dl = plv_svm_rec_data_len(&recs[i], ps);
+
+        if (dl) {
             recs[i].data = data;
-            data += plv_memview_region_const(mv, u->refs[recs[i].index].region)
-                    ->page_size;
+            data += dl;
         }
     }
     *count = n;
@@ -470,6 +638,8 @@ void plv_svm_encode_eof(GByteArray *out, const PlvSvmHdr *h,
     put_u64(out, e->union_digest.hi);
     put_u64(out, e->devstate_hash.lo);
     put_u64(out, e->devstate_hash.hi);
+    put_u8(out, e->devstate_enc);
+    put_u64(out, e->devstate_wire_len);
 }
 
 int plv_svm_decode_eof(const uint8_t *body, size_t len, PlvSvmEof *e,
@@ -482,11 +652,17 @@ int plv_svm_decode_eof(const uint8_t *body, size_t len, PlvSvmEof *e,
         !cur_u64(&c, &e->union_digest.lo) ||
         !cur_u64(&c, &e->union_digest.hi) ||
         !cur_u64(&c, &e->devstate_hash.lo) ||
-        !cur_u64(&c, &e->devstate_hash.hi) || cur_left(&c)) {
+        !cur_u64(&c, &e->devstate_hash.hi) || !cur_u8(&c, &e->devstate_enc) ||
+        !cur_u64(&c, &e->devstate_wire_len) || cur_left(&c)) {
         return malformed(err, "EOF length");
     }
     if (e->n_zero > e->n_pages) {
         return malformed(err, "EOF zero count");
+    }
+    if (e->devstate_enc > PLV_SVM_ENC_ZSTD_BASE ||
+        (e->devstate_enc == PLV_SVM_ENC_RAW &&
+         e->devstate_wire_len != e->devstate_len)) {
+        return malformed(err, "EOF device-state encoding");
     }
     return 0;
 }
@@ -553,6 +729,20 @@ const char *plv_svm_msg_name(uint16_t type)
     case PLV_SVM_MSG_EOF:      return "EOF";
     case PLV_SVM_MSG_ACK:      return "ACK";
     case PLV_SVM_MSG_NACK:     return "NACK";
+    case PLV_SVM_MSG_BLOCKREQ: return "BLOCKREQ";
+    case PLV_SVM_MSG_BLOCKHASHES: return "BLOCKHASHES";
     default:                   return "unknown";
+    }
+}
+
+PlvSvmBytesKind plv_svm_bytes_kind(uint16_t type)
+{
+    switch (type) {
+    case PLV_SVM_MSG_BITMAP:      return PLV_SVM_BYTES_BITMAP;
+    case PLV_SVM_MSG_HASHES:
+    case PLV_SVM_MSG_BLOCKHASHES: return PLV_SVM_BYTES_FINGERPRINTS;
+    case PLV_SVM_MSG_PAGES:       return PLV_SVM_BYTES_PAGES;
+    case PLV_SVM_MSG_DEVSTATE:    return PLV_SVM_BYTES_DEVSTATE;
+    default:                      return PLV_SVM_BYTES_CONTROL;
     }
 }

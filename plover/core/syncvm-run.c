@@ -29,6 +29,12 @@ void plv_svm_run_init(SvmRun *r, const PlvSyncvmConfig *cfg,
     r->hdr.epoch = cfg->epoch;
     r->rx = g_byte_array_new();
     r->tx = g_byte_array_new();
+    r->z = plv_zstd_new(SVM_ZSTD_LEVEL);
+    if (cfg->devstate_base_len) {
+        r->own_base.len = cfg->devstate_base_len;
+        r->own_base.hash = plv_page_hash(cfg->key, cfg->devstate_base,
+                                         cfg->devstate_base_len);
+    }
     st->dirty_local = plv_memview_dirty_count(mv);
 }
 
@@ -53,6 +59,7 @@ void plv_svm_run_destroy(SvmRun *r)
     plv_svm_run_reset(r);
     g_byte_array_unref(r->rx);
     g_byte_array_unref(r->tx);
+    plv_zstd_free(r->z);
     if (r->own_pool) {
         plv_hash_pool_free(r->pool);
     }
@@ -116,8 +123,51 @@ int plv_svm_run_send(SvmRun *r, uint16_t type, const struct iovec *iov,
     }
     for (int i = 0; i < iovcnt; i++) {
         r->st->bytes_sent += iov[i].iov_len;
+        r->st->sent_by[plv_svm_bytes_kind(type)] += iov[i].iov_len;
     }
     r->st->msgs_sent++;
+    return 0;
+}
+
+int plv_svm_run_send_pages(SvmRun *r, PlvZstd *z, GByteArray *tx,
+                           GByteArray *scratch, const PlvSvmPageRec *recs,
+                           uint32_t n, const struct iovec *data, int ndata,
+                           size_t data_len, GError **err)
+{
+    struct iovec iov[SVM_PAGES_PER_MSG + 1];
+    uint8_t enc = PLV_SVM_ENC_RAW;
+    int niov = 1;
+
+    g_assert(ndata <= (int)SVM_PAGES_PER_MSG);
+    if (r->cfg->compress && data_len) {
+        GByteArray *flat = g_byte_array_sized_new(data_len);
+
+        for (int i = 0; i < ndata; i++) {
+            g_byte_array_append(flat, data[i].iov_base, data[i].iov_len);
+        }
+        g_byte_array_set_size(scratch, 0);
+        if (plv_zstd_compress(z, scratch, flat->data, flat->len, NULL, 0) == 0 &&
+            scratch->len < data_len) {
+            enc = PLV_SVM_ENC_ZSTD;
+            iov[niov].iov_base = scratch->data;
+            iov[niov].iov_len = scratch->len;
+            niov++;
+        }
+        g_byte_array_unref(flat);
+    }
+    if (enc == PLV_SVM_ENC_RAW) {
+        memcpy(iov + 1, data, ndata * sizeof(*data));
+        niov += ndata;
+    }
+    g_byte_array_set_size(tx, 0);
+    plv_svm_encode_pages_head(tx, &r->hdr, recs, n, enc, (uint32_t)data_len);
+    iov[0].iov_base = tx->data;
+    iov[0].iov_len = tx->len;
+    if (plv_svm_run_send(r, PLV_SVM_MSG_PAGES, iov, niov, err) < 0) {
+        return -1;
+    }
+    r->st->page_raw_bytes += data_len;
+    r->st->page_bytes += enc == PLV_SVM_ENC_RAW ? data_len : scratch->len;
     return 0;
 }
 
@@ -194,6 +244,7 @@ int plv_svm_run_recv(SvmRun *r, uint16_t *type, PlvSvmHdr *h,
             return -1;
         }
         r->st->bytes_received += r->rx->len;
+        r->st->received_by[plv_svm_bytes_kind(*type)] += r->rx->len;
         if (plv_svm_get_hdr(r->rx->data, r->rx->len, h, body, len, err) < 0) {
             g_prefix_error(err, "%s: ", plv_svm_msg_name(*type));
             return -1;
@@ -274,7 +325,7 @@ int plv_svm_run_send_bitmap(SvmRun *r, GError **err)
     PlvBitmap *own = own_bitmaps(r);
 
     g_byte_array_set_size(r->tx, 0);
-    plv_svm_encode_bitmap(r->tx, &r->hdr, r->mv, own);
+    plv_svm_encode_bitmap(r->tx, &r->hdr, r->mv, own, &r->own_base);
     g_free(own);
     return plv_svm_run_send_tx(r, PLV_SVM_MSG_BITMAP, err);
 }
@@ -293,13 +344,30 @@ int plv_svm_run_union(SvmRun *r, const uint8_t *body, size_t len,
         memcpy(r->uni[i].words, own->words,
                plv_bitmap_n_words(own->n_bits) * sizeof(uint64_t));
     }
-    if (plv_svm_decode_bitmap(body, len, r->mv, r->uni, err) < 0) {
+    if (plv_svm_decode_bitmap(body, len, r->mv, r->uni, &r->peer_base,
+                              err) < 0) {
         return -1;
     }
     plv_svm_union_build(&r->u, r->mv, r->uni);
     r->union_digest = plv_svm_union_digest(r->cfg->key, r->mv, r->uni);
     r->st->dirty_union = r->u.n;
     return 0;
+}
+
+uint64_t plv_svm_run_block_seed(const SvmRun *r)
+{
+    return plv_block_seed(r->cfg->key, r->hdr.vid ^ r->hdr.epoch,
+                          r->hdr.attempt);
+}
+
+const uint8_t *plv_svm_run_page(const SvmRun *r, uint32_t idx,
+                                uint32_t *page_size)
+{
+    const PlvPageRef *ref = &r->u.refs[idx];
+    const PlvMemRegion *reg = plv_memview_region_const(r->mv, ref->region);
+
+    *page_size = reg->page_size;
+    return plv_memview_page(reg, ref->page);
 }
 
 void plv_svm_run_alloc_hashes(SvmRun *r)

@@ -13,16 +13,21 @@
 typedef struct Staging {
     PlvSvmPageRec *recs;        /* n_union slots; data points into bufs */
     uint32_t n, n_zero;
-    GPtrArray *bufs;            /* PAGES payloads kept whole (no copy) */
-    GByteArray *devstate;
+    GPtrArray *bufs;            /* PAGES payloads kept whole (no copy), and
+                                 * their data decompressed */
+    GPtrArray *rebuilt;         /* pages rebuilt from DELTA records */
+    GByteArray *devstate;       /* as received, then decoded */
+    uint32_t next_req;          /* lowest index the next BLOCKREQ may ask */
 } Staging;
 
 static void staging_init(Staging *s, uint32_t n_union)
 {
     s->recs = g_new(PlvSvmPageRec, MAX(n_union, 1));
     s->n = s->n_zero = 0;
+    s->next_req = 0;
     s->bufs = g_ptr_array_new_with_free_func(
         (GDestroyNotify)g_byte_array_unref);
+    s->rebuilt = g_ptr_array_new_with_free_func(g_free);
     s->devstate = g_byte_array_new();
 }
 
@@ -31,6 +36,9 @@ static void staging_destroy(Staging *s)
     g_free(s->recs);
     if (s->bufs) {
         g_ptr_array_unref(s->bufs);
+    }
+    if (s->rebuilt) {
+        g_ptr_array_unref(s->rebuilt);
     }
     if (s->devstate) {
         g_byte_array_unref(s->devstate);
@@ -59,29 +67,108 @@ static int hash_and_send(SvmRun *r, GError **err)
     return 0;
 }
 
+/*
+ * The leader asks which blocks of its divergent pages differ: for each
+ * super-block whose fingerprint is not ours, our fingerprints of its
+ * blocks.
+ */
+static int answer_blockreq(SvmRun *r, Staging *s, const uint8_t *body,
+                           size_t len, GError **err)
+{
+    uint32_t *idx = g_new(uint32_t, PLV_SVM_MAX_BLOCKREQ);
+    uint32_t *sb = g_new(uint32_t, PLV_SVM_MAX_BLOCKREQ * PLV_PAGE_SUPERBLOCKS);
+    uint32_t *blocks = NULL, n;
+    uint8_t *masks = NULL;
+    uint64_t seed = plv_svm_run_block_seed(r);
+    int ret = -1;
+
+    if (plv_svm_decode_blockreq(body, len, r->u.n, s->next_req, idx, sb, &n,
+                                err) < 0) {
+        goto out;
+    }
+    s->next_req = idx[n - 1] + 1;
+    masks = g_new0(uint8_t, n);
+    blocks = g_new(uint32_t, (size_t)n * PLV_PAGE_BLOCKS);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t ps, own[PLV_PAGE_SUPERBLOCKS];
+        const uint8_t *page = plv_svm_run_page(r, idx[i], &ps);
+        size_t sbs = ps / PLV_PAGE_SUPERBLOCKS;
+
+        plv_block_hashes(seed, page, ps, PLV_PAGE_SUPERBLOCKS, own);
+        for (unsigned k = 0; k < PLV_PAGE_SUPERBLOCKS; k++) {
+            if (own[k] == sb[i * PLV_PAGE_SUPERBLOCKS + k]) {
+                continue;
+            }
+            masks[i] |= 1u << k;
+            plv_block_hashes(seed, page + k * sbs, sbs, PLV_SUPERBLOCK_BLOCKS,
+                             blocks + (size_t)i * PLV_PAGE_BLOCKS +
+                             k * PLV_SUPERBLOCK_BLOCKS);
+        }
+    }
+    g_byte_array_set_size(r->tx, 0);
+    plv_svm_encode_blockhashes(r->tx, &r->hdr, idx[0], masks, blocks, n);
+    ret = plv_svm_run_send_tx(r, PLV_SVM_MSG_BLOCKHASHES, err);
+out:
+    g_free(idx);
+    g_free(sb);
+    g_free(masks);
+    g_free(blocks);
+    return ret;
+}
+
+/* Our page with the record's blocks put in (memory itself untouched). */
+static const uint8_t *rebuild(SvmRun *r, Staging *s, const PlvSvmPageRec *rec,
+                              const PlvMemRegion *reg)
+{
+    const PlvPageRef *ref = &r->u.refs[rec->index];
+    uint8_t *page = g_memdup2(plv_memview_page(reg, ref->page),
+                              reg->page_size);
+    uint32_t bs = reg->page_size / PLV_PAGE_BLOCKS;
+    const uint8_t *src = rec->data;
+
+    for (uint64_t m = rec->mask; m; m &= m - 1) {
+        memcpy(page + __builtin_ctzll(m) * bs, src, bs);
+        src += bs;
+    }
+    g_ptr_array_add(s->rebuilt, page);
+    return page;
+}
+
 static int stage_pages(SvmRun *r, Staging *s, const uint8_t *body,
                        size_t len, GError **err)
 {
     uint32_t min_index = s->n ? s->recs[s->n - 1].index + 1 : 0;
+    bool full = r->hdr.flags & PLV_SVM_FLAG_FULL;
+    GByteArray *decoded = g_byte_array_new();
     uint32_t n;
 
-    if (plv_svm_decode_pages(body, len, r->mv, &r->u, min_index,
-                             s->recs + s->n, &n, err) < 0) {
+    if (plv_svm_decode_pages(body, len, r->mv, &r->u, min_index, !full, r->z,
+                             decoded, s->recs + s->n, &n, err) < 0) {
+        g_byte_array_unref(decoded);
         return -1;
     }
+    /* The records point into the payload or its decoded data: keep both. */
+    g_ptr_array_add(s->bufs, decoded);
+    g_ptr_array_add(s->bufs, r->rx);
+    r->rx = g_byte_array_new();
     for (uint32_t i = s->n; i < s->n + n; i++) {
-        const PlvSvmPageRec *rec = &s->recs[i];
+        PlvSvmPageRec *rec = &s->recs[i];
+        const PlvMemRegion *reg = plv_memview_region_const(
+            r->mv, r->u.refs[rec->index].region);
 
         s->n_zero += rec->kind == PLV_SVM_PAGE_ZERO;
+        if (rec->kind == PLV_SVM_PAGE_DELTA) {
+            rec->data = rebuild(r, s, rec, reg);
+            rec->kind = PLV_SVM_PAGE_DATA;
+            r->st->delta_pages++;
+        }
         /*
          * End-to-end check of every page against the leader's fingerprint:
          * whatever the channel (a one-sided RDMA write has no checksum),
-         * a damaged page is refused before anything is applied.
+         * a damaged page, or one rebuilt from blocks whose fingerprints
+         * collided, is refused before anything is applied.
          */
-        if (rec->kind == PLV_SVM_PAGE_DATA &&
-            !(r->hdr.flags & PLV_SVM_FLAG_FULL)) {
-            const PlvMemRegion *reg = plv_memview_region_const(
-                r->mv, r->u.refs[rec->index].region);
+        if (rec->kind == PLV_SVM_PAGE_DATA && !full) {
             PlvPageHash h = plv_page_hash(r->cfg->key, rec->data,
                                           reg->page_size);
 
@@ -94,9 +181,49 @@ static int stage_pages(SvmRun *r, Staging *s, const uint8_t *body,
         }
     }
     s->n += n;
-    /* The records point into this payload: keep it, take a fresh one. */
-    g_ptr_array_add(s->bufs, r->rx);
-    r->rx = g_byte_array_new();
+    return 0;
+}
+
+/*
+ * The device state as it arrived becomes the blob: decoded (against our
+ * base if the leader used it) into exactly the length EOF announced.
+ */
+static int decode_devstate(SvmRun *r, Staging *s, const PlvSvmEof *eof,
+                           GError **err)
+{
+    GByteArray *blob;
+    GError *why = NULL;
+    bool base = eof->devstate_enc == PLV_SVM_ENC_ZSTD_BASE;
+
+    if (eof->devstate_enc == PLV_SVM_ENC_RAW) {
+        return 0;
+    }
+    if (eof->devstate_len > r->max_devstate_len) {
+        g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
+                    "EOF: device state of %" PRIu64 " bytes, over the cap",
+                    eof->devstate_len);
+        return -1;
+    }
+    if (base && !r->cfg->devstate_base_len) {
+        g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
+                    "EOF: device state against a base we do not hold");
+        return -1;
+    }
+    blob = g_byte_array_sized_new(eof->devstate_len);
+    g_byte_array_set_size(blob, eof->devstate_len);
+    if (plv_zstd_decompress(r->z, blob->data, blob->len, s->devstate->data,
+                            s->devstate->len,
+                            base ? r->cfg->devstate_base : NULL,
+                            base ? r->cfg->devstate_base_len : 0,
+                            &why) < 0) {
+        g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
+                    "DEVSTATE: %s", why->message);
+        g_error_free(why);
+        g_byte_array_unref(blob);
+        return -1;
+    }
+    g_byte_array_unref(s->devstate);
+    s->devstate = blob;
     return 0;
 }
 
@@ -141,6 +268,11 @@ static int receive_transfer(SvmRun *r, Staging *s, GError **err)
             return plv_svm_unexpected(err, type, "receiving pages");
         }
         switch (type) {
+        case PLV_SVM_MSG_BLOCKREQ:
+            if (answer_blockreq(r, s, body, len, err) < 0) {
+                return -1;
+            }
+            break;
         case PLV_SVM_MSG_PAGES:
             if (stage_pages(r, s, body, len, err) < 0) {
                 return -1;
@@ -159,12 +291,16 @@ static int receive_transfer(SvmRun *r, Staging *s, GError **err)
                 return -1;
             }
             if (eof.n_pages != s->n || eof.n_zero != s->n_zero ||
-                eof.devstate_len != s->devstate->len) {
+                eof.devstate_wire_len != s->devstate->len) {
                 g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
                             "EOF says %u pages (%u zero) and %" PRIu64
                             " device bytes, received %u (%u) and %u",
-                            eof.n_pages, eof.n_zero, eof.devstate_len, s->n,
-                            s->n_zero, s->devstate->len);
+                            eof.n_pages, eof.n_zero, eof.devstate_wire_len,
+                            s->n, s->n_zero, s->devstate->len);
+                return -1;
+            }
+            r->st->devstate_wire_bytes = s->devstate->len;
+            if (decode_devstate(r, s, &eof, err) < 0) {
                 return -1;
             }
             return check_digests(r, s, &eof, err);
@@ -187,6 +323,10 @@ static void write_pages(SvmRun *r, Staging *s)
                                                            ref->region);
         uint8_t *dst = plv_memview_page(reg, ref->page);
 
+        if (r->cfg->inspect_divergent) {
+            r->cfg->inspect_divergent(r->cfg->opaque, ref, dst,
+                                      s->recs[i].data, reg->page_size);
+        }
         if (s->recs[i].kind == PLV_SVM_PAGE_ZERO) {
             memset(dst, 0, reg->page_size);
         } else {

@@ -24,7 +24,8 @@ struct SvmSender {
     bool stop;                  /* give up (the attempt failed) */
     GError *err;                /* the sender's failure */
     uint32_t n_zero;
-    GByteArray *tx;
+    GByteArray *tx, *scratch;
+    PlvZstd *z;                 /* its own: it may run beside the run's */
 };
 
 static bool div_is_zero(SvmSender *s, uint32_t k)
@@ -72,8 +73,8 @@ static int send_batch(SvmSender *s, uint32_t from, uint32_t to, GError **err)
 {
     SvmRun *r = s->r;
     PlvSvmPageRec recs[SVM_PAGES_PER_MSG];
-    struct iovec iov[SVM_PAGES_PER_MSG + 1];
-    int niov = 1;
+    struct iovec iov[SVM_PAGES_PER_MSG];
+    int niov = 0;
     size_t data = 0;
 
     for (uint32_t k = from; k < to; k++) {
@@ -84,6 +85,7 @@ static int send_batch(SvmSender *s, uint32_t from, uint32_t to, GError **err)
         bool zero = div_is_zero(s, k);
         PlvSvmPageRec *rec = &recs[k - from];
 
+        memset(rec, 0, sizeof(*rec));
         rec->index = idx;
         rec->kind = zero ? PLV_SVM_PAGE_ZERO : PLV_SVM_PAGE_DATA;
         /* In FULL mode there are no fingerprints to check against. */
@@ -97,15 +99,8 @@ static int send_batch(SvmSender *s, uint32_t from, uint32_t to, GError **err)
         niov++;
         data += reg->page_size;
     }
-    g_byte_array_set_size(s->tx, 0);
-    plv_svm_encode_pages_head(s->tx, &r->hdr, recs, to - from);
-    iov[0].iov_base = s->tx->data;
-    iov[0].iov_len = s->tx->len;
-    if (plv_svm_run_send(r, PLV_SVM_MSG_PAGES, iov, niov, err) < 0) {
-        return -1;
-    }
-    r->st->page_bytes += data;
-    return 0;
+    return plv_svm_run_send_pages(r, s->z, s->tx, s->scratch, recs, to - from,
+                                  iov, niov, data, err);
 }
 
 /* True if a full batch is waiting (called with the lock held). */
@@ -168,6 +163,8 @@ SvmSender *plv_svm_sender_start(SvmRun *r, const uint32_t *div,
     s->r = r;
     s->div = div;
     s->tx = g_byte_array_new();
+    s->scratch = g_byte_array_new();
+    s->z = plv_zstd_new(SVM_ZSTD_LEVEL);
     g_mutex_init(&s->lock);
     g_cond_init(&s->cond);
     if (threaded) {
@@ -194,6 +191,8 @@ static void sender_free(SvmSender *s)
         g_thread_join(s->thread);
     }
     g_byte_array_unref(s->tx);
+    g_byte_array_unref(s->scratch);
+    plv_zstd_free(s->z);
     g_cond_clear(&s->cond);
     g_mutex_clear(&s->lock);
     if (s->err) {

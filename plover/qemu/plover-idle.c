@@ -8,7 +8,8 @@
  * leader proposes syncvm(epoch) when outputs are held and the guest is
  * idle, or when they have been held for max-sync-interval-ms whatever the
  * guest does (the output guard's size limit triggers one too, in
- * plover-net.c).
+ * plover-net.c). On every replica it also notes when it last saw an idle
+ * window: a secondary about to cut waits for one (plover-replica.c).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -61,6 +62,10 @@ static void *plover_idle_thread(void *opaque)
         now = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
         pending = qatomic_read(&s->outputs_bytes) > 0 ||
                   qatomic_read(&s->full_sync_pending);
+        if (now_cpu - prev < threshold_ns) {
+            /* A secondary waiting to cut looks at this (plover-replica.c). */
+            qatomic_set(&s->idle_seen_ns, now);
+        }
         if (!pending || qatomic_read(&s->role) != PLV_ROLE_LEADER) {
             held_since = 0;
         } else {

@@ -129,6 +129,22 @@ static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
     i->snapshot_count = a->snapshots;
     i->in_flight = s->job != NULL;
     i->cow_pages = s->snap ? plover_snapshot_cow_pages(s->snap) : 0;
+    i->total_bytes_received = a->sum_received;
+    i->bytes_p50 = plv_latency_quantile(&a->bytes, 0.5);
+    i->bytes_p90 = plv_latency_quantile(&a->bytes, 0.9);
+    i->exchange_bytes_p50 = plv_latency_quantile(&a->exchange, 0.5);
+    i->exchange_bytes_p90 = plv_latency_quantile(&a->exchange, 0.9);
+    i->bytes_by_kind = g_new0(PloverSyncvmBytes, 1);
+    i->bytes_by_kind->bitmaps = a->sum_by_kind[PLV_SVM_BYTES_BITMAP];
+    i->bytes_by_kind->fingerprints = a->sum_by_kind[PLV_SVM_BYTES_FINGERPRINTS];
+    i->bytes_by_kind->page_data = a->sum_by_kind[PLV_SVM_BYTES_PAGES];
+    i->bytes_by_kind->device_state = a->sum_by_kind[PLV_SVM_BYTES_DEVSTATE];
+    i->bytes_by_kind->control = a->sum_by_kind[PLV_SVM_BYTES_CONTROL];
+    i->delta_pages = a->sum_delta_pages;
+    i->secondary_idle_waits = a->idle_waits;
+    i->secondary_idle_wait_bounded = a->idle_wait_bounded;
+    i->secondary_idle_wait_p50_us = plv_latency_quantile(&a->idle_wait, 0.5);
+    i->secondary_idle_wait_p99_us = plv_latency_quantile(&a->idle_wait, 0.99);
     return i;
 }
 

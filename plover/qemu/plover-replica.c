@@ -28,6 +28,7 @@
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
 #include "qemu/timer.h"
+#include "hw/core/cpu.h"
 #include "qapi/error.h"
 #include "qapi/qapi-events-plover.h"
 #include "qapi/qapi-visit-plover.h"
@@ -267,7 +268,10 @@ static void plover_role_changed(PloverState *s, PlvRole old, PlvRole role)
  */
 static bool plover_wait_for_syncvm(PloverState *s, const PlvEntry *e)
 {
-    if (!s->job || (e && e->op == PLV_OP_INPUT && s->job->t_resume_us)) {
+    if (!s->job && !s->idle_wait.armed) {
+        return false;
+    }
+    if (s->job && e && e->op == PLV_OP_INPUT && s->job->t_resume_us) {
         return false;
     }
     plv_driver_dispatch_hold(s->driver);
@@ -367,6 +371,70 @@ static void plover_exec_syncvm_end(PloverState *s)
     }
 }
 
+/*
+ * The secondary's cut waits for its guest to finish the work of the inputs
+ * it has (PLOVER §4.4: "the leader pauses its VM immediately, while the
+ * secondary does the pause when its programs become idle"). The leader
+ * proposed the syncvm at an idle point and cut as soon as it was
+ * committed; the secondary executes the same inputs later, and a cut in
+ * the middle of their work leaves pages (stacks, socket buffers, counters)
+ * that the leader's guest had already moved past: divergent pages for
+ * nothing. Idle is every vCPU halted with nothing pending (TCG, or KVM
+ * without an in-kernel irqchip, see it at once), or an idle window of the
+ * idle detector (KVM halts in the kernel); secondary-idle-wait-us bounds
+ * the wait.
+ */
+#define PLOVER_IDLE_POLL_NS (100 * SCALE_US)
+
+static bool plover_guest_halted(void)
+{
+    CPUState *cpu;
+
+    CPU_FOREACH(cpu) {
+        if (!qatomic_read(&cpu->halted) || cpu_has_work(cpu)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void plover_idle_wait_poll(void *opaque)
+{
+    PloverState *s = opaque;
+    PloverIdleWait *w = &s->idle_wait;
+    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    bool idle = plover_guest_halted() ||
+                qatomic_read(&s->idle_seen_ns) > w->since_ns;
+
+    if (!w->armed) {
+        return;
+    }
+    if (!idle && now < w->deadline_ns) {
+        timer_mod(w->timer, MIN(now + PLOVER_IDLE_POLL_NS, w->deadline_ns));
+        return;
+    }
+    w->armed = false;
+    s->sync.idle_waits++;
+    s->sync.idle_wait_bounded += !idle;
+    plv_latency_add(&s->sync.idle_wait, (now - w->since_ns) / SCALE_US);
+    plover_sync_start(s, w->index, w->epoch, false);
+}
+
+static void plover_cut_when_idle(PloverState *s, uint64_t index, uint64_t epoch)
+{
+    PloverIdleWait *w = &s->idle_wait;
+
+    if (!w->timer) {
+        w->timer = timer_new_ns(QEMU_CLOCK_REALTIME, plover_idle_wait_poll, s);
+    }
+    w->armed = true;
+    w->index = index;
+    w->epoch = epoch;
+    w->since_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    w->deadline_ns = w->since_ns + (int64_t)s->cfg.secondary_idle_wait_us * SCALE_US;
+    plover_idle_wait_poll(s);
+}
+
 static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch)
 {
     /*
@@ -396,7 +464,12 @@ static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch
     if (with_peer) {
         /* The next proposal waits for the end of this one
          * (plover_request_syncvm); the entries after it wait too. */
-        plover_sync_start(s, e->index, epoch, leader);
+        if (second && s->executing && s->cfg.secondary_idle_wait_us &&
+            runstate_is_running()) {
+            plover_cut_when_idle(s, e->index, epoch);
+        } else {
+            plover_sync_start(s, e->index, epoch, leader);
+        }
         return;
     }
     /* A leader alone: a majority committed this entry, nothing to copy. */

@@ -33,6 +33,7 @@
 
 typedef struct PloverFilter PloverFilter;
 typedef struct PloverSnapshot PloverSnapshot;
+typedef struct PloverDivergence PloverDivergence;
 
 /* Exit status of a replica that dies by x-plover-inject-fault. */
 #define PLOVER_FAULT_EXIT_STATUS 70
@@ -66,6 +67,11 @@ typedef struct PloverSyncStats {
     int64_t sum_compute_us, sum_compare_us, sum_transfer_us, sum_apply_us;
     int64_t sum_total_us;
     uint64_t sum_dirty, sum_same, sum_divergent, sum_bytes;
+    uint64_t sum_received, sum_delta_pages;
+    /* Both directions, by what the bytes carry (PLV_SVM_BYTES_*). */
+    uint64_t sum_by_kind[PLV_SVM_BYTES_KINDS];
+    PlvLatencyWindow bytes;     /* sent by this replica, per syncvm */
+    PlvLatencyWindow exchange;  /* both directions, per syncvm */
     int64_t last_pause_us;      /* VM stopped, whole syncvm incl. dirty sync */
     PlvLatencyWindow pause;     /* this replica's VM stopped per syncvm (us) */
     int64_t paused_us;          /* all of them */
@@ -73,7 +79,22 @@ typedef struct PloverSyncStats {
     PlvLatencyWindow release;   /* leader: cut to release of its outputs */
     PlvLatencyWindow lag;       /* leader: cut to the secondary's reply */
     uint64_t snapshots;         /* leader: syncvms the VM ran on through */
+    /* secondary: waits for its guest to go idle before a cut */
+    uint64_t idle_waits;        /* cuts that waited */
+    uint64_t idle_wait_bounded; /* ... of which the bound ended the wait */
+    PlvLatencyWindow idle_wait; /* how long each waited (us) */
 } PloverSyncStats;
+
+/*
+ * Secondary: a syncvm entry reached, whose cut waits for the guest to
+ * finish the work of the inputs before it (plover-replica.c).
+ */
+typedef struct PloverIdleWait {
+    bool armed;
+    uint64_t index, epoch;      /* the entry */
+    int64_t since_ns, deadline_ns;  /* QEMU_CLOCK_REALTIME */
+    QEMUTimer *timer;           /* polls the guest until idle or deadline */
+} PloverIdleWait;
 
 /*
  * One syncvm in flight (plover-sync.c). The main loop takes the cut and
@@ -91,7 +112,8 @@ typedef struct PloverSyncJob {
     bool handoff;               /* leader: stays paused (handoff point) */
     PlvSyncHello hello;         /* what this end tells the other */
     size_t held;                /* leader: outputs held at the cut */
-    GByteArray *devstate;       /* leader: device state at the cut */
+    GByteArray *devstate;       /* leader: device state at the cut; source:
+                                 * the blob the engine sent */
     char *digest;               /* leader: RAM digest at the cut (tests) */
     int64_t t_stop_us;          /* QEMU_CLOCK_REALTIME, VM stopped */
     int64_t t_resume_us;        /* VM running again (0: still stopped) */
@@ -100,6 +122,7 @@ typedef struct PloverSyncJob {
     bool skew;                  /* the ends were at different entries */
     bool commit_failed;         /* target: RAM or devices of two states */
     bool full;
+    bool source;                /* the VM flowed from this end */
     Error *err;
     PlvSyncvmStats st;
     int64_t t_agreed_us;        /* leader: the secondary replied */
@@ -176,11 +199,16 @@ typedef struct PloverState {
     PlvSyncHello sync_hello;
     bool sync_hello_kept;
     GByteArray *staged_devstate;  /* secondary: loaded after the pages */
+    /* The device state of the last good syncvm here (sent or applied):
+     * the next one may go as a delta against it (syncvm.h). */
+    GByteArray *devstate_base;
     PloverSyncStats sync;
     PloverSnapshot *snap;         /* leader: RAM at the cut, copy-on-write */
+    PloverDivergence *divergence; /* secondary: what its divergent pages were */
     QemuThread sync_thread;
     QemuSemaphore sync_go;        /* a job for the syncvm thread */
     PloverSyncJob *job;           /* in flight; main loop sets and clears */
+    PloverIdleWait idle_wait;     /* secondary: a cut waiting for idle */
     uint32_t paired;              /* secondary of the last good syncvm */
     uint64_t n_err;
     bool record_digests;      /* x-plover-ram-digest record=true */
@@ -190,6 +218,7 @@ typedef struct PloverState {
     /* Idle detector (plover-idle.c). */
     QemuThread idle_thread;
     bool idle_stop;           /* atomic */
+    int64_t idle_seen_ns;     /* atomic: end of the last idle window */
     bool idle_running;
     uint64_t idle_triggers, bound_triggers, size_triggers;
 } PloverState;
@@ -235,6 +264,12 @@ PlvMemView *plover_snapshot_view(PloverSnapshot *sn);
 int plover_snapshot_union(void *opaque, const PlvPageRef *refs, uint32_t n,
                           GError **err);
 uint64_t plover_snapshot_cow_pages(PloverSnapshot *sn);
+
+/* plover-divergence.c */
+PloverDivergence *plover_divergence_new(void);
+void plover_divergence_add(PloverDivergence *d, const PlvPageRef *ref,
+                           const uint8_t *mine, const uint8_t *leader,
+                           uint32_t page_size);
 
 /* plover-idle.c */
 void plover_idle_start(PloverState *s);

@@ -27,6 +27,7 @@
 #include "migration/qemu-file.h"
 #include "migration/global_state.h"
 #include "migration/savevm.h"
+#include "net/announce.h"
 #include "system/cpus.h"
 #include "system/cpu-timers.h"
 #include "system/runstate.h"
@@ -94,6 +95,7 @@ bool plover_sync_setup(PloverState *s, Error **errp)
     if (!s->snap) {
         return false;
     }
+    s->divergence = plover_divergence_new();
     s->paired = PLV_NODE_NONE;
     qemu_sem_init(&s->sync_go, 0);
     qemu_thread_create(&s->sync_thread, "plover-syncvm", plover_sync_thread,
@@ -212,15 +214,21 @@ static int plover_get_device_state(void *opaque, GByteArray *out, GError **err)
         s->role == PLV_ROLE_LEADER) {
         _exit(PLOVER_FAULT_EXIT_STATUS);
     }
-    if (s->job->devstate) {
-        g_byte_array_append(out, s->job->devstate->data, s->job->devstate->len);
-        return 0;
+    if (!s->job->devstate) {
+        /* A secondary that turned out the source: its VM is stopped. */
+        GByteArray *blob = g_byte_array_new();
+
+        bql_lock();
+        ret = plover_save_device_state(s, blob, err);
+        bql_unlock();
+        if (ret < 0) {
+            g_byte_array_unref(blob);
+            return ret;
+        }
+        s->job->devstate = blob;    /* the base, if the syncvm succeeds */
     }
-    /* A secondary that turned out the source: its VM is stopped. */
-    bql_lock();
-    ret = plover_save_device_state(s, out, err);
-    bql_unlock();
-    return ret;
+    g_byte_array_append(out, s->job->devstate->data, s->job->devstate->len);
+    return 0;
 }
 
 /*
@@ -304,7 +312,11 @@ static bool plover_load_staged(PloverState *s, Error **errp)
     /* The pages written had their translations dropped already
      * (plover_drop_translations): keep the others. */
     cpu_post_load_keeps_tbs = true;
+    /* The same VM on the same segment: the new leader announces itself
+     * after a failover (plover-replica.c), nothing else moves. */
+    announce_on_load_suppressed = true;
     ret = qemu_load_device_state(f);
+    announce_on_load_suppressed = false;
     cpu_post_load_keeps_tbs = false;
     qemu_fclose(f);
     object_unref(OBJECT(bioc));
@@ -347,6 +359,15 @@ static int plover_commit_device_state(void *opaque, const PlvPageRef *written,
         return -1;
     }
     return 0;
+}
+
+static void plover_sync_inspect(void *opaque, const PlvPageRef *ref,
+                                const uint8_t *mine, const uint8_t *leader,
+                                uint32_t page_size)
+{
+    PloverState *s = opaque;
+
+    plover_divergence_add(s->divergence, ref, mine, leader, page_size);
 }
 
 static void plover_sync_on_error(void *opaque, uint32_t peer,
@@ -420,6 +441,13 @@ static void plover_account(PloverState *s, const PlvSyncvmStats *st)
     a->sum_same += st->same_pages;
     a->sum_divergent += st->divergent_pages;
     a->sum_bytes += st->bytes_sent;
+    a->sum_received += st->bytes_received;
+    a->sum_delta_pages += st->delta_pages;
+    for (unsigned k = 0; k < PLV_SVM_BYTES_KINDS; k++) {
+        a->sum_by_kind[k] += st->sent_by[k] + st->received_by[k];
+    }
+    plv_latency_add(&a->bytes, st->bytes_sent);
+    plv_latency_add(&a->exchange, st->bytes_sent + st->bytes_received);
 }
 
 /*
@@ -687,6 +715,7 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
     }
     source = leader == push;
     j->full = full;
+    j->source = source;
     if (j->snapshot && !source) {
         error_setg(&j->err, "plover: syncvm %" PRIu64 ": the leader's VM ran "
                    "on from the cut but is to be replaced", j->epoch);
@@ -720,6 +749,22 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
     cfg.get_device_state = plover_get_device_state;
     cfg.apply_device_state = plover_stage_device_state;
     cfg.commit = plover_commit_device_state;
+    if (!full) {
+        /*
+         * Both VMs ran the same inputs since their last syncvm: divergent
+         * pages differ in a few bytes, the device state in a few places.
+         * A full copy (a VM that is not the leader's) gains nothing from
+         * deltas, and compressing all of RAM would cost the pause more
+         * than it saves.
+         */
+        cfg.page_deltas = true;
+        cfg.compress = true;
+        cfg.inspect_divergent = plover_sync_inspect;
+    }
+    if (s->devstate_base) {
+        cfg.devstate_base = s->devstate_base->data;
+        cfg.devstate_base_len = s->devstate_base->len;
+    }
 
     g_byte_array_set_size(s->staged_devstate, 0);
     s->sync.last_commit_us = 0;
@@ -746,6 +791,22 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
     j->ok = true;
 }
 
+/* What both ends hold now: what this end sent, or what it applied. */
+static void plover_keep_devstate_base(PloverState *s, PloverSyncJob *j)
+{
+    if (s->devstate_base) {
+        g_byte_array_unref(s->devstate_base);
+        s->devstate_base = NULL;
+    }
+    if (j->source) {
+        s->devstate_base = j->devstate ? g_byte_array_ref(j->devstate) : NULL;
+    } else {
+        s->devstate_base = g_byte_array_new();
+        g_byte_array_append(s->devstate_base, s->staged_devstate->data,
+                            s->staged_devstate->len);
+    }
+}
+
 static void plover_sync_done_bh(void *opaque)
 {
     PloverState *s = opaque;
@@ -759,6 +820,7 @@ static void plover_sync_done_bh(void *opaque)
         plv_memview_clear_dirty(s->mv);
         s->sync.full += j->full;
         s->sync.snapshots += j->snapshot;
+        plover_keep_devstate_base(s, j);
         s->paired = s->secondary;
         plover_account(s, &j->st);
     } else {

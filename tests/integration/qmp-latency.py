@@ -11,44 +11,13 @@ given while a syncvm was in flight, or if any reply in the window took
 longer than MS; prints the figures either way.
 """
 import argparse
-import json
-import socket
+import os
 import sys
 import time
 
-
-class Qmp:
-    def __init__(self, path, deadline):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        while True:
-            try:
-                self.sock.connect(path)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        self.sock.settimeout(30)
-        self.f = self.sock.makefile("rw")
-        self.recv()                                     # greeting
-        self.call("qmp_capabilities")
-
-    def recv(self):
-        while True:
-            line = self.f.readline()
-            if not line:
-                raise EOFError("QMP connection closed")
-            msg = json.loads(line)
-            if "event" not in msg:
-                return msg
-
-    def call(self, cmd):
-        self.f.write(json.dumps({"execute": cmd}) + "\n")
-        self.f.flush()
-        msg = self.recv()
-        if "error" in msg:
-            raise RuntimeError(msg["error"]["desc"])
-        return msg["return"]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "scripts"))
+from plover_qmp import Qmp  # noqa: E402
 
 
 def main():

@@ -128,13 +128,14 @@ static void roundtrip(PlvMemView *mv, size_t expect_len)
     const uint8_t *body;
     size_t len;
 
-    plv_svm_encode_bitmap(out, &h, mv, own);
-    ck_assert_uint_eq(out->len, expect_len);
+    plv_svm_encode_bitmap(out, &h, mv, own, &(PlvSvmBase){ 0 });
+    /* + the device-state base every BITMAP ends with */
+    ck_assert_uint_eq(out->len, expect_len + PLV_SVM_BASE_LEN);
     ck_assert_int_eq(plv_svm_get_hdr(out->data, out->len, &h2, &body, &len,
                                      NULL), 0);
     ck_assert_uint_eq(h2.epoch, 3);
     fresh(u);
-    ck_assert_int_eq(plv_svm_decode_bitmap(body, len, mv, u, NULL), 0);
+    ck_assert_int_eq(plv_svm_decode_bitmap(body, len, mv, u, &(PlvSvmBase){ 0 }, NULL), 0);
     for (int r = 0; r < 2; r++) {
         ck_assert_mem_eq(u[r].words, own[r].words,
                          plv_bitmap_n_words(u[r].n_bits) * 8);
@@ -175,7 +176,7 @@ static int decode_after(PlvMemView *mv, GByteArray *msg, PlvBitmap *u,
     if (plv_svm_get_hdr(msg->data, msg->len, &h, &body, &len, err) < 0) {
         return -1;
     }
-    return plv_svm_decode_bitmap(body, len, mv, u, err);
+    return plv_svm_decode_bitmap(body, len, mv, u, &(PlvSvmBase){ 0 }, err);
 }
 
 START_TEST(bitmap_wire_rejects)
@@ -191,7 +192,7 @@ START_TEST(bitmap_wire_rejects)
     plv_memview_mark_dirty(mv, 0, 0, 512);
     plv_memview_mark_dirty(mv, 1, 69 * 512, 512);
     own = dirty_of(mv);
-    plv_svm_encode_bitmap(msg, &h, mv, own);
+    plv_svm_encode_bitmap(msg, &h, mv, own, &(PlvSvmBase){ 0 });
     good_len = msg->len;
     fresh(u);
 
@@ -205,7 +206,7 @@ START_TEST(bitmap_wire_rejects)
                           0);
     }
     g_byte_array_set_size(msg, 0);
-    plv_svm_encode_bitmap(msg, &h, mv, own);
+    plv_svm_encode_bitmap(msg, &h, mv, own, &(PlvSvmBase){ 0 });
     /* Trailing garbage. */
     g_byte_array_append(msg, (const guint8 *)"x", 1);
     ck_assert_int_eq(decode_after(mv, msg, u, &err), -1);
@@ -215,7 +216,7 @@ START_TEST(bitmap_wire_rejects)
      * A bit past the end of region 1 (70 pages): its last (sparse) entry
      * is word 1, pages 64..127; set page 70, bit 6 of the word's low byte.
      */
-    msg->data[good_len - 8] |= 1 << 6;
+    msg->data[good_len - PLV_SVM_BASE_LEN - 8] |= 1 << 6;
     ck_assert_int_eq(decode_after(mv, msg, u, &err), -1);
     ck_assert_ptr_nonnull(strstr(err->message, "beyond"));
     g_clear_error(&err);
@@ -225,7 +226,7 @@ START_TEST(bitmap_wire_rejects)
     plv_memview_add_region(other, 1, 512, 1000, mem, NULL);
     plv_memview_add_region(other, 2, 512, 71, mem, NULL);
     g_byte_array_set_size(msg, 0);
-    plv_svm_encode_bitmap(msg, &h, mv, own);
+    plv_svm_encode_bitmap(msg, &h, mv, own, &(PlvSvmBase){ 0 });
     ck_assert_int_eq(decode_after(other, msg, u, &err), -1);
     ck_assert_int_eq(err->code, PLV_SVM_ERROR_LAYOUT);
     g_clear_error(&err);

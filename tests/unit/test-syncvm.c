@@ -18,6 +18,7 @@
 
 #include "plover/link.h"
 #include "plover/syncvm.h"
+#include "plover/zstd-codec.h"
 #include "helper-run.h"
 
 #define PAGE 4096u
@@ -34,6 +35,9 @@ typedef struct Spec {
     double diverge;             /* fraction of union pages that differ */
     uint64_t devstate_len;
     uint32_t seed;
+    bool deltas;                /* leader: page deltas and compression */
+    int base;                   /* device-state bases: 0 none, 1 the same
+                                 * on both sides, 2 different ones */
 } Spec;
 
 typedef struct World {
@@ -198,6 +202,7 @@ typedef struct Peer {
     unsigned n_err;
     PlvSvmErrorCode last_code;
     unsigned code_seen[16];
+    GByteArray *base;           /* device state "from the last syncvm" */
 } Peer;
 
 static void on_error(void *opaque, uint32_t peer, PlvSvmErrorCode code,
@@ -283,6 +288,29 @@ static void peer_init(Peer *p, World *w, const uint8_t *session_key)
     p->cfg.apply_device_state = apply_dev;
     p->cfg.commit = commit_dev;
     p->dev_out = g_byte_array_new();
+}
+
+/*
+ * The world's choices for one side: the leader's page deltas and
+ * compression, and the device-state base each side holds (the leader's
+ * new blob with every 997th byte changed, and on the secondary of a
+ * world with base 2 something else again).
+ */
+static void peer_configure(Peer *p, bool leader)
+{
+    const Spec *s = &p->w->spec;
+
+    p->cfg.page_deltas = p->cfg.compress = leader && s->deltas;
+    if (!s->base) {
+        return;
+    }
+    p->base = g_byte_array_new();
+    devstate_fill(p->base, s->devstate_len, s->seed);
+    for (uint64_t i = 0; i < p->base->len; i += 997) {
+        p->base->data[i] ^= s->base == 2 && !leader ? 0x33 : 0x5a;
+    }
+    p->cfg.devstate_base = p->base->data;
+    p->cfg.devstate_base_len = p->base->len;
 }
 
 typedef int (*ChildFn)(PlvLink *link, World *w, void *arg);
@@ -394,6 +422,7 @@ static int real_leader(PlvLink *link, World *w, void *arg)
     int rc;
 
     peer_init(&p, w, plv_link_session_key(link));
+    peer_configure(&p, true);
     p.cfg.send_all_dirty = o->send_all_dirty;
     p.cfg.overlap_send = !o->sequential;
     plv_syncvm_channel_init_link(&wr.inner, link);
@@ -424,7 +453,8 @@ static int real_leader(PlvLink *link, World *w, void *arg)
 static uint64_t expected_leader_bytes(const World *w, uint64_t n_pages,
                                       uint64_t n_zero)
 {
-    uint64_t b = PLV_SVM_HDR_LEN + 4, dev = w->spec.devstate_len;
+    uint64_t b = PLV_SVM_HDR_LEN + 4 + PLV_SVM_BASE_LEN;
+    uint64_t dev = w->spec.devstate_len;
 
     for (unsigned r = 0; r < w->spec.n_regions; r++) {
         const PlvBitmap *d = &plv_memview_region(w->lmv, r)->dirty;
@@ -436,7 +466,7 @@ static uint64_t expected_leader_bytes(const World *w, uint64_t n_pages,
         b += PLV_SVM_BITMAP_REG_LEN + (nz * 12 < nw * 8 ? nz * 12 : nw * 8);
     }
     /* 256 records (1 MiB of 4 KiB pages) per PAGES message. */
-    b += (n_pages + 255) / 256 * (PLV_SVM_HDR_LEN + 4);
+    b += (n_pages + 255) / 256 * (PLV_SVM_HDR_LEN + 9);
     b += n_pages * PLV_SVM_PAGE_REC_LEN + (n_pages - n_zero) * PAGE;
     b += (dev + (1 << 20) - 1) / (1 << 20) * (PLV_SVM_HDR_LEN + 8) + dev;
     return b + PLV_SVM_HDR_LEN + PLV_SVM_EOF_LEN;
@@ -462,6 +492,7 @@ static void pair_start(Pair *x, const Spec *spec, ChildFn fn, void *arg,
     x->snap = snap ? snapshot(&x->w) : NULL;
     x->link = spawn(fn, &x->w, arg, &x->pid);
     peer_init(&x->p, &x->w, plv_link_session_key(x->link));
+    peer_configure(&x->p, false);
     plv_syncvm_channel_init_link(&x->ch, x->link);
 }
 
@@ -511,15 +542,35 @@ static void run_and_check(const Spec *spec, unsigned threads,
     ck_assert_uint_eq(st->divergent_pages, w->n_div);
     ck_assert_uint_eq(st->zero_pages, w->n_div_zero);
     ck_assert_uint_eq(st->same_pages, w->n_union - w->n_div);
-    ck_assert_uint_eq(st->page_bytes, (w->n_div - w->n_div_zero) * PAGE);
-    ck_assert_uint_eq(st->bytes_received,
-                      expected_leader_bytes(w, w->n_div, w->n_div_zero));
     /* Secondary: its BITMAP, the fingerprints (16 B a page) and the ACK. */
     ck_assert_uint_ge(st->bytes_sent, w->n_union * PLV_SVM_HASH_LEN);
-    ck_assert_uint_le(st->bytes_sent, w->n_union * PLV_SVM_HASH_LEN +
-                      (w->n_union / 4096 + 1) * 32 + 36 +
-                      PLV_SVM_HDR_LEN + 4 + spec->n_regions *
-                      (PLV_SVM_BITMAP_REG_LEN + (spec->pages / 64 + 1) * 8));
+    if (!spec->deltas) {
+        ck_assert_uint_eq(st->page_bytes,
+                          (w->n_div - w->n_div_zero) * PAGE);
+        ck_assert_uint_eq(st->bytes_received,
+                          expected_leader_bytes(w, w->n_div, w->n_div_zero));
+        ck_assert_uint_le(st->bytes_sent, w->n_union * PLV_SVM_HASH_LEN +
+                          (w->n_union / 4096 + 1) * 32 + 36 +
+                          PLV_SVM_HDR_LEN + 4 + PLV_SVM_BASE_LEN +
+                          spec->n_regions * (PLV_SVM_BITMAP_REG_LEN +
+                                             (spec->pages / 64 + 1) * 8));
+    } else {
+        /* + for each non-zero divergent page (one byte differs), the
+         * block fingerprints of one super-block and a mask */
+        uint64_t fp = w->n_union * PLV_SVM_HASH_LEN +
+                      (w->n_div - w->n_div_zero) *
+                      (1 + PLV_SUPERBLOCK_BLOCKS * 4);
+        /* and the headers of a HASHES and a BLOCKHASHES per step */
+        uint64_t steps = (w->n_union + 4095) / 4096;
+
+        ck_assert_uint_ge(st->sent_by[PLV_SVM_BYTES_FINGERPRINTS], fp);
+        ck_assert_uint_le(st->sent_by[PLV_SVM_BYTES_FINGERPRINTS],
+                          fp + 2 * steps * (PLV_SVM_HDR_LEN + 8));
+        /* A block a page, compressed, instead of whole pages. */
+        ck_assert_uint_lt(st->bytes_received,
+                          expected_leader_bytes(w, w->n_div,
+                                                w->n_div_zero) / 20);
+    }
     ck_assert_uint_eq(x.p.dev_applies, 1);
     ck_assert_uint_eq(x.p.commits, 1);
     ck_assert(x.p.commit_saw_pages);
@@ -537,6 +588,21 @@ static void run_and_check(const Spec *spec, unsigned threads,
     }
     ck_assert_uint_eq(x.p.n_err, 0);
     ck_assert_uint_eq(st->attempts, 1);
+    if (spec->deltas) {
+        /* One byte differs in each (non-zero) divergent page: one block
+         * goes, and the device state against an equal base is tiny. */
+        ck_assert_uint_eq(st->delta_pages, w->n_div - w->n_div_zero);
+        if (spec->base == 1) {
+            ck_assert_uint_lt(st->devstate_wire_bytes,
+                              64 + spec->devstate_len / 100);
+        }
+        if (w->n_union == 0) {
+            ck_assert_uint_le(st->bytes_sent + st->bytes_received, 2048);
+        }
+    }
+    if (x.p.base) {
+        g_byte_array_unref(x.p.base);
+    }
     ck_assert_int_eq(pair_finish(&x), 0);
 }
 
@@ -596,6 +662,42 @@ START_TEST(converge_1gib)
 }
 END_TEST
 
+/* Sub-page deltas, compression, the device state against a shared base. */
+START_TEST(converge_deltas)
+{
+    Spec s = { .n_regions = 2, .pages = 2048, .dirty = 0.3, .diverge = 0.2,
+               .devstate_len = 60000, .seed = 11, .deltas = true,
+               .base = 1 };
+
+    run_and_check(&s, 1, true);
+}
+END_TEST
+
+/*
+ * Nothing dirty, a 60 KB device state that changed in a few places since
+ * the base: the whole syncvm, both ways, fits in 2 KB.
+ */
+START_TEST(converge_nothing_dirty_is_small)
+{
+    Spec s = { .n_regions = 2, .pages = 256, .dirty = 0, .diverge = 0,
+               .devstate_len = 60000, .seed = 13, .deltas = true,
+               .base = 1 };
+
+    run_and_check(&s, 1, true);
+}
+END_TEST
+
+/* The two ends hold different bases: the blob goes compressed, whole. */
+START_TEST(converge_deltas_other_base)
+{
+    Spec s = { .n_regions = 1, .pages = 4096, .dirty = 0.1, .diverge = 0.5,
+               .devstate_len = 60000, .seed = 12, .deltas = true,
+               .base = 2 };
+
+    run_and_check(&s, 2, false);
+}
+END_TEST
+
 /* Baseline mode: every union page is sent, and memory still converges. */
 START_TEST(converge_send_all)
 {
@@ -611,7 +713,8 @@ START_TEST(converge_send_all)
     ck_assert_uint_eq(x.p.st.divergent_pages, x.w.n_union);
     ck_assert_uint_eq(x.p.st.bytes_sent,
                       PLV_SVM_HDR_LEN + 4 + 2 * PLV_SVM_BITMAP_REG_LEN +
-                      2 * 16 * 8 + PLV_SVM_HDR_LEN + 12);   /* no HASHES */
+                      2 * 16 * 8 + PLV_SVM_BASE_LEN +
+                      PLV_SVM_HDR_LEN + 12);   /* no HASHES */
     ck_assert_int_eq(pair_finish(&x), 0);
 }
 END_TEST
@@ -772,7 +875,7 @@ static void fake_bitmap(Fake *f, const PlvSvmHdr *h, PlvMemView *mv)
     for (unsigned i = 0; i < n; i++) {
         b[i] = plv_memview_region(mv, i)->dirty;
     }
-    plv_svm_encode_bitmap(f->tx, h, mv, b);
+    plv_svm_encode_bitmap(f->tx, h, mv, b, &(PlvSvmBase){ 0 });
     g_free(b);
     fake_send(f, PLV_SVM_MSG_BITMAP);
 }
@@ -800,7 +903,7 @@ static int fake_collect(Fake *f)
         plv_bitmap_init(&uni[i], d->n_bits);
         memcpy(uni[i].words, d->words, plv_bitmap_n_words(d->n_bits) * 8);
     }
-    if (plv_svm_decode_bitmap(body, len, mv, uni, NULL) < 0) {
+    if (plv_svm_decode_bitmap(body, len, mv, uni, &(PlvSvmBase){ 0 }, NULL) < 0) {
         return -1;
     }
     plv_svm_union_build(&f->u, mv, uni);
@@ -838,7 +941,13 @@ static void fake_pages(Fake *f, const PlvSvmPageRec *recs, uint32_t n,
     for (uint32_t i = 0; i < n; i++) {
         r[i].hash = plv_page_hash(&f->key, f->w->lmem[0], PAGE);
     }
-    plv_svm_encode_pages_head(f->tx, &f->hdr, r, n);
+    uint32_t data_len = 0;
+
+    for (uint32_t i = 0; i < n; i++) {
+        data_len += recs[i].kind == PLV_SVM_PAGE_DATA ? PAGE : 0;
+    }
+    plv_svm_encode_pages_head(f->tx, &f->hdr, r, n, PLV_SVM_ENC_RAW,
+                              data_len);
     g_free(r);
     for (uint32_t i = 0; i < n; i++) {
         if (recs[i].kind == PLV_SVM_PAGE_DATA) {
@@ -948,8 +1057,8 @@ static int bad_version_leader(PlvLink *link, World *w, void *arg)
     struct iovec iov;
     uint16_t type;
 
-    plv_svm_encode_bitmap(tx, &h, w->lmv, &b);
-    tx->data[0] = 2;
+    plv_svm_encode_bitmap(tx, &h, w->lmv, &b, &(PlvSvmBase){ 0 });
+    tx->data[0] = PLV_SVM_VERSION + 7;
     iov.iov_base = tx->data;
     iov.iov_len = tx->len;
     plv_link_send(link, PLV_SVM_MSG_BITMAP, &iov, 1, NULL);
@@ -1035,7 +1144,7 @@ static int mute_secondary(PlvLink *link, World *w, void *arg)
         struct iovec iov;
 
         plv_link_recv(link, &type, rx, 5000, NULL);
-        plv_svm_encode_bitmap(tx, &h, w->smv, &b);
+        plv_svm_encode_bitmap(tx, &h, w->smv, &b, &(PlvSvmBase){ 0 });
         iov.iov_base = tx->data;
         iov.iov_len = tx->len;
         plv_link_send(link, PLV_SVM_MSG_BITMAP, &iov, 1, NULL);
@@ -1265,7 +1374,9 @@ static void mem_run_init(MemRun *m, World *w)
     m->se = (MemEnd){ .in = m->l2s, .out = m->s2l };
     m->lt.end = &m->le;
     peer_init(&m->lt.p, w, session);
+    peer_configure(&m->lt.p, true);
     peer_init(&m->p, w, session);
+    peer_configure(&m->p, false);
     m->p.leader_done = &m->lt.done;
     mem_channel(&m->lt.ch, &m->le);
     mem_channel(&m->sch, &m->se);
@@ -1287,6 +1398,12 @@ static void mem_run_free(MemRun *m)
 {
     g_byte_array_unref(m->p.dev_out);
     g_byte_array_unref(m->lt.p.dev_out);
+    if (m->p.base) {
+        g_byte_array_unref(m->p.base);
+    }
+    if (m->lt.p.base) {
+        g_byte_array_unref(m->lt.p.base);
+    }
     g_clear_error(&m->lt.err);
     g_async_queue_unref(m->l2s);
     g_async_queue_unref(m->s2l);
@@ -1317,7 +1434,8 @@ START_TEST(mutated_messages)
 
     for (unsigned it = 0; it < iters; it++) {
         Spec s = { .n_regions = 2, .pages = 64, .dirty = 0.5,
-                   .diverge = 0.3, .devstate_len = 3000, .seed = it + 100 };
+                   .diverge = 0.3, .devstate_len = 3000, .seed = it + 100,
+                   .deltas = it % 4 < 2, .base = it % 3 };
         MemRun m;
         MemEnd *victim;
         LeaderThread *lt = &m.lt;
@@ -1331,7 +1449,7 @@ START_TEST(mutated_messages)
         mem_run_init(&m, &w);
         victim = it % 3 == 0 ? &m.se : &m.le;      /* mostly the leader */
         victim->rng = rng;
-        victim->mutate_at = g_rand_int_range(rng, 0, 6);
+        victim->mutate_at = g_rand_int_range(rng, 0, s.deltas ? 8 : 6);
         lt->p.cfg.timeout_ms = p->cfg.timeout_ms = 100;
         lt->p.cfg.max_attempts = p->cfg.max_attempts = 1;
         lt->p.cfg.overlap_send = it & 1;
@@ -1346,6 +1464,14 @@ START_TEST(mutated_messages)
             ck_assert_uint_eq(p->dev_applies, 1);
             ck_assert_uint_eq(p->commits, 1);
             ck_assert_uint_eq(p->dev_out->len, s.devstate_len);
+            {
+                GByteArray *want = g_byte_array_new();
+
+                devstate_fill(want, s.devstate_len, s.seed);
+                ck_assert(memcmp(want->data, p->dev_out->data,
+                                 want->len) == 0);
+                g_byte_array_unref(want);
+            }
             assert_outside_union_untouched(&w, snap);
             for (unsigned r = 0; r < MAX_REGIONS; r++) {
                 g_free(snap[r]);
@@ -1572,8 +1698,11 @@ START_TEST(codec_roundtrips_and_rejects)
     uint64_t dl;
     char *reason;
     PlvSvmEof eof = { .n_pages = 3, .n_zero = 1, .devstate_len = 77,
-                      .union_digest = { 1, 2 }, .devstate_hash = { 3, 4 } };
+                      .union_digest = { 1, 2 }, .devstate_hash = { 3, 4 },
+                      .devstate_wire_len = 77 };
     PlvSvmEof eof2;
+    PlvZstd *z = plv_zstd_new(1);
+    GByteArray *dec = g_byte_array_new();
 
     plv_memview_add_region(mv, 1, PAGE, 8, mem, NULL);
     plv_bitmap_init(&all, 8);
@@ -1596,24 +1725,115 @@ START_TEST(codec_roundtrips_and_rejects)
                                            NULL), -1);
 
     g_byte_array_set_size(m, 0);
-    plv_svm_encode_pages_head(m, &h, recs, 3);
+    plv_svm_encode_pages_head(m, &h, recs, 3, PLV_SVM_ENC_RAW, 2 * PAGE);
     g_byte_array_append(m, mem, 2 * PAGE);
     plv_svm_get_hdr(m->data, m->len, &h2, &body, &len, NULL);
-    ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 0, out, &n,
-                                          NULL), 0);
+    ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 0, true, z,
+                                          dec, out, &n, NULL), 0);
     ck_assert_uint_eq(n, 3);
     ck_assert_uint_eq(out[0].hash.hi, 8);
     ck_assert_ptr_null(out[1].data);
-    ck_assert_ptr_eq(out[2].data, body + 4 + 3 * PLV_SVM_PAGE_REC_LEN + PAGE);
-    ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 2, out, &n,
-                                          NULL), -1);   /* already had 1 */
+    ck_assert_ptr_eq(out[2].data, body + 9 + 3 * PLV_SVM_PAGE_REC_LEN + PAGE);
+    ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 2, true, z, dec,
+                                          out, &n, NULL), -1);  /* had 1 */
     for (size_t cut = 1; cut < len; cut += 97) {
         ck_assert_int_eq(plv_svm_decode_pages(body, len - cut, mv, &u, 0,
-                                              out, &n, NULL), -1);
+                                              true, z, dec, out, &n, NULL),
+                         -1);
     }
-    ((uint8_t *)body)[4 + 4] = 7;   /* unknown kind */
-    ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 0, out, &n,
-                                          NULL), -1);
+    ((uint8_t *)body)[9 + 4] = 7;   /* unknown kind */
+    ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 0, true, z, dec,
+                                          out, &n, NULL), -1);
+
+    /* A DELTA record carries its mask and only its blocks; zstd data. */
+    {
+        PlvSvmPageRec d[2] = {
+            { .index = 2, .kind = PLV_SVM_PAGE_DELTA, .mask = 0x81 },
+            { .index = 3, .kind = PLV_SVM_PAGE_DATA },
+        };
+        uint32_t dlen2 = 2 * (PAGE / PLV_PAGE_BLOCKS) + PAGE;
+        GByteArray *raw = g_byte_array_new();
+
+        g_byte_array_set_size(m, 0);
+        g_byte_array_append(raw, mem, dlen2);
+        plv_svm_encode_pages_head(m, &h, d, 2, PLV_SVM_ENC_ZSTD, dlen2);
+        ck_assert_int_eq(plv_zstd_compress(z, m, raw->data, raw->len, NULL, 0),
+                         0);
+        plv_svm_get_hdr(m->data, m->len, &h2, &body, &len, NULL);
+        ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 0, true, z,
+                                              dec, out, &n, NULL), 0);
+        ck_assert_uint_eq(out[0].mask, 0x81);
+        ck_assert_ptr_eq(out[0].data, dec->data);
+        ck_assert_ptr_eq(out[1].data, dec->data + 2 * (PAGE / PLV_PAGE_BLOCKS));
+        /* Not where deltas are refused (send-all baseline). */
+        ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 0, false, z,
+                                              dec, out, &n, NULL), -1);
+        /* A frame that does not give data_len bytes, or damaged. */
+        for (size_t cut = 1; cut < 40 && cut < len; cut += 3) {
+            ck_assert_int_eq(plv_svm_decode_pages(body, len - cut, mv, &u, 0,
+                                                  true, z, dec, out, &n,
+                                                  NULL), -1);
+        }
+        /* An empty mask. */
+        ((uint8_t *)body)[9 + PLV_SVM_PAGE_REC_LEN] = 0;
+        memset((uint8_t *)body + 9 + PLV_SVM_PAGE_REC_LEN, 0, 8);
+        ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 0, true, z,
+                                              dec, out, &n, NULL), -1);
+        g_byte_array_unref(raw);
+    }
+
+    /* BLOCKREQ: rising indices inside the union, from min_index on. */
+    {
+        uint32_t idx[3] = { 1, 4, 7 }, back[PLV_SVM_MAX_BLOCKREQ];
+        uint32_t sb[3 * PLV_PAGE_SUPERBLOCKS];
+        uint32_t *sb2 = g_new(uint32_t, PLV_SVM_MAX_BLOCKREQ *
+                                        PLV_PAGE_SUPERBLOCKS);
+        uint32_t bh[2 * PLV_PAGE_BLOCKS], bh2[2 * PLV_PAGE_BLOCKS];
+        uint8_t masks[2] = { 0x81, 0 }, masks2[2];
+
+        for (unsigned i = 0; i < G_N_ELEMENTS(sb); i++) {
+            sb[i] = i * 3;
+        }
+        g_byte_array_set_size(m, 0);
+        plv_svm_encode_blockreq(m, &h, idx, sb, 3);
+        plv_svm_get_hdr(m->data, m->len, &h2, &body, &len, NULL);
+        ck_assert_int_eq(plv_svm_decode_blockreq(body, len, 8, 0, back, sb2,
+                                                 &n, NULL), 0);
+        ck_assert_uint_eq(n, 3);
+        ck_assert_uint_eq(back[2], 7);
+        ck_assert_uint_eq(sb2[3 * PLV_PAGE_SUPERBLOCKS - 1],
+                          (3 * PLV_PAGE_SUPERBLOCKS - 1) * 3);
+        ck_assert_int_eq(plv_svm_decode_blockreq(body, len, 7, 0, back, sb2,
+                                                 &n, NULL), -1);  /* range */
+        ck_assert_int_eq(plv_svm_decode_blockreq(body, len, 8, 2, back, sb2,
+                                                 &n, NULL), -1);  /* asked */
+        ck_assert_int_eq(plv_svm_decode_blockreq(body, len - 1, 8, 0, back,
+                                                 sb2, &n, NULL), -1);
+        g_free(sb2);
+
+        /* BLOCKHASHES: blocks of the masked super-blocks only. */
+        for (unsigned i = 0; i < 2 * PLV_PAGE_BLOCKS; i++) {
+            bh[i] = i * 7 + 1;
+        }
+        g_byte_array_set_size(m, 0);
+        plv_svm_encode_blockhashes(m, &h, 4, masks, bh, 2);
+        plv_svm_get_hdr(m->data, m->len, &h2, &body, &len, NULL);
+        ck_assert_uint_eq(len, 8 + 2 + 2 * PLV_SUPERBLOCK_BLOCKS * 4);
+        ck_assert_int_eq(plv_svm_decode_blockhashes(body, len, 4, 2, masks2,
+                                                    bh2, NULL), 0);
+        ck_assert_uint_eq(masks2[0], 0x81);
+        ck_assert_uint_eq(bh2[0], 1);
+        ck_assert_uint_eq(bh2[PLV_PAGE_BLOCKS - 1], bh[PLV_PAGE_BLOCKS - 1]);
+        ck_assert_uint_eq(bh2[PLV_SUPERBLOCK_BLOCKS], 0);   /* not sent */
+        ck_assert_int_eq(plv_svm_decode_blockhashes(body, len, 5, 2, masks2,
+                                                    bh2, NULL), -1);
+        ck_assert_int_eq(plv_svm_decode_blockhashes(body, len, 4, 3, masks2,
+                                                    bh2, NULL), -1);
+        ck_assert_int_eq(plv_svm_decode_blockhashes(body, len - 4, 4, 2,
+                                                    masks2, bh2, NULL), -1);
+        ck_assert_int_eq(plv_svm_decode_blockhashes(body, len + 1, 4, 2,
+                                                    masks2, bh2, NULL), -1);
+    }
 
     g_byte_array_set_size(m, 0);
     plv_svm_encode_devstate_head(m, &h, 10);
@@ -1633,6 +1853,17 @@ START_TEST(codec_roundtrips_and_rejects)
     ck_assert_uint_eq(eof2.union_digest.hi, 2);
     ck_assert_uint_eq(eof2.devstate_hash.hi, 4);
     ck_assert_int_eq(plv_svm_decode_eof(body, len + 1, &eof2, NULL), -1);
+    /* Raw device state whose wire length is not its length. */
+    eof.devstate_wire_len = 76;
+    g_byte_array_set_size(m, 0);
+    plv_svm_encode_eof(m, &h, &eof);
+    plv_svm_get_hdr(m->data, m->len, &h2, &body, &len, NULL);
+    ck_assert_int_eq(plv_svm_decode_eof(body, len, &eof2, NULL), -1);
+    eof.devstate_enc = 3;       /* unknown encoding */
+    g_byte_array_set_size(m, 0);
+    plv_svm_encode_eof(m, &h, &eof);
+    plv_svm_get_hdr(m->data, m->len, &h2, &body, &len, NULL);
+    ck_assert_int_eq(plv_svm_decode_eof(body, len, &eof2, NULL), -1);
 
     g_byte_array_set_size(m, 0);
     plv_svm_encode_ack(m, &h, 9, 10);
@@ -1659,6 +1890,8 @@ START_TEST(codec_roundtrips_and_rejects)
     plv_svm_union_clear(&u);
     plv_bitmap_destroy(&all);
     g_byte_array_unref(m);
+    g_byte_array_unref(dec);
+    plv_zstd_free(z);
     plv_memview_free(mv);
 }
 END_TEST
@@ -1678,6 +1911,9 @@ int main(void)
     tcase_add_test(conv, converge_100pct);
     tcase_add_test(conv, converge_empty);
     tcase_add_test(conv, converge_send_all);
+    tcase_add_test(conv, converge_deltas);
+    tcase_add_test(conv, converge_deltas_other_base);
+    tcase_add_test(conv, converge_nothing_dirty_is_small);
     tcase_add_test(conv, converge_1gib);
     tcase_set_timeout(conv, 40);
     tcase_add_test(fail, killed_mid_pages);

@@ -52,6 +52,8 @@ typedef struct PlvConfig {
     uint32_t syncvm_timeout_ms;           /* one syncvm attempt */
     uint32_t idle_threshold_us;           /* vCPU time per window below which the guest is idle */
     uint32_t idle_window_us;
+    /* The secondary waits for its guest to go idle before a cut, at most this */
+    uint32_t secondary_idle_wait_us;
     uint32_t max_sync_interval_ms;        /* upper bound between two syncvms */
 
     /* Bounds of the NIC's queues (KiB): past them packets are dropped. */

@@ -1,5 +1,6 @@
 /*
- * The last PLV_LATENCY_WINDOW samples of a duration, for the p50/p99 that
+ * The last PLV_LATENCY_WINDOW samples of a duration (or of another
+ * per-event quantity: the bytes of one syncvm), for the p50/p99 that
  * query-plover reports (a pause, a release latency): recent behaviour,
  * in constant memory, without keeping every sample of a long run.
  */

@@ -45,6 +45,26 @@ void plv_hash_key_derive(PlvHashKey *key, const uint8_t *session_key,
 PlvPageHash plv_page_hash(const PlvHashKey *key, const void *data,
                           size_t len);
 
+/*
+ * Sub-page fingerprints: a page is cut into PLV_PAGE_SUPERBLOCKS equal
+ * super-blocks of PLV_SUPERBLOCK_BLOCKS blocks each (PLV_PAGE_BLOCKS in
+ * all), and each gets a 32-bit fingerprint, so that two replicas can find
+ * which blocks of a divergent page differ and send only those. They are
+ * hints, not checks: the whole page's 128-bit fingerprint still decides
+ * whether the rebuilt page is right. The seed is derived from the key and
+ * a per-attempt salt (plv_block_seed), so a collision the guest cannot
+ * predict anyway does not repeat on the next attempt.
+ */
+#define PLV_PAGE_SUPERBLOCKS 8
+#define PLV_SUPERBLOCK_BLOCKS 8
+#define PLV_PAGE_BLOCKS (PLV_PAGE_SUPERBLOCKS * PLV_SUPERBLOCK_BLOCKS)
+
+uint64_t plv_block_seed(const PlvHashKey *key, uint64_t salt_a,
+                        uint64_t salt_b);
+/* Fingerprints of the n equal blocks of data[0, len) (len: n x 8 x k). */
+void plv_block_hashes(uint64_t seed, const void *data, size_t len,
+                      unsigned n, uint32_t *out);
+
 /* True if the len bytes (a multiple of 8, 8-aligned) are all zero. */
 bool plv_page_is_zero(const void *data, size_t len);
 

@@ -80,6 +80,24 @@ typedef struct PlvSyncvmConfig {
      * RDMA bulk link does not). Off: the phases run one after the other.
      */
     bool overlap_send;
+    /*
+     * Leader: send each divergent page as the blocks of it that differ
+     * (the secondary's block fingerprints asked for with BLOCKREQ), not
+     * whole. Not with send_all_dirty. A secondary takes delta records
+     * whatever its own setting: each rebuilt page is still checked
+     * against the leader's fingerprint.
+     */
+    bool page_deltas;
+    /* Leader: compress PAGES data and the device state with zstd. */
+    bool compress;
+    /*
+     * The device state this replica holds from its last syncvm (sent, or
+     * applied), borrowed for the run. Both ends announce theirs; when
+     * they are the same, the leader (with compress) sends the new blob as
+     * a zstd delta against it. NULL/0: none.
+     */
+    const uint8_t *devstate_base;
+    size_t devstate_base_len;
 
     void *opaque;               /* for the callbacks */
     /* Each error (the glue bumps n_err in the consensus layer). */
@@ -117,6 +135,14 @@ typedef struct PlvSyncvmConfig {
      */
     int (*commit)(void *opaque, const PlvPageRef *written,
                   uint32_t n_written, GError **err);
+    /*
+     * Secondary, diagnostics: each divergent page just before it is
+     * overwritten, with this replica's content and the leader's (NULL for
+     * a zero page). Must not fail or block. NULL: none.
+     */
+    void (*inspect_divergent)(void *opaque, const PlvPageRef *ref,
+                              const uint8_t *mine, const uint8_t *leader,
+                              uint32_t page_size);
 } PlvSyncvmConfig;
 
 typedef struct PlvSyncvmStats {
@@ -128,8 +154,14 @@ typedef struct PlvSyncvmStats {
     double same_rate;           /* same_pages / dirty_union (1 if empty) */
     uint64_t bytes_sent;        /* message bytes (payloads, no framing) */
     uint64_t bytes_received;
-    uint64_t page_bytes;        /* page data in PAGES */
-    uint64_t devstate_bytes;
+    uint64_t delta_pages;       /* of the divergent, sent as blocks */
+    uint64_t page_raw_bytes;    /* page data before compression */
+    uint64_t page_bytes;        /* page data in PAGES, as sent */
+    uint64_t devstate_bytes;    /* the blob, decoded */
+    uint64_t devstate_wire_bytes;   /* ... as sent (delta, compressed) */
+    /* Payload bytes by what they carry (PLV_SVM_BYTES_*). */
+    uint64_t sent_by[PLV_SVM_BYTES_KINDS];
+    uint64_t received_by[PLV_SVM_BYTES_KINDS];
     uint64_t msgs_sent;
     uint32_t attempts;          /* attempts this run took */
     uint32_t errors;            /* on_error calls */
