@@ -4,7 +4,9 @@
 # run on the same machine, for each client count of BENCH_CLIENTS (default
 # 8 and 64). Prints absolute figures and VSMR/baseline ratios, and what the
 # syncvms cost: the leader's VM pause and stopped share of wall time, the
-# secondary's pause and lag, and how long outputs wait for release.
+# secondary's pause and lag, how long outputs wait for release, and the
+# bytes between the replicas (per syncvm, per second, by kind) beside the
+# same-page rate and what the divergent pages were.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 seconds=${BENCH_SECONDS:-15}
@@ -15,6 +17,7 @@ run() {
         { cat "/tmp/plover-bench-$1.err" >&2; exit 1; }
 }
 ratio() { echo "scale=3; $1 / $2" | bc -l; }
+mbs() { echo "scale=2; $1 / $seconds / 1000000" | bc -l; }
 
 for clients in ${BENCH_CLIENTS:-8 64}; do
     echo "bench-e2e: kvd, $clients clients, ${seconds} s, 50% writes, accel ${PLOVER_ACCEL:-tcg}, $(nproc) cores"
@@ -34,6 +37,10 @@ for clients in ${BENCH_CLIENTS:-8 64}; do
     echo "  secondary VM pause (us): p50 ${vsmr[sec_pause_p50_us]}, p99 ${vsmr[sec_pause_p99_us]}, stopped ${vsmr[sec_stopped_share]} of wall time; its lag, cut to reply (us): p50 ${vsmr[lag_p50_us]}, p99 ${vsmr[lag_p99_us]}"
     echo "  output release, cut to release (us): p50 ${vsmr[release_p50_us]}, p99 ${vsmr[release_p99_us]}"
     echo "  mean phases (us): compute ${vsmr[compute_us]}, compare ${vsmr[compare_us]}, transfer ${vsmr[transfer_us]}, apply ${vsmr[apply_us]}, engine total ${vsmr[total_us]}"
-    echo "  bytes between replicas: leader->secondary ${vsmr[syncvm_bytes]} ($(( ${vsmr[syncvm_bytes]} / seconds / 1024 )) KiB/s), secondary->leader (all syncvms) ${vsmr[secondary_bytes]}"
+    echo "  bytes between replicas: leader->secondary ${vsmr[syncvm_bytes]} ($(mbs "${vsmr[syncvm_bytes]}") MB/s), secondary->leader ${vsmr[back_bytes]} ($(mbs "${vsmr[back_bytes]}") MB/s)"
+    echo "  bytes per syncvm: leader->secondary p50 ${vsmr[bytes_p50]}, p90 ${vsmr[bytes_p90]}; both directions p50 ${vsmr[xbytes_p50]}, p90 ${vsmr[xbytes_p90]}"
+    echo "  bytes by kind, both directions: ${vsmr[bytes_split]}"
+    echo "  divergent pages (the secondary's view): ${vsmr[div_pages]}, mean differing bytes ${vsmr[div_mean_bytes]}, share with 64 or fewer ${vsmr[div_small_share]}; sent as blocks (all syncvms): ${vsmr[delta_pages]}"
+    echo "  secondary's cut waited for idle: ${vsmr[idle_waits]} times (${vsmr[idle_wait_bounded]} ended by the bound), p50 ${vsmr[idle_wait_p50_us]} us"
     echo
 done
