@@ -372,6 +372,13 @@ bool plv_config_validate(const PlvConfig *cfg, bool have_rdma, GError **errp)
         return fail(errp, "idle-threshold-us: %u exceeds idle-window-us (%u)",
                     cfg->idle_threshold_us, cfg->idle_window_us);
     }
+    /* The leader waits for the secondary's cut within syncvm-timeout-ms. */
+    if ((uint64_t)cfg->secondary_idle_wait_us * 2 >
+        (uint64_t)cfg->syncvm_timeout_ms * 1000) {
+        return fail(errp, "secondary-idle-wait-us: %u is more than half of "
+                    "syncvm-timeout-ms (%u ms)", cfg->secondary_idle_wait_us,
+                    cfg->syncvm_timeout_ms);
+    }
     return true;
 }
 

@@ -1,15 +1,24 @@
 /*
  * syncvm, leader side: sub-page deltas. Most divergent pages differ in a
  * few bytes (a timestamp, a counter, a list pointer): measured on the kvd
- * load, 80 % of them in 64 bytes or fewer. So for each step of the union,
- * as soon as its divergent pages are known, the leader sends the
- * secondary its super-block fingerprints of those pages (BLOCKREQ, zero
- * pages left out: they go as ZERO records); the secondary answers with
+ * load, 80 % of them in 64 bytes or fewer. So once the fingerprints are
+ * compared, for each step of the union with divergent pages, the leader
+ * sends the secondary its super-block fingerprints of those pages
+ * (BLOCKREQ, zero pages left out: they go as ZERO records); the
+ * secondary answers with
  * its block fingerprints of the super-blocks that differ only (most of a
  * page is equal, so this halves what a flat list of block fingerprints
  * would cost, in the same single round trip); then the leader sends each
  * page as the blocks whose fingerprints differ (DELTA), or whole (DATA)
  * when that is no larger.
+ *
+ * Step by step in lockstep (request, answer, pages), never two requests
+ * out at once: over TCP, sends block when the peer does not read, and
+ * the secondary reads nothing while it sends its fingerprints; requests
+ * sent while the leader still received HASHES, or answers streamed while
+ * the leader sent PAGES, could fill both directions' buffers and leave
+ * both ends blocked in a send. A round trip per 4096 union pages costs
+ * nothing next to what the step moves.
  *
  * The block fingerprints are 32-bit hints. The secondary rebuilds each
  * page from its own copy and the blocks, and checks the result against
@@ -21,18 +30,16 @@
 
 #include <string.h>
 
-/* Asks for the block fingerprints of the non-zero pages of div[begin, end). */
-int plv_svm_delta_request(SvmRun *r, const uint32_t *div, uint32_t begin,
-                          uint32_t end, GArray *reqs, GError **err)
+/* Asks for the block fingerprints of the non-zero pages of step q. */
+static int delta_request(SvmRun *r, const uint32_t *div, SvmDeltaReq *q,
+                         GError **err)
 {
-    SvmDeltaReq q = { .div_begin = begin, .div_end = end };
+    uint32_t begin = q->div_begin, end = q->div_end;
     uint64_t seed = plv_svm_run_block_seed(r);
     uint32_t *idx, *sb;
     int ret = 0;
 
-    if (begin == end) {
-        return 0;
-    }
+    q->n_req = 0;
     idx = g_new(uint32_t, end - begin);
     sb = g_new(uint32_t, (size_t)(end - begin) * PLV_PAGE_SUPERBLOCKS);
     for (uint32_t k = begin; k < end; k++) {
@@ -44,22 +51,19 @@ int plv_svm_delta_request(SvmRun *r, const uint32_t *div, uint32_t begin,
         }
         page = plv_svm_run_page(r, div[k], &ps);
         plv_block_hashes(seed, page, ps, PLV_PAGE_SUPERBLOCKS,
-                         sb + (size_t)q.n_req * PLV_PAGE_SUPERBLOCKS);
-        idx[q.n_req++] = div[k];
+                         sb + (size_t)q->n_req * PLV_PAGE_SUPERBLOCKS);
+        idx[q->n_req++] = div[k];
     }
     /* A step is at most SVM_HASH_STEP (= PLV_SVM_MAX_BLOCKREQ) pages. */
-    g_assert(q.n_req <= PLV_SVM_MAX_BLOCKREQ);
-    if (q.n_req) {
-        q.first_req = idx[0];
+    g_assert(q->n_req <= PLV_SVM_MAX_BLOCKREQ);
+    if (q->n_req) {
+        q->first_req = idx[0];
         g_byte_array_set_size(r->tx, 0);
-        plv_svm_encode_blockreq(r->tx, &r->hdr, idx, sb, q.n_req);
+        plv_svm_encode_blockreq(r->tx, &r->hdr, idx, sb, q->n_req);
         ret = plv_svm_run_send_tx(r, PLV_SVM_MSG_BLOCKREQ, err);
     }
     g_free(idx);
     g_free(sb);
-    if (ret == 0) {
-        g_array_append_val(reqs, q);
-    }
     return ret;
 }
 
@@ -174,9 +178,12 @@ int plv_svm_delta_send(SvmRun *r, const uint32_t *div, GArray *reqs,
     o.scratch = g_byte_array_new();
     *n_zero = 0;
     for (guint i = 0; i < reqs->len; i++) {
-        const SvmDeltaReq *q = &g_array_index(reqs, SvmDeltaReq, i);
+        SvmDeltaReq *q = &g_array_index(reqs, SvmDeltaReq, i);
         uint32_t got = 0;
 
+        if (delta_request(r, div, q, err) < 0) {
+            goto out;
+        }
         if (q->n_req) {
             peer = g_renew(uint32_t, peer, (size_t)q->n_req * PLV_PAGE_BLOCKS);
             masks = g_renew(uint8_t, masks, q->n_req);
@@ -195,8 +202,12 @@ int plv_svm_delta_send(SvmRun *r, const uint32_t *div, GArray *reqs,
             got += !zero;
             *n_zero += zero;
         }
+        /* The step's pages are out before the next request. */
+        if (pages_flush(r, &o, err) < 0) {
+            goto out;
+        }
     }
-    ret = pages_flush(r, &o, err);
+    ret = 0;
 out:
     g_free(peer);
     g_free(masks);

@@ -108,16 +108,14 @@ int plv_svm_run_send_pages(SvmRun *r, PlvZstd *z, GByteArray *tx,
                            size_t data_len, GError **err);
 
 /*
- * Leader, page deltas (syncvm-delta.c): the divergent pages div[0, n)
- * of steps whose BLOCKREQs went out as they were compared, sent as
- * PAGES of blocks.
+ * Leader, page deltas (syncvm-delta.c): once every step is compared, for
+ * each step with divergent pages (reqs), in lockstep with the secondary:
+ * BLOCKREQ, its BLOCKHASHES, then the step's PAGES of blocks.
  */
 typedef struct SvmDeltaReq {
     uint32_t div_begin, div_end;    /* the step's divergent pages in div */
     uint32_t n_req, first_req;      /* its BLOCKREQ: non-zero pages */
 } SvmDeltaReq;
-int plv_svm_delta_request(SvmRun *r, const uint32_t *div, uint32_t begin,
-                          uint32_t end, GArray *reqs, GError **err);
 int plv_svm_delta_send(SvmRun *r, const uint32_t *div, GArray *reqs,
                        uint32_t *n_zero, GError **err);
 /*

@@ -36,9 +36,9 @@ static int recv_hashes(SvmRun *r, PlvPageHash *peer, uint32_t *got,
 /*
  * Hashes the union step by step; as soon as the secondary's fingerprints
  * of a step are in, its divergent pages go to the sender thread, which
- * transfers them while the next steps are hashed, or (page deltas, reqs)
- * the secondary is asked for their block fingerprints. Returns the number
- * of divergent pages in div[].
+ * transfers them while the next steps are hashed, or (page deltas) they
+ * are noted in reqs for syncvm-delta.c. Returns the number of divergent
+ * pages in div[].
  */
 static int64_t compare_and_feed(SvmRun *r, SvmSender *snd, GArray *reqs,
                                 uint32_t *div, GError **err)
@@ -63,9 +63,10 @@ static int64_t compare_and_feed(SvmRun *r, SvmSender *snd, GArray *reqs,
         }
         r->st->t_compare_us += g_get_monotonic_time() - t1;
         if (reqs) {
-            if (plv_svm_delta_request(r, div, step_begin, n_div, reqs,
-                                      err) < 0) {
-                goto out;
+            SvmDeltaReq q = { .div_begin = step_begin, .div_end = n_div };
+
+            if (n_div > step_begin) {
+                g_array_append_val(reqs, q);
             }
         } else if (!plv_svm_sender_publish(snd, n_div)) {
             break;              /* plv_svm_sender_finish reports why */

@@ -537,32 +537,37 @@ int plv_svm_decode_pages(const uint8_t *body, size_t len,
         return malformed(err, "PAGES encoding");
     }
     for (uint32_t i = 0; i < n; i++) {
-        PlvSvmPageRec *rec = &recs[i];
+        PlvSvmPageRec rec = { 0 };
         uint32_t ps;
 
-        memset(rec, 0, sizeof(*rec));
-        if (!cur_u32(&c, &rec->index) || !cur_u8(&c, &rec->kind) ||
-            !cur_u64(&c, &rec->hash.lo) || !cur_u64(&c, &rec->hash.hi)) {
+        /*
+         * Into a local first: the caller's room ends where the union does
+         * (indices rise, so a record is stored only once its index proved
+         * there is a slot for it).
+         */
+        if (!cur_u32(&c, &rec.index) || !cur_u8(&c, &rec.kind) ||
+            !cur_u64(&c, &rec.hash.lo) || !cur_u64(&c, &rec.hash.hi)) {
             return malformed(err, "short PAGES record");
         }
-        if (rec->index < min_index || rec->index >= u->n) {
+        if (rec.index < min_index || rec.index >= u->n) {
             return malformed(err, "PAGES index out of order or range");
         }
-        min_index = rec->index + 1;
-        if (rec->kind == PLV_SVM_PAGE_DELTA) {
+        min_index = rec.index + 1;
+        if (rec.kind == PLV_SVM_PAGE_DELTA) {
             if (!allow_delta) {
                 return malformed(err, "PAGES delta record not allowed here");
             }
-            if (!cur_u64(&c, &rec->mask) || rec->mask == 0) {
+            if (!cur_u64(&c, &rec.mask) || rec.mask == 0) {
                 return malformed(err, "PAGES delta record mask");
             }
-        } else if (rec->kind != PLV_SVM_PAGE_DATA &&
-                   rec->kind != PLV_SVM_PAGE_ZERO) {
+        } else if (rec.kind != PLV_SVM_PAGE_DATA &&
+                   rec.kind != PLV_SVM_PAGE_ZERO) {
             return malformed(err, "PAGES record kind");
         }
-        ps = plv_memview_region_const(mv, u->refs[rec->index].region)
+        ps = plv_memview_region_const(mv, u->refs[rec.index].region)
              ->page_size;
-        sum += plv_svm_rec_data_len(rec, ps);
+        sum += plv_svm_rec_data_len(&rec, ps);
+        recs[i] = rec;
     }
     if (sum != data_len || data_len > PLV_SVM_MAX_PAGES_DATA) {
         return malformed(err, "PAGES data length");

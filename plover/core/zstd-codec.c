@@ -91,7 +91,9 @@ int plv_zstd_decompress(PlvZstd *z, void *dst, size_t dst_len,
         return -1;
     }
     ZSTD_DCtx_reset(z->d, ZSTD_reset_session_and_parameters);
-    ZSTD_DCtx_setParameter(z->d, ZSTD_d_windowLogMax, ZSTD_MAX_WINDOW_LOG);
+    /* No larger window than an honest frame of this length needs. */
+    ZSTD_DCtx_setParameter(z->d, ZSTD_d_windowLogMax,
+                           window_log(ref_len + dst_len));
     if (use_ref(ref_len, dst_len) &&
         ZSTD_isError(ZSTD_DCtx_refPrefix(z->d, ref, ref_len))) {
         g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,

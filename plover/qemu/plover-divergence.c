@@ -9,7 +9,10 @@
  * divergence the guest causes (timestamps, scheduler statistics) from
  * divergence the replication causes, and where in the guest it sits.
  *
- * The syncvm thread adds, QMP reads: both under the lock.
+ * It costs a compare of each divergent page during the secondary's apply,
+ * so it collects only once asked: the first x-query-plover-divergence
+ * starts it (and answers with nothing yet). The syncvm thread adds, QMP
+ * reads: both under the lock, which QMP holds only to copy.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -39,6 +42,7 @@ typedef struct PloverDivPage {
 } PloverDivPage;
 
 struct PloverDivergence {
+    bool enabled;               /* atomic: collect at the next syncvms */
     QemuMutex lock;
     uint64_t pages, zero_pages, bytes;
     uint64_t hist[PLOVER_DIV_BUCKETS];
@@ -55,6 +59,11 @@ PloverDivergence *plover_divergence_new(void)
     d->by_page = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free,
                                        g_free);
     return d;
+}
+
+bool plover_divergence_enabled(PloverDivergence *d)
+{
+    return qatomic_read(&d->enabled);
 }
 
 static void plover_divergence_reset_locked(PloverDivergence *d)
@@ -142,8 +151,7 @@ void plover_divergence_add(PloverDivergence *d, const PlvPageRef *ref,
 
 static gint plover_div_by_count(gconstpointer a, gconstpointer b)
 {
-    const PloverDivPage *x = *(PloverDivPage *const *)a;
-    const PloverDivPage *y = *(PloverDivPage *const *)b;
+    const PloverDivPage *x = a, *y = b;
 
     return x->count != y->count ? (x->count < y->count ? 1 : -1)
                                 : (x->bytes < y->bytes) - (x->bytes > y->bytes);
@@ -159,7 +167,7 @@ PloverDivergenceInfo *qmp_x_query_plover_divergence(bool has_top, uint32_t top,
     PloverDivergenceBucketList **hist;
     PloverDivergenceBlockCostList **cost;
     PloverDivergencePageList **tail;
-    g_autoptr(GPtrArray) all = NULL;
+    g_autoptr(GArray) all = NULL;
     GHashTableIter it;
     gpointer value;
     size_t page = qemu_target_page_size();
@@ -191,14 +199,22 @@ PloverDivergenceInfo *qmp_x_query_plover_divergence(bool has_top, uint32_t top,
         c->blocks = d->blocks[i];
         QAPI_LIST_APPEND(cost, c);
     }
-    all = g_ptr_array_sized_new(g_hash_table_size(d->by_page));
+    all = g_array_sized_new(FALSE, FALSE, sizeof(PloverDivPage),
+                            g_hash_table_size(d->by_page));
     g_hash_table_iter_init(&it, d->by_page);
     while (g_hash_table_iter_next(&it, NULL, &value)) {
-        g_ptr_array_add(all, value);
+        g_array_append_vals(all, value, 1);
     }
-    g_ptr_array_sort(all, plover_div_by_count);
+    if (has_reset && reset) {
+        plover_divergence_reset_locked(d);
+    }
+    qatomic_set(&d->enabled, true);
+    qemu_mutex_unlock(&d->lock);
+
+    /* Sorted without the lock: the syncvm thread may go on adding. */
+    g_array_sort(all, plover_div_by_count);
     for (guint i = 0; i < all->len && i < (has_top ? top : 32); i++) {
-        const PloverDivPage *p = g_ptr_array_index(all, i);
+        const PloverDivPage *p = &g_array_index(all, PloverDivPage, i);
         RAMBlock *rb = g_ptr_array_index(s->ram_blocks, p->region);
         PloverDivergencePage *dp = g_new0(PloverDivergencePage, 1);
 
@@ -209,9 +225,5 @@ PloverDivergenceInfo *qmp_x_query_plover_divergence(bool has_top, uint32_t top,
         dp->lines = p->lines;
         QAPI_LIST_APPEND(tail, dp);
     }
-    if (has_reset && reset) {
-        plover_divergence_reset_locked(d);
-    }
-    qemu_mutex_unlock(&d->lock);
     return info;
 }

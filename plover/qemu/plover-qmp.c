@@ -141,6 +141,7 @@ static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
     i->bytes_by_kind->device_state = a->sum_by_kind[PLV_SVM_BYTES_DEVSTATE];
     i->bytes_by_kind->control = a->sum_by_kind[PLV_SVM_BYTES_CONTROL];
     i->delta_pages = a->sum_delta_pages;
+    i->page_data_raw_bytes = a->sum_page_raw;
     i->secondary_idle_waits = a->idle_waits;
     i->secondary_idle_wait_bounded = a->idle_wait_bounded;
     i->secondary_idle_wait_p50_us = plv_latency_quantile(&a->idle_wait, 0.5);

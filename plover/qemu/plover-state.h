@@ -67,7 +67,7 @@ typedef struct PloverSyncStats {
     int64_t sum_compute_us, sum_compare_us, sum_transfer_us, sum_apply_us;
     int64_t sum_total_us;
     uint64_t sum_dirty, sum_same, sum_divergent, sum_bytes;
-    uint64_t sum_received, sum_delta_pages;
+    uint64_t sum_received, sum_delta_pages, sum_page_raw;
     /* Both directions, by what the bytes carry (PLV_SVM_BYTES_*). */
     uint64_t sum_by_kind[PLV_SVM_BYTES_KINDS];
     PlvLatencyWindow bytes;     /* sent by this replica, per syncvm */
@@ -80,7 +80,7 @@ typedef struct PloverSyncStats {
     PlvLatencyWindow lag;       /* leader: cut to the secondary's reply */
     uint64_t snapshots;         /* leader: syncvms the VM ran on through */
     /* secondary: waits for its guest to go idle before a cut */
-    uint64_t idle_waits;        /* cuts that waited */
+    uint64_t idle_waits;        /* cuts that looked for idle first */
     uint64_t idle_wait_bounded; /* ... of which the bound ended the wait */
     PlvLatencyWindow idle_wait; /* how long each waited (us) */
 } PloverSyncStats;
@@ -267,6 +267,7 @@ uint64_t plover_snapshot_cow_pages(PloverSnapshot *sn);
 
 /* plover-divergence.c */
 PloverDivergence *plover_divergence_new(void);
+bool plover_divergence_enabled(PloverDivergence *d);
 void plover_divergence_add(PloverDivergence *d, const PlvPageRef *ref,
                            const uint8_t *mine, const uint8_t *leader,
                            uint32_t page_size);

@@ -443,6 +443,7 @@ static void plover_account(PloverState *s, const PlvSyncvmStats *st)
     a->sum_bytes += st->bytes_sent;
     a->sum_received += st->bytes_received;
     a->sum_delta_pages += st->delta_pages;
+    a->sum_page_raw += st->page_raw_bytes;
     for (unsigned k = 0; k < PLV_SVM_BYTES_KINDS; k++) {
         a->sum_by_kind[k] += st->sent_by[k] + st->received_by[k];
     }
@@ -759,7 +760,9 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
          */
         cfg.page_deltas = true;
         cfg.compress = true;
-        cfg.inspect_divergent = plover_sync_inspect;
+        if (plover_divergence_enabled(s->divergence)) {
+            cfg.inspect_divergent = plover_sync_inspect;
+        }
     }
     if (s->devstate_base) {
         cfg.devstate_base = s->devstate_base->data;

@@ -143,6 +143,10 @@ START_TEST(test_field_errors)
                  "suspect-ms: 100 must be longer than heartbeat-ms (100)");
     expect_error(GOOD ",idle-threshold-us=2000,idle-window-us=1000",
                  "idle-threshold-us: 2000 exceeds idle-window-us (1000)");
+    /* The leader would time out waiting for a secondary that waits. */
+    expect_error(GOOD ",secondary-idle-wait-us=600000,syncvm-timeout-ms=1000",
+                 "secondary-idle-wait-us: 600000 is more than half of "
+                 "syncvm-timeout-ms (1000 ms)");
 }
 END_TEST
 
@@ -211,7 +215,8 @@ START_TEST(test_help_lists_every_field)
     const char *fields[] = { "role=", "id=", "peers=", "netdev=", "transport=", "secret=",
                              "state=", "heartbeat-ms=", "suspect-ms=", "election-ms=", "syncvm-timeout-ms=",
                              "idle-threshold-us=", "idle-window-us=", "max-sync-interval-ms=",
-                             "max-held-output-kib=", "max-pending-input-kib=" };
+                             "max-held-output-kib=", "max-pending-input-kib=",
+                             "secondary-idle-wait-us=" };
 
     for (size_t i = 0; i < G_N_ELEMENTS(fields); i++) {
         ck_assert_msg(strstr(help, fields[i]), "help lacks %s", fields[i]);

@@ -1741,6 +1741,31 @@ START_TEST(codec_roundtrips_and_rejects)
                                               true, z, dec, out, &n, NULL),
                          -1);
     }
+    /*
+     * Records are stored only once their index is known to be in the
+     * union: a secondary with room for 2 more (indices 6 and 7 left)
+     * keeps its third slot as it was when the third record is bad.
+     */
+    {
+        PlvSvmPageRec late[3] = {
+            { .index = 6, .kind = PLV_SVM_PAGE_ZERO },
+            { .index = 7, .kind = PLV_SVM_PAGE_ZERO },
+            { .index = 8, .kind = PLV_SVM_PAGE_ZERO },
+        }, room[3];
+
+        g_byte_array_set_size(m, 0);
+        plv_svm_encode_pages_head(m, &h, late, 3, PLV_SVM_ENC_RAW, 0);
+        plv_svm_get_hdr(m->data, m->len, &h2, &body, &len, NULL);
+        memset(room, 0xa5, sizeof(room));
+        ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 6, true, z,
+                                              dec, room, &n, NULL), -1);
+        ck_assert_uint_eq(((uint8_t *)&room[2])[0], 0xa5);
+        ck_assert_uint_eq(((uint8_t *)&room[2])[sizeof(room[2]) - 1], 0xa5);
+        g_byte_array_set_size(m, 0);
+        plv_svm_encode_pages_head(m, &h, recs, 3, PLV_SVM_ENC_RAW, 2 * PAGE);
+        g_byte_array_append(m, mem, 2 * PAGE);
+        plv_svm_get_hdr(m->data, m->len, &h2, &body, &len, NULL);
+    }
     ((uint8_t *)body)[9 + 4] = 7;   /* unknown kind */
     ck_assert_int_eq(plv_svm_decode_pages(body, len, mv, &u, 0, true, z, dec,
                                           out, &n, NULL), -1);

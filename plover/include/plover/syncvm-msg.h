@@ -232,7 +232,8 @@ void plv_svm_encode_pages_head(GByteArray *out, const PlvSvmHdr *h,
                                const PlvSvmPageRec *recs, uint32_t count,
                                uint8_t encoding, uint32_t data_len);
 /*
- * Fills recs (room for PLV_SVM_MAX_PAGE_RECS) after checking: count,
+ * Fills recs (room for PLV_SVM_MAX_PAGE_RECS, or for the union indices
+ * from min_index on if fewer) after checking: count,
  * indices rising and >= min_index, < u->n, kinds known (DELTA with a
  * non-empty mask, and not with allow_delta false), data_len at most
  * PLV_SVM_MAX_PAGES_DATA and equal to what the records carry, and the
