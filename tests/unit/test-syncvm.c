@@ -1205,7 +1205,7 @@ END_TEST
 /* ---- both engines in one process, messages mutated in flight ---- */
 
 #define MEM_ERROR (g_quark_from_static_string("mem-channel"))
-enum { MEM_TIMED_OUT = 1, MEM_CLOSED };
+enum { MEM_TIMED_OUT = 1, MEM_CLOSED, MEM_BLOCKED };
 
 /* One direction of an in-memory channel; type 0 marks a closed end. */
 typedef struct MemMsg {
@@ -1218,6 +1218,13 @@ typedef struct MemEnd {
     GRand *rng;                 /* mutates outgoing messages, if set */
     int mutate_at;              /* which outgoing message (0-based) */
     int sent;
+    /*
+     * Bytes queued each way, and a cap (0: none) past which a send waits
+     * for the peer to read, as a TCP send does once the socket buffers are
+     * full; after 3 s it fails (a deadlock, in a test).
+     */
+    gint *in_bytes, *out_bytes;
+    int cap;
 } MemEnd;
 
 static void mem_msg_free(gpointer p)
@@ -1282,6 +1289,21 @@ static int mem_send(void *opaque, uint16_t type, const struct iovec *iov,
         mutate(e->rng, m);
     }
     e->sent++;
+    if (e->cap) {
+        int64_t deadline = g_get_monotonic_time() + 3 * G_USEC_PER_SEC;
+
+        while (g_atomic_int_get(e->out_bytes) > 0 &&
+               g_atomic_int_get(e->out_bytes) + (gint)m->data->len > e->cap) {
+            if (g_get_monotonic_time() > deadline) {
+                mem_msg_free(m);
+                g_set_error(err, MEM_ERROR, MEM_BLOCKED,
+                            "send blocked: the peer does not read");
+                return -1;
+            }
+            g_usleep(200);
+        }
+    }
+    g_atomic_int_add(e->out_bytes, m->data->len);
     g_async_queue_push(e->out, m);
     return 0;
 }
@@ -1304,6 +1326,7 @@ static int mem_recv(void *opaque, uint16_t *type, GByteArray *payload,
     *type = m->type;
     g_byte_array_set_size(payload, 0);
     g_byte_array_append(payload, m->data->data, m->data->len);
+    g_atomic_int_add(e->in_bytes, -(gint)m->data->len);
     mem_msg_free(m);
     return 0;
 }
@@ -1356,6 +1379,7 @@ static gpointer leader_thread(gpointer opaque)
  */
 typedef struct MemRun {
     GAsyncQueue *l2s, *s2l;
+    gint l2s_bytes, s2l_bytes;
     MemEnd le, se;
     LeaderThread lt;
     Peer p;
@@ -1370,8 +1394,10 @@ static void mem_run_init(MemRun *m, World *w)
     memset(m, 0, sizeof(*m));
     m->l2s = g_async_queue_new_full(mem_msg_free);
     m->s2l = g_async_queue_new_full(mem_msg_free);
-    m->le = (MemEnd){ .in = m->s2l, .out = m->l2s };
-    m->se = (MemEnd){ .in = m->l2s, .out = m->s2l };
+    m->le = (MemEnd){ .in = m->s2l, .out = m->l2s,
+                      .in_bytes = &m->s2l_bytes, .out_bytes = &m->l2s_bytes };
+    m->se = (MemEnd){ .in = m->l2s, .out = m->s2l,
+                      .in_bytes = &m->l2s_bytes, .out_bytes = &m->s2l_bytes };
     m->lt.end = &m->le;
     peer_init(&m->lt.p, w, session);
     peer_configure(&m->lt.p, true);
@@ -1425,6 +1451,38 @@ static void assert_outside_union_untouched(const World *w, uint8_t **snap)
         }
     }
 }
+
+/*
+ * Page deltas over a channel whose sends wait once 256 KB are queued, as
+ * TCP's do: 16 steps of divergent pages, each with a 147 KB BLOCKREQ.
+ * Requests sent while the secondary was still sending its fingerprints
+ * (which it does without reading) blocked both ends in a send; the
+ * exchange now runs in lockstep after the compare.
+ */
+START_TEST(deltas_never_block_both_ends)
+{
+    Spec s = { .n_regions = 1, .pages = 1u << 16, .dirty = 1.0,
+               .diverge = 1.0, .devstate_len = 1000, .seed = 15,
+               .deltas = true };
+    MemRun m;
+    World w;
+    GError *err = NULL;
+    int rc;
+
+    world_build(&w, &s);
+    mem_run_init(&m, &w);
+    m.le.cap = m.se.cap = 256 << 10;
+    rc = mem_run(&m, &err);
+    ck_assert_msg(rc == 0, "secondary: %s", err ? err->message : "?");
+    ck_assert_msg(m.lt.rc == 0, "leader: %s",
+                  m.lt.err ? m.lt.err->message : "?");
+    assert_converged(&w);
+    ck_assert_uint_eq(m.lt.p.st.delta_pages, w.n_div - w.n_div_zero);
+    g_clear_error(&err);
+    mem_run_free(&m);
+    world_free(&w);
+}
+END_TEST
 
 START_TEST(mutated_messages)
 {
@@ -1958,6 +2016,7 @@ int main(void)
     tcase_set_timeout(fail, 20);
     tcase_add_test(codec, codec_roundtrips_and_rejects);
     tcase_add_test(codec, mutated_messages);
+    tcase_add_test(codec, deltas_never_block_both_ends);
     tcase_set_timeout(codec, getenv("PLOVER_SOAK") ? 3600 : 30);
     suite_add_tcase(s, conv);
     suite_add_tcase(s, fail);
