@@ -35,5 +35,15 @@ assert_eq "$(pinfo "r$SECONDARY" "i['net']['outputs-released']")" "0" "secondary
 assert_ram_equal "$LEADER" "$SECONDARY" 5 "under load and racey"
 [ "$(pinfo "r$LEADER" "i['syncvm']['snapshot-count']")" -gt 0 ] ||
     fail "the leader's VM never ran on from a syncvm cut"
+# Those digests were equal with the pages sent as their differing blocks
+# and the device state as a delta against the last one: both in use.
+[ "$(pinfo "r$LEADER" "i['syncvm']['delta-pages']")" -gt 0 ] ||
+    fail "no divergent page went as a sub-page delta"
+# The ~60 KB blob costs about 2.3 KB a syncvm compressed on its own, and
+# about 500 bytes as a delta against the last one (measured here, with
+# the first syncvm, a full one, sending it compressed).
+dev=$(pinfo "r$LEADER" "i['syncvm']['bytes-by-kind']['device-state'] // max(i['syncvm']['count'], 1)")
+[ "$dev" -lt 1500 ] || fail "device state costs $dev bytes a syncvm: not sent as a delta"
+echo "figure: device state per syncvm $dev bytes (both ways), $(pinfo "r$LEADER" "i['syncvm']['delta-pages']") pages sent as deltas"
 
 pinfo "r$LEADER" "'figure: syncvms %d, failures %d, mean same-page rate %.3f, ran on %d, leader pause p50 %d us (compute %d, compare %d, transfer %d, apply %d), bytes sent %d' % (i['syncvm']['count'], i['syncvm']['failures'], i['syncvm']['mean-same-page-rate'], i['syncvm']['snapshot-count'], i['syncvm']['pause-p50-us'], i['syncvm']['mean-compute-us'], i['syncvm']['mean-compare-us'], i['syncvm']['mean-transfer-us'], i['syncvm']['mean-apply-us'], i['syncvm']['total-bytes-sent'])"
