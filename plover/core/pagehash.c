@@ -99,6 +99,20 @@ bool plv_page_is_zero(const void *data, size_t len)
     return true;
 }
 
+PlvPageHash plv_zero_page_hash(const PlvHashKey *key, size_t len)
+{
+    PlvPageHash h;
+    uint8_t *zero;
+
+    if (len == 4096) {
+        return key->zero4k;
+    }
+    zero = g_malloc0(len);
+    h = plv_page_hash(key, zero, len);
+    g_free(zero);
+    return h;
+}
+
 PlvPageHash plv_page_hash_zero_aware(const PlvHashKey *key, const void *data,
                                      size_t len, bool *is_zero)
 {

@@ -70,17 +70,13 @@ static int delta_request(SvmRun *r, const uint32_t *div, SvmDeltaReq *q,
 static int recv_blockhashes(SvmRun *r, const SvmDeltaReq *q, uint8_t *masks,
                             uint32_t *peer, GError **err)
 {
-    uint16_t type;
-    PlvSvmHdr h;
     const uint8_t *body;
     size_t len;
-    int rc = plv_svm_run_recv(r, &type, &h, &body, &len, err);
 
-    if (rc < 0) {
+    if (plv_svm_run_recv_expect(r, PLV_SVM_MSG_BLOCKHASHES,
+                                "waiting for BLOCKHASHES", &body, &len,
+                                err) < 0) {
         return -1;
-    }
-    if (rc != SVM_RX_CURRENT || type != PLV_SVM_MSG_BLOCKHASHES) {
-        return plv_svm_unexpected(err, type, "waiting for BLOCKHASHES");
     }
     return plv_svm_decode_blockhashes(body, len, q->first_req, q->n_req,
                                       masks, peer, err);

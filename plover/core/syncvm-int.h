@@ -83,6 +83,12 @@ void plv_svm_run_nack(SvmRun *r, const GError *why);
  */
 int plv_svm_run_recv(SvmRun *r, uint16_t *type, PlvSvmHdr *h,
                      const uint8_t **body, size_t *len, GError **err);
+/*
+ * The next message of this attempt, which must be of type want (phase:
+ * what we were doing, for the error otherwise). 0 or -1.
+ */
+int plv_svm_run_recv_expect(SvmRun *r, uint16_t want, const char *phase,
+                            const uint8_t **body, size_t *len, GError **err);
 
 /* Sends our dirty bitmap as BITMAP. */
 int plv_svm_run_send_bitmap(SvmRun *r, GError **err);

@@ -11,20 +11,14 @@ static int recv_hashes(SvmRun *r, PlvPageHash *peer, uint32_t *got,
                        uint32_t want, GError **err)
 {
     while (*got < want) {
-        uint16_t type;
-        PlvSvmHdr h;
         const uint8_t *body;
         size_t len;
         uint32_t n;
-        int rc = plv_svm_run_recv(r, &type, &h, &body, &len, err);
 
-        if (rc < 0) {
-            return -1;
-        }
-        if (rc != SVM_RX_CURRENT || type != PLV_SVM_MSG_HASHES) {
-            return plv_svm_unexpected(err, type, "waiting for HASHES");
-        }
-        if (plv_svm_decode_hashes(body, len, *got, r->u.n, peer, &n,
+        if (plv_svm_run_recv_expect(r, PLV_SVM_MSG_HASHES,
+                                    "waiting for HASHES", &body, &len,
+                                    err) < 0 ||
+            plv_svm_decode_hashes(body, len, *got, r->u.n, peer, &n,
                                   err) < 0) {
             return -1;
         }
@@ -142,21 +136,14 @@ out:
 
 static int wait_ack(SvmRun *r, const PlvSvmEof *eof, GError **err)
 {
-    uint16_t type;
-    PlvSvmHdr h;
     const uint8_t *body;
     size_t len;
     uint32_t n_pages;
     uint64_t dev_len;
-    int rc = plv_svm_run_recv(r, &type, &h, &body, &len, err);
 
-    if (rc < 0) {
-        return -1;
-    }
-    if (rc != SVM_RX_CURRENT || type != PLV_SVM_MSG_ACK) {
-        return plv_svm_unexpected(err, type, "waiting for ACK");
-    }
-    if (plv_svm_decode_ack(body, len, &n_pages, &dev_len, err) < 0) {
+    if (plv_svm_run_recv_expect(r, PLV_SVM_MSG_ACK, "waiting for ACK", &body,
+                                &len, err) < 0 ||
+        plv_svm_decode_ack(body, len, &n_pages, &dev_len, err) < 0) {
         return -1;
     }
     if (n_pages != eof->n_pages || dev_len != eof->devstate_len) {
@@ -177,24 +164,15 @@ static int leader_attempt(SvmRun *r, GError **err)
     SvmSender *snd = NULL;
     GArray *reqs = NULL;        /* page deltas: the BLOCKREQs sent */
     PlvSvmEof eof = { 0 };
-    uint16_t type;
-    PlvSvmHdr h;
     const uint8_t *body;
     size_t len;
     int64_t n_div;
-    int rc, ret = -1;
+    int ret = -1;
 
-    if (plv_svm_run_send_bitmap(r, err) < 0) {
-        return -1;
-    }
-    rc = plv_svm_run_recv(r, &type, &h, &body, &len, err);
-    if (rc < 0) {
-        return -1;
-    }
-    if (rc != SVM_RX_CURRENT || type != PLV_SVM_MSG_BITMAP) {
-        return plv_svm_unexpected(err, type, "waiting for BITMAP");
-    }
-    if (plv_svm_run_union(r, body, len, err) < 0) {
+    if (plv_svm_run_send_bitmap(r, err) < 0 ||
+        plv_svm_run_recv_expect(r, PLV_SVM_MSG_BITMAP, "waiting for BITMAP",
+                                &body, &len, err) < 0 ||
+        plv_svm_run_union(r, body, len, err) < 0) {
         return -1;
     }
     if (r->cfg->snapshot_union) {

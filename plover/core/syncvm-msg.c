@@ -494,6 +494,16 @@ size_t plv_svm_rec_data_len(const PlvSvmPageRec *rec, uint32_t page_size)
     }
 }
 
+size_t plv_svm_pages_head_len(const PlvSvmPageRec *recs, uint32_t count)
+{
+    size_t len = 4 + 1 + 4;
+
+    for (uint32_t i = 0; i < count; i++) {
+        len += PLV_SVM_PAGE_REC_LEN + (recs[i].kind == PLV_SVM_PAGE_DELTA ? 8 : 0);
+    }
+    return len;
+}
+
 void plv_svm_encode_pages_head(GByteArray *out, const PlvSvmHdr *h,
                                const PlvSvmPageRec *recs, uint32_t count,
                                uint8_t encoding, uint32_t data_len)

@@ -140,20 +140,28 @@ int plv_svm_run_send_pages(SvmRun *r, PlvZstd *z, GByteArray *tx,
 
     g_assert(ndata <= (int)SVM_PAGES_PER_MSG);
     if (r->cfg->compress && data_len) {
-        GByteArray *flat = g_byte_array_sized_new(data_len);
+        /* zstd takes one buffer: gather the pieces unless there is one. */
+        GByteArray *flat = NULL;
+        const void *src = data[0].iov_base;
 
-        for (int i = 0; i < ndata; i++) {
-            g_byte_array_append(flat, data[i].iov_base, data[i].iov_len);
+        if (ndata > 1) {
+            flat = g_byte_array_sized_new(data_len);
+            for (int i = 0; i < ndata; i++) {
+                g_byte_array_append(flat, data[i].iov_base, data[i].iov_len);
+            }
+            src = flat->data;
         }
         g_byte_array_set_size(scratch, 0);
-        if (plv_zstd_compress(z, scratch, flat->data, flat->len, NULL, 0) == 0 &&
+        if (plv_zstd_compress(z, scratch, src, data_len, NULL, 0) == 0 &&
             scratch->len < data_len) {
             enc = PLV_SVM_ENC_ZSTD;
             iov[niov].iov_base = scratch->data;
             iov[niov].iov_len = scratch->len;
             niov++;
         }
-        g_byte_array_unref(flat);
+        if (flat) {
+            g_byte_array_unref(flat);
+        }
     }
     if (enc == PLV_SVM_ENC_RAW) {
         memcpy(iov + 1, data, ndata * sizeof(*data));
@@ -298,6 +306,22 @@ int plv_svm_run_recv(SvmRun *r, uint16_t *type, PlvSvmHdr *h,
         }
         return h->attempt > r->hdr.attempt ? SVM_RX_NEWER : SVM_RX_CURRENT;
     }
+}
+
+int plv_svm_run_recv_expect(SvmRun *r, uint16_t want, const char *phase,
+                            const uint8_t **body, size_t *len, GError **err)
+{
+    uint16_t type;
+    PlvSvmHdr h;
+    int rc = plv_svm_run_recv(r, &type, &h, body, len, err);
+
+    if (rc < 0) {
+        return -1;
+    }
+    if (rc != SVM_RX_CURRENT || type != want) {
+        return plv_svm_unexpected(err, type, phase);
+    }
+    return 0;
 }
 
 int plv_svm_unexpected(GError **err, uint16_t type, const char *phase)

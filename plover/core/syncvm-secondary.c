@@ -134,22 +134,6 @@ static const uint8_t *rebuild(SvmRun *r, Staging *s, const PlvSvmPageRec *rec,
     return page;
 }
 
-/* A ZERO record's fingerprint is the zero page's, like any page's. */
-static bool zero_page_matches(SvmRun *r, const PlvSvmPageRec *rec,
-                              uint32_t page_size)
-{
-    PlvPageHash h;
-    uint8_t *zero;
-
-    if (page_size == 4096) {
-        return plv_page_hash_equal(&r->cfg->key->zero4k, &rec->hash);
-    }
-    zero = g_malloc0(page_size);
-    h = plv_page_hash(r->cfg->key, zero, page_size);
-    g_free(zero);
-    return plv_page_hash_equal(&h, &rec->hash);
-}
-
 static int stage_pages(SvmRun *r, Staging *s, const uint8_t *body,
                        size_t len, GError **err)
 {
@@ -164,10 +148,7 @@ static int stage_pages(SvmRun *r, Staging *s, const uint8_t *body,
         return -1;
     }
     /* Page data as it came, for the statistics: what follows the records. */
-    r->st->page_bytes += len - 9 - (size_t)n * PLV_SVM_PAGE_REC_LEN;
-    for (uint32_t i = s->n; i < s->n + n; i++) {
-        r->st->page_bytes -= s->recs[i].kind == PLV_SVM_PAGE_DELTA ? 8 : 0;
-    }
+    r->st->page_bytes += len - plv_svm_pages_head_len(s->recs + s->n, n);
     /* The records point into the payload or its decoded data: keep both. */
     g_ptr_array_add(s->bufs, decoded);
     g_ptr_array_add(s->bufs, r->rx);
@@ -179,12 +160,16 @@ static int stage_pages(SvmRun *r, Staging *s, const uint8_t *body,
 
         s->n_zero += rec->kind == PLV_SVM_PAGE_ZERO;
         r->st->page_raw_bytes += plv_svm_rec_data_len(rec, reg->page_size);
-        if (rec->kind == PLV_SVM_PAGE_ZERO && !full &&
-            !zero_page_matches(r, rec, reg->page_size)) {
-            g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
-                        "PAGES: zero union page %u does not match its "
-                        "fingerprint", rec->index);
-            return -1;
+        if (rec->kind == PLV_SVM_PAGE_ZERO && !full) {
+            /* A ZERO record's fingerprint is the zero page's. */
+            PlvPageHash h = plv_zero_page_hash(r->cfg->key, reg->page_size);
+
+            if (!plv_page_hash_equal(&h, &rec->hash)) {
+                g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
+                            "PAGES: zero union page %u does not match its "
+                            "fingerprint", rec->index);
+                return -1;
+            }
         }
         if (rec->kind == PLV_SVM_PAGE_DELTA) {
             rec->data = rebuild(r, s, rec, reg);
