@@ -403,12 +403,12 @@ static void plover_idle_wait_poll(void *opaque)
     PloverState *s = opaque;
     PloverIdleWait *w = &s->idle_wait;
     int64_t now = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
-    bool idle = plover_guest_halted() ||
-                qatomic_read(&s->idle_seen_ns) > w->since_ns;
+    bool idle;
 
     if (!w->armed) {
         return;
     }
+    idle = plover_guest_halted() || qatomic_read(&s->idle_seen_ns) > w->since_ns;
     if (!idle && now < w->deadline_ns) {
         timer_mod(w->timer, MIN(now + PLOVER_IDLE_POLL_NS, w->deadline_ns));
         return;

@@ -207,6 +207,13 @@ typedef struct PloverState {
     PloverDivergence *divergence; /* secondary: what its divergent pages were */
     QemuThread sync_thread;
     QemuSemaphore sync_go;        /* a job for the syncvm thread */
+    /*
+     * QEMU is exiting (BQL): its cleanup tears the devices down and then
+     * drops the BQL before exit(), so the syncvm thread must not take the
+     * BQL to save or load device state any more.
+     */
+    Notifier shutdown_notifier;
+    bool exiting;
     PloverSyncJob *job;           /* in flight; main loop sets and clears */
     PloverIdleWait idle_wait;     /* secondary: a cut waiting for idle */
     uint32_t paired;              /* secondary of the last good syncvm */

@@ -31,6 +31,7 @@
 #include "system/cpus.h"
 #include "system/cpu-timers.h"
 #include "system/runstate.h"
+#include "system/runstate-action.h"
 #include "system/tcg.h"
 #include "plover-state.h"
 #include "plover-bulk.h"
@@ -83,6 +84,32 @@ static bool plover_build_memview(PloverState *s, Error **errp)
 
 static void *plover_sync_thread(void *opaque);
 
+/*
+ * The syncvm thread takes the BQL to touch QEMU's devices; false (BQL not
+ * held) once QEMU is exiting, whose cleanup tore them down.
+ */
+static bool plover_lock_devices(PloverState *s, GError **err)
+{
+    bql_lock();
+    if (s->exiting) {
+        bql_unlock();
+        g_set_error(err, PLOVER_SYNC_ERROR, 4,
+                    "QEMU is exiting: its devices are gone");
+        return false;
+    }
+    return true;
+}
+
+/* Main loop, BQL: a shutdown that ends QEMU (not -no-shutdown's pause). */
+static void plover_sync_shutdown(Notifier *n, void *data)
+{
+    PloverState *s = container_of(n, PloverState, shutdown_notifier);
+
+    if (shutdown_action != SHUTDOWN_ACTION_PAUSE) {
+        s->exiting = true;
+    }
+}
+
 bool plover_sync_setup(PloverState *s, Error **errp)
 {
     const PlvConfigPeer *self = &s->cfg.peers[s->cfg.id];
@@ -96,6 +123,8 @@ bool plover_sync_setup(PloverState *s, Error **errp)
         return false;
     }
     s->divergence = plover_divergence_new();
+    s->shutdown_notifier.notify = plover_sync_shutdown;
+    qemu_register_shutdown_notifier(&s->shutdown_notifier);
     s->paired = PLV_NODE_NONE;
     qemu_sem_init(&s->sync_go, 0);
     qemu_thread_create(&s->sync_thread, "plover-syncvm", plover_sync_thread,
@@ -218,7 +247,10 @@ static int plover_get_device_state(void *opaque, GByteArray *out, GError **err)
         /* A secondary that turned out the source: its VM is stopped. */
         GByteArray *blob = g_byte_array_new();
 
-        bql_lock();
+        if (!plover_lock_devices(s, err)) {
+            g_byte_array_unref(blob);
+            return -1;
+        }
         ret = plover_save_device_state(s, blob, err);
         bql_unlock();
         if (ret < 0) {
@@ -348,7 +380,9 @@ static int plover_commit_device_state(void *opaque, const PlvPageRef *written,
         return -1;
     }
     /* The syncvm thread: QEMU's devices change only under the BQL. */
-    bql_lock();
+    if (!plover_lock_devices(s, err)) {
+        return -1;
+    }
     plover_drop_translations(s, written, n_written);
     ok = plover_load_staged(s, &local);
     bql_unlock();
@@ -804,9 +838,9 @@ static void plover_keep_devstate_base(PloverState *s, PloverSyncJob *j)
     if (j->source) {
         s->devstate_base = j->devstate ? g_byte_array_ref(j->devstate) : NULL;
     } else {
-        s->devstate_base = g_byte_array_new();
-        g_byte_array_append(s->devstate_base, s->staged_devstate->data,
-                            s->staged_devstate->len);
+        /* Loaded already: the next job stages into a fresh buffer. */
+        s->devstate_base = g_steal_pointer(&s->staged_devstate);
+        s->staged_devstate = g_byte_array_new();
     }
 }
 
@@ -815,6 +849,11 @@ static void plover_sync_done_bh(void *opaque)
     PloverState *s = opaque;
     PloverSyncJob *j = s->job;
 
+    if (s->exiting) {
+        /* QEMU's cleanup polls the main loop after it stopped the VM and
+         * tore the devices down: nothing may resume or release now. */
+        return;
+    }
     s->job = NULL;
     if (j->ok) {
         if (j->leader) {
@@ -875,7 +914,7 @@ static void plover_sync_resume_bh(void *opaque)
     PloverState *s = opaque;
     PloverSyncJob *j = s->job;
 
-    if (j && !j->t_resume_us && s->executing) {
+    if (j && !j->t_resume_us && s->executing && !s->exiting) {
         plover_sync_resume_vm(s, j);
         /* The inputs after the cut may reach the running VM now. */
         if (plv_driver_dispatch_held(s->driver)) {
