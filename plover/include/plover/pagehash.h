@@ -68,6 +68,9 @@ void plv_block_hashes(uint64_t seed, const void *data, size_t len,
 /* True if the len bytes (a multiple of 8, 8-aligned) are all zero. */
 bool plv_page_is_zero(const void *data, size_t len);
 
+/* Keyed fingerprint of an all-zero page of len bytes. */
+PlvPageHash plv_zero_page_hash(const PlvHashKey *key, size_t len);
+
 /*
  * The same fingerprint as plv_page_hash, with a fast path for zero pages;
  * *is_zero tells whether the page was zero (the transfer sends those as a

@@ -227,6 +227,8 @@ typedef struct PlvSvmPageRec {
 
 /* Bytes of data a record carries. */
 size_t plv_svm_rec_data_len(const PlvSvmPageRec *rec, uint32_t page_size);
+/* Bytes of a PAGES body before its data: count, encoding, records. */
+size_t plv_svm_pages_head_len(const PlvSvmPageRec *recs, uint32_t count);
 
 void plv_svm_encode_pages_head(GByteArray *out, const PlvSvmHdr *h,
                                const PlvSvmPageRec *recs, uint32_t count,
