@@ -13,24 +13,24 @@ FUZZ_WIRE   := $(FUZZ_DIR)/fuzz-wire
 FUZZ_GEN    := $(FUZZ_DIR)/gen-corpus-wire
 FUZZ_CORPUS := $(FUZZ_DIR)/corpus-wire
 FUZZ_WIRE_SRCS := $(SRCDIR)/tests/fuzz/fuzz-wire.c \
-                  $(SRCDIR)/plover/core/wire.c $(SRCDIR)/plover/core/wire-entry.c
+                  $(addprefix $(SRCDIR)/plover/core/consensus/,wire.c wire-entry.c)
 FUZZ_SYNCVM := $(FUZZ_DIR)/fuzz-syncvm
 FUZZ_SGEN   := $(FUZZ_DIR)/gen-corpus-syncvm
 FUZZ_SCORPUS := $(FUZZ_DIR)/corpus-syncvm
 FUZZ_SYNCVM_SRCS := $(SRCDIR)/tests/fuzz/fuzz-syncvm.c \
-                  $(addprefix $(SRCDIR)/plover/core/,syncvm-msg.c zstd-codec.c \
+                  $(addprefix $(SRCDIR)/plover/core/syncvm/,syncvm-msg.c zstd-codec.c \
                       pagehash.c hashpool.c memview.c)
 FUZZ_PKGS   := glib-2.0 libxxhash libzstd
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
                -fno-sanitize-recover=undefined -D_GNU_SOURCE \
-               -I$(SRCDIR)/plover/include $(shell pkg-config --cflags $(FUZZ_PKGS))
+               -I$(SRCDIR)/plover/include $(CORE_PRIV_CFLAGS) $(shell pkg-config --cflags $(FUZZ_PKGS))
 FUZZ_LDLIBS := $(shell pkg-config --libs $(FUZZ_PKGS))
 
 .PHONY: check-fuzz fuzz fuzz-build
 
 fuzz-build: $(FUZZ_WIRE) $(FUZZ_GEN) $(FUZZ_SYNCVM) $(FUZZ_SGEN)
 
-$(FUZZ_WIRE): $(FUZZ_WIRE_SRCS) $(wildcard $(SRCDIR)/plover/include/plover/*.h) $(SRCDIR)/plover/core/wire-int.h
+$(FUZZ_WIRE): $(FUZZ_WIRE_SRCS) $(wildcard $(SRCDIR)/plover/include/plover/*.h) $(SRCDIR)/plover/core/util/wire-int.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_WIRE_SRCS) $(FUZZ_LDLIBS)
 

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <xxhash.h>
 #include "plover/wire.h"
-#include "wire-int.h"
+#include "util/wire-int.h"
 
 #define HDR_PAYLOAD_LEN 60      /* PlvMsgHdr on the wire */
 #define ENTRY_FIXED_LEN 21      /* index, vid, op, len */

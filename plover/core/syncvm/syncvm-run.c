@@ -2,7 +2,7 @@
  * The parts of a syncvm run both roles share: message I/O with the
  * vid/epoch/attempt checks, error reporting, the bitmap union and hashing.
  */
-#include "syncvm-int.h"
+#include "syncvm/syncvm-int.h"
 
 #include <string.h>
 

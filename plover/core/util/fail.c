@@ -1,7 +1,7 @@
 /*
  * plover/core internal: plv_fail() (fail.h).
  */
-#include "fail.h"
+#include "util/fail.h"
 
 bool plv_fail(GError **errp, GQuark domain, const char *fmt, ...)
 {

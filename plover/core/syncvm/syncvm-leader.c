@@ -2,7 +2,7 @@
  * syncvm, leader side: send the bitmap, compare fingerprints, send the
  * divergent pages and the device state, wait for the ACK.
  */
-#include "syncvm-int.h"
+#include "syncvm/syncvm-int.h"
 
 #include <string.h>
 

@@ -1,7 +1,7 @@
 /*
  * Small rdma_cm helpers shared by the RDMA transport and the bulk link.
  */
-#include "rdma-conn.h"
+#include "net/rdma/rdma-conn.h"
 
 #include <errno.h>
 #include <fcntl.h>

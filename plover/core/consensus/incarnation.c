@@ -14,7 +14,7 @@
 
 #include "plover/incarnation.h"
 #include "plover/paxos.h"
-#include "fail.h"
+#include "util/fail.h"
 
 G_DEFINE_QUARK(plv-incarnation-error-quark, plv_incarnation_error)
 

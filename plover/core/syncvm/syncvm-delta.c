@@ -26,7 +26,7 @@
  * a whole page; a block whose fingerprints collide therefore fails the
  * attempt, and the next attempt (another seed) does not repeat it.
  */
-#include "syncvm-int.h"
+#include "syncvm/syncvm-int.h"
 
 #include <string.h>
 

@@ -3,8 +3,8 @@
  * control messages (see rdma-conn.h; record format and the completeness
  * argument in docs/rdma.md).
  */
-#include "rdma-conn.h"
-#include "wire-int.h"
+#include "net/rdma/rdma-conn.h"
+#include "util/wire-int.h"
 
 #include <endian.h>
 #include <errno.h>

@@ -6,7 +6,7 @@
  * the pages are written, the commit loads the device state before the
  * ACK; a failed commit is the one failure that leaves memory changed.
  */
-#include "syncvm-int.h"
+#include "syncvm/syncvm-int.h"
 
 #include <string.h>
 

@@ -12,7 +12,7 @@
  */
 #include "plover/transport-rdma.h"
 #include "plover/sockutil.h"
-#include "rdma-conn.h"
+#include "net/rdma/rdma-conn.h"
 
 #include <errno.h>
 #include <poll.h>

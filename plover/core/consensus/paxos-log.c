@@ -1,6 +1,6 @@
 /* In-memory consensus log with holes and a truncation point. */
 #include <string.h>
-#include "paxos-log.h"
+#include "consensus/paxos-log.h"
 
 static void free_entry(gpointer p)
 {

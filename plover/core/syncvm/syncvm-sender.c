@@ -9,7 +9,7 @@
  * SVM_PAGES_PER_MSG records or SVM_CHUNK_BYTES of data per PAGES), so the
  * bytes on the wire do not depend on timing.
  */
-#include "syncvm-int.h"
+#include "syncvm/syncvm-int.h"
 
 #include <string.h>
 

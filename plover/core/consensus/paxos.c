@@ -15,7 +15,7 @@
 #include <errno.h>
 #include <string.h>
 #include "plover/paxos.h"
-#include "paxos-log.h"
+#include "consensus/paxos-log.h"
 
 #define HIST_LEN 32     /* syncvm points remembered for truncation */
 

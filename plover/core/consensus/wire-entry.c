@@ -5,7 +5,7 @@
  */
 #include <string.h>
 #include "plover/wire.h"
-#include "wire-int.h"
+#include "util/wire-int.h"
 
 void plv_entry_copy(PlvEntry *dst, const PlvEntry *src)
 {

@@ -13,7 +13,7 @@
 #include "plover/transport-rdma.h"
 #include "plover/link-proto.h"
 #include "plover/sockutil.h"
-#include "rdma-conn.h"
+#include "net/rdma/rdma-conn.h"
 
 #include <errno.h>
 #include <string.h>

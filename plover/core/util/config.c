@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "plover/config.h"
-#include "fail.h"
+#include "util/fail.h"
 
 G_DEFINE_QUARK(plv-config-error-quark, plv_config_error)
 
