@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "plover/bytes.h"
 #include "plover/syncvm-msg.h"
 #include "plover/zstd-codec.h"
 #include "fuzz-syncvm.h"
@@ -197,10 +198,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (len < 8) {
             break;
         }
-        memcpy(&first, body, 4);
-        memcpy(&count, body + 4, 4);
-        first = GUINT32_FROM_LE(first);
-        count = GUINT32_FROM_LE(count) % (PLV_SVM_MAX_BLOCKREQ + 1);
+        first = plv_get_u32(body);
+        count = plv_get_u32(body + 4) % (PLV_SVM_MAX_BLOCKREQ + 1);
         masks = g_new(uint8_t, MAX(count, 1));
         blocks = g_new(uint32_t, (size_t)MAX(count, 1) * PLV_PAGE_BLOCKS);
         if (plv_svm_decode_blockhashes(body, len, first, count, masks, blocks,
@@ -245,8 +244,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (len < 4) {
             break;
         }
-        memcpy(&count, body, 4);
-        count = GUINT32_FROM_LE(count) % (1u << 20);
+        count = plv_get_u32(body) % (1u << 20);
         out = g_malloc(MAX(count, 1));
         if (plv_zstd_decompress(c->z, out, count, body + 4, len - 4,
                                 fuzz_svm_base(), FUZZ_SVM_BASE_LEN,

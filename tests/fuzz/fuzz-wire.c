@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+#include "plover/bytes.h"
 #include "plover/wire.h"
 
 static void check_roundtrip(const PlvMsg *m, uint32_t n_nodes)
@@ -73,13 +74,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     copy[0] = 'P'; copy[1] = 'L'; copy[2] = 'V'; copy[3] = 'R';
     copy[4] = PLV_WIRE_VERSION;
     copy[6] = copy[7] = 0;
-    for (int i = 0; i < 4; i++) {
-        copy[8 + i] = (uint8_t)(plen >> (8 * i));
-    }
+    plv_put_u32(copy + 8, (uint32_t)plen);
     h = XXH64(copy, PLV_WIRE_HDR_LEN + plen, 0);
-    for (int i = 0; i < 8; i++) {
-        copy[PLV_WIRE_HDR_LEN + plen + i] = (uint8_t)(h >> (8 * i));
-    }
+    plv_put_u64(copy + PLV_WIRE_HDR_LEN + plen, h);
     try_decode(copy, size, 3);
     free(copy);
     return 0;

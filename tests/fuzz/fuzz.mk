@@ -30,7 +30,7 @@ FUZZ_LDLIBS := $(shell pkg-config --libs $(FUZZ_PKGS))
 
 fuzz-build: $(FUZZ_WIRE) $(FUZZ_GEN) $(FUZZ_SYNCVM) $(FUZZ_SGEN)
 
-$(FUZZ_WIRE): $(FUZZ_WIRE_SRCS) $(wildcard $(SRCDIR)/plover/include/plover/*.h) $(SRCDIR)/plover/core/util/wire-int.h
+$(FUZZ_WIRE): $(FUZZ_WIRE_SRCS) $(wildcard $(SRCDIR)/plover/include/plover/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_WIRE_SRCS) $(FUZZ_LDLIBS)
 

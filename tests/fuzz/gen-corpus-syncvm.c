@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "plover/bytes.h"
 #include "plover/syncvm-msg.h"
 #include "plover/zstd-codec.h"
 #include "fuzz-syncvm.h"
@@ -122,11 +123,7 @@ int main(int argc, char **argv)
     blob->data[100] ^= 1;
     blob->data[3000] ^= 0x40;
     g_byte_array_set_size(m, PLV_SVM_HDR_LEN);
-    {
-        uint32_t n = GUINT32_TO_LE(blob->len);
-
-        g_byte_array_append(m, (const guint8 *)&n, 4);
-    }
+    plv_append_u32(m, blob->len);
     plv_zstd_compress(z, m, blob->data, blob->len, fuzz_svm_base(),
                       FUZZ_SVM_BASE_LEN);
     put("devstate-delta", FUZZ_SVM_DEVSTATE_DELTA, m);

@@ -8,10 +8,10 @@
 #include "harness.h"
 #include "net.h"
 #include "suites.h"
+#include "plover/bytes.h"
 #include "plover/link-proto.h"
 
 #include <arpa/inet.h>
-#include <endian.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -97,24 +97,12 @@ static int raw_connect(Raw *r, uint16_t port, const void *pdata, size_t len)
     return raw_event(r, 20000);
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(p, &v, 8);
-}
-
 static void valid_pdata(uint8_t *pd)
 {
     memset(pd, 0, 32);
-    put32(pd, PD_MAGIC);
+    plv_put_u32(pd, PD_MAGIC);
     pd[4] = 2;                  /* version */
-    put32(pd + 8, 0);           /* claims to be replica 0 */
+    plv_put_u32(pd + 8, 0);           /* claims to be replica 0 */
 }
 
 static int post_write(Raw *r, uint64_t raddr, uint32_t rkey, size_t len,
@@ -159,12 +147,12 @@ static int write_bad_record(Raw *r, const char text[16])
     uint32_t rkey = r->peer_rkey;
     uint8_t *b = r->buf;
     memset(b, 0, 48);
-    put32(b, 16);
+    plv_put_u32(b, 16);
     b[6] = 1;                   /* the transport's message type */
-    put64(b + 8, 1);
-    put64(b + 16, 0x1234);
+    plv_put_u64(b + 8, 1);
+    plv_put_u64(b + 16, 0x1234);
     memcpy(b + 24, text, 16);
-    put64(b + 40, 1);
+    plv_put_u64(b + 40, 1);
     return post_write(r, raddr, rkey, 48, false) ||
            post_write(r, raddr, rkey, 0, true);
 }
@@ -256,20 +244,16 @@ static int raw_offer_ring(Raw *r)
         return -1;
     }
     uint8_t m[16];
-    put64(m, (uintptr_t)r->ring);
-    put32(m + 8, r->ring_mr->rkey);
-    put32(m + 12, RAW_RING);
+    plv_put_u64(m, (uintptr_t)r->ring);
+    plv_put_u32(m + 8, r->ring_mr->rkey);
+    plv_put_u32(m + 12, RAW_RING);
     return raw_ctrl(r, 7, CTRL_RING, m, sizeof(m));
 }
 
 static void raw_got_ring(Raw *r, const uint8_t *m)
 {
-    uint64_t a;
-    uint32_t k;
-    memcpy(&a, m + 16, 8);
-    memcpy(&k, m + 24, 4);
-    r->peer_ring = le64toh(a);
-    r->peer_rkey = le32toh(k);
+    r->peer_ring = plv_get_u64(m + 16);
+    r->peer_rkey = plv_get_u32(m + 24);
     r->have_peer_ring = true;
 }
 

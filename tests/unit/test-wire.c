@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+#include "plover/bytes.h"
 #include "plover/wire.h"
 #include "helper-run.h"
 
@@ -195,11 +196,9 @@ static int decode_code(const uint8_t *b, size_t n)
  * field check and not the checksum. */
 static void reseal(GByteArray *b)
 {
-    uint32_t plen = b->data[8] | b->data[9] << 8 | b->data[10] << 16 | (uint32_t)b->data[11] << 24;
-    uint64_t h = XXH64(b->data, 12 + plen, 0);
-    for (int i = 0; i < 8; i++) {
-        b->data[12 + plen + i] = (uint8_t)(h >> (8 * i));
-    }
+    uint32_t plen = plv_get_u32(b->data + 8);
+
+    plv_put_u64(b->data + 12 + plen, XXH64(b->data, 12 + plen, 0));
 }
 
 START_TEST(test_reject_malformed)

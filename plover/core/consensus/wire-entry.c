@@ -5,7 +5,7 @@
  */
 #include <string.h>
 #include "plover/wire.h"
-#include "util/wire-int.h"
+#include "plover/bytes.h"
 
 void plv_entry_copy(PlvEntry *dst, const PlvEntry *src)
 {
@@ -107,18 +107,15 @@ bool plv_op_config_get(const PlvEntry *e, uint32_t *id, uint64_t *inc)
 
 void plv_batch_init(GByteArray *b)
 {
-    uint8_t z[4] = { 0 };
     g_byte_array_set_size(b, 0);
-    g_byte_array_append(b, z, 4);
+    plv_append_u32(b, 0);
 }
 
 void plv_batch_add(GByteArray *b, const void *pkt, uint32_t len)
 {
-    uint8_t l[4];
     g_assert(b->len >= 4);
     plv_put_u32(b->data, plv_get_u32(b->data) + 1);
-    plv_put_u32(l, len);
-    g_byte_array_append(b, l, 4);
+    plv_append_u32(b, len);
     g_byte_array_append(b, pkt, len);
 }
 

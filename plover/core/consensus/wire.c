@@ -7,7 +7,7 @@
 #include <string.h>
 #include <xxhash.h>
 #include "plover/wire.h"
-#include "util/wire-int.h"
+#include "plover/bytes.h"
 
 #define HDR_PAYLOAD_LEN 60      /* PlvMsgHdr on the wire */
 #define ENTRY_FIXED_LEN 21      /* index, vid, op, len */
@@ -70,49 +70,30 @@ void plv_msg_copy(PlvMsg *dst, const PlvMsg *src)
 
 /* ---- encoding ---- */
 
-static void put8(GByteArray *o, uint8_t v)
-{
-    g_byte_array_append(o, &v, 1);
-}
-
-static void put32(GByteArray *o, uint32_t v)
-{
-    uint8_t b[4];
-    plv_put_u32(b, v);
-    g_byte_array_append(o, b, 4);
-}
-
-static void put64(GByteArray *o, uint64_t v)
-{
-    uint8_t b[8];
-    plv_put_u64(b, v);
-    g_byte_array_append(o, b, 8);
-}
-
 static void put_snap(GByteArray *o, const PlvSnapMeta *s)
 {
-    put64(o, s->index);
-    put64(o, s->vid);
-    put64(o, s->epoch);
-    put32(o, s->secondary);
-    put32(o, s->n);
+    plv_append_u64(o, s->index);
+    plv_append_u64(o, s->vid);
+    plv_append_u64(o, s->epoch);
+    plv_append_u32(o, s->secondary);
+    plv_append_u32(o, s->n);
     for (uint32_t i = 0; i < s->n; i++) {
-        put64(o, s->inc[i]);
+        plv_append_u64(o, s->inc[i]);
     }
 }
 
 static void put_entries(GByteArray *o, const GArray *es)
 {
     guint n = es ? es->len : 0;
-    put32(o, n);
+    plv_append_u32(o, n);
     for (guint i = 0; i < n; i++) {
         const PlvEntry *e = &g_array_index(es, PlvEntry, i);
         size_t len;
         const uint8_t *p = plv_entry_payload(e, &len);
-        put64(o, e->index);
-        put64(o, e->vid);
-        put8(o, e->op);
-        put32(o, (uint32_t)len);
+        plv_append_u64(o, e->index);
+        plv_append_u64(o, e->vid);
+        plv_append_u8(o, e->op);
+        plv_append_u32(o, (uint32_t)len);
         if (len) {
             g_byte_array_append(o, p, len);
         }
@@ -157,57 +138,57 @@ bool plv_wire_encode(const PlvMsg *m, GByteArray *out, GError **err)
     if (!check_for_encode(m, err)) {
         return false;
     }
-    put32(out, PLV_WIRE_MAGIC);
-    put8(out, PLV_WIRE_VERSION);
-    put8(out, (uint8_t)m->type);
-    put8(out, 0);
-    put8(out, 0);
-    put32(out, 0);      /* length, patched below */
+    plv_append_u32(out, PLV_WIRE_MAGIC);
+    plv_append_u8(out, PLV_WIRE_VERSION);
+    plv_append_u8(out, (uint8_t)m->type);
+    plv_append_u8(out, 0);
+    plv_append_u8(out, 0);
+    plv_append_u32(out, 0);      /* length, patched below */
 
-    put32(out, m->hdr.from);
-    put32(out, m->hdr.to);
-    put64(out, m->hdr.inc);
-    put64(out, m->hdr.vid);
-    put64(out, m->hdr.commit);
-    put64(out, m->hdr.last);
-    put64(out, m->hdr.applied);
-    put64(out, m->hdr.to_inc);
-    put32(out, m->hdr.flags);
+    plv_append_u32(out, m->hdr.from);
+    plv_append_u32(out, m->hdr.to);
+    plv_append_u64(out, m->hdr.inc);
+    plv_append_u64(out, m->hdr.vid);
+    plv_append_u64(out, m->hdr.commit);
+    plv_append_u64(out, m->hdr.last);
+    plv_append_u64(out, m->hdr.applied);
+    plv_append_u64(out, m->hdr.to_inc);
+    plv_append_u32(out, m->hdr.flags);
 
     switch (m->type) {
     case PLV_MSG_PREPARE:
-        put64(out, m->vid);
+        plv_append_u64(out, m->vid);
         break;
     case PLV_MSG_PROMISE:
-        put64(out, m->vid);
-        put8(out, m->ok);
-        put8(out, m->has_snap);
+        plv_append_u64(out, m->vid);
+        plv_append_u8(out, m->ok);
+        plv_append_u8(out, m->has_snap);
         if (m->has_snap) {
             put_snap(out, &m->snap);
         }
         put_entries(out, m->entries);
         break;
     case PLV_MSG_ACCEPT:
-        put64(out, m->vid);
-        put64(out, m->index);
-        put64(out, m->trunc);
+        plv_append_u64(out, m->vid);
+        plv_append_u64(out, m->index);
+        plv_append_u64(out, m->trunc);
         put_entries(out, m->entries);
         break;
     case PLV_MSG_ACCEPTED:
-        put64(out, m->vid);
-        put8(out, m->ok);
-        put64(out, m->index);
+        plv_append_u64(out, m->vid);
+        plv_append_u8(out, m->ok);
+        plv_append_u64(out, m->index);
         break;
     case PLV_MSG_HEARTBEAT:
-        put64(out, m->vid);
-        put64(out, m->trunc);
+        plv_append_u64(out, m->vid);
+        plv_append_u64(out, m->trunc);
         break;
     case PLV_MSG_CATCHUP_REQ:
-        put64(out, m->index);
-        put32(out, m->count);
+        plv_append_u64(out, m->index);
+        plv_append_u32(out, m->count);
         break;
     case PLV_MSG_CATCHUP_RESP:
-        put8(out, m->has_snap);
+        plv_append_u8(out, m->has_snap);
         if (m->has_snap) {
             put_snap(out, &m->snap);
         }
@@ -226,15 +207,17 @@ bool plv_wire_encode(const PlvMsg *m, GByteArray *out, GError **err)
         return false;
     }
     plv_put_u32(out->data + start + 8, (uint32_t)plen);
-    put64(out, XXH64(out->data + start, out->len - start, 0));
+    plv_append_u64(out, XXH64(out->data + start, out->len - start, 0));
     return true;
 }
 
 /* ---- decoding ---- */
 
+/* A payload being decoded. Once one check failed, every read fails and
+ * returns 0, so a run of fields is read first and checked once; the error
+ * names the first failure and its offset. */
 typedef struct {
-    const uint8_t *p;
-    size_t len, off;
+    PlvReader rd;
     uint32_t n_nodes;
     GError **err;
     bool failed;
@@ -243,7 +226,7 @@ typedef struct {
 static bool fail(Rd *r, int code, const char *what)
 {
     if (!r->failed) {
-        g_set_error(r->err, PLV_WIRE_ERROR, code, "%s at payload offset %zu", what, r->off);
+        g_set_error(r->err, PLV_WIRE_ERROR, code, "%s at payload offset %zu", what, r->rd.off);
     }
     r->failed = true;
     return false;
@@ -254,35 +237,34 @@ static bool need(Rd *r, size_t n)
     if (r->failed) {
         return false;
     }
-    if (r->len - r->off < n) {
+    if (plv_reader_left(&r->rd) < n) {
         return fail(r, PLV_WIRE_ERR_SHORT, "truncated field");
     }
     return true;
 }
 
+/* The next n bytes of the payload, in place. */
+static bool get_bytes(Rd *r, size_t n, const uint8_t **out)
+{
+    return need(r, n) && plv_read_bytes(&r->rd, n, out);
+}
+
 static uint8_t get8(Rd *r)
 {
-    return need(r, 1) ? r->p[r->off++] : 0;
+    const uint8_t *b;
+    return get_bytes(r, 1, &b) ? plv_get_u8(b) : 0;
 }
 
 static uint32_t get32(Rd *r)
 {
-    uint32_t v = 0;
-    if (need(r, 4)) {
-        v = plv_get_u32(r->p + r->off);
-        r->off += 4;
-    }
-    return v;
+    const uint8_t *b;
+    return get_bytes(r, 4, &b) ? plv_get_u32(b) : 0;
 }
 
 static uint64_t get64(Rd *r)
 {
-    uint64_t v = 0;
-    if (need(r, 8)) {
-        v = plv_get_u64(r->p + r->off);
-        r->off += 8;
-    }
-    return v;
+    const uint8_t *b;
+    return get_bytes(r, 8, &b) ? plv_get_u64(b) : 0;
 }
 
 static bool get_bool(Rd *r, bool *out)
@@ -333,7 +315,7 @@ static bool get_entries(Rd *r, PlvMsg *m)
     }
     /* Each entry needs at least its fixed part: bound n by the bytes left
      * before allocating anything. */
-    if (n > PLV_WIRE_MAX_ENTRIES || n > (r->len - r->off) / ENTRY_FIXED_LEN) {
+    if (n > PLV_WIRE_MAX_ENTRIES || n > plv_reader_left(&r->rd) / ENTRY_FIXED_LEN) {
         return fail(r, PLV_WIRE_ERR_FIELD, "entry count out of range");
     }
     if (n) {
@@ -341,6 +323,7 @@ static bool get_entries(Rd *r, PlvMsg *m)
     }
     for (uint32_t i = 0; i < n; i++) {
         PlvEntry e = { 0 };
+        const uint8_t *data;
         uint32_t len;
         GError *local = NULL;
 
@@ -355,10 +338,10 @@ static bool get_entries(Rd *r, PlvMsg *m)
             return fail(r, PLV_WIRE_ERR_FIELD, "entry indexes not increasing");
         }
         prev = e.index;
+        get_bytes(r, len, &data);
         if (len) {
-            e.payload = g_bytes_new(r->p + r->off, len);
+            e.payload = g_bytes_new(data, len);
         }
-        r->off += len;
         g_array_append_val(m->entries, e);
         if (!plv_entry_valid(&e, &local)) {
             g_error_free(local);
@@ -462,7 +445,7 @@ static bool decode_body(Rd *r, PlvMsg *m)
     if (r->failed) {
         return false;
     }
-    if (r->off != r->len) {
+    if (plv_reader_left(&r->rd)) {
         return fail(r, PLV_WIRE_ERR_LENGTH, "trailing bytes in payload");
     }
     return true;
@@ -504,7 +487,8 @@ int plv_wire_decode(const uint8_t *buf, size_t len, uint32_t n_nodes,
         return -1;
     }
     out->type = buf[5];
-    r = (Rd){ .p = buf + PLV_WIRE_HDR_LEN, .len = plen, .n_nodes = n_nodes, .err = err };
+    r = (Rd){ .rd = plv_reader(buf + PLV_WIRE_HDR_LEN, plen), .n_nodes = n_nodes,
+              .err = err };
     if (plen < HDR_PAYLOAD_LEN) {
         fail(&r, PLV_WIRE_ERR_SHORT, "payload shorter than header");
     } else {

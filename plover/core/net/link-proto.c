@@ -2,7 +2,7 @@
  * Link handshake and framing without sockets (see plover/link-proto.h).
  */
 #include "plover/link-proto.h"
-#include "util/wire-int.h"
+#include "plover/bytes.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -2,6 +2,7 @@
  * Keyed page fingerprints (XXH3-128 with a per-session secret).
  */
 #include "plover/pagehash.h"
+#include "plover/bytes.h"
 
 #include <string.h>
 #include <glib.h>
@@ -57,8 +58,10 @@ PlvPageHash plv_page_hash(const PlvHashKey *key, const void *data,
 uint64_t plv_block_seed(const PlvHashKey *key, uint64_t salt_a,
                         uint64_t salt_b)
 {
-    uint64_t salt[2] = { GUINT64_TO_LE(salt_a), GUINT64_TO_LE(salt_b) };
+    uint8_t salt[16];
 
+    plv_put_u64(salt, salt_a);
+    plv_put_u64(salt + 8, salt_b);
     return XXH3_64bits_withSecret(salt, sizeof(salt), key->secret,
                                   sizeof(key->secret));
 }

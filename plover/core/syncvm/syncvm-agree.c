@@ -2,7 +2,7 @@
  * syncvm agreement: codec and rules (see plover/syncvm-agree.h).
  */
 #include "plover/syncvm-agree.h"
-#include "util/wire-int.h"
+#include "plover/bytes.h"
 
 void plv_sync_hello_encode(const PlvSyncHello *h, uint8_t out[PLV_SYNC_HELLO_LEN])
 {

@@ -5,6 +5,7 @@
  * fails with PLV_SVM_ERROR_MALFORMED before any field is used.
  */
 #include "plover/syncvm-msg.h"
+#include "plover/bytes.h"
 #include "plover/zstd-codec.h"
 
 #include <string.h>
@@ -13,96 +14,6 @@ G_DEFINE_QUARK(plv-svm-error-quark, plv_svm_error)
 
 /* BLOCKHASHES names the super-blocks of a page in one byte. */
 G_STATIC_ASSERT(PLV_PAGE_SUPERBLOCKS <= 8);
-
-typedef struct Cursor {
-    const uint8_t *p;
-    size_t len, off;
-} Cursor;
-
-static bool cur_take(Cursor *c, size_t n, const uint8_t **out)
-{
-    if (c->len - c->off < n) {
-        return false;
-    }
-    *out = c->p + c->off;
-    c->off += n;
-    return true;
-}
-
-static bool cur_u8(Cursor *c, uint8_t *v)
-{
-    const uint8_t *b;
-
-    if (!cur_take(c, 1, &b)) {
-        return false;
-    }
-    *v = b[0];
-    return true;
-}
-
-static bool cur_u16(Cursor *c, uint16_t *v)
-{
-    const uint8_t *b;
-
-    if (!cur_take(c, 2, &b)) {
-        return false;
-    }
-    memcpy(v, b, 2);
-    *v = GUINT16_FROM_LE(*v);
-    return true;
-}
-
-static bool cur_u32(Cursor *c, uint32_t *v)
-{
-    const uint8_t *b;
-
-    if (!cur_take(c, 4, &b)) {
-        return false;
-    }
-    memcpy(v, b, 4);
-    *v = GUINT32_FROM_LE(*v);
-    return true;
-}
-
-static bool cur_u64(Cursor *c, uint64_t *v)
-{
-    const uint8_t *b;
-
-    if (!cur_take(c, 8, &b)) {
-        return false;
-    }
-    memcpy(v, b, 8);
-    *v = GUINT64_FROM_LE(*v);
-    return true;
-}
-
-static size_t cur_left(const Cursor *c)
-{
-    return c->len - c->off;
-}
-
-static void put_u8(GByteArray *o, uint8_t v)
-{
-    g_byte_array_append(o, &v, 1);
-}
-
-static void put_u16(GByteArray *o, uint16_t v)
-{
-    v = GUINT16_TO_LE(v);
-    g_byte_array_append(o, (const guint8 *)&v, 2);
-}
-
-static void put_u32(GByteArray *o, uint32_t v)
-{
-    v = GUINT32_TO_LE(v);
-    g_byte_array_append(o, (const guint8 *)&v, 4);
-}
-
-static void put_u64(GByteArray *o, uint64_t v)
-{
-    v = GUINT64_TO_LE(v);
-    g_byte_array_append(o, (const guint8 *)&v, 8);
-}
 
 static int malformed(GError **err, const char *what)
 {
@@ -170,22 +81,22 @@ void plv_svm_union_clear(PlvSvmUnion *u)
 
 void plv_svm_put_hdr(GByteArray *out, const PlvSvmHdr *h)
 {
-    put_u16(out, PLV_SVM_VERSION);
-    put_u16(out, h->flags);
-    put_u32(out, h->attempt);
-    put_u64(out, h->vid);
-    put_u64(out, h->epoch);
+    plv_append_u16(out, PLV_SVM_VERSION);
+    plv_append_u16(out, h->flags);
+    plv_append_u32(out, h->attempt);
+    plv_append_u64(out, h->vid);
+    plv_append_u64(out, h->epoch);
 }
 
 int plv_svm_get_hdr(const uint8_t *buf, size_t len, PlvSvmHdr *h,
                     const uint8_t **body, size_t *body_len, GError **err)
 {
-    Cursor c = { .p = buf, .len = len };
+    PlvReader c = plv_reader(buf, len);
     uint16_t version;
 
-    if (!cur_u16(&c, &version) || !cur_u16(&c, &h->flags) ||
-        !cur_u32(&c, &h->attempt) || !cur_u64(&c, &h->vid) ||
-        !cur_u64(&c, &h->epoch)) {
+    if (!plv_read_u16(&c, &version) || !plv_read_u16(&c, &h->flags) ||
+        !plv_read_u32(&c, &h->attempt) || !plv_read_u64(&c, &h->vid) ||
+        !plv_read_u64(&c, &h->epoch)) {
         return malformed(err, "short header");
     }
     if (version != PLV_SVM_VERSION) {
@@ -198,15 +109,15 @@ int plv_svm_get_hdr(const uint8_t *buf, size_t len, PlvSvmHdr *h,
         return malformed(err, "unknown header flags");
     }
     *body = buf + c.off;
-    *body_len = cur_left(&c);
+    *body_len = plv_reader_left(&c);
     return 0;
 }
 
 static void put_base(GByteArray *out, const PlvSvmBase *base)
 {
-    put_u64(out, base->len);
-    put_u64(out, base->hash.lo);
-    put_u64(out, base->hash.hi);
+    plv_append_u64(out, base->len);
+    plv_append_u64(out, base->hash.lo);
+    plv_append_u64(out, base->hash.hi);
 }
 
 void plv_svm_encode_bitmap(GByteArray *out, const PlvSvmHdr *h,
@@ -216,7 +127,7 @@ void plv_svm_encode_bitmap(GByteArray *out, const PlvSvmHdr *h,
     unsigned nr = plv_memview_n_regions(mv);
 
     plv_svm_put_hdr(out, h);
-    put_u32(out, nr);
+    plv_append_u32(out, nr);
     for (unsigned r = 0; r < nr; r++) {
         const PlvMemRegion *reg = plv_memview_region_const(mv, r);
         const PlvBitmap *b = &bitmaps[r];
@@ -225,24 +136,24 @@ void plv_svm_encode_bitmap(GByteArray *out, const PlvSvmHdr *h,
         for (uint64_t w = 0; w < nw; w++) {
             nz += b->words[w] != 0;
         }
-        put_u32(out, reg->id);
-        put_u32(out, reg->page_size);
-        put_u64(out, reg->n_pages);
+        plv_append_u32(out, reg->id);
+        plv_append_u32(out, reg->page_size);
+        plv_append_u64(out, reg->n_pages);
         /* A sparse entry costs 12 bytes, a raw word 8: pick the smaller. */
         if (nz * 12 < nw * 8) {
-            put_u8(out, PLV_SVM_BITMAP_SPARSE);
-            put_u32(out, (uint32_t)nz);
+            plv_append_u8(out, PLV_SVM_BITMAP_SPARSE);
+            plv_append_u32(out, (uint32_t)nz);
             for (uint64_t w = 0; w < nw; w++) {
                 if (b->words[w]) {
-                    put_u32(out, (uint32_t)w);
-                    put_u64(out, b->words[w]);
+                    plv_append_u32(out, (uint32_t)w);
+                    plv_append_u64(out, b->words[w]);
                 }
             }
         } else {
-            put_u8(out, PLV_SVM_BITMAP_RAW);
-            put_u32(out, (uint32_t)nw);
+            plv_append_u8(out, PLV_SVM_BITMAP_RAW);
+            plv_append_u32(out, (uint32_t)nw);
             for (uint64_t w = 0; w < nw; w++) {
-                put_u64(out, b->words[w]);
+                plv_append_u64(out, b->words[w]);
             }
         }
     }
@@ -254,15 +165,15 @@ static int walk_bitmap(const uint8_t *body, size_t len, const PlvMemView *mv,
                        PlvBitmap *bitmaps, PlvSvmBase *base, bool apply,
                        GError **err)
 {
-    Cursor c = { .p = body, .len = len };
+    PlvReader c = plv_reader(body, len);
     uint32_t nr;
 
-    if (!cur_u32(&c, &nr)) {
+    if (!plv_read_u32(&c, &nr)) {
         return malformed(err, "short BITMAP");
     }
     /* Shape before meaning: garbage is MALFORMED, not a LAYOUT mismatch. */
     if (nr > PLV_MEMVIEW_MAX_REGIONS ||
-        cur_left(&c) / PLV_SVM_BITMAP_REG_LEN < nr) {
+        plv_reader_left(&c) / PLV_SVM_BITMAP_REG_LEN < nr) {
         return malformed(err, "BITMAP region count");
     }
     if (nr != plv_memview_n_regions(mv)) {
@@ -278,8 +189,9 @@ static int walk_bitmap(const uint8_t *body, size_t len, const PlvMemView *mv,
         uint8_t enc;
         int64_t last = -1;
 
-        if (!cur_u32(&c, &id) || !cur_u32(&c, &page_size) ||
-            !cur_u64(&c, &n_pages) || !cur_u8(&c, &enc) || !cur_u32(&c, &n)) {
+        if (!plv_read_u32(&c, &id) || !plv_read_u32(&c, &page_size) ||
+            !plv_read_u64(&c, &n_pages) || !plv_read_u8(&c, &enc) ||
+            !plv_read_u32(&c, &n)) {
             return malformed(err, "short BITMAP region");
         }
         if (id != reg->id || page_size != reg->page_size ||
@@ -291,11 +203,11 @@ static int walk_bitmap(const uint8_t *body, size_t len, const PlvMemView *mv,
             return -1;
         }
         if (enc == PLV_SVM_BITMAP_RAW) {
-            if (n != nw || cur_left(&c) / 8 < nw) {
+            if (n != nw || plv_reader_left(&c) / 8 < nw) {
                 return malformed(err, "BITMAP raw word count");
             }
         } else if (enc == PLV_SVM_BITMAP_SPARSE) {
-            if (n > nw || cur_left(&c) / 12 < n) {
+            if (n > nw || plv_reader_left(&c) / 12 < n) {
                 return malformed(err, "BITMAP sparse entry count");
             }
         } else {
@@ -306,13 +218,13 @@ static int walk_bitmap(const uint8_t *body, size_t len, const PlvMemView *mv,
             uint64_t word = 0;
 
             if (enc == PLV_SVM_BITMAP_SPARSE) {
-                cur_u32(&c, &w);
+                plv_read_u32(&c, &w);
                 if ((int64_t)w <= last || w >= nw) {
                     return malformed(err, "BITMAP sparse word index");
                 }
                 last = w;
             }
-            cur_u64(&c, &word);
+            plv_read_u64(&c, &word);
             if (w == nw - 1 && reg->n_pages % 64 &&
                 (word >> (reg->n_pages % 64))) {
                 return malformed(err, "BITMAP bit beyond the region");
@@ -322,11 +234,11 @@ static int walk_bitmap(const uint8_t *body, size_t len, const PlvMemView *mv,
             }
         }
     }
-    if (!cur_u64(&c, &base->len) || !cur_u64(&c, &base->hash.lo) ||
-        !cur_u64(&c, &base->hash.hi)) {
+    if (!plv_read_u64(&c, &base->len) || !plv_read_u64(&c, &base->hash.lo) ||
+        !plv_read_u64(&c, &base->hash.hi)) {
         return malformed(err, "BITMAP without its device-state base");
     }
-    if (cur_left(&c)) {
+    if (plv_reader_left(&c)) {
         return malformed(err, "trailing bytes after BITMAP");
     }
     return 0;
@@ -348,11 +260,11 @@ void plv_svm_encode_blockreq(GByteArray *out, const PlvSvmHdr *h,
                              uint32_t count)
 {
     plv_svm_put_hdr(out, h);
-    put_u32(out, count);
+    plv_append_u32(out, count);
     for (uint32_t i = 0; i < count; i++) {
-        put_u32(out, index[i]);
+        plv_append_u32(out, index[i]);
         for (unsigned k = 0; k < PLV_PAGE_SUPERBLOCKS; k++) {
-            put_u32(out, sb[i * PLV_PAGE_SUPERBLOCKS + k]);
+            plv_append_u32(out, sb[i * PLV_PAGE_SUPERBLOCKS + k]);
         }
     }
 }
@@ -362,24 +274,24 @@ int plv_svm_decode_blockreq(const uint8_t *body, size_t len,
                             uint32_t *index, uint32_t *sb, uint32_t *count,
                             GError **err)
 {
-    Cursor c = { .p = body, .len = len };
+    PlvReader c = plv_reader(body, len);
     size_t per = 4 * (1 + PLV_PAGE_SUPERBLOCKS);
     uint32_t n;
 
-    if (!cur_u32(&c, &n)) {
+    if (!plv_read_u32(&c, &n)) {
         return malformed(err, "short BLOCKREQ");
     }
-    if (n == 0 || n > PLV_SVM_MAX_BLOCKREQ || cur_left(&c) != n * per) {
+    if (n == 0 || n > PLV_SVM_MAX_BLOCKREQ || plv_reader_left(&c) != n * per) {
         return malformed(err, "BLOCKREQ count");
     }
     for (uint32_t i = 0; i < n; i++) {
-        cur_u32(&c, &index[i]);
+        plv_read_u32(&c, &index[i]);
         if (index[i] < min_index || index[i] >= n_union) {
             return malformed(err, "BLOCKREQ index out of order or range");
         }
         min_index = index[i] + 1;
         for (unsigned k = 0; k < PLV_PAGE_SUPERBLOCKS; k++) {
-            cur_u32(&c, &sb[i * PLV_PAGE_SUPERBLOCKS + k]);
+            plv_read_u32(&c, &sb[i * PLV_PAGE_SUPERBLOCKS + k]);
         }
     }
     *count = n;
@@ -391,16 +303,16 @@ void plv_svm_encode_blockhashes(GByteArray *out, const PlvSvmHdr *h,
                                 const uint32_t *blocks, uint32_t count)
 {
     plv_svm_put_hdr(out, h);
-    put_u32(out, first);
-    put_u32(out, count);
+    plv_append_u32(out, first);
+    plv_append_u32(out, count);
     for (uint32_t i = 0; i < count; i++) {
-        put_u8(out, masks[i]);
+        plv_append_u8(out, masks[i]);
         for (unsigned s = 0; s < PLV_PAGE_SUPERBLOCKS; s++) {
             if (!(masks[i] & (1u << s))) {
                 continue;
             }
             for (unsigned b = 0; b < PLV_SUPERBLOCK_BLOCKS; b++) {
-                put_u32(out, blocks[(size_t)i * PLV_PAGE_BLOCKS +
+                plv_append_u32(out, blocks[(size_t)i * PLV_PAGE_BLOCKS +
                                     s * PLV_SUPERBLOCK_BLOCKS + b]);
             }
         }
@@ -412,10 +324,10 @@ int plv_svm_decode_blockhashes(const uint8_t *body, size_t len,
                                uint8_t *masks, uint32_t *blocks,
                                GError **err)
 {
-    Cursor c = { .p = body, .len = len };
+    PlvReader c = plv_reader(body, len);
     uint32_t f, n;
 
-    if (!cur_u32(&c, &f) || !cur_u32(&c, &n)) {
+    if (!plv_read_u32(&c, &f) || !plv_read_u32(&c, &n)) {
         return malformed(err, "short BLOCKHASHES");
     }
     if (f != first || n != count) {
@@ -423,7 +335,7 @@ int plv_svm_decode_blockhashes(const uint8_t *body, size_t len,
     }
     memset(blocks, 0, (size_t)n * PLV_PAGE_BLOCKS * sizeof(*blocks));
     for (uint32_t i = 0; i < n; i++) {
-        if (!cur_u8(&c, &masks[i])) {
+        if (!plv_read_u8(&c, &masks[i])) {
             return malformed(err, "BLOCKHASHES length");
         }
         for (unsigned s = 0; s < PLV_PAGE_SUPERBLOCKS; s++) {
@@ -431,14 +343,14 @@ int plv_svm_decode_blockhashes(const uint8_t *body, size_t len,
                 continue;
             }
             for (unsigned b = 0; b < PLV_SUPERBLOCK_BLOCKS; b++) {
-                if (!cur_u32(&c, &blocks[(size_t)i * PLV_PAGE_BLOCKS +
+                if (!plv_read_u32(&c, &blocks[(size_t)i * PLV_PAGE_BLOCKS +
                                          s * PLV_SUPERBLOCK_BLOCKS + b])) {
                     return malformed(err, "BLOCKHASHES length");
                 }
             }
         }
     }
-    if (cur_left(&c)) {
+    if (plv_reader_left(&c)) {
         return malformed(err, "BLOCKHASHES length");
     }
     return 0;
@@ -449,11 +361,11 @@ void plv_svm_encode_hashes(GByteArray *out, const PlvSvmHdr *h,
                            uint32_t count)
 {
     plv_svm_put_hdr(out, h);
-    put_u32(out, first);
-    put_u32(out, count);
+    plv_append_u32(out, first);
+    plv_append_u32(out, count);
     for (uint32_t i = 0; i < count; i++) {
-        put_u64(out, hashes[i].lo);
-        put_u64(out, hashes[i].hi);
+        plv_append_u64(out, hashes[i].lo);
+        plv_append_u64(out, hashes[i].hi);
     }
 }
 
@@ -461,21 +373,21 @@ int plv_svm_decode_hashes(const uint8_t *body, size_t len,
                           uint32_t expect_first, uint32_t n_union,
                           PlvPageHash *out, uint32_t *count, GError **err)
 {
-    Cursor c = { .p = body, .len = len };
+    PlvReader c = plv_reader(body, len);
     uint32_t first, n;
 
-    if (!cur_u32(&c, &first) || !cur_u32(&c, &n)) {
+    if (!plv_read_u32(&c, &first) || !plv_read_u32(&c, &n)) {
         return malformed(err, "short HASHES");
     }
     if (first != expect_first || n > n_union - first || n == 0) {
         return malformed(err, "HASHES range");
     }
-    if (cur_left(&c) != (size_t)n * PLV_SVM_HASH_LEN) {
+    if (plv_reader_left(&c) != (size_t)n * PLV_SVM_HASH_LEN) {
         return malformed(err, "HASHES length");
     }
     for (uint32_t i = 0; i < n; i++) {
-        cur_u64(&c, &out[first + i].lo);
-        cur_u64(&c, &out[first + i].hi);
+        plv_read_u64(&c, &out[first + i].lo);
+        plv_read_u64(&c, &out[first + i].hi);
     }
     *count = n;
     return 0;
@@ -509,16 +421,16 @@ void plv_svm_encode_pages_head(GByteArray *out, const PlvSvmHdr *h,
                                uint8_t encoding, uint32_t data_len)
 {
     plv_svm_put_hdr(out, h);
-    put_u32(out, count);
-    put_u8(out, encoding);
-    put_u32(out, data_len);
+    plv_append_u32(out, count);
+    plv_append_u8(out, encoding);
+    plv_append_u32(out, data_len);
     for (uint32_t i = 0; i < count; i++) {
-        put_u32(out, recs[i].index);
-        put_u8(out, recs[i].kind);
-        put_u64(out, recs[i].hash.lo);
-        put_u64(out, recs[i].hash.hi);
+        plv_append_u32(out, recs[i].index);
+        plv_append_u8(out, recs[i].kind);
+        plv_append_u64(out, recs[i].hash.lo);
+        plv_append_u64(out, recs[i].hash.hi);
         if (recs[i].kind == PLV_SVM_PAGE_DELTA) {
-            put_u64(out, recs[i].mask);
+            plv_append_u64(out, recs[i].mask);
         }
     }
 }
@@ -529,18 +441,19 @@ int plv_svm_decode_pages(const uint8_t *body, size_t len,
                          GByteArray *decoded, PlvSvmPageRec *recs,
                          uint32_t *count, GError **err)
 {
-    Cursor c = { .p = body, .len = len };
+    PlvReader c = plv_reader(body, len);
     uint32_t n, data_len;
     uint64_t sum = 0;
     uint8_t enc;
     const uint8_t *data;
     GError *why = NULL;
 
-    if (!cur_u32(&c, &n) || !cur_u8(&c, &enc) || !cur_u32(&c, &data_len)) {
+    if (!plv_read_u32(&c, &n) || !plv_read_u8(&c, &enc) ||
+        !plv_read_u32(&c, &data_len)) {
         return malformed(err, "short PAGES");
     }
     if (n == 0 || n > u->n || n > PLV_SVM_MAX_PAGE_RECS ||
-        cur_left(&c) / PLV_SVM_PAGE_REC_LEN < n) {
+        plv_reader_left(&c) / PLV_SVM_PAGE_REC_LEN < n) {
         return malformed(err, "PAGES count");
     }
     if (enc != PLV_SVM_ENC_RAW && enc != PLV_SVM_ENC_ZSTD) {
@@ -555,8 +468,9 @@ int plv_svm_decode_pages(const uint8_t *body, size_t len,
          * (indices rise, so a record is stored only once its index proved
          * there is a slot for it).
          */
-        if (!cur_u32(&c, &rec.index) || !cur_u8(&c, &rec.kind) ||
-            !cur_u64(&c, &rec.hash.lo) || !cur_u64(&c, &rec.hash.hi)) {
+        if (!plv_read_u32(&c, &rec.index) || !plv_read_u8(&c, &rec.kind) ||
+            !plv_read_u64(&c, &rec.hash.lo) ||
+            !plv_read_u64(&c, &rec.hash.hi)) {
             return malformed(err, "short PAGES record");
         }
         if (rec.index < min_index || rec.index >= u->n) {
@@ -567,7 +481,7 @@ int plv_svm_decode_pages(const uint8_t *body, size_t len,
             if (!allow_delta) {
                 return malformed(err, "PAGES delta record not allowed here");
             }
-            if (!cur_u64(&c, &rec.mask) || rec.mask == 0) {
+            if (!plv_read_u64(&c, &rec.mask) || rec.mask == 0) {
                 return malformed(err, "PAGES delta record mask");
             }
         } else if (rec.kind != PLV_SVM_PAGE_DATA &&
@@ -583,14 +497,14 @@ int plv_svm_decode_pages(const uint8_t *body, size_t len,
         return malformed(err, "PAGES data length");
     }
     if (enc == PLV_SVM_ENC_RAW) {
-        if (cur_left(&c) != data_len) {
+        if (plv_reader_left(&c) != data_len) {
             return malformed(err, "PAGES data length");
         }
         data = body + c.off;
     } else {
         g_byte_array_set_size(decoded, data_len);
         if (plv_zstd_decompress(z, decoded->data, data_len, body + c.off,
-                                cur_left(&c), NULL, 0, &why) < 0) {
+                                plv_reader_left(&c), NULL, 0, &why) < 0) {
             g_set_error(err, PLV_SVM_ERROR, PLV_SVM_ERROR_MALFORMED,
                         "malformed syncvm message: PAGES data: %s",
                         why->message);
@@ -617,7 +531,7 @@ void plv_svm_encode_devstate_head(GByteArray *out, const PlvSvmHdr *h,
                                   uint64_t offset)
 {
     plv_svm_put_hdr(out, h);
-    put_u64(out, offset);
+    plv_append_u64(out, offset);
 }
 
 int plv_svm_decode_devstate(const uint8_t *body, size_t len,
@@ -625,20 +539,21 @@ int plv_svm_decode_devstate(const uint8_t *body, size_t len,
                             const uint8_t **data, size_t *data_len,
                             GError **err)
 {
-    Cursor c = { .p = body, .len = len };
+    PlvReader c = plv_reader(body, len);
     uint64_t off;
 
-    if (!cur_u64(&c, &off)) {
+    if (!plv_read_u64(&c, &off)) {
         return malformed(err, "short DEVSTATE");
     }
     if (off != expect_offset) {
         return malformed(err, "DEVSTATE offset");
     }
-    if (cur_left(&c) == 0 || cur_left(&c) > max_len - MIN(off, max_len)) {
+    if (plv_reader_left(&c) == 0 ||
+        plv_reader_left(&c) > max_len - MIN(off, max_len)) {
         return malformed(err, "DEVSTATE length");
     }
     *data = body + c.off;
-    *data_len = cur_left(&c);
+    *data_len = plv_reader_left(&c);
     return 0;
 }
 
@@ -646,29 +561,30 @@ void plv_svm_encode_eof(GByteArray *out, const PlvSvmHdr *h,
                         const PlvSvmEof *e)
 {
     plv_svm_put_hdr(out, h);
-    put_u32(out, e->n_pages);
-    put_u32(out, e->n_zero);
-    put_u64(out, e->devstate_len);
-    put_u64(out, e->union_digest.lo);
-    put_u64(out, e->union_digest.hi);
-    put_u64(out, e->devstate_hash.lo);
-    put_u64(out, e->devstate_hash.hi);
-    put_u8(out, e->devstate_enc);
-    put_u64(out, e->devstate_wire_len);
+    plv_append_u32(out, e->n_pages);
+    plv_append_u32(out, e->n_zero);
+    plv_append_u64(out, e->devstate_len);
+    plv_append_u64(out, e->union_digest.lo);
+    plv_append_u64(out, e->union_digest.hi);
+    plv_append_u64(out, e->devstate_hash.lo);
+    plv_append_u64(out, e->devstate_hash.hi);
+    plv_append_u8(out, e->devstate_enc);
+    plv_append_u64(out, e->devstate_wire_len);
 }
 
 int plv_svm_decode_eof(const uint8_t *body, size_t len, PlvSvmEof *e,
                        GError **err)
 {
-    Cursor c = { .p = body, .len = len };
+    PlvReader c = plv_reader(body, len);
 
-    if (!cur_u32(&c, &e->n_pages) || !cur_u32(&c, &e->n_zero) ||
-        !cur_u64(&c, &e->devstate_len) ||
-        !cur_u64(&c, &e->union_digest.lo) ||
-        !cur_u64(&c, &e->union_digest.hi) ||
-        !cur_u64(&c, &e->devstate_hash.lo) ||
-        !cur_u64(&c, &e->devstate_hash.hi) || !cur_u8(&c, &e->devstate_enc) ||
-        !cur_u64(&c, &e->devstate_wire_len) || cur_left(&c)) {
+    if (!plv_read_u32(&c, &e->n_pages) || !plv_read_u32(&c, &e->n_zero) ||
+        !plv_read_u64(&c, &e->devstate_len) ||
+        !plv_read_u64(&c, &e->union_digest.lo) ||
+        !plv_read_u64(&c, &e->union_digest.hi) ||
+        !plv_read_u64(&c, &e->devstate_hash.lo) ||
+        !plv_read_u64(&c, &e->devstate_hash.hi) ||
+        !plv_read_u8(&c, &e->devstate_enc) ||
+        !plv_read_u64(&c, &e->devstate_wire_len) || plv_reader_left(&c)) {
         return malformed(err, "EOF length");
     }
     if (e->n_zero > e->n_pages) {
@@ -686,17 +602,17 @@ void plv_svm_encode_ack(GByteArray *out, const PlvSvmHdr *h, uint32_t n_pages,
                         uint64_t devstate_len)
 {
     plv_svm_put_hdr(out, h);
-    put_u32(out, n_pages);
-    put_u64(out, devstate_len);
+    plv_append_u32(out, n_pages);
+    plv_append_u64(out, devstate_len);
 }
 
 int plv_svm_decode_ack(const uint8_t *body, size_t len, uint32_t *n_pages,
                        uint64_t *devstate_len, GError **err)
 {
-    Cursor c = { .p = body, .len = len };
+    PlvReader c = plv_reader(body, len);
 
-    if (!cur_u32(&c, n_pages) || !cur_u64(&c, devstate_len) ||
-        cur_left(&c)) {
+    if (!plv_read_u32(&c, n_pages) || !plv_read_u64(&c, devstate_len) ||
+        plv_reader_left(&c)) {
         return malformed(err, "ACK length");
     }
     return 0;
@@ -708,20 +624,21 @@ void plv_svm_encode_nack(GByteArray *out, const PlvSvmHdr *h, uint32_t code,
     size_t n = MIN(strlen(reason), PLV_SVM_MAX_REASON);
 
     plv_svm_put_hdr(out, h);
-    put_u32(out, code);
-    put_u16(out, (uint16_t)n);
+    plv_append_u32(out, code);
+    plv_append_u16(out, (uint16_t)n);
     g_byte_array_append(out, (const guint8 *)reason, n);
 }
 
 int plv_svm_decode_nack(const uint8_t *body, size_t len, uint32_t *code,
                         char **reason, GError **err)
 {
-    Cursor c = { .p = body, .len = len };
+    PlvReader c = plv_reader(body, len);
     uint16_t n;
     const uint8_t *s;
 
-    if (!cur_u32(&c, code) || !cur_u16(&c, &n) || n > PLV_SVM_MAX_REASON ||
-        !cur_take(&c, n, &s) || cur_left(&c)) {
+    if (!plv_read_u32(&c, code) || !plv_read_u16(&c, &n) ||
+        n > PLV_SVM_MAX_REASON || !plv_read_bytes(&c, n, &s) ||
+        plv_reader_left(&c)) {
         return malformed(err, "NACK length");
     }
     *reason = g_strndup((const char *)s, n);

@@ -4,7 +4,7 @@
  * argument in docs/rdma.md).
  */
 #include "net/rdma/rdma-conn.h"
-#include "util/wire-int.h"
+#include "plover/bytes.h"
 
 #include <endian.h>
 #include <errno.h>
