@@ -18,12 +18,6 @@
 static uint64_t n_seeds;
 static uint64_t first_seed;
 
-static uint64_t env_u64(const char *name, uint64_t dflt)
-{
-    const char *v = getenv(name);
-    return v && *v ? g_ascii_strtoull(v, NULL, 10) : dflt;
-}
-
 START_TEST(test_seeds)
 {
     uint64_t lo = first_seed + (uint64_t)_i * CHUNK;
@@ -36,7 +30,7 @@ START_TEST(test_seeds)
         SimParams prm;
         SimResult res;
         sim_params_default(&prm, seed);
-        prm.n = (uint32_t)env_u64("PLOVER_SIM_N", prm.n);
+        prm.n = (uint32_t)plv_test_env_u64("PLOVER_SIM_N", prm.n);
         sim_run(&prm, &res);
         handoffs += res.handoffs;
         forwarded += res.forwarded;
@@ -80,7 +74,7 @@ static int replay(uint64_t seed)
     SimResult res;
 
     sim_params_default(&prm, seed);
-    prm.n = (uint32_t)env_u64("PLOVER_SIM_N", prm.n);
+    prm.n = (uint32_t)plv_test_env_u64("PLOVER_SIM_N", prm.n);
     prm.trace = stderr;
     sim_run(&prm, &res);
     printf("seed %" G_GUINT64_FORMAT ": %s%s\n  ticks %" G_GUINT64_FORMAT " commits %"
@@ -96,13 +90,13 @@ int main(void)
 {
     Suite *s = suite_create("paxos-sim");
     TCase *tc = tcase_create("seeds");
-    bool soak = getenv("PLOVER_SOAK") && *getenv("PLOVER_SOAK") && strcmp(getenv("PLOVER_SOAK"), "0");
+    bool soak = plv_test_soak();
 
     if (getenv("PLOVER_SEED")) {
-        return replay(env_u64("PLOVER_SEED", 0));
+        return replay(plv_test_env_u64("PLOVER_SEED", 0));
     }
-    n_seeds = env_u64("PLOVER_SIM_SEEDS", soak ? 100000 : 10000);
-    first_seed = env_u64("PLOVER_SIM_FIRST", 0);
+    n_seeds = plv_test_env_u64("PLOVER_SIM_SEEDS", soak ? 100000 : 10000);
+    first_seed = plv_test_env_u64("PLOVER_SIM_FIRST", 0);
     /* a chunk of seeds per check test: bounded time each, parallel-safe */
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_seeds, 0, (int)((n_seeds + CHUNK - 1) / CHUNK));

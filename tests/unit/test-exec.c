@@ -1,0 +1,314 @@
+/*
+ * The executor's rules, one scenario each (plover/exec.h). The simulation
+ * (test-exec-sim) checks what they add up to; these pin the actions.
+ */
+#include <check.h>
+#include <glib.h>
+#include "plover/bytes.h"
+#include "plover/exec.h"
+#include "helper-run.h"
+
+typedef struct {
+    PlvExec x;
+    PlvExecReady rd;
+    uint64_t index;
+} T;
+
+static void t_init(T *t, uint32_t self)
+{
+    PlvExecConfig c = {
+        .self = self, .suspect_ms = 100, .election_ms = 200,
+        .syncvm_timeout_ms = 1000, .max_sync_interval_ms = 50,
+    };
+
+    plv_exec_init(&t->x, &c);
+    plv_exec_ready_init(&t->rd);
+    t->index = 0;
+}
+
+static void t_done(T *t)
+{
+    plv_exec_ready_destroy(&t->rd);
+}
+
+/* The actions since the last call, as "name name ...". */
+static char *t_actions(T *t)
+{
+    GString *s = g_string_new(NULL);
+
+    for (size_t k = 0; k < t->rd.n; k++) {
+        g_string_append_printf(s, "%s%s", k ? " " : "",
+                               plv_exec_action_name(t->rd.a[k].kind));
+    }
+    return g_string_free(s, FALSE);
+}
+
+static const PlvExecAction *t_find(T *t, PlvExecActionKind k)
+{
+    for (size_t i = 0; i < t->rd.n; i++) {
+        if (t->rd.a[i].kind == k) {
+            return &t->rd.a[i];
+        }
+    }
+    return NULL;
+}
+
+#define ck_actions(t, want) do {                                    \
+        char *got_ = t_actions(t);                                  \
+        ck_assert_msg(strcmp(got_, want) == 0, "actions \"%s\", want \"%s\"", \
+                      got_, want);                                  \
+        g_free(got_);                                               \
+        plv_exec_ready_clear(&(t)->rd);                             \
+    } while (0)
+
+static void t_entry(T *t, PlvOp op, const void *payload, size_t len)
+{
+    PlvEntry e = { .index = ++t->index, .op = op,
+                   .payload = len ? g_bytes_new(payload, len) : NULL };
+
+    plv_exec_committed(&t->x, &e, &t->rd);
+    if (e.payload) {
+        g_bytes_unref(e.payload);
+    }
+}
+
+static void t_second(T *t, uint32_t id)
+{
+    uint8_t p[4];
+
+    plv_put_u32(p, id);
+    t_entry(t, PLV_OP_SECOND, p, 4);
+}
+
+static void t_syncvm(T *t, uint64_t epoch)
+{
+    uint8_t p[8];
+
+    plv_put_u64(p, epoch);
+    t_entry(t, PLV_OP_SYNCVM, p, 8);
+}
+
+static void t_input(T *t)
+{
+    t_entry(t, PLV_OP_INPUT, "x", 1);
+}
+
+static void t_sync_ok(T *t, uint64_t held)
+{
+    PlvExecSyncResult r = { .ok = true, .held = held };
+
+    plv_exec_sync_done(&t->x, &r, &t->rd);
+}
+
+/* Node 0 leads view 1 of a new group, node 1 is its secondary. */
+static void t_leading(T *t)
+{
+    t_init(t, 0);
+    plv_exec_view(&t->x, 1, 0);
+    plv_exec_role(&t->x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, &t->rd);
+    ck_actions(t, "drop-link start-vm");
+    ck_assert(t->x.executing);
+    t_second(t, 1);
+    ck_actions(t, "drop-link request-syncvm");
+}
+
+/* Node 1, the secondary of leader 0, holds the VM after its first syncvm. */
+static void t_synced_secondary(T *t)
+{
+    t_init(t, 1);
+    plv_exec_view(&t->x, 1, 0);
+    t_second(t, 1);
+    ck_assert(t->x.full_sync_pending && !t->x.executing);
+    t_syncvm(t, 1);
+    ck_assert(!t_find(t, PLV_EXEC_SYNCVM)->sync.leader);
+    ck_assert(t_find(t, PLV_EXEC_SYNCVM)->sync.hello.full);
+    plv_exec_ready_clear(&t->rd);
+    t_sync_ok(t, 0);
+    ck_actions(t, "resume applied-syncvm drop-outputs syncvm-over");
+    ck_assert(t->x.executing && !t->x.full_sync_pending);
+}
+
+START_TEST(test_first_leader_boots_and_syncs)
+{
+    T t;
+    const PlvExecAction *a;
+
+    t_leading(&t);
+    t_input(&t);
+    ck_actions(&t, "inject");
+    t_syncvm(&t, 1);
+    a = t_find(&t, PLV_EXEC_SYNCVM);
+    ck_assert_ptr_nonnull(a);
+    ck_assert(a->sync.leader && a->sync.hello.has_vm && !a->sync.hello.full);
+    ck_assert(!a->sync.may_run_on);     /* never paired with this secondary yet */
+    ck_actions(&t, "syncvm");
+    /* everything after it waits, even inputs: the VM is stopped */
+    ck_assert(plv_exec_must_wait(&t.x, PLV_OP_INPUT, false));
+    ck_assert(plv_exec_must_wait(&t.x, PLV_OP_NOOP, true));
+    t_sync_ok(&t, 3);
+    a = t_find(&t, PLV_EXEC_RELEASE);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_uint_eq(a->count, 3);
+    ck_actions(&t, "reset-err resume applied-syncvm release syncvm-over");
+    ck_assert(!plv_exec_must_wait(&t.x, PLV_OP_INPUT, false));
+    ck_assert_uint_eq(t.x.epoch, 1);
+    /* paired now: the next cut lets the VM run on, and inputs through */
+    t_syncvm(&t, 2);
+    a = t_find(&t, PLV_EXEC_SYNCVM);
+    ck_assert(a->sync.may_run_on && a->sync.hello.last == 1);
+    ck_assert(!plv_exec_must_wait(&t.x, PLV_OP_INPUT, true));
+    ck_assert(plv_exec_must_wait(&t.x, PLV_OP_SYNCVM, true));
+    t_done(&t);
+}
+END_TEST
+
+START_TEST(test_failed_syncvm_keeps_outputs)
+{
+    T t;
+    PlvExecSyncResult r = { .ok = false };
+
+    t_leading(&t);
+    t_syncvm(&t, 1);
+    plv_exec_ready_clear(&t.rd);
+    plv_exec_sync_done(&t.x, &r, &t.rd);
+    /* counted against the secondary, nothing released, the VM runs on */
+    ck_actions(&t, "add-err resume syncvm-over");
+    ck_assert_uint_eq(t.x.epoch, 0);
+    ck_assert_uint_eq(t.x.paired, PLV_NODE_NONE);
+    t_done(&t);
+}
+END_TEST
+
+START_TEST(test_secondary_drops_and_takes_over)
+{
+    T t;
+
+    t_synced_secondary(&t);
+    /* the leader dies: this secondary leads from its own state */
+    plv_exec_view(&t.x, 0x201, 1);
+    plv_exec_role(&t.x, PLV_ROLE_SECONDARY, PLV_ROLE_LEADER, &t.rd);
+    ck_actions(&t, "drop-link handoff-cancel start-vm announce");
+    t_done(&t);
+}
+END_TEST
+
+START_TEST(test_elected_without_copy_pulls)
+{
+    T t;
+
+    t_init(&t, 2);
+    plv_exec_view(&t.x, 1, 0);
+    t_input(&t);                        /* a VM exists somewhere */
+    ck_actions(&t, "");
+    plv_exec_view(&t.x, 0x202, 2);
+    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, &t.rd);
+    ck_actions(&t, "drop-link request-syncvm");
+    ck_assert(!t.x.executing && t.x.full_sync_pending);
+    t_done(&t);
+}
+END_TEST
+
+START_TEST(test_left_out_discards)
+{
+    T t;
+
+    /* a replaced secondary discards at once, not at the next syncvm */
+    t_synced_secondary(&t);
+    t_second(&t, 2);
+    ck_actions(&t, "drop-link handoff-cancel discard");
+    ck_assert(!t.x.executing);
+    t_done(&t);
+
+    /* a deposed leader discards when it learns it is a witness */
+    t_leading(&t);
+    plv_exec_view(&t.x, 0x201, 1);
+    plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, &t.rd);
+    ck_actions(&t, "drop-link forward handoff-cancel discard");
+    t_done(&t);
+}
+END_TEST
+
+START_TEST(test_commit_failed_discards)
+{
+    T t;
+    PlvExecSyncResult r = { .commit_failed = true };
+
+    t_synced_secondary(&t);
+    t_syncvm(&t, 2);
+    plv_exec_ready_clear(&t.rd);
+    plv_exec_sync_done(&t.x, &r, &t.rd);
+    ck_actions(&t, "handoff-cancel discard syncvm-over");
+    ck_assert(!t.x.executing && t.x.full_sync_pending);
+    t_done(&t);
+}
+END_TEST
+
+START_TEST(test_migrate_leader)
+{
+    T t;
+    const PlvExecAction *a;
+
+    t_leading(&t);
+    ck_assert_int_eq(plv_exec_migrate_leader(&t.x, &t.rd), PLV_EXEC_MIGRATE_NO_SECONDARY);
+    t_syncvm(&t, 1);
+    t_sync_ok(&t, 0);
+    plv_exec_ready_clear(&t.rd);
+    ck_assert_int_eq(plv_exec_migrate_leader(&t.x, &t.rd), PLV_EXEC_MIGRATE_OK);
+    ck_assert_int_eq(plv_exec_migrate_leader(&t.x, &t.rd), PLV_EXEC_MIGRATE_IN_PROGRESS);
+    a = t_find(&t, PLV_EXEC_HANDOFF_TIMER);
+    ck_assert_uint_eq(a->ms, 2 * 1000 + 50);
+    ck_actions(&t, "request-syncvm handoff-timer");
+    /* the handoff's syncvm keeps the VM stopped, then hands over */
+    t_syncvm(&t, 2);
+    ck_assert(t_find(&t, PLV_EXEC_SYNCVM)->sync.handoff);
+    ck_assert(!t_find(&t, PLV_EXEC_SYNCVM)->sync.may_run_on);
+    plv_exec_ready_clear(&t.rd);
+    t_sync_ok(&t, 0);
+    ck_actions(&t, "reset-err applied-syncvm release handoff-timer transfer syncvm-over");
+    ck_assert_int_eq(t.x.handoff, PLV_EXEC_HANDOFF_TRANSFERRING);
+    /* a witness while transferring keeps the VM; named secondary, done */
+    plv_exec_view(&t.x, 0x201, 1);
+    plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, &t.rd);
+    ck_actions(&t, "drop-link forward");
+    t_second(&t, 0);
+    ck_actions(&t, "drop-link handoff-done handoff-cancel start-vm");
+    ck_assert_uint_eq(t.x.handoffs, 1);
+    ck_assert(t.x.executing);
+    t_done(&t);
+}
+END_TEST
+
+START_TEST(test_handoff_refused_runs_on)
+{
+    T t;
+
+    t_leading(&t);
+    t_syncvm(&t, 1);
+    t_sync_ok(&t, 0);
+    plv_exec_migrate_leader(&t.x, &t.rd);
+    t_syncvm(&t, 2);
+    t_sync_ok(&t, 0);
+    plv_exec_ready_clear(&t.rd);
+    plv_exec_transfer_failed(&t.x, &t.rd);
+    ck_actions(&t, "handoff-cancel start-vm");
+    ck_assert_int_eq(t.x.handoff, PLV_EXEC_HANDOFF_NONE);
+    t_done(&t);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("exec");
+    TCase *tc = tcase_create("rules");
+
+    tcase_add_test(tc, test_first_leader_boots_and_syncs);
+    tcase_add_test(tc, test_failed_syncvm_keeps_outputs);
+    tcase_add_test(tc, test_secondary_drops_and_takes_over);
+    tcase_add_test(tc, test_elected_without_copy_pulls);
+    tcase_add_test(tc, test_left_out_discards);
+    tcase_add_test(tc, test_commit_failed_discards);
+    tcase_add_test(tc, test_migrate_leader);
+    tcase_add_test(tc, test_handoff_refused_runs_on);
+    suite_add_tcase(s, tc);
+    return plv_test_run(s);
+}
