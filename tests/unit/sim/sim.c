@@ -27,6 +27,19 @@ typedef struct {
     uint64_t snap_at;
     bool incumbent;             /* was leader when it went candidate */
     PlvRole role;
+    /* exec (sim-exec.c) */
+    PlvExec ex;
+    GArray *chain;              /* the model VM: uint64_t state per input */
+    uint64_t vm_base;           /* its state at its last good syncvm */
+    GArray *outs;               /* SimOut held */
+    GArray *inbox;              /* SimItem: events and entries not yet executed */
+    bool pumping;
+    SimJob job;                 /* the syncvm in flight */
+    GArray *covered;            /* leader: the cut its secondary applied */
+    PlvSyncHello kept;          /* secondary: a HELLO not yet answered */
+    bool kept_valid;
+    uint32_t kept_from;
+    uint64_t handoff_deadline;
 } SimNode;
 
 typedef struct {
@@ -59,6 +72,17 @@ typedef struct {
     SimResult *res;
     uint64_t commit_before[SIM_MAX];
     uint32_t err_before[SIM_MAX];   /* peers over the n_err threshold */
+    /* exec */
+    GArray *bulk;               /* SimBulk: the syncvm links */
+    GArray *xs;                 /* SimExchange: engines running */
+    uint64_t next_xid;
+    double p_sync_fail;
+    GArray *released;           /* n -> state released to clients (0: none) */
+    uint64_t max_released;
+    uint64_t release_vid;       /* the newest view that released */
+    uint64_t marker_released;   /* tick the first output of a marker left */
+    char step_what[64];         /* what the executor is being stepped with */
+    char vm_lost_why[160];
 } Sim;
 
 static uint64_t srnd(Sim *s)
@@ -107,6 +131,17 @@ static void violate(Sim *s, const char *fmt, ...)
     trace(s, "VIOLATION: %s", s->res->why);
 }
 
+/* The executor half (sim-exec.c), included below. */
+static void exec_node_init(Sim *s, uint32_t i, bool restarted);
+static void exec_node_free(SimNode *nd);
+static void exec_queue(Sim *s, uint32_t i, PlvReady *rd);
+static void pump(Sim *s, uint32_t i);
+static void exec_tick(Sim *s);
+static void exec_load(Sim *s, uint32_t i);
+static bool exec_may_crash(Sim *s, uint32_t victim);
+static bool exec_may_partition(Sim *s);
+static bool exec_vm_held(Sim *s);
+
 void sim_params_default(SimParams *prm, uint64_t seed)
 {
     *prm = (SimParams){ .seed = seed, .n = 3, .chaos_ticks = 300, .heal_bound = 200 };
@@ -131,6 +166,9 @@ static void node_start(Sim *s, uint32_t i)
     nd->snap_index = 0;
     nd->incumbent = false;
     nd->role = plv_paxos_role(nd->px);
+    if (s->prm.exec) {
+        exec_node_init(s, i, nd->inc != PLV_INC_INITIAL);
+    }
 }
 
 static void node_crash(Sim *s, uint32_t i)
@@ -300,8 +338,10 @@ static void process_ready(Sim *s, uint32_t i)
         case PLV_EV_NEEDS_SNAPSHOT:
             trace(s, "node %u: needs snapshot at %" G_GUINT64_FORMAT " from %u", i,
                   ev->snap.index, ev->peer);
-            nd->snap_index = ev->snap.index;
-            nd->snap_at = s->now + sbelow(s, 10);
+            if (!s->prm.exec) {
+                nd->snap_index = ev->snap.index;
+                nd->snap_at = s->now + sbelow(s, 10);
+            }   /* else the executor asks for it (PLV_EXEC_INSTALL_SNAPSHOT) */
             s->res->snapshots++;
             break;
         case PLV_EV_ADMITTED:
@@ -317,7 +357,10 @@ static void process_ready(Sim *s, uint32_t i)
     /* Executors apply each syncvm and report it, which drives truncation.
      * A node that becomes an executor is modelled as receiving the VM at
      * the last syncvm it knows (the migration that makes a secondary). */
-    if (nd->last_syncvm && (nd->role == PLV_ROLE_LEADER || nd->role == PLV_ROLE_SECONDARY)) {
+    if (s->prm.exec) {
+        exec_queue(s, i, rd);   /* the executor reports what it applied */
+    } else if (nd->last_syncvm &&
+               (nd->role == PLV_ROLE_LEADER || nd->role == PLV_ROLE_SECONDARY)) {
         plv_paxos_applied_syncvm(nd->px, nd->last_syncvm);
     }
     for (guint k = 0; k < rd->msgs->len; k++) {
@@ -343,6 +386,9 @@ static void process_ready(Sim *s, uint32_t i)
         g_bytes_unref(frame);
     }
     plv_ready_clear(rd);
+    if (s->prm.exec) {
+        pump(s, i);
+    }
 }
 
 /* What the witness check compares against: the node's state before the
@@ -438,6 +484,8 @@ static uint32_t sim_leader(Sim *s)
     return PLV_NODE_NONE;
 }
 
+#include "sim/sim-exec.c"
+
 static void heal_links(Sim *s)
 {
     memset(s->cut, 0, sizeof(s->cut));
@@ -458,13 +506,17 @@ static void faults(Sim *s)
     if (sunit(s) < s->p_crash && all_up_admitted(s)) {
         /* half of the crashes hit a leader: that is where recovery matters */
         uint32_t v = sbelow(s, n), l = sim_leader(s);
-        node_crash(s, l != PLV_NODE_NONE && sbelow(s, 2) ? l : v);
+        v = l != PLV_NODE_NONE && sbelow(s, 2) ? l : v;
+        if (!s->prm.exec || exec_may_crash(s, v)) {
+            node_crash(s, v);
+        }
     }
     if (s->heal_partition_at && s->now >= s->heal_partition_at) {
         heal_links(s);
         trace(s, "partition healed");
     }
-    if (!s->heal_partition_at && sunit(s) < s->p_part) {
+    if (!s->heal_partition_at && sunit(s) < s->p_part &&
+        (!s->prm.exec || exec_may_partition(s))) {
         uint32_t a = sbelow(s, n), b = (a + 1 + sbelow(s, n - 1)) % n;
         uint32_t l = sim_leader(s);
         if (l != PLV_NODE_NONE && sbelow(s, 2)) {
@@ -517,6 +569,12 @@ static void load(Sim *s)
         if (sbelow(s, 12) == 0) {
             plv_paxos_propose_syncvm(nd->px, ++s->epoch, &s->rd);
             process_ready(s, i);
+        }
+        if (s->prm.exec) {
+            /* syncvm errors come from the exchanges; the operator
+             * migrates leadership through the executor */
+            exec_load(s, i);
+            continue;
         }
         /* now and then a syncvm with the secondary fails; later the
          * operator (or a successful exchange) clears the count */
@@ -591,6 +649,9 @@ static void step_tick(Sim *s)
     }
     install_snapshots(s);
     deliver_due(s);
+    if (s->prm.exec && s->res->ok) {
+        exec_tick(s);
+    }
     for (uint32_t i = 0; i < s->prm.n && s->res->ok; i++) {
         if (s->node[i].up) {
             note_before(s, i);
@@ -630,7 +691,12 @@ static void heal_and_check(Sim *s)
             done = s->node[i].delivered >= s->marker_index &&
                    !plv_paxos_snapshot_pending(s->node[i].px);
         }
+        if (s->prm.exec && exec_vm_held(s)) {
+            /* and a client saw the answer to an input sent after the heal */
+            done = done && s->marker_released;
+        }
         if (done) {
+            s->res->release_latency = s->marker_released ? s->marker_released - s->heal_at : 0;
             s->res->heal_latency = s->now - s->heal_at;
             break;
         }
@@ -638,9 +704,20 @@ static void heal_and_check(Sim *s)
     if (!s->res->ok) {
         return;
     }
+    if (s->prm.exec && !exec_vm_held(s)) {
+        /* Nothing holds the VM: no syncvm completes, so nothing is
+         * released and the log, never truncated, fills up and stops
+         * taking inputs. Reported as vm_lost by sim_run. */
+        return;
+    }
     if (!s->res->heal_latency) {
-        violate(s, "no commit on every node within %u ticks of the heal (marker index %"
-                G_GUINT64_FORMAT ")", s->prm.heal_bound, s->marker_index);
+        if (s->prm.exec && s->marker_index && !s->marker_released) {
+            violate(s, "no output released within %u ticks of the heal (marker index %"
+                    G_GUINT64_FORMAT ")", s->prm.heal_bound, s->marker_index);
+        } else {
+            violate(s, "no commit on every node within %u ticks of the heal (marker index %"
+                    G_GUINT64_FORMAT ")", s->prm.heal_bound, s->marker_index);
+        }
         return;
     }
     for (uint32_t i = 0; i < s->prm.n; i++) {
@@ -688,6 +765,12 @@ void sim_run(const SimParams *prm, SimResult *res)
     s->p_part = sbelow(s, 4) == 0 ? 0.06 : sbelow(s, 2) ? 0.02 : 0.005;
     s->p_input = 0.3 + 0.6 * sunit(s);
     s->p_err = sbelow(s, 3) == 0 ? 0.02 : 0;
+    if (prm->exec) {
+        s->p_sync_fail = sbelow(s, 3) == 0 ? 0.2 : 0.03;
+    }
+    s->bulk = g_array_new(FALSE, FALSE, sizeof(SimBulk));
+    s->xs = g_array_new(FALSE, FALSE, sizeof(SimExchange));
+    s->released = g_array_new(FALSE, TRUE, sizeof(uint64_t));
     s->net = g_array_new(FALSE, FALSE, sizeof(SimMsg));
     s->chosen = g_ptr_array_new_with_free_func(free_entry_ptr);
     s->view_leader = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
@@ -705,6 +788,14 @@ void sim_run(const SimParams *prm, SimResult *res)
     }
     if (res->ok) {
         heal_and_check(s);
+    }
+    if (prm->exec && res->ok && !exec_vm_held(s)) {
+        /* No replica holds the VM any more: nothing can serve, whatever
+         * consensus does (SimResult.vm_lost says why; not a violation of
+         * the checks above, a limit of the rules: see sim-exec.c). */
+        res->vm_lost = true;
+        g_strlcpy(res->vm_lost_why, s->vm_lost_why[0] ? s->vm_lost_why :
+                  "its last holder stopped executing", sizeof(res->vm_lost_why));
     }
     res->ticks = s->now;
     for (uint32_t i = 0; i < prm->n; i++) {
@@ -728,7 +819,11 @@ void sim_run(const SimParams *prm, SimResult *res)
             res->forwarded += st.fwd_taken;
             plv_paxos_free(s->node[i].px);
         }
+        exec_node_free(&s->node[i]);
     }
+    g_array_free(s->bulk, TRUE);
+    g_array_free(s->xs, TRUE);
+    g_array_free(s->released, TRUE);
     for (guint k = 0; k < s->net->len; k++) {
         g_bytes_unref(g_array_index(s->net, SimMsg, k).frame);
     }

@@ -4,6 +4,8 @@
  * (every message goes through the wire codec), partitions, crashes and
  * restarts with a new incarnation. Invariants are checked after every
  * step; the first violation stops the run and is reported with its seed.
+ * With .exec, each node also runs the executor on a model VM, and what
+ * clients see is checked too (sim-exec.c).
  */
 #ifndef PLOVER_TEST_SIM_H
 #define PLOVER_TEST_SIM_H
@@ -12,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include "plover/paxos.h"
+#include "sim/sim-exec.h"
 
 typedef struct {
     uint64_t seed;
@@ -19,6 +22,8 @@ typedef struct {
     uint32_t chaos_ticks;       /* ticks with faults */
     uint32_t heal_bound;        /* commits must resume within this after heal */
     FILE *trace;                /* verbose trace, or NULL */
+    bool exec;                  /* nodes run PlvExec on a model VM (sim-exec.c) */
+    int broken;                 /* SimBroken: a deliberately broken executor */
 } SimParams;
 
 typedef struct {
@@ -33,6 +38,15 @@ typedef struct {
     uint64_t snapshots;
     uint64_t witness_leads;     /* leaderships taken by a non-secondary */
     uint64_t heal_latency;      /* ticks from heal to the marker commit */
+    /* exec */
+    uint64_t released;          /* outputs released to clients */
+    uint64_t late_releases;     /* ... by a leader after a newer one released */
+    uint64_t syncvms, sync_failures;    /* ends of syncvms, by outcome */
+    uint64_t migrations;        /* leadership migrations started */
+    uint64_t exec_handoffs;     /* ... completed */
+    uint64_t release_latency;   /* ticks from heal to the marker's output */
+    bool vm_lost;               /* no replica held the VM at the end */
+    char vm_lost_why[160];
 } SimResult;
 
 void sim_params_default(SimParams *prm, uint64_t seed);
