@@ -162,7 +162,7 @@ PloverDivergenceInfo *qmp_x_query_plover_divergence(bool has_top, uint32_t top,
                                                     Error **errp)
 {
     PloverState *s = plover_state();
-    PloverDivergence *d = s->divergence;
+    PloverDivergence *d = s->syncvm.divergence;
     PloverDivergenceInfo *info;
     PloverDivergenceBucketList **hist;
     PloverDivergenceBlockCostList **cost;
@@ -215,7 +215,7 @@ PloverDivergenceInfo *qmp_x_query_plover_divergence(bool has_top, uint32_t top,
     g_array_sort(all, plover_div_by_count);
     for (guint i = 0; i < all->len && i < (has_top ? top : 32); i++) {
         const PloverDivPage *p = &g_array_index(all, PloverDivPage, i);
-        RAMBlock *rb = g_ptr_array_index(s->ram_blocks, p->region);
+        RAMBlock *rb = g_ptr_array_index(s->syncvm.ram_blocks, p->region);
         PloverDivergencePage *dp = g_new0(PloverDivergencePage, 1);
 
         dp->block = g_strdup(qemu_ram_get_idstr(rb));

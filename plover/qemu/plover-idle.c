@@ -60,13 +60,13 @@ static void *plover_idle_thread(void *opaque)
         g_usleep(s->cfg.idle_window_us);
         now_cpu = plover_vcpu_time_ns(idle);
         now = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
-        pending = qatomic_read(&s->outputs_bytes) > 0 ||
-                  qatomic_read(&s->full_sync_pending);
+        pending = qatomic_read(&s->net.outputs_bytes) > 0 ||
+                  qatomic_read(&s->exec_full_sync_pending);
         if (now_cpu - prev < threshold_ns) {
             /* A secondary waiting to cut looks at this (plover-replica.c). */
             qatomic_set(&s->idle_seen_ns, now);
         }
-        if (!pending || qatomic_read(&s->role) != PLV_ROLE_LEADER) {
+        if (!pending || !qatomic_read(&s->exec_leads)) {
             held_since = 0;
         } else {
             if (!held_since) {

@@ -59,7 +59,7 @@ static size_t plover_output_cap(const PloverState *s)
 {
     size_t cap = (size_t)s->cfg.max_held_output_kib * 1024;
 
-    return s->role == PLV_ROLE_LEADER ? cap : MIN(cap, PLOVER_SECONDARY_HOLD_BYTES);
+    return s->exec.role == PLV_ROLE_LEADER ? cap : MIN(cap, PLOVER_SECONDARY_HOLD_BYTES);
 }
 
 static size_t plover_output_sync_bytes(const PloverState *s)
@@ -107,7 +107,7 @@ static PloverPacket *plover_packet_new(const struct iovec *iov, int iovcnt,
 
 static bool plover_is_acting_leader(const PloverState *s)
 {
-    return s->role == PLV_ROLE_LEADER && s->executing;
+    return s->exec.role == PLV_ROLE_LEADER && s->exec.executing;
 }
 
 /*
@@ -118,18 +118,24 @@ static bool plover_is_acting_leader(const PloverState *s)
  * the leader. Only unicast to the guest: broadcasts reach the leader's own
  * tap too, and must not be submitted twice.
  */
+void plover_net_forward_for_a_while(PloverState *s)
+{
+    s->net.forward_until_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) +
+                          PLOVER_FORWARD_WINDOW_MS * SCALE_MS;
+}
+
 static bool plover_should_forward(PloverState *s, const struct iovec *iov, int iovcnt)
 {
     NICState *nic;
     uint8_t dst[ETH_ALEN];
     int off;
 
-    if (qemu_clock_get_ns(QEMU_CLOCK_REALTIME) >= s->forward_until_ns ||
-        !s->nc->peer || s->nc->peer->info->type != NET_CLIENT_DRIVER_NIC) {
+    if (qemu_clock_get_ns(QEMU_CLOCK_REALTIME) >= s->net.forward_until_ns ||
+        !s->net.nc->peer || s->net.nc->peer->info->type != NET_CLIENT_DRIVER_NIC) {
         return false;
     }
-    nic = qemu_get_nic(s->nc->peer);
-    off = qemu_get_vnet_hdr_len(s->nc);
+    nic = qemu_get_nic(s->net.nc->peer);
+    off = qemu_get_vnet_hdr_len(s->net.nc);
     return iov_to_buf(iov, iovcnt, off, dst, ETH_ALEN) == ETH_ALEN &&
            memcmp(dst, nic->conf->macaddr.a, ETH_ALEN) == 0;
 }
@@ -156,33 +162,33 @@ static ssize_t plover_filter_receive_iov(NetFilterState *nf,
             if (r < 0) {
                 /* Back-pressure or a leadership change: the sender's
                  * transport retransmits, as after any packet loss. */
-                s->inputs_refused++;
+                s->net.inputs_refused++;
             } else if (lead) {
-                s->inputs_submitted++;
+                s->net.inputs_submitted++;
             } else {
-                s->inputs_forwarded++;
+                s->net.inputs_forwarded++;
             }
         } else {
-            s->inputs_ignored++;
+            s->net.inputs_ignored++;
         }
         return size;
     }
 
     /* From the guest: an output. */
-    if (!s->executing) {
-        s->outputs_dropped++;
-    } else if (s->outputs_bytes && s->outputs_bytes + size > plover_output_cap(s)) {
+    if (!s->exec.executing) {
+        s->net.outputs_dropped++;
+    } else if (s->net.outputs_bytes && s->net.outputs_bytes + size > plover_output_cap(s)) {
         /* (An empty queue takes any packet, however large: a cap below
          * one GSO frame must not block the guest for good.) */
-        s->outputs_dropped++;
-        s->outputs_over_cap++;
+        s->net.outputs_dropped++;
+        s->net.outputs_over_cap++;
     } else {
-        g_queue_push_tail(&s->outputs, plover_packet_new(iov, iovcnt, flags));
-        qatomic_set(&s->outputs_bytes, s->outputs_bytes + size);
-        s->outputs_peak_bytes = MAX(s->outputs_peak_bytes, s->outputs_bytes);
+        g_queue_push_tail(&s->net.outputs, plover_packet_new(iov, iovcnt, flags));
+        qatomic_set(&s->net.outputs_bytes, s->net.outputs_bytes + size);
+        s->net.outputs_peak_bytes = MAX(s->net.outputs_peak_bytes, s->net.outputs_bytes);
     }
-    if (s->outputs_bytes >= plover_output_sync_bytes(s) && s->role == PLV_ROLE_LEADER) {
-        s->size_triggers += plover_request_syncvm(s, "output");
+    if (s->net.outputs_bytes >= plover_output_sync_bytes(s) && s->exec.role == PLV_ROLE_LEADER) {
+        s->net.size_triggers += plover_request_syncvm(s, "output");
     }
     return size;
 }
@@ -191,27 +197,27 @@ static void plover_net_flush_inputs(PloverState *s)
 {
     NetFilterState *nf;
 
-    if (!s->filter) {
+    if (!s->net.filter) {
         return;     /* shutting down: the NIC path is gone */
     }
-    nf = NETFILTER(s->filter);
-    while (!g_queue_is_empty(&s->inputs)) {
+    nf = NETFILTER(s->net.filter);
+    while (!g_queue_is_empty(&s->net.inputs)) {
         PloverPacket *p;
         struct iovec iov;
 
-        if (!runstate_is_running() || !s->nc->peer ||
-            !qemu_can_receive_packet(s->nc->peer)) {
-            timer_mod(s->input_retry,
+        if (!runstate_is_running() || !s->net.nc->peer ||
+            !qemu_can_receive_packet(s->net.nc->peer)) {
+            timer_mod(s->net.input_retry,
                       qemu_clock_get_ns(QEMU_CLOCK_REALTIME) + PLOVER_INPUT_RETRY_NS);
             return;
         }
-        p = g_queue_pop_head(&s->inputs);
-        s->inputs_bytes -= p->len;
+        p = g_queue_pop_head(&s->net.inputs);
+        s->net.inputs_bytes -= p->len;
         iov.iov_base = p->data;
         iov.iov_len = p->len;
         /* Past every filter after ours, to the NIC, as the tap would. */
-        qemu_netfilter_pass_to_next(s->nc, QEMU_NET_PACKET_FLAG_NONE, &iov, 1, nf);
-        s->inputs_injected++;
+        qemu_netfilter_pass_to_next(s->net.nc, QEMU_NET_PACKET_FLAG_NONE, &iov, 1, nf);
+        s->net.inputs_injected++;
         g_free(p);
     }
 }
@@ -223,54 +229,54 @@ static void plover_input_retry(void *opaque)
 
 void plover_net_inject(PloverState *s, const uint8_t *pkt, size_t len)
 {
-    size_t before = s->inputs_bytes, soft = plover_input_cap(s) / 4;
+    size_t before = s->net.inputs_bytes, soft = plover_input_cap(s) / 4;
 
-    if (s->inputs_bytes && s->inputs_bytes + len > plover_input_cap(s)) {
-        s->inputs_over_cap++;
+    if (s->net.inputs_bytes && s->net.inputs_bytes + len > plover_input_cap(s)) {
+        s->net.inputs_over_cap++;
     } else {
-        g_queue_push_tail(&s->inputs, plover_packet_copy(pkt, len));
-        s->inputs_bytes += len;
+        g_queue_push_tail(&s->net.inputs, plover_packet_copy(pkt, len));
+        s->net.inputs_bytes += len;
     }
     /* Once as the level is crossed: a guest that does not read its NIC
      * keeps the queue up, and a syncvm per packet would only slow it. */
-    if (before < soft && s->inputs_bytes >= soft && s->role == PLV_ROLE_LEADER) {
-        s->size_triggers += plover_request_syncvm(s, "input");
+    if (before < soft && s->net.inputs_bytes >= soft && s->exec.role == PLV_ROLE_LEADER) {
+        s->net.size_triggers += plover_request_syncvm(s, "input");
     }
     plover_net_flush_inputs(s);
 }
 
 void plover_net_clear_inputs(PloverState *s)
 {
-    g_queue_clear_full(&s->inputs, g_free);
-    s->inputs_bytes = 0;
+    g_queue_clear_full(&s->net.inputs, g_free);
+    s->net.inputs_bytes = 0;
 }
 
 void plover_net_release_outputs(PloverState *s, size_t count)
 {
     NetFilterState *nf;
 
-    if (!s->filter) {
+    if (!s->net.filter) {
         return;
     }
-    nf = NETFILTER(s->filter);
-    while (count-- && !g_queue_is_empty(&s->outputs)) {
-        PloverPacket *p = g_queue_pop_head(&s->outputs);
+    nf = NETFILTER(s->net.filter);
+    while (count-- && !g_queue_is_empty(&s->net.outputs)) {
+        PloverPacket *p = g_queue_pop_head(&s->net.outputs);
         struct iovec iov = { .iov_base = p->data, .iov_len = p->len };
 
-        qatomic_set(&s->outputs_bytes, s->outputs_bytes - p->len);
-        if (s->nc->peer) {
-            qemu_netfilter_pass_to_next(s->nc->peer, p->flags, &iov, 1, nf);
+        qatomic_set(&s->net.outputs_bytes, s->net.outputs_bytes - p->len);
+        if (s->net.nc->peer) {
+            qemu_netfilter_pass_to_next(s->net.nc->peer, p->flags, &iov, 1, nf);
         }
-        s->outputs_released++;
+        s->net.outputs_released++;
         g_free(p);
     }
 }
 
 void plover_net_drop_outputs(PloverState *s)
 {
-    s->outputs_dropped += g_queue_get_length(&s->outputs);
-    g_queue_clear_full(&s->outputs, g_free);
-    qatomic_set(&s->outputs_bytes, 0);
+    s->net.outputs_dropped += g_queue_get_length(&s->net.outputs);
+    g_queue_clear_full(&s->net.outputs, g_free);
+    qatomic_set(&s->net.outputs_bytes, 0);
 }
 
 /*
@@ -281,10 +287,10 @@ void plover_net_drop_outputs(PloverState *s)
  */
 void plover_net_save_inputs(PloverState *s, GByteArray *out)
 {
-    uint32_t n = cpu_to_le32(g_queue_get_length(&s->inputs));
+    uint32_t n = cpu_to_le32(g_queue_get_length(&s->net.inputs));
 
     g_byte_array_append(out, (const guint8 *)&n, sizeof(n));
-    for (GList *l = s->inputs.head; l; l = l->next) {
+    for (GList *l = s->net.inputs.head; l; l = l->next) {
         PloverPacket *p = l->data;
         uint32_t len = cpu_to_le32(p->len);
 
@@ -322,8 +328,8 @@ bool plover_net_load_inputs(PloverState *s, const uint8_t *p, size_t len)
         return false;
     }
     plover_net_clear_inputs(s);
-    s->inputs = q;
-    s->inputs_bytes = bytes;
+    s->net.inputs = q;
+    s->net.inputs_bytes = bytes;
     return true;
 }
 
@@ -331,10 +337,10 @@ bool plover_net_setup(PloverState *s, Error **errp)
 {
     Object *obj;
 
-    s->nc = qemu_find_netdev(s->cfg.netdev);
-    g_queue_init(&s->inputs);
-    g_queue_init(&s->outputs);
-    s->input_retry = timer_new_ns(QEMU_CLOCK_REALTIME, plover_input_retry, s);
+    s->net.nc = qemu_find_netdev(s->cfg.netdev);
+    g_queue_init(&s->net.inputs);
+    g_queue_init(&s->net.outputs);
+    s->net.input_retry = timer_new_ns(QEMU_CLOCK_REALTIME, plover_input_retry, s);
     /* First in the chain: nothing may see a tap packet before consensus. */
     obj = object_new_with_props(TYPE_PLOVER_FILTER, object_get_objects_root(),
                                 "plover-filter", errp,
@@ -346,7 +352,7 @@ bool plover_net_setup(PloverState *s, Error **errp)
         return false;
     }
     /* The objects root holds the only reference. */
-    s->filter = PLOVER_FILTER(obj);
+    s->net.filter = PLOVER_FILTER(obj);
     return true;
 }
 
@@ -359,11 +365,11 @@ static void plover_filter_cleanup(NetFilterState *nf)
 {
     PloverState *s = plover_state();
 
-    if (s->filter != PLOVER_FILTER(nf)) {
+    if (s->net.filter != PLOVER_FILTER(nf)) {
         return;
     }
-    s->filter = NULL;
-    timer_del(s->input_retry);
+    s->net.filter = NULL;
+    timer_del(s->net.input_retry);
     if (s->driver) {
         qemu_set_fd_handler(plv_driver_event_fd(s->driver), NULL, NULL, NULL);
     }

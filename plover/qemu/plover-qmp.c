@@ -28,7 +28,7 @@ static PloverRole plover_role_of(PlvStartRole r)
 
 static PloverRole plover_current_role(const PloverState *s)
 {
-    return s->driver ? plover_qapi_role(s->role) : PLOVER_ROLE_NONE;
+    return s->driver ? plover_qapi_role(s->exec.role) : PLOVER_ROLE_NONE;
 }
 
 static PloverPeerState plover_peer_state(PlvPeerLinkState st)
@@ -90,7 +90,7 @@ static PloverTimeouts *plover_timeouts_info(const PlvConfig *cfg)
 
 static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
 {
-    const PloverSyncStats *a = &s->sync;
+    const PloverSyncStats *a = &s->syncvm.stats;
     PloverSyncvmInfo *i = g_new0(PloverSyncvmInfo, 1);
     uint64_t n = MAX(a->count, 1);
     int64_t wall = qemu_clock_get_us(QEMU_CLOCK_REALTIME) - a->first_cut_us;
@@ -127,8 +127,8 @@ static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
     i->secondary_lag_p50_us = plv_latency_quantile(&a->lag, 0.5);
     i->secondary_lag_p99_us = plv_latency_quantile(&a->lag, 0.99);
     i->snapshot_count = a->snapshots;
-    i->in_flight = s->job != NULL;
-    i->cow_pages = s->snap ? plover_snapshot_cow_pages(s->snap) : 0;
+    i->in_flight = s->syncvm.job != NULL;
+    i->cow_pages = s->syncvm.snap ? plover_snapshot_cow_pages(s->syncvm.snap) : 0;
     i->total_bytes_received = a->sum_received;
     i->bytes_p50 = plv_latency_quantile(&a->bytes, 0.5);
     i->bytes_p90 = plv_latency_quantile(&a->bytes, 0.9);
@@ -142,10 +142,10 @@ static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
     i->bytes_by_kind->control = a->sum_by_kind[PLV_SVM_BYTES_CONTROL];
     i->delta_pages = a->sum_delta_pages;
     i->page_data_raw_bytes = a->sum_page_raw;
-    i->secondary_idle_waits = a->idle_waits;
-    i->secondary_idle_wait_bounded = a->idle_wait_bounded;
-    i->secondary_idle_wait_p50_us = plv_latency_quantile(&a->idle_wait, 0.5);
-    i->secondary_idle_wait_p99_us = plv_latency_quantile(&a->idle_wait, 0.99);
+    i->secondary_idle_waits = s->idle_wait.waits;
+    i->secondary_idle_wait_bounded = s->idle_wait.bounded;
+    i->secondary_idle_wait_p50_us = plv_latency_quantile(&s->idle_wait.waited, 0.5);
+    i->secondary_idle_wait_p99_us = plv_latency_quantile(&s->idle_wait.waited, 0.99);
     return i;
 }
 
@@ -153,22 +153,22 @@ static PloverNetInfo *plover_net_info(const PloverState *s)
 {
     PloverNetInfo *i = g_new0(PloverNetInfo, 1);
 
-    i->inputs_submitted = s->inputs_submitted;
-    i->inputs_refused = s->inputs_refused;
-    i->inputs_ignored = s->inputs_ignored;
-    i->inputs_forwarded = s->inputs_forwarded;
-    i->inputs_injected = s->inputs_injected;
-    i->outputs_held = g_queue_get_length((GQueue *)&s->outputs);
-    i->outputs_released = s->outputs_released;
-    i->outputs_dropped = s->outputs_dropped;
+    i->inputs_submitted = s->net.inputs_submitted;
+    i->inputs_refused = s->net.inputs_refused;
+    i->inputs_ignored = s->net.inputs_ignored;
+    i->inputs_forwarded = s->net.inputs_forwarded;
+    i->inputs_injected = s->net.inputs_injected;
+    i->outputs_held = g_queue_get_length((GQueue *)&s->net.outputs);
+    i->outputs_released = s->net.outputs_released;
+    i->outputs_dropped = s->net.outputs_dropped;
     i->idle_triggers = s->idle_triggers;
     i->bound_triggers = s->bound_triggers;
-    i->size_triggers = s->size_triggers;
-    i->outputs_held_bytes = qatomic_read(&s->outputs_bytes);
-    i->outputs_held_peak_bytes = s->outputs_peak_bytes;
-    i->outputs_over_cap = s->outputs_over_cap;
-    i->inputs_pending_bytes = s->inputs_bytes;
-    i->inputs_over_cap = s->inputs_over_cap;
+    i->size_triggers = s->net.size_triggers;
+    i->outputs_held_bytes = qatomic_read(&s->net.outputs_bytes);
+    i->outputs_held_peak_bytes = s->net.outputs_peak_bytes;
+    i->outputs_over_cap = s->net.outputs_over_cap;
+    i->inputs_pending_bytes = s->net.inputs_bytes;
+    i->inputs_over_cap = s->net.inputs_over_cap;
     return i;
 }
 
@@ -190,8 +190,8 @@ static PloverLinksInfo *plover_links_info(PloverState *s)
     PloverLinksInfo *i = g_new0(PloverLinksInfo, 1);
     PlvLinkAcceptorStats st = { 0 };
 
-    if (s->bulk_listener) {
-        plover_bulk_listener_stats(s->bulk_listener, &st);
+    if (s->syncvm.bulk_listener) {
+        plover_bulk_listener_stats(s->syncvm.bulk_listener, &st);
     }
     i->syncvm = plover_listener_info(&st);
     if (s->driver) {
@@ -221,9 +221,9 @@ PloverInfo *qmp_query_plover(Error **errp)
     info->has_role = true;
     info->role = plover_current_role(s);
     info->has_vid = true;
-    info->vid = s->vid;
+    info->vid = s->exec.vid;
     info->has_epoch = true;
-    info->epoch = s->epoch;
+    info->epoch = s->exec.epoch;
     info->has_n_err = true;
     info->n_err = s->n_err;
     info->netdev = g_strdup(s->cfg.netdev);
@@ -235,20 +235,20 @@ PloverInfo *qmp_query_plover(Error **errp)
     info->has_incarnation = true;
     info->incarnation = s->incarnation;
     info->has_handoffs = true;
-    info->handoffs = s->handoffs;
+    info->handoffs = s->exec.handoffs;
     info->has_peers = true;
     info->peers = plover_peers_info(s);
     info->timeouts = plover_timeouts_info(&s->cfg);
-    if (s->leader != PLV_NODE_NONE && s->driver) {
+    if (s->exec.leader != PLV_NODE_NONE && s->driver) {
         info->has_leader = true;
-        info->leader = s->leader;
+        info->leader = s->exec.leader;
     }
-    if (s->secondary != PLV_NODE_NONE && s->driver) {
+    if (s->exec.secondary != PLV_NODE_NONE && s->driver) {
         info->has_secondary = true;
-        info->secondary = s->secondary;
+        info->secondary = s->exec.secondary;
     }
     info->has_executing = true;
-    info->executing = s->executing;
+    info->executing = s->exec.executing;
     if (s->driver) {
         info->has_commit_index = true;
         info->commit_index = plv_driver_commit_index(s->driver);

@@ -3,7 +3,11 @@
  *
  * The driver runs Paxos on its own thread; its committed entries and role
  * events are queued and drained here, on the main loop with the BQL held,
- * in log order:
+ * in log order. The rules (which replica runs the VM, when it stops and
+ * starts, whether held outputs are released or dropped, when a syncvm
+ * runs and how) are the executor's, PlvExec (plover/exec.h), a pure state
+ * machine that the simulation drives too; this file steps it and performs
+ * its actions:
  *
  *   second(id)    the secondary changes: the next syncvm copies every page
  *   input(batch)  executing replicas inject the packets into the guest NIC
@@ -35,6 +39,7 @@
 #include "migration/misc.h"
 #include "net/announce.h"
 #include "system/runstate.h"
+#include "plover/bytes.h"
 #include "plover-state.h"
 #ifdef PLOVER_HAVE_RDMA
 #include "plover/transport-rdma.h"
@@ -98,180 +103,84 @@ void plover_stop_vm(void)
     }
 }
 
-static void plover_handoff_end(PloverState *s)
-{
-    s->handoff = PLOVER_HANDOFF_NONE;
-    if (s->handoff_timer) {
-        timer_del(s->handoff_timer);
-    }
-}
+static void plover_perform(PloverState *s, PlvExecReady *rd, const PlvEntry *e,
+                           PloverSyncJob *j);
 
 /*
- * This replica's VM no longer holds the replicated state (a deposed leader
- * that the others went on without, a replaced secondary): discard it.
- * Should it be chosen as secondary again, a full syncvm rebuilds it.
+ * What the idle thread reads of the executor's state, which only the main
+ * loop steps (after each step).
  */
-void plover_discard_vm(PloverState *s)
+static void plover_publish(PloverState *s)
 {
-    plover_handoff_end(s);
-    if (!s->executing) {
-        return;
-    }
-    s->executing = false;
-    plover_stop_vm();
-    plover_net_drop_outputs(s);
-    plover_net_clear_inputs(s);
-    trace_plover_discard();
+    qatomic_set(&s->exec_leads, s->exec.role == PLV_ROLE_LEADER);
+    qatomic_set(&s->exec_full_sync_pending, s->exec.full_sync_pending);
+}
+
+/* Perform, then clear, what the executor asked for. */
+static void plover_perform_all(PloverState *s, const PlvEntry *e, PloverSyncJob *j)
+{
+    plover_perform(s, &s->exec_rd, e, j);
+    plv_exec_ready_clear(&s->exec_rd);
+    plover_publish(s);
 }
 
 /*
- * Leadership migration (GAIA), on the leader:
- *   plover-migrate-leader   -> SYNCING: a syncvm is requested
- *   that syncvm completes   -> TRANSFERRING: the VM stays paused at it,
- *                              consensus hands leadership to the secondary
- *   the new leader names us secondary -> done, the VM runs on
- * No VM is copied: at that syncvm both VMs are identical, and both have
- * executed every entry since. A deadline gives the handoff up.
+ * Leadership migration (GAIA), on the leader: the rules are the
+ * executor's (plv_exec_migrate_leader); a deadline gives it up.
  */
 static void plover_handoff_timeout(void *opaque)
 {
     PloverState *s = opaque;
-    PloverHandoffState was = s->handoff;
 
-    plover_handoff_end(s);
-    trace_plover_handoff_given_up(was, plv_role_name(s->role));
-    if (s->role == PLV_ROLE_LEADER) {
-        plover_start_vm(s);     /* consensus gave it up: go on leading */
-    } else if (s->secondary != s->cfg.id) {
-        plover_discard_vm(s);   /* the new leader chose another secondary */
-    }
-}
-
-static void plover_handoff_transfer(PloverState *s)
-{
-    uint32_t ms = s->cfg.suspect_ms + 2 * s->cfg.election_ms + s->cfg.syncvm_timeout_ms;
-
-    if (plv_driver_transfer_leadership(s->driver, s->secondary) < 0) {
-        plover_handoff_end(s);
-        plover_start_vm(s);
-        return;
-    }
-    s->handoff = PLOVER_HANDOFF_TRANSFERRING;
-    timer_mod(s->handoff_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + ms);
-    trace_plover_handoff_transfer(s->secondary, s->epoch);
+    plv_exec_handoff_timeout(&s->exec, &s->exec_rd);
+    plover_perform_all(s, NULL, NULL);
 }
 
 bool plover_migrate_leader(PloverState *s, Error **errp)
 {
+    PlvExec *x = &s->exec;
+
     if (!s->driver) {
         error_setg(errp, "plover-migrate-leader: this QEMU runs no replica (-plover)");
         return false;
     }
-    if (s->role != PLV_ROLE_LEADER) {
-        if (s->leader != PLV_NODE_NONE) {
+    switch (plv_exec_migrate_leader(x, &s->exec_rd)) {
+    case PLV_EXEC_MIGRATE_OK:
+        break;
+    case PLV_EXEC_MIGRATE_NOT_LEADER:
+        if (x->leader != PLV_NODE_NONE) {
             error_setg(errp, "plover-migrate-leader: this replica is the %s; "
-                       "replica %u leads", PloverRole_str(plover_qapi_role(s->role)),
-                       s->leader);
+                       "replica %u leads", PloverRole_str(plover_qapi_role(x->role)),
+                       x->leader);
         } else {
             error_setg(errp, "plover-migrate-leader: this replica is the %s and "
-                       "no leader is known", PloverRole_str(plover_qapi_role(s->role)));
+                       "no leader is known", PloverRole_str(plover_qapi_role(x->role)));
         }
         return false;
-    }
-    if (s->handoff != PLOVER_HANDOFF_NONE) {
+    case PLV_EXEC_MIGRATE_IN_PROGRESS:
         error_setg(errp, "plover-migrate-leader: a migration to replica %u is "
-                   "in progress", s->secondary);
+                   "in progress", x->secondary);
         return false;
-    }
-    if (!s->executing || s->secondary == PLV_NODE_NONE || s->secondary == s->cfg.id ||
-        s->full_sync_pending || s->sync.count == 0) {
+    case PLV_EXEC_MIGRATE_NO_SECONDARY:
         error_setg(errp, "plover-migrate-leader: no secondary holds the VM yet "
                    "(wait for re-protection)");
         return false;
     }
-    s->handoff = PLOVER_HANDOFF_SYNCING;
     s->handoff_start_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
-    /* If a syncvm is already on its way, that one serves. */
-    plover_request_syncvm(s, "handoff");
-    timer_mod(s->handoff_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
-              2 * (int64_t)s->cfg.syncvm_timeout_ms + s->cfg.max_sync_interval_ms);
-    trace_plover_handoff_start(s->secondary);
+    plover_perform_all(s, NULL, NULL);
+    trace_plover_handoff_start(x->secondary);
     return true;
-}
-
-static void plover_role_changed(PloverState *s, PlvRole old, PlvRole role)
-{
-    trace_plover_role(plv_role_name(old), plv_role_name(role), s->vid);
-    if ((old == PLV_ROLE_LEADER) != (role == PLV_ROLE_LEADER)) {
-        /* A syncvm link belongs to one term: the other end may have
-         * dropped it since (a leader that leads again would reuse a dead
-         * link, and fail a syncvm for nothing). */
-        plover_sync_drop_link(s);
-    }
-    if (old == PLV_ROLE_LEADER && role != PLV_ROLE_LEADER) {
-        s->forward_until_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) +
-                              PLOVER_FORWARD_WINDOW_MS * SCALE_MS;
-    }
-    if (s->handoff == PLOVER_HANDOFF_SYNCING && role != PLV_ROLE_LEADER &&
-        role != PLV_ROLE_CANDIDATE) {
-        plover_handoff_end(s);      /* deposed before the handoff began */
-    }
-    qapi_event_send_plover_role_change(plover_qapi_role(old),
-                                       plover_qapi_role(role), s->vid);
-    switch (role) {
-    case PLV_ROLE_LEADER:
-        if (s->executing) {
-            /* A secondary taking over runs on from its own state, which is
-             * the replicated one (so does a leader whose handoff did not
-             * happen). Tell the network where the MAC lives. */
-            plover_handoff_end(s);
-            plover_start_vm(s);
-            qemu_announce_self(&s->announce_timer, migrate_announce_params());
-        } else if (!s->log_had_vm) {
-            /* The first leader of a new group boots the VM. */
-            s->executing = true;
-            plover_start_vm(s);
-        } else {
-            /* Elected without a copy: the next syncvm pulls it from the
-             * secondary, whose state is the replicated one. */
-            s->full_sync_pending = true;
-            plover_request_syncvm(s, "pull");
-        }
-        break;
-    case PLV_ROLE_CANDIDATE:
-        /* Transient (an election, or a leader re-preparing its view):
-         * nothing changes until the outcome is known. */
-        break;
-    case PLV_ROLE_WITNESS:
-        if (s->handoff == PLOVER_HANDOFF_TRANSFERRING) {
-            /* Handed over: the new leader names us secondary next, and our
-             * VM, paused at the handoff's syncvm, is the replicated one. */
-            break;
-        }
-        plover_discard_vm(s);
-        break;
-    case PLV_ROLE_RECOVERING:
-        plover_discard_vm(s);
-        break;
-    case PLV_ROLE_SECONDARY:
-        if (old == PLV_ROLE_LEADER || (old == PLV_ROLE_CANDIDATE && s->leader == s->cfg.id)) {
-            plover_net_drop_outputs(s);
-        }
-        break;
-    }
 }
 
 /*
  * While a syncvm runs, what follows it in the log waits: the driver keeps
  * it (and all after it) for later. Only inputs on a leader whose VM runs
- * on from the cut go ahead.
+ * on from the cut go ahead (plv_exec_must_wait).
  */
 static bool plover_wait_for_syncvm(PloverState *s, const PlvEntry *e)
 {
-    if (!s->job && !s->idle_wait.armed) {
-        return false;
-    }
-    if (s->job && e && e->op == PLV_OP_INPUT && s->job->t_resume_us) {
+    if (!plv_exec_must_wait(&s->exec, e ? e->op : PLV_OP_NOOP,
+                            s->syncvm.job && s->syncvm.job->t_resume_us)) {
         return false;
     }
     plv_driver_dispatch_hold(s->driver);
@@ -287,24 +196,18 @@ static void plover_on_event(void *opaque, const PlvEvent *ev)
     }
     switch (ev->kind) {
     case PLV_EV_ROLE:
-        s->role = ev->role;
-        plover_role_changed(s, ev->old_role, ev->role);
+        trace_plover_role(plv_role_name(ev->old_role), plv_role_name(ev->role),
+                          s->exec.vid);
+        plv_exec_role(&s->exec, ev->old_role, ev->role, &s->exec_rd);
+        qapi_event_send_plover_role_change(plover_qapi_role(ev->old_role),
+                                           plover_qapi_role(ev->role), s->exec.vid);
         break;
     case PLV_EV_VIEW:
-        s->vid = ev->vid;
-        s->leader = ev->leader;
+        plv_exec_view(&s->exec, ev->vid, ev->leader);
         break;
     case PLV_EV_NEEDS_SNAPSHOT:
-        /*
-         * Entries this replica missed are gone. Whatever it executes next
-         * must start from a full copy of the VM, which the next syncvm to
-         * it carries; the log itself continues after the snapshot.
-         */
-        s->full_sync_pending = true;
-        s->executing = false;
-        s->secondary = ev->snap.secondary;
-        plover_stop_vm();
-        plv_driver_install_snapshot(s->driver, ev->snap.index);
+        plv_exec_needs_snapshot(&s->exec, ev->snap.index, ev->snap.secondary,
+                                &s->exec_rd);
         break;
     case PLV_EV_SUSPECT:
         trace_plover_suspect(ev->peer);
@@ -312,32 +215,7 @@ static void plover_on_event(void *opaque, const PlvEvent *ev)
     case PLV_EV_ADMITTED:
         break;
     }
-}
-
-static void plover_exec_second(PloverState *s, uint32_t id)
-{
-    if (id == s->secondary) {
-        return;
-    }
-    s->secondary = id;
-    /* A new pair: the bulk link of the old one is of no use. */
-    plover_sync_drop_link(s);
-    if (id == s->cfg.id && s->executing && s->handoff == PLOVER_HANDOFF_TRANSFERRING) {
-        /* The handoff is complete: run on as the new leader's secondary. */
-        s->handoffs++;
-        trace_plover_handoff_done(s->leader,
-            (qemu_clock_get_ns(QEMU_CLOCK_REALTIME) - s->handoff_start_ns) / SCALE_US);
-        plover_handoff_end(s);
-        plover_start_vm(s);
-    } else if (id == s->cfg.id && !s->executing) {
-        /* Joining the executing pair: the first syncvm copies every page. */
-        s->full_sync_pending = true;
-    } else if (s->role == PLV_ROLE_LEADER) {
-        /* The first syncvm with the new secondary is a full one unless both
-         * ends hold the VM as of the same syncvm (after a handoff): the
-         * two ends agree on that when it starts (plover-sync.c). */
-        plover_request_syncvm(s, "second");
-    }
+    plover_perform_all(s, NULL, NULL);
 }
 
 /*
@@ -358,16 +236,6 @@ static void plover_record_digest(PloverState *s, uint64_t epoch, char *digest)
     g_queue_push_tail(&s->digests, d);
     if (g_queue_get_length(&s->digests) > 64) {
         qapi_free_PloverDigest(g_queue_pop_head(&s->digests));
-    }
-}
-
-/* The syncvm is complete here: what follows it in the log may run. */
-static void plover_exec_syncvm_end(PloverState *s)
-{
-    qatomic_set(&s->last_sync_ns, qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
-    qatomic_set(&s->sync_proposed, false);
-    if (plv_driver_dispatch_held(s->driver)) {
-        plv_driver_dispatch_release(s->driver);
     }
 }
 
@@ -398,6 +266,13 @@ static bool plover_guest_halted(void)
     return true;
 }
 
+/* Cut now: the syncvm runs from here (plover-sync.c). */
+static void plover_cut(PloverState *s, const PlvExecSync *sync)
+{
+    plover_sync_start(s, sync);
+    qatomic_set(&s->last_sync_ns, qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
+}
+
 static void plover_idle_wait_poll(void *opaque)
 {
     PloverState *s = opaque;
@@ -414,13 +289,13 @@ static void plover_idle_wait_poll(void *opaque)
         return;
     }
     w->armed = false;
-    s->sync.idle_waits++;
-    s->sync.idle_wait_bounded += !idle;
-    plv_latency_add(&s->sync.idle_wait, (now - w->since_ns) / SCALE_US);
-    plover_sync_start(s, w->index, w->epoch, false);
+    w->waits++;
+    w->bounded += !idle;
+    plv_latency_add(&w->waited, (now - w->since_ns) / SCALE_US);
+    plover_cut(s, &w->sync);
 }
 
-static void plover_cut_when_idle(PloverState *s, uint64_t index, uint64_t epoch)
+static void plover_cut_when_idle(PloverState *s, const PlvExecSync *sync)
 {
     PloverIdleWait *w = &s->idle_wait;
 
@@ -428,155 +303,188 @@ static void plover_cut_when_idle(PloverState *s, uint64_t index, uint64_t epoch)
         w->timer = timer_new_ns(QEMU_CLOCK_REALTIME, plover_idle_wait_poll, s);
     }
     w->armed = true;
-    w->index = index;
-    w->epoch = epoch;
+    w->sync = *sync;
     w->since_ns = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
     w->deadline_ns = w->since_ns + (int64_t)s->cfg.secondary_idle_wait_us * SCALE_US;
     plover_idle_wait_poll(s);
 }
 
-static void plover_exec_syncvm(PloverState *s, const PlvEntry *e, uint64_t epoch)
+/* The executor asked for syncvm @sync: cut now, or once the guest idles. */
+static void plover_exec_syncvm(PloverState *s, const PlvExecSync *sync)
 {
-    /*
-     * The executing pair of this entry: the leader of the view in which
-     * this replica learned it, and the log's secondary. A new leader whose
-     * log still names itself has no secondary yet. A replica that
-     * executes but is neither has been left behind.
-     */
-    bool leader = s->leader == s->cfg.id;
-    bool second = !leader && s->secondary == s->cfg.id;
-    bool with_peer = second ||
-        (leader && s->secondary != PLV_NODE_NONE && s->secondary != s->cfg.id);
-
-    s->log_had_vm = true;
-    if (epoch >= qatomic_read(&s->next_epoch)) {
-        qatomic_set(&s->next_epoch, epoch + 1);
+    if (!sync->leader && sync->hello.has_vm && s->cfg.secondary_idle_wait_us &&
+        runstate_is_running()) {
+        plover_cut_when_idle(s, sync);
+    } else {
+        plover_cut(s, sync);
     }
-    if (!leader && !second) {
-        qatomic_set(&s->sync_proposed, false);
-        plover_discard_vm(s);
-        return;
-    }
-    if (!s->executing && !s->full_sync_pending) {
-        qatomic_set(&s->sync_proposed, false);
-        return;   /* not the VM's holder, not being given it either */
-    }
-    if (with_peer) {
-        /* The next proposal waits for the end of this one
-         * (plover_request_syncvm); the entries after it wait too. */
-        if (second && s->executing && s->cfg.secondary_idle_wait_us &&
-            runstate_is_running()) {
-            plover_cut_when_idle(s, e->index, epoch);
-        } else {
-            plover_sync_start(s, e->index, epoch, leader);
-        }
-        return;
-    }
-    /* A leader alone: a majority committed this entry, nothing to copy. */
-    s->sync.last_pause_us = 0;
-    s->epoch = epoch;
-    plv_driver_applied_syncvm(s->driver, e->index);
-    plover_net_release_outputs(s, g_queue_get_length(&s->outputs));
-    plover_exec_syncvm_end(s);
 }
 
-/* The syncvm thread is done with the job started in plover_exec_syncvm. */
-void plover_exec_syncvm_done(PloverState *s, PloverSyncJob *j)
+/* The executor's syncvm is over: the next may be proposed, and what
+ * follows it in the log may run. */
+static void plover_exec_syncvm_over(PloverState *s, bool ran)
 {
-    int64_t now = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
-    bool handing_over = j->ok && j->handoff && s->handoff == PLOVER_HANDOFF_SYNCING;
-    int64_t paused;
+    if (ran) {
+        qatomic_set(&s->last_sync_ns, qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
+    }
+    qatomic_set(&s->sync_proposed, false);
+    if (plv_driver_dispatch_held(s->driver)) {
+        plv_driver_dispatch_release(s->driver);
+    }
+}
+
+static void plover_inject_entry(PloverState *s, const PlvEntry *e)
+{
+    size_t len;
+    const uint8_t *p = plv_entry_payload(e, &len);
+    PlvBatchIter it;
+    const uint8_t *pkt;
+    uint32_t plen;
+
+    plv_batch_iter_init(&it, p, len);
+    while (plv_batch_next(&it, &pkt, &plen)) {
+        plover_net_inject(s, pkt, plen);
+    }
+}
+
+/*
+ * The executor's actions, in order. @e is the entry it was stepped with
+ * (INJECT), @j the syncvm job that just ended (RESUME).
+ */
+static void plover_perform(PloverState *s, PlvExecReady *rd, const PlvEntry *e,
+                           PloverSyncJob *j)
+{
+    /* TRANSFER may append (plv_exec_transfer_failed): index, re-read. */
+    for (size_t k = 0; k < rd->n; k++) {
+        const PlvExecAction a = rd->a[k];
+
+        switch (a.kind) {
+        case PLV_EXEC_START_VM:
+            plover_start_vm(s);
+            break;
+        case PLV_EXEC_STOP_VM:
+            plover_stop_vm();
+            break;
+        case PLV_EXEC_RESUME:
+            plover_sync_resume_vm(s, j);
+            break;
+        case PLV_EXEC_DISCARD:
+            plover_stop_vm();
+            plover_net_drop_outputs(s);
+            plover_net_clear_inputs(s);
+            trace_plover_discard();
+            break;
+        case PLV_EXEC_INJECT:
+            plover_inject_entry(s, e);
+            break;
+        case PLV_EXEC_SYNCVM:
+            plover_exec_syncvm(s, &a.sync);
+            break;
+        case PLV_EXEC_SYNCVM_ALONE:
+            plover_sync_account_alone(s);
+            break;
+        case PLV_EXEC_SYNCVM_OVER:
+            plover_exec_syncvm_over(s, a.ran);
+            break;
+        case PLV_EXEC_APPLIED_SYNCVM:
+            plv_driver_applied_syncvm(s->driver, a.index);
+            break;
+        case PLV_EXEC_RELEASE:
+            plover_net_release_outputs(s, MIN(a.count, SIZE_MAX));
+            break;
+        case PLV_EXEC_DROP_OUTPUTS:
+            plover_net_drop_outputs(s);
+            break;
+        case PLV_EXEC_ANNOUNCE:
+            qemu_announce_self(&s->announce_timer, migrate_announce_params());
+            break;
+        case PLV_EXEC_REQUEST_SYNCVM:
+            plover_request_syncvm(s, a.why);
+            break;
+        case PLV_EXEC_DROP_LINK:
+            plover_sync_drop_link(s);
+            break;
+        case PLV_EXEC_FORWARD:
+            plover_net_forward_for_a_while(s);
+            break;
+        case PLV_EXEC_INSTALL_SNAPSHOT:
+            plv_driver_install_snapshot(s->driver, a.index);
+            break;
+        case PLV_EXEC_ADD_ERR:
+            s->n_err++;
+            plv_driver_add_err(s->driver, a.peer);
+            break;
+        case PLV_EXEC_RESET_ERR:
+            plv_driver_reset_err(s->driver, a.peer);
+            break;
+        case PLV_EXEC_TRANSFER:
+            if (plv_driver_transfer_leadership(s->driver, a.peer) < 0) {
+                plv_exec_transfer_failed(&s->exec, rd);
+            } else {
+                trace_plover_handoff_transfer(a.peer, s->exec.epoch);
+            }
+            break;
+        case PLV_EXEC_HANDOFF_TIMER:
+            timer_mod(s->handoff_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + a.ms);
+            break;
+        case PLV_EXEC_HANDOFF_CANCEL:
+            if (s->handoff_timer) {
+                timer_del(s->handoff_timer);
+            }
+            break;
+        case PLV_EXEC_HANDOFF_DONE:
+            trace_plover_handoff_done(a.peer,
+                (qemu_clock_get_ns(QEMU_CLOCK_REALTIME) - s->handoff_start_ns) / SCALE_US);
+            break;
+        case PLV_EXEC_HANDOFF_GIVEN_UP:
+            trace_plover_handoff_given_up(a.was, plv_role_name(s->exec.role));
+            break;
+        }
+    }
+}
+
+/* The syncvm thread is done with the job the executor asked for. */
+void plover_exec_sync_done(PloverState *s, PloverSyncJob *j)
+{
+    PlvExecSyncResult r = {
+        .ok = j->ok,
+        .skew = j->skew,
+        .commit_failed = j->commit_failed,
+        .snapshot = j->snapshot,
+        .held = j->held,
+    };
 
     if (j->ok) {
-        s->full_sync_pending = false;
-        s->executing = true;
         plover_record_digest(s, j->epoch, g_steal_pointer(&j->digest));
     } else {
         error_report_err(j->err);
         j->err = NULL;
     }
-    /* A leader handing over stays paused here: this syncvm is the point
-     * both VMs are identical at. */
-    if ((s->executing && !handing_over) || j->snapshot) {
-        plover_sync_resume_vm(s, j);
-    }
-    paused = (j->t_resume_us ? j->t_resume_us : now) - j->t_stop_us;
-    s->sync.last_pause_us = paused;
-    s->sync.paused_us += paused;
-    plv_latency_add(&s->sync.pause, paused);
-    if (j->leader && j->t_agreed_us && !j->skew) {
-        plv_latency_add(&s->sync.lag, j->t_agreed_us - j->t_stop_us);
-    }
-    trace_plover_syncvm_pause(j->epoch, paused, now - j->t_stop_us, j->snapshot);
-    if (!j->ok) {
-        /* Outputs stay held, so the idle detector asks for the next
-         * syncvm, which covers them; the failures counted in n_err (and
-         * the silence of a dead peer) let consensus replace the secondary. */
-        plover_exec_syncvm_end(s);
-        return;
-    }
-    s->epoch = j->epoch;
-    plv_driver_applied_syncvm(s->driver, j->index);
-    if (j->leader) {
-        /* Committed by a majority and applied on the secondary: what the
-         * VM said up to the cut may leave. */
-        plover_net_release_outputs(s, j->held);
-        plv_latency_add(&s->sync.release, now - j->t_stop_us);
-        if (handing_over) {
-            plover_handoff_transfer(s);
-        }
-    } else {
-        /* The secondary's output up to here came from a state that the
-         * leader's has just replaced: it is never to be sent. What it says
-         * from now on is kept, in case it leads before the next syncvm. */
-        plover_net_drop_outputs(s);
-    }
-    plover_exec_syncvm_end(s);
-    if (s->handoff == PLOVER_HANDOFF_SYNCING && !handing_over &&
-        s->role == PLV_ROLE_LEADER) {
-        /* Asked for while a syncvm the VM ran on through was in flight:
-         * the handoff needs one of its own, with the VM stopped. */
-        plover_request_syncvm(s, "handoff");
-    }
+    plv_exec_sync_done(&s->exec, &r, &s->exec_rd);
+    plover_perform_all(s, NULL, j);
+    plover_sync_account_pause(s, j);
 }
 
 static void plover_on_committed(void *opaque, const PlvEntry *e)
 {
     PloverState *s = opaque;
-    size_t len;
-    const uint8_t *p = plv_entry_payload(e, &len);
 
     if (plover_wait_for_syncvm(s, e)) {
         return;
     }
     s->applied_index = e->index;
-    switch (e->op) {
-    case PLV_OP_SECOND:
-        if (len == 4) {
-            plover_exec_second(s, ldl_le_p(p));
-        }
-        break;
-    case PLV_OP_INPUT:
-        s->log_had_vm = true;
-        if (s->executing) {
-            PlvBatchIter it;
-            const uint8_t *pkt;
-            uint32_t plen;
+    if (e->op == PLV_OP_SYNCVM) {
+        /* The next proposal's epoch follows every one executed here. */
+        size_t len;
+        const uint8_t *p = plv_entry_payload(e, &len);
+        uint64_t epoch = len == 8 ? plv_get_u64(p) : 0;
 
-            plv_batch_iter_init(&it, p, len);
-            while (plv_batch_next(&it, &pkt, &plen)) {
-                plover_net_inject(s, pkt, plen);
-            }
+        if (len == 8 && epoch >= qatomic_read(&s->next_epoch)) {
+            qatomic_set(&s->next_epoch, epoch + 1);
         }
-        break;
-    case PLV_OP_SYNCVM:
-        if (len == 8) {
-            plover_exec_syncvm(s, e, ldq_le_p(p));
-        }
-        break;
-    default:
-        break;
     }
+    plv_exec_committed(&s->exec, e, &s->exec_rd);
+    plover_perform_all(s, e, NULL);
 }
 
 static const PlvDriverCallbacks plover_callbacks = {
@@ -654,12 +562,17 @@ bool plover_replica_start(PloverState *s, Error **errp)
         error_setg(errp, "-plover: consensus: %s", gerr->message);
         return false;
     }
-    /* As the engine starts: a restarted replica learns before it votes. */
-    s->role = s->incarnation == PLV_INC_INITIAL ? PLV_ROLE_WITNESS : PLV_ROLE_RECOVERING;
-    s->leader = PLV_NODE_NONE;
-    s->secondary = PLV_NODE_NONE;
+    plv_exec_init(&s->exec, &(PlvExecConfig) {
+        .self = s->cfg.id,
+        .restarted = s->incarnation != PLV_INC_INITIAL,
+        .suspect_ms = s->cfg.suspect_ms,
+        .election_ms = s->cfg.election_ms,
+        .syncvm_timeout_ms = s->cfg.syncvm_timeout_ms,
+        .max_sync_interval_ms = s->cfg.max_sync_interval_ms,
+    });
+    plv_exec_ready_init(&s->exec_rd);
+    plover_publish(s);
     s->next_epoch = 1;
-    s->staged_devstate = g_byte_array_new();
     s->handoff_timer = timer_new_ms(QEMU_CLOCK_REALTIME, plover_handoff_timeout, s);
     qemu_set_fd_handler(plv_driver_event_fd(s->driver), plover_dispatch, NULL, s);
     if (plv_driver_start(s->driver, &gerr) < 0) {

@@ -110,7 +110,7 @@ static void plover_snap_preserve(PloverSnapshot *sn, PloverSnapBlock *b,
 /* QEMU's RAM write hook: runs before [addr, addr + len) is written. */
 static void plover_snap_before_write(ram_addr_t addr, ram_addr_t len)
 {
-    PloverSnapshot *sn = plover_state()->snap;
+    PloverSnapshot *sn = plover_state()->syncvm.snap;
     ram_addr_t end = addr + len;
 
     if (!qatomic_read(&sn->armed)) {

@@ -23,6 +23,7 @@
 #include "net/announce.h"
 #include "plover/config.h"
 #include "plover/driver.h"
+#include "plover/exec.h"
 #include "plover/link.h"
 #include "plover/memview.h"
 #include "plover/pagehash.h"
@@ -79,10 +80,6 @@ typedef struct PloverSyncStats {
     PlvLatencyWindow release;   /* leader: cut to release of its outputs */
     PlvLatencyWindow lag;       /* leader: cut to the secondary's reply */
     uint64_t snapshots;         /* leader: syncvms the VM ran on through */
-    /* secondary: waits for its guest to go idle before a cut */
-    uint64_t idle_waits;        /* cuts that looked for idle first */
-    uint64_t idle_wait_bounded; /* ... of which the bound ended the wait */
-    PlvLatencyWindow idle_wait; /* how long each waited (us) */
 } PloverSyncStats;
 
 /*
@@ -91,9 +88,12 @@ typedef struct PloverSyncStats {
  */
 typedef struct PloverIdleWait {
     bool armed;
-    uint64_t index, epoch;      /* the entry */
+    PlvExecSync sync;           /* the syncvm the executor asked for */
     int64_t since_ns, deadline_ns;  /* QEMU_CLOCK_REALTIME */
     QEMUTimer *timer;           /* polls the guest until idle or deadline */
+    uint64_t waits;             /* cuts that looked for idle first */
+    uint64_t bounded;           /* ... of which the bound ended the wait */
+    PlvLatencyWindow waited;    /* how long each waited (us) */
 } PloverIdleWait;
 
 /*
@@ -129,47 +129,11 @@ typedef struct PloverSyncJob {
     int64_t t_collect_us, t_engine_us;
 } PloverSyncJob;
 
-typedef enum PloverHandoffState {
-    PLOVER_HANDOFF_NONE,
-    PLOVER_HANDOFF_SYNCING,       /* waiting for the syncvm to hand over at */
-    PLOVER_HANDOFF_TRANSFERRING,  /* VM paused at it; consensus hands over */
-} PloverHandoffState;
-
-typedef struct PloverState {
-    bool configured;          /* -plover was given and parsed */
-    bool initialized;         /* plover_init() resolved netdev and secret */
-    PlvConfig cfg;
-    uint8_t *secret;          /* contents of the -object secret */
-    size_t secret_len;
-    uint64_t incarnation;     /* of this start, from the state file */
-
-    /* Consensus: the driver thread and what it last told us. */
-    PlvDriver *driver;
-    PlvRole role;
-    uint64_t vid;
-    uint32_t leader;
-    uint32_t secondary;       /* per the committed log, PLV_NODE_NONE if none */
-    uint64_t applied_index;   /* last committed entry executed here */
-    AnnounceTimer announce_timer;  /* RARPs after taking over as leader */
-
-    /*
-     * Execution. A replica executes inputs once its VM holds the leader's
-     * state: the first leader from boot, a secondary from its first
-     * (full) syncvm on.
-     */
-    bool executing;
-    bool full_sync_pending;   /* next syncvm covers every page */
-    bool log_had_vm;          /* an input or syncvm was committed: a VM exists */
-    uint64_t epoch;           /* last syncvm completed here */
-    PloverHandoffState handoff;   /* leadership migration (plover-migrate-leader) */
-    QEMUTimer *handoff_timer; /* gives up a handoff that did not happen */
-    int64_t handoff_start_ns;
-    uint64_t handoffs;        /* completed, as the replica that handed over */
-    uint64_t next_epoch;      /* leader: epoch of the next proposal */
-    bool sync_proposed;       /* atomic: leader proposed, not yet executed */
-    int64_t last_sync_ns;     /* atomic: QEMU_CLOCK_REALTIME */
-
-    /* Network: the filter on the replicated tap. */
+/*
+ * The net filter on the replicated tap: its queues, timer and counters.
+ * Written by plover-net.c only (the others read, or call its functions).
+ */
+typedef struct PloverNet {
     NetClientState *nc;       /* the tap */
     PloverFilter *filter;
     GQueue inputs;            /* committed, not yet accepted by the NIC */
@@ -185,10 +149,17 @@ typedef struct PloverState {
     uint64_t inputs_over_cap, outputs_over_cap;  /* dropped at a bound */
     /* Until then, tap packets for the guest are forwarded to the leader:
      * this replica led until recently, and the network may still send
-     * the guest's traffic here (plover-net.c). */
+     * the guest's traffic here. */
     int64_t forward_until_ns;
+    uint64_t size_triggers;   /* syncvms asked for by a queue's size */
+} PloverNet;
 
-    /* syncvm */
+/*
+ * syncvm: the memory view, the bulk link, the job in flight and its
+ * thread, the snapshot, the device-state bases, the figures. Written by
+ * plover-sync.c only, and by the syncvm thread where plover-sync.c says.
+ */
+typedef struct PloverSyncvm {
     GPtrArray *ram_blocks;    /* RAMBlock*: region i of mv is ram_blocks[i] */
     PlvMemView *mv;
     PlvHashPool *pool;
@@ -202,7 +173,7 @@ typedef struct PloverState {
     /* The device state of the last good syncvm here (sent or applied):
      * the next one may go as a delta against it (syncvm.h). */
     GByteArray *devstate_base;
-    PloverSyncStats sync;
+    PloverSyncStats stats;
     PloverSnapshot *snap;         /* leader: RAM at the cut, copy-on-write */
     PloverDivergence *divergence; /* secondary: what its divergent pages were */
     QemuThread sync_thread;
@@ -215,8 +186,41 @@ typedef struct PloverState {
     Notifier shutdown_notifier;
     bool exiting;
     PloverSyncJob *job;           /* in flight; main loop sets and clears */
-    PloverIdleWait idle_wait;     /* secondary: a cut waiting for idle */
-    uint32_t paired;              /* secondary of the last good syncvm */
+} PloverSyncvm;
+
+typedef struct PloverState {
+    bool configured;          /* -plover was given and parsed */
+    bool initialized;         /* plover_init() resolved netdev and secret */
+    PlvConfig cfg;
+    uint8_t *secret;          /* contents of the -object secret */
+    size_t secret_len;
+    uint64_t incarnation;     /* of this start, from the state file */
+
+    /* Consensus: the driver thread. */
+    PlvDriver *driver;
+    uint64_t applied_index;   /* last committed entry executed here */
+    AnnounceTimer announce_timer;  /* RARPs after taking over as leader */
+
+    /*
+     * The executor (plover/exec.h): role, view, the executing pair, whether
+     * this replica executes, the handoff. Stepped and read on the main
+     * loop; plover-replica.c steps it and performs its actions, and
+     * publishes what the idle thread reads (atomic).
+     */
+    PlvExec exec;
+    PlvExecReady exec_rd;
+    bool exec_leads;              /* atomic */
+    bool exec_full_sync_pending;  /* atomic */
+    QEMUTimer *handoff_timer; /* gives up a handoff that did not happen */
+    int64_t handoff_start_ns;
+    uint64_t next_epoch;      /* leader: epoch of the next proposal */
+    bool sync_proposed;       /* atomic: leader proposed, not yet executed */
+    int64_t last_sync_ns;     /* atomic: QEMU_CLOCK_REALTIME */
+
+    PloverIdleWait idle_wait;     /* plover-replica.c: a secondary's cut
+                                   * waiting for its guest to idle */
+    PloverNet net;                /* plover-net.c */
+    PloverSyncvm syncvm;          /* plover-sync.c */
     uint64_t n_err;
     bool record_digests;      /* x-plover-ram-digest record=true */
     PloverFault fault;        /* x-plover-inject-fault */
@@ -227,7 +231,7 @@ typedef struct PloverState {
     bool idle_stop;           /* atomic */
     int64_t idle_seen_ns;     /* atomic: end of the last idle window */
     bool idle_running;
-    uint64_t idle_triggers, bound_triggers, size_triggers;
+    uint64_t idle_triggers, bound_triggers;
 } PloverState;
 
 PloverState *plover_state(void);
@@ -237,12 +241,12 @@ PloverRole plover_qapi_role(PlvRole r);
 bool plover_replica_start(PloverState *s, Error **errp);
 bool plover_request_syncvm(PloverState *s, const char *why);
 bool plover_migrate_leader(PloverState *s, Error **errp);
-void plover_discard_vm(PloverState *s);
 
 /* plover-net.c */
 bool plover_net_setup(PloverState *s, Error **errp);
 void plover_net_inject(PloverState *s, const uint8_t *pkt, size_t len);
 void plover_net_release_outputs(PloverState *s, size_t count);
+void plover_net_forward_for_a_while(PloverState *s);
 void plover_net_drop_outputs(PloverState *s);
 void plover_net_clear_inputs(PloverState *s);
 void plover_net_save_inputs(PloverState *s, GByteArray *out);
@@ -250,15 +254,16 @@ bool plover_net_load_inputs(PloverState *s, const uint8_t *p, size_t len);
 
 void plover_start_vm(PloverState *s);
 void plover_stop_vm(void);
-void plover_exec_syncvm_done(PloverState *s, PloverSyncJob *j);
+void plover_exec_sync_done(PloverState *s, PloverSyncJob *j);
 
 /* plover-sync.c */
 bool plover_sync_setup(PloverState *s, Error **errp);
 void plover_sync_start_dirty_log(PloverState *s);
-void plover_sync_start(PloverState *s, uint64_t index, uint64_t epoch,
-                       bool leader);
+void plover_sync_start(PloverState *s, const PlvExecSync *sync);
 void plover_sync_job_free(PloverSyncJob *j);
 void plover_sync_resume_vm(PloverState *s, PloverSyncJob *j);
+void plover_sync_account_pause(PloverState *s, PloverSyncJob *j);
+void plover_sync_account_alone(PloverState *s);
 void plover_sync_drop_link(PloverState *s);
 char *plover_ram_digest(void);
 

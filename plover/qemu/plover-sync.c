@@ -9,7 +9,7 @@
  * once. The syncvm thread then runs link, agreement and engine without
  * the BQL; it takes the BQL only where QEMU's state changes: to load the
  * device state on the target before the ACK. A bottom half hands the job
- * back to the main loop (plover_exec_syncvm_done in plover-replica.c).
+ * back to the main loop (plover_exec_sync_done in plover-replica.c).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -65,14 +65,14 @@ static bool plover_build_memview(PloverState *s, Error **errp)
     size_t page = qemu_target_page_size();
     g_autoptr(GError) gerr = NULL;
 
-    s->ram_blocks = g_ptr_array_new();
-    qemu_ram_foreach_block(plover_add_block, s->ram_blocks);
-    s->mv = plv_memview_new();
-    for (guint i = 0; i < s->ram_blocks->len; i++) {
-        RAMBlock *rb = g_ptr_array_index(s->ram_blocks, i);
+    s->syncvm.ram_blocks = g_ptr_array_new();
+    qemu_ram_foreach_block(plover_add_block, s->syncvm.ram_blocks);
+    s->syncvm.mv = plv_memview_new();
+    for (guint i = 0; i < s->syncvm.ram_blocks->len; i++) {
+        RAMBlock *rb = g_ptr_array_index(s->syncvm.ram_blocks, i);
         uint64_t len = qemu_ram_get_used_length(rb);
 
-        if (plv_memview_add_region(s->mv, i, page, DIV_ROUND_UP(len, page),
+        if (plv_memview_add_region(s->syncvm.mv, i, page, DIV_ROUND_UP(len, page),
                                    qemu_ram_get_host_addr(rb), &gerr) < 0) {
             error_setg(errp, "plover: RAM block %s: %s", qemu_ram_get_idstr(rb),
                        gerr->message);
@@ -91,7 +91,7 @@ static void *plover_sync_thread(void *opaque);
 static bool plover_lock_devices(PloverState *s, GError **err)
 {
     bql_lock();
-    if (s->exiting) {
+    if (s->syncvm.exiting) {
         bql_unlock();
         g_set_error(err, PLOVER_SYNC_ERROR, 4,
                     "QEMU is exiting: its devices are gone");
@@ -103,10 +103,10 @@ static bool plover_lock_devices(PloverState *s, GError **err)
 /* Main loop, BQL: a shutdown that ends QEMU (not -no-shutdown's pause). */
 static void plover_sync_shutdown(Notifier *n, void *data)
 {
-    PloverState *s = container_of(n, PloverState, shutdown_notifier);
+    PloverState *s = container_of(n, PloverState, syncvm.shutdown_notifier);
 
     if (shutdown_action != SHUTDOWN_ACTION_PAUSE) {
-        s->exiting = true;
+        s->syncvm.exiting = true;
     }
 }
 
@@ -118,22 +118,22 @@ bool plover_sync_setup(PloverState *s, Error **errp)
     if (!plover_build_memview(s, errp)) {
         return false;
     }
-    s->snap = plover_snapshot_new(s->ram_blocks, errp);
-    if (!s->snap) {
+    s->syncvm.snap = plover_snapshot_new(s->syncvm.ram_blocks, errp);
+    if (!s->syncvm.snap) {
         return false;
     }
-    s->divergence = plover_divergence_new();
-    s->shutdown_notifier.notify = plover_sync_shutdown;
-    qemu_register_shutdown_notifier(&s->shutdown_notifier);
-    s->paired = PLV_NODE_NONE;
-    qemu_sem_init(&s->sync_go, 0);
-    qemu_thread_create(&s->sync_thread, "plover-syncvm", plover_sync_thread,
+    s->syncvm.divergence = plover_divergence_new();
+    s->syncvm.staged_devstate = g_byte_array_new();
+    s->syncvm.shutdown_notifier.notify = plover_sync_shutdown;
+    qemu_register_shutdown_notifier(&s->syncvm.shutdown_notifier);
+    qemu_sem_init(&s->syncvm.sync_go, 0);
+    qemu_thread_create(&s->syncvm.sync_thread, "plover-syncvm", plover_sync_thread,
                        s, QEMU_THREAD_DETACHED);
-    s->pool = plv_hash_pool_new(0);
+    s->syncvm.pool = plv_hash_pool_new(0);
     /* The bulk link of a replica listens one port above its consensus port. */
-    s->bulk_listener = plover_bulk_listen(&s->cfg, s->secret, s->secret_len,
+    s->syncvm.bulk_listener = plover_bulk_listen(&s->cfg, s->secret, s->secret_len,
                                           &gerr);
-    if (!s->bulk_listener) {
+    if (!s->syncvm.bulk_listener) {
         error_setg(errp, "plover: syncvm link on %s:%u: %s", self->host,
                    self->port + 1, gerr->message);
         return false;
@@ -167,9 +167,9 @@ static void plover_collect_dirty(PloverState *s)
     size_t page = qemu_target_page_size();
 
     memory_global_dirty_log_sync(false);
-    for (guint i = 0; i < s->ram_blocks->len; i++) {
-        RAMBlock *rb = g_ptr_array_index(s->ram_blocks, i);
-        PlvMemRegion *r = plv_memview_region(s->mv, i);
+    for (guint i = 0; i < s->syncvm.ram_blocks->len; i++) {
+        RAMBlock *rb = g_ptr_array_index(s->syncvm.ram_blocks, i);
+        PlvMemRegion *r = plv_memview_region(s->syncvm.mv, i);
         DirtyBitmapSnapshot *snap;
 
         snap = memory_region_snapshot_and_clear_dirty(rb->mr, 0, rb->used_length,
@@ -240,10 +240,10 @@ static int plover_get_device_state(void *opaque, GByteArray *out, GError **err)
     /* Called between the pages and the device state: a replica that dies
      * here dies in the middle of a transfer (x-plover-inject-fault). */
     if (s->fault == PLOVER_FAULT_EXIT_DURING_SYNCVM_TRANSFER &&
-        s->role == PLV_ROLE_LEADER) {
+        s->exec.role == PLV_ROLE_LEADER) {
         _exit(PLOVER_FAULT_EXIT_STATUS);
     }
-    if (!s->job->devstate) {
+    if (!s->syncvm.job->devstate) {
         /* A secondary that turned out the source: its VM is stopped. */
         GByteArray *blob = g_byte_array_new();
 
@@ -257,9 +257,9 @@ static int plover_get_device_state(void *opaque, GByteArray *out, GError **err)
             g_byte_array_unref(blob);
             return ret;
         }
-        s->job->devstate = blob;    /* the base, if the syncvm succeeds */
+        s->syncvm.job->devstate = blob;    /* the base, if the syncvm succeeds */
     }
-    g_byte_array_append(out, s->job->devstate->data, s->job->devstate->len);
+    g_byte_array_append(out, s->syncvm.job->devstate->data, s->syncvm.job->devstate->len);
     return 0;
 }
 
@@ -279,8 +279,8 @@ static int plover_stage_device_state(void *opaque, const uint8_t *data,
                     "device state blob: bad header");
         return -1;
     }
-    g_byte_array_set_size(s->staged_devstate, 0);
-    g_byte_array_append(s->staged_devstate, data, len);
+    g_byte_array_set_size(s->syncvm.staged_devstate, 0);
+    g_byte_array_append(s->syncvm.staged_devstate, data, len);
     return 0;
 }
 
@@ -304,7 +304,7 @@ static void plover_drop_translations(PloverState *s, const PlvPageRef *written,
         return;
     }
     for (uint32_t i = 0; i < n; i++) {
-        RAMBlock *rb = g_ptr_array_index(s->ram_blocks, written[i].region);
+        RAMBlock *rb = g_ptr_array_index(s->syncvm.ram_blocks, written[i].region);
         ram_addr_t start = rb->offset + (ram_addr_t)written[i].page * page;
 
         tb_invalidate_phys_range(start, start + page - 1);
@@ -313,8 +313,8 @@ static void plover_drop_translations(PloverState *s, const PlvPageRef *written,
 
 static bool plover_load_staged(PloverState *s, Error **errp)
 {
-    const uint8_t *p = s->staged_devstate->data;
-    size_t len = s->staged_devstate->len;
+    const uint8_t *p = s->syncvm.staged_devstate->data;
+    size_t len = s->syncvm.staged_devstate->len;
     uint32_t ilen = ldl_le_p(p + 4);
     QIOChannelBuffer *bioc;
     QEMUFile *f;
@@ -386,7 +386,7 @@ static int plover_commit_device_state(void *opaque, const PlvPageRef *written,
     plover_drop_translations(s, written, n_written);
     ok = plover_load_staged(s, &local);
     bql_unlock();
-    s->sync.last_commit_us = g_get_monotonic_time() - t0;
+    s->syncvm.stats.last_commit_us = g_get_monotonic_time() - t0;
     if (!ok) {
         g_set_error(err, PLOVER_SYNC_ERROR, 3, "%s", error_get_pretty(local));
         error_free(local);
@@ -401,7 +401,7 @@ static void plover_sync_inspect(void *opaque, const PlvPageRef *ref,
 {
     PloverState *s = opaque;
 
-    plover_divergence_add(s->divergence, ref, mine, leader, page_size);
+    plover_divergence_add(s->syncvm.divergence, ref, mine, leader, page_size);
 }
 
 static void plover_sync_on_error(void *opaque, uint32_t peer,
@@ -412,18 +412,18 @@ static void plover_sync_on_error(void *opaque, uint32_t peer,
 
 void plover_sync_drop_link(PloverState *s)
 {
-    plover_bulk_close(s->bulk);
-    s->bulk = NULL;
-    s->bulk_peer = PLV_NODE_NONE;
-    s->sync_hello_kept = false;
+    plover_bulk_close(s->syncvm.bulk);
+    s->syncvm.bulk = NULL;
+    s->syncvm.bulk_peer = PLV_NODE_NONE;
+    s->syncvm.sync_hello_kept = false;
 }
 
 /* A link the listener authenticated replaces the one in use. */
 static void plover_sync_take_link(PloverState *s, PloverBulk *fresh)
 {
     plover_sync_drop_link(s);
-    s->bulk = fresh;
-    s->bulk_peer = s->leader;
+    s->syncvm.bulk = fresh;
+    s->syncvm.bulk_peer = s->exec.leader;
 }
 
 /*
@@ -438,23 +438,23 @@ static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
     int timeout = s->cfg.syncvm_timeout_ms;
 
     if (leader) {
-        if (s->bulk && s->bulk_peer == s->secondary) {
+        if (s->syncvm.bulk && s->syncvm.bulk_peer == s->exec.secondary) {
             return true;
         }
         plover_sync_drop_link(s);
-        s->bulk = plover_bulk_connect(&s->cfg, s->secondary, s->secret,
+        s->syncvm.bulk = plover_bulk_connect(&s->cfg, s->exec.secondary, s->secret,
                                       s->secret_len, timeout, &gerr);
-        if (!s->bulk) {
+        if (!s->syncvm.bulk) {
             error_setg(errp, "plover: syncvm link to replica %u: %s",
-                       s->secondary, gerr->message);
+                       s->exec.secondary, gerr->message);
             return false;
         }
-        s->bulk_peer = s->secondary;
+        s->syncvm.bulk_peer = s->exec.secondary;
         return true;
     }
     /* The secondary waits for the leader's link in plover_sync_wait_hello,
      * within the one deadline of the agreement. */
-    if (s->bulk && s->bulk_peer != s->leader) {
+    if (s->syncvm.bulk && s->syncvm.bulk_peer != s->exec.leader) {
         plover_sync_drop_link(s);       /* a former leader's */
     }
     return true;
@@ -462,7 +462,7 @@ static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
 
 static void plover_account(PloverState *s, const PlvSyncvmStats *st)
 {
-    PloverSyncStats *a = &s->sync;
+    PloverSyncStats *a = &s->syncvm.stats;
 
     a->count++;
     a->last = *st;
@@ -514,7 +514,7 @@ static bool plover_sync_send(PloverState *s, uint16_t type, uint8_t *msg,
     g_autoptr(GError) gerr = NULL;
     struct iovec iov = { .iov_base = msg, .iov_len = len };
 
-    if (plover_bulk_send(s->bulk, type, &iov, 1, &gerr) < 0) {
+    if (plover_bulk_send(s->syncvm.bulk, type, &iov, 1, &gerr) < 0) {
         error_setg(errp, "plover: syncvm link: %s", gerr->message);
         return false;
     }
@@ -526,7 +526,7 @@ static PloverAgree plover_sync_agree_leader(PloverState *s, uint64_t epoch,
 {
     g_autoptr(GError) gerr = NULL;
     g_autoptr(GByteArray) in = g_byte_array_new();
-    PlvSyncHello hello = s->job->hello;
+    PlvSyncHello hello = s->syncvm.job->hello;
     PlvSyncReply reply;
     uint8_t msg[PLV_SYNC_HELLO_LEN];
     uint64_t skip;
@@ -536,7 +536,7 @@ static PloverAgree plover_sync_agree_leader(PloverState *s, uint64_t epoch,
     if (!plover_sync_send(s, PLV_SYNC_MSG_HELLO, msg, sizeof(msg), errp)) {
         return PLOVER_AGREE_FAILED;
     }
-    if (plover_bulk_recv(s->bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
+    if (plover_bulk_recv(s->syncvm.bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
         error_setg(errp, "plover: syncvm link: %s", gerr->message);
         return PLOVER_AGREE_FAILED;
     }
@@ -585,16 +585,16 @@ static PloverAgree plover_sync_wait_hello(PloverState *s, uint64_t epoch,
     g_autoptr(GByteArray) in = g_byte_array_new();
     g_autofree char *broken = NULL;
 
-    if (s->sync_hello_kept &&
-        plv_sync_on_hello(epoch, s->sync_hello.epoch) == PLV_SYNC_HELLO_SKIP) {
+    if (s->syncvm.sync_hello_kept &&
+        plv_sync_on_hello(epoch, s->syncvm.sync_hello.epoch) == PLV_SYNC_HELLO_SKIP) {
         /* Kept for an entry this replica never executed (a snapshot
          * skipped it): the leader may still wait on it. */
-        s->sync_hello_kept = false;
+        s->syncvm.sync_hello_kept = false;
         if (!plover_sync_send_skip(s, epoch, errp)) {
             return PLOVER_AGREE_FAILED;
         }
     }
-    while (!s->sync_hello_kept) {
+    while (!s->syncvm.sync_hello_kept) {
         g_autoptr(GError) gerr = NULL;
         int left = (deadline - g_get_monotonic_time()) / 1000;
         uint16_t type;
@@ -608,15 +608,15 @@ static PloverAgree plover_sync_wait_hello(PloverState *s, uint64_t epoch,
             return PLOVER_AGREE_SKEW;
         }
         /* The leader gave the old link up and dialed again? */
-        fresh = plover_bulk_take(s->bulk_listener, s->leader,
-                                 s->bulk ? 0 : MIN(left, PLOVER_SYNC_WAIT_SLICE_MS));
+        fresh = plover_bulk_take(s->syncvm.bulk_listener, s->exec.leader,
+                                 s->syncvm.bulk ? 0 : MIN(left, PLOVER_SYNC_WAIT_SLICE_MS));
         if (fresh) {
             plover_sync_take_link(s, fresh);
         }
-        if (!s->bulk) {
+        if (!s->syncvm.bulk) {
             continue;
         }
-        if (plover_bulk_recv(s->bulk, &type, in, MIN(left, PLOVER_SYNC_WAIT_SLICE_MS),
+        if (plover_bulk_recv(s->syncvm.bulk, &type, in, MIN(left, PLOVER_SYNC_WAIT_SLICE_MS),
                              &gerr) < 0) {
             if (!plv_link_error_is_timeout(gerr)) {
                 g_free(broken);
@@ -626,23 +626,23 @@ static PloverAgree plover_sync_wait_hello(PloverState *s, uint64_t epoch,
             continue;
         }
         if (type != PLV_SYNC_MSG_HELLO ||
-            !plv_sync_hello_decode(in->data, in->len, &s->sync_hello)) {
+            !plv_sync_hello_decode(in->data, in->len, &s->syncvm.sync_hello)) {
             error_setg(errp, "plover: syncvm: bad direction message");
             return PLOVER_AGREE_FAILED;
         }
-        if (plv_sync_on_hello(epoch, s->sync_hello.epoch) != PLV_SYNC_HELLO_SKIP) {
-            s->sync_hello_kept = true;
+        if (plv_sync_on_hello(epoch, s->syncvm.sync_hello.epoch) != PLV_SYNC_HELLO_SKIP) {
+            s->syncvm.sync_hello_kept = true;
         } else if (!plover_sync_send_skip(s, epoch, errp)) {
             return PLOVER_AGREE_FAILED;
         }
     }
-    if (plv_sync_on_hello(epoch, s->sync_hello.epoch) == PLV_SYNC_HELLO_LATER) {
+    if (plv_sync_on_hello(epoch, s->syncvm.sync_hello.epoch) == PLV_SYNC_HELLO_LATER) {
         error_setg(errp, "plover: syncvm %" PRIu64 ": the leader is at "
-                   "syncvm %" PRIu64 " already", epoch, s->sync_hello.epoch);
+                   "syncvm %" PRIu64 " already", epoch, s->syncvm.sync_hello.epoch);
         return PLOVER_AGREE_SKEW;
     }
-    s->sync_hello_kept = false;
-    *hello = s->sync_hello;
+    s->syncvm.sync_hello_kept = false;
+    *hello = s->syncvm.sync_hello;
     return PLOVER_AGREE_OK;
 }
 
@@ -651,8 +651,8 @@ static PloverAgree plover_sync_agree_secondary(PloverState *s, uint64_t epoch,
                                                Error **errp)
 {
     PlvSyncReply reply = {
-        .has_vm = s->job->hello.has_vm,
-        .last = s->job->hello.last,
+        .has_vm = s->syncvm.job->hello.has_vm,
+        .last = s->syncvm.job->hello.last,
     };
     PlvSyncHello hello;
     uint8_t msg[PLV_SYNC_REPLY_LEN];
@@ -680,25 +680,15 @@ static PloverAgree plover_sync_agree_secondary(PloverState *s, uint64_t epoch,
 }
 
 /*
- * A syncvm that failed between this pair counts against the peer on the
- * leader (n_err): past the consensus layer's threshold the leader
- * replaces its secondary, so a pair that cannot sync does not hold the
- * outputs for ever. Skews count too (they resolve within an attempt or
- * two, and a success clears the count), but keep the link: it works.
- * The secondary does not count: it would otherwise depose a leader that
- * merely lost its previous secondary. Main loop, at the job's end.
+ * A syncvm that failed: counted here. What it means for the pair (n_err
+ * against the secondary, a VM of two states after a failed commit) is
+ * the executor's (plv_exec_sync_done). Main loop, at the job's end.
  */
 static void plover_sync_failed(PloverState *s, PloverSyncJob *j)
 {
-    s->sync.failures++;
-    s->sync.skews += j->skew;
-    if (j->leader && s->secondary != PLV_NODE_NONE) {
-        s->n_err++;
-        plv_driver_add_err(s->driver, s->secondary);
-    }
-    if (!j->skew) {
-        s->paired = PLV_NODE_NONE;      /* the next one stops the VM */
-    }
+    s->syncvm.stats.failures++;
+    s->syncvm.stats.skews += j->skew;
+    s->syncvm.stats.commit_failures += j->commit_failed;
 }
 
 /* The engine's snapshot_union on the leader (syncvm thread). */
@@ -708,11 +698,11 @@ static int plover_sync_snapshot_union(void *opaque, const PlvPageRef *refs,
                                       uint32_t n, GError **err)
 {
     PloverState *s = opaque;
-    int ret = plover_snapshot_union(s->snap, refs, n, err);
+    int ret = plover_snapshot_union(s->syncvm.snap, refs, n, err);
 
     /* The run reads only the shadow from now on. */
-    plover_snapshot_disarm(s->snap);
-    if (!s->job->cow) {
+    plover_snapshot_disarm(s->syncvm.snap);
+    if (!s->syncvm.job->cow) {
         /* KVM: the VM waited for the union to be copied; it runs now. */
         aio_bh_schedule_oneshot(qemu_get_aio_context(), plover_sync_resume_bh, s);
     }
@@ -727,7 +717,7 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
     PlvSyncvmChannel ch;
     PlvSyncvmConfig cfg = { 0 };
     PlvHashKey key;
-    PlvMemView *mv = s->mv;
+    PlvMemView *mv = s->syncvm.mv;
     g_autoptr(GError) gerr = NULL;
     int64_t t0 = g_get_monotonic_time(), t1, t2;
     PloverAgree agreed;
@@ -758,23 +748,23 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
     }
     if (j->snapshot) {
         /* The cut's bitmap, in the view over the shadow. */
-        mv = plover_snapshot_view(s->snap);
+        mv = plover_snapshot_view(s->syncvm.snap);
         cfg.snapshot_union = plover_sync_snapshot_union;
     }
     if (full) {
         /* Unexpected with the VM running on: the snapshot copies it all. */
-        plover_mark_all_dirty(s->mv);
-        if (mv != s->mv) {
+        plover_mark_all_dirty(s->syncvm.mv);
+        if (mv != s->syncvm.mv) {
             plover_mark_all_dirty(mv);
         }
     }
     t1 = g_get_monotonic_time();
-    plv_hash_key_derive(&key, plover_bulk_session_key(s->bulk), PLV_LINK_KEY_LEN);
-    plover_bulk_channel(s->bulk, &ch);
-    cfg.vid = s->vid;
+    plv_hash_key_derive(&key, plover_bulk_session_key(s->syncvm.bulk), PLV_LINK_KEY_LEN);
+    plover_bulk_channel(s->syncvm.bulk, &ch);
+    cfg.vid = s->exec.vid;
     cfg.epoch = j->epoch;
     cfg.key = &key;
-    cfg.pool = s->pool;
+    cfg.pool = s->syncvm.pool;
     cfg.timeout_ms = s->cfg.syncvm_timeout_ms;
     /* One attempt: a retry is the next syncvm entry, which consensus may
      * by then address to a new secondary. */
@@ -794,21 +784,21 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
          */
         cfg.page_deltas = true;
         cfg.compress = true;
-        if (plover_divergence_enabled(s->divergence)) {
+        if (plover_divergence_enabled(s->syncvm.divergence)) {
             cfg.inspect_divergent = plover_sync_inspect;
         }
     }
-    if (s->devstate_base) {
-        cfg.devstate_base = s->devstate_base->data;
-        cfg.devstate_base_len = s->devstate_base->len;
+    if (s->syncvm.devstate_base) {
+        cfg.devstate_base = s->syncvm.devstate_base->data;
+        cfg.devstate_base_len = s->syncvm.devstate_base->len;
     }
 
-    g_byte_array_set_size(s->staged_devstate, 0);
-    s->sync.last_commit_us = 0;
+    g_byte_array_set_size(s->syncvm.staged_devstate, 0);
+    s->syncvm.stats.last_commit_us = 0;
     ret = source ? plv_syncvm_leader_run(&cfg, &ch, mv, &j->st, &gerr)
                  : plv_syncvm_secondary_run(&cfg, &ch, mv, &j->st, &gerr);
     if (j->snapshot) {
-        plover_snapshot_disarm(s->snap);    /* if the union was never reached */
+        plover_snapshot_disarm(s->syncvm.snap);    /* if the union was never reached */
     }
     t2 = g_get_monotonic_time();
     j->t_collect_us = t1 - t0;
@@ -821,8 +811,8 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
             g_error_matches(gerr, PLV_SVM_ERROR, PLV_SVM_ERROR_COMMIT);
         return;
     }
-    trace_plover_syncvm_phases(j->epoch, t1 - t0, t2 - t1 - s->sync.last_commit_us,
-                               s->sync.last_commit_us);
+    trace_plover_syncvm_phases(j->epoch, t1 - t0, t2 - t1 - s->syncvm.stats.last_commit_us,
+                               s->syncvm.stats.last_commit_us);
     trace_plover_syncvm_done(j->epoch, j->st.dirty_union, j->st.divergent_pages,
                              j->st.bytes_sent, j->st.t_total_us);
     j->ok = true;
@@ -831,51 +821,41 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
 /* What both ends hold now: what this end sent, or what it applied. */
 static void plover_keep_devstate_base(PloverState *s, PloverSyncJob *j)
 {
-    if (s->devstate_base) {
-        g_byte_array_unref(s->devstate_base);
-        s->devstate_base = NULL;
+    if (s->syncvm.devstate_base) {
+        g_byte_array_unref(s->syncvm.devstate_base);
+        s->syncvm.devstate_base = NULL;
     }
     if (j->source) {
-        s->devstate_base = j->devstate ? g_byte_array_ref(j->devstate) : NULL;
+        s->syncvm.devstate_base = j->devstate ? g_byte_array_ref(j->devstate) : NULL;
     } else {
         /* Loaded already: the next job stages into a fresh buffer. */
-        s->devstate_base = g_steal_pointer(&s->staged_devstate);
-        s->staged_devstate = g_byte_array_new();
+        s->syncvm.devstate_base = g_steal_pointer(&s->syncvm.staged_devstate);
+        s->syncvm.staged_devstate = g_byte_array_new();
     }
 }
 
 static void plover_sync_done_bh(void *opaque)
 {
     PloverState *s = opaque;
-    PloverSyncJob *j = s->job;
+    PloverSyncJob *j = s->syncvm.job;
 
-    if (s->exiting) {
+    if (s->syncvm.exiting) {
         /* QEMU's cleanup polls the main loop after it stopped the VM and
          * tore the devices down: nothing may resume or release now. */
         return;
     }
-    s->job = NULL;
+    s->syncvm.job = NULL;
     if (j->ok) {
-        if (j->leader) {
-            plv_driver_reset_err(s->driver, s->secondary);
-        }
-        plv_memview_clear_dirty(s->mv);
-        s->sync.full += j->full;
-        s->sync.snapshots += j->snapshot;
+        plv_memview_clear_dirty(s->syncvm.mv);
+        s->syncvm.stats.full += j->full;
+        s->syncvm.stats.snapshots += j->snapshot;
         plover_keep_devstate_base(s, j);
-        s->paired = s->secondary;
         plover_account(s, &j->st);
     } else {
         plover_sync_failed(s, j);
-        if (j->commit_failed) {
-            /* RAM (or devices) of this VM are now of two states: it never
-             * runs again before a full syncvm replaces both. */
-            plover_discard_vm(s);
-            s->full_sync_pending = true;
-            s->sync.commit_failures++;
-        }
     }
-    plover_exec_syncvm_done(s, j);
+    /* The executor decides what follows (plover-replica.c). */
+    plover_exec_sync_done(s, j);
     plover_sync_job_free(j);
 }
 
@@ -891,6 +871,35 @@ static void plover_cut_stop(void)
 {
     cpu_disable_ticks();
     pause_all_vcpus();
+}
+
+/*
+ * How long the VM of job @j stayed stopped (the whole syncvm, or up to
+ * the light cut's resume), once the executor has acted on its end.
+ */
+void plover_sync_account_pause(PloverState *s, PloverSyncJob *j)
+{
+    PloverSyncStats *a = &s->syncvm.stats;
+    int64_t now = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+    int64_t paused = (j->t_resume_us ? j->t_resume_us : now) - j->t_stop_us;
+
+    a->last_pause_us = paused;
+    a->paused_us += paused;
+    plv_latency_add(&a->pause, paused);
+    if (j->leader && j->t_agreed_us && !j->skew) {
+        plv_latency_add(&a->lag, j->t_agreed_us - j->t_stop_us);
+    }
+    if (j->ok && j->leader) {
+        /* released what the VM said up to the cut just now */
+        plv_latency_add(&a->release, now - j->t_stop_us);
+    }
+    trace_plover_syncvm_pause(j->epoch, paused, now - j->t_stop_us, j->snapshot);
+}
+
+/* A leader alone passed a syncvm entry without stopping. */
+void plover_sync_account_alone(PloverState *s)
+{
+    s->syncvm.stats.last_pause_us = 0;
 }
 
 /* The VM of job @j runs again (main loop). */
@@ -912,9 +921,9 @@ void plover_sync_resume_vm(PloverState *s, PloverSyncJob *j)
 static void plover_sync_resume_bh(void *opaque)
 {
     PloverState *s = opaque;
-    PloverSyncJob *j = s->job;
+    PloverSyncJob *j = s->syncvm.job;
 
-    if (j && !j->t_resume_us && s->executing && !s->exiting) {
+    if (j && !j->t_resume_us && s->exec.executing && !s->syncvm.exiting) {
         plover_sync_resume_vm(s, j);
         /* The inputs after the cut may reach the running VM now. */
         if (plv_driver_dispatch_held(s->driver)) {
@@ -928,8 +937,8 @@ static void *plover_sync_thread(void *opaque)
     PloverState *s = opaque;
 
     for (;;) {
-        qemu_sem_wait(&s->sync_go);
-        plover_sync_job_run(s, s->job);
+        qemu_sem_wait(&s->syncvm.sync_go);
+        plover_sync_job_run(s, s->syncvm.job);
         aio_bh_schedule_oneshot(qemu_get_aio_context(), plover_sync_done_bh, s);
     }
     return NULL;
@@ -951,34 +960,29 @@ void plover_sync_job_free(PloverSyncJob *j)
  * secondary holds the VM as of their last syncvm runs on at once over a
  * copy-on-write snapshot of RAM (under KVM, once the union is copied);
  * a full syncvm, a pull, a leadership handoff keep the VM stopped to the
- * end. The syncvm thread does the rest; plover_exec_syncvm_done follows.
+ * end. The syncvm thread does the rest; plover_exec_sync_done follows.
  */
-void plover_sync_start(PloverState *s, uint64_t index, uint64_t epoch,
-                       bool leader)
+void plover_sync_start(PloverState *s, const PlvExecSync *sync)
 {
     PloverSyncJob *j = g_new0(PloverSyncJob, 1);
     g_autoptr(GError) gerr = NULL;
+    bool leader = sync->leader;
+    uint64_t epoch = sync->epoch;
     int64_t t1, t2, t3;
 
-    assert(!s->job);
-    j->index = index;
+    assert(!s->syncvm.job);
+    j->index = sync->index;
     j->epoch = epoch;
     j->leader = leader;
-    j->hello = (PlvSyncHello) {
-        .epoch = epoch,
-        .has_vm = s->executing,
-        .full = s->full_sync_pending,
-        .last = s->epoch,
-    };
+    j->hello = sync->hello;
     j->t_stop_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
-    if (!s->sync.first_cut_us) {
-        s->sync.first_cut_us = j->t_stop_us;
+    if (!s->syncvm.stats.first_cut_us) {
+        s->syncvm.stats.first_cut_us = j->t_stop_us;
     }
     /* The VM runs on from this cut if the secondary holds the VM as of
      * their last syncvm (no full copy) and no handoff waits for it. */
-    j->handoff = leader && s->handoff == PLOVER_HANDOFF_SYNCING;
-    j->snapshot = leader && s->executing && !j->handoff && !s->full_sync_pending &&
-                  s->paired == s->secondary && runstate_is_running();
+    j->handoff = sync->handoff;
+    j->snapshot = sync->may_run_on && runstate_is_running();
     if (j->snapshot) {
         plover_cut_stop();
     } else {
@@ -988,8 +992,8 @@ void plover_sync_start(PloverState *s, uint64_t index, uint64_t epoch,
     plover_collect_dirty(s);
     t2 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
     /* Everything said so far comes from the state synced now. */
-    j->held = g_queue_get_length(&s->outputs);
-    if (leader && s->executing) {
+    j->held = g_queue_get_length(&s->net.outputs);
+    if (leader && sync->hello.has_vm) {
         j->devstate = g_byte_array_new();
         if (plover_save_device_state(s, j->devstate, &gerr) < 0) {
             /* The engine's get_device_state tries again, and reports. */
@@ -1011,16 +1015,15 @@ void plover_sync_start(PloverState *s, uint64_t index, uint64_t epoch,
      * is copied (device writes meanwhile are copied aside). */
     j->cow = j->snapshot && tcg_enabled();
     if (j->snapshot) {
-        plover_snapshot_arm(s->snap, s->mv);
+        plover_snapshot_arm(s->syncvm.snap, s->syncvm.mv);
     }
     if (j->cow) {
         plover_sync_resume_vm(s, j);
     }
     trace_plover_syncvm_cut(epoch, t1 - j->t_stop_us, t2 - t1, t3 - t2,
                             j->t_resume_us ? j->t_resume_us - t3 : 0);
-    s->job = j;
-    qatomic_set(&s->last_sync_ns, qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
-    qemu_sem_post(&s->sync_go);
+    s->syncvm.job = j;
+    qemu_sem_post(&s->syncvm.sync_go);
 }
 
 /*
@@ -1034,9 +1037,9 @@ char *plover_ram_digest(void)
     XXH128_hash_t h;
 
     XXH3_128bits_reset(st);
-    for (unsigned i = 0; s->mv && i < plv_memview_n_regions(s->mv); i++) {
-        const PlvMemRegion *r = plv_memview_region_const(s->mv, i);
-        RAMBlock *rb = g_ptr_array_index(s->ram_blocks, i);
+    for (unsigned i = 0; s->syncvm.mv && i < plv_memview_n_regions(s->syncvm.mv); i++) {
+        const PlvMemRegion *r = plv_memview_region_const(s->syncvm.mv, i);
+        RAMBlock *rb = g_ptr_array_index(s->syncvm.ram_blocks, i);
         const char *id = qemu_ram_get_idstr(rb);
 
         XXH3_128bits_update(st, id, strlen(id) + 1);

@@ -26,7 +26,7 @@
 #define PLOVER_RDMA_BUILT false
 #endif
 
-static PloverState the_replica = { .role = PLOVER_ROLE_NONE };
+static PloverState the_replica;
 
 PloverState *plover_state(void)
 {
