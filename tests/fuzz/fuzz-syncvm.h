@@ -19,6 +19,9 @@ enum {
     FUZZ_SVM_ACK,
     FUZZ_SVM_NACK,
     FUZZ_SVM_DEVSTATE_DELTA,
+    FUZZ_SVM_HELLO,             /* the agreement (syncvm-agree.h) */
+    FUZZ_SVM_REPLY,
+    FUZZ_SVM_SKIP,
     FUZZ_SVM_KINDS
 };
 

@@ -1,4 +1,5 @@
-# Fuzzing the consensus wire decoder and the syncvm message decoders with
+# Fuzzing the consensus wire decoder and the syncvm message decoders (the
+# agreement's HELLO, REPLY and SKIP among them) with
 # libFuzzer (clang). The codec sources are compiled directly with the
 # fuzzer and sanitizers, not taken from the gcc-built library.
 #
@@ -18,7 +19,7 @@ FUZZ_SYNCVM := $(FUZZ_DIR)/fuzz-syncvm
 FUZZ_SGEN   := $(FUZZ_DIR)/gen-corpus-syncvm
 FUZZ_SCORPUS := $(FUZZ_DIR)/corpus-syncvm
 FUZZ_SYNCVM_SRCS := $(SRCDIR)/tests/fuzz/fuzz-syncvm.c \
-                  $(addprefix $(SRCDIR)/plover/core/syncvm/,syncvm-msg.c zstd-codec.c \
+                  $(addprefix $(SRCDIR)/plover/core/syncvm/,syncvm-msg.c syncvm-agree.c zstd-codec.c \
                       pagehash.c hashpool.c memview.c)
 FUZZ_PKGS   := glib-2.0 libxxhash libzstd
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "plover/bytes.h"
+#include "plover/syncvm-agree.h"
 #include "plover/syncvm-msg.h"
 #include "plover/zstd-codec.h"
 #include "fuzz-syncvm.h"
@@ -127,6 +128,22 @@ int main(int argc, char **argv)
     plv_zstd_compress(z, m, blob->data, blob->len, fuzz_svm_base(),
                       FUZZ_SVM_BASE_LEN);
     put("devstate-delta", FUZZ_SVM_DEVSTATE_DELTA, m);
+
+    /* The agreement: a leader's HELLO, the secondary's REPLY and SKIP. */
+    {
+        PlvSyncHello hello = { .epoch = 42, .has_vm = true, .full = false, .last = 41 };
+        PlvSyncReply reply = { .has_vm = true, .last = 41 };
+
+        g_byte_array_set_size(m, PLV_SVM_HDR_LEN + PLV_SYNC_HELLO_LEN);
+        plv_sync_hello_encode(&hello, m->data + PLV_SVM_HDR_LEN);
+        put("hello", FUZZ_SVM_HELLO, m);
+        g_byte_array_set_size(m, PLV_SVM_HDR_LEN + PLV_SYNC_REPLY_LEN);
+        plv_sync_reply_encode(&reply, m->data + PLV_SVM_HDR_LEN);
+        put("reply", FUZZ_SVM_REPLY, m);
+        g_byte_array_set_size(m, PLV_SVM_HDR_LEN + PLV_SYNC_SKIP_LEN);
+        plv_sync_skip_encode(43, m->data + PLV_SVM_HDR_LEN);
+        put("skip", FUZZ_SVM_SKIP, m);
+    }
 
     plv_zstd_free(z);
     g_byte_array_unref(blob);
