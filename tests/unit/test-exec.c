@@ -228,6 +228,27 @@ START_TEST(test_left_out_discards)
 }
 END_TEST
 
+/* Found by the simulation: a secondary that lagged into a snapshot kept
+ * the outputs of its own VM, and sent them once it led alone. */
+START_TEST(test_snapshot_drops_what_the_vm_said)
+{
+    T t;
+
+    t_synced_secondary(&t);
+    plv_exec_needs_snapshot(&t.x, 40, 1, &t.rd);
+    ck_actions(&t, "discard install-snapshot");
+    ck_assert(!t.x.executing && t.x.full_sync_pending);
+    /* elected while the log still names it secondary: alone, no VM */
+    plv_exec_view(&t.x, 0x201, 1);
+    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, &t.rd);
+    ck_actions(&t, "drop-link request-syncvm");
+    t_syncvm(&t, 5);
+    ck_actions(&t, "syncvm-over");
+    ck_assert_uint_eq(t.x.epoch, 1);
+    t_done(&t);
+}
+END_TEST
+
 START_TEST(test_commit_failed_discards)
 {
     T t;
@@ -306,6 +327,7 @@ int main(void)
     tcase_add_test(tc, test_secondary_drops_and_takes_over);
     tcase_add_test(tc, test_elected_without_copy_pulls);
     tcase_add_test(tc, test_left_out_discards);
+    tcase_add_test(tc, test_snapshot_drops_what_the_vm_said);
     tcase_add_test(tc, test_commit_failed_discards);
     tcase_add_test(tc, test_migrate_leader);
     tcase_add_test(tc, test_handoff_refused_runs_on);

@@ -150,15 +150,21 @@ void plv_exec_view(PlvExec *x, uint64_t vid, uint32_t leader)
 /*
  * Entries this replica missed are gone. Whatever it executes next must
  * start from a full copy of the VM, which the next syncvm to it carries;
- * the log itself continues after the snapshot.
+ * the log itself continues after the snapshot. What its VM said so far
+ * came from a state that copy replaces: it is dropped with the VM (it
+ * used to stay held, and a replica that then led alone sent it).
  */
 void plv_exec_needs_snapshot(PlvExec *x, uint64_t index, uint32_t secondary,
                              PlvExecReady *rd)
 {
     x->full_sync_pending = true;
-    x->executing = false;
+    if (x->executing) {
+        x->executing = false;
+        act(rd, PLV_EXEC_DISCARD);
+    } else {
+        act(rd, PLV_EXEC_STOP_VM);
+    }
     x->secondary = secondary;
-    act(rd, PLV_EXEC_STOP_VM);
     act(rd, PLV_EXEC_INSTALL_SNAPSHOT)->index = index;
 }
 
@@ -224,6 +230,13 @@ static void exec_syncvm(PlvExec *x, uint64_t index, uint64_t epoch, PlvExecReady
     if (!x->executing && !x->full_sync_pending) {
         sync_over(x, false, rd);
         return;   /* not the VM's holder, not being given it either */
+    }
+    if (!with_peer && !x->executing) {
+        /* A leader alone without the VM has nothing to pass the entry
+         * with: no state to vouch for, no output of the replicated VM.
+         * It waits for a secondary to pull the VM from. */
+        sync_over(x, false, rd);
+        return;
     }
     if (with_peer) {
         /* The entries after it wait for its end (plv_exec_must_wait). */

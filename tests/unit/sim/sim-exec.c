@@ -504,11 +504,6 @@ static void exec_ready(Sim *s, uint32_t i, PlvExecReady *rd, const PlvEntry *e)
             trace(s, "node %u: %s", i, plv_exec_action_name(a.kind));
         }
         switch (a.kind) {
-        case PLV_EXEC_START_VM:
-            if (nd->ex.role == PLV_ROLE_LEADER && nd->ex.executing) {
-                check_history(s, i, "leads");
-            }
-            break;
         case PLV_EXEC_DISCARD:
             if (s->prm.broken == SIM_BROKEN_KEEP_VM) {
                 break;
@@ -647,6 +642,13 @@ static void pump(Sim *s, uint32_t i)
             switch (it.ev.kind) {
             case PLV_EV_ROLE:
                 plv_exec_role(&nd->ex, it.ev.old_role, it.ev.role, &rd);
+                if (it.ev.role == PLV_ROLE_LEADER && nd->ex.executing &&
+                    nd->ex.vid >= s->newest_vid) {
+                    /* elected in the newest view, and runs on from the VM
+                     * it holds (an older view's leader learning late that
+                     * it led cannot release: its secondary has moved on) */
+                    check_history(s, i, "leads");
+                }
                 break;
             case PLV_EV_VIEW:
                 plv_exec_view(&nd->ex, it.ev.vid, it.ev.leader);

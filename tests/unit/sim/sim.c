@@ -80,6 +80,7 @@ typedef struct {
     GArray *released;           /* n -> state released to clients (0: none) */
     uint64_t max_released;
     uint64_t release_vid;       /* the newest view that released */
+    uint64_t newest_vid;        /* the newest view with a leader */
     uint64_t marker_released;   /* tick the first output of a marker left */
     char step_what[64];         /* what the executor is being stepped with */
     char vm_lost_why[160];
@@ -279,6 +280,7 @@ static void check_new_leader(Sim *s, uint32_t x, uint64_t vid)
         *k = vid;
         *v = nd->inc;
         g_hash_table_insert(s->view_leader, k, v);
+        s->newest_vid = MAX(s->newest_vid, vid);
     }
     for (uint32_t j = 0; j < s->prm.n; j++) {
         if (j != x && s->node[j].up && plv_paxos_role(s->node[j].px) == PLV_ROLE_LEADER &&
