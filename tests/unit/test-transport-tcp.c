@@ -481,7 +481,7 @@ START_TEST(tcp_idle_flood_leaves_room_for_peers)
     net_init(&net);
     PUMP_UNTIL(&net, all_up(&net), 5000);
     PlvTransportStats st;
-    /* As many idle connections as there are pending slots, from the
+    /* More idle connections than there are pending slots, from the
      * peers' own address: each one past the per-address cap evicts the
      * oldest of them instead of filling the table. */
     int fds[IDLE];

@@ -36,8 +36,9 @@ typedef struct PlvRdmaTransportConfig {
     unsigned signal_every;      /* completion every k writes; 0: 16 */
     int backoff_min_ms;         /* first reconnect delay; 0: 10 ms */
     int backoff_max_ms;         /* cap of the doubling; 0: 1000 ms */
-    int handshake_timeout_ms;   /* dial: resolve + connect + auth; 0: 5000 ms
-                                 * (accepted: PLV_HANDSHAKE_TIMEOUT_MS) */
+    int handshake_timeout_ms;   /* dial: resolve + connect + auth;
+                                 * 0: PLV_HANDSHAKE_TIMEOUT_MS (accepted
+                                 * connections always get that) */
     int heartbeat_ms;           /* idle interval between heartbeats; 0: 100 */
     int peer_timeout_ms;        /* silence that declares a peer down; 0: 3000 */
     size_t max_queue_bytes;     /* per peer unsent bytes; 0: 64 MiB */

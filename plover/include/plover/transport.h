@@ -55,13 +55,14 @@ typedef struct PlvTransportStats {
 
 /*
  * How long an accepted connection may take to authenticate, in both
- * transports, before its slot goes back. Authenticating is two round trips
- * once connected (HELLOs cross, then AUTHs): milliseconds on a LAN, and
- * well under a second on a loaded host or over soft-RoCE, whose completion
+ * transports (their peer table, plover/peer-table.h) and the syncvm port,
+ * before its slot goes back. Authenticating is two round trips once
+ * connected (HELLOs cross, then AUTHs): milliseconds on a LAN, and well
+ * under a second on a loaded host or over soft-RoCE, whose completion
  * events can come a scheduler tick late. 2 s leaves that slack many times
  * over while bounding how long a connection that never authenticates holds
- * a slot. (Dialing has its own, configurable limit: it also covers connect
- * and, for RDMA, address and route resolution.)
+ * a slot. A dial (connect and, for RDMA, address and route resolution, then
+ * the handshake) gets the same by default; its limit is configurable.
  */
 #define PLV_HANDSHAKE_TIMEOUT_MS 2000
 
