@@ -17,8 +17,6 @@
 #include "plover/peer-table.h"
 #include "net/rdma/rdma-conn.h"
 
-#include <errno.h>
-#include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
