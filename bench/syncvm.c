@@ -314,7 +314,7 @@ static int secondary_case(PlvLink *link, uint8_t *mem, PlvMemView *mv,
 
         diverge(mem, c, r);
         cfg_init(&cfg, &key, link, pool, ++*epoch, c);
-        plv_syncvm_channel_init_link(&ch, link);
+        plv_syncvm_channel_init_bulk(&ch, plv_link_bulk(link));
         if (plv_link_send(link, MSG_READY, NULL, 0, NULL) < 0 ||
             plv_syncvm_secondary_run(&cfg, &ch, mv, NULL, &err) < 0) {
             fprintf(stderr, "secondary: %s\n",
@@ -384,7 +384,7 @@ static int leader_case(PlvLink *link, PlvMemView *mv, PlvHashPool *pool,
         uint16_t type;
 
         cfg_init(&cfg, &key, link, pool, ++*epoch, c);
-        plv_syncvm_channel_init_link(&ch, link);
+        plv_syncvm_channel_init_bulk(&ch, plv_link_bulk(link));
         if (plv_link_recv(link, &type, rx, 10000, &err) < 0 ||
             type != MSG_READY ||
             plv_syncvm_leader_run(&cfg, &ch, mv, &st[r], &err) < 0) {

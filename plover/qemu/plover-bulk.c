@@ -1,5 +1,5 @@
 /*
- * syncvm bulk link over TCP or RDMA (see plover-bulk.h).
+ * Where syncvm bulk links come from, over TCP or RDMA (see plover-bulk.h).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -15,14 +15,6 @@
 
 /* The RDMA link's staging buffer: room for a chunk of pages in flight. */
 #define PLOVER_BULK_RDMA_RING (8 * 1024 * 1024)
-
-struct PloverBulk {
-    PlvTransportKind kind;
-    PlvLink *tcp;
-#ifdef PLOVER_HAVE_RDMA
-    PlvRdmaLink *rdma;
-#endif
-};
 
 #ifdef PLOVER_HAVE_RDMA
 /*
@@ -40,7 +32,7 @@ typedef struct PloverRdmaAcceptor {
     uint8_t *secret;
     size_t secret_len;
     QemuThread thread;
-    PlvPeerMailbox *mailbox;    /* PloverBulk*, newest per peer */
+    PlvPeerMailbox *mailbox;    /* PlvBulkLink*, newest per peer */
     QemuMutex lock;             /* st */
     PlvLinkAcceptorStats st;
 } PloverRdmaAcceptor;
@@ -53,13 +45,6 @@ struct PloverBulkListener {
     PloverRdmaAcceptor *rdma;
 #endif
 };
-
-#ifdef PLOVER_HAVE_RDMA
-#define IF_RDMA(kind, rdma_expr, tcp_expr) \
-    ((kind) == PLV_TRANSPORT_RDMA ? (rdma_expr) : (tcp_expr))
-#else
-#define IF_RDMA(kind, rdma_expr, tcp_expr) (tcp_expr)
-#endif
 
 /* Only the other replicas ever dial a bulk port. */
 static PlvAddrSet *plover_bulk_peer_addrs(const PlvConfig *cfg)
@@ -94,7 +79,6 @@ static void *plover_rdma_accept_thread(void *opaque)
                                                a->secret_len, PLOVER_BULK_RDMA_RING,
                                                PLV_HANDSHAKE_TIMEOUT_MS, &err);
         uint32_t peer;
-        PloverBulk *b;
 
         if (!rl) {
             if (!plv_link_error_is_timeout(err)) {
@@ -109,11 +93,8 @@ static void *plover_rdma_accept_thread(void *opaque)
             plover_rdma_count(a, &a->st.failed);
             continue;
         }
-        b = g_new0(PloverBulk, 1);
-        b->kind = PLV_TRANSPORT_RDMA;
-        b->rdma = rl;
         plover_rdma_count(a, &a->st.accepted);
-        if (plv_peer_mailbox_put(a->mailbox, peer, b)) {
+        if (plv_peer_mailbox_put(a->mailbox, peer, plv_rdma_link_bulk(rl))) {
             plover_rdma_count(a, &a->st.replaced);
         }
     }
@@ -139,7 +120,7 @@ static PloverRdmaAcceptor *plover_rdma_acceptor_new(const PlvConfig *cfg,
     a->n_peers = cfg->n_peers;
     a->secret = g_memdup2(secret, secret_len);
     a->secret_len = secret_len;
-    a->mailbox = plv_peer_mailbox_new(cfg->n_peers, (GDestroyNotify)plover_bulk_close);
+    a->mailbox = plv_peer_mailbox_new(cfg->n_peers, (GDestroyNotify)plv_bulk_close);
     qemu_mutex_init(&a->lock);
     /* Lives as long as the process, like the replica. */
     qemu_thread_create(&a->thread, "plover-bulk-acc", plover_rdma_accept_thread,
@@ -191,24 +172,14 @@ PloverBulkListener *plover_bulk_listen(const PlvConfig *cfg,
     return l;
 }
 
-PloverBulk *plover_bulk_take(PloverBulkListener *l, uint32_t peer, int timeout_ms)
+PlvBulkLink *plover_bulk_take(PloverBulkListener *l, uint32_t peer, int timeout_ms)
 {
-    PlvLink *tl;
-    PloverBulk *b;
-
 #ifdef PLOVER_HAVE_RDMA
     if (l->kind == PLV_TRANSPORT_RDMA) {
         return plv_peer_mailbox_take(l->rdma->mailbox, peer, timeout_ms);
     }
 #endif
-    tl = plv_link_acceptor_take(l->tcp, peer, timeout_ms);
-    if (!tl) {
-        return NULL;
-    }
-    b = g_new0(PloverBulk, 1);
-    b->kind = PLV_TRANSPORT_TCP;
-    b->tcp = tl;
-    return b;
+    return plv_link_bulk(plv_link_acceptor_take(l->tcp, peer, timeout_ms));
 }
 
 bool plover_bulk_ready(PloverBulkListener *l, uint32_t peer)
@@ -235,86 +206,22 @@ void plover_bulk_listener_stats(PloverBulkListener *l, PlvLinkAcceptorStats *st)
     plv_link_acceptor_get_stats(l->tcp, st);
 }
 
-PloverBulk *plover_bulk_connect(const PlvConfig *cfg, uint32_t peer,
-                                const uint8_t *secret, size_t secret_len,
-                                int timeout_ms, GError **err)
+PlvBulkLink *plover_bulk_connect(const PlvConfig *cfg, uint32_t peer,
+                                 const uint8_t *secret, size_t secret_len,
+                                 int timeout_ms, GError **err)
 {
     const PlvConfigPeer *p = &cfg->peers[peer];
-    PloverBulk *b = g_new0(PloverBulk, 1);
-    bool ok;
 
-    b->kind = cfg->transport;
 #ifdef PLOVER_HAVE_RDMA
     if (cfg->transport == PLV_TRANSPORT_RDMA) {
-        b->rdma = plv_rdma_link_connect(p->host, p->port + 1, cfg->id, peer,
-                                        PLV_LINK_CHANNEL_SYNCVM, secret,
-                                        secret_len, PLOVER_BULK_RDMA_RING,
-                                        timeout_ms, err);
-        ok = b->rdma;
-    } else
-#endif
-    {
-        b->tcp = plv_link_connect(p->host, p->port + 1, cfg->id, peer,
-                                  PLV_LINK_CHANNEL_SYNCVM, secret, secret_len,
-                                  timeout_ms, err);
-        ok = b->tcp;
-    }
-    if (!ok) {
-        g_free(b);
-        return NULL;
-    }
-    return b;
-}
-
-int plover_bulk_send(PloverBulk *b, uint16_t type, const struct iovec *iov,
-                     int iovcnt, GError **err)
-{
-    return IF_RDMA(b->kind, plv_rdma_link_send(b->rdma, type, iov, iovcnt, err),
-                   plv_link_send(b->tcp, type, iov, iovcnt, err));
-}
-
-int plover_bulk_recv(PloverBulk *b, uint16_t *type, GByteArray *payload,
-                     int timeout_ms, GError **err)
-{
-    return IF_RDMA(b->kind, plv_rdma_link_recv(b->rdma, type, payload, timeout_ms, err),
-                   plv_link_recv(b->tcp, type, payload, timeout_ms, err));
-}
-
-uint32_t plover_bulk_peer_id(const PloverBulk *b)
-{
-    return IF_RDMA(b->kind, plv_rdma_link_peer_id(b->rdma),
-                   plv_link_peer_id(b->tcp));
-}
-
-const uint8_t *plover_bulk_session_key(const PloverBulk *b)
-{
-    return IF_RDMA(b->kind, plv_rdma_link_session_key(b->rdma),
-                   plv_link_session_key(b->tcp));
-}
-
-void plover_bulk_channel(PloverBulk *b, PlvSyncvmChannel *ch)
-{
-#ifdef PLOVER_HAVE_RDMA
-    if (b->kind == PLV_TRANSPORT_RDMA) {
-        plv_syncvm_channel_init_rdma(ch, b->rdma);
-        return;
+        return plv_rdma_link_bulk(plv_rdma_link_connect(p->host, p->port + 1, cfg->id,
+                                                        peer, PLV_LINK_CHANNEL_SYNCVM,
+                                                        secret, secret_len,
+                                                        PLOVER_BULK_RDMA_RING,
+                                                        timeout_ms, err));
     }
 #endif
-    plv_syncvm_channel_init_link(ch, b->tcp);
-}
-
-void plover_bulk_close(PloverBulk *b)
-{
-    if (!b) {
-        return;
-    }
-#ifdef PLOVER_HAVE_RDMA
-    if (b->rdma) {
-        plv_rdma_link_close(b->rdma);
-    }
-#endif
-    if (b->tcp) {
-        plv_link_close(b->tcp);
-    }
-    g_free(b);
+    return plv_link_bulk(plv_link_connect(p->host, p->port + 1, cfg->id, peer,
+                                          PLV_LINK_CHANNEL_SYNCVM, secret, secret_len,
+                                          timeout_ms, err));
 }

@@ -30,6 +30,7 @@
 #include "net/filter.h"
 #include "net/net.h"
 #include "net/eth.h"
+#include "plover/bytes.h"
 #include "plover-state.h"
 #include "trace.h"
 
@@ -287,43 +288,37 @@ void plover_net_drop_outputs(PloverState *s)
  */
 void plover_net_save_inputs(PloverState *s, GByteArray *out)
 {
-    uint32_t n = cpu_to_le32(g_queue_get_length(&s->net.inputs));
-
-    g_byte_array_append(out, (const guint8 *)&n, sizeof(n));
+    plv_append_u32(out, g_queue_get_length(&s->net.inputs));
     for (GList *l = s->net.inputs.head; l; l = l->next) {
         PloverPacket *p = l->data;
-        uint32_t len = cpu_to_le32(p->len);
 
-        g_byte_array_append(out, (const guint8 *)&len, sizeof(len));
+        plv_append_u32(out, p->len);
         g_byte_array_append(out, p->data, p->len);
     }
 }
 
 bool plover_net_load_inputs(PloverState *s, const uint8_t *p, size_t len)
 {
+    PlvReader rd = plv_reader(p, len);
     GQueue q = G_QUEUE_INIT;
     size_t bytes = 0;
     uint32_t n;
 
-    if (len < 4) {
+    if (!plv_read_u32(&rd, &n)) {
         return false;
     }
-    n = ldl_le_p(p);
-    p += 4;
-    len -= 4;
     for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *pkt;
         uint32_t plen;
 
-        if (len < 4 || (plen = ldl_le_p(p)) > len - 4) {
+        if (!plv_read_u32(&rd, &plen) || !plv_read_bytes(&rd, plen, &pkt)) {
             g_queue_clear_full(&q, g_free);
             return false;
         }
-        g_queue_push_tail(&q, plover_packet_copy(p + 4, plen));
+        g_queue_push_tail(&q, plover_packet_copy(pkt, plen));
         bytes += plen;
-        p += 4 + plen;
-        len -= 4 + plen;
     }
-    if (len) {
+    if (plv_reader_left(&rd)) {
         g_queue_clear_full(&q, g_free);
         return false;
     }

@@ -164,7 +164,7 @@ typedef struct PloverSyncvm {
     PlvMemView *mv;
     PlvHashPool *pool;
     struct PloverBulkListener *bulk_listener;
-    struct PloverBulk *bulk;
+    PlvBulkLink *bulk;
     uint32_t bulk_peer;       /* the other end of bulk, PLV_NODE_NONE if none */
     /* secondary: a leader's HELLO for a syncvm this replica has yet to reach */
     PlvSyncHello sync_hello;

@@ -34,6 +34,7 @@
 #include "system/runstate-action.h"
 #include "system/tcg.h"
 #include "plover-state.h"
+#include "plover/bytes.h"
 #include "plover-bulk.h"
 #include "plover/syncvm-agree.h"
 #include "trace.h"
@@ -202,15 +203,12 @@ static int plover_save_device_state(PloverState *s, GByteArray *out,
 {
     QIOChannelBuffer *bioc = qio_channel_buffer_new(64 * 1024);
     QEMUFile *f = qemu_file_new_output(QIO_CHANNEL(bioc));
-    uint32_t magic = cpu_to_le32(PLOVER_BLOB_MAGIC);
-    uint32_t ilen;
     g_autoptr(GByteArray) inputs = g_byte_array_new();
     int ret;
 
     plover_net_save_inputs(s, inputs);
-    ilen = cpu_to_le32(inputs->len);
-    g_byte_array_append(out, (guint8 *)&magic, 4);
-    g_byte_array_append(out, (guint8 *)&ilen, 4);
+    plv_append_u32(out, PLOVER_BLOB_MAGIC);
+    plv_append_u32(out, inputs->len);
     g_byte_array_append(out, inputs->data, inputs->len);
 
     /* The "globalstate" section carries the run state as migration stores
@@ -273,8 +271,8 @@ static int plover_stage_device_state(void *opaque, const uint8_t *data,
 {
     PloverState *s = opaque;
 
-    if (len < 8 || ldl_le_p(data) != PLOVER_BLOB_MAGIC ||
-        ldl_le_p(data + 4) > len - 8) {
+    if (len < 8 || plv_get_u32(data) != PLOVER_BLOB_MAGIC ||
+        plv_get_u32(data + 4) > len - 8) {
         g_set_error(err, PLOVER_SYNC_ERROR, 2,
                     "device state blob: bad header");
         return -1;
@@ -315,7 +313,7 @@ static bool plover_load_staged(PloverState *s, Error **errp)
 {
     const uint8_t *p = s->syncvm.staged_devstate->data;
     size_t len = s->syncvm.staged_devstate->len;
-    uint32_t ilen = ldl_le_p(p + 4);
+    uint32_t ilen = plv_get_u32(p + 4);
     QIOChannelBuffer *bioc;
     QEMUFile *f;
     int ret;
@@ -412,14 +410,14 @@ static void plover_sync_on_error(void *opaque, uint32_t peer,
 
 void plover_sync_drop_link(PloverState *s)
 {
-    plover_bulk_close(s->syncvm.bulk);
+    plv_bulk_close(s->syncvm.bulk);
     s->syncvm.bulk = NULL;
     s->syncvm.bulk_peer = PLV_NODE_NONE;
     s->syncvm.sync_hello_kept = false;
 }
 
 /* A link the listener authenticated replaces the one in use. */
-static void plover_sync_take_link(PloverState *s, PloverBulk *fresh)
+static void plover_sync_take_link(PloverState *s, PlvBulkLink *fresh)
 {
     plover_sync_drop_link(s);
     s->syncvm.bulk = fresh;
@@ -514,7 +512,7 @@ static bool plover_sync_send(PloverState *s, uint16_t type, uint8_t *msg,
     g_autoptr(GError) gerr = NULL;
     struct iovec iov = { .iov_base = msg, .iov_len = len };
 
-    if (plover_bulk_send(s->syncvm.bulk, type, &iov, 1, &gerr) < 0) {
+    if (plv_bulk_send(s->syncvm.bulk, type, &iov, 1, &gerr) < 0) {
         error_setg(errp, "plover: syncvm link: %s", gerr->message);
         return false;
     }
@@ -536,7 +534,7 @@ static PloverAgree plover_sync_agree_leader(PloverState *s, uint64_t epoch,
     if (!plover_sync_send(s, PLV_SYNC_MSG_HELLO, msg, sizeof(msg), errp)) {
         return PLOVER_AGREE_FAILED;
     }
-    if (plover_bulk_recv(s->syncvm.bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
+    if (plv_bulk_recv(s->syncvm.bulk, &type, in, s->cfg.syncvm_timeout_ms, &gerr) < 0) {
         error_setg(errp, "plover: syncvm link: %s", gerr->message);
         return PLOVER_AGREE_FAILED;
     }
@@ -598,7 +596,7 @@ static PloverAgree plover_sync_wait_hello(PloverState *s, uint64_t epoch,
         g_autoptr(GError) gerr = NULL;
         int left = (deadline - g_get_monotonic_time()) / 1000;
         uint16_t type;
-        PloverBulk *fresh;
+        PlvBulkLink *fresh;
 
         if (left <= 0) {
             /* A late leader, not a broken link: keep what works. */
@@ -616,7 +614,7 @@ static PloverAgree plover_sync_wait_hello(PloverState *s, uint64_t epoch,
         if (!s->syncvm.bulk) {
             continue;
         }
-        if (plover_bulk_recv(s->syncvm.bulk, &type, in, MIN(left, PLOVER_SYNC_WAIT_SLICE_MS),
+        if (plv_bulk_recv(s->syncvm.bulk, &type, in, MIN(left, PLOVER_SYNC_WAIT_SLICE_MS),
                              &gerr) < 0) {
             if (!plv_link_error_is_timeout(gerr)) {
                 g_free(broken);
@@ -759,8 +757,8 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
         }
     }
     t1 = g_get_monotonic_time();
-    plv_hash_key_derive(&key, plover_bulk_session_key(s->syncvm.bulk), PLV_LINK_KEY_LEN);
-    plover_bulk_channel(s->syncvm.bulk, &ch);
+    plv_hash_key_derive(&key, plv_bulk_session_key(s->syncvm.bulk), PLV_LINK_KEY_LEN);
+    plv_syncvm_channel_init_bulk(&ch, s->syncvm.bulk);
     cfg.vid = s->exec.vid;
     cfg.epoch = j->epoch;
     cfg.key = &key;

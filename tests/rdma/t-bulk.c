@@ -8,6 +8,7 @@
 #include "harness.h"
 #include "suites.h"
 #include "plover/transport-rdma.h"
+#include "plover/syncvm.h"
 #include "plover/link.h"
 
 #include <signal.h>
@@ -184,7 +185,7 @@ static gpointer secondary_thread(gpointer opaque)
     Side *s = opaque;
     PlvSyncvmChannel ch;
     GError *err = NULL;
-    plv_syncvm_channel_init_rdma(&ch, s->link);
+    plv_syncvm_channel_init_bulk(&ch, plv_rdma_link_bulk(s->link));
     s->rc = plv_syncvm_secondary_run(&s->cfg, &ch, s->mv, &s->st, &err);
     if (err) {
         s->error = g_strdup(err->message);
@@ -243,7 +244,7 @@ static void run_syncvm(bool overlap, bool deltas, uint16_t port)
     GThread *th = g_thread_new("secondary", secondary_thread, &S);
     PlvSyncvmChannel ch;
     GError *err = NULL;
-    plv_syncvm_channel_init_rdma(&ch, ll);
+    plv_syncvm_channel_init_bulk(&ch, plv_rdma_link_bulk(ll));
     int rc = plv_syncvm_leader_run(&L.cfg, &ch, L.mv, &L.st, &err);
     g_thread_join(th);
     CHECKF(rc == 0, "leader: %s", err ? err->message : "?");

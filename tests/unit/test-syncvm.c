@@ -425,7 +425,7 @@ static int real_leader(PlvLink *link, World *w, void *arg)
     peer_configure(&p, true);
     p.cfg.send_all_dirty = o->send_all_dirty;
     p.cfg.overlap_send = !o->sequential;
-    plv_syncvm_channel_init_link(&wr.inner, link);
+    plv_syncvm_channel_init_bulk(&wr.inner, plv_link_bulk(link));
     ch = wr.inner;
     ch.opaque = &wr;
     ch.send = wrap_send;
@@ -493,7 +493,7 @@ static void pair_start(Pair *x, const Spec *spec, ChildFn fn, void *arg,
     x->link = spawn(fn, &x->w, arg, &x->pid);
     peer_init(&x->p, &x->w, plv_link_session_key(x->link));
     peer_configure(&x->p, false);
-    plv_syncvm_channel_init_link(&x->ch, x->link);
+    plv_syncvm_channel_init_bulk(&x->ch, plv_link_bulk(x->link));
 }
 
 /* Closes our end, reaps the child (its status) and frees the world. */
@@ -1153,7 +1153,7 @@ static int mute_secondary(PlvLink *link, World *w, void *arg)
         PlvSyncvmChannel ch;
 
         peer_init(&p, w, plv_link_session_key(link));
-        plv_syncvm_channel_init_link(&ch, link);
+        plv_syncvm_channel_init_bulk(&ch, plv_link_bulk(link));
         ch.send = drop_ack_send;
         if (plv_syncvm_secondary_run(&p.cfg, &ch, w->smv, &p.st, NULL) < 0) {
             return 1;

@@ -22,6 +22,7 @@
 #define DIRECT_MIN  4096
 
 struct PlvLink {
+    PlvBulkLink bulk;           /* first: a PlvLink is a bulk link */
     int fd;
     int io_timeout_ms;          /* sends: longest silence (connect/accept's timeout) */
     int broken;                 /* atomic: send and recv may run on two threads */
@@ -178,9 +179,12 @@ out:
     return s;
 }
 
+static const PlvBulkLinkOps link_bulk_ops;
+
 PlvLink *plv_link_new_authenticated(int fd, PlvLinkSession *s, int io_timeout_ms)
 {
     PlvLink *l = g_new0(PlvLink, 1);
+    l->bulk.ops = &link_bulk_ops;
     l->fd = fd;
     l->io_timeout_ms = io_timeout_ms;
     l->s = s;
@@ -408,4 +412,47 @@ void plv_link_close(PlvLink *l)
     plv_link_session_free(l->s);
     g_free(l->rxbuf);
     g_free(l);
+}
+
+/* ---- as a bulk link (plover/bulk-link.h) ---- */
+
+static int bulk_send(PlvBulkLink *b, uint16_t type, const struct iovec *iov,
+                     int iovcnt, GError **err)
+{
+    return plv_link_send((PlvLink *)b, type, iov, iovcnt, err);
+}
+
+static int bulk_recv(PlvBulkLink *b, uint16_t *type, GByteArray *payload,
+                     int timeout_ms, GError **err)
+{
+    return plv_link_recv((PlvLink *)b, type, payload, timeout_ms, err);
+}
+
+static uint32_t bulk_peer_id(const PlvBulkLink *b)
+{
+    return plv_link_peer_id((const PlvLink *)b);
+}
+
+static const uint8_t *bulk_session_key(const PlvBulkLink *b)
+{
+    return plv_link_session_key((const PlvLink *)b);
+}
+
+static void bulk_close(PlvBulkLink *b)
+{
+    plv_link_close((PlvLink *)b);
+}
+
+static const PlvBulkLinkOps link_bulk_ops = {
+    .name = "tcp",
+    .send = bulk_send,
+    .recv = bulk_recv,
+    .peer_id = bulk_peer_id,
+    .session_key = bulk_session_key,
+    .close = bulk_close,
+};
+
+PlvBulkLink *plv_link_bulk(PlvLink *l)
+{
+    return l ? &l->bulk : NULL;
 }

@@ -37,6 +37,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 #include <glib.h>
+#include "plover/bulk-link.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -143,6 +144,10 @@ int plv_link_fd(const PlvLink *l);
 uint64_t plv_link_rejected_frames(const PlvLink *l);
 
 void plv_link_close(PlvLink *l);
+
+/* The link as a bulk link (plover/bulk-link.h): the same object, closed
+ * by plv_bulk_close or plv_link_close. */
+PlvBulkLink *plv_link_bulk(PlvLink *l);
 
 #ifdef __cplusplus
 }

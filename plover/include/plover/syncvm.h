@@ -20,8 +20,8 @@
  * vid/epoch ones are dropped and reported as errors, leftovers of a failed
  * attempt are dropped quietly, newer vid/epoch ones abort the run. The
  * engine runs over an abstract message channel so that another bulk
- * transport (RDMA) can carry it; plv_syncvm_channel_init_link gives one
- * over a PlvLink. The caller clears the dirty bitmaps after a successful
+ * transport (RDMA) can carry it; plv_syncvm_channel_init_bulk gives one
+ * over a bulk link (plover/bulk-link.h), TCP or RDMA. The caller clears the dirty bitmaps after a successful
  * run. The target's memory must not change during a run (its VM is
  * paused); the source's may, if snapshot_union gives the run the pages
  * as they were at the cut.
@@ -54,9 +54,10 @@ typedef struct PlvSyncvmChannel {
     uint32_t peer_id;           /* passed to on_error */
 } PlvSyncvmChannel;
 
-typedef struct PlvLink PlvLink;
-/* A channel over an authenticated link (borrowed, not closed). */
-void plv_syncvm_channel_init_link(PlvSyncvmChannel *ch, PlvLink *link);
+typedef struct PlvBulkLink PlvBulkLink;
+/* A channel over a bulk link, TCP or RDMA (borrowed, not closed):
+ * plv_link_bulk(), plv_rdma_link_bulk(). */
+void plv_syncvm_channel_init_bulk(PlvSyncvmChannel *ch, PlvBulkLink *b);
 
 typedef struct PlvSyncvmConfig {
     uint64_t vid;               /* view of this run (consensus layer) */

@@ -18,7 +18,6 @@
 #include "plover/link.h"
 #include "plover/sockutil.h"
 #include "plover/transport.h"
-#include "plover/syncvm.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -107,8 +106,9 @@ uint32_t plv_rdma_link_peer_id(const PlvRdmaLink *l);
 const uint8_t *plv_rdma_link_session_key(const PlvRdmaLink *l);
 void plv_rdma_link_close(PlvRdmaLink *l);
 
-/* A syncvm message channel over @l (borrowed). */
-void plv_syncvm_channel_init_rdma(PlvSyncvmChannel *ch, PlvRdmaLink *l);
+/* The link as a bulk link (plover/bulk-link.h): the same object, closed
+ * by plv_bulk_close or plv_rdma_link_close. */
+PlvBulkLink *plv_rdma_link_bulk(PlvRdmaLink *l);
 
 #ifdef __cplusplus
 }

@@ -36,6 +36,7 @@ typedef struct Msg {
 } Msg;
 
 struct PlvRdmaLink {
+    PlvBulkLink bulk;           /* first: an RDMA link is a bulk link */
     GMutex lock;                /* everything below, once the link exists */
     struct rdma_event_channel *ec;
     struct rdma_cm_id *id;      /* until rc owns it */
@@ -223,9 +224,13 @@ static PlvRdmaLink *complete(PlvRdmaLink *l, bool dialer, const uint8_t *pdata,
     return NULL;
 }
 
+static const PlvBulkLinkOps rdma_bulk_ops;
+
 static PlvRdmaLink *link_new(struct rdma_event_channel *ec)
 {
     PlvRdmaLink *l = g_new0(PlvRdmaLink, 1);
+
+    l->bulk.ops = &rdma_bulk_ops;
     g_mutex_init(&l->lock);
     l->ec = ec;
     g_queue_init(&l->inbox);
@@ -571,30 +576,45 @@ void plv_rdma_link_close(PlvRdmaLink *l)
     g_free(l);
 }
 
-/* ---- syncvm channel ---- */
+/* ---- as a bulk link (plover/bulk-link.h) ---- */
 
-static int ch_send(void *opaque, uint16_t type, const struct iovec *iov,
-                   int iovcnt, GError **err)
+static int bulk_send(PlvBulkLink *b, uint16_t type, const struct iovec *iov,
+                     int iovcnt, GError **err)
 {
-    return plv_rdma_link_send(opaque, type, iov, iovcnt, err);
+    return plv_rdma_link_send((PlvRdmaLink *)b, type, iov, iovcnt, err);
 }
 
-static int ch_recv(void *opaque, uint16_t *type, GByteArray *payload,
-                   int timeout_ms, GError **err)
+static int bulk_recv(PlvBulkLink *b, uint16_t *type, GByteArray *payload,
+                     int timeout_ms, GError **err)
 {
-    return plv_rdma_link_recv(opaque, type, payload, timeout_ms, err);
+    return plv_rdma_link_recv((PlvRdmaLink *)b, type, payload, timeout_ms, err);
 }
 
-static bool ch_is_timeout(const GError *err)
+static uint32_t bulk_peer_id(const PlvBulkLink *b)
 {
-    return plv_link_error_is_timeout(err);
+    return plv_rdma_link_peer_id((const PlvRdmaLink *)b);
 }
 
-void plv_syncvm_channel_init_rdma(PlvSyncvmChannel *ch, PlvRdmaLink *l)
+static const uint8_t *bulk_session_key(const PlvBulkLink *b)
 {
-    ch->opaque = l;
-    ch->send = ch_send;
-    ch->recv = ch_recv;
-    ch->is_timeout = ch_is_timeout;
-    ch->peer_id = plv_rdma_link_peer_id(l);
+    return plv_rdma_link_session_key((const PlvRdmaLink *)b);
+}
+
+static void bulk_close(PlvBulkLink *b)
+{
+    plv_rdma_link_close((PlvRdmaLink *)b);
+}
+
+static const PlvBulkLinkOps rdma_bulk_ops = {
+    .name = "rdma",
+    .send = bulk_send,
+    .recv = bulk_recv,
+    .peer_id = bulk_peer_id,
+    .session_key = bulk_session_key,
+    .close = bulk_close,
+};
+
+PlvBulkLink *plv_rdma_link_bulk(PlvRdmaLink *l)
+{
+    return l ? &l->bulk : NULL;
 }
