@@ -390,7 +390,7 @@ static void plover_perform(PloverState *s, PlvExecReady *rd, const PlvEntry *e,
             plv_driver_applied_syncvm(s->driver, a.index);
             break;
         case PLV_EXEC_RELEASE:
-            plover_net_release_outputs(s, MIN(a.count, SIZE_MAX));
+            plover_net_release_outputs(s, a.count);
             break;
         case PLV_EXEC_DROP_OUTPUTS:
             plover_net_drop_outputs(s);

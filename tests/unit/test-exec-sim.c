@@ -92,7 +92,7 @@ static const char *const broken_names[SIM_BROKEN__MAX] = {
     [SIM_BROKEN_RELEASE_AT_CUT] = "release-at-cut",
     [SIM_BROKEN_RELEASE_ON_SECONDARY] = "release-on-secondary",
     [SIM_BROKEN_KEEP_VM] = "keep-vm",
-    [SIM_BROKEN_NO_SKIP] = "no-skip",
+    [SIM_BROKEN_SECOND_KEEPS_VM] = "second-keeps-vm",
 };
 
 START_TEST(test_broken_caught)
@@ -101,7 +101,7 @@ START_TEST(test_broken_caught)
     uint64_t seed;
     SimResult res = { 0 };
 
-    for (seed = 0; seed < 2000; seed++) {
+    for (seed = 0; seed < 5000; seed++) {
         SimParams prm;
 
         exec_params(&prm, seed, broken);

@@ -162,6 +162,29 @@ START_TEST(test_first_leader_boots_and_syncs)
 }
 END_TEST
 
+/* Found by the simulation (seed 17998): outputs released with no second
+ * copy of the state they came from could be contradicted later. */
+START_TEST(test_leader_alone_holds_outputs)
+{
+    T t;
+
+    t_init(&t, 0);
+    plv_exec_view(&t.x, 1, 0);
+    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, &t.rd);
+    ck_actions(&t, "drop-link start-vm");
+    t_input(&t);
+    t_syncvm(&t, 1);
+    ck_actions(&t, "inject syncvm-alone applied-syncvm syncvm-over");
+    ck_assert_uint_eq(t.x.epoch, 1);
+    /* the first syncvm with a secondary releases what is held */
+    t_second(&t, 1);
+    t_syncvm(&t, 2);
+    t_sync_ok(&t, 5);
+    ck_assert_uint_eq(t_find(&t, PLV_EXEC_RELEASE)->count, 5);
+    t_done(&t);
+}
+END_TEST
+
 START_TEST(test_failed_syncvm_keeps_outputs)
 {
     T t;
@@ -323,6 +346,7 @@ int main(void)
     TCase *tc = tcase_create("rules");
 
     tcase_add_test(tc, test_first_leader_boots_and_syncs);
+    tcase_add_test(tc, test_leader_alone_holds_outputs);
     tcase_add_test(tc, test_failed_syncvm_keeps_outputs);
     tcase_add_test(tc, test_secondary_drops_and_takes_over);
     tcase_add_test(tc, test_elected_without_copy_pulls);

@@ -62,8 +62,11 @@ void plv_exec_init(PlvExec *x, const PlvExecConfig *cfg)
 static void handoff_end(PlvExec *x, PlvExecReady *rd)
 {
     x->handoff = PLV_EXEC_HANDOFF_NONE;
+    x->handoff_expired = false;
     act(rd, PLV_EXEC_HANDOFF_CANCEL);
 }
+
+static void handoff_timeout(PlvExec *x, PlvExecReady *rd);
 
 /*
  * This replica's VM no longer holds the replicated state (a deposed leader
@@ -259,11 +262,19 @@ static void exec_syncvm(PlvExec *x, uint64_t index, uint64_t epoch, PlvExecReady
         a->sync = x->sync;
         return;
     }
-    /* A leader alone: a majority committed this entry, nothing to copy. */
+    /*
+     * A leader alone (no secondary named yet: the first leader, or a
+     * secondary that took over): a majority committed this entry, and
+     * there is nothing to copy. Its outputs stay held: they leave only
+     * once a secondary has applied a cut that covers them (the first
+     * syncvm with one releases them all). Released alone, they were
+     * states only this VM had: the simulation found a deposed leader,
+     * elected again with its own older copy, releasing a different
+     * history beside them.
+     */
     x->epoch = epoch;
     act(rd, PLV_EXEC_SYNCVM_ALONE)->epoch = epoch;
     act(rd, PLV_EXEC_APPLIED_SYNCVM)->index = index;
-    act(rd, PLV_EXEC_RELEASE)->count = PLV_EXEC_ALL;
     sync_over(x, true, rd);
 }
 
@@ -354,6 +365,9 @@ void plv_exec_sync_done(PlvExec *x, const PlvExecSyncResult *r, PlvExecReady *rd
     if (!r->ok) {
         /* Outputs stay held, so the next syncvm covers them. */
         sync_over(x, true, rd);
+        if (x->handoff_expired) {
+            handoff_timeout(x, rd);
+        }
         return;
     }
     x->epoch = j->epoch;
@@ -377,6 +391,9 @@ void plv_exec_sync_done(PlvExec *x, const PlvExecSyncResult *r, PlvExecReady *rd
         /* Asked for while a syncvm the VM ran on through was in flight:
          * the handoff needs one of its own, with the VM stopped. */
         request_syncvm(rd, "handoff");
+    }
+    if (x->handoff_expired) {
+        handoff_timeout(x, rd);
     }
 }
 
@@ -409,17 +426,38 @@ PlvExecMigrateError plv_exec_migrate_leader(PlvExec *x, PlvExecReady *rd)
     return PLV_EXEC_MIGRATE_OK;
 }
 
-void plv_exec_handoff_timeout(PlvExec *x, PlvExecReady *rd)
+static void handoff_timeout(PlvExec *x, PlvExecReady *rd)
 {
     PlvExecHandoff was = x->handoff;
 
     handoff_end(x, rd);
     act(rd, PLV_EXEC_HANDOFF_GIVEN_UP)->was = was;
-    if (x->role == PLV_ROLE_LEADER) {
-        act(rd, PLV_EXEC_START_VM);     /* consensus gave it up: go on leading */
+    if (x->role == PLV_ROLE_LEADER || x->role == PLV_ROLE_CANDIDATE) {
+        /* Consensus gave it up: go on leading (a candidate is a leader
+         * re-preparing its view, or electing anew: the outcome decides,
+         * not the deadline). */
+        act(rd, PLV_EXEC_START_VM);
     } else if (x->secondary != x->cfg.self) {
         discard(x, rd);     /* the new leader chose another secondary */
     }
+}
+
+/*
+ * The deadline fires on its own clock, also while a syncvm is in flight:
+ * then it waits for that syncvm's end, which decides what the VM is
+ * (a discard in the middle would be undone by its success, with the
+ * outputs it is to release dropped already).
+ */
+void plv_exec_handoff_timeout(PlvExec *x, PlvExecReady *rd)
+{
+    if (x->handoff == PLV_EXEC_HANDOFF_NONE) {
+        return;
+    }
+    if (x->in_flight) {
+        x->handoff_expired = true;
+        return;
+    }
+    handoff_timeout(x, rd);
 }
 
 const char *plv_exec_action_name(PlvExecActionKind k)

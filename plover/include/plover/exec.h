@@ -56,8 +56,7 @@ typedef enum PlvExecActionKind {
     PLV_EXEC_SYNCVM_OVER,       /* no syncvm in flight: held entries may run,
                                  * the next may be proposed (.ran: one ran) */
     PLV_EXEC_APPLIED_SYNCVM,    /* tell consensus: VM as of entry .index */
-    PLV_EXEC_RELEASE,           /* send the first .count held outputs
-                                 * (PLV_EXEC_ALL: every one held now) */
+    PLV_EXEC_RELEASE,           /* send the first .count held outputs */
     PLV_EXEC_DROP_OUTPUTS,      /* drop every held output */
     PLV_EXEC_ANNOUNCE,          /* tell the network where the MAC lives */
     PLV_EXEC_REQUEST_SYNCVM,    /* propose a syncvm (.why) */
@@ -74,8 +73,6 @@ typedef enum PlvExecActionKind {
     PLV_EXEC_HANDOFF_DONE,      /* handed over: now .peer's secondary */
     PLV_EXEC_HANDOFF_GIVEN_UP,  /* the deadline passed in state .was */
 } PlvExecActionKind;
-
-#define PLV_EXEC_ALL UINT64_MAX
 
 /* What a syncvm asked for by PLV_EXEC_SYNCVM is, as this end sees it. */
 typedef struct PlvExecSync {
@@ -139,6 +136,7 @@ typedef struct PlvExec {
     uint64_t syncs;             /* syncvms completed here */
     uint32_t paired;            /* secondary of the last good syncvm */
     PlvExecHandoff handoff;     /* leadership migration */
+    bool handoff_expired;       /* its deadline passed during a syncvm */
     uint64_t handoffs;          /* completed, as the replica that handed over */
     bool in_flight;             /* a PLV_EXEC_SYNCVM has not ended yet */
     PlvExecSync sync;           /* ... that one */

@@ -19,8 +19,7 @@
  *
  * What is checked, besides the consensus invariants of sim.c:
  *  - outputs leave only from a replica that leads, and only outputs
- *    covered by a cut that its secondary applied (or, for a leader alone,
- *    by a committed entry);
+ *    covered by a cut that its secondary applied;
  *  - every released output lies on one history: the same n never with
  *    two states, and the replica that leads with a VM holds every
  *    released state in its chain (no client saw a state later lost);
@@ -88,7 +87,8 @@ static void check_history(Sim *s, uint32_t i, const char *when)
     }
 }
 
-static void release(Sim *s, uint32_t i, uint64_t count, bool alone)
+/* @uncovered: a broken executor's release, checked for history only */
+static void release(Sim *s, uint32_t i, uint64_t count, bool uncovered)
 {
     SimNode *nd = &s->node[i];
     uint64_t k = MIN(count, (uint64_t)nd->outs->len);
@@ -113,7 +113,7 @@ static void release(Sim *s, uint32_t i, uint64_t count, bool alone)
     s->release_vid = MAX(s->release_vid, nd->ex.vid);
     for (uint64_t q = 0; q < k; q++) {
         SimOut *o = &g_array_index(nd->outs, SimOut, q);
-        if (!alone) {
+        if (!uncovered) {
             GArray *cov = nd->covered;
             if (!cov || o->n > cov->len || g_array_index(cov, uint64_t, o->n - 1) != o->h) {
                 violate(s, "node %u released output of state %" G_GUINT64_FORMAT
@@ -138,8 +138,8 @@ static void release(Sim *s, uint32_t i, uint64_t count, bool alone)
     }
     g_array_remove_range(nd->outs, 0, k);
     s->res->released += k;
-    if (alone) {
-        check_history(s, i, "released outputs alone");
+    if (uncovered) {
+        check_history(s, i, "released outputs");
     }
 }
 
@@ -149,9 +149,11 @@ static void check_witness(Sim *s)
 {
     for (uint32_t w = 0; w < s->prm.n; w++) {
         SimNode *nw = &s->node[w];
+        /* as far as it knows: a replica still executing the log up to
+         * where it was named secondary is the secondary there */
         if (!nw->up || !nw->ex.executing ||
             (nw->ex.role != PLV_ROLE_WITNESS && nw->ex.role != PLV_ROLE_RECOVERING) ||
-            nw->ex.handoff == PLV_EXEC_HANDOFF_TRANSFERRING) {
+            nw->ex.secondary == w || nw->ex.handoff == PLV_EXEC_HANDOFF_TRANSFERRING) {
             continue;
         }
         for (uint32_t j = 0; j < s->prm.n; j++) {
@@ -202,10 +204,6 @@ static void sec_on_hello(Sim *s, uint32_t i, const PlvSyncHello *h, uint32_t fro
     bool push, full;
     double u;
 
-    if (s->prm.broken == SIM_BROKEN_NO_SKIP && a != PLV_SYNC_HELLO_ACCEPT) {
-        /* the agreement before SKIP existed: wait for ours, whatever comes */
-        return;
-    }
     switch (a) {
     case PLV_SYNC_HELLO_SKIP:
         m.type = SIM_BULK_SKIP;
@@ -315,6 +313,11 @@ static void deliver_bulk(Sim *s)
             continue;
         }
         g_array_remove_index(s->bulk, k);
+        if (s->prm.trace && getenv("PLOVER_SIM_MSGS")) {
+            trace(s, "  bulk %u->%u type %d epoch %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT
+                  " (up %d inc %d cut %d, job %d)", m.from, m.to, m.type, m.hello.epoch,
+                  m.epoch, nd->up, nd->inc == m.to_inc, s->cut[m.from][m.to], nd->job.st);
+        }
         if (!nd->up || nd->inc != m.to_inc || s->cut[m.from][m.to]) {
             continue;
         }
@@ -325,6 +328,15 @@ static void deliver_bulk(Sim *s)
             }
             if (nd->job.st == SIM_JOB_WAIT) {
                 sec_on_hello(s, m.to, &m.hello, m.from);
+            } else if (nd->job.st == SIM_JOB_ENGINE && !nd->job.sync.leader &&
+                       m.hello.epoch > nd->job.sync.epoch) {
+                /* The leader gave this syncvm up and dialed again: the
+                 * engine's link breaks under it at once (the glue reads
+                 * the old link), and the HELLO waits for the next one. */
+                nd->kept = m.hello;
+                nd->kept_valid = true;
+                nd->kept_from = m.from;
+                job_fail(s, m.to, false, "the leader dialed again");
             } else {
                 /* unread on the link until this end waits for one */
                 nd->kept = m.hello;
@@ -355,9 +367,9 @@ static void job_start(Sim *s, uint32_t i, const PlvExecSync *sync)
     j->held = nd->outs->len;
     j->xid = 0;
     trace(s, "node %u: syncvm %" G_GUINT64_FORMAT " at %" G_GUINT64_FORMAT " as %s "
-          "(has_vm %d full %d last %" G_GUINT64_FORMAT " run-on %d)", i, sync->epoch,
+          "(has_vm %d full %d last %" G_GUINT64_FORMAT " run-on %d, leader %d secondary %d)", i, sync->epoch,
           sync->index, sync->leader ? "leader" : "secondary", sync->hello.has_vm,
-          sync->hello.full, sync->hello.last, sync->may_run_on);
+          sync->hello.full, sync->hello.last, sync->may_run_on, (int)nd->ex.leader, (int)nd->ex.secondary);
     if (sync->leader) {
         j->st = SIM_JOB_HELLO;
         m.type = SIM_BULK_HELLO;
@@ -548,7 +560,7 @@ static void exec_ready(Sim *s, uint32_t i, PlvExecReady *rd, const PlvEntry *e)
             plv_paxos_applied_syncvm(nd->px, a.index);
             break;
         case PLV_EXEC_RELEASE:
-            release(s, i, a.count, a.count == PLV_EXEC_ALL);
+            release(s, i, a.count, false);
             break;
         case PLV_EXEC_DROP_OUTPUTS:
             if (s->prm.broken == SIM_BROKEN_RELEASE_ON_SECONDARY && nd->outs->len) {
@@ -557,8 +569,13 @@ static void exec_ready(Sim *s, uint32_t i, PlvExecReady *rd, const PlvEntry *e)
             g_array_set_size(nd->outs, 0);
             break;
         case PLV_EXEC_REQUEST_SYNCVM:
-            plv_paxos_propose_syncvm(nd->px, ++s->epoch, &s->rd);
-            process_ready(s, i);
+            if (exec_may_propose(s, i)) {
+                plv_paxos_propose_syncvm(nd->px, ++s->epoch, &s->rd);
+                process_ready(s, i);
+            }
+            break;
+        case PLV_EXEC_SYNCVM_OVER:
+            nd->proposed_at = 0;
             break;
         case PLV_EXEC_DROP_LINK:
             nd->kept_valid = false;
@@ -662,6 +679,14 @@ static void pump(Sim *s, uint32_t i)
             exec_ready(s, i, &rd, NULL);
         } else {
             plv_exec_committed(&nd->ex, &it.e, &rd);
+            if (s->prm.broken == SIM_BROKEN_SECOND_KEEPS_VM && it.e.op == PLV_OP_SECOND) {
+                for (size_t k = 0; k < rd.n; k++) {
+                    if (rd.a[k].kind == PLV_EXEC_DISCARD) {
+                        rd.a[k].kind = PLV_EXEC_HANDOFF_CANCEL;  /* a no-op here */
+                        nd->ex.executing = true;    /* and the executor runs on */
+                    }
+                }
+            }
             exec_ready(s, i, &rd, &it.e);
             plv_entry_clear(&it.e);
         }
@@ -722,6 +747,7 @@ static void exec_node_init(Sim *s, uint32_t i, bool restarted)
     }
     nd->kept_valid = false;
     nd->handoff_deadline = 0;
+    nd->proposed_at = 0;
     nd->pumping = false;
 }
 
@@ -799,6 +825,22 @@ static bool exec_may_partition(Sim *s)
         }
     }
     return exec_protected(s);
+}
+
+/*
+ * As plover_request_syncvm: one proposal at a time, from the proposal to
+ * the end of its execution; one lost to a view change is retried after
+ * twice the syncvm timeout.
+ */
+static bool exec_may_propose(Sim *s, uint32_t i)
+{
+    SimNode *nd = &s->node[i];
+
+    if (nd->proposed_at && s->now - nd->proposed_at < 2 * SIM_SYNC_TIMEOUT) {
+        return false;
+    }
+    nd->proposed_at = MAX(s->now, 1);
+    return true;
 }
 
 /* One tick of the executor side. */

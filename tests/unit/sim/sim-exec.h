@@ -17,7 +17,7 @@ typedef enum {
     SIM_BROKEN_RELEASE_AT_CUT,          /* leader releases before the secondary applied */
     SIM_BROKEN_RELEASE_ON_SECONDARY,    /* secondary sends what it should drop */
     SIM_BROKEN_KEEP_VM,                 /* a replica left out keeps its VM */
-    SIM_BROKEN_NO_SKIP,                 /* the agreement without SKIP and LATER */
+    SIM_BROKEN_SECOND_KEEPS_VM,         /* a replaced secondary runs on */
     SIM_BROKEN__MAX,
 } SimBroken;
 

@@ -40,6 +40,7 @@ typedef struct {
     bool kept_valid;
     uint32_t kept_from;
     uint64_t handoff_deadline;
+    uint64_t proposed_at;       /* a syncvm proposal not yet executed (0: none) */
 } SimNode;
 
 typedef struct {
@@ -141,6 +142,7 @@ static void exec_tick(Sim *s);
 static void exec_load(Sim *s, uint32_t i);
 static bool exec_may_crash(Sim *s, uint32_t victim);
 static bool exec_may_partition(Sim *s);
+static bool exec_may_propose(Sim *s, uint32_t i);
 static bool exec_vm_held(Sim *s);
 
 void sim_params_default(SimParams *prm, uint64_t seed)
@@ -568,7 +570,7 @@ static void load(Sim *s)
                 process_ready(s, i);
             }
         }
-        if (sbelow(s, 12) == 0) {
+        if (sbelow(s, 12) == 0 && (!s->prm.exec || exec_may_propose(s, i))) {
             plv_paxos_propose_syncvm(nd->px, ++s->epoch, &s->rd);
             process_ready(s, i);
         }
