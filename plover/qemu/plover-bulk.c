@@ -74,7 +74,7 @@ static void *plover_rdma_accept_thread(void *opaque)
 
     for (;;) {
         g_autoptr(GError) err = NULL;
-        PlvRdmaLink *rl = plv_rdma_link_accept(a->listener, a->self,
+        PlvBulkLink *rl = plv_rdma_link_accept(a->listener, a->self,
                                                PLV_LINK_CHANNEL_SYNCVM, a->secret,
                                                a->secret_len, PLOVER_BULK_RDMA_RING,
                                                PLV_HANDSHAKE_TIMEOUT_MS, &err);
@@ -87,14 +87,14 @@ static void *plover_rdma_accept_thread(void *opaque)
             }
             continue;
         }
-        peer = plv_rdma_link_peer_id(rl);
+        peer = plv_bulk_peer_id(rl);
         if (peer >= a->n_peers || peer == a->self) {
-            plv_rdma_link_close(rl);
+            plv_bulk_close(rl);
             plover_rdma_count(a, &a->st.failed);
             continue;
         }
         plover_rdma_count(a, &a->st.accepted);
-        if (plv_peer_mailbox_put(a->mailbox, peer, plv_rdma_link_bulk(rl))) {
+        if (plv_peer_mailbox_put(a->mailbox, peer, rl)) {
             plover_rdma_count(a, &a->st.replaced);
         }
     }
@@ -214,11 +214,9 @@ PlvBulkLink *plover_bulk_connect(const PlvConfig *cfg, uint32_t peer,
 
 #ifdef PLOVER_HAVE_RDMA
     if (cfg->transport == PLV_TRANSPORT_RDMA) {
-        return plv_rdma_link_bulk(plv_rdma_link_connect(p->host, p->port + 1, cfg->id,
-                                                        peer, PLV_LINK_CHANNEL_SYNCVM,
-                                                        secret, secret_len,
-                                                        PLOVER_BULK_RDMA_RING,
-                                                        timeout_ms, err));
+        return plv_rdma_link_connect(p->host, p->port + 1, cfg->id, peer,
+                                     PLV_LINK_CHANNEL_SYNCVM, secret, secret_len,
+                                     PLOVER_BULK_RDMA_RING, timeout_ms, err);
     }
 #endif
     return plv_link_bulk(plv_link_connect(p->host, p->port + 1, cfg->id, peer,

@@ -230,18 +230,18 @@ static gpointer sink_thread(gpointer opaque)
     GError *err = NULL;
     s->ok = true;
     if (s->rdma) {
-        PlvRdmaLink *l = plv_rdma_link_accept(s->rls, 1, PLV_LINK_CHANNEL_SYNCVM,
+        PlvBulkLink *l = plv_rdma_link_accept(s->rls, 1, PLV_LINK_CHANNEL_SYNCVM,
                                               SECRET, sizeof(SECRET), 0, 30000,
                                               &err);
         for (int i = 0; l && i < BULK_N; i++) {
-            s->ok &= plv_rdma_link_recv(l, &type, b, 60000, NULL) == 0;
+            s->ok &= plv_bulk_recv(l, &type, b, 60000, NULL) == 0;
         }
         s->ok &= l != NULL;
         struct iovec iov = { "done", 4 };
         if (l) {
-            plv_rdma_link_send(l, 2, &iov, 1, NULL);
+            plv_bulk_send(l, 2, &iov, 1, NULL);
         }
-        plv_rdma_link_close(l);
+        plv_bulk_close(l);
     } else {
         PlvLink *l = plv_link_accept(s->tfd, 1, PLV_LINK_CHANNEL_SYNCVM, SECRET,
                                      sizeof(SECRET), 30000, &err);
@@ -279,16 +279,16 @@ static double bulk_mib_s(bool rdma, uint16_t port)
     uint16_t type;
     gint64 t0;
     if (rdma) {
-        PlvRdmaLink *l = plv_rdma_link_connect(plv_rdma_test_addr(), port, 0, 1,
+        PlvBulkLink *l = plv_rdma_link_connect(plv_rdma_test_addr(), port, 0, 1,
                                                PLV_LINK_CHANNEL_SYNCVM, SECRET,
                                                sizeof(SECRET), 0, 30000, &err);
         CHECKF(l, "%s", err ? err->message : "?");
         t0 = g_get_monotonic_time();
         for (int i = 0; i < BULK_N; i++) {
-            CHECK(plv_rdma_link_send(l, 1, &iov, 1, NULL) == 0);
+            CHECK(plv_bulk_send(l, 1, &iov, 1, NULL) == 0);
         }
-        CHECK(plv_rdma_link_recv(l, &type, b, 60000, NULL) == 0);
-        plv_rdma_link_close(l);
+        CHECK(plv_bulk_recv(l, &type, b, 60000, NULL) == 0);
+        plv_bulk_close(l);
     } else {
         PlvLink *l = plv_link_connect(plv_rdma_test_addr(), port, 0, 1,
                                       PLV_LINK_CHANNEL_SYNCVM, SECRET,

@@ -30,19 +30,19 @@ static PlvRdmaListener *listen_on(uint16_t port)
     return ls;
 }
 
-static PlvRdmaLink *accept_one(PlvRdmaListener *ls)
+static PlvBulkLink *accept_one(PlvRdmaListener *ls)
 {
     GError *err = NULL;
-    PlvRdmaLink *l = plv_rdma_link_accept(ls, 1, PLV_LINK_CHANNEL_SYNCVM, SECRET,
+    PlvBulkLink *l = plv_rdma_link_accept(ls, 1, PLV_LINK_CHANNEL_SYNCVM, SECRET,
                                           sizeof(SECRET), RING, 30000, &err);
     CHECKF(l, "accept: %s", err ? err->message : "?");
     return l;
 }
 
-static PlvRdmaLink *connect_to(uint16_t port)
+static PlvBulkLink *connect_to(uint16_t port)
 {
     GError *err = NULL;
-    PlvRdmaLink *l = plv_rdma_link_connect(plv_rdma_test_addr(), port, 0, 1,
+    PlvBulkLink *l = plv_rdma_link_connect(plv_rdma_test_addr(), port, 0, 1,
                                            PLV_LINK_CHANNEL_SYNCVM, SECRET,
                                            sizeof(SECRET), RING, 30000, &err);
     CHECKF(l, "connect: %s", err ? err->message : "?");
@@ -70,26 +70,26 @@ typedef struct Echo {
 static gpointer echo_thread(gpointer opaque)
 {
     Echo *e = opaque;
-    PlvRdmaLink *l = accept_one(e->ls);
+    PlvBulkLink *l = accept_one(e->ls);
     GByteArray *buf = g_byte_array_new();
     e->ok = true;
     for (unsigned k = 0; k < N_MSGS; k++) {
         uint16_t type;
         GError *err = NULL;
-        if (plv_rdma_link_recv(l, &type, buf, 60000, &err) < 0) {
+        if (plv_bulk_recv(l, &type, buf, 60000, &err) < 0) {
             printf("  receiver: %s\n", err->message);
             e->ok = false;
             break;
         }
         uint64_t sum[3] = { type, buf->len, XXH64(buf->data, buf->len, 0) };
         struct iovec iov = { sum, sizeof(sum) };
-        if (plv_rdma_link_send(l, 2, &iov, 1, &err) < 0) {
+        if (plv_bulk_send(l, 2, &iov, 1, &err) < 0) {
             e->ok = false;
             break;
         }
     }
     g_byte_array_unref(buf);
-    plv_rdma_link_close(l);
+    plv_bulk_close(l);
     return NULL;
 }
 
@@ -97,8 +97,8 @@ static void t_integrity(void)
 {
     Echo e = { .ls = listen_on(18300) };
     GThread *th = g_thread_new("echo", echo_thread, &e);
-    PlvRdmaLink *l = connect_to(18300);
-    CHECK(plv_rdma_link_peer_id(l) == 1);
+    PlvBulkLink *l = connect_to(18300);
+    CHECK(plv_bulk_peer_id(l) == 1);
     GByteArray *reply = g_byte_array_new();
     uint8_t *data = g_malloc(16u << 20);
     GRand *rnd = g_rand_new_with_seed(3);
@@ -113,10 +113,10 @@ static void t_integrity(void)
         /* Two iovecs, split unevenly, to exercise the gather. */
         struct iovec iov[2] = { { data, len / 3 }, { data + len / 3, len - len / 3 } };
         GError *err = NULL;
-        CHECKF(plv_rdma_link_send(l, 100 + k, iov, 2, &err) == 0, "send %u: %s",
+        CHECKF(plv_bulk_send(l, 100 + k, iov, 2, &err) == 0, "send %u: %s",
                k, err->message);
         uint16_t type;
-        CHECKF(plv_rdma_link_recv(l, &type, reply, 60000, &err) == 0, "reply %u: %s",
+        CHECKF(plv_bulk_recv(l, &type, reply, 60000, &err) == 0, "reply %u: %s",
                k, err->message);
         uint64_t sum[3];
         CHECK(type == 2 && reply->len == sizeof(sum));
@@ -133,7 +133,7 @@ static void t_integrity(void)
     g_rand_free(rnd);
     g_free(data);
     g_byte_array_unref(reply);
-    plv_rdma_link_close(l);
+    plv_bulk_close(l);
     plv_rdma_listener_free(e.ls);
 }
 
@@ -148,12 +148,12 @@ typedef struct Side {
     PlvHashKey key;
     PlvSyncvmConfig cfg;
     PlvSyncvmStats st;
-    PlvRdmaLink *link;
+    PlvBulkLink *link;
     int rc;
     char *error;
 } Side;
 
-static void side_init(Side *s, const uint8_t *image, PlvRdmaLink *l)
+static void side_init(Side *s, const uint8_t *image, PlvBulkLink *l)
 {
     memset(s, 0, sizeof(*s));
     s->mem = g_malloc(PAGES * PAGE);
@@ -161,7 +161,7 @@ static void side_init(Side *s, const uint8_t *image, PlvRdmaLink *l)
     s->mv = plv_memview_new();
     CHECK(plv_memview_add_region(s->mv, 1, PAGE, PAGES, s->mem, NULL) == 0);
     s->link = l;
-    plv_hash_key_derive(&s->key, plv_rdma_link_session_key(l), PLV_LINK_KEY_LEN);
+    plv_hash_key_derive(&s->key, plv_bulk_session_key(l), PLV_LINK_KEY_LEN);
     s->cfg.vid = 2;
     s->cfg.epoch = 9;
     s->cfg.key = &s->key;
@@ -185,7 +185,7 @@ static gpointer secondary_thread(gpointer opaque)
     Side *s = opaque;
     PlvSyncvmChannel ch;
     GError *err = NULL;
-    plv_syncvm_channel_init_bulk(&ch, plv_rdma_link_bulk(s->link));
+    plv_syncvm_channel_init_bulk(&ch, s->link);
     s->rc = plv_syncvm_secondary_run(&s->cfg, &ch, s->mv, &s->st, &err);
     if (err) {
         s->error = g_strdup(err->message);
@@ -221,8 +221,8 @@ static void run_syncvm(bool overlap, bool deltas, uint16_t port)
     PlvRdmaListener *ls = listen_on(port);
     /* Accept on a thread while connecting here. */
     GThread *ath = g_thread_new("accept", (GThreadFunc)accept_one, ls);
-    PlvRdmaLink *ll = connect_to(port);
-    PlvRdmaLink *sl = g_thread_join(ath);
+    PlvBulkLink *ll = connect_to(port);
+    PlvBulkLink *sl = g_thread_join(ath);
 
     uint8_t *image = g_malloc(PAGES * PAGE);
     GRand *rnd = g_rand_new_with_seed(11);
@@ -244,7 +244,7 @@ static void run_syncvm(bool overlap, bool deltas, uint16_t port)
     GThread *th = g_thread_new("secondary", secondary_thread, &S);
     PlvSyncvmChannel ch;
     GError *err = NULL;
-    plv_syncvm_channel_init_bulk(&ch, plv_rdma_link_bulk(ll));
+    plv_syncvm_channel_init_bulk(&ch, ll);
     int rc = plv_syncvm_leader_run(&L.cfg, &ch, L.mv, &L.st, &err);
     g_thread_join(th);
     CHECKF(rc == 0, "leader: %s", err ? err->message : "?");
@@ -270,8 +270,8 @@ static void run_syncvm(bool overlap, bool deltas, uint16_t port)
     g_free(S.mem);
     g_free(image);
     g_rand_free(rnd);
-    plv_rdma_link_close(ll);
-    plv_rdma_link_close(sl);
+    plv_bulk_close(ll);
+    plv_bulk_close(sl);
     plv_rdma_listener_free(ls);
 }
 
@@ -281,7 +281,7 @@ static void run_syncvm(bool overlap, bool deltas, uint16_t port)
 #define DUPLEX_LEN (700 * 1024)
 
 typedef struct Duplex {
-    PlvRdmaLink *l;
+    PlvBulkLink *l;
     uint32_t seed;
     bool ok;
 } Duplex;
@@ -303,7 +303,7 @@ static gpointer duplex_send(gpointer opaque)
     for (unsigned k = 0; k < DUPLEX_N && d->ok; k++) {
         duplex_fill(b, d->seed, k);
         struct iovec iov = { b, DUPLEX_LEN };
-        d->ok = plv_rdma_link_send(d->l, 7, &iov, 1, NULL) == 0;
+        d->ok = plv_bulk_send(d->l, 7, &iov, 1, NULL) == 0;
     }
     g_free(b);
     return NULL;
@@ -318,7 +318,7 @@ static gpointer duplex_recv(gpointer opaque)
     for (unsigned k = 0; k < DUPLEX_N && d->ok; k++) {
         uint16_t type;
         duplex_fill(want, d->seed, k);
-        d->ok = plv_rdma_link_recv(d->l, &type, got, 60000, NULL) == 0 &&
+        d->ok = plv_bulk_recv(d->l, &type, got, 60000, NULL) == 0 &&
                 type == 7 && got->len == DUPLEX_LEN &&
                 !memcmp(got->data, want, DUPLEX_LEN);
     }
@@ -331,8 +331,8 @@ static void t_duplex(void)
 {
     PlvRdmaListener *ls = listen_on(18340);
     GThread *ath = g_thread_new("accept", (GThreadFunc)accept_one, ls);
-    PlvRdmaLink *a = connect_to(18340);
-    PlvRdmaLink *b = g_thread_join(ath);
+    PlvBulkLink *a = connect_to(18340);
+    PlvBulkLink *b = g_thread_join(ath);
     /* a's sender pairs with b's receiver (seed 1), and the other way. */
     Duplex d[4] = {
         { .l = a, .seed = 1 }, { .l = b, .seed = 1 },
@@ -350,8 +350,8 @@ static void t_duplex(void)
     }
     printf("  %d x %d KiB each way at once, one sending and one receiving "
            "thread per end\n", DUPLEX_N, DUPLEX_LEN / 1024);
-    plv_rdma_link_close(a);
-    plv_rdma_link_close(b);
+    plv_bulk_close(a);
+    plv_bulk_close(b);
     plv_rdma_listener_free(ls);
 }
 
@@ -369,17 +369,17 @@ static void t_receiver_dies(void)
         close(go[0]);
         PlvRdmaListener *ls = listen_on(18320);
         CHECK(write(go[1], "g", 1) == 1);
-        PlvRdmaLink *l = accept_one(ls);
+        PlvBulkLink *l = accept_one(ls);
         GByteArray *b = g_byte_array_new();
         uint16_t type;
-        plv_rdma_link_recv(l, &type, b, 60000, NULL);
+        plv_bulk_recv(l, &type, b, 60000, NULL);
         raise(SIGKILL);         /* mid-transfer, without a goodbye */
     }
     char c;
     close(go[1]);
     CHECK(read(go[0], &c, 1) == 1);
     close(go[0]);
-    PlvRdmaLink *l = connect_to(18320);
+    PlvBulkLink *l = connect_to(18320);
     size_t len = 4u << 20;
     uint8_t *data = g_malloc0(len);
     struct iovec iov = { data, len };
@@ -387,7 +387,7 @@ static void t_receiver_dies(void)
     int rc = 0;
     gint64 t0 = g_get_monotonic_time();
     for (int k = 0; k < 64 && rc == 0; k++) {
-        rc = plv_rdma_link_send(l, 1, &iov, 1, &err);
+        rc = plv_bulk_send(l, 1, &iov, 1, &err);
     }
     waitpid(pid, NULL, 0);
     CHECKF(rc < 0, "sends to a dead receiver all succeeded");
@@ -395,20 +395,20 @@ static void t_receiver_dies(void)
            (g_get_monotonic_time() - t0) / 1e6, err->message);
     g_error_free(err);
     g_free(data);
-    plv_rdma_link_close(l);
+    plv_bulk_close(l);
 }
 
 /* ---- closing right after sending loses nothing ---- */
 
 static gpointer send_and_close(gpointer opaque)
 {
-    PlvRdmaLink *l = accept_one(opaque);
+    PlvBulkLink *l = accept_one(opaque);
     static uint8_t big[2u << 20];
     struct iovec iov[3] = { { "one", 3 }, { "two", 3 }, { big, sizeof(big) } };
     for (int i = 0; i < 3; i++) {
-        CHECK(plv_rdma_link_send(l, 10 + i, &iov[i], 1, NULL) == 0);
+        CHECK(plv_bulk_send(l, 10 + i, &iov[i], 1, NULL) == 0);
     }
-    plv_rdma_link_close(l);     /* at once, like a secondary after its ACK */
+    plv_bulk_close(l);     /* at once, like a secondary after its ACK */
     return NULL;
 }
 
@@ -417,18 +417,18 @@ static void t_close_after_send(void)
     for (int round = 0; round < 5; round++) {
         PlvRdmaListener *ls = listen_on(18330 + round);
         GThread *th = g_thread_new("sender", send_and_close, ls);
-        PlvRdmaLink *l = connect_to(18330 + round);
+        PlvBulkLink *l = connect_to(18330 + round);
         GByteArray *b = g_byte_array_new();
         for (int i = 0; i < 3; i++) {
             uint16_t type;
             GError *err = NULL;
-            CHECKF(plv_rdma_link_recv(l, &type, b, 30000, &err) == 0,
+            CHECKF(plv_bulk_recv(l, &type, b, 30000, &err) == 0,
                    "round %d, message %d: %s", round, i, err->message);
             CHECK(type == 10 + i && b->len == (i < 2 ? 3u : 2u << 20));
         }
         g_thread_join(th);
         g_byte_array_unref(b);
-        plv_rdma_link_close(l);
+        plv_bulk_close(l);
         plv_rdma_listener_free(ls);
     }
 }
@@ -437,7 +437,7 @@ static void t_close_after_send(void)
 
 typedef struct Accept {
     PlvRdmaListener *ls;
-    PlvRdmaLink *l;
+    PlvBulkLink *l;
 } Accept;
 
 static gpointer accept_quietly(gpointer opaque)
@@ -461,7 +461,7 @@ static void t_stranger_refused(void)
     plv_addr_set_resolve(only);
     plv_rdma_listener_allow(ls, only);
     GThread *th = g_thread_new("acceptor", accept_quietly, &a);
-    PlvRdmaLink *c = plv_rdma_link_connect(plv_rdma_test_addr(), 18340, 0, 1,
+    PlvBulkLink *c = plv_rdma_link_connect(plv_rdma_test_addr(), 18340, 0, 1,
                                            PLV_LINK_CHANNEL_SYNCVM, SECRET,
                                            sizeof(SECRET), RING, 3000, &err);
     g_thread_join(th);
@@ -479,8 +479,8 @@ static void t_stranger_refused(void)
     c = connect_to(18340);
     g_thread_join(th);
     CHECK(a.l != NULL);
-    plv_rdma_link_close(a.l);
-    plv_rdma_link_close(c);
+    plv_bulk_close(a.l);
+    plv_bulk_close(c);
     plv_rdma_listener_free(ls);
 }
 

@@ -3,10 +3,11 @@
  * over: an authenticated, checked message stream to one peer, whichever
  * transport carries it.
  *
- * A PlvLink (TCP, plover/link.h) and a PlvRdmaLink (plover/transport-rdma.h)
+ * A PlvLink (TCP, plover/link.h) and an RDMA link (plover/transport-rdma.h)
  * each begin with a PlvBulkLink, as a transport begins with its
- * PlvTransport: plv_link_bulk() and plv_rdma_link_bulk() give it, and the
- * calls below work on either. The syncvm engine's message channel is
+ * PlvTransport: plv_link_bulk() gives a PlvLink's, plv_rdma_link_connect()
+ * and plv_rdma_link_accept() return nothing else, and the calls below
+ * work on either. The syncvm engine's message channel is
  * made from one (plv_syncvm_channel_init_bulk, plover/syncvm.h).
  *
  * Errors are the links' own (PLV_LINK_ERROR); a timeout leaves the link

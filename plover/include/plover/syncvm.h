@@ -56,7 +56,7 @@ typedef struct PlvSyncvmChannel {
 
 typedef struct PlvBulkLink PlvBulkLink;
 /* A channel over a bulk link, TCP or RDMA (borrowed, not closed):
- * plv_link_bulk(), plv_rdma_link_bulk(). */
+ * plv_link_bulk(), or an RDMA link (plover/transport-rdma.h). */
 void plv_syncvm_channel_init_bulk(PlvSyncvmChannel *ch, PlvBulkLink *b);
 
 typedef struct PlvSyncvmConfig {

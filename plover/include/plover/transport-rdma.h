@@ -80,35 +80,25 @@ uint64_t plv_rdma_listener_strangers(const PlvRdmaListener *l);
 void plv_rdma_listener_free(PlvRdmaListener *l);
 
 /*
+ * An RDMA bulk link: a PlvBulkLink (plover/bulk-link.h), used through its
+ * calls (plv_bulk_send, plv_bulk_recv, ..., plv_bulk_close). Sends block
+ * for ring credits; a receive timeout keeps the link usable.
+ *
  * @ring_bytes: the staging buffer the peer writes into (0: 8 MiB); it is
  * allocated only once the peer passed the handshake. @channel and
  * @expect_peer as for plv_link_accept() / plv_link_connect().
  */
-PlvRdmaLink *plv_rdma_link_accept(PlvRdmaListener *l, uint32_t self_id,
+PlvBulkLink *plv_rdma_link_accept(PlvRdmaListener *l, uint32_t self_id,
                                   PlvLinkChannel channel,
                                   const uint8_t *secret, size_t secret_len,
                                   size_t ring_bytes, int timeout_ms,
                                   GError **err);
-PlvRdmaLink *plv_rdma_link_connect(const char *host, uint16_t port,
+PlvBulkLink *plv_rdma_link_connect(const char *host, uint16_t port,
                                    uint32_t self_id, uint32_t expect_peer,
                                    PlvLinkChannel channel,
                                    const uint8_t *secret, size_t secret_len,
                                    size_t ring_bytes, int timeout_ms,
                                    GError **err);
-
-/* One message (the concatenation of @iov); blocks for ring credits. */
-int plv_rdma_link_send(PlvRdmaLink *l, uint16_t type, const struct iovec *iov,
-                       int iovcnt, GError **err);
-/* Like plv_link_recv(): a timeout keeps the link usable. */
-int plv_rdma_link_recv(PlvRdmaLink *l, uint16_t *type, GByteArray *payload,
-                       int timeout_ms, GError **err);
-uint32_t plv_rdma_link_peer_id(const PlvRdmaLink *l);
-const uint8_t *plv_rdma_link_session_key(const PlvRdmaLink *l);
-void plv_rdma_link_close(PlvRdmaLink *l);
-
-/* The link as a bulk link (plover/bulk-link.h): the same object, closed
- * by plv_bulk_close or plv_rdma_link_close. */
-PlvBulkLink *plv_rdma_link_bulk(PlvRdmaLink *l);
 
 #ifdef __cplusplus
 }

@@ -49,6 +49,8 @@ struct PlvRdmaLink {
     bool target_filled;
 };
 
+static void link_close(PlvRdmaLink *l);
+
 static void link_broken(PlvRdmaLink *l, int code, const char *what)
 {
     if (!l->broken) {
@@ -208,7 +210,7 @@ static int authenticate(PlvRdmaLink *l, int64_t deadline, GError **err)
 
 /* Connect or accept with our private data, then authenticate; @l is
  * closed on failure. */
-static PlvRdmaLink *complete(PlvRdmaLink *l, bool dialer, const uint8_t *pdata,
+static PlvBulkLink *complete(PlvRdmaLink *l, bool dialer, const uint8_t *pdata,
                              int64_t deadline, GError **err)
 {
     struct rdma_conn_param cp;
@@ -218,9 +220,9 @@ static PlvRdmaLink *complete(PlvRdmaLink *l, bool dialer, const uint8_t *pdata,
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO, "%s: %s",
                     dialer ? "rdma_connect" : "rdma_accept", g_strerror(errno));
     } else if (authenticate(l, deadline, err) == 0) {
-        return l;
+        return &l->bulk;
     }
-    plv_rdma_link_close(l);
+    link_close(l);
     return NULL;
 }
 
@@ -250,7 +252,7 @@ static PlvRdmaConnParams params(PlvRdmaLink *l, uint32_t self_id,
     };
 }
 
-PlvRdmaLink *plv_rdma_link_connect(const char *host, uint16_t port,
+PlvBulkLink *plv_rdma_link_connect(const char *host, uint16_t port,
                                    uint32_t self_id, uint32_t expect_peer,
                                    PlvLinkChannel channel,
                                    const uint8_t *secret, size_t secret_len,
@@ -272,14 +274,14 @@ PlvRdmaLink *plv_rdma_link_connect(const char *host, uint16_t port,
         rdma_resolve_addr(l->id, NULL, (struct sockaddr *)&ss, RESOLVE_MS)) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO,
                     "rdma connect to %s:%u: %s", host, port, g_strerror(errno));
-        plv_rdma_link_close(l);
+        link_close(l);
         return NULL;
     }
     /* Wait for the route, then make the QP and connect. */
     PlvRdmaCmEvent ev;
     for (;;) {
         if (next_event(ec, deadline, &ev, "resolving the peer", err) < 0) {
-            plv_rdma_link_close(l);
+            link_close(l);
             return NULL;
         }
         if (ev.type != RDMA_CM_EVENT_ADDR_RESOLVED &&
@@ -287,7 +289,7 @@ PlvRdmaLink *plv_rdma_link_connect(const char *host, uint16_t port,
             g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO,
                         "rdma connect to %s:%u: %s", host, port,
                         rdma_event_str(ev.type));
-            plv_rdma_link_close(l);
+            link_close(l);
             return NULL;
         }
         if (ev.type == RDMA_CM_EVENT_ROUTE_RESOLVED) {
@@ -296,7 +298,7 @@ PlvRdmaLink *plv_rdma_link_connect(const char *host, uint16_t port,
         if (rdma_resolve_route(l->id, RESOLVE_MS)) {
             g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO,
                         "rdma_resolve_route: %s", g_strerror(errno));
-            plv_rdma_link_close(l);
+            link_close(l);
             return NULL;
         }
     }
@@ -305,7 +307,7 @@ PlvRdmaLink *plv_rdma_link_connect(const char *host, uint16_t port,
                                  secret_len, ring_bytes);
     l->rc = plv_rdma_conn_new(l->id, true, &p, pdata, err);
     if (!l->rc) {
-        plv_rdma_link_close(l);
+        link_close(l);
         return NULL;
     }
     l->id = NULL;
@@ -373,7 +375,7 @@ void plv_rdma_listener_free(PlvRdmaListener *l)
     }
 }
 
-PlvRdmaLink *plv_rdma_link_accept(PlvRdmaListener *ls, uint32_t self_id,
+PlvBulkLink *plv_rdma_link_accept(PlvRdmaListener *ls, uint32_t self_id,
                                   PlvLinkChannel channel,
                                   const uint8_t *secret, size_t secret_len,
                                   size_t ring_bytes, int timeout_ms,
@@ -402,7 +404,7 @@ PlvRdmaLink *plv_rdma_link_accept(PlvRdmaListener *ls, uint32_t self_id,
     if (rdma_migrate_id(ev.id, ec)) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO, "rdma_migrate_id: %s",
                     g_strerror(errno));
-        plv_rdma_link_close(l);
+        link_close(l);
         return NULL;
     }
     uint8_t pdata[PLV_RDMA_PDATA_LEN];
@@ -411,22 +413,23 @@ PlvRdmaLink *plv_rdma_link_accept(PlvRdmaListener *ls, uint32_t self_id,
     l->rc = plv_rdma_conn_new(ev.id, false, &p, pdata, err);
     if (!l->rc) {
         rdma_reject(ev.id, NULL, 0);
-        plv_rdma_link_close(l);
+        link_close(l);
         return NULL;
     }
     l->id = NULL;
     if (plv_rdma_conn_set_remote(l->rc, ev.pdata, ev.pdata_len, &local) < 0) {
         rdma_reject(plv_rdma_conn_id(l->rc), NULL, 0);
         g_propagate_error(err, local);
-        plv_rdma_link_close(l);
+        link_close(l);
         return NULL;
     }
     return complete(l, false, pdata, deadline, err);
 }
 
-int plv_rdma_link_send(PlvRdmaLink *l, uint16_t type, const struct iovec *iov,
-                       int iovcnt, GError **err)
+static int link_send(PlvBulkLink *b, uint16_t type, const struct iovec *iov,
+                     int iovcnt, GError **err)
 {
+    PlvRdmaLink *l = (PlvRdmaLink *)b;
     size_t len = 0, done = 0;
     for (int i = 0; i < iovcnt; i++) {
         len += iov[i].iov_len;
@@ -489,9 +492,10 @@ static bool take_msg(PlvRdmaLink *l, uint16_t *type, GByteArray *payload)
     return true;
 }
 
-int plv_rdma_link_recv(PlvRdmaLink *l, uint16_t *type, GByteArray *payload,
-                       int timeout_ms, GError **err)
+static int link_recv(PlvBulkLink *b, uint16_t *type, GByteArray *payload,
+                     int timeout_ms, GError **err)
 {
+    PlvRdmaLink *l = (PlvRdmaLink *)b;
     int64_t deadline = plv_deadline_from_timeout(timeout_ms);
     for (;;) {
         g_mutex_lock(&l->lock);
@@ -526,14 +530,14 @@ int plv_rdma_link_recv(PlvRdmaLink *l, uint16_t *type, GByteArray *payload,
     }
 }
 
-uint32_t plv_rdma_link_peer_id(const PlvRdmaLink *l)
+static uint32_t link_peer_id(const PlvBulkLink *b)
 {
-    return plv_rdma_conn_peer_id(l->rc);
+    return plv_rdma_conn_peer_id(((const PlvRdmaLink *)b)->rc);
 }
 
-const uint8_t *plv_rdma_link_session_key(const PlvRdmaLink *l)
+static const uint8_t *link_session_key(const PlvBulkLink *b)
 {
-    return plv_rdma_conn_session_key(l->rc);
+    return plv_rdma_conn_session_key(((const PlvRdmaLink *)b)->rc);
 }
 
 static void msg_free(gpointer p)
@@ -545,7 +549,7 @@ static void msg_free(gpointer p)
 
 #define CLOSE_DRAIN_MS 5000
 
-void plv_rdma_link_close(PlvRdmaLink *l)
+static void link_close(PlvRdmaLink *l)
 {
     if (!l) {
         return;
@@ -576,45 +580,19 @@ void plv_rdma_link_close(PlvRdmaLink *l)
     g_free(l);
 }
 
-/* ---- as a bulk link (plover/bulk-link.h) ---- */
+/* ---- the bulk link's calls (plover/bulk-link.h) ---- */
 
-static int bulk_send(PlvBulkLink *b, uint16_t type, const struct iovec *iov,
-                     int iovcnt, GError **err)
+static void link_bulk_close(PlvBulkLink *b)
 {
-    return plv_rdma_link_send((PlvRdmaLink *)b, type, iov, iovcnt, err);
-}
-
-static int bulk_recv(PlvBulkLink *b, uint16_t *type, GByteArray *payload,
-                     int timeout_ms, GError **err)
-{
-    return plv_rdma_link_recv((PlvRdmaLink *)b, type, payload, timeout_ms, err);
-}
-
-static uint32_t bulk_peer_id(const PlvBulkLink *b)
-{
-    return plv_rdma_link_peer_id((const PlvRdmaLink *)b);
-}
-
-static const uint8_t *bulk_session_key(const PlvBulkLink *b)
-{
-    return plv_rdma_link_session_key((const PlvRdmaLink *)b);
-}
-
-static void bulk_close(PlvBulkLink *b)
-{
-    plv_rdma_link_close((PlvRdmaLink *)b);
+    link_close((PlvRdmaLink *)b);
 }
 
 static const PlvBulkLinkOps rdma_bulk_ops = {
     .name = "rdma",
-    .send = bulk_send,
-    .recv = bulk_recv,
-    .peer_id = bulk_peer_id,
-    .session_key = bulk_session_key,
-    .close = bulk_close,
+    .send = link_send,
+    .recv = link_recv,
+    .peer_id = link_peer_id,
+    .session_key = link_session_key,
+    .close = link_bulk_close,
 };
 
-PlvBulkLink *plv_rdma_link_bulk(PlvRdmaLink *l)
-{
-    return l ? &l->bulk : NULL;
-}
