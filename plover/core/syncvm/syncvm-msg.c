@@ -113,11 +113,22 @@ int plv_svm_get_hdr(const uint8_t *buf, size_t len, PlvSvmHdr *h,
     return 0;
 }
 
+/* A fingerprint on the wire: lo, then hi (u64 each). */
+static void put_hash(GByteArray *out, const PlvPageHash *h)
+{
+    plv_append_u64(out, h->lo);
+    plv_append_u64(out, h->hi);
+}
+
+static bool read_hash(PlvReader *c, PlvPageHash *h)
+{
+    return plv_read_u64(c, &h->lo) && plv_read_u64(c, &h->hi);
+}
+
 static void put_base(GByteArray *out, const PlvSvmBase *base)
 {
     plv_append_u64(out, base->len);
-    plv_append_u64(out, base->hash.lo);
-    plv_append_u64(out, base->hash.hi);
+    put_hash(out, &base->hash);
 }
 
 void plv_svm_encode_bitmap(GByteArray *out, const PlvSvmHdr *h,
@@ -234,8 +245,7 @@ static int walk_bitmap(const uint8_t *body, size_t len, const PlvMemView *mv,
             }
         }
     }
-    if (!plv_read_u64(&c, &base->len) || !plv_read_u64(&c, &base->hash.lo) ||
-        !plv_read_u64(&c, &base->hash.hi)) {
+    if (!plv_read_u64(&c, &base->len) || !read_hash(&c, &base->hash)) {
         return malformed(err, "BITMAP without its device-state base");
     }
     if (plv_reader_left(&c)) {
@@ -364,8 +374,7 @@ void plv_svm_encode_hashes(GByteArray *out, const PlvSvmHdr *h,
     plv_append_u32(out, first);
     plv_append_u32(out, count);
     for (uint32_t i = 0; i < count; i++) {
-        plv_append_u64(out, hashes[i].lo);
-        plv_append_u64(out, hashes[i].hi);
+        put_hash(out, &hashes[i]);
     }
 }
 
@@ -386,8 +395,7 @@ int plv_svm_decode_hashes(const uint8_t *body, size_t len,
         return malformed(err, "HASHES length");
     }
     for (uint32_t i = 0; i < n; i++) {
-        plv_read_u64(&c, &out[first + i].lo);
-        plv_read_u64(&c, &out[first + i].hi);
+        read_hash(&c, &out[first + i]);
     }
     *count = n;
     return 0;
@@ -427,8 +435,7 @@ void plv_svm_encode_pages_head(GByteArray *out, const PlvSvmHdr *h,
     for (uint32_t i = 0; i < count; i++) {
         plv_append_u32(out, recs[i].index);
         plv_append_u8(out, recs[i].kind);
-        plv_append_u64(out, recs[i].hash.lo);
-        plv_append_u64(out, recs[i].hash.hi);
+        put_hash(out, &recs[i].hash);
         if (recs[i].kind == PLV_SVM_PAGE_DELTA) {
             plv_append_u64(out, recs[i].mask);
         }
@@ -469,8 +476,7 @@ int plv_svm_decode_pages(const uint8_t *body, size_t len,
          * there is a slot for it).
          */
         if (!plv_read_u32(&c, &rec.index) || !plv_read_u8(&c, &rec.kind) ||
-            !plv_read_u64(&c, &rec.hash.lo) ||
-            !plv_read_u64(&c, &rec.hash.hi)) {
+            !read_hash(&c, &rec.hash)) {
             return malformed(err, "short PAGES record");
         }
         if (rec.index < min_index || rec.index >= u->n) {
@@ -564,10 +570,8 @@ void plv_svm_encode_eof(GByteArray *out, const PlvSvmHdr *h,
     plv_append_u32(out, e->n_pages);
     plv_append_u32(out, e->n_zero);
     plv_append_u64(out, e->devstate_len);
-    plv_append_u64(out, e->union_digest.lo);
-    plv_append_u64(out, e->union_digest.hi);
-    plv_append_u64(out, e->devstate_hash.lo);
-    plv_append_u64(out, e->devstate_hash.hi);
+    put_hash(out, &e->union_digest);
+    put_hash(out, &e->devstate_hash);
     plv_append_u8(out, e->devstate_enc);
     plv_append_u64(out, e->devstate_wire_len);
 }
@@ -579,10 +583,8 @@ int plv_svm_decode_eof(const uint8_t *body, size_t len, PlvSvmEof *e,
 
     if (!plv_read_u32(&c, &e->n_pages) || !plv_read_u32(&c, &e->n_zero) ||
         !plv_read_u64(&c, &e->devstate_len) ||
-        !plv_read_u64(&c, &e->union_digest.lo) ||
-        !plv_read_u64(&c, &e->union_digest.hi) ||
-        !plv_read_u64(&c, &e->devstate_hash.lo) ||
-        !plv_read_u64(&c, &e->devstate_hash.hi) ||
+        !read_hash(&c, &e->union_digest) ||
+        !read_hash(&c, &e->devstate_hash) ||
         !plv_read_u8(&c, &e->devstate_enc) ||
         !plv_read_u64(&c, &e->devstate_wire_len) || plv_reader_left(&c)) {
         return malformed(err, "EOF length");
