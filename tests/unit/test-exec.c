@@ -322,6 +322,32 @@ START_TEST(test_migrate_leader)
 }
 END_TEST
 
+/* The deadline passes while the handoff's own syncvm is in flight: the
+ * handoff is given up when that syncvm ends, and nothing is transferred. */
+START_TEST(test_handoff_deadline_during_its_syncvm)
+{
+    T t;
+
+    t_leading(&t);
+    t_syncvm(&t, 1);
+    t_sync_ok(&t, 0);
+    plv_exec_ready_clear(&t.rd);
+    ck_assert_int_eq(plv_exec_migrate_leader(&t.x, &t.rd), PLV_EXEC_MIGRATE_OK);
+    plv_exec_ready_clear(&t.rd);
+    t_syncvm(&t, 2);
+    ck_assert(t_find(&t, PLV_EXEC_SYNCVM)->sync.handoff);
+    plv_exec_ready_clear(&t.rd);
+    plv_exec_handoff_timeout(&t.x, &t.rd);
+    ck_actions(&t, "");
+    t_sync_ok(&t, 2);
+    ck_assert_ptr_null(t_find(&t, PLV_EXEC_TRANSFER));
+    ck_actions(&t, "reset-err resume applied-syncvm release syncvm-over "
+                   "handoff-cancel handoff-given-up start-vm");
+    ck_assert_int_eq(t.x.handoff, PLV_EXEC_HANDOFF_NONE);
+    t_done(&t);
+}
+END_TEST
+
 START_TEST(test_handoff_refused_runs_on)
 {
     T t;
@@ -354,6 +380,7 @@ int main(void)
     tcase_add_test(tc, test_snapshot_drops_what_the_vm_said);
     tcase_add_test(tc, test_commit_failed_discards);
     tcase_add_test(tc, test_migrate_leader);
+    tcase_add_test(tc, test_handoff_deadline_during_its_syncvm);
     tcase_add_test(tc, test_handoff_refused_runs_on);
     suite_add_tcase(s, tc);
     return plv_test_run(s);

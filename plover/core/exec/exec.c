@@ -324,7 +324,10 @@ void plv_exec_transfer_failed(PlvExec *x, PlvExecReady *rd)
 void plv_exec_sync_done(PlvExec *x, const PlvExecSyncResult *r, PlvExecReady *rd)
 {
     const PlvExecSync *j = &x->sync;
-    bool handing_over = r->ok && j->handoff && x->handoff == PLV_EXEC_HANDOFF_SYNCING;
+    /* A deadline that passed during this syncvm has given the handoff up:
+     * no transfer (handoff_timeout below ends it). */
+    bool handing_over = r->ok && j->handoff && x->handoff == PLV_EXEC_HANDOFF_SYNCING &&
+                        !x->handoff_expired;
 
     if (r->ok) {
         if (j->leader) {
@@ -387,7 +390,7 @@ void plv_exec_sync_done(PlvExec *x, const PlvExecSyncResult *r, PlvExecReady *rd
     }
     sync_over(x, true, rd);
     if (x->handoff == PLV_EXEC_HANDOFF_SYNCING && !handing_over &&
-        x->role == PLV_ROLE_LEADER) {
+        !x->handoff_expired && x->role == PLV_ROLE_LEADER) {
         /* Asked for while a syncvm the VM ran on through was in flight:
          * the handoff needs one of its own, with the VM stopped. */
         request_syncvm(rd, "handoff");
