@@ -335,13 +335,11 @@ static void plover_exec_syncvm_over(PloverState *s, bool ran)
 
 static void plover_inject_entry(PloverState *s, const PlvEntry *e)
 {
-    size_t len;
-    const uint8_t *p = plv_entry_payload(e, &len);
     PlvBatchIter it;
     const uint8_t *pkt;
     uint32_t plen;
 
-    plv_batch_iter_init(&it, p, len);
+    plv_batch_iter_entry(&it, e);
     while (plv_batch_next(&it, &pkt, &plen)) {
         plover_net_inject(s, pkt, plen);
     }

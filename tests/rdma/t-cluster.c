@@ -37,12 +37,10 @@ static void on_commit(void *opaque, const PlvEntry *e)
     }
     c->last_index = e->index;
     if (e->op == PLV_OP_INPUT) {
-        size_t len;
-        const uint8_t *p = plv_entry_payload(e, &len);
         PlvBatchIter it;
         const uint8_t *pkt;
         uint32_t plen;
-        plv_batch_iter_init(&it, p, len);
+        plv_batch_iter_entry(&it, e);
         while (plv_batch_next(&it, &pkt, &plen)) {
             g_ptr_array_add(c->packets, g_strndup((const char *)pkt, plen));
         }

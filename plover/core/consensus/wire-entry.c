@@ -132,6 +132,14 @@ void plv_batch_iter_init(PlvBatchIter *it, const uint8_t *p, size_t len)
     it->left = plv_batch_count(p, len);
 }
 
+void plv_batch_iter_entry(PlvBatchIter *it, const PlvEntry *e)
+{
+    size_t len;
+    const uint8_t *p = plv_entry_payload(e, &len);
+
+    plv_batch_iter_init(it, p, len);
+}
+
 bool plv_batch_next(PlvBatchIter *it, const uint8_t **pkt, uint32_t *len)
 {
     uint32_t l;

@@ -208,6 +208,8 @@ typedef struct {
     uint32_t left;
 } PlvBatchIter;
 void plv_batch_iter_init(PlvBatchIter *it, const uint8_t *p, size_t len);
+/* The packets of an input entry (its payload is the batch). */
+void plv_batch_iter_entry(PlvBatchIter *it, const PlvEntry *e);
 /* Next packet; false at the end (or on a malformed batch). */
 bool plv_batch_next(PlvBatchIter *it, const uint8_t **pkt, uint32_t *len);
 

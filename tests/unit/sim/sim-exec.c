@@ -529,13 +529,11 @@ static void exec_ready(Sim *s, uint32_t i, PlvExecReady *rd, const PlvEntry *e)
             }
             break;
         case PLV_EXEC_INJECT: {
-            size_t len;
-            const uint8_t *p = plv_entry_payload(e, &len);
             PlvBatchIter it;
             const uint8_t *pkt;
             uint32_t plen;
 
-            plv_batch_iter_init(&it, p, len);
+            plv_batch_iter_entry(&it, e);
             while (plv_batch_next(&it, &pkt, &plen)) {
                 uint64_t id = packet_id(pkt, plen);
                 uint64_t h = mix64(mix64(chain_top(nd->chain), id), srnd(s));
@@ -812,7 +810,7 @@ static bool exec_vm_held(Sim *s)
 
 /* One fault at a time for the VM: no crash during a partition, no
  * partition while a node is down (sim.c), each only while protected. */
-static bool exec_may_crash(Sim *s, uint32_t victim)
+static bool exec_may_crash(Sim *s)
 {
     return !s->heal_partition_at && exec_protected(s);
 }

@@ -140,7 +140,7 @@ static void exec_queue(Sim *s, uint32_t i, PlvReady *rd);
 static void pump(Sim *s, uint32_t i);
 static void exec_tick(Sim *s);
 static void exec_load(Sim *s, uint32_t i);
-static bool exec_may_crash(Sim *s, uint32_t victim);
+static bool exec_may_crash(Sim *s);
 static bool exec_may_partition(Sim *s);
 static bool exec_may_propose(Sim *s, uint32_t i);
 static bool exec_vm_held(Sim *s);
@@ -222,12 +222,10 @@ static void check_entry(Sim *s, uint32_t i, const PlvEntry *e)
                 "x whose leader never led", i, e->index, e->vid);
     }
     if (e->op == PLV_OP_INPUT) {
-        size_t n;
-        const uint8_t *p = plv_entry_payload(e, &n);
         PlvBatchIter it;
         const uint8_t *pkt;
         uint32_t len;
-        plv_batch_iter_init(&it, p, n);
+        plv_batch_iter_entry(&it, e);
         while (plv_batch_next(&it, &pkt, &len)) {
             uint64_t id = packet_id(pkt, len);
             if (id >= s->next_pkt) {
@@ -511,7 +509,7 @@ static void faults(Sim *s)
         /* half of the crashes hit a leader: that is where recovery matters */
         uint32_t v = sbelow(s, n), l = sim_leader(s);
         v = l != PLV_NODE_NONE && sbelow(s, 2) ? l : v;
-        if (!s->prm.exec || exec_may_crash(s, v)) {
+        if (!s->prm.exec || exec_may_crash(s)) {
             node_crash(s, v);
         }
     }
