@@ -203,6 +203,15 @@ typedef struct Peer {
     PlvSvmErrorCode last_code;
     unsigned code_seen[16];
     GByteArray *base;           /* device state "from the last syncvm" */
+    /*
+     * Secondary: region drive_region is a drive, as the glue maps one:
+     * its content is in drive, and the view's memory is a shadow that the
+     * union's blocks are read into (snapshot_union) and the written ones
+     * go out of, to drive, in the commit.
+     */
+    uint8_t *drive;
+    unsigned drive_region;
+    unsigned drive_unions;
 } Peer;
 
 static void on_error(void *opaque, uint32_t peer, PlvSvmErrorCode code,
@@ -261,6 +270,15 @@ static int commit_dev(void *opaque, const PlvPageRef *written,
                                 p->w->lmem[written[i].region] +
                                 written[i].page * (uint64_t)PAGE, PAGE) == 0;
     }
+    for (uint32_t i = 0; p->drive && i < n_written; i++) {
+        if (written[i].region == p->drive_region) {
+            const PlvMemRegion *reg =
+                plv_memview_region_const(p->w->smv, p->drive_region);
+
+            memcpy(p->drive + written[i].page * (uint64_t)PAGE,
+                   plv_memview_page(reg, written[i].page), PAGE);
+        }
+    }
     p->commit_saw_pages = converged(p->w);
     p->commit_before_ack = p->leader_done &&
                            !g_atomic_int_get(p->leader_done);
@@ -270,6 +288,45 @@ static int commit_dev(void *opaque, const PlvPageRef *written,
         return -1;
     }
     return 0;
+}
+
+/* The secondary's snapshot_union for a drive: its union blocks, read. */
+static int drive_union(void *opaque, const PlvPageRef *refs, uint32_t n,
+                       GError **err)
+{
+    Peer *p = opaque;
+    const PlvMemRegion *reg = plv_memview_region_const(p->w->smv,
+                                                       p->drive_region);
+
+    p->drive_unions++;
+    for (uint32_t i = 0; i < n; i++) {
+        if (refs[i].region == p->drive_region) {
+            memcpy(plv_memview_page(reg, refs[i].page),
+                   p->drive + refs[i].page * (uint64_t)PAGE, PAGE);
+        }
+    }
+    return 0;
+}
+
+/* The secondary's last region becomes a drive over a shadow of garbage. */
+static void drive_attach(Peer *p)
+{
+    unsigned r = p->w->spec.n_regions - 1;
+    uint64_t len = p->w->spec.pages * (uint64_t)PAGE;
+
+    p->drive_region = r;
+    p->drive = g_memdup2(p->w->smem[r], len);
+    memset(p->w->smem[r], 0x5a, len);
+    p->cfg.snapshot_union = drive_union;
+}
+
+/* What the drive holds goes back into the view, for the usual checks. */
+static void drive_detach(Peer *p)
+{
+    memcpy(p->w->smem[p->drive_region], p->drive,
+           p->w->spec.pages * (uint64_t)PAGE);
+    g_free(p->drive);
+    p->drive = NULL;
 }
 
 static void peer_init(Peer *p, World *w, const uint8_t *session_key)
@@ -1511,7 +1568,14 @@ START_TEST(mutated_messages)
         lt->p.cfg.timeout_ms = p->cfg.timeout_ms = 100;
         lt->p.cfg.max_attempts = p->cfg.max_attempts = 1;
         lt->p.cfg.overlap_send = it & 1;
+        if (it % 5 == 4) {
+            /* A drive: written in the commit only, or not at all. */
+            drive_attach(p);
+        }
         rc = mem_run(&m, NULL);
+        if (p->drive) {
+            drive_detach(p);
+        }
 
         ck_assert_uint_eq(p->n_err, p->st.errors);
         ck_assert_uint_eq(lt->p.n_err, lt->p.st.errors);
@@ -1645,6 +1709,36 @@ START_TEST(snapshot_union_failure_is_fatal)
     g_clear_error(&err);
     mem_run_free(&m);
     world_free(&w);
+}
+END_TEST
+
+/*
+ * A drive on the secondary: the engine hashes its union blocks only once
+ * snapshot_union has read them into the shadow, and the divergent ones
+ * reach the drive through the commit, the same way deltas rebuild pages.
+ */
+START_TEST(target_reads_its_union_first)
+{
+    for (unsigned deltas = 0; deltas < 2; deltas++) {
+        Spec s = { .n_regions = 2, .pages = 512, .dirty = 0.4,
+                   .diverge = 0.5, .devstate_len = 2000, .seed = 35 + deltas,
+                   .deltas = deltas };
+        GError *err = NULL;
+        MemRun m;
+        World w;
+
+        world_build(&w, &s);
+        mem_run_init(&m, &w);
+        drive_attach(&m.p);
+        ck_assert_msg(mem_run(&m, &err) == 0, "%s", err ? err->message : "");
+        ck_assert_msg(m.lt.rc == 0, "%s", m.lt.err ? m.lt.err->message : "");
+        ck_assert_uint_eq(m.p.drive_unions, 1);
+        ck_assert_uint_eq(m.p.st.divergent_pages, w.n_div);
+        drive_detach(&m.p);
+        assert_converged(&w);
+        mem_run_free(&m);
+        world_free(&w);
+    }
 }
 END_TEST
 
@@ -2011,6 +2105,7 @@ int main(void)
     tcase_add_test(fail, commit_before_ack);
     tcase_add_test(fail, snapshot_union_gives_the_cut);
     tcase_add_test(fail, snapshot_union_failure_is_fatal);
+    tcase_add_test(fail, target_reads_its_union_first);
     tcase_add_test(fail, commit_fails_after_pages);
     tcase_add_test(fail, commit_fails_without_pages);
     tcase_set_timeout(fail, 20);

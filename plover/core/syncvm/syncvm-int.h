@@ -95,6 +95,8 @@ int plv_svm_run_send_bitmap(SvmRun *r, GError **err);
 /* Union of our dirty bitmap and the peer's BITMAP body; builds r->u. */
 int plv_svm_run_union(SvmRun *r, const uint8_t *body, size_t len,
                       GError **err);
+/* Hands the union to the caller's snapshot_union (syncvm.h), if any. */
+int plv_svm_run_snapshot_union(SvmRun *r, GError **err);
 /* Room for the union's fingerprints and zero flags. */
 void plv_svm_run_alloc_hashes(SvmRun *r);
 /* Seed of this attempt's block fingerprints (the same on both sides). */

@@ -175,15 +175,8 @@ static int leader_attempt(SvmRun *r, GError **err)
         plv_svm_run_union(r, body, len, err) < 0) {
         return -1;
     }
-    if (r->cfg->snapshot_union) {
-        GError *why = NULL;
-
-        if (r->cfg->snapshot_union(r->cfg->opaque, r->u.refs, r->u.n,
-                                   &why) < 0) {
-            plv_svm_callback_failed(err, why, PLV_SVM_ERROR_SNAPSHOT,
-                                    "snapshot of the union");
-            return -1;
-        }
+    if (plv_svm_run_snapshot_union(r, err) < 0) {
+        return -1;
     }
     st->t_compute_us += g_get_monotonic_time() - t0;
 

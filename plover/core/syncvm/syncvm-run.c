@@ -378,6 +378,19 @@ int plv_svm_run_union(SvmRun *r, const uint8_t *body, size_t len,
     return 0;
 }
 
+int plv_svm_run_snapshot_union(SvmRun *r, GError **err)
+{
+    GError *why = NULL;
+
+    if (r->cfg->snapshot_union &&
+        r->cfg->snapshot_union(r->cfg->opaque, r->u.refs, r->u.n, &why) < 0) {
+        plv_svm_callback_failed(err, why, PLV_SVM_ERROR_SNAPSHOT,
+                                "snapshot of the union");
+        return -1;
+    }
+    return 0;
+}
+
 uint64_t plv_svm_run_block_seed(const SvmRun *r)
 {
     return plv_block_seed(r->cfg->key, r->hdr.vid ^ r->hdr.epoch,

@@ -419,7 +419,8 @@ static int secondary_attempt(SvmRun *r, const PlvSvmHdr *h,
         return -1;
     }
     if (plv_svm_run_union(r, body, len, err) < 0 ||
-        plv_svm_run_send_bitmap(r, err) < 0) {
+        plv_svm_run_send_bitmap(r, err) < 0 ||
+        plv_svm_run_snapshot_union(r, err) < 0) {
         return -1;
     }
     st->t_compute_us += g_get_monotonic_time() - t0;

@@ -105,11 +105,13 @@ typedef struct PlvSyncvmConfig {
     void (*on_error)(void *opaque, uint32_t peer, PlvSvmErrorCode code,
                      const char *reason);
     /*
-     * Source: the union of both dirty sets is known (refs[0..n), in the
-     * order the run reads them) and no page of it has been read yet. From
-     * now on those pages of mv must hold their content at the cut: a
-     * source whose VM ran on after the cut copies them in from its
-     * snapshot here. NULL: mv holds the cut already (the VM is paused).
+     * Both ends: the union of both dirty sets is known (refs[0..n), in
+     * the order the run reads them) and no page of it has been read yet.
+     * From now on those pages of mv must hold their content at the cut:
+     * a source whose VM ran on after the cut copies them in from its
+     * snapshot here, and either end fills the regions that are not in
+     * memory (a drive's blocks) from where they are. NULL: mv holds the
+     * cut already (the VM is paused).
      */
     int (*snapshot_union)(void *opaque, const PlvPageRef *refs, uint32_t n,
                           GError **err);
