@@ -209,6 +209,44 @@ START_TEST(test_other_refusals)
 }
 END_TEST
 
+START_TEST(test_disks)
+{
+    PlvConfig cfg;
+    char *msg = try(GOOD ",disks=drive0,virtio-disk1,transport=tcp", true, &cfg);
+
+    ck_assert_msg(msg == NULL, "%s", msg);
+    ck_assert_uint_eq(cfg.n_disks, 2);
+    ck_assert_str_eq(cfg.disks[0], "drive0");
+    ck_assert_str_eq(cfg.disks[1], "virtio-disk1");
+    ck_assert(!cfg.disks_none);
+    plv_config_clear(&cfg);
+
+    msg = try(GOOD ",disks=none", true, &cfg);
+    ck_assert_msg(msg == NULL, "%s", msg);
+    ck_assert(cfg.disks_none);
+    ck_assert_uint_eq(cfg.n_disks, 0);
+    plv_config_clear(&cfg);
+
+    msg = try(GOOD, true, &cfg);
+    ck_assert_msg(msg == NULL, "%s", msg);
+    ck_assert(!cfg.disks_none);
+    ck_assert_uint_eq(cfg.n_disks, 0);
+    plv_config_clear(&cfg);
+
+    expect_error(GOOD ",disks=none,d0", "disks: 'all' and 'none' cannot be "
+                 "combined with other entries");
+    expect_error(GOOD ",disks=d0,all", "disks: 'all' and 'none' cannot be "
+                 "combined with other entries");
+    expect_error(GOOD ",disks=all,d0", "disks: 'all' and 'none' cannot be "
+                 "combined with other entries");
+    expect_error(GOOD ",disks=d0,d0", "disks: 'd0' is given twice");
+    expect_error(GOOD ",disks=0bad", "disks: '0bad' is not a valid QEMU id");
+    expect_error(GOOD ",disks=d0,disks=d1", "disks: given more than once");
+    expect_error(GOOD ",disks=a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q",
+                 "disks: more than 16 drives named");
+}
+END_TEST
+
 START_TEST(test_help_lists_every_field)
 {
     g_autofree char *help = plv_config_help();
@@ -216,7 +254,7 @@ START_TEST(test_help_lists_every_field)
                              "state=", "heartbeat-ms=", "suspect-ms=", "election-ms=", "syncvm-timeout-ms=",
                              "idle-threshold-us=", "idle-window-us=", "max-sync-interval-ms=",
                              "max-held-output-kib=", "max-pending-input-kib=",
-                             "secondary-idle-wait-us=" };
+                             "secondary-idle-wait-us=", "disks=" };
 
     for (size_t i = 0; i < G_N_ELEMENTS(fields); i++) {
         ck_assert_msg(strstr(help, fields[i]), "help lacks %s", fields[i]);
@@ -236,6 +274,7 @@ int main(void)
     tcase_add_test(tc, test_peer_port_refusals);
     tcase_add_test(tc, test_other_refusals);
     tcase_add_test(tc, test_help_lists_every_field);
+    tcase_add_test(tc, test_disks);
     suite_add_tcase(s, tc);
     return plv_test_run(s);
 }

@@ -66,6 +66,9 @@ void plv_config_clear(PlvConfig *cfg)
     for (unsigned i = 0; i < cfg->n_peers; i++) {
         g_free(cfg->peers[i].host);
     }
+    for (unsigned i = 0; i < cfg->n_disks; i++) {
+        g_free(cfg->disks[i]);
+    }
     g_free(cfg->netdev);
     g_free(cfg->secret);
     g_free(cfg->state);
@@ -184,6 +187,35 @@ static bool parse_id_string(const char *key, const char *value, char **out,
     return true;
 }
 
+/* disks=all | none | ID[,ID...] (the list goes on like peers'). */
+static bool add_disk(PlvConfig *cfg, const char *value, GError **errp)
+{
+    bool word = !strcmp(value, "all") || !strcmp(value, "none");
+
+    if (cfg->disks_none || cfg->disks_all || (word && cfg->n_disks)) {
+        return fail(errp, "disks: 'all' and 'none' cannot be combined with "
+                    "other entries");
+    }
+    if (word) {
+        cfg->disks_none = !strcmp(value, "none");
+        cfg->disks_all = !cfg->disks_none;
+        return true;
+    }
+    if (cfg->n_disks == PLV_MAX_DISKS) {
+        return fail(errp, "disks: more than %d drives named", PLV_MAX_DISKS);
+    }
+    for (unsigned i = 0; i < cfg->n_disks; i++) {
+        if (!strcmp(cfg->disks[i], value)) {
+            return fail(errp, "disks: '%s' is given twice", value);
+        }
+    }
+    if (!parse_id_string("disks", value, &cfg->disks[cfg->n_disks], errp)) {
+        return false;
+    }
+    cfg->n_disks++;
+    return true;
+}
+
 bool plv_config_set(PlvConfig *cfg, const char *key, const char *value,
                     GError **errp)
 {
@@ -220,6 +252,9 @@ bool plv_config_set(PlvConfig *cfg, const char *key, const char *value,
     }
     if (!strcmp(key, "peers")) {
         return add_peer(cfg, value, errp);
+    }
+    if (!strcmp(key, "disks")) {
+        return add_disk(cfg, value, errp);
     }
     if (!strcmp(key, "netdev")) {
         return parse_id_string(key, value, &cfg->netdev, errp);
@@ -284,7 +319,8 @@ bool plv_config_parse(PlvConfig *cfg, const char *opts, GError **errp)
         if (!plv_config_set(cfg, *t, eq + 1, errp)) {
             return false;
         }
-        list_key = strcmp(*t, "peers") ? NULL : "peers";
+        list_key = !strcmp(*t, "peers") ? "peers" :
+                   !strcmp(*t, "disks") ? "disks" : NULL;
     }
     return true;
 }
@@ -391,6 +427,9 @@ char *plv_config_help(void)
         "  id=N                 this replica's index in peers (0..2)\n"
         "  peers=H:P,H:P,H:P    all three replicas, this one included, same order everywhere\n"
         "  netdev=ID            the -netdev whose traffic is replicated\n"
+        "  disks=all|none|ID,ID  drives replicated by syncvm (default all: every\n"
+        "                       writable drive of the VM; an ID is a -drive id,\n"
+        "                       a device id or a node name)\n"
         "  transport=tcp|rdma   replica links (default tcp)\n"
         "  secret=ID            a -object secret shared by the replicas (authenticates peers)\n"
         "  state=FILE           this replica's incarnation, kept across restarts; created\n"

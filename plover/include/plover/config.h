@@ -16,6 +16,8 @@
  * parameter, the limit only bounds the array. */
 #define PLV_MAX_REPLICAS 7
 #define PLV_REPLICAS 3
+/* Drives named in disks= (the default, all, has no such bound). */
+#define PLV_MAX_DISKS 16
 
 typedef enum PlvStartRole {
     PLV_START_AUTO,        /* agreed by consensus: the norm */
@@ -44,6 +46,12 @@ typedef struct PlvConfig {
     PlvTransportKind transport;
     char *secret;                         /* id of a -object secret */
     char *state;                          /* file keeping the incarnation */
+    /* Drives replicated by syncvm: every writable drive of the VM (the
+     * default, disks=all), none (disks=none), or those named. */
+    bool disks_none;
+    bool disks_all;                       /* given: the default anyway */
+    unsigned n_disks;
+    char *disks[PLV_MAX_DISKS];           /* -drive, device or node ids */
 
     /* Timeouts, in milliseconds unless said otherwise. */
     uint32_t heartbeat_ms;                /* leader heartbeat period */
