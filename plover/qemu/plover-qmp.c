@@ -127,6 +127,8 @@ static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
     i->secondary_lag_p50_us = plv_latency_quantile(&a->lag, 0.5);
     i->secondary_lag_p99_us = plv_latency_quantile(&a->lag, 0.99);
     i->snapshot_count = a->snapshots;
+    i->disk_blocks_union = a->disk_blocks_union;
+    i->disk_blocks_written = a->disk_blocks_written;
     i->in_flight = s->syncvm.job != NULL;
     i->cow_pages = s->syncvm.snap ? plover_snapshot_cow_pages(s->syncvm.snap) : 0;
     i->total_bytes_received = a->sum_received;
@@ -256,6 +258,8 @@ PloverInfo *qmp_query_plover(Error **errp)
     info->syncvm = plover_syncvm_info(s);
     info->net = plover_net_info(s);
     info->links = plover_links_info(s);
+    info->disks = plover_disk_query(s);
+    info->has_disks = info->disks != NULL;
     return info;
 }
 
@@ -265,6 +269,7 @@ PloverDigestList *qmp_x_plover_ram_digest(bool has_record, bool record,
     PloverState *s = plover_state();
     PloverDigestList *head = NULL, **tail = &head;
     PloverDigest *now;
+    Error *err = NULL;
 
     if (!s->initialized) {
         error_setg(errp, "plover is not enabled (no -plover option)");
@@ -275,6 +280,12 @@ PloverDigestList *qmp_x_plover_ram_digest(bool has_record, bool record,
     }
     now = g_new0(PloverDigest, 1);
     now->digest = plover_ram_digest();
+    now->disks = plover_disk_digest(s, &err);
+    if (err) {
+        error_propagate(errp, err);
+        qapi_free_PloverDigest(now);
+        return NULL;
+    }
     QAPI_LIST_APPEND(tail, now);
     for (GList *l = s->digests.head; l; l = l->next) {
         QAPI_LIST_APPEND(tail, QAPI_CLONE(PloverDigest, l->data));

@@ -222,17 +222,19 @@ static void plover_on_event(void *opaque, const PlvEvent *ev)
  * Tests compare replicas' RAM as it is at a syncvm: the leader's at its
  * cut (taken then, plover-sync.c), the secondary's once it applied.
  */
-static void plover_record_digest(PloverState *s, uint64_t epoch, char *digest)
+static void plover_record_digest(PloverState *s, uint64_t epoch,
+                                 PloverSyncJob *j)
 {
     PloverDigest *d;
 
     if (!s->record_digests) {
-        g_free(digest);
         return;
     }
     d = g_new0(PloverDigest, 1);
     d->epoch = epoch;
-    d->digest = digest ? digest : plover_ram_digest();
+    d->digest = j->digest ? g_steal_pointer(&j->digest) : plover_ram_digest();
+    d->disks = j->digest ? g_steal_pointer(&j->disk_digest)
+                         : plover_disk_digest(s, &error_warn);
     g_queue_push_tail(&s->digests, d);
     if (g_queue_get_length(&s->digests) > 64) {
         qapi_free_PloverDigest(g_queue_pop_head(&s->digests));
@@ -453,7 +455,7 @@ void plover_exec_sync_done(PloverState *s, PloverSyncJob *j)
     };
 
     if (j->ok) {
-        plover_record_digest(s, j->epoch, g_steal_pointer(&j->digest));
+        plover_record_digest(s, j->epoch, j);
     } else {
         error_report_err(j->err);
         j->err = NULL;

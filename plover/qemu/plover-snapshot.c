@@ -134,7 +134,13 @@ static void plover_snap_before_write(ram_addr_t addr, ram_addr_t len)
     }
 }
 
-PloverSnapshot *plover_snapshot_new(GPtrArray *ram_blocks, Error **errp)
+/*
+ * A snapshot of the RAM blocks of @mv (its first regions). Its view also
+ * has @mv's other regions (the drives', plover-disk.c), over their own
+ * shadows: those are read at the cut's state by plover_disk_load_union.
+ */
+PloverSnapshot *plover_snapshot_new(GPtrArray *ram_blocks, PlvMemView *mv,
+                                    Error **errp)
 {
     PloverSnapshot *sn = g_new0(PloverSnapshot, 1);
     uint64_t first = 0;
@@ -173,6 +179,17 @@ PloverSnapshot *plover_snapshot_new(GPtrArray *ram_blocks, Error **errp)
         }
         first += b->n_pages;
     }
+    for (unsigned i = sn->n_blocks; i < plv_memview_n_regions(mv); i++) {
+        const PlvMemRegion *r = plv_memview_region_const(mv, i);
+        g_autoptr(GError) gerr = NULL;
+
+        if (plv_memview_add_region(sn->shadow_mv, r->id, r->page_size,
+                                   r->n_pages, r->base, &gerr) < 0) {
+            error_setg(errp, "plover: snapshot view: %s", gerr->message);
+            plover_snapshot_free(sn);
+            return NULL;
+        }
+    }
     sn->n_pages = first;
     sn->preserved = bitmap_new(MAX(first, 1));
     sn->copies = g_hash_table_new_full(NULL, NULL, NULL, g_free);
@@ -206,7 +223,7 @@ void plover_snapshot_free(PloverSnapshot *sn)
  */
 void plover_snapshot_arm(PloverSnapshot *sn, PlvMemView *ram_mv)
 {
-    for (unsigned i = 0; i < sn->n_blocks; i++) {
+    for (unsigned i = 0; i < plv_memview_n_regions(ram_mv); i++) {
         const PlvBitmap *src = &plv_memview_region_const(ram_mv, i)->dirty;
         PlvBitmap *dst = &plv_memview_region(sn->shadow_mv, i)->dirty;
 
@@ -252,11 +269,17 @@ int plover_snapshot_union(void *opaque, const PlvPageRef *refs, uint32_t n,
         sn->shadow_touched = 0;
     }
     for (uint32_t i = 0; i < n; i++) {
-        PloverSnapBlock *b = &sn->blocks[refs[i].region];
-        uint64_t g = b->first + refs[i].page;
-        uint8_t *dst = b->shadow + ((uint64_t)refs[i].page << sn->page_bits);
-        uint8_t *src = b->host + ((uint64_t)refs[i].page << sn->page_bits);
+        PloverSnapBlock *b;
+        uint64_t g;
+        uint8_t *dst, *src;
 
+        if (refs[i].region >= sn->n_blocks) {
+            continue;           /* a drive's block: plover_disk_load_union */
+        }
+        b = &sn->blocks[refs[i].region];
+        g = b->first + refs[i].page;
+        dst = b->shadow + ((uint64_t)refs[i].page << sn->page_bits);
+        src = b->host + ((uint64_t)refs[i].page << sn->page_bits);
         if (!test_bit(g, sn->preserved)) {
             memcpy(dst, src, sn->page);
             smp_mb();           /* the copy is read before the bit is */

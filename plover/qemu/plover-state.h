@@ -35,6 +35,7 @@
 typedef struct PloverFilter PloverFilter;
 typedef struct PloverSnapshot PloverSnapshot;
 typedef struct PloverDivergence PloverDivergence;
+typedef struct PloverDisk PloverDisk;
 
 /* Exit status of a replica that dies by x-plover-inject-fault. */
 #define PLOVER_FAULT_EXIT_STATUS 70
@@ -80,6 +81,8 @@ typedef struct PloverSyncStats {
     PlvLatencyWindow release;   /* leader: cut to release of its outputs */
     PlvLatencyWindow lag;       /* leader: cut to the secondary's reply */
     uint64_t snapshots;         /* leader: syncvms the VM ran on through */
+    uint64_t disk_blocks_union;   /* disk blocks read for the unions */
+    uint64_t disk_blocks_written; /* target: disk blocks written */
 } PloverSyncStats;
 
 /*
@@ -115,6 +118,7 @@ typedef struct PloverSyncJob {
     GByteArray *devstate;       /* leader: device state at the cut; source:
                                  * the blob the engine sent */
     char *digest;               /* leader: RAM digest at the cut (tests) */
+    char *disk_digest;          /* ... and the drives' (NULL: none) */
     int64_t t_stop_us;          /* QEMU_CLOCK_REALTIME, VM stopped */
     int64_t t_resume_us;        /* VM running again (0: still stopped) */
     /* set by the syncvm thread */
@@ -175,6 +179,10 @@ typedef struct PloverSyncvm {
     GByteArray *devstate_base;
     PloverSyncStats stats;
     PloverSnapshot *snap;         /* leader: RAM at the cut, copy-on-write */
+    /* PloverDisk*, the replicated drives: regions of mv after RAM's
+     * (plover-disk.c; the syncvm thread takes the BQL to use them). */
+    GPtrArray *disks;
+    uint64_t disk_shadow_touched; /* syncvm thread */
     PloverDivergence *divergence; /* secondary: what its divergent pages were */
     QemuThread sync_thread;
     QemuSemaphore sync_go;        /* a job for the syncvm thread */
@@ -267,8 +275,22 @@ void plover_sync_account_alone(PloverState *s);
 void plover_sync_drop_link(PloverState *s);
 char *plover_ram_digest(void);
 
+/* plover-disk.c */
+bool plover_disk_setup(PloverState *s, PlvMemView *mv, Error **errp);
+void plover_disk_teardown(PloverState *s);
+void plover_disk_cut(PloverState *s, PlvMemView *mv, bool run_on);
+void plover_disk_undrain(PloverState *s);
+void plover_disk_close(PloverState *s);
+int plover_disk_load_union(PloverState *s, const PlvPageRef *refs, uint32_t n,
+                           GError **err);
+int plover_disk_write(PloverState *s, const PlvPageRef *written, uint32_t n,
+                      GError **err);
+char *plover_disk_digest(PloverState *s, Error **errp);
+PloverDiskInfoList *plover_disk_query(PloverState *s);
+
 /* plover-snapshot.c */
-PloverSnapshot *plover_snapshot_new(GPtrArray *ram_blocks, Error **errp);
+PloverSnapshot *plover_snapshot_new(GPtrArray *ram_blocks, PlvMemView *mv,
+                                    Error **errp);
 void plover_snapshot_free(PloverSnapshot *sn);
 void plover_snapshot_arm(PloverSnapshot *sn, PlvMemView *ram_mv);
 void plover_snapshot_disarm(PloverSnapshot *sn);

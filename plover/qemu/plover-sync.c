@@ -108,6 +108,8 @@ static void plover_sync_shutdown(Notifier *n, void *data)
 
     if (shutdown_action != SHUTDOWN_ACTION_PAUSE) {
         s->syncvm.exiting = true;
+        /* Before QEMU closes the drives, which must have no bitmap left. */
+        plover_disk_close(s);
     }
 }
 
@@ -116,10 +118,12 @@ bool plover_sync_setup(PloverState *s, Error **errp)
     const PlvConfigPeer *self = &s->cfg.peers[s->cfg.id];
     g_autoptr(GError) gerr = NULL;
 
-    if (!plover_build_memview(s, errp)) {
+    if (!plover_build_memview(s, errp) ||
+        !plover_disk_setup(s, s->syncvm.mv, errp)) {
         return false;
     }
-    s->syncvm.snap = plover_snapshot_new(s->syncvm.ram_blocks, errp);
+    s->syncvm.snap = plover_snapshot_new(s->syncvm.ram_blocks, s->syncvm.mv,
+                                         errp);
     if (!s->syncvm.snap) {
         return false;
     }
@@ -358,9 +362,10 @@ static bool plover_load_staged(PloverState *s, Error **errp)
 }
 
 /*
- * The engine calls this once the divergent pages are in guest RAM, before
- * it ACKs: the leader releases output on the ACK, so the devices must
- * match the memory by then. A failure here leaves RAM and devices from
+ * The engine calls this once the divergent pages are in guest RAM (and
+ * the divergent disk blocks in the drives' shadows), before it ACKs: the
+ * leader releases output on the ACK, so disks and devices must match the
+ * memory by then. A failure here leaves RAM and devices from
  * two states; the caller stops this VM until a full syncvm.
  */
 static int plover_commit_device_state(void *opaque, const PlvPageRef *written,
@@ -382,6 +387,10 @@ static int plover_commit_device_state(void *opaque, const PlvPageRef *written,
         return -1;
     }
     plover_drop_translations(s, written, n_written);
+    if (plover_disk_write(s, written, n_written, err) < 0) {
+        bql_unlock();
+        return -1;
+    }
     ok = plover_load_staged(s, &local);
     bql_unlock();
     s->syncvm.stats.last_commit_us = g_get_monotonic_time() - t0;
@@ -689,18 +698,29 @@ static void plover_sync_failed(PloverState *s, PloverSyncJob *j)
     s->syncvm.stats.commit_failures += j->commit_failed;
 }
 
-/* The engine's snapshot_union on the leader (syncvm thread). */
 static void plover_sync_resume_bh(void *opaque);
 
-static int plover_sync_snapshot_union(void *opaque, const PlvPageRef *refs,
-                                      uint32_t n, GError **err)
+/*
+ * The engine's snapshot_union (syncvm thread, both ends): the union is
+ * known. A leader that runs on copies its RAM pages from the snapshot;
+ * either end reads its disk blocks into the drives' shadows.
+ */
+static int plover_sync_union(void *opaque, const PlvPageRef *refs,
+                             uint32_t n, GError **err)
 {
     PloverState *s = opaque;
-    int ret = plover_snapshot_union(s->syncvm.snap, refs, n, err);
+    PloverSyncJob *j = s->syncvm.job;
+    int ret = 0;
 
-    /* The run reads only the shadow from now on. */
-    plover_snapshot_disarm(s->syncvm.snap);
-    if (!s->syncvm.job->cow) {
+    if (j->snapshot) {
+        ret = plover_snapshot_union(s->syncvm.snap, refs, n, err);
+        /* The run reads only the shadow from now on. */
+        plover_snapshot_disarm(s->syncvm.snap);
+    }
+    if (ret == 0) {
+        ret = plover_disk_load_union(s, refs, n, err);
+    }
+    if (j->snapshot && !j->cow) {
         /* KVM: the VM waited for the union to be copied; it runs now. */
         aio_bh_schedule_oneshot(qemu_get_aio_context(), plover_sync_resume_bh, s);
     }
@@ -747,8 +767,8 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
     if (j->snapshot) {
         /* The cut's bitmap, in the view over the shadow. */
         mv = plover_snapshot_view(s->syncvm.snap);
-        cfg.snapshot_union = plover_sync_snapshot_union;
     }
+    cfg.snapshot_union = plover_sync_union;
     if (full) {
         /* Unexpected with the VM running on: the snapshot copies it all. */
         plover_mark_all_dirty(s->syncvm.mv);
@@ -843,6 +863,8 @@ static void plover_sync_done_bh(void *opaque)
         return;
     }
     s->syncvm.job = NULL;
+    /* A run that never reached its union let the guest's disk wait. */
+    plover_disk_undrain(s);
     if (j->ok) {
         plv_memview_clear_dirty(s->syncvm.mv);
         s->syncvm.stats.full += j->full;
@@ -948,6 +970,7 @@ void plover_sync_job_free(PloverSyncJob *j)
         g_byte_array_unref(j->devstate);
     }
     g_free(j->digest);
+    g_free(j->disk_digest);
     error_free(j->err);
     g_free(j);
 }
@@ -985,6 +1008,15 @@ void plover_sync_start(PloverState *s, const PlvExecSync *sync)
         plover_cut_stop();
     } else {
         plover_stop_vm();
+    }
+    /*
+     * Before RAM's dirty log and the device state: draining (and reading
+     * a drive) polls the main AioContext, whose handlers may still write
+     * RAM and change devices (a request completing, virtio-net's TX).
+     */
+    plover_disk_cut(s, s->syncvm.mv, j->snapshot);
+    if (leader && sync->hello.has_vm && s->record_digests) {
+        j->disk_digest = plover_disk_digest(s, &error_warn);
     }
     t1 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
     plover_collect_dirty(s);
@@ -1035,7 +1067,7 @@ char *plover_ram_digest(void)
     XXH128_hash_t h;
 
     XXH3_128bits_reset(st);
-    for (unsigned i = 0; s->syncvm.mv && i < plv_memview_n_regions(s->syncvm.mv); i++) {
+    for (guint i = 0; s->syncvm.ram_blocks && i < s->syncvm.ram_blocks->len; i++) {
         const PlvMemRegion *r = plv_memview_region_const(s->syncvm.mv, i);
         RAMBlock *rb = g_ptr_array_index(s->syncvm.ram_blocks, i);
         const char *id = qemu_ram_get_idstr(rb);

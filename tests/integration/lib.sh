@@ -20,6 +20,7 @@ set -euo pipefail
 : "${GUEST_DIR:?GUEST_DIR must name the built test guest}"
 : "${SRCDIR:?SRCDIR must name the source tree}"
 KVCTL=${KVCTL:-$(dirname "$GUEST_DIR")/tools/kvctl}
+QEMU_IMG=${QEMU_IMG:-$(dirname "$QEMU")/qemu-img}
 NETDELAY=${NETDELAY:-$(dirname "$GUEST_DIR")/tools/netdelay}
 GUEST_MAC=52:54:00:12:34:56
 QMP_PY="$SRCDIR/tests/integration/qmp.py"
@@ -231,6 +232,30 @@ replicas_start() {
     done
 }
 
+# disk_args N: with REPLICA_DISK set (virtio-blk or virtio-scsi), replica
+# N's own copy of the test guest's ext4 image (made at its first start
+# and kept across restarts, as a host's disk is), in the format
+# DISK_FORMATS gives it ("raw qcow2 raw": r1 qcow2), as drive "disk0".
+disk_args() {
+    local n=$1 fmts fmt img
+    DISK_ARGS=()
+    [ -n "${REPLICA_DISK:-}" ] || return 0
+    read -r -a fmts <<< "${DISK_FORMATS:-raw raw raw}"
+    fmt=${fmts[$n]}
+    img="$WORK/r$n.$fmt"
+    if [ ! -e "$img" ]; then
+        "$QEMU_IMG" convert -q -f raw -O "$fmt" "$GUEST_DIR/disk.img" "$img" ||
+            fail "cannot make r$n's disk image"
+    fi
+    DISK_ARGS=(-drive "file=$img,if=none,id=disk0,format=$fmt,cache=writeback")
+    case "$REPLICA_DISK" in
+    virtio-blk)  DISK_ARGS+=(-device virtio-blk-pci,drive=disk0,id=vdisk0) ;;
+    virtio-scsi) DISK_ARGS+=(-device virtio-scsi-pci,id=scsi0
+                             -device scsi-hd,drive=disk0,id=vdisk0,bus=scsi0.0) ;;
+    *) fail "REPLICA_DISK: $REPLICA_DISK? (virtio-blk or virtio-scsi)" ;;
+    esac
+}
+
 # replica_start N: start (or restart, after kill_replica) replica N with
 # the command line replicas_start gave it; its state file lives in $WORK.
 # A restart keeps the former life's logs as rN.*.K.
@@ -238,13 +263,14 @@ replica_start() {
     local n=$1 peers f k=1
     peers="$(host_ip 0):7100,$(host_ip 1):7100,$(host_ip 2):7100"
     guest_args "$REPLICA_APPEND"
+    disk_args "$n"
     if [ -e "$WORK/r$n.serial" ]; then
         while [ -e "$WORK/r$n.serial.$k" ]; do k=$((k + 1)); done
         for f in serial err out; do
             mv "$WORK/r$n.$f" "$WORK/r$n.$f.$k" 2>/dev/null || true
         done
     fi
-    qemu_start "r$n" "$n" "${GUEST_ARGS[@]}" "${SECRET_ARGS[@]}" \
+    qemu_start "r$n" "$n" "${GUEST_ARGS[@]}" "${DISK_ARGS[@]}" "${SECRET_ARGS[@]}" \
         -plover "role=auto,id=$n,peers=$peers,netdev=net0,secret=plvsec,state=$WORK/r$n.state$REPLICA_EXTRA"
 }
 
@@ -459,18 +485,25 @@ light_load_recording() {
 
 # assert_ram_equal A B MIN WHAT: the guest RAM digests replicas A and B
 # recorded (x-plover-ram-digest record=true) are equal at every syncvm
-# epoch both recorded, and there are at least MIN such epochs.
+# epoch both recorded, and there are at least MIN such epochs; so are
+# their drives' digests, when the VM has drives.
 assert_ram_equal() {
     local a=$1 b=$2 min=$3 what=$4
     python3 - "$(qmp "r$a" x-plover-ram-digest)" "$(qmp "r$b" x-plover-ram-digest)" "$min" "$what" <<'PY' ||
 import json, sys
-a = {d["epoch"]: d["digest"] for d in json.loads(sys.argv[1]) if d["epoch"]}
-b = {d["epoch"]: d["digest"] for d in json.loads(sys.argv[2]) if d["epoch"]}
+def recs(s):
+    return {d["epoch"]: (d["digest"], d.get("disks")) for d in json.loads(s) if d["epoch"]}
+a, b = recs(sys.argv[1]), recs(sys.argv[2])
 common = sorted(set(a) & set(b))
-bad = [e for e in common if a[e] != b[e]]
+bad = [e for e in common if a[e][0] != b[e][0]]
+disks = [e for e in common if a[e][1] or b[e][1]]
+bad_disk = [e for e in disks if a[e][1] != b[e][1]]
 print(f"figure: RAM digests compared at {len(common)} syncvms {sys.argv[4]}, {len(bad)} differ")
+if disks:
+    print(f"figure: disk digests compared at {len(disks)} syncvms {sys.argv[4]}, {len(bad_disk)} differ")
 assert len(common) >= int(sys.argv[3]), f"only {len(common)} common syncvm epochs"
 assert not bad, f"RAM differs at syncvms {bad[:5]}"
+assert not bad_disk, f"disks differ at syncvms {bad_disk[:5]}: {[(a[e][1], b[e][1]) for e in bad_disk[:2]]}"
 PY
-        fail "RAM of r$a and r$b differ $what"
+        fail "RAM or disks of r$a and r$b differ $what"
 }
