@@ -3,6 +3,8 @@
  *
  *   kvctl [--timeout S] HOST PORT CMD [ARG...]   one request, print the reply
  *   kvctl wait HOST PORT [--timeout S]           until PING answers PONG
+ *   kvctl restart HOST PORT [--timeout S]        RESTART a durable kvd, wait
+ *                                                until it answers again
  *   kvctl load HOST PORT --clients C --seconds S --keys K
  *              [--write-ratio R] [--value-size N] [--timeout S]
  *              [--prefix P] [--seed N] [--reconnect]
@@ -159,6 +161,30 @@ static int conn_open(struct conn *c, const char *host, const char *port,
     }
     freeaddrinfo(res);
     return -1;
+}
+
+/* Waits until the server closes the connection (end of file or reset);
+ * whatever it still sends is dropped. */
+static int conn_wait_closed(struct conn *c, double timeout)
+{
+    double deadline = now_s() + timeout;
+    for (;;) {
+        struct pollfd p = { .fd = c->fd, .events = POLLIN };
+        int n = poll(&p, 1, ms_until(deadline));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return conn_fail(c, "connection not closed: %s",
+                             n == 0 ? "timed out" : strerror(errno));
+        char buf[256];
+        ssize_t r = recv(c->fd, buf, sizeof(buf), 0);
+        if (r < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (r <= 0) {
+            conn_close(c);
+            return 0;
+        }
+    }
 }
 
 /* Sends one request line and reads one reply line (without its newline)
@@ -705,6 +731,7 @@ static int usage(void)
     fprintf(stderr,
         "usage: kvctl [--timeout S] HOST PORT CMD [ARG...]\n"
         "       kvctl wait HOST PORT [--timeout S]\n"
+        "       kvctl restart HOST PORT [--timeout S]\n"
         "       kvctl load HOST PORT --clients C --seconds S --keys K\n"
         "                  [--write-ratio R] [--value-size N] [--timeout S]\n"
         "                  [--prefix P] [--seed N] [--reconnect]\n"
@@ -977,19 +1004,14 @@ static int probe_step(struct probe *p, short revents, char *err, size_t cap)
     return 0;
 }
 
-static int cmd_wait(int argc, char **argv)
+/* Until PING at host:port answers PONG, for at most timeout seconds: 0
+ * when it did, else 2 with the reason on stderr. */
+static int wait_pong(const char *host, const char *port, double timeout)
 {
-    double timeout = 30;
-    if (argc != 2 && !(argc == 4 && !strcmp(argv[2], "--timeout")))
-        return usage();
-    if (argc == 4 && (parse_double(argv[3], &timeout) || timeout <= 0)) {
-        fprintf(stderr, "kvctl: bad timeout %s\n", argv[3]);
-        return 2;
-    }
     struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
-    int rc = getaddrinfo(argv[0], argv[1], &hints, &ai);
+    int rc = getaddrinfo(host, port, &hints, &ai);
     if (rc) {
-        fprintf(stderr, "kvctl: %s:%s: %s\n", argv[0], argv[1], gai_strerror(rc));
+        fprintf(stderr, "kvctl: %s:%s: %s\n", host, port, gai_strerror(rc));
         return 2;
     }
 
@@ -1041,13 +1063,70 @@ static int cmd_wait(int argc, char **argv)
             close(probes[i].fd);
     }
     freeaddrinfo(ai);
-    if (ready) {
-        printf("ready after %.2fs\n", now_s() - start);
+    if (ready)
         return 0;
-    }
     fprintf(stderr, "kvctl: %s:%s not ready after %.1fs (%s)\n",
-            argv[0], argv[1], timeout, err);
+            host, port, timeout, err);
     return 2;
+}
+
+/* HOST PORT [--timeout S], the arguments of wait and restart. */
+static int parse_wait_args(int argc, char **argv, double *timeout)
+{
+    if (argc != 2 && !(argc == 4 && !strcmp(argv[2], "--timeout")))
+        return usage();
+    if (argc == 4 && (parse_double(argv[3], timeout) || *timeout <= 0)) {
+        fprintf(stderr, "kvctl: bad timeout %s\n", argv[3]);
+        return 2;
+    }
+    return 0;
+}
+
+static int cmd_wait(int argc, char **argv)
+{
+    double timeout = 30, start = now_s();
+    int rc = parse_wait_args(argc, argv, &timeout);
+    if (!rc)
+        rc = wait_pong(argv[0], argv[1], timeout);
+    if (!rc)
+        printf("ready after %.2fs\n", now_s() - start);
+    return rc;
+}
+
+/* RESTART, then wait until the kvd that answered has closed the connection
+ * (exited: a PING before that could still reach it) and the one started
+ * after it answers PING.  All of it within --timeout. */
+static int cmd_restart(int argc, char **argv)
+{
+    double timeout = 30, start = now_s();
+    int rc = parse_wait_args(argc, argv, &timeout);
+    if (rc)
+        return rc;
+    double deadline = start + timeout;
+    struct conn c = { .fd = -1 };
+    char reply[MAX_LINE + 16];
+    if (conn_open(&c, argv[0], argv[1], timeout) ||
+        conn_request(&c, "RESTART", reply, sizeof(reply), deadline - now_s())) {
+        fprintf(stderr, "kvctl: %s\n", c.err);
+        return 2;
+    }
+    if (strcmp(reply, "OK")) {
+        conn_close(&c);
+        fprintf(stderr, "kvctl: RESTART answered \"%s\"\n", reply);
+        return 1;
+    }
+    if (conn_wait_closed(&c, deadline - now_s())) {
+        fprintf(stderr, "kvctl: after RESTART: %s\n", c.err);
+        return 2;
+    }
+    double closed = now_s() - start;
+    if (deadline - now_s() <= 0 || wait_pong(argv[0], argv[1], deadline - now_s())) {
+        fprintf(stderr, "kvctl: not serving again within %.1fs of RESTART\n", timeout);
+        return 2;
+    }
+    printf("restarted: exited after %.2fs, ready after %.2fs\n", closed,
+           now_s() - start);
+    return 0;
 }
 
 static int cmd_single(int argc, char **argv, double timeout)
@@ -1084,6 +1163,8 @@ int main(int argc, char **argv)
         return cmd_load(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "wait"))
         return cmd_wait(argc - 2, argv + 2);
+    if (argc >= 2 && !strcmp(argv[1], "restart"))
+        return cmd_restart(argc - 2, argv + 2);
 
     double timeout = 5;
     int first = 1;
