@@ -3,7 +3,9 @@
 #
 #   make guest   ->  $(GUEST_OUT)/vmlinuz, $(GUEST_OUT)/initrd.img,
 #                    $(GUEST_OUT)/vmlinux (the same kernel unpacked, boots
-#                    faster under TCG), and the host tool $(BUILD)/tools/kvctl
+#                    faster under TCG), $(GUEST_OUT)/disk.img (the pristine
+#                    data disk, copied per replica), and the host tool
+#                    $(BUILD)/tools/kvctl
 #
 # The kernel .deb is cached in $(GUEST_CACHE) (survives make clean).  The
 # kernel is resolved from linux-image-amd64 once; remove $(GUEST_OUT)/kernel
@@ -22,11 +24,23 @@ GUEST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -static -pthread
 # by mkinitramfs.sh.  This is the one list to extend: an RDMA guest appends
 # crc32_generic rdma_rxe rdma_ucm (shared/notes/soft-roce.md; crc32_generic
 # is needed by rxe but is not a declared dependency, so name it).
-GUEST_MODULES := virtio_pci virtio_net
+# The data disk: virtio_blk and ext4 (which brings jbd2, mbcache, crc16).
+# ext4's metadata checksums need the crc32c hash, a soft dependency
+# ("softdep pre: crypto-crc32c") that mkinitramfs.sh does not follow, and
+# TCG's default CPU (qemu64) has no SSE4.2 for crc32c-intel: name
+# crc32c_generic, before ext4.
+GUEST_MODULES := virtio_pci virtio_net virtio_blk crc32c_generic ext4
+
+# The data disk image (mkdisk.sh): size, label and a fixed UUID, which also
+# seeds the directory hash, so that a rebuild gives the same image.
+GUEST_DISK_MB    := 64
+GUEST_DISK_LABEL := plover-data
+GUEST_DISK_UUID  := 5d1c7a3e-9b0f-4c6e-8a52-1f0e7c3d9b64
 
 GUEST_PROGS := $(GUEST_OUT)/bin/kvd $(GUEST_OUT)/bin/racey
 
-guest: $(GUEST_OUT)/vmlinuz $(GUEST_OUT)/vmlinux $(GUEST_OUT)/initrd.img tools
+guest: $(GUEST_OUT)/vmlinuz $(GUEST_OUT)/vmlinux $(GUEST_OUT)/initrd.img \
+       $(GUEST_OUT)/disk.img tools
 
 $(GUEST_KDIR)/version: $(GUEST_SRC)/fetch-kernel.sh
 	$(GUEST_SRC)/fetch-kernel.sh $(GUEST_CACHE) $(GUEST_KDIR)
@@ -47,6 +61,11 @@ $(GUEST_OUT)/initrd.img: $(GUEST_KDIR)/version $(GUEST_SRC)/init \
 	$(GUEST_SRC)/mkinitramfs.sh -k $(GUEST_KDIR) -o $@ -b $(BUSYBOX) \
 	    -i $(GUEST_SRC)/init -m "$(GUEST_MODULES)" \
 	    $(foreach p,$(GUEST_PROGS),-a $(p):/bin/$(notdir $(p)))
+
+$(GUEST_OUT)/disk.img: $(GUEST_SRC)/mkdisk.sh $(GUEST_SRC)/guest.mk
+	@mkdir -p $(@D)
+	$(GUEST_SRC)/mkdisk.sh -o $@ -s $(GUEST_DISK_MB) -L $(GUEST_DISK_LABEL) \
+	    -U $(GUEST_DISK_UUID)
 
 # Only runs when busybox is missing: say which package brings it.
 $(BUSYBOX):
