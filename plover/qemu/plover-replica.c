@@ -232,9 +232,14 @@ static void plover_record_digest(PloverState *s, uint64_t epoch,
     }
     d = g_new0(PloverDigest, 1);
     d->epoch = epoch;
-    d->digest = j->digest ? g_steal_pointer(&j->digest) : plover_ram_digest();
-    d->disks = j->digest ? g_steal_pointer(&j->disk_digest)
-                         : plover_disk_digest(s, &error_warn);
+    if (j->digest) {
+        /* the leader's, taken at its cut */
+        d->digest = g_steal_pointer(&j->digest);
+        d->disks = g_steal_pointer(&j->disk_digest);
+    } else {
+        d->digest = plover_ram_digest();
+        d->disks = plover_disk_digest(s, &error_warn);
+    }
     g_queue_push_tail(&s->digests, d);
     if (g_queue_get_length(&s->digests) > 64) {
         qapi_free_PloverDigest(g_queue_pop_head(&s->digests));
