@@ -47,6 +47,17 @@ struct PloverBulkListener {
 };
 
 /* Only the other replicas ever dial a bulk port. */
+/*
+ * A TCP bulk link's send waits while the peer reads nothing for at most
+ * this long: in a full syncvm the peer may be hashing all of memory
+ * before it reads again (receives keep syncvm-timeout-ms, or the full
+ * syncvm's own). The RDMA link has its own stall bound.
+ */
+static int plover_bulk_send_timeout(const PlvConfig *cfg)
+{
+    return MAX(cfg->syncvm_timeout_ms, PLOVER_FULL_SYNC_TIMEOUT_MS);
+}
+
 static PlvAddrSet *plover_bulk_peer_addrs(const PlvConfig *cfg)
 {
     PlvAddrSet *set = plv_addr_set_new();
@@ -143,7 +154,7 @@ PloverBulkListener *plover_bulk_listen(const PlvConfig *cfg,
         .secret = secret,
         .secret_len = secret_len,
         .handshake_timeout_ms = PLV_HANDSHAKE_TIMEOUT_MS,
-        .io_timeout_ms = cfg->syncvm_timeout_ms,
+        .io_timeout_ms = plover_bulk_send_timeout(cfg),
     };
 
     l->kind = cfg->transport;
@@ -211,6 +222,7 @@ PlvBulkLink *plover_bulk_connect(const PlvConfig *cfg, uint32_t peer,
                                  int timeout_ms, GError **err)
 {
     const PlvConfigPeer *p = &cfg->peers[peer];
+    PlvLink *l;
 
 #ifdef PLOVER_HAVE_RDMA
     if (cfg->transport == PLV_TRANSPORT_RDMA) {
@@ -219,7 +231,11 @@ PlvBulkLink *plover_bulk_connect(const PlvConfig *cfg, uint32_t peer,
                                      PLOVER_BULK_RDMA_RING, timeout_ms, err);
     }
 #endif
-    return plv_link_bulk(plv_link_connect(p->host, p->port + 1, cfg->id, peer,
-                                          PLV_LINK_CHANNEL_SYNCVM, secret, secret_len,
-                                          timeout_ms, err));
+    l = plv_link_connect(p->host, p->port + 1, cfg->id, peer,
+                         PLV_LINK_CHANNEL_SYNCVM, secret, secret_len, timeout_ms,
+                         err);
+    if (l) {
+        plv_link_set_send_timeout(l, plover_bulk_send_timeout(cfg));
+    }
+    return plv_link_bulk(l);
 }

@@ -22,6 +22,10 @@
 
 typedef struct PloverBulkListener PloverBulkListener;
 
+/* The least wait for one message of a full syncvm, in which each end
+ * hashes all of memory and the drives. */
+#define PLOVER_FULL_SYNC_TIMEOUT_MS 15000
+
 /* Listens on the bulk port of replica @cfg->id: its consensus port + 1. */
 PloverBulkListener *plover_bulk_listen(const PlvConfig *cfg,
                                        const uint8_t *secret, size_t secret_len,

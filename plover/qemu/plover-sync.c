@@ -783,7 +783,14 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
     cfg.epoch = j->epoch;
     cfg.key = &key;
     cfg.pool = s->syncvm.pool;
-    cfg.timeout_ms = s->cfg.syncvm_timeout_ms;
+    /*
+     * One message may wait for a whole pass over memory and drives at the
+     * other end: in a full syncvm each end hashes all of it, the leader
+     * while its VM runs on and takes a core. Both ends know it is full.
+     */
+    cfg.timeout_ms = full ? MAX(s->cfg.syncvm_timeout_ms,
+                                PLOVER_FULL_SYNC_TIMEOUT_MS)
+                          : s->cfg.syncvm_timeout_ms;
     /* One attempt: a retry is the next syncvm entry, which consensus may
      * by then address to a new secondary. */
     cfg.max_attempts = 1;

@@ -414,6 +414,11 @@ void plv_link_close(PlvLink *l)
     g_free(l);
 }
 
+void plv_link_set_send_timeout(PlvLink *l, int timeout_ms)
+{
+    l->io_timeout_ms = timeout_ms;
+}
+
 /* ---- as a bulk link (plover/bulk-link.h) ---- */
 
 static int bulk_send(PlvBulkLink *b, uint16_t type, const struct iovec *iov,

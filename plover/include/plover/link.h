@@ -144,6 +144,9 @@ int plv_link_fd(const PlvLink *l);
 uint64_t plv_link_rejected_frames(const PlvLink *l);
 
 void plv_link_close(PlvLink *l);
+/* How long a send may wait while the peer reads nothing (the connect's
+ * or accept's timeout until set). */
+void plv_link_set_send_timeout(PlvLink *l, int timeout_ms);
 
 /* The link as a bulk link (plover/bulk-link.h): the same object, closed
  * by plv_bulk_close or plv_link_close. */
