@@ -101,7 +101,9 @@ START_TEST(test_broken_caught)
     uint64_t seed;
     SimResult res = { 0 };
 
-    for (seed = 0; seed < 5000; seed++) {
+    /* The seeds are fixed: each variant is caught at the same seed in
+     * every run (second-keeps-vm, the rarest, at 7102). */
+    for (seed = 0; seed < 10000; seed++) {
         SimParams prm;
 
         exec_params(&prm, seed, broken);
