@@ -457,11 +457,12 @@ wait_executing_secondary() {
     fail "r$n was not re-protected as secondary within ${t}s: $(qmp "r$n" query-plover 2>&1)"
 }
 
-# group_up: the segment, three replicas of the test guest serving kvd, and a
-# protected leader/secondary pair. Sets LEADER, SECONDARY, WITNESS.
+# group_up [GUEST_APPEND]: the segment, three replicas of the test guest
+# serving kvd (or what GUEST_APPEND runs), and a protected
+# leader/secondary pair. Sets LEADER, SECONDARY, WITNESS.
 group_up() {
     net_setup
-    replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none"
+    replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none${1:+ $1}"
     wait_protected 120
     WITNESS=$(( 3 - LEADER - SECONDARY ))
     rarp_watch
