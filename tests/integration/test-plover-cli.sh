@@ -116,10 +116,31 @@ if grep -q '^ENABLE_RDMA := yes' "$SRCDIR/build/config.mk" && [ ! -d /sys/class/
         "${NET[@]}" "${SECRET[@]}" -plover "id=1,$PEERS,netdev=net0,secret=s0,state=$ST,transport=rdma"
 fi
 
+# Drives that syncvm cannot replicate, each refused in one line.
+IMG=$WORK/disk.raw
+"$QEMU_IMG" create -q -f raw "$IMG" 16M
+BLK=(-device virtio-blk-pci,drive=d0,id=vd0)
+expect_reject "-plover: disks: drive 'd0' is read-only; a replicated drive must be writable" \
+    "${NET[@]}" "${SECRET[@]}" -drive "file=$IMG,if=none,id=d0,format=raw,read-only=on" "${BLK[@]}" \
+    -plover "id=1,$PEERS,netdev=net0,secret=s0,state=$ST,disks=d0"
+expect_reject "-plover: disks: drive 'd0' has cache=unsafe (cache.no-flush=on), which drops the guest's flushes: a write the guest saw as durable could be lost with the hosts' power" \
+    "${NET[@]}" "${SECRET[@]}" -drive "file=$IMG,if=none,id=d0,format=raw,cache=unsafe" "${BLK[@]}" \
+    -plover "id=1,$PEERS,netdev=net0,secret=s0,state=$ST"
+expect_reject "-plover: disks: no drive 'vd9' attached to a device (name a -drive id, a device id or a node name)" \
+    "${NET[@]}" "${SECRET[@]}" -drive "file=$IMG,if=none,id=d0,format=raw" "${BLK[@]}" \
+    -plover "id=1,$PEERS,netdev=net0,secret=s0,state=$ST,disks=vd9"
+"$QEMU_IMG" create -q -f raw "$WORK/odd.raw" 10000
+expect_reject "-plover: disks: drive 'd0' has a size that is not a multiple of 4096 bytes" \
+    "${NET[@]}" "${SECRET[@]}" -drive "file=$WORK/odd.raw,if=none,id=d0,format=raw" "${BLK[@]}" \
+    -plover "id=1,$PEERS,netdev=net0,secret=s0,state=$ST"
+rm -f "$ST"
+
 # A valid configuration: QEMU stays up and query-plover reports it. The
 # group is new (no state file): incarnation 1, kept in the file.
 rm -f "$ST"
-qemu_start vm 0 -S "${NET[@]}" "${SECRET[@]}" -plover "role=auto,id=1,$PEERS,netdev=net0,secret=s0,state=$ST,suspect-ms=150"
+qemu_start vm 0 -S "${NET[@]}" "${SECRET[@]}" \
+    -drive "file.filename=$IMG,file.driver=file,file.locking=off,if=none,id=d0,format=raw" "${BLK[@]}" \
+    -plover "role=auto,id=1,$PEERS,netdev=net0,secret=s0,state=$ST,suspect-ms=150"
 info=$(qmp vm query-plover) || fail "query-plover failed"
 python3 - "$info" <<'PY' || fail "query-plover: unexpected reply: $info"
 import json, sys
@@ -136,6 +157,15 @@ assert i["incarnation"] == 1 and i["state"].endswith("/replica.state"), i
 assert i["role"] in ("witness", "none"), i
 PY
 assert_eq "$(cat "$ST")" "$(printf 'plover-state 1\nid 1\nincarnation 1')" "state file of a new replica"
+
+# Its drive is replicated; a second replica on this host given the same
+# image is refused, even with QEMU's own image locking off.
+assert_eq "$(pinfo vm "[(d['drive'], d['size']) for d in i['disks']]")" "[('d0', 16777216)]" "replicated drives"
+nsx h0 ip tuntap add dev tap1 mode tap
+expect_reject "-plover: disks: drive 'd0': image $IMG is in use by another process (another replica on this host?); each replica needs an image of its own" \
+    -netdev tap,id=net0,ifname=tap1,script=no,downscript=no -device virtio-net-pci,netdev=net0 \
+    "${SECRET[@]}" -drive "file.filename=$IMG,file.driver=file,file.locking=off,if=none,id=d0,format=raw" "${BLK[@]}" \
+    -plover "id=1,$PEERS,netdev=net0,secret=s0,state=$WORK/other.state"
 
 # The same command line again is a restart: the next incarnation, which
 # does not vote until the group admits it.
