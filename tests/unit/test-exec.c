@@ -140,9 +140,7 @@ START_TEST(test_first_leader_boots_and_syncs)
     a = t_find(&t, PLV_EXEC_SYNCVM);
     ck_assert_ptr_nonnull(a);
     ck_assert(a->sync.leader && a->sync.hello.has_vm && !a->sync.hello.full);
-    /* never paired with this secondary yet: a full syncvm, which the VM
-     * runs on through too (live re-protection) */
-    ck_assert(a->sync.may_run_on);
+    ck_assert(!a->sync.may_run_on);     /* never paired with this secondary yet */
     ck_actions(&t, "syncvm");
     /* everything after it waits, even inputs: the VM is stopped */
     ck_assert(plv_exec_must_wait(&t.x, PLV_OP_INPUT, false));

@@ -256,15 +256,8 @@ static void exec_syncvm(PlvExec *x, uint64_t index, uint64_t epoch, PlvExecReady
                 .last = x->epoch,
             },
         };
-        /*
-         * The leader's VM runs on from the cut over a snapshot, also
-         * through a full syncvm to a secondary that joins: re-protection
-         * does not stop the VM for as long as it takes to compare and
-         * copy all of it. Not at the handoff's point, and not on a VM
-         * of two states (full_sync_pending: it is to be replaced).
-         */
         x->sync.may_run_on = leader && x->executing && !x->sync.handoff &&
-                             !x->full_sync_pending;
+                             !x->full_sync_pending && x->paired == x->secondary;
         a = act(rd, PLV_EXEC_SYNCVM);
         a->sync = x->sync;
         return;

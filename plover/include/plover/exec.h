@@ -80,9 +80,9 @@ typedef struct PlvExecSync {
     uint64_t epoch;
     bool leader;                /* this end leads the pair */
     bool handoff;               /* leader: the handoff point; stay paused */
-    bool may_run_on;            /* leader: its VM may run on from the cut
-                                 * over a snapshot (a delta or a full
-                                 * syncvm; not at a handoff) */
+    bool may_run_on;            /* leader: the secondary holds the VM as of
+                                 * their last syncvm, so the VM may run on
+                                 * from the cut over a snapshot */
     PlvSyncHello hello;         /* what this end tells the other */
 } PlvExecSync;
 
