@@ -88,6 +88,33 @@ static PloverTimeouts *plover_timeouts_info(const PlvConfig *cfg)
     return t;
 }
 
+/* The full syncvm this replica is sending, if any (syncvm thread's atomics). */
+static PloverFullProgress *plover_full_progress(PloverState *s)
+{
+    PloverFullProgress *p;
+    uint64_t bound = 0, rate = (uint64_t)s->cfg.reprotect_mbps * 1000000 / 8;
+
+    if (!qatomic_read(&s->syncvm.full_active)) {
+        return NULL;
+    }
+    for (unsigned i = 0; i < plv_memview_n_regions(s->syncvm.mv); i++) {
+        const PlvMemRegion *r = plv_memview_region_const(s->syncvm.mv, i);
+
+        bound += r->n_pages * (uint64_t)r->page_size;
+    }
+    p = g_new0(PloverFullProgress, 1);
+    p->elapsed_ms = (g_get_monotonic_time() -
+                     qatomic_read(&s->syncvm.full_start_us)) / 1000;
+    p->bytes_sent = qatomic_read(&s->syncvm.full_sent);
+    p->bytes_bound = bound;
+    if (rate) {
+        p->has_eta_max_ms = true;
+        p->eta_max_ms = (bound > p->bytes_sent ? bound - p->bytes_sent : 0) *
+                        1000 / rate;
+    }
+    return p;
+}
+
 static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
 {
     const PloverSyncStats *a = &s->syncvm.stats;
@@ -129,6 +156,7 @@ static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
     i->snapshot_count = a->snapshots;
     i->disk_blocks_union = a->disk_blocks_union;
     i->disk_blocks_written = a->disk_blocks_written;
+    i->full_progress = plover_full_progress(s);
     i->in_flight = s->syncvm.job != NULL;
     i->cow_pages = s->syncvm.snap ? plover_snapshot_cow_pages(s->syncvm.snap) : 0;
     i->total_bytes_received = a->sum_received;

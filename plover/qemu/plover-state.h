@@ -183,6 +183,11 @@ typedef struct PloverSyncvm {
      * (plover-disk.c; the syncvm thread takes the BQL to use them). */
     GPtrArray *disks;
     uint64_t disk_shadow_touched; /* syncvm thread */
+    /* A full syncvm this replica is the source of (query-plover's
+     * progress): atomics, written by the syncvm thread. */
+    bool full_active;
+    int64_t full_start_us;        /* g_get_monotonic_time() */
+    uint64_t full_sent;           /* bytes sent so far */
     PloverDivergence *divergence; /* secondary: what its divergent pages were */
     QemuThread sync_thread;
     QemuSemaphore sync_go;        /* a job for the syncvm thread */

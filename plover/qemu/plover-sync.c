@@ -15,6 +15,7 @@
  */
 #include "qemu/osdep.h"
 #include "qemu/error-report.h"
+#include "qemu/iov.h"
 #include "qemu/main-loop.h"
 #include "block/aio.h"
 #include "qapi/error.h"
@@ -701,6 +702,45 @@ static void plover_sync_failed(PloverState *s, PloverSyncJob *j)
 static void plover_sync_resume_bh(void *opaque);
 
 /*
+ * The channel of a full syncvm this replica is the source of: its sends
+ * counted for query-plover's progress, and paced to reprotect-mbps (the
+ * syncvm thread sleeps before a send that would go past the cap).
+ */
+typedef struct PloverPacedChannel {
+    PlvSyncvmChannel inner;
+    PloverState *s;
+    uint64_t bytes_per_s;       /* 0: no cap */
+} PloverPacedChannel;
+
+static int plover_paced_send(void *opaque, uint16_t type,
+                             const struct iovec *iov, int iovcnt, GError **err)
+{
+    PloverPacedChannel *p = opaque;
+    PloverSyncvm *sv = &p->s->syncvm;
+    uint64_t sent = qatomic_read(&sv->full_sent) + iov_size(iov, iovcnt);
+
+    if (p->bytes_per_s) {
+        int64_t due = sv->full_start_us +
+                      (int64_t)(sent * 1000000.0 / p->bytes_per_s);
+        int64_t now = g_get_monotonic_time();
+
+        if (due > now) {
+            g_usleep(due - now);
+        }
+    }
+    qatomic_set(&sv->full_sent, sent);
+    return p->inner.send(p->inner.opaque, type, iov, iovcnt, err);
+}
+
+static int plover_paced_recv(void *opaque, uint16_t *type, GByteArray *payload,
+                             int timeout_ms, GError **err)
+{
+    PloverPacedChannel *p = opaque;
+
+    return p->inner.recv(p->inner.opaque, type, payload, timeout_ms, err);
+}
+
+/*
  * The engine's snapshot_union (syncvm thread, both ends): the union is
  * known. A leader that runs on copies its RAM pages from the snapshot;
  * either end reads its disk blocks into the drives' shadows.
@@ -733,6 +773,7 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
     bool leader = j->leader;
     bool push, full, source;
     PlvSyncvmChannel ch;
+    PloverPacedChannel paced;
     PlvSyncvmConfig cfg = { 0 };
     PlvHashKey key;
     PlvMemView *mv = s->syncvm.mv;
@@ -818,10 +859,22 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
         cfg.devstate_base_len = s->syncvm.devstate_base->len;
     }
 
+    if (full && source) {
+        paced.inner = ch;
+        paced.s = s;
+        paced.bytes_per_s = (uint64_t)s->cfg.reprotect_mbps * 1000000 / 8;
+        ch.opaque = &paced;
+        ch.send = plover_paced_send;
+        ch.recv = plover_paced_recv;
+        qatomic_set(&s->syncvm.full_sent, 0);
+        qatomic_set(&s->syncvm.full_start_us, g_get_monotonic_time());
+        qatomic_set(&s->syncvm.full_active, true);
+    }
     g_byte_array_set_size(s->syncvm.staged_devstate, 0);
     s->syncvm.stats.last_commit_us = 0;
     ret = source ? plv_syncvm_leader_run(&cfg, &ch, mv, &j->st, &gerr)
                  : plv_syncvm_secondary_run(&cfg, &ch, mv, &j->st, &gerr);
+    qatomic_set(&s->syncvm.full_active, false);
     if (j->snapshot) {
         plover_snapshot_disarm(s->syncvm.snap);    /* if the union was never reached */
     }

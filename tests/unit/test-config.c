@@ -254,7 +254,7 @@ START_TEST(test_help_lists_every_field)
                              "state=", "heartbeat-ms=", "suspect-ms=", "election-ms=", "syncvm-timeout-ms=",
                              "idle-threshold-us=", "idle-window-us=", "max-sync-interval-ms=",
                              "max-held-output-kib=", "max-pending-input-kib=",
-                             "secondary-idle-wait-us=", "disks=" };
+                             "secondary-idle-wait-us=", "disks=", "reprotect-mbps=" };
 
     for (size_t i = 0; i < G_N_ELEMENTS(fields); i++) {
         ck_assert_msg(strstr(help, fields[i]), "help lacks %s", fields[i]);

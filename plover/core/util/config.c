@@ -42,6 +42,8 @@ static const NumField num_fields[] = {
       "guest output the leader holds at most; past it packets are dropped" },
     { "max-pending-input-kib", G_STRUCT_OFFSET(PlvConfig, max_pending_input_kib), 4, 1048576, 16384,
       "committed input the guest NIC has not taken, at most; past it packets are dropped" },
+    { "reprotect-mbps", G_STRUCT_OFFSET(PlvConfig, reprotect_mbps), 0, 1000000, 0,
+      "what a full syncvm (re-protection) sends at most, in Mbit/s (0: no cap)" },
 };
 
 static uint32_t *num_field_ptr(PlvConfig *cfg, const NumField *f)

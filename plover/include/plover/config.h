@@ -67,6 +67,7 @@ typedef struct PlvConfig {
     /* Bounds of the NIC's queues (KiB): past them packets are dropped. */
     uint32_t max_held_output_kib;         /* leader's held output */
     uint32_t max_pending_input_kib;       /* committed, not taken by the NIC */
+    uint32_t reprotect_mbps;              /* a full syncvm's sends, Mbit/s; 0: any */
 } PlvConfig;
 
 /* Defaults for every field; role=auto, transport=tcp. */
