@@ -209,6 +209,7 @@ static int plover_save_device_state(PloverState *s, GByteArray *out,
     QIOChannelBuffer *bioc = qio_channel_buffer_new(64 * 1024);
     QEMUFile *f = qemu_file_new_output(QIO_CHANNEL(bioc));
     g_autoptr(GByteArray) inputs = g_byte_array_new();
+    bool light;
     int ret;
 
     plover_net_save_inputs(s, inputs);
@@ -216,10 +217,25 @@ static int plover_save_device_state(PloverState *s, GByteArray *out,
     plv_append_u32(out, inputs->len);
     g_byte_array_append(out, inputs->data, inputs->len);
 
+    /*
+     * A leader's light cut stopped the vCPUs but left the run state
+     * running (plover_cut_stop); devices that save their requests insist
+     * on a stopped guest (scsi_device_for_each_req_sync). It is stopped,
+     * and its drives drained: say so for the save, without the run-state
+     * handlers a vm_stop would run. The blob then says "paused", as a
+     * stopped cut's does.
+     */
+    light = runstate_is_running();
+    if (light) {
+        runstate_set(RUN_STATE_PAUSED);
+    }
     /* The "globalstate" section carries the run state as migration stores
      * it; without this it would be empty and refused by the loader. */
     global_state_store();
     ret = qemu_save_device_state(f);
+    if (light) {
+        runstate_set(RUN_STATE_RUNNING);
+    }
     qemu_fflush(f);
     if (ret == 0) {
         g_byte_array_append(out, bioc->data, bioc->usage);
