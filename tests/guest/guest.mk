@@ -24,12 +24,13 @@ GUEST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -static -pthread
 # by mkinitramfs.sh.  This is the one list to extend: an RDMA guest appends
 # crc32_generic rdma_rxe rdma_ucm (shared/notes/soft-roce.md; crc32_generic
 # is needed by rxe but is not a declared dependency, so name it).
-# The data disk: virtio_blk and ext4 (which brings jbd2, mbcache, crc16).
+# The data disk: virtio_blk, or virtio_scsi with sd_mod (its disks are
+# /dev/sdX), and ext4 (which brings jbd2, mbcache, crc16).
 # ext4's metadata checksums need the crc32c hash, a soft dependency
 # ("softdep pre: crypto-crc32c") that mkinitramfs.sh does not follow, and
 # TCG's default CPU (qemu64) has no SSE4.2 for crc32c-intel: name
 # crc32c_generic, before ext4.
-GUEST_MODULES := virtio_pci virtio_net virtio_blk crc32c_generic ext4
+GUEST_MODULES := virtio_pci virtio_net virtio_blk virtio_scsi sd_mod crc32c_generic ext4
 
 # The data disk image (mkdisk.sh): size, label and a fixed UUID, which also
 # seeds the directory hash, so that a rebuild gives the same image.
