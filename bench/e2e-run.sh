@@ -7,13 +7,22 @@ mode=$1
 clients=${BENCH_CLIENTS:-8}
 seconds=${BENCH_SECONDS:-15}
 
+# BENCH_KVD=durable: kvd logs every write to the guest's drive and
+# fsyncs it before replying; the drive is virtio-blk, its own on each
+# replica (and on the unreplicated QEMU).
+kvd_args=
+if [ "${BENCH_KVD:-memory}" = durable ]; then
+    REPLICA_DISK=virtio-blk
+    kvd_args="plover.disk=/dev/vda plover.run=kvd-durable"
+fi
 net_setup
 if [ "$mode" = plain ]; then
     host_setup 0
-    guest_args "plover.ip=$GUEST_IP/24 plover.gw=none"
-    qemu_start vm 0 "${GUEST_ARGS[@]}"
+    guest_args "plover.ip=$GUEST_IP/24 plover.gw=none $kvd_args"
+    disk_args 0
+    qemu_start vm 0 "${GUEST_ARGS[@]}" "${DISK_ARGS[@]}"
 else
-    replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none ${BENCH_GUEST_ARGS:-}" "${BENCH_PLOVER_FIELDS:-}"
+    replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none $kvd_args ${BENCH_GUEST_ARGS:-}" "${BENCH_PLOVER_FIELDS:-}"
     wait_protected 120
 fi
 kv_wait 90 || fail "kvd does not answer"
@@ -21,6 +30,7 @@ kv_wait 90 || fail "kvd does not answer"
 nsx cl "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients "$clients" --seconds 3 --keys 512 >/dev/null
 if [ "$mode" = vsmr ]; then
     before=$(pinfo "r$LEADER" "i['syncvm']['count'], i['syncvm']['total-bytes-sent'], i['syncvm']['paused-us'], i['syncvm']['total-bytes-received'], ' '.join(str(v) for v in i['syncvm']['bytes-by-kind'].values())")
+    disk_before=$(pinfo "r$SECONDARY" "i['syncvm']['disk-blocks-union'], i['syncvm']['disk-blocks-written']")
     before_sec=$(pinfo "r$SECONDARY" "i['syncvm']['paused-us']")
     qmp "r$SECONDARY" x-query-plover-divergence '{"reset": true}' >/dev/null
 fi
@@ -60,7 +70,9 @@ if [ "$mode" = vsmr ]; then
         'result sec_stopped_share %.3f' % ((i['syncvm']['paused-us'] - $before_sec) / ($seconds * 1e6)),
         'result idle_waits %d' % i['syncvm']['secondary-idle-waits'],
         'result idle_wait_bounded %d' % i['syncvm']['secondary-idle-wait-bounded'],
-        'result idle_wait_p50_us %d' % i['syncvm']['secondary-idle-wait-p50-us']])"
+        'result idle_wait_p50_us %d' % i['syncvm']['secondary-idle-wait-p50-us'],
+        'result disk_union %d' % (i['syncvm']['disk-blocks-union'] - ${disk_before%% *}),
+        'result disk_written %d' % (i['syncvm']['disk-blocks-written'] - ${disk_before##* })])"
     # What the divergent pages of the measured load were (the secondary
     # compares its version of each with the leader's).
     qmp "r$SECONDARY" x-query-plover-divergence > "$WORK/divergence.json"

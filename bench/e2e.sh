@@ -12,15 +12,18 @@ here=$(cd "$(dirname "$0")" && pwd)
 seconds=${BENCH_SECONDS:-15}
 
 run() {
-    BENCH_CLIENTS=$2 bash "$here/e2e-run.sh" "$1" 2>"/tmp/plover-bench-$1.err" |
+    BENCH_KVD=$kvd BENCH_CLIENTS=$2 bash "$here/e2e-run.sh" "$1" 2>"/tmp/plover-bench-$1.err" |
         awk '$1 == "result" { print $2, $3 }' ||
         { cat "/tmp/plover-bench-$1.err" >&2; exit 1; }
 }
 ratio() { echo "scale=3; $1 / $2" | bc -l; }
 mbs() { echo "scale=2; $1 / $seconds / 1000000" | bc -l; }
 
+# BENCH_KVD: kvd in memory, and durable (each write fsync'ed to a log on
+# the guest's drive, which syncvm replicates with RAM).
+for kvd in ${BENCH_KVD:-memory durable}; do
 for clients in ${BENCH_CLIENTS:-8 64}; do
-    echo "bench-e2e: kvd, $clients clients, ${seconds} s, 50% writes, accel ${PLOVER_ACCEL:-tcg}, $(nproc) cores"
+    echo "bench-e2e: kvd ($kvd), $clients clients, ${seconds} s, 50% writes, accel ${PLOVER_ACCEL:-tcg}, $(nproc) cores"
     declare -A plain=() vsmr=()
     while read -r k v; do plain[$k]=$v; done < <(run plain "$clients")
     while read -r k v; do vsmr[$k]=$v; done < <(run vsmr "$clients")
@@ -42,5 +45,11 @@ for clients in ${BENCH_CLIENTS:-8 64}; do
     echo "  bytes by kind, both directions: ${vsmr[bytes_split]}"
     echo "  divergent pages (the secondary's view): ${vsmr[div_pages]}, mean differing bytes ${vsmr[div_mean_bytes]}, share with 64 or fewer ${vsmr[div_small_share]}; sent as blocks (all syncvms): ${vsmr[delta_pages]}"
     echo "  secondary's cut waited for idle: ${vsmr[idle_waits]} times (${vsmr[idle_wait_bounded]} ended by the bound), p50 ${vsmr[idle_wait_p50_us]} us"
+    if [ "$kvd" = durable ]; then
+        echo "  drive: $(echo "scale=1; ${vsmr[disk_union]} / ${vsmr[syncvms]}" | bc) blocks of 4 KiB in the union per syncvm," \
+             "$(echo "scale=2; ${vsmr[disk_written]} / ${vsmr[syncvms]}" | bc) divergent ones written on the secondary" \
+             "($(echo "${vsmr[disk_written]} * 4096 / ${vsmr[syncvms]}" | bc) bytes of block data per syncvm before deltas and compression)"
+    fi
     echo
+done
 done
