@@ -455,11 +455,7 @@ int plover_disk_load_union(PloverState *s, const PlvPageRef *refs, uint32_t n,
     if (!s->syncvm.disks || !s->syncvm.disks->len) {
         return 0;
     }
-    bql_lock();
-    if (s->syncvm.exiting) {
-        bql_unlock();
-        g_set_error(err, PLOVER_DISK_ERROR, 3,
-                    "QEMU is exiting: its drives are gone");
+    if (!plover_lock_devices(s, err)) {
         return -1;
     }
     plover_disk_release_shadows(s);

@@ -271,6 +271,7 @@ void plover_exec_sync_done(PloverState *s, PloverSyncJob *j);
 
 /* plover-sync.c */
 bool plover_sync_setup(PloverState *s, Error **errp);
+bool plover_lock_devices(PloverState *s, GError **err);
 void plover_sync_start_dirty_log(PloverState *s);
 void plover_sync_start(PloverState *s, const PlvExecSync *sync);
 void plover_sync_job_free(PloverSyncJob *j);

@@ -90,7 +90,7 @@ static void *plover_sync_thread(void *opaque);
  * The syncvm thread takes the BQL to touch QEMU's devices; false (BQL not
  * held) once QEMU is exiting, whose cleanup tore them down.
  */
-static bool plover_lock_devices(PloverState *s, GError **err)
+bool plover_lock_devices(PloverState *s, GError **err)
 {
     bql_lock();
     if (s->syncvm.exiting) {
