@@ -8,7 +8,7 @@
  *   kvctl load HOST PORT --clients C --seconds S --keys K
  *              [--write-ratio R] [--value-size N] [--timeout S]
  *              [--prefix P] [--seed N] [--reconnect]
- *              [--verify] [--verify-timeout S]
+ *              [--verify] [--verify-timeout S] [--reply-log FILE]
  *
  * The load generator is also a checker: every client owns a disjoint slice
  * of the key space, remembers what it wrote, and verifies every reply
@@ -21,6 +21,14 @@
  * later write's reply was lost, that write's value instead.  The load also
  * reports the service gap: the longest time in which no client got an
  * answer, i.e. how long a failover kept the service away.
+ *
+ * --reply-log FILE (or KVCTL_REPLY_LOG in the environment, for scripts that
+ * start the load through a helper) writes one line per request of the
+ * timed load, after it: when it ended (wall clock, ns since the epoch, so
+ * it lines up with `date +%s%N` taken by a script), its latency in us, and
+ * whether it was answered (0), refused with ERR (1) or got no reply (2: a
+ * network error or a timeout; the latency is then the time until the
+ * client gave up).  That is what a timeline of a failover is drawn from.
  *
  * Exit status: 0 success; 1 a wrong answer (or an ERR reply to a single
  * command), or a key --verify found lost or wrong; 2 usage error, timeout,
@@ -67,6 +75,13 @@ static uint64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -292,12 +307,20 @@ struct key {
 #define NO_MATCH (-2)
 
 struct load_opts {
-    const char *host, *port, *prefix;
+    const char *host, *port, *prefix, *reply_log;
     unsigned clients, keys, value_size;
     double seconds, write_ratio, timeout;
     uint64_t seed;
     bool reconnect, verify;
     double verify_timeout;
+};
+
+/* One request of the timed load, for --reply-log. */
+enum { REPLY_OK, REPLY_ERR, REPLY_NONE };
+struct reply_rec {
+    uint64_t wall_ns;       /* when it ended */
+    uint32_t us;            /* latency */
+    uint32_t status;        /* REPLY_* */
 };
 
 struct client {
@@ -314,6 +337,9 @@ struct client {
     double deadline;
     uint64_t gap_ns, gap_from_ns;   /* longest gap this client's successes ended */
     uint64_t load_end_ns;           /* when this client's timed load stopped */
+    struct reply_rec *log;          /* --reply-log: this client's requests */
+    size_t nlog, caplog;
+    bool log_short;                 /* out of memory: the log stops early */
 };
 
 /* The service gap: the longest stretch in which no client saw a request
@@ -337,6 +363,26 @@ static void note_success(struct client *c)
             return;
         }
     }
+}
+
+static void log_reply(struct client *c, uint64_t us, int status)
+{
+    if (!c->o->reply_log || c->log_short)
+        return;
+    if (c->nlog == c->caplog) {
+        size_t cap = c->caplog ? c->caplog * 2 : 4096;
+        struct reply_rec *l = realloc(c->log, cap * sizeof(*l));
+        if (!l) {
+            c->log_short = true;
+            return;
+        }
+        c->log = l;
+        c->caplog = cap;
+    }
+    c->log[c->nlog++] = (struct reply_rec){
+        .wall_ns = wall_ns(), .us = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us,
+        .status = (uint32_t)status,
+    };
 }
 
 static uint64_t rng_next(uint64_t *s)
@@ -636,6 +682,7 @@ static void *client_main(void *arg)
 
         double t0 = now_s();
         if (conn_request(&conn, req, reply, sizeof(reply), o->timeout)) {
+            log_reply(c, (uint64_t)((now_s() - t0) * 1e6), REPLY_NONE);
             c->neterrs++;
             if (!warned)
                 fprintf(stderr, "kvctl: client %u: %s\n", c->id, conn.err);
@@ -653,8 +700,10 @@ static void *client_main(void *arg)
         uint64_t us = (uint64_t)((now_s() - t0) * 1e6);
         c->hist[h_index(us)]++;
         /* An ERR reply is the service refusing, not serving. */
-        if (strncmp(reply, "ERR", 3))
+        bool refused = !strncmp(reply, "ERR", 3);
+        if (!refused)
             note_success(c);
+        log_reply(c, us, refused ? REPLY_ERR : REPLY_OK);
 
         struct key *key = &c->keys[k];
         switch (op) {
@@ -707,6 +756,50 @@ static void *client_main(void *arg)
     return NULL;
 }
 
+static int rec_cmp(const void *a, const void *b)
+{
+    const struct reply_rec *x = a, *y = b;
+    return (x->wall_ns > y->wall_ns) - (x->wall_ns < y->wall_ns);
+}
+
+/* --reply-log: every client's requests in the order they ended; closes f.
+ * Returns -1 (errno set) if the file could not be written. */
+static int write_reply_log(FILE *f, struct client *cl, unsigned n,
+                           uint64_t start_wall_ns)
+{
+    size_t total = 0, k = 0;
+    bool short_log = false;
+    for (unsigned i = 0; i < n; i++) {
+        total += cl[i].nlog;
+        short_log |= cl[i].log_short;
+    }
+    struct reply_rec *all = malloc((total ? total : 1) * sizeof(*all));
+    if (!all) {
+        fclose(f);
+        errno = ENOMEM;
+        return -1;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        memcpy(all + k, cl[i].log, cl[i].nlog * sizeof(*all));
+        k += cl[i].nlog;
+    }
+    qsort(all, total, sizeof(*all), rec_cmp);
+    fprintf(f, "# kvctl load: start_ns=%" PRIu64 " clients=%u requests=%zu%s\n"
+            "# end_ns latency_us status (0 answered, 1 ERR reply, 2 no reply)\n",
+            start_wall_ns, n, total, short_log ? " (out of memory: incomplete)" : "");
+    for (size_t i = 0; i < total; i++)
+        fprintf(f, "%" PRIu64 " %" PRIu32 " %" PRIu32 "\n", all[i].wall_ns, all[i].us,
+                all[i].status);
+    free(all);
+    int bad = ferror(f);
+    if (fclose(f) || bad) {
+        if (!errno)
+            errno = EIO;
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_double(const char *s, double *out)
 {
     char *end;
@@ -735,7 +828,7 @@ static int usage(void)
         "       kvctl load HOST PORT --clients C --seconds S --keys K\n"
         "                  [--write-ratio R] [--value-size N] [--timeout S]\n"
         "                  [--prefix P] [--seed N] [--reconnect]\n"
-        "                  [--verify] [--verify-timeout S]\n"
+        "                  [--verify] [--verify-timeout S] [--reply-log FILE]\n"
         "exit status: 0 success; 1 a wrong answer, or --verify found a key lost\n"
         "or wrong; 2 usage error, timeout, nothing answered, or --verify could not\n"
         "read every key back; 3 network errors during a load without --reconnect\n");
@@ -761,6 +854,9 @@ static int cmd_load(int argc, char **argv)
     snprintf(prefix, sizeof(prefix), "L%lx%lx", (unsigned long)ts.tv_sec,
              (unsigned long)getpid());
     o.prefix = prefix;
+    o.reply_log = getenv("KVCTL_REPLY_LOG");
+    if (o.reply_log && !*o.reply_log)
+        o.reply_log = NULL;
 
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -792,6 +888,8 @@ static int cmd_load(int argc, char **argv)
             bad = parse_double(v, &o.verify_timeout);
         else if (!strcmp(a, "--prefix"))
             o.prefix = v;
+        else if (!strcmp(a, "--reply-log"))
+            o.reply_log = v;
         else if (!strcmp(a, "--seed")) {
             unsigned s;
             bad = parse_uint(v, &s);
@@ -815,13 +913,19 @@ static int cmd_load(int argc, char **argv)
         return 2;
     }
 
+    /* Opened first: a log that cannot be written should cost no load. */
+    FILE *rlog = NULL;
+    if (o.reply_log && !(rlog = fopen(o.reply_log, "w"))) {
+        fprintf(stderr, "kvctl: %s: %s\n", o.reply_log, strerror(errno));
+        return 2;
+    }
     struct client *cl = calloc(o.clients, sizeof(*cl));
     if (!cl) {
         perror("kvctl");
         return 2;
     }
     double start = now_s();
-    uint64_t start_ns = now_ns();
+    uint64_t start_ns = now_ns(), start_wall_ns = wall_ns();
     unsigned started = 0;
     /* The load's start counts as a success: a service that takes long to
      * answer its first request has a gap from there. */
@@ -918,16 +1022,21 @@ static int cmd_load(int argc, char **argv)
                     "after the load\n", vneterrs, took > 0 ? took : 0.0);
     }
 
+    bool rlog_bad = rlog && write_reply_log(rlog, cl, started, start_wall_ns);
+    if (rlog_bad)
+        fprintf(stderr, "kvctl: %s: %s\n", o.reply_log, strerror(errno));
+
     for (unsigned i = 0; i < o.clients; i++) {
         for (unsigned k = 0; cl[i].keys && k < cl[i].nkeys; k++)
             free(cl[i].keys[k].doubt);
         free(cl[i].keys);
+        free(cl[i].log);
     }
     free(cl);
     free(hist);
     if (wrongs || lost || vwrong)
         return 1;
-    if (started < o.clients || total == 0)
+    if (started < o.clients || total == 0 || rlog_bad)
         return 2;
     /* A verification that could not read everything proves nothing. */
     if (o.verify && checked < vkeys)
