@@ -4,7 +4,8 @@
 # the leader killed with SIGKILL. Reports the service gap seen by the
 # clients (longest time without a reply) against the same load's longest
 # gap without any fault (the baseline, measured in the same run), the time
-# until the secondary leads, the time until the witness, made secondary,
+# until the secondary leads and until its announcement of the guest's MAC
+# (RARP) reaches the client, the time until the witness, made secondary,
 # holds the VM again (re-protection by a full syncvm), and the migration's
 # duration, as medians with all samples.
 set -euo pipefail
@@ -28,9 +29,11 @@ printf '%-44s %10s   %s\n' "" median samples
 row "baseline: longest gap, no fault (ms)" base_gap_ms
 row "kill -9 leader: service gap (ms)" gap_ms
 row "kill -9 leader: secondary leads after (ms)" elect_ms
+row "kill -9 leader: its RARP at the client (ms)" rarp_ms
 row "kill -9 leader: re-protected after (ms)" reprotect_ms
 row "migration: service gap (ms)" migrate_gap_ms
 row "migration: request to new pair running (ms)" migrate_ms
+row "migration: request to RARP at the client (ms)" migrate_rarp_ms
 b=$(echo "${samples[base_gap_ms]}" | median)
 [ "${b:-0}" -gt 0 ] && echo "ratios to the baseline gap: kill $(echo "scale=1; $(echo "${samples[gap_ms]}" | median) / $b" | bc)x," \
     "migration $(echo "scale=1; $(echo "${samples[migrate_gap_ms]}" | median) / $b" | bc)x"
