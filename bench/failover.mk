@@ -1,5 +1,7 @@
 # bench-failover: service gap and re-protection time after killing the
-# leader, over several runs (real QEMU replicas, namespaces, TCG).
+# leader, over several runs (real QEMU replicas, namespaces, TCG); the last
+# run's timelines as SVG in build/bench/failover (gnuplot).
 .PHONY: bench-failover
 bench-failover: qemu guest
-	QEMU=$(QEMU_BIN) GUEST_DIR=$(GUEST_OUT) SRCDIR=$(SRCDIR) $(SRCDIR)/bench/failover.sh
+	QEMU=$(QEMU_BIN) GUEST_DIR=$(GUEST_OUT) SRCDIR=$(SRCDIR) BENCH_OUT=$(BUILD)/bench/failover \
+	    $(SRCDIR)/bench/failover.sh

@@ -7,16 +7,25 @@
 # until the secondary leads and until its announcement of the guest's MAC
 # (RARP) reaches the client, the time until the witness, made secondary,
 # holds the VM again (re-protection by a full syncvm), and the migration's
-# duration, as medians with all samples.
+# duration, as medians with all samples. The last run's timelines of the
+# two faults (throughput and p99 latency per 100 ms, the events marked) are
+# left in BENCH_OUT (default build/bench/failover): migration.svg, kill.svg,
+# with their figures (.dat), gnuplot scripts (.gp) and the loads' reply
+# logs (.replies).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 runs=${BENCH_RUNS:-3}
+export BENCH_OUT=${BENCH_OUT:-$(dirname "$here")/build/bench/failover}
+mkdir -p "$BENCH_OUT"
+rm -f "$BENCH_OUT"/{migration,kill}.{svg,dat,gp,replies}
 declare -A samples
 for i in $(seq 1 "$runs"); do
     out=$(bash "$here/failover-run.sh" 2>/tmp/plover-bench-failover.err) ||
         { cat /tmp/plover-bench-failover.err >&2; echo "bench-failover: run $i failed" >&2; exit 1; }
+    pictures=
     while read -r tag k v; do
         [ "$tag" = result ] && samples[$k]="${samples[$k]:-} $v"
+        [ "$tag" = picture ] && pictures+="  $k${v:+ $v}"$'\n'
     done <<< "$out"
 done
 rm -f /tmp/plover-bench-failover.err
@@ -39,3 +48,5 @@ b=$(echo "${samples[base_gap_ms]}" | median)
     "migration $(echo "scale=1; $(echo "${samples[migrate_gap_ms]}" | median) / $b" | bc)x"
 echo "goals: kill gap < 300 ms, re-protection < 5000 ms, migration gap comparable to one syncvm"
 echo "(PLOVER: 100 ms detection, ~2.8 s re-protection)"
+echo "timelines of the last run (throughput and p99 latency per 100 ms):"
+printf '%s' "$pictures"
