@@ -63,6 +63,7 @@ int main(int argc, char **argv)
             add(&m, 5, PLV_OP_INPUT, g_bytes_new(batch->data, batch->len));
             add(&m, 6, PLV_OP_SYNCVM, plv_op_syncvm_payload(9));
             add(&m, 7, PLV_OP_CONFIG, plv_op_config_payload(2, 3));
+            add(&m, 8, PLV_OP_END, NULL);
         }
         if (t == PLV_MSG_FORWARD) {
             add(&m, 1, PLV_OP_INPUT, g_bytes_new(batch->data, batch->len));

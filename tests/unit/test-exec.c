@@ -162,6 +162,31 @@ START_TEST(test_first_leader_boots_and_syncs)
 }
 END_TEST
 
+/* The guest powered off on the leader: its syncvm released what was said
+ * before; the end stops every replica's VM and drops what came after. */
+START_TEST(test_end_stops_every_replica)
+{
+    T t;
+
+    t_leading(&t);
+    t_syncvm(&t, 1);
+    t_sync_ok(&t, 2);
+    plv_exec_ready_clear(&t.rd);
+    t_entry(&t, PLV_OP_END, NULL, 0);
+    ck_actions(&t, "stop-vm drop-outputs end");
+    ck_assert(!t.x.executing);
+    t_done(&t);
+
+    t_synced_secondary(&t);
+    t_input(&t);
+    ck_actions(&t, "inject");
+    t_entry(&t, PLV_OP_END, NULL, 0);
+    ck_actions(&t, "stop-vm drop-outputs end");
+    ck_assert(!t.x.executing);
+    t_done(&t);
+}
+END_TEST
+
 /* Found by the simulation (seed 17998): outputs released with no second
  * copy of the state they came from could be contradicted later. */
 START_TEST(test_leader_alone_holds_outputs)
@@ -373,6 +398,7 @@ int main(void)
 
     tcase_add_test(tc, test_first_leader_boots_and_syncs);
     tcase_add_test(tc, test_leader_alone_holds_outputs);
+    tcase_add_test(tc, test_end_stops_every_replica);
     tcase_add_test(tc, test_failed_syncvm_keeps_outputs);
     tcase_add_test(tc, test_secondary_drops_and_takes_over);
     tcase_add_test(tc, test_elected_without_copy_pulls);

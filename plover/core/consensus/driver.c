@@ -20,7 +20,7 @@
 #include <unistd.h>
 #include <glib-unix.h>
 
-enum { CMD_SYNCVM, CMD_APPLIED, CMD_INSTALL, CMD_ADD_ERR, CMD_RESET_ERR,
+enum { CMD_SYNCVM, CMD_END, CMD_APPLIED, CMD_INSTALL, CMD_ADD_ERR, CMD_RESET_ERR,
        CMD_TRANSFER, CMD_INLINE };
 
 typedef struct {
@@ -240,6 +240,15 @@ int plv_driver_propose_syncvm(PlvDriver *d, uint64_t epoch)
     return 0;
 }
 
+int plv_driver_propose_end(PlvDriver *d)
+{
+    if (g_atomic_int_get(&d->role) != PLV_ROLE_LEADER) {
+        return -EPERM;
+    }
+    push_cmd(d, CMD_END, 0);
+    return 0;
+}
+
 void plv_driver_applied_syncvm(PlvDriver *d, uint64_t index)
 {
     push_cmd(d, CMD_APPLIED, index);
@@ -296,6 +305,9 @@ static void take_inputs(PlvDriver *d)
         switch (c->kind) {
         case CMD_SYNCVM:
             plv_paxos_propose_syncvm(d->paxos, c->arg, &d->rd);
+            break;
+        case CMD_END:
+            plv_paxos_propose_end(d->paxos, &d->rd);
             break;
         case CMD_APPLIED:
             plv_paxos_applied_syncvm(d->paxos, c->arg);

@@ -1684,23 +1684,34 @@ int plv_paxos_submit_input(PlvPaxos *p, const void *pkt, size_t len, PlvReady *r
     return 0;
 }
 
-int plv_paxos_propose_syncvm(PlvPaxos *p, uint64_t epoch, PlvReady *rd)
+/* Leader only: queue an entry of @op behind the packets queued so far. */
+static int propose_queued(PlvPaxos *p, uint8_t op, GBytes *payload, PlvReady *rd)
 {
     Pending *pd;
 
-    if (p->st != ST_LEADER) {
-        return -EPERM;
-    }
-    if (p->xfer_to != PLV_NODE_NONE) {
-        return -EBUSY;
+    if (p->st != ST_LEADER || p->xfer_to != PLV_NODE_NONE) {
+        if (payload) {
+            g_bytes_unref(payload);
+        }
+        return p->st != ST_LEADER ? -EPERM : -EBUSY;
     }
     pd = g_new0(Pending, 1);
-    pd->op = PLV_OP_SYNCVM;
-    pd->payload = plv_op_syncvm_payload(epoch);
+    pd->op = op;
+    pd->payload = payload;
     g_queue_push_tail(&p->queue, pd);
     try_propose(p, rd);
     report(p, rd);
     return 0;
+}
+
+int plv_paxos_propose_syncvm(PlvPaxos *p, uint64_t epoch, PlvReady *rd)
+{
+    return propose_queued(p, PLV_OP_SYNCVM, plv_op_syncvm_payload(epoch), rd);
+}
+
+int plv_paxos_propose_end(PlvPaxos *p, PlvReady *rd)
+{
+    return propose_queued(p, PLV_OP_END, NULL, rd);
 }
 
 void plv_paxos_applied_syncvm(PlvPaxos *p, uint64_t index)

@@ -185,6 +185,7 @@ bool plv_entry_valid(const PlvEntry *e, GError **err)
 
     switch (e->op) {
     case PLV_OP_NOOP:
+    case PLV_OP_END:
         ok = n == 0;
         break;
     case PLV_OP_SECOND:

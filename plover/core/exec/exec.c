@@ -300,6 +300,17 @@ void plv_exec_committed(PlvExec *x, const PlvEntry *e, PlvExecReady *rd)
             exec_syncvm(x, e->index, plv_get_u64(p), rd);
         }
         break;
+    case PLV_OP_END:
+        /*
+         * The leader proposes it once its guest has powered off, behind a
+         * syncvm that released the outputs said before. Whatever is held
+         * now was said after that syncvm's cut by a VM that is gone.
+         */
+        act(rd, PLV_EXEC_STOP_VM);
+        act(rd, PLV_EXEC_DROP_OUTPUTS);
+        act(rd, PLV_EXEC_END);
+        x->executing = false;
+        break;
     default:
         break;
     }
@@ -489,6 +500,7 @@ const char *plv_exec_action_name(PlvExecActionKind k)
         [PLV_EXEC_HANDOFF_CANCEL] = "handoff-cancel",
         [PLV_EXEC_HANDOFF_DONE] = "handoff-done",
         [PLV_EXEC_HANDOFF_GIVEN_UP] = "handoff-given-up",
+        [PLV_EXEC_END] = "end",
     };
 
     return (unsigned)k < G_N_ELEMENTS(names) && names[k] ? names[k] : "?";

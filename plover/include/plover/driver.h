@@ -71,6 +71,8 @@ int plv_driver_forward(PlvDriver *d, const void *pkt, size_t len);
 
 /* Thread-safe commands, applied on the driver thread in call order. */
 int plv_driver_propose_syncvm(PlvDriver *d, uint64_t epoch);
+/* Leader: propose the group's end (PLV_OP_END) behind what is queued. */
+int plv_driver_propose_end(PlvDriver *d);
 void plv_driver_applied_syncvm(PlvDriver *d, uint64_t index);
 void plv_driver_install_snapshot(PlvDriver *d, uint64_t index);
 void plv_driver_add_err(PlvDriver *d, uint32_t peer);

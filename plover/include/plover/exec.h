@@ -72,6 +72,8 @@ typedef enum PlvExecActionKind {
     PLV_EXEC_HANDOFF_CANCEL,    /* cancel it */
     PLV_EXEC_HANDOFF_DONE,      /* handed over: now .peer's secondary */
     PLV_EXEC_HANDOFF_GIVEN_UP,  /* the deadline passed in state .was */
+    PLV_EXEC_END,               /* the group ended (the guest powered off):
+                                 * this replica ends too */
 } PlvExecActionKind;
 
 /* What a syncvm asked for by PLV_EXEC_SYNCVM is, as this end sees it. */

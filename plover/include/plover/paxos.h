@@ -126,6 +126,9 @@ int plv_paxos_submit_input(PlvPaxos *p, const void *pkt, size_t len, PlvReady *r
 int plv_paxos_forward_input(PlvPaxos *p, const void *pkt, size_t len, PlvReady *rd);
 /* Leader only: queue a syncvm(epoch) behind the packets queued so far. */
 int plv_paxos_propose_syncvm(PlvPaxos *p, uint64_t epoch, PlvReady *rd);
+/* Leader only: queue the group's end (the guest powered off) behind what is
+ * queued so far. Returns 0, -EPERM (not leader), -EBUSY (handing over). */
+int plv_paxos_propose_end(PlvPaxos *p, PlvReady *rd);
 
 /*
  * Leader only: hand leadership to `to`, which must be the secondary (its

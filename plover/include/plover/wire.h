@@ -75,6 +75,7 @@ typedef enum {
     PLV_OP_INPUT,       /* payload: input batch (see plv_batch_*) */
     PLV_OP_SYNCVM,      /* payload: u64 epoch */
     PLV_OP_CONFIG,      /* payload: u32 node id, u64 incarnation (admit) */
+    PLV_OP_END,         /* no payload: the guest powered off; the group ends */
     PLV_OP__MAX
 } PlvOp;
 
