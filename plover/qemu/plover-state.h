@@ -249,6 +249,9 @@ typedef struct PloverState {
 
 PloverState *plover_state(void);
 
+/* plover-stats.c: query-stats, provider "plover" */
+void plover_stats_register(void);
+
 /* plover-replica.c */
 PloverRole plover_qapi_role(PlvRole r);
 bool plover_replica_start(PloverState *s, Error **errp);

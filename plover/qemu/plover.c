@@ -154,6 +154,7 @@ bool plover_init(Error **errp)
     /* The guest runs only where consensus says (plover-replica.c). */
     autostart = 0;
     qemu_add_machine_init_done_notifier(&plover_machine_done_notifier);
+    plover_stats_register();
     s->initialized = true;
     return true;
 }
