@@ -25,3 +25,8 @@ nsx cl "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients 4 --seconds 3 --keys 64 \
 
 # Without -plover, query-plover says so and nothing else.
 assert_eq "$(qmp vm query-plover)" '{"enabled": false}' "query-plover without -plover"
+# ... and QEMU's query-stats has no plover provider to report.
+assert_eq "$(qmp vm query-stats '{"target": "vm", "providers": [{"provider": "plover"}]}')" '[]' \
+    "query-stats (plover) without -plover"
+assert_eq "$(qmp vm query-stats-schemas '{"provider": "plover"}')" '[]' \
+    "query-stats-schemas (plover) without -plover"
