@@ -288,6 +288,11 @@ PloverInfo *qmp_query_plover(Error **errp)
     info->links = plover_links_info(s);
     info->disks = plover_disk_query(s);
     info->has_disks = info->disks != NULL;
+    info->run_control = g_new0(PloverRunControlInfo, 1);
+    info->run_control->held = s->run.hold;
+    info->run_control->vm_wanted = s->run.vm_wanted;
+    info->run_control->powered_off = s->run.powered_off;
+    info->run_control->refused = s->run.refused;
     return info;
 }
 

@@ -89,20 +89,6 @@ bool plover_request_syncvm(PloverState *s, const char *why)
     return true;
 }
 
-void plover_start_vm(PloverState *s)
-{
-    if (!runstate_is_running()) {
-        vm_start();
-    }
-}
-
-void plover_stop_vm(void)
-{
-    if (runstate_is_running()) {
-        vm_stop(RUN_STATE_PAUSED);
-    }
-}
-
 static void plover_perform(PloverState *s, PlvExecReady *rd, const PlvEntry *e,
                            PloverSyncJob *j);
 
@@ -443,6 +429,9 @@ static void plover_perform(PloverState *s, PlvExecReady *rd, const PlvEntry *e,
             break;
         case PLV_EXEC_HANDOFF_GIVEN_UP:
             trace_plover_handoff_given_up(a.was, plv_role_name(s->exec.role));
+            break;
+        case PLV_EXEC_END:
+            plover_runctl_end(s);
             break;
         }
     }

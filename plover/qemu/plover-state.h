@@ -201,6 +201,15 @@ typedef struct PloverSyncvm {
     PloverSyncJob *job;           /* in flight; main loop sets and clears */
 } PloverSyncvm;
 
+/* What the operator and the guest said about running (plover-runctl.c). */
+typedef struct PloverRunControl {
+    bool hold;                /* -S or a monitor's stop: the VM stays stopped */
+    bool vm_wanted;           /* the executor's last word: run it or not */
+    bool powered_off;         /* leader: the guest powered off; group ends */
+    bool ending;              /* the end is committed: shutdown goes through */
+    uint64_t refused;         /* stop, system_powerdown meant for the leader */
+} PloverRunControl;
+
 typedef struct PloverState {
     bool configured;          /* -plover was given and parsed */
     bool initialized;         /* plover_init() resolved netdev and secret */
@@ -239,6 +248,8 @@ typedef struct PloverState {
     PloverFault fault;        /* x-plover-inject-fault */
     GQueue digests;           /* PloverDigest*, at syncvms, newest last */
 
+    PloverRunControl run;         /* plover-runctl.c */
+
     /* Idle detector (plover-idle.c). */
     QemuThread idle_thread;
     bool idle_stop;           /* atomic */
@@ -268,6 +279,9 @@ void plover_net_clear_inputs(PloverState *s);
 void plover_net_save_inputs(PloverState *s, GByteArray *out);
 bool plover_net_load_inputs(PloverState *s, const uint8_t *p, size_t len);
 
+/* plover-runctl.c */
+void plover_runctl_setup(PloverState *s, bool autostart_given);
+void plover_runctl_end(PloverState *s);
 void plover_start_vm(PloverState *s);
 void plover_stop_vm(void);
 void plover_exec_sync_done(PloverState *s, PloverSyncJob *j);

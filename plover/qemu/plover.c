@@ -13,6 +13,7 @@
 #include "qemu/error-report.h"
 #include "system/system.h"
 #include "net/net.h"
+#include "net/tap.h"
 #include "crypto/secret_common.h"
 #include "system/plover.h"
 #include "plover/incarnation.h"
@@ -58,18 +59,47 @@ bool plover_parse_opts(const char *optarg, Error **errp)
     return true;
 }
 
+/* "'hostnet0' (tap), 'user0' (user)": the netdevs there are. */
+static char *plover_netdev_list(void)
+{
+    NetClientState *ncs[MAX_QUEUE_NUM];
+    int n = qemu_find_net_clients_except(NULL, ncs, NET_CLIENT_DRIVER_NIC,
+                                         MAX_QUEUE_NUM);
+    GString *list = g_string_new(NULL);
+
+    for (int i = 0; i < MIN(n, MAX_QUEUE_NUM); i++) {
+        g_string_append_printf(list, "%s'%s' (%s)", i ? ", " : "",
+                               ncs[i]->name,
+                               NetClientDriver_str(ncs[i]->info->type));
+    }
+    return g_string_free(list, FALSE);
+}
+
 static bool plover_check_netdev(const PlvConfig *cfg, Error **errp)
 {
     NetClientState *nc = qemu_find_netdev(cfg->netdev);
 
     if (!nc) {
-        error_setg(errp, "-plover: netdev: no -netdev with id '%s'", cfg->netdev);
+        g_autofree char *list = plover_netdev_list();
+
+        /* libvirt names a NIC's netdev "host" + the device's alias:
+         * hostnet0 for <interface> number 0 (docs/libvirt.md). */
+        error_setg(errp, "-plover: netdev: no -netdev with id '%s'; %s%s",
+                   cfg->netdev, *list ? "the netdevs are " : "there is no netdev",
+                   list);
         return false;
     }
     /* Inputs are taken off the tap's receive path (PLOVER's tap_send hook). */
     if (nc->info->type != NET_CLIENT_DRIVER_TAP) {
         error_setg(errp, "-plover: netdev: '%s' is a %s netdev; a tap netdev is required",
                    cfg->netdev, NetClientDriver_str(nc->info->type));
+        return false;
+    }
+    /* vhost-net moves packets in the kernel, past the tap's receive path. */
+    if (tap_get_vhost_net(nc)) {
+        error_setg(errp, "-plover: netdev: tap '%s' has vhost=on; replicated "
+                   "inputs need vhost=off (libvirt: <driver name='qemu'/>)",
+                   cfg->netdev);
         return false;
     }
     return true;
@@ -151,7 +181,9 @@ bool plover_init(Error **errp)
         trace_plover_peer(i, s->cfg.peers[i].host, s->cfg.peers[i].port,
                           i == s->cfg.id);
     }
-    /* The guest runs only where consensus says (plover-replica.c). */
+    /* The guest runs only where consensus says (plover-replica.c), and
+     * not while -S or a monitor's stop holds it (plover-runctl.c). */
+    plover_runctl_setup(s, autostart);
     autostart = 0;
     qemu_add_machine_init_done_notifier(&plover_machine_done_notifier);
     plover_stats_register();

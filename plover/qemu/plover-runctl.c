@@ -1,0 +1,184 @@
+/*
+ * Run controls: what the monitor's cont, stop and system_powerdown, and
+ * the guest's own power-off, mean for a replica.
+ *
+ * Consensus decides where the replicated guest runs (the executor's
+ * START_VM, STOP_VM, RESUME). A management layer such as libvirt does not
+ * know that: it starts every QEMU with -S and sends cont, it sends stop
+ * for a suspend and system_powerdown for a shutdown, to whichever domain
+ * the operator names. So:
+ *
+ *  - the VM runs when the executor wants it to and the operator has not
+ *    held it: -S or stop holds it, cont releases the hold. A cont never
+ *    starts the VM of a replica that does not execute it (a witness, a
+ *    secondary with no copy yet); it answers success, since to the
+ *    operator the protected VM is running;
+ *  - stop is taken by the leader: its VM, the one whose outputs leave,
+ *    pauses, and the service with it. A stop on another replica is
+ *    refused: pausing a secondary's copy protects nothing and would only
+ *    leave a paused VM to take over;
+ *  - system_powerdown presses the leader's power button; another replica
+ *    refuses it, naming the leader;
+ *  - the guest's power-off on the leader ends the group: the leader stops
+ *    its VM, proposes a syncvm (the secondary gets the final state, the
+ *    outputs said before it leave) and then the end (PLV_OP_END). Every
+ *    replica that applies the end shuts down, as the guest asked, so each
+ *    management layer sees its domain shut off. A secondary's copy that
+ *    powers off alone only stops: the leader's state replaces it at the
+ *    next syncvm.
+ *
+ * A signal or a quit still ends only the replica it is sent to.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "qemu/osdep.h"
+#include "qemu/error-report.h"
+#include "qapi/error.h"
+#include "system/runstate.h"
+#include "plover-state.h"
+#include "trace.h"
+
+/* Refuses a run control meant for the leader, naming it. */
+static bool plover_runctl_refuse(PloverState *s, const char *what,
+                                 const char *how, Error **errp)
+{
+    const PlvExec *x = &s->exec;
+    const char *role = PloverRole_str(plover_qapi_role(x->role));
+
+    s->run.refused++;
+    if (x->leader != PLV_NODE_NONE) {
+        error_setg(errp, "plover: %s refused: replica %u is the %s; %s "
+                   "through the leader, replica %u", what, s->cfg.id, role,
+                   how, x->leader);
+    } else {
+        error_setg(errp, "plover: %s refused: replica %u is the %s and no "
+                   "leader is known; %s through the leader", what,
+                   s->cfg.id, role, how);
+    }
+    return true;
+}
+
+static bool plover_leads_the_vm(PloverState *s)
+{
+    return s->exec.role == PLV_ROLE_LEADER && s->exec.executing;
+}
+
+static bool plover_runctl_cont(Error **errp)
+{
+    PloverState *s = plover_state();
+
+    if (!s->initialized) {
+        return false;
+    }
+    s->run.hold = false;
+    trace_plover_run_control("cont", s->run.vm_wanted);
+    if (s->run.vm_wanted && !s->run.powered_off && !runstate_is_running()) {
+        vm_start();
+    }
+    return true;
+}
+
+static bool plover_runctl_stop(Error **errp)
+{
+    PloverState *s = plover_state();
+
+    if (!s->initialized) {
+        return false;
+    }
+    if (!plover_leads_the_vm(s)) {
+        return plover_runctl_refuse(s, "stop", "suspend the VM", errp);
+    }
+    s->run.hold = true;
+    trace_plover_run_control("stop", s->run.vm_wanted);
+    if (runstate_is_running()) {
+        vm_stop(RUN_STATE_PAUSED);
+    }
+    return true;
+}
+
+static bool plover_runctl_powerdown(Error **errp)
+{
+    PloverState *s = plover_state();
+
+    if (!s->initialized) {
+        return false;
+    }
+    if (!plover_leads_the_vm(s)) {
+        return plover_runctl_refuse(s, "system_powerdown",
+                                    "shut the VM down", errp);
+    }
+    trace_plover_run_control("system_powerdown", s->run.vm_wanted);
+    return false;               /* the leader's guest gets the button */
+}
+
+static bool plover_runctl_shutdown(ShutdownCause cause)
+{
+    PloverState *s = plover_state();
+
+    if (!s->initialized || s->run.ending ||
+        cause != SHUTDOWN_CAUSE_GUEST_SHUTDOWN || !s->exec.executing) {
+        return false;
+    }
+    if (runstate_is_running()) {
+        vm_stop(RUN_STATE_PAUSED);
+    }
+    if (s->exec.role != PLV_ROLE_LEADER) {
+        /* This copy alone: the leader's state replaces it at the next
+         * syncvm, and that one runs again. */
+        trace_plover_run_control("secondary-power-off", s->run.vm_wanted);
+        return true;
+    }
+    if (!s->run.powered_off) {
+        s->run.powered_off = true;
+        info_report("plover: the guest powered off; replica %u ends the "
+                    "group after a last syncvm", s->cfg.id);
+        trace_plover_run_control("power-off", s->run.vm_wanted);
+        plover_request_syncvm(s, "power-off");
+        if (plv_driver_propose_end(s->driver) < 0) {
+            warn_report("plover: replica %u could not propose the group's "
+                        "end: it no longer leads", s->cfg.id);
+        }
+    }
+    return true;
+}
+
+static const RunControlHooks plover_run_control_hooks = {
+    .cont = plover_runctl_cont,
+    .stop = plover_runctl_stop,
+    .powerdown = plover_runctl_powerdown,
+    .shutdown = plover_runctl_shutdown,
+};
+
+/* plover_init, before it forces autostart off: -S holds the VM. */
+void plover_runctl_setup(PloverState *s, bool autostart_given)
+{
+    s->run.hold = !autostart_given;
+    runstate_set_control_hooks(&plover_run_control_hooks);
+}
+
+/* The executor wants the VM to run (START_VM, RESUME). */
+void plover_start_vm(PloverState *s)
+{
+    s->run.vm_wanted = true;
+    if (!s->run.hold && !s->run.powered_off && !runstate_is_running()) {
+        vm_start();
+    }
+}
+
+/* ... or stopped (STOP_VM, DISCARD, a full cut). */
+void plover_stop_vm(void)
+{
+    plover_state()->run.vm_wanted = false;
+    if (runstate_is_running()) {
+        vm_stop(RUN_STATE_PAUSED);
+    }
+}
+
+/* The group's end is committed (PLV_EXEC_END): this replica ends too. */
+void plover_runctl_end(PloverState *s)
+{
+    s->run.ending = true;
+    info_report("plover: the group ended (the guest powered off); "
+                "replica %u shuts down", s->cfg.id);
+    qemu_system_shutdown_request(SHUTDOWN_CAUSE_GUEST_SHUTDOWN);
+}
