@@ -30,7 +30,8 @@ GUEST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -static -pthread
 # ("softdep pre: crypto-crc32c") that mkinitramfs.sh does not follow, and
 # TCG's default CPU (qemu64) has no SSE4.2 for crc32c-intel: name
 # crc32c_generic, before ext4.
-GUEST_MODULES := virtio_pci virtio_net virtio_blk virtio_scsi sd_mod crc32c_generic ext4
+GUEST_MODULES := virtio_pci virtio_net virtio_blk virtio_scsi sd_mod crc32c_generic ext4 \
+	button evdev
 
 # The data disk image (mkdisk.sh): size, label and a fixed UUID, which also
 # seeds the directory hash, so that a rebuild gives the same image.
