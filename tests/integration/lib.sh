@@ -34,6 +34,7 @@ WORK=$(mktemp -d "/tmp/plover-it.XXXXXX")
 PLV_PIDS=()
 PLV_QEMU_PIDS=()
 PLV_NETNS=()
+PLV_CLEANUP_HOOKS=()    # commands plv_cleanup runs first (lib-libvirt.sh)
 
 host_ip() { echo "10.$SUBNET.0.$(( $1 + 1 ))"; }
 
@@ -60,7 +61,7 @@ wait_for() {
 }
 
 plv_cleanup() {
-    local rc=$? pid ns st q
+    local rc=$? pid ns st q hook
     if [ "$rc" -ne 0 ] && [ -d "$WORK" ]; then
         # How each replica saw it, while they still run.
         for q in "$WORK"/*.qmp; do
@@ -72,6 +73,9 @@ plv_cleanup() {
         echo "---- lan: bridge fdb" >&2
         ip netns exec "${NSP}lan" bridge fdb show br lan 2>&1 | grep -v permanent >&2 || true
     fi
+    for hook in ${PLV_CLEANUP_HOOKS[@]+"${PLV_CLEANUP_HOOKS[@]}"}; do
+        "$hook" "$rc" || true
+    done
     for pid in "${PLV_PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done

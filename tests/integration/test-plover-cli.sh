@@ -76,8 +76,10 @@ expect_reject "state: required (file where this replica keeps its incarnation ac
     "${NET[@]}" "${SECRET[@]}" -plover "id=0,$PEERS,netdev=net0,secret=s0"
 expect_reject "-plover may be given only once" \
     "${NET[@]}" "${SECRET[@]}" -plover "$OK" -plover "$OK"
-expect_reject "-plover: netdev: no -netdev with id 'nosuch'" \
-    "${NET[@]}" "${SECRET[@]}" -plover "id=0,$PEERS,netdev=nosuch,secret=s0,state=$ST"
+expect_reject "-plover: netdev: no -netdev with id 'nosuch'; the netdevs are 'net0' (tap), 'u1' (user)" \
+    "${NET[@]}" -netdev user,id=u1 "${SECRET[@]}" -plover "id=0,$PEERS,netdev=nosuch,secret=s0,state=$ST"
+expect_reject "-plover: netdev: no -netdev with id 'net0'; there is no netdev" \
+    "${SECRET[@]}" -plover "$OK"
 expect_reject "-plover: netdev: 'u0' is a user netdev; a tap netdev is required" \
     -netdev user,id=u0 -device virtio-net-pci,netdev=u0 "${SECRET[@]}" \
     -plover "id=0,$PEERS,netdev=u0,secret=s0,state=$ST"
