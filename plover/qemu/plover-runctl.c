@@ -29,14 +29,35 @@
  *
  * A signal or a quit still ends only the replica it is sent to.
  *
+ * The stops and starts a syncvm makes send no STOP or RESUME event: to
+ * the management layer the replicated VM runs on (libvirt would show the
+ * domain paused and running again many times a second). It sees a
+ * replica's VM stop when that replica stops holding a running copy (a
+ * witness, a discarded VM, a suspend) and start when it holds one.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "qemu/osdep.h"
 #include "qemu/error-report.h"
 #include "qapi/error.h"
 #include "system/runstate.h"
+#include "qapi/qapi-events-run-state.h"
 #include "plover-state.h"
 #include "trace.h"
+
+/*
+ * Stops the VM, and tells the management layer so even if a syncvm had
+ * already stopped it without a word.
+ */
+static void plover_vm_stop_told(PloverState *s)
+{
+    if (runstate_is_running()) {
+        vm_stop(RUN_STATE_PAUSED);
+    } else if (s->initialized && !s->run.syncvm_stop && s->run.told_running) {
+        s->run.told_running = false;
+        qapi_event_send_stop();
+    }
+}
 
 /* Refuses a run control meant for the leader, naming it. */
 static bool plover_runctl_refuse(PloverState *s, const char *what,
@@ -90,9 +111,7 @@ static bool plover_runctl_stop(Error **errp)
     }
     s->run.hold = true;
     trace_plover_run_control("stop", s->run.vm_wanted);
-    if (runstate_is_running()) {
-        vm_stop(RUN_STATE_PAUSED);
-    }
+    plover_vm_stop_told(s);
     return true;
 }
 
@@ -142,11 +161,33 @@ static bool plover_runctl_shutdown(ShutdownCause cause)
     return true;
 }
 
+static bool plover_runctl_quiet_event(bool running)
+{
+    PloverState *s = plover_state();
+
+    if (!s->initialized) {
+        return false;
+    }
+    if (!running) {
+        if (s->run.syncvm_stop) {
+            return true;
+        }
+        s->run.told_running = false;
+        return false;
+    }
+    if (s->run.told_running) {
+        return true;            /* the end of a syncvm's stop */
+    }
+    s->run.told_running = true;
+    return false;
+}
+
 static const RunControlHooks plover_run_control_hooks = {
     .cont = plover_runctl_cont,
     .stop = plover_runctl_stop,
     .powerdown = plover_runctl_powerdown,
     .shutdown = plover_runctl_shutdown,
+    .quiet_event = plover_runctl_quiet_event,
 };
 
 /* plover_init, before it forces autostart off: -S holds the VM. */
@@ -165,19 +206,40 @@ void plover_start_vm(PloverState *s)
     }
 }
 
-/* ... or stopped (STOP_VM, DISCARD, a full cut). */
+/* ... or stopped (STOP_VM, DISCARD). */
 void plover_stop_vm(void)
 {
-    plover_state()->run.vm_wanted = false;
-    if (runstate_is_running()) {
-        vm_stop(RUN_STATE_PAUSED);
-    }
+    PloverState *s = plover_state();
+
+    s->run.vm_wanted = false;
+    plover_vm_stop_told(s);
 }
 
-/* The group's end is committed (PLV_EXEC_END): this replica ends too. */
+/* ... or stopped for a syncvm, which RESUME ends: no STOP event. */
+void plover_stop_vm_for_syncvm(void)
+{
+    PloverState *s = plover_state();
+
+    s->run.syncvm_stop = true;
+    plover_stop_vm();
+    s->run.syncvm_stop = false;
+}
+
+/*
+ * The group's end is committed (PLV_EXEC_END): this replica ends too.
+ * Its state file goes with the group: the incarnation in it says "I
+ * restarted, learn from the others first", and if all three replicas
+ * started again that way none would ever boot the VM. Started again, it
+ * begins a new group. A replica that was down at the end keeps its file
+ * and joins the new group as a restarted one.
+ */
 void plover_runctl_end(PloverState *s)
 {
     s->run.ending = true;
+    if (unlink(s->cfg.state) < 0 && errno != ENOENT) {
+        warn_report("plover: cannot remove the state file %s of the group "
+                    "that ended: %s", s->cfg.state, strerror(errno));
+    }
     info_report("plover: the group ended (the guest powered off); "
                 "replica %u shuts down", s->cfg.id);
     qemu_system_shutdown_request(SHUTDOWN_CAUSE_GUEST_SHUTDOWN);

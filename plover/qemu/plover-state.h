@@ -207,6 +207,8 @@ typedef struct PloverRunControl {
     bool vm_wanted;           /* the executor's last word: run it or not */
     bool powered_off;         /* leader: the guest powered off; group ends */
     bool ending;              /* the end is committed: shutdown goes through */
+    bool syncvm_stop;         /* stopping the VM for a syncvm (no event) */
+    bool told_running;        /* the last STOP or RESUME event sent */
     uint64_t refused;         /* stop, system_powerdown meant for the leader */
 } PloverRunControl;
 
@@ -284,6 +286,7 @@ void plover_runctl_setup(PloverState *s, bool autostart_given);
 void plover_runctl_end(PloverState *s);
 void plover_start_vm(PloverState *s);
 void plover_stop_vm(void);
+void plover_stop_vm_for_syncvm(void);
 void plover_exec_sync_done(PloverState *s, PloverSyncJob *j);
 
 /* plover-sync.c */

@@ -1083,7 +1083,7 @@ void plover_sync_start(PloverState *s, const PlvExecSync *sync)
     if (j->snapshot) {
         plover_cut_stop();
     } else {
-        plover_stop_vm();
+        plover_stop_vm_for_syncvm();
     }
     /*
      * Before RAM's dirty log and the device state: draining (and reading
@@ -1114,7 +1114,7 @@ void plover_sync_start(PloverState *s, const PlvExecSync *sync)
     if (j->snapshot && !j->devstate) {
         /* Cannot run on without the cut's devices: stop it for good (the
          * vCPUs have not run since the cut). */
-        plover_stop_vm();
+        plover_stop_vm_for_syncvm();
         j->snapshot = false;
     }
     /* TCG writes pass the hook: resume now. KVM's do not: once the union
