@@ -68,6 +68,9 @@ EOF
     LIBVIRT_HOSTS+=("$n")
     wait_for 30 virsh_n "$n" uri >/dev/null 2>&1 ||
         { cat "$d/libvirtd.out" "$d/log/libvirtd.log" >&2; fail "libvirtd of h$n does not answer"; }
+    # Every domain event, for the record of a failure.
+    virsh -q -c "$(libvirt_uri "$n")" event --all --loop --timestamp > "$d/events.log" 2>&1 &
+    PLV_PIDS+=($!)
 }
 
 # domain_define N GUEST_APPEND: domain vm-rN for replica N from the example.
@@ -123,7 +126,7 @@ print(json.dumps(r["return"]))' "$2"
 
 libvirt_log_tail() {
     local f
-    for f in "$WORK/lv$1/log/qemu/vm-r$1.log" "$WORK/lv$1/log/libvirtd.log"; do
+    for f in "$WORK/lv$1/log/qemu/vm-r$1.log" "$WORK/lv$1/log/libvirtd.log" "$WORK/lv$1/events.log"; do
         [ -s "$f" ] || continue
         echo "---- $f (last 30 lines)" >&2
         tail -n 30 "$f" >&2
@@ -139,7 +142,7 @@ libvirt_cleanup() {
         for dom in $(timeout 10 virsh -q -c "$(libvirt_uri "$n")" list --name 2>/dev/null); do
             timeout 20 virsh -q -c "$(libvirt_uri "$n")" destroy "$dom" >/dev/null 2>&1 || true
         done
-        for f in "$WORK/lv$n"/run/qemu/*.pid; do
+        for f in "$WORK/lv$n"/run/qemu/vm-r*.pid; do
             [ -s "$f" ] || continue
             pid=$(cat "$f")
             kill -KILL "$pid" 2>/dev/null || true
