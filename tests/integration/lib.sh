@@ -181,9 +181,10 @@ qemu_start() {
 
 # guest_args APPEND: sets GUEST_ARGS to the test guest's kernel, initramfs
 # and command line, its NIC on netdev "net0" (the host namespace's tap0),
-# and GUEST_MEM MiB of RAM (256 unless set).
+# GUEST_MEM MiB of RAM (256 unless set) and GUEST_SMP vCPUs (1 unless set;
+# TCG runs one thread per vCPU, MTTCG).
 guest_args() {
-    GUEST_ARGS=(-m "${GUEST_MEM:-256}" -kernel "$GUEST_DIR/vmlinuz" -initrd "$GUEST_DIR/initrd.img"
+    GUEST_ARGS=(-m "${GUEST_MEM:-256}" -smp "${GUEST_SMP:-1}" -kernel "$GUEST_DIR/vmlinuz" -initrd "$GUEST_DIR/initrd.img"
         -append "console=ttyS0 panic=-1 quiet $1" -no-reboot
         -netdev tap,id=net0,ifname=tap0,script=no,downscript=no
         -device "virtio-net-pci,netdev=net0,mac=$GUEST_MAC")

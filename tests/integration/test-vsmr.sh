@@ -3,6 +3,9 @@
 # brought to its state, every kvd answer to concurrent clients is correct,
 # and at every syncvm the guest RAM of leader and secondary is identical,
 # also while racey (interleaving-dependent) runs in the guest.
+# GUEST_SMP=N runs the same checks on an N-vCPU guest (test-vsmr-smp2,
+# test-vsmr-smp4): MTTCG runs the vCPUs in parallel, racey's 4 threads
+# and kvd's connections on all of them.
 . "$(dirname "$0")/lib.sh"
 
 net_setup
@@ -14,6 +17,14 @@ wait_protected 120
 WITNESS=$(( 3 - LEADER - SECONDARY ))
 echo "figure: leader r$LEADER, secondary r$SECONDARY, witness r$WITNESS"
 kv_wait 60 || fail "kvd does not answer through the replicated NIC"
+smp=${GUEST_SMP:-1}
+wait_for 30 grep -q "ready, $smp cpus" "$WORK/r0.serial" "$WORK/r1.serial" "$WORK/r2.serial" ||
+    fail "the guest did not come up with $smp vCPUs: $(grep -h 'ready' "$WORK"/r*.serial)"
+for n in "$LEADER" "$SECONDARY"; do
+    assert_eq "$(qmp "r$n" query-cpus-fast | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')" \
+        "$smp" "r$n's vCPUs"
+done
+echo "figure: $smp vCPU(s)"
 
 # Concurrent clients; kvctl checks every value it wrote.
 nsx cl "$KVCTL" load "$GUEST_IP" "$KVD_PORT" --clients 4 --seconds 5 --keys 128 \
