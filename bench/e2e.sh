@@ -2,7 +2,9 @@
 # bench-e2e: the test guest's kvd under the same client load, first on one
 # unreplicated QEMU (the baseline), then on three VSMR replicas, in the same
 # run on the same machine, for each client count of BENCH_CLIENTS (default
-# 8 and 64). Prints absolute figures and VSMR/baseline ratios, and what the
+# 8 and 64) on a 1-vCPU guest, and for BENCH_SMP_CLIENTS (default 64) on
+# each larger vCPU count of BENCH_SMP (default "1 2"; the baseline has
+# as many vCPUs). Prints absolute figures and VSMR/baseline ratios, and what the
 # syncvms cost: the leader's VM pause and stopped share of wall time, the
 # secondary's pause and lag, how long outputs wait for release, and the
 # bytes between the replicas (per syncvm, per second, by kind) beside the
@@ -12,7 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 seconds=${BENCH_SECONDS:-15}
 
 run() {
-    BENCH_KVD=$kvd BENCH_CLIENTS=$2 bash "$here/e2e-run.sh" "$1" 2>"/tmp/plover-bench-$1.err" |
+    GUEST_SMP=$smp BENCH_KVD=$kvd BENCH_CLIENTS=$2 bash "$here/e2e-run.sh" "$1" 2>"/tmp/plover-bench-$1.err" |
         awk '$1 == "result" { print $2, $3 }' ||
         { cat "/tmp/plover-bench-$1.err" >&2; exit 1; }
 }
@@ -21,9 +23,12 @@ mbs() { echo "scale=2; $1 / $seconds / 1000000" | bc -l; }
 
 # BENCH_KVD: kvd in memory, and durable (each write fsync'ed to a log on
 # the guest's drive, which syncvm replicates with RAM).
+summary=()
 for kvd in ${BENCH_KVD:-memory durable}; do
-for clients in ${BENCH_CLIENTS:-8 64}; do
-    echo "bench-e2e: kvd ($kvd), $clients clients, ${seconds} s, 50% writes, accel ${PLOVER_ACCEL:-tcg}, $(nproc) cores"
+for smp in ${BENCH_SMP:-1 2}; do
+if [ "$smp" = 1 ]; then counts=${BENCH_CLIENTS:-8 64}; else counts=${BENCH_SMP_CLIENTS:-64}; fi
+for clients in $counts; do
+    echo "bench-e2e: kvd ($kvd), $smp vCPU(s), $clients clients, ${seconds} s, 50% writes, accel ${PLOVER_ACCEL:-tcg}, $(nproc) cores"
     declare -A plain=() vsmr=()
     while read -r k v; do plain[$k]=$v; done < <(run plain "$clients")
     while read -r k v; do vsmr[$k]=$v; done < <(run vsmr "$clients")
@@ -34,6 +39,7 @@ for clients in ${BENCH_CLIENTS:-8 64}; do
     printf '%-22s %14s %14s %10s\n' "throughput (req/s)" "${plain[throughput]}" "${vsmr[throughput]}" "$(ratio "${vsmr[throughput]}" "${plain[throughput]}")"
     printf '%-22s %14s %14s %10s\n' "latency p50 (us)" "${plain[p50_us]}" "${vsmr[p50_us]}" "$(ratio "${vsmr[p50_us]}" "${plain[p50_us]}")"
     printf '%-22s %14s %14s %10s\n' "latency p99 (us)" "${plain[p99_us]}" "${vsmr[p99_us]}" "$(ratio "${vsmr[p99_us]}" "${plain[p99_us]}")"
+    summary+=("$(printf '%-8s %5s %8s %14s %14s %10s' "$kvd" "$smp" "$clients" "${plain[throughput]}" "${vsmr[throughput]}" "$(ratio "${vsmr[throughput]}" "${plain[throughput]}")")")
     echo
     echo "syncvm during the measured load: ${vsmr[syncvms]} syncvms (${vsmr[snapshots]} run on by the leader's VM in all), same-page rate ${vsmr[same_rate]},"
     echo "  leader VM pause per syncvm (us): p50 ${vsmr[pause_p50_us]}, p99 ${vsmr[pause_p99_us]}; leader VM stopped ${vsmr[stopped_share]} of wall time"
@@ -53,3 +59,7 @@ for clients in ${BENCH_CLIENTS:-8 64}; do
     echo
 done
 done
+done
+echo "bench-e2e: throughput (req/s), VSMR against the unreplicated guest of as many vCPUs"
+printf '%-8s %5s %8s %14s %14s %10s\n' kvd vCPUs clients unreplicated vsmr ratio
+printf '%s\n' "${summary[@]}"
