@@ -29,6 +29,8 @@
  *
  * A signal or a quit still ends only the replica it is sent to.
  *
+ * The hooks are installed by plover_init, and only when -plover is given.
+ *
  * The stops and starts a syncvm makes send no STOP or RESUME event: to
  * the management layer the replicated VM runs on (libvirt would show the
  * domain paused and running again many times a second). It sees a
@@ -53,9 +55,18 @@ static void plover_vm_stop_told(PloverState *s)
 {
     if (runstate_is_running()) {
         vm_stop(RUN_STATE_PAUSED);
-    } else if (s->initialized && !s->run.syncvm_stop && s->run.told_running) {
+    } else if (!s->run.syncvm_stop && s->run.told_running) {
         s->run.told_running = false;
         qapi_event_send_stop();
+    }
+}
+
+/* The VM runs when the executor wants it and nothing holds it. */
+static void plover_run_if_allowed(PloverState *s)
+{
+    if (s->run.vm_wanted && !s->run.hold && !s->run.powered_off &&
+        !runstate_is_running()) {
+        vm_start();
     }
 }
 
@@ -88,14 +99,9 @@ static bool plover_runctl_cont(Error **errp)
 {
     PloverState *s = plover_state();
 
-    if (!s->initialized) {
-        return false;
-    }
     s->run.hold = false;
     trace_plover_run_control("cont", s->run.vm_wanted);
-    if (s->run.vm_wanted && !s->run.powered_off && !runstate_is_running()) {
-        vm_start();
-    }
+    plover_run_if_allowed(s);
     return true;
 }
 
@@ -103,9 +109,6 @@ static bool plover_runctl_stop(Error **errp)
 {
     PloverState *s = plover_state();
 
-    if (!s->initialized) {
-        return false;
-    }
     if (!plover_leads_the_vm(s)) {
         return plover_runctl_refuse(s, "stop", "suspend the VM", errp);
     }
@@ -119,9 +122,6 @@ static bool plover_runctl_powerdown(Error **errp)
 {
     PloverState *s = plover_state();
 
-    if (!s->initialized) {
-        return false;
-    }
     if (!plover_leads_the_vm(s)) {
         return plover_runctl_refuse(s, "system_powerdown",
                                     "shut the VM down", errp);
@@ -134,8 +134,8 @@ static bool plover_runctl_shutdown(ShutdownCause cause)
 {
     PloverState *s = plover_state();
 
-    if (!s->initialized || s->run.ending ||
-        cause != SHUTDOWN_CAUSE_GUEST_SHUTDOWN || !s->exec.executing) {
+    if (s->run.ending || cause != SHUTDOWN_CAUSE_GUEST_SHUTDOWN ||
+        !s->exec.executing) {
         return false;
     }
     if (runstate_is_running()) {
@@ -165,9 +165,6 @@ static bool plover_runctl_quiet_event(bool running)
 {
     PloverState *s = plover_state();
 
-    if (!s->initialized) {
-        return false;
-    }
     if (!running) {
         if (s->run.syncvm_stop) {
             return true;
@@ -201,9 +198,7 @@ void plover_runctl_setup(PloverState *s, bool autostart_given)
 void plover_start_vm(PloverState *s)
 {
     s->run.vm_wanted = true;
-    if (!s->run.hold && !s->run.powered_off && !runstate_is_running()) {
-        vm_start();
-    }
+    plover_run_if_allowed(s);
 }
 
 /* ... or stopped (STOP_VM, DISCARD). */
