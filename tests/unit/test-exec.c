@@ -112,6 +112,16 @@ static void t_leading(T *t)
     ck_actions(t, "drop-link request-syncvm");
 }
 
+/* Node 0 leads, paired with secondary 1 by a first syncvm whose cut held
+ * @held outputs; the actions so far are cleared. */
+static void t_paired_leader(T *t, uint64_t held)
+{
+    t_leading(t);
+    t_syncvm(t, 1);
+    t_sync_ok(t, held);
+    plv_exec_ready_clear(&t->rd);
+}
+
 /* Node 1, the secondary of leader 0, holds the VM after its first syncvm. */
 static void t_synced_secondary(T *t)
 {
@@ -168,10 +178,7 @@ START_TEST(test_end_stops_every_replica)
 {
     T t;
 
-    t_leading(&t);
-    t_syncvm(&t, 1);
-    t_sync_ok(&t, 2);
-    plv_exec_ready_clear(&t.rd);
+    t_paired_leader(&t, 2);
     t_entry(&t, PLV_OP_END, NULL, 0);
     ck_actions(&t, "stop-vm drop-outputs end");
     ck_assert(!t.x.executing);
@@ -353,10 +360,7 @@ START_TEST(test_handoff_deadline_during_its_syncvm)
 {
     T t;
 
-    t_leading(&t);
-    t_syncvm(&t, 1);
-    t_sync_ok(&t, 0);
-    plv_exec_ready_clear(&t.rd);
+    t_paired_leader(&t, 0);
     ck_assert_int_eq(plv_exec_migrate_leader(&t.x, &t.rd), PLV_EXEC_MIGRATE_OK);
     plv_exec_ready_clear(&t.rd);
     t_syncvm(&t, 2);
@@ -377,9 +381,7 @@ START_TEST(test_handoff_refused_runs_on)
 {
     T t;
 
-    t_leading(&t);
-    t_syncvm(&t, 1);
-    t_sync_ok(&t, 0);
+    t_paired_leader(&t, 0);
     plv_exec_migrate_leader(&t.x, &t.rd);
     t_syncvm(&t, 2);
     t_sync_ok(&t, 0);
