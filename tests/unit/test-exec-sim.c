@@ -52,6 +52,7 @@ START_TEST(test_seeds)
         sum.migrations += res.migrations;
         sum.exec_handoffs += res.exec_handoffs;
         sum.crashes += res.crashes;
+        sum.boots += res.boots;
         if (!res.ok && n_bad++ < 5) {
             g_string_append_printf(bad, "\n  seed %" G_GUINT64_FORMAT ": %s (replay: "
                                    "PLOVER_SEED=%" G_GUINT64_FORMAT " test-exec-sim)",
@@ -77,6 +78,8 @@ START_TEST(test_seeds)
                       "syncvms %" G_GUINT64_FORMAT " failed %" G_GUINT64_FORMAT,
                       sum.syncvms, sum.sync_failures);
         ck_assert_msg(sum.crashes > 0, "no crash");
+        /* a group that lost its VM before it was protected boots it again */
+        ck_assert_msg(sum.boots > 0, "no VM booted again");
         ck_assert_msg(sum.exec_handoffs > 0, "no leadership migration completed (%"
                       G_GUINT64_FORMAT " started)", sum.migrations);
     }
@@ -93,6 +96,7 @@ static const char *const broken_names[SIM_BROKEN__MAX] = {
     [SIM_BROKEN_RELEASE_ON_SECONDARY] = "release-on-secondary",
     [SIM_BROKEN_KEEP_VM] = "keep-vm",
     [SIM_BROKEN_SECOND_KEEPS_VM] = "second-keeps-vm",
+    [SIM_BROKEN_BOOT_ANY] = "boot-any",
 };
 
 START_TEST(test_broken_caught)

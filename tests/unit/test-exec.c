@@ -14,16 +14,22 @@ typedef struct {
     uint64_t index;
 } T;
 
-static void t_init(T *t, uint32_t self)
+/* Replica @self, a later incarnation if @restarted. */
+static void t_init_as(T *t, uint32_t self, bool restarted)
 {
     PlvExecConfig c = {
-        .self = self, .suspect_ms = 100, .election_ms = 200,
-        .syncvm_timeout_ms = 1000, .max_sync_interval_ms = 50,
+        .self = self, .restarted = restarted, .suspect_ms = 100,
+        .election_ms = 200, .syncvm_timeout_ms = 1000, .max_sync_interval_ms = 50,
     };
 
     plv_exec_init(&t->x, &c);
     plv_exec_ready_init(&t->rd);
     t->index = 0;
+}
+
+static void t_init(T *t, uint32_t self)
+{
+    t_init_as(t, self, false);
 }
 
 static void t_done(T *t)
@@ -168,6 +174,66 @@ START_TEST(test_first_leader_boots_and_syncs)
     ck_assert(a->sync.may_run_on && a->sync.hello.last == 1);
     ck_assert(!plv_exec_must_wait(&t.x, PLV_OP_INPUT, true));
     ck_assert(plv_exec_must_wait(&t.x, PLV_OP_SYNCVM, true));
+    t_done(&t);
+}
+END_TEST
+
+/*
+ * The first leader (0) is deposed before its first syncvm with its
+ * secondary (1) completed: 1 leads without a copy, and its new secondary
+ * (2) has none either. Neither ever completed a syncvm with a peer, so
+ * no output ever left: the agreement says boot (plv_sync_fresh_boot),
+ * and the new leader boots the VM again and copies it in full next.
+ */
+START_TEST(test_never_protected_vm_boots_again)
+{
+    T t;
+    const PlvExecAction *a;
+    PlvExecSyncResult boot = { .boot = true };
+
+    t_init(&t, 1);
+    plv_exec_view(&t.x, 1, 0);
+    t_second(&t, 1);
+    t_input(&t);                /* the first leader's VM took it */
+    plv_exec_ready_clear(&t.rd);
+    plv_exec_view(&t.x, 2, 1);
+    plv_exec_role(&t.x, PLV_ROLE_SECONDARY, PLV_ROLE_LEADER, &t.rd);
+    ck_assert(!t.x.executing);
+    ck_actions(&t, "drop-link request-syncvm");     /* a pull */
+    t_second(&t, 2);
+    plv_exec_ready_clear(&t.rd);
+    t_syncvm(&t, 1);
+    a = t_find(&t, PLV_EXEC_SYNCVM);
+    ck_assert(a->sync.leader && !a->sync.hello.has_vm && a->sync.hello.fresh);
+    plv_exec_ready_clear(&t.rd);
+    plv_exec_sync_done(&t.x, &boot, &t.rd);
+    ck_actions(&t, "drop-outputs boot-vm syncvm-over request-syncvm");
+    ck_assert(t.x.executing && t.x.full_sync_pending);
+    t_syncvm(&t, 2);
+    a = t_find(&t, PLV_EXEC_SYNCVM);
+    ck_assert(a->sync.hello.has_vm && a->sync.hello.full);
+    plv_exec_ready_clear(&t.rd);
+    t_sync_ok(&t, 0);
+    ck_assert(t_find(&t, PLV_EXEC_RELEASE));
+    plv_exec_ready_clear(&t.rd);
+    /* protected now: a later syncvm says so */
+    t_syncvm(&t, 3);
+    ck_assert(!t_find(&t, PLV_EXEC_SYNCVM)->sync.hello.fresh);
+    t_done(&t);
+}
+END_TEST
+
+/* A restarted replica cannot know what its former life completed. */
+START_TEST(test_restarted_is_never_fresh)
+{
+    T t;
+
+    t_init_as(&t, 1, true);
+    plv_exec_view(&t.x, 1, 0);
+    t_second(&t, 1);
+    plv_exec_ready_clear(&t.rd);
+    t_syncvm(&t, 1);
+    ck_assert(!t_find(&t, PLV_EXEC_SYNCVM)->sync.hello.fresh);
     t_done(&t);
 }
 END_TEST
@@ -401,6 +467,8 @@ int main(void)
     tcase_add_test(tc, test_first_leader_boots_and_syncs);
     tcase_add_test(tc, test_leader_alone_holds_outputs);
     tcase_add_test(tc, test_end_stops_every_replica);
+    tcase_add_test(tc, test_never_protected_vm_boots_again);
+    tcase_add_test(tc, test_restarted_is_never_fresh);
     tcase_add_test(tc, test_failed_syncvm_keeps_outputs);
     tcase_add_test(tc, test_secondary_drops_and_takes_over);
     tcase_add_test(tc, test_elected_without_copy_pulls);

@@ -37,6 +37,40 @@ START_TEST(codec_roundtrip)
     ck_assert(plv_sync_skip_decode(b, PLV_SYNC_SKIP_LEN, &e));
     ck_assert_uint_eq(e, 9);
     ck_assert(!plv_sync_skip_decode(b, 3, &e));
+
+    /* fresh rides in the flags byte, beside has_vm */
+    h.has_vm = false;
+    h.fresh = true;
+    plv_sync_hello_encode(&h, b);
+    ck_assert(plv_sync_hello_decode(b, PLV_SYNC_HELLO_LEN, &h2));
+    ck_assert(!h2.has_vm && h2.fresh);
+    b[8] = 4;
+    ck_assert(!plv_sync_hello_decode(b, PLV_SYNC_HELLO_LEN, &h2));
+    r.fresh = true;
+    plv_sync_reply_encode(&r, b);
+    ck_assert(plv_sync_reply_decode(b, PLV_SYNC_REPLY_LEN, &r2));
+    ck_assert(r2.has_vm && r2.fresh);
+    b[0] = 4;
+    ck_assert(!plv_sync_reply_decode(b, PLV_SYNC_REPLY_LEN, &r2));
+}
+END_TEST
+
+/* A VM lost before it was ever protected boots again; one that was (by
+ * either end, to either end's knowledge) does not. */
+START_TEST(fresh_boot_rule)
+{
+    PlvSyncHello l = { .epoch = 5, .has_vm = false, .fresh = true };
+    PlvSyncReply s = { .has_vm = false, .fresh = true };
+
+    ck_assert(plv_sync_fresh_boot(&l, &s));
+    s.fresh = false;
+    ck_assert(!plv_sync_fresh_boot(&l, &s));
+    s.fresh = true;
+    l.fresh = false;
+    ck_assert(!plv_sync_fresh_boot(&l, &s));
+    l.fresh = true;
+    s.has_vm = true;            /* the secondary holds it: pull instead */
+    ck_assert(!plv_sync_fresh_boot(&l, &s));
 }
 END_TEST
 
@@ -374,6 +408,7 @@ int main(void)
     TCase *tc = tcase_create("codec");
     tcase_add_test(tc, codec_roundtrip);
     tcase_add_test(tc, direction_rules);
+    tcase_add_test(tc, fresh_boot_rule);
     suite_add_tcase(su, tc);
     TCase *ts = tcase_create("sim");
     tcase_set_timeout(ts, 120);

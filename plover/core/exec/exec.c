@@ -254,6 +254,7 @@ static void exec_syncvm(PlvExec *x, uint64_t index, uint64_t epoch, PlvExecReady
                 .has_vm = x->executing,
                 .full = x->full_sync_pending,
                 .last = x->epoch,
+                .fresh = x->syncs == 0 && !x->cfg.restarted,
             },
         };
         x->sync.may_run_on = leader && x->executing && !x->sync.handoff &&
@@ -358,7 +359,7 @@ void plv_exec_sync_done(PlvExec *x, const PlvExecSyncResult *r, PlvExecReady *rd
          * secondary does not count: it would otherwise depose a leader
          * that merely lost its previous secondary.
          */
-        if (j->leader && x->secondary != PLV_NODE_NONE) {
+        if (j->leader && x->secondary != PLV_NODE_NONE && !r->boot) {
             act(rd, PLV_EXEC_ADD_ERR)->peer = x->secondary;
         }
         if (!r->skew) {
@@ -375,6 +376,23 @@ void plv_exec_sync_done(PlvExec *x, const PlvExecSyncResult *r, PlvExecReady *rd
      * both VMs are identical at. */
     if ((x->executing && !handing_over) || r->snapshot) {
         act(rd, PLV_EXEC_RESUME);
+    }
+    if (!r->ok && r->boot && j->leader && !x->executing && x->role == PLV_ROLE_LEADER) {
+        /*
+         * Elected without a copy, and the secondary has none either: the
+         * VM was lost before it was ever protected (its first leader died
+         * or was deposed before their first syncvm). No output of it ever
+         * left, so it boots again here; the next syncvm copies it to the
+         * secondary in full. What its drives hold stays, as after a
+         * crash of the guest.
+         */
+        x->executing = true;
+        x->full_sync_pending = true;
+        act(rd, PLV_EXEC_DROP_OUTPUTS);
+        act(rd, PLV_EXEC_BOOT_VM);
+        sync_over(x, true, rd);
+        request_syncvm(rd, "boot");
+        return;
     }
     if (!r->ok) {
         /* Outputs stay held, so the next syncvm covers them. */
@@ -501,6 +519,7 @@ const char *plv_exec_action_name(PlvExecActionKind k)
         [PLV_EXEC_HANDOFF_DONE] = "handoff-done",
         [PLV_EXEC_HANDOFF_GIVEN_UP] = "handoff-given-up",
         [PLV_EXEC_END] = "end",
+        [PLV_EXEC_BOOT_VM] = "boot-vm",
     };
 
     return (unsigned)k < G_N_ELEMENTS(names) && names[k] ? names[k] : "?";

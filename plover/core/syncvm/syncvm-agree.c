@@ -7,18 +7,19 @@
 void plv_sync_hello_encode(const PlvSyncHello *h, uint8_t out[PLV_SYNC_HELLO_LEN])
 {
     plv_put_u64(out, h->epoch);
-    out[8] = h->has_vm;
+    out[8] = h->has_vm | h->fresh << 1;
     out[9] = h->full;
     plv_put_u64(out + 10, h->last);
 }
 
 bool plv_sync_hello_decode(const uint8_t *p, size_t len, PlvSyncHello *h)
 {
-    if (len != PLV_SYNC_HELLO_LEN || p[8] > 1 || p[9] > 1) {
+    if (len != PLV_SYNC_HELLO_LEN || p[8] > 3 || p[9] > 1) {
         return false;
     }
     h->epoch = plv_get_u64(p);
-    h->has_vm = p[8];
+    h->has_vm = p[8] & 1;
+    h->fresh = p[8] >> 1;
     h->full = p[9];
     h->last = plv_get_u64(p + 10);
     return true;
@@ -26,16 +27,17 @@ bool plv_sync_hello_decode(const uint8_t *p, size_t len, PlvSyncHello *h)
 
 void plv_sync_reply_encode(const PlvSyncReply *r, uint8_t out[PLV_SYNC_REPLY_LEN])
 {
-    out[0] = r->has_vm;
+    out[0] = r->has_vm | r->fresh << 1;
     plv_put_u64(out + 1, r->last);
 }
 
 bool plv_sync_reply_decode(const uint8_t *p, size_t len, PlvSyncReply *r)
 {
-    if (len != PLV_SYNC_REPLY_LEN || p[0] > 1) {
+    if (len != PLV_SYNC_REPLY_LEN || p[0] > 3) {
         return false;
     }
-    r->has_vm = p[0];
+    r->has_vm = p[0] & 1;
+    r->fresh = p[0] >> 1;
     r->last = plv_get_u64(p + 1);
     return true;
 }
@@ -76,4 +78,9 @@ bool plv_sync_direction(const PlvSyncHello *leader, const PlvSyncReply *secondar
     *full = leader->full || !leader->has_vm || !secondary->has_vm ||
             leader->last != secondary->last;
     return leader->has_vm || secondary->has_vm;
+}
+
+bool plv_sync_fresh_boot(const PlvSyncHello *leader, const PlvSyncReply *secondary)
+{
+    return !leader->has_vm && !secondary->has_vm && leader->fresh && secondary->fresh;
 }

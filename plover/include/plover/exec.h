@@ -74,6 +74,9 @@ typedef enum PlvExecActionKind {
     PLV_EXEC_HANDOFF_GIVEN_UP,  /* the deadline passed in state .was */
     PLV_EXEC_END,               /* the group ended (the guest powered off):
                                  * this replica ends too */
+    PLV_EXEC_BOOT_VM,           /* reset the VM to power-on and run it: a
+                                 * leader booting a never protected VM
+                                 * again (plv_sync_fresh_boot) */
 } PlvExecActionKind;
 
 /* What a syncvm asked for by PLV_EXEC_SYNCVM is, as this end sees it. */
@@ -168,6 +171,8 @@ typedef struct PlvExecSyncResult {
     bool commit_failed;         /* target: RAM or devices of two states now */
     bool snapshot;              /* leader: the VM ran on from the cut */
     uint64_t held;              /* leader: outputs held at the cut */
+    bool boot;                  /* neither end held the VM, and it was
+                                 * never protected (plv_sync_fresh_boot) */
 } PlvExecSyncResult;
 
 void plv_exec_sync_done(PlvExec *x, const PlvExecSyncResult *r, PlvExecReady *rd);

@@ -15,8 +15,9 @@
  * the other's attempt (seen after a partition healed). Pure code: the
  * glue does the I/O, tests/unit/test-syncvm-agree.c simulates the pair.
  *
- * Wire format (little endian): HELLO epoch u64, has_vm u8, full u8,
- * last u64 (18 B); REPLY has_vm u8, last u64 (9 B); SKIP epoch u64 (8 B).
+ * Wire format (little endian): HELLO epoch u64, flags u8 (bit 0 has_vm,
+ * bit 1 fresh), full u8, last u64 (18 B); REPLY flags u8 (as HELLO's),
+ * last u64 (9 B); SKIP epoch u64 (8 B).
  */
 #ifndef PLOVER_SYNCVM_AGREE_H
 #define PLOVER_SYNCVM_AGREE_H
@@ -42,11 +43,14 @@ typedef struct PlvSyncHello {
     bool has_vm;                /* the leader holds the replicated VM */
     bool full;                  /* the leader wants every page compared */
     uint64_t last;              /* the leader's last completed syncvm */
+    bool fresh;                 /* never completed a syncvm with a peer,
+                                 * and never restarted */
 } PlvSyncHello;
 
 typedef struct PlvSyncReply {
     bool has_vm;
     uint64_t last;
+    bool fresh;                 /* as PlvSyncHello's */
 } PlvSyncReply;
 
 void plv_sync_hello_encode(const PlvSyncHello *h, uint8_t out[PLV_SYNC_HELLO_LEN]);
@@ -78,6 +82,18 @@ bool plv_sync_skip_valid(uint64_t ours, uint64_t skip);
  */
 bool plv_sync_direction(const PlvSyncHello *leader, const PlvSyncReply *secondary,
                         bool *push, bool *full);
+
+/*
+ * Neither end holds the VM: may the leader boot it afresh? Only if
+ * neither end ever completed a syncvm with a peer nor restarted. Any
+ * syncvm that completed had two of the three replicas at its ends, so
+ * one of these two would remember it; none did, so no output ever left
+ * (outputs leave only once a syncvm with a secondary covers them) and a
+ * VM booted again is one no client can tell from the lost one. This is
+ * a group that lost its first leader, or its first leader's place,
+ * before it was ever protected.
+ */
+bool plv_sync_fresh_boot(const PlvSyncHello *leader, const PlvSyncReply *secondary);
 
 #ifdef __cplusplus
 }

@@ -198,7 +198,8 @@ static void sec_on_hello(Sim *s, uint32_t i, const PlvSyncHello *h, uint32_t fro
     SimJob *j = &nd->job;
     uint64_t ours = j->sync.epoch;
     PlvSyncHelloAction a = plv_sync_on_hello(ours, h->epoch);
-    PlvSyncReply reply = { .has_vm = j->sync.hello.has_vm, .last = j->sync.hello.last };
+    PlvSyncReply reply = { .has_vm = j->sync.hello.has_vm, .last = j->sync.hello.last,
+                           .fresh = j->sync.hello.fresh };
     SimBulk m = { 0 };
     SimExchange x = { 0 };
     bool push, full;
@@ -286,6 +287,16 @@ static void leader_on_msg(Sim *s, uint32_t i, const SimBulk *m)
         return;
     }
     if (!plv_sync_direction(&j->sync.hello, &m->reply, &push, &full) || !m->xid) {
+        if (plv_sync_fresh_boot(&j->sync.hello, &m->reply) ||
+            (s->prm.broken == SIM_BROKEN_BOOT_ANY && !j->sync.hello.has_vm &&
+             !m->reply.has_vm)) {
+            PlvExecSyncResult r = { .boot = true };
+
+            trace(s, "node %u: syncvm %" G_GUINT64_FORMAT " finds no VM, never "
+                  "protected: boot", i, j->sync.epoch);
+            job_end(s, i, &r);
+            return;
+        }
         job_fail(s, i, false, "neither end holds the VM");
         return;
     }
@@ -527,6 +538,13 @@ static void exec_ready(Sim *s, uint32_t i, PlvExecReady *rd, const PlvEntry *e)
                          i, plv_role_name(nd->ex.role), nd->ex.handoff, s->step_what);
                 trace(s, "VM lost: %s", s->vm_lost_why);
             }
+            break;
+        case PLV_EXEC_BOOT_VM:
+            /* From power-on: no client may have seen the lost VM say
+             * anything (check_history fails if one did). */
+            vm_discard(nd);
+            s->res->boots++;
+            check_history(s, i, "boots the VM again");
             break;
         case PLV_EXEC_INJECT: {
             PlvBatchIter it;
@@ -778,6 +796,19 @@ static void exec_node_free(SimNode *nd)
  * a holder cut off is replaced, and discards its copy when it rejoins as
  * a witness.
  */
+/* No syncvm with a peer has completed yet, and nobody restarted: the
+ * group is forming. A crash then (the first leader's, above all) must
+ * not leave the VM lost for good (PLV_EXEC_BOOT_VM). */
+static bool exec_never_protected(Sim *s)
+{
+    for (uint32_t i = 0; i < s->prm.n; i++) {
+        if (s->node[i].ex.syncs || s->node[i].inc > 1) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool exec_protected(Sim *s)
 {
     uint32_t l = sim_leader(s), sec;
@@ -812,7 +843,7 @@ static bool exec_vm_held(Sim *s)
  * partition while a node is down (sim.c), each only while protected. */
 static bool exec_may_crash(Sim *s)
 {
-    return !s->heal_partition_at && exec_protected(s);
+    return !s->heal_partition_at && (exec_protected(s) || exec_never_protected(s));
 }
 
 static bool exec_may_partition(Sim *s)

@@ -18,6 +18,8 @@ typedef enum {
     SIM_BROKEN_RELEASE_ON_SECONDARY,    /* secondary sends what it should drop */
     SIM_BROKEN_KEEP_VM,                 /* a replica left out keeps its VM */
     SIM_BROKEN_SECOND_KEEPS_VM,         /* a replaced secondary runs on */
+    SIM_BROKEN_BOOT_ANY,                /* a leader boots a lost VM even
+                                         * if it was protected */
     SIM_BROKEN__MAX,
 } SimBroken;
 

@@ -42,6 +42,7 @@ typedef struct {
     uint64_t released;          /* outputs released to clients */
     uint64_t late_releases;     /* ... by a leader after a newer one released */
     uint64_t syncvms, sync_failures;    /* ends of syncvms, by outcome */
+    uint64_t boots;                     /* VMs booted again, never protected */
     uint64_t migrations;        /* leadership migrations started */
     uint64_t exec_handoffs;     /* ... completed */
     uint64_t release_latency;   /* ticks from heal to the marker's output */
