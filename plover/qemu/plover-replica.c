@@ -433,6 +433,15 @@ static void plover_perform(PloverState *s, PlvExecReady *rd, const PlvEntry *e,
         case PLV_EXEC_END:
             plover_runctl_end(s);
             break;
+        case PLV_EXEC_BOOT_VM:
+            /* From power-on, as the machine was created: the lost VM's
+             * state goes, what its drives hold stays. */
+            info_report("plover: replica %u leads a VM that was lost before "
+                        "it was ever protected: it boots the VM again",
+                        s->cfg.id);
+            qemu_system_reset(SHUTDOWN_CAUSE_NONE);
+            plover_start_vm(s);
+            break;
         }
     }
 }
@@ -443,6 +452,7 @@ void plover_exec_sync_done(PloverState *s, PloverSyncJob *j)
     PlvExecSyncResult r = {
         .ok = j->ok,
         .skew = j->skew,
+        .boot = j->boot,
         .commit_failed = j->commit_failed,
         .snapshot = j->snapshot,
         .held = j->held,

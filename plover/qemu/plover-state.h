@@ -124,6 +124,7 @@ typedef struct PloverSyncJob {
     /* set by the syncvm thread */
     bool ok;
     bool skew;                  /* the ends were at different entries */
+    bool boot;                  /* no VM at either end, never protected */
     bool commit_failed;         /* target: RAM or devices of two states */
     bool full;
     bool source;                /* the VM flowed from this end */

@@ -529,7 +529,23 @@ typedef enum PloverAgree {
     PLOVER_AGREE_OK,
     PLOVER_AGREE_SKEW,        /* the other end is at another epoch */
     PLOVER_AGREE_FAILED,
+    PLOVER_AGREE_BOOT,        /* no VM at either end, never protected:
+                               * the leader boots it (plv_sync_fresh_boot) */
 } PloverAgree;
+
+/* Neither end holds the VM: the leader boots it again if it was never
+ * protected, else the pair can do nothing (the VM is lost). */
+static PloverAgree plover_sync_no_vm(const PlvSyncHello *hello,
+                                     const PlvSyncReply *reply, Error **errp)
+{
+    if (plv_sync_fresh_boot(hello, reply)) {
+        error_setg(errp, "plover: syncvm: neither leader nor secondary holds "
+                   "the VM, which was never protected: the leader boots it");
+        return PLOVER_AGREE_BOOT;
+    }
+    error_setg(errp, "plover: syncvm: neither leader nor secondary holds the VM");
+    return PLOVER_AGREE_FAILED;
+}
 
 /* One agreement message on the bulk link. */
 static bool plover_sync_send(PloverState *s, uint16_t type, uint8_t *msg,
@@ -577,8 +593,7 @@ static PloverAgree plover_sync_agree_leader(PloverState *s, uint64_t epoch,
         return PLOVER_AGREE_FAILED;
     }
     if (!plv_sync_direction(&hello, &reply, push, full)) {
-        error_setg(errp, "plover: syncvm: neither leader nor secondary holds the VM");
-        return PLOVER_AGREE_FAILED;
+        return plover_sync_no_vm(&hello, &reply, errp);
     }
     return PLOVER_AGREE_OK;
 }
@@ -677,6 +692,7 @@ static PloverAgree plover_sync_agree_secondary(PloverState *s, uint64_t epoch,
     PlvSyncReply reply = {
         .has_vm = s->syncvm.job->hello.has_vm,
         .last = s->syncvm.job->hello.last,
+        .fresh = s->syncvm.job->hello.fresh,
     };
     PlvSyncHello hello;
     uint8_t msg[PLV_SYNC_REPLY_LEN];
@@ -697,8 +713,7 @@ static PloverAgree plover_sync_agree_secondary(PloverState *s, uint64_t epoch,
         return PLOVER_AGREE_FAILED;
     }
     if (!plv_sync_direction(&hello, &reply, push, full)) {
-        error_setg(errp, "plover: syncvm: neither leader nor secondary holds the VM");
-        return PLOVER_AGREE_FAILED;
+        return plover_sync_no_vm(&hello, &reply, errp);
     }
     return PLOVER_AGREE_OK;
 }
@@ -808,7 +823,8 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
     j->t_agreed_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
     if (agreed != PLOVER_AGREE_OK) {
         j->skew = agreed == PLOVER_AGREE_SKEW;
-        if (!j->skew) {
+        j->boot = agreed == PLOVER_AGREE_BOOT;
+        if (!j->skew && !j->boot) {
             plover_sync_drop_link(s);
         }
         return;
