@@ -30,6 +30,9 @@
  * network error or a timeout; the latency is then the time until the
  * client gave up).  That is what a timeline of a failover is drawn from.
  *
+ * SIGUSR1 ends the timed load early (the soak does, once its faults are
+ * healed); --verify then runs as usual.
+ *
  * Exit status: 0 success; 1 a wrong answer (or an ERR reply to a single
  * command), or a key --verify found lost or wrong; 2 usage error, timeout,
  * no request answered at all, or --verify unable to read every key back in
@@ -624,6 +627,19 @@ static void verify_client(struct client *c, struct conn *conn, const char *ctrna
     }
 }
 
+/* SIGUSR1: the timed load ends now. */
+static volatile sig_atomic_t load_ended;
+
+static void end_load(int sig __attribute__((unused)))
+{
+    load_ended = 1;
+}
+
+static bool load_running(const struct client *c)
+{
+    return !load_ended && now_s() < c->deadline;
+}
+
 static void *client_main(void *arg)
 {
     struct client *c = arg;
@@ -634,7 +650,7 @@ static void *client_main(void *arg)
     bool warned = false;
 
     snprintf(ctrname, sizeof(ctrname), "%s-c%u-ctr", o->prefix, c->id);
-    while (now_s() < c->deadline) {
+    while (load_running(c)) {
         if (conn.fd < 0) {
             double t = o->timeout;
             if (now_s() + t > c->deadline + o->timeout)
@@ -927,6 +943,12 @@ static int cmd_load(int argc, char **argv)
     /* The load's start counts as a success: a service that takes long to
      * answer its first request has a gap from there. */
     atomic_store(&last_success_ns, start_ns);
+    /* The clients' polls keep running through SIGUSR1: only this thread
+     * takes it. */
+    sigset_t usr1, before;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, &before);
     for (unsigned i = 0; i < o.clients; i++) {
         struct client *c = &cl[i];
         c->o = &o;
@@ -946,6 +968,7 @@ static int cmd_load(int argc, char **argv)
         }
         started++;
     }
+    pthread_sigmask(SIG_SETMASK, &before, NULL);
 
     uint64_t *hist = calloc(H_N, sizeof(*hist));
     uint64_t gets = 0, sets = 0, dels = 0, incrs = 0, wrongs = 0, neterrs = 0;
@@ -1264,6 +1287,7 @@ static int cmd_single(int argc, char **argv, double timeout)
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGUSR1, end_load);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && !strcmp(argv[1], "load"))
         return cmd_load(argc - 2, argv + 2);
