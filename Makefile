@@ -4,6 +4,8 @@
 #   make check      everything above, then unit, fuzz and integration tests
 #   make demo       the main job: boot replicas in network namespaces and drive kvd
 #   make bench      every benchmark (bench-consensus, bench-syncvm, ...)
+#   make soak-cluster  a seeded fault soak of three replicas under load
+#                   (SOAK_MINUTES, default 10; SOAK_SEED replays a run)
 #   make install    install qemu-system-x86_64 under the configured prefix
 #
 # ./configure writes build/config.mk; a fresh clone configures itself on the
@@ -42,7 +44,7 @@ export CCACHE_NOHASHDIR := 1
 
 .DEFAULT_GOAL := all
 .PHONY: all core qemu guest check check-unit check-fuzz check-integration \
-        fuzz soak bench demo install export-patches deps clean distclean
+        fuzz soak soak-cluster bench demo install export-patches deps clean distclean
 
 all: core qemu guest
 
@@ -71,6 +73,10 @@ check: all
 check-integration: qemu guest
 	QEMU=$(QEMU_BIN) GUEST_DIR=$(GUEST_OUT) SRCDIR=$(SRCDIR) \
 	    $(SRCDIR)/tests/integration/run.sh
+
+soak-cluster: qemu guest tools
+	QEMU=$(QEMU_BIN) GUEST_DIR=$(GUEST_OUT) SRCDIR=$(SRCDIR) \
+	    bash $(SRCDIR)/tests/integration/soak-cluster.sh
 
 demo: all
 	QEMU=$(QEMU_BIN) GUEST_DIR=$(GUEST_OUT) SRCDIR=$(SRCDIR) \
