@@ -55,7 +55,6 @@ group_up
 FAULTS="$WORK/faults.log"     # one line per fault: start end kind target
 : > "$FAULTS"
 PLV_CLEANUP_HOOKS+=(soak_cleanup)
-STOPPED=""                    # replicas SIGSTOPped now
 
 # Every random draw happens in this shell, in the same order for the
 # same seed (a draw in a $(...) subshell would not advance it).
@@ -78,13 +77,12 @@ soak_cleanup() {
     return 0
 }
 
-# roles: LEADER, SECONDARY, WITNESS as the replicas that run say (a
-# stopped one is not asked: it would not answer); unknown ones are empty.
+# roles: LEADER, SECONDARY, WITNESS as the replicas say (asked between
+# faults, when none is stopped); unknown ones are empty.
 roles() {
     local n r
     LEADER="" SECONDARY="" WITNESS=""
     for n in 0 1 2; do
-        case " $STOPPED " in *" $n "*) continue ;; esac
         r=$(pinfo "r$n" "i['role'], i['executing']" 2>/dev/null) || continue
         case "$r" in
         "leader True") LEADER=$n ;;
