@@ -23,6 +23,7 @@ opts=(
     --disable-install-blobs            # Debian's +ds source carries no firmware
     --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
     --enable-slirp --enable-kvm
+    --enable-gnutls                    # tls-creds for the replica links
     --disable-gtk --disable-sdl --disable-vnc --disable-spice --disable-opengl --disable-xen
 )
 if [ "$ENABLE_RDMA" = yes ]; then opts+=(--enable-rdma); else opts+=(--disable-rdma); fi

@@ -9,7 +9,7 @@ endif
 CORE_OBJS := $(patsubst $(SRCDIR)/%.c,$(BUILD)/%.o,$(CORE_SRCS))
 CORE_LIB  := $(BUILD)/plover/libplover-core.a
 
-CORE_PKGS    := glib-2.0 gthread-2.0 libxxhash libzstd
+CORE_PKGS    := glib-2.0 gthread-2.0 libxxhash libzstd gnutls
 CORE_CFLAGS  := -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration \
                 -D_GNU_SOURCE -I$(SRCDIR)/plover/include $(shell pkg-config --cflags $(CORE_PKGS)) $(RDMA_CFLAGS)
 CORE_LDLIBS  := $(shell pkg-config --libs $(CORE_PKGS)) $(RDMA_LIBS) -lpthread -lm

@@ -14,8 +14,10 @@
 
 #include "helper-net.h"
 #include "helper-run.h"
+#include "helper-tls.h"
 #include "plover/link-proto.h"
 #include "plover/sockutil.h"
+#include "plover/tls.h"
 #include "plover/transport.h"
 
 #define N 3
@@ -35,6 +37,7 @@ typedef struct {
     uint16_t port[N];
     PlvPeerAddr addr[N];
     char host[N][16];
+    PlvTls *tls[N];             /* NULL: plaintext */
 } Net;
 
 typedef struct {
@@ -73,6 +76,7 @@ static PlvTransport *make_endpoint(Net *net, int i, int lfd, const uint8_t *secr
         .backoff_min_ms = 5,
         .backoff_max_ms = 50,
         .handshake_timeout_ms = 500,
+        .tls = net->tls[i],
     };
     GError *err = NULL;
     PlvTransport *t = plv_transport_tcp_new(&cfg, &err);
@@ -81,10 +85,10 @@ static PlvTransport *make_endpoint(Net *net, int i, int lfd, const uint8_t *secr
     return t;
 }
 
-static void net_init(Net *net)
+/* An empty @net whose N endpoints listen on @lfd, ports of 127.0.0.1. */
+static void net_listen(Net *net, int lfd[N])
 {
     memset(net, 0, sizeof(*net));
-    int lfd[N];
     for (int i = 0; i < N; i++) {
         lfd[i] = plv_sock_listen("127.0.0.1", 0, NULL);
         ck_assert_int_ge(lfd[i], 0);
@@ -94,6 +98,12 @@ static void net_init(Net *net)
                                       .port = net->port[i] };
         g_queue_init(&net->got[i]);
     }
+}
+
+static void net_init(Net *net)
+{
+    int lfd[N];
+    net_listen(net, lfd);
     for (int i = 0; i < N; i++) {
         net->t[i] = make_endpoint(net, i, lfd[i], SECRET, sizeof(SECRET));
     }
@@ -110,6 +120,7 @@ static void net_free(Net *net)
 {
     for (int i = 0; i < N; i++) {
         plv_transport_free(net->t[i]);
+        plv_tls_unref(net->tls[i]);
         g_queue_clear_full(&net->got[i], rec_free);
     }
 }
@@ -361,16 +372,8 @@ END_TEST
 START_TEST(tcp_wrong_secret_peer_never_up)
 {
     Net net;
-    memset(&net, 0, sizeof(net));
     int lfd[N];
-    for (int i = 0; i < N; i++) {
-        lfd[i] = plv_sock_listen("127.0.0.1", 0, NULL);
-        net.port[i] = plv_sock_local_port(lfd[i]);
-        strcpy(net.host[i], "127.0.0.1");
-        net.addr[i] = (PlvPeerAddr){ .id = i, .host = net.host[i],
-                                     .port = net.port[i] };
-        g_queue_init(&net.got[i]);
-    }
+    net_listen(&net, lfd);
     static const uint8_t other[] = "some other cluster";
     net.t[0] = make_endpoint(&net, 0, lfd[0], SECRET, sizeof(SECRET));
     net.t[1] = make_endpoint(&net, 1, lfd[1], SECRET, sizeof(SECRET));
@@ -383,6 +386,82 @@ START_TEST(tcp_wrong_secret_peer_never_up)
     ck_assert(!plv_transport_peer_up(net.t[0], 2));
     ck_assert(!plv_transport_peer_up(net.t[2], 1));
     net_free(&net);
+}
+END_TEST
+
+/*
+ * Inside TLS: 0 and 1 exchange small and large messages in order; 2's
+ * certificate comes from a CA nobody trusts, so it never comes up and
+ * its dialers count the refusal.
+ */
+START_TEST(tcp_tls_peers_and_a_rogue)
+{
+    Net net;
+    PlvTestPki *pki = plv_test_pki_new();
+    int lfd[N];
+    net_listen(&net, lfd);
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "replica-%d", i);
+        GError *err = NULL;
+        net.tls[i] = plv_tls_new_from_dir(
+            plv_test_pki_replica(pki, name, i == 2 ? PLV_TEST_CERT_OTHER_CA : 0),
+            NULL, &err);
+        ck_assert_msg(net.tls[i], "%s", err ? err->message : "?");
+        for (int j = 0; j < N; j++) {
+            snprintf(name, sizeof(name), "replica-%d", j);
+            plv_tls_set_peer_name(net.tls[i], j, name);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        net.t[i] = make_endpoint(&net, i, lfd[i], SECRET, sizeof(SECRET));
+    }
+    PUMP_UNTIL(&net, plv_transport_peer_up(net.t[0], 1) &&
+                     plv_transport_peer_up(net.t[1], 0), 5000);
+
+    GByteArray *big = g_byte_array_sized_new(3u << 20);
+    g_byte_array_set_size(big, 3u << 20);
+    for (guint i = 0; i < big->len; i++) {
+        big->data[i] = i * 2654435761u >> 24;
+    }
+    const int M = 500;
+    for (int k = 0; k < M; k++) {
+        char msg[32];
+        int n = snprintf(msg, sizeof(msg), "m%d", k);
+        ck_assert_int_eq(plv_transport_send(net.t[0], 1, msg, n), 0);
+        ck_assert_int_eq(plv_transport_send(net.t[1], 0, msg, n), 0);
+    }
+    ck_assert_int_eq(plv_transport_send(net.t[0], 1, big->data, big->len), 0);
+    PUMP_UNTIL(&net, g_queue_get_length(&net.got[0]) == (guint)M &&
+                     g_queue_get_length(&net.got[1]) == (guint)M + 1, 10000);
+    for (int i = 0; i < 2; i++) {
+        int k = 0;
+        for (GList *l = net.got[i].head; l; l = l->next, k++) {
+            Rec *r = l->data;
+            ck_assert_uint_eq(r->peer, 1 - i);
+            if (k == M) {
+                ck_assert_uint_eq(r->data->len, big->len);
+                ck_assert_mem_eq(r->data->data, big->data, big->len);
+                continue;
+            }
+            char msg[32];
+            int n = snprintf(msg, sizeof(msg), "m%d", k);
+            ck_assert_uint_eq(r->data->len, n);
+            ck_assert_mem_eq(r->data->data, msg, n);
+        }
+    }
+    g_byte_array_unref(big);
+
+    PlvTransportStats s0, s1;
+    PUMP_UNTIL(&net, (plv_transport_stats(net.t[0], &s0),
+                      plv_transport_stats(net.t[1], &s1),
+                      s0.tls_refused >= 1 && s1.tls_refused >= 1), 5000);
+    ck_assert(!plv_transport_peer_up(net.t[0], 2));
+    ck_assert(!plv_transport_peer_up(net.t[1], 2));
+    ck_assert(!plv_transport_peer_up(net.t[2], 0));
+    ck_assert_uint_ge(s0.auth_failures, s0.tls_refused);
+    net_free(&net);
+    plv_test_pki_free(pki);
 }
 END_TEST
 
@@ -596,6 +675,7 @@ int main(void)
     tcase_add_test(tc, tcp_stranger_closed_at_accept);
     tcase_add_test(tc, tcp_idle_flood_leaves_room_for_peers);
     tcase_add_test(tc, tcp_short_secret_refused);
+    tcase_add_test(tc, tcp_tls_peers_and_a_rogue);
     tcase_add_test(tc, tcp_accept_out_of_fds_does_not_spin);
     suite_add_tcase(su, tc);
     return plv_test_run(su);

@@ -11,6 +11,7 @@
 #include "plover/peer-mailbox.h"
 #include "plover/pending-slots.h"
 #include "plover/sockutil.h"
+#include "plover/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,8 @@
 typedef struct Pending {
     PlvPendingSlot slot;        /* first: what plv_pending_victim() weighs */
     int fd;                     /* -1: free slot */
+    PlvTlsConn *tls;            /* with cfg.tls: its session */
+    bool tls_up;                /* ...whose handshake is done */
     PlvHandshake *hs;
     int64_t deadline;
 } Pending;
@@ -55,8 +58,11 @@ static void pending_close(Pending *p)
         close(p->fd);
     }
     plv_handshake_free(p->hs);
+    plv_tls_conn_free(p->tls);
     p->fd = -1;
     p->hs = NULL;
+    p->tls = NULL;
+    p->tls_up = false;
 }
 
 /* A free slot for a connection from @src, made by pushing one out if
@@ -117,25 +123,48 @@ static void accept_new(PlvLinkAcceptor *a)
         p->hs = plv_handshake_new(false, a->cfg.self_id, a->cfg.channel,
                                   a->secret, a->cfg.secret_len);
         p->slot = (PlvPendingSlot){ .src = addr, .since = g_get_monotonic_time() };
+        if (a->cfg.tls && !(p->tls = plv_tls_conn_new(a->cfg.tls, fd, false, NULL))) {
+            count(a, &a->st.failed);
+            pending_close(p);
+            continue;
+        }
+        plv_handshake_bind_tls(p->hs, p->tls);
         p->deadline = plv_deadline_from_timeout(a->cfg.handshake_timeout_ms);
     }
+}
+
+/* A TLS refusal: counted, and said (once a minute for the same text). */
+static void tls_refused(PlvLinkAcceptor *a, Pending *p, GError *err)
+{
+    char addr[64];
+    plv_ip_addr_format(&p->slot.src, addr, sizeof(addr));
+    char *what = g_strdup_printf("%s link from %s refused: %s",
+                                 a->cfg.channel == PLV_LINK_CHANNEL_SYNCVM
+                                     ? "syncvm" : "consensus",
+                                 addr, err ? err->message : "TLS failed");
+    plv_tls_log_refusal(a->cfg.tls, what);
+    g_free(what);
+    g_clear_error(&err);
+    count(a, &a->st.tls_refused);
+    count(a, &a->st.failed);
+    pending_close(p);
 }
 
 /* The newest link of a peer replaces one its owner never took. */
 static void deliver(PlvLinkAcceptor *a, Pending *p)
 {
-    PlvLinkSession *s = plv_handshake_finish(p->hs);
-    uint32_t peer = plv_link_session_peer_id(s);
+    uint32_t peer = plv_handshake_peer_id(p->hs);
     bool replaced;
 
     if (peer >= a->cfg.n_peers || peer == a->cfg.self_id) {
         count(a, &a->st.failed);
-        plv_link_session_free(s);
         pending_close(p);
         return;
     }
-    PlvLink *l = plv_link_new_authenticated(p->fd, s, a->cfg.io_timeout_ms);
+    PlvLinkSession *s = plv_handshake_finish(p->hs);
+    PlvLink *l = plv_link_new_authenticated(p->fd, p->tls, s, a->cfg.io_timeout_ms);
     p->fd = -1;
+    p->tls = NULL;
     pending_close(p);
     /* Counted first: whoever takes the link may look at the stats. */
     count(a, &a->st.accepted);
@@ -148,11 +177,23 @@ static void deliver(PlvLinkAcceptor *a, Pending *p)
 /* Move one pending handshake on as far as the socket allows. */
 static void step(PlvLinkAcceptor *a, Pending *p)
 {
+    if (p->tls && !p->tls_up) {
+        GError *err = NULL;
+        int r = plv_tls_conn_handshake(p->tls, &err);
+        if (r == 0) {
+            return;
+        }
+        if (r < 0) {
+            tls_refused(a, p, err);
+            return;
+        }
+        p->tls_up = true;
+    }
     for (;;) {
         const uint8_t *out;
         size_t olen = plv_handshake_output(p->hs, &out);
         if (olen) {
-            ssize_t n = send(p->fd, out, olen, MSG_NOSIGNAL);
+            ssize_t n = plv_stream_send(p->fd, p->tls, out, olen);
             if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
                 return;
             }
@@ -172,12 +213,19 @@ static void step(PlvLinkAcceptor *a, Pending *p)
         if (!want) {
             break;
         }
-        ssize_t n = read(p->fd, in, want);
+        ssize_t n = plv_stream_read(p->fd, p->tls, in, want);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
             return;
         }
         size_t used;
-        if (n <= 0 || plv_handshake_input(p->hs, in, n, &used, NULL) < 0) {
+        GError *err = NULL;
+        int r = n > 0 ? plv_handshake_input(p->hs, in, n, &used, &err) : -1;
+        if (r < 0 && plv_handshake_tls_refused(p->hs)) {
+            tls_refused(a, p, err);
+            return;
+        }
+        g_clear_error(&err);
+        if (r < 0) {
             break;
         }
         p->slot.heard = true;
@@ -223,11 +271,13 @@ static void *acceptor_thread(void *opaque)
             }
             deadline = MIN(deadline, p->deadline);
             of[n] = p;
-            pfd[n++] = (struct pollfd){
-                .fd = p->fd,
-                .events = POLLIN | (plv_handshake_output(p->hs, &(const uint8_t *){ NULL })
-                                    ? POLLOUT : 0),
-            };
+            short events = POLLIN;
+            if (p->tls && !p->tls_up) {
+                events = plv_tls_conn_events(p->tls);
+            } else if (plv_handshake_output(p->hs, &(const uint8_t *){ NULL })) {
+                events |= POLLOUT;
+            }
+            pfd[n++] = (struct pollfd){ .fd = p->fd, .events = events };
         }
         if (poll(pfd, n, plv_deadline_remaining_ms(deadline)) < 0 && errno != EINTR) {
             g_usleep(10 * 1000);    /* out of resources: try again shortly */
@@ -262,6 +312,7 @@ PlvLinkAcceptor *plv_link_acceptor_new(const PlvLinkAcceptorConfig *cfg,
     a->cfg = *cfg;
     a->secret = g_memdup2(cfg->secret, cfg->secret_len);
     a->cfg.secret = a->secret;
+    a->cfg.tls = plv_tls_ref(cfg->tls);
     a->allowed = cfg->allowed;
     a->cfg.allowed = NULL;
     a->mailbox = plv_peer_mailbox_new(cfg->n_peers, (GDestroyNotify)plv_link_close);
@@ -287,6 +338,7 @@ fail:
     plv_addr_set_free(a->allowed);
     plv_peer_mailbox_free(a->mailbox);
     pthread_mutex_destroy(&a->lock);
+    plv_tls_unref(a->cfg.tls);
     g_free(a->secret);
     g_free(a);
     return NULL;
@@ -331,6 +383,7 @@ void plv_link_acceptor_free(PlvLinkAcceptor *a)
     close(a->wake[1]);
     plv_addr_set_free(a->allowed);
     pthread_mutex_destroy(&a->lock);
+    plv_tls_unref(a->cfg.tls);
     g_free(a->secret);
     g_free(a);
 }

@@ -59,6 +59,8 @@ struct PlvHandshake {
     size_t out_len, out_off;
     uint8_t in[PLV_LINK_HELLO_LEN];
     size_t in_got;
+    PlvTlsConn *tls;            /* the certificate must name the peer's id */
+    bool tls_refused;           /* ...and did not */
 };
 
 /* Compare MACs without leaking the position of the first difference. */
@@ -188,6 +190,16 @@ void plv_handshake_expect_peer(PlvHandshake *hs, uint32_t peer_id)
     hs->expect_peer = peer_id;
 }
 
+void plv_handshake_bind_tls(PlvHandshake *hs, PlvTlsConn *tls)
+{
+    hs->tls = tls;
+}
+
+bool plv_handshake_tls_refused(const PlvHandshake *hs)
+{
+    return hs->tls_refused;
+}
+
 void plv_handshake_free(PlvHandshake *hs)
 {
     if (!hs) {
@@ -245,6 +257,11 @@ static int hs_got_hello(PlvHandshake *hs, GError **err)
 {
     const uint8_t *p = hs->in;
     if (plv_get_u32(p) != PLV_LINK_HELLO_MAGIC) {
+        if (p[0] == 0x16 && p[1] == 0x03) {
+            /* A TLS record header: a ClientHello or a ServerHello. */
+            return hs_fail(hs, err, "the peer speaks TLS (it has tls-creds, "
+                           "this end has none)");
+        }
         return hs_fail(hs, err, "not a plover link peer (bad magic)");
     }
     if (plv_get_u16(p + 4) != PLV_LINK_VERSION) {
@@ -262,6 +279,14 @@ static int hs_got_hello(PlvHandshake *hs, GError **err)
         /* Before our AUTH: whoever answered gets no MAC from us. */
         return hs_fail(hs, err, "dialed replica %u, replica %u answered",
                        hs->expect_peer, hs->peer_id);
+    }
+    GError *why = NULL;
+    if (hs->tls && !plv_tls_conn_check_peer(hs->tls, hs->peer_id, &why)) {
+        /* Before our AUTH too: a certificate is good for one replica. */
+        hs->tls_refused = true;
+        int r = hs_fail(hs, err, "%s", why->message);
+        g_error_free(why);
+        return r;
     }
     memcpy(hs->peer_nonce, p + 12, PLV_LINK_NONCE_LEN);
     if (equal_ct(hs->peer_nonce, hs->my_nonce, PLV_LINK_NONCE_LEN)) {

@@ -6,6 +6,7 @@
  */
 #include "plover/link-proto.h"
 #include "plover/sockutil.h"
+#include "plover/tls.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -24,6 +25,7 @@
 struct PlvLink {
     PlvBulkLink bulk;           /* first: a PlvLink is a bulk link */
     int fd;
+    PlvTlsConn *tls;            /* NULL: plaintext */
     int io_timeout_ms;          /* sends: longest silence (connect/accept's timeout) */
     int broken;                 /* atomic: send and recv may run on two threads */
     PlvLinkSession *s;
@@ -67,21 +69,18 @@ static int wait_ready(int fd, short events, int64_t deadline, GError **err)
  * timeout and still be healthy; a peer that stopped reading or writing is
  * not. The handshake keeps one fixed deadline (@progress_ms < 0).
  */
-static int write_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline,
-                     int progress_ms, GError **err)
+static int write_all(int fd, PlvTlsConn *tls, struct iovec *iov, int iovcnt,
+                     int64_t deadline, int progress_ms, GError **err)
 {
     while (iovcnt > 0) {
-        struct msghdr mh = {
-            .msg_iov = iov,
-            .msg_iovlen = MIN(iovcnt, IOV_MAX),
-        };
-        ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        ssize_t n = plv_stream_sendv(fd, tls, iov, iovcnt);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
             }
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (wait_ready(fd, POLLOUT, deadline, err) < 0) {
+                if (wait_ready(fd, tls ? plv_tls_conn_events(tls) : POLLOUT,
+                               deadline, err) < 0) {
                     return -1;
                 }
                 continue;
@@ -89,6 +88,11 @@ static int write_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline,
             if (errno == EPIPE || errno == ECONNRESET) {
                 g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_CLOSED,
                             "peer closed the link");
+                return -1;
+            }
+            if (errno == EPROTO && tls) {
+                g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_PROTOCOL,
+                            "TLS: %s", plv_tls_conn_error(tls));
                 return -1;
             }
             return link_io_error(err, "send", errno);
@@ -110,11 +114,11 @@ static int write_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline,
 }
 
 /* One read(); 0 on data, -1 on error/EOF/timeout. */
-static ssize_t read_some(int fd, void *buf, size_t len, int64_t deadline,
-                         GError **err)
+static ssize_t read_some(int fd, PlvTlsConn *tls, void *buf, size_t len,
+                         int64_t deadline, GError **err)
 {
     for (;;) {
-        ssize_t n = read(fd, buf, len);
+        ssize_t n = plv_stream_read(fd, tls, buf, len);
         if (n > 0) {
             return n;
         }
@@ -132,27 +136,44 @@ static ssize_t read_some(int fd, void *buf, size_t len, int64_t deadline,
                             "peer reset the link");
                 return -1;
             }
+            if (errno == EPROTO && tls) {
+                g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_PROTOCOL,
+                            "TLS: %s", plv_tls_conn_error(tls));
+                return -1;
+            }
             return link_io_error(err, "read", errno);
         }
-        if (wait_ready(fd, POLLIN, deadline, err) < 0) {
+        /* EAGAIN from TLS: nothing left decrypted in the session either. */
+        if (wait_ready(fd, tls ? plv_tls_conn_events(tls) : POLLIN, deadline,
+                       err) < 0) {
             return -1;
         }
     }
 }
 
-/* Run @hs to completion on a connected socket; @hs is freed. */
-static PlvLinkSession *handshake(int fd, PlvHandshake *hs, int64_t deadline,
-                                 GError **err)
+/*
+ * Run @hs to completion on a connected socket, inside TLS if @tls (its
+ * handshake first; @hs checks the peer's certificate against the id it
+ * claims); @hs is freed.
+ */
+static PlvLinkSession *handshake(int fd, PlvTlsConn *tls, PlvHandshake *hs,
+                                 int64_t deadline, GError **err)
 {
     PlvLinkSession *s = NULL;
     uint8_t in[PLV_LINK_HELLO_LEN];
+    int r;
 
+    while (tls && (r = plv_tls_conn_handshake(tls, err)) != 1) {
+        if (r < 0 || wait_ready(fd, plv_tls_conn_events(tls), deadline, err) < 0) {
+            goto out;
+        }
+    }
     while (!plv_handshake_done(hs)) {
         const uint8_t *out;
         size_t olen = plv_handshake_output(hs, &out);
         if (olen) {
             struct iovec iov = { .iov_base = (void *)out, .iov_len = olen };
-            if (write_all(fd, &iov, 1, deadline, -1, err) < 0) {
+            if (write_all(fd, tls, &iov, 1, deadline, -1, err) < 0) {
                 goto out;
             }
             plv_handshake_output_done(hs, olen);
@@ -160,7 +181,7 @@ static PlvLinkSession *handshake(int fd, PlvHandshake *hs, int64_t deadline,
         }
         /* Read exactly what the step needs: later bytes are frames. */
         size_t want = plv_handshake_want(hs);
-        ssize_t n = read_some(fd, in, want, deadline, err);
+        ssize_t n = read_some(fd, tls, in, want, deadline, err);
         if (n < 0) {
             if (err && *err && (*err)->code == PLV_LINK_ERROR_CLOSED) {
                 /* A peer hanging up mid-handshake usually rejected us. */
@@ -181,11 +202,13 @@ out:
 
 static const PlvBulkLinkOps link_bulk_ops;
 
-PlvLink *plv_link_new_authenticated(int fd, PlvLinkSession *s, int io_timeout_ms)
+PlvLink *plv_link_new_authenticated(int fd, PlvTlsConn *tls, PlvLinkSession *s,
+                                    int io_timeout_ms)
 {
     PlvLink *l = g_new0(PlvLink, 1);
     l->bulk.ops = &link_bulk_ops;
     l->fd = fd;
+    l->tls = tls;
     l->io_timeout_ms = io_timeout_ms;
     l->s = s;
     l->p = plv_frame_parser_new(s);
@@ -197,6 +220,34 @@ PlvLink *plv_link_connect(const char *host, uint16_t port, uint32_t self_id,
                           uint32_t expect_peer, PlvLinkChannel channel,
                           const uint8_t *secret, size_t secret_len,
                           int timeout_ms, GError **err)
+{
+    return plv_link_connect_tls(host, port, self_id, expect_peer, channel,
+                                secret, secret_len, NULL, timeout_ms, err);
+}
+
+/* @tls: a session of its own on the new socket, before anything else. */
+static PlvLinkSession *secure_handshake(int fd, PlvTls *tls, bool dialer,
+                                        PlvTlsConn **conn, PlvHandshake *hs,
+                                        int64_t deadline, GError **err)
+{
+    *conn = NULL;
+    if (tls && !(*conn = plv_tls_conn_new(tls, fd, dialer, err))) {
+        plv_handshake_free(hs);
+        return NULL;
+    }
+    plv_handshake_bind_tls(hs, *conn);
+    PlvLinkSession *s = handshake(fd, *conn, hs, deadline, err);
+    if (!s) {
+        plv_tls_conn_free(*conn);
+        *conn = NULL;
+    }
+    return s;
+}
+
+PlvLink *plv_link_connect_tls(const char *host, uint16_t port, uint32_t self_id,
+                              uint32_t expect_peer, PlvLinkChannel channel,
+                              const uint8_t *secret, size_t secret_len,
+                              PlvTls *tls, int timeout_ms, GError **err)
 {
     if (!plv_link_check_secret(secret, secret_len, err)) {
         return NULL;
@@ -213,12 +264,14 @@ PlvLink *plv_link_connect(const char *host, uint16_t port, uint32_t self_id,
     PlvHandshake *hs = plv_handshake_new(true, self_id, channel, secret,
                                          secret_len);
     plv_handshake_expect_peer(hs, expect_peer);
-    PlvLinkSession *s = handshake(fd, hs, deadline, err);
+    PlvTlsConn *conn;
+    PlvLinkSession *s = secure_handshake(fd, tls, true, &conn, hs, deadline,
+                                         err);
     if (!s) {
         close(fd);
         return NULL;
     }
-    return plv_link_new_authenticated(fd, s, timeout_ms);
+    return plv_link_new_authenticated(fd, conn, s, timeout_ms);
 }
 
 int plv_link_listen(const char *host, uint16_t port, GError **err)
@@ -234,6 +287,15 @@ uint16_t plv_link_local_port(int fd)
 PlvLink *plv_link_accept(int listen_fd, uint32_t self_id, PlvLinkChannel channel,
                          const uint8_t *secret, size_t secret_len,
                          int timeout_ms, GError **err)
+{
+    return plv_link_accept_tls(listen_fd, self_id, channel, secret, secret_len,
+                               NULL, timeout_ms, err);
+}
+
+PlvLink *plv_link_accept_tls(int listen_fd, uint32_t self_id,
+                             PlvLinkChannel channel, const uint8_t *secret,
+                             size_t secret_len, PlvTls *tls, int timeout_ms,
+                             GError **err)
 {
     if (!plv_link_check_secret(secret, secret_len, err)) {
         return NULL;
@@ -259,12 +321,14 @@ PlvLink *plv_link_accept(int listen_fd, uint32_t self_id, PlvLinkChannel channel
     plv_sock_tune(fd);
     PlvHandshake *hs = plv_handshake_new(false, self_id, channel, secret,
                                          secret_len);
-    PlvLinkSession *s = handshake(fd, hs, deadline, err);
+    PlvTlsConn *conn;
+    PlvLinkSession *s = secure_handshake(fd, tls, false, &conn, hs, deadline,
+                                         err);
     if (!s) {
         close(fd);
         return NULL;
     }
-    return plv_link_new_authenticated(fd, s, timeout_ms);
+    return plv_link_new_authenticated(fd, conn, s, timeout_ms);
 }
 
 static int check_usable(PlvLink *l, GError **err)
@@ -295,7 +359,8 @@ int plv_link_send(PlvLink *l, uint16_t type, const struct iovec *iov,
         memcpy(v + 1, iov, iovcnt * sizeof(*iov));
     }
     v[iovcnt + 1] = (struct iovec){ .iov_base = trl, .iov_len = sizeof(trl) };
-    int r = write_all(l->fd, v, iovcnt + 2, plv_deadline_from_timeout(l->io_timeout_ms),
+    int r = write_all(l->fd, l->tls, v, iovcnt + 2,
+                      plv_deadline_from_timeout(l->io_timeout_ms),
                       l->io_timeout_ms, err);
     if (v != stackv) {
         g_free(v);
@@ -334,7 +399,7 @@ static int recv_frame(PlvLink *l, int timeout_ms, GError **err)
         uint8_t *buf;
         size_t want = plv_frame_parser_want(l->p, &buf);
         if (want >= DIRECT_MIN) {
-            ssize_t n = read_some(l->fd, buf, want, deadline, err);
+            ssize_t n = read_some(l->fd, l->tls, buf, want, deadline, err);
             if (n < 0) {
                 return -2;
             }
@@ -344,7 +409,8 @@ static int recv_frame(PlvLink *l, int timeout_ms, GError **err)
                 return r;
             }
         } else {
-            ssize_t n = read_some(l->fd, l->rxbuf, RXBUF_LEN, deadline, err);
+            ssize_t n = read_some(l->fd, l->tls, l->rxbuf, RXBUF_LEN, deadline,
+                                  err);
             if (n < 0) {
                 return -2;
             }
@@ -405,6 +471,7 @@ void plv_link_close(PlvLink *l)
     if (!l) {
         return;
     }
+    plv_tls_conn_free(l->tls);
     if (l->fd >= 0) {
         close(l->fd);
     }

@@ -4,6 +4,7 @@
 #include "plover/sockutil.h"
 #include "plover/link.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -203,6 +204,14 @@ bool plv_ip_addr_from_sockaddr(const struct sockaddr *sa, PlvIpAddr *out)
         return true;
     }
     return false;
+}
+
+void plv_ip_addr_format(const PlvIpAddr *a, char *buf, size_t len)
+{
+    if ((a->family != AF_INET && a->family != AF_INET6) ||
+        !inet_ntop(a->family, a->bytes, buf, len)) {
+        g_strlcpy(buf, "?", len);
+    }
 }
 
 bool plv_ip_addr_equal(const PlvIpAddr *a, const PlvIpAddr *b)

@@ -13,8 +13,10 @@
 #include "plover/link-proto.h"
 #include "plover/sockutil.h"
 #include "plover/peer-table.h"
+#include "plover/tls.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -29,6 +31,8 @@ typedef struct Conn {
     PlvPeerConn pc;             /* first: the peer table's view of it */
     TcpTransport *t;
     int fd;
+    PlvTlsConn *tls;            /* with the transport's tls: the session */
+    bool tls_up;                /* ...whose handshake is done */
     PlvHandshake *hs;
     GByteArray *early;          /* frame bytes that came with the handshake */
     PlvLinkSession *s;
@@ -45,6 +49,7 @@ typedef struct Conn {
 struct TcpTransport {
     PlvPeerTable tab;           /* first: it begins with the PlvTransport */
     size_t max_queue;
+    PlvTls *tls;                /* NULL: plaintext */
     int listen_fd;
     int64_t listen_paused_until;    /* 0: the listening fd is in epoll */
     GPtrArray *dirty;           /* connections with unsent output */
@@ -89,6 +94,7 @@ static void conn_release(PlvPeerTable *tab, PlvPeerConn *pc)
 static void conn_free(PlvPeerTable *tab, PlvPeerConn *pc)
 {
     Conn *c = (Conn *)pc;
+    plv_tls_conn_free(c->tls);
     plv_handshake_free(c->hs);
     plv_frame_parser_free(c->p);
     plv_link_session_free(c->s);
@@ -120,8 +126,8 @@ static void mark_dirty(Conn *c)
 static int conn_flush(Conn *c)
 {
     while (c->out_off < c->out->len) {
-        ssize_t n = send(c->fd, c->out->data + c->out_off,
-                         c->out->len - c->out_off, MSG_NOSIGNAL);
+        ssize_t n = plv_stream_send(c->fd, c->tls, c->out->data + c->out_off,
+                                    c->out->len - c->out_off);
         if (n > 0) {
             c->out_off += n;
             continue;
@@ -193,6 +199,27 @@ static int conn_feed(Conn *c, const uint8_t *data, size_t len)
     return c->pc.state == PLV_PEER_CONN_UP ? 0 : -1;
 }
 
+/* TLS refused @c: said (once a minute for the same text), counted. */
+static void tls_fail(Conn *c, GError *err)
+{
+    TcpTransport *t = c->t;
+    char who[64];
+    if (c->pc.dialer) {
+        g_snprintf(who, sizeof(who), "to replica %u", c->pc.peer->id);
+    } else {
+        char addr[48];
+        plv_ip_addr_format(&c->pc.slot.src, addr, sizeof(addr));
+        g_snprintf(who, sizeof(who), "from %s", addr);
+    }
+    char *what = g_strdup_printf("consensus link %s refused: %s", who,
+                                 err ? err->message : "TLS failed");
+    plv_tls_log_refusal(t->tls, what);
+    PLV_PEER_STAT_ADD(&t->tab, tls_refused, 1);
+    plv_peer_table_auth_failed(&t->tab, &c->pc, what);
+    g_free(what);
+    g_clear_error(&err);
+}
+
 /* The handshake finished: make @c the connection to its peer (if the
  * table agrees it is one) and read what came with the handshake. */
 static void conn_up(Conn *c)
@@ -221,15 +248,28 @@ static void hs_fail(Conn *c, GError *err)
     g_clear_error(&err);
 }
 
-/* Push the handshake as far as the socket allows. */
+/* Push the handshake (TLS's, then plover's) as far as the socket allows. */
 static void conn_handshake(Conn *c)
 {
     TcpTransport *t = c->t;
+    if (c->tls && !c->tls_up) {
+        GError *err = NULL;
+        int r = plv_tls_conn_handshake(c->tls, &err);
+        if (r < 0) {
+            tls_fail(c, err);
+            return;
+        }
+        set_epollout(c, r == 0 && (plv_tls_conn_events(c->tls) & POLLOUT));
+        if (r == 0) {
+            return;
+        }
+        c->tls_up = true;
+    }
     for (;;) {
         const uint8_t *out;
         size_t olen = plv_handshake_output(c->hs, &out);
         if (olen) {
-            ssize_t n = send(c->fd, out, olen, MSG_NOSIGNAL);
+            ssize_t n = plv_stream_send(c->fd, c->tls, out, olen);
             if (n > 0) {
                 plv_handshake_output_done(c->hs, n);
                 continue;
@@ -252,7 +292,7 @@ static void conn_handshake(Conn *c)
             /* Peer authenticated; our output is drained above. */
             continue;
         }
-        ssize_t n = read(c->fd, t->rbuf, READ_CHUNK);
+        ssize_t n = plv_stream_read(c->fd, c->tls, t->rbuf, READ_CHUNK);
         if (n == 0) {
             hs_fail(c, NULL);
             return;
@@ -261,7 +301,10 @@ static void conn_handshake(Conn *c)
             if (errno == EINTR) {
                 continue;
             }
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            if (errno == EPROTO && c->tls) {
+                tls_fail(c, g_error_new(PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
+                                        "%s", plv_tls_conn_error(c->tls)));
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 hs_fail(c, NULL);
             }
             return;
@@ -270,7 +313,11 @@ static void conn_handshake(Conn *c)
         GError *err = NULL;
         int r = plv_handshake_input(c->hs, t->rbuf, n, &used, &err);
         if (r < 0) {
-            hs_fail(c, err);
+            if (plv_handshake_tls_refused(c->hs)) {
+                tls_fail(c, err);
+            } else {
+                hs_fail(c, err);
+            }
             return;
         }
         c->pc.slot.heard = true;    /* a dialer at work: pushed out last */
@@ -297,9 +344,15 @@ static void conn_connected(Conn *c)
         return;
     }
     PlvPeerTable *tab = &c->t->tab;
+    GError *err = NULL;
+    if (c->t->tls && !(c->tls = plv_tls_conn_new(c->t->tls, c->fd, true, &err))) {
+        hs_fail(c, err);
+        return;
+    }
     c->pc.state = PLV_PEER_CONN_HANDSHAKE;
     c->hs = plv_handshake_new(true, tab->self_id, PLV_LINK_CHANNEL_CONSENSUS,
                               tab->secret, tab->secret_len);
+    plv_handshake_bind_tls(c->hs, c->tls);
     /* Someone else answering at the address gets no MAC from us. */
     plv_handshake_expect_peer(c->hs, c->pc.peer->id);
     c->epollout = true;         /* registered with EPOLLOUT while connecting */
@@ -310,10 +363,13 @@ static void conn_connected(Conn *c)
 static void conn_readable(Conn *c)
 {
     TcpTransport *t = c->t;
-    for (int i = 0; i < READS_PER_EVENT && c->pc.state == PLV_PEER_CONN_UP; i++) {
-        ssize_t n = read(c->fd, t->rbuf, READ_CHUNK);
+    /* TLS reads a record at a time and may hold bytes the socket no longer
+     * shows: it reads on until EAGAIN, or epoll would not come back. */
+    for (int i = 0; (c->tls || i < READS_PER_EVENT) &&
+                    c->pc.state == PLV_PEER_CONN_UP; i++) {
+        ssize_t n = plv_stream_read(c->fd, c->tls, t->rbuf, READ_CHUNK);
         if (n > 0) {
-            if (conn_feed(c, t->rbuf, n) < 0 || n < READ_CHUNK) {
+            if (conn_feed(c, t->rbuf, n) < 0 || (n < READ_CHUNK && !c->tls)) {
                 return;
             }
             continue;
@@ -385,6 +441,13 @@ static void accept_all(TcpTransport *t)
                                   PLV_LINK_CHANNEL_CONSENSUS, t->tab.secret,
                                   t->tab.secret_len);
         plv_peer_table_accepted(&t->tab, &c->pc, PLV_PEER_CONN_HANDSHAKE, &src);
+        GError *err = NULL;
+        if (t->tls && !(c->tls = plv_tls_conn_new(t->tls, fd, false, &err))) {
+            conn_epoll(c, EPOLL_CTL_ADD, EPOLLIN);
+            hs_fail(c, err);
+            continue;
+        }
+        plv_handshake_bind_tls(c->hs, c->tls);
         conn_epoll(c, EPOLL_CTL_ADD, EPOLLIN);
         conn_handshake(c);
     }
@@ -508,6 +571,7 @@ static void tcp_free(PlvTransport *base)
     }
     g_ptr_array_unref(t->dirty);
     g_free(t->rbuf);
+    plv_tls_unref(t->tls);
     plv_peer_table_free(&t->tab);
 }
 
@@ -534,6 +598,7 @@ PlvTransport *plv_transport_tcp_new(const PlvTcpTransportConfig *cfg,
         return NULL;
     }
     t->max_queue = cfg->max_queue_bytes ? cfg->max_queue_bytes : (64u << 20);
+    t->tls = plv_tls_ref(cfg->tls);
     t->listen_fd = cfg->listen_fd;
     t->dirty = g_ptr_array_new();
     t->rbuf = g_malloc(READ_CHUNK);

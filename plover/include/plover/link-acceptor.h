@@ -36,6 +36,9 @@ typedef struct PlvLinkAcceptorConfig {
     PlvAddrSet *allowed;
     const uint8_t *secret;
     size_t secret_len;
+    /* TLS inside which every handshake runs (a reference is taken); NULL:
+     * plaintext. */
+    PlvTls *tls;
     int handshake_timeout_ms;   /* per connection, from its accept */
     int io_timeout_ms;          /* of the links handed out (plv_link_accept) */
 } PlvLinkAcceptorConfig;
@@ -44,6 +47,7 @@ typedef struct PlvLinkAcceptorStats {
     uint64_t accepted;          /* authenticated links made available */
     uint64_t strangers;         /* closed at accept: not a peer's address */
     uint64_t failed;            /* handshake failed (secret, HELLO, id) */
+    uint64_t tls_refused;       /* ...of which TLS: certificate, plaintext */
     uint64_t timed_out;         /* handshake not done within its timeout */
     uint64_t evicted;           /* pending handshakes pushed out by newer ones */
     uint64_t replaced;          /* links never taken, replaced by newer ones */

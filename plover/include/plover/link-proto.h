@@ -29,6 +29,7 @@
 #define PLOVER_LINK_PROTO_H
 
 #include "plover/link.h"
+#include "plover/tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,9 +55,11 @@ const uint8_t *plv_link_session_key_bytes(const PlvLinkSession *s);
 
 /*
  * A blocking PlvLink (plover/link.h) over @fd, whose handshake someone else
- * drove to its end (a background acceptor). Takes @fd and @s.
+ * drove to its end (a background acceptor). Takes @fd, @s and @tls (the
+ * TLS session the handshake ran in; NULL: plaintext).
  */
-PlvLink *plv_link_new_authenticated(int fd, PlvLinkSession *s, int io_timeout_ms);
+PlvLink *plv_link_new_authenticated(int fd, PlvTlsConn *tls, PlvLinkSession *s,
+                                    int io_timeout_ms);
 
 /* ---- handshake ---- */
 
@@ -72,6 +75,14 @@ PlvHandshake *plv_handshake_new(bool dialer, uint32_t self_id,
 /* Dialer: fail unless the acceptor's HELLO carries @peer_id (default
  * PLV_LINK_ANY_PEER). Call before feeding input. */
 void plv_handshake_expect_peer(PlvHandshake *hs, uint32_t peer_id);
+/*
+ * The handshake runs inside @tls (plover/tls.h; not taken): the peer's
+ * certificate must name the replica its HELLO says it is, checked before
+ * this end sends a MAC. plv_handshake_tls_refused() then tells a refusal
+ * for that reason (counted as a TLS one) from the others.
+ */
+void plv_handshake_bind_tls(PlvHandshake *hs, PlvTlsConn *tls);
+bool plv_handshake_tls_refused(const PlvHandshake *hs);
 void plv_handshake_free(PlvHandshake *hs);
 
 /* Bytes waiting to be sent (points into @hs); 0 if none right now (an

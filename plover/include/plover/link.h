@@ -38,6 +38,7 @@
 #include <sys/uio.h>
 #include <glib.h>
 #include "plover/bulk-link.h"
+#include "plover/tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -116,6 +117,21 @@ uint16_t plv_link_local_port(int fd);
 PlvLink *plv_link_accept(int listen_fd, uint32_t self_id, PlvLinkChannel channel,
                          const uint8_t *secret, size_t secret_len,
                          int timeout_ms, GError **err);
+
+/*
+ * plv_link_connect and plv_link_accept inside TLS when @tls is not NULL
+ * (plover/tls.h): the TLS handshake first, then the plover one through
+ * it, then the peer's certificate checked against the replica id it
+ * claimed. A refusal is PLV_LINK_ERROR_AUTH with the reason.
+ */
+PlvLink *plv_link_connect_tls(const char *host, uint16_t port, uint32_t self_id,
+                              uint32_t expect_peer, PlvLinkChannel channel,
+                              const uint8_t *secret, size_t secret_len,
+                              PlvTls *tls, int timeout_ms, GError **err);
+PlvLink *plv_link_accept_tls(int listen_fd, uint32_t self_id,
+                             PlvLinkChannel channel, const uint8_t *secret,
+                             size_t secret_len, PlvTls *tls, int timeout_ms,
+                             GError **err);
 
 /* Send one frame with the concatenation of @iov as payload. Blocking, and
  * failing (PLV_LINK_ERROR_TIMED_OUT; the link is then unusable) if nothing

@@ -51,6 +51,8 @@ typedef struct PlvIpAddr {
  * listener reports for IPv4 clients); false if @sa is not IP. */
 bool plv_ip_addr_from_sockaddr(const struct sockaddr *sa, PlvIpAddr *out);
 bool plv_ip_addr_equal(const PlvIpAddr *a, const PlvIpAddr *b);
+/* @a as text (inet_ntop) into @buf of @len (>= 46) bytes; "?" if unset. */
+void plv_ip_addr_format(const PlvIpAddr *a, char *buf, size_t len);
 
 /*
  * The addresses of a set of hosts: which sources may be peers. Hosts are

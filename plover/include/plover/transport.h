@@ -51,6 +51,7 @@ typedef struct PlvTransportStats {
     uint64_t send_dropped;      /* messages dropped: peer down or queue full */
     uint64_t rejected_strangers;    /* closed at accept: not from a peer's address */
     uint64_t pending_evicted;   /* unauthenticated, closed to free a slot */
+    uint64_t tls_refused;       /* auth_failures of TLS: certificate, plaintext */
 } PlvTransportStats;
 
 /*
@@ -218,6 +219,9 @@ typedef struct PlvTcpTransportConfig {
     int handshake_timeout_ms;   /* dial: connect + handshake;
                                  * 0: PLV_HANDSHAKE_TIMEOUT_MS */
     size_t max_queue_bytes;     /* per peer unsent bytes; 0: 64 MiB */
+    /* Every connection inside TLS (plover/tls.h; a reference is taken);
+     * NULL: plaintext. */
+    struct PlvTls *tls;
 } PlvTcpTransportConfig;
 
 /*
