@@ -143,7 +143,7 @@ static PloverRdmaAcceptor *plover_rdma_acceptor_new(const PlvConfig *cfg,
 
 PloverBulkListener *plover_bulk_listen(const PlvConfig *cfg,
                                        const uint8_t *secret, size_t secret_len,
-                                       GError **err)
+                                       PlvTls *tls, GError **err)
 {
     const PlvConfigPeer *self = &cfg->peers[cfg->id];
     PloverBulkListener *l = g_new0(PloverBulkListener, 1);
@@ -153,6 +153,7 @@ PloverBulkListener *plover_bulk_listen(const PlvConfig *cfg,
         .n_peers = cfg->n_peers,
         .secret = secret,
         .secret_len = secret_len,
+        .tls = tls,
         .handshake_timeout_ms = PLV_HANDSHAKE_TIMEOUT_MS,
         .io_timeout_ms = plover_bulk_send_timeout(cfg),
     };
@@ -219,7 +220,7 @@ void plover_bulk_listener_stats(PloverBulkListener *l, PlvLinkAcceptorStats *st)
 
 PlvBulkLink *plover_bulk_connect(const PlvConfig *cfg, uint32_t peer,
                                  const uint8_t *secret, size_t secret_len,
-                                 int timeout_ms, GError **err)
+                                 PlvTls *tls, int timeout_ms, GError **err)
 {
     const PlvConfigPeer *p = &cfg->peers[peer];
     PlvLink *l;
@@ -231,9 +232,9 @@ PlvBulkLink *plover_bulk_connect(const PlvConfig *cfg, uint32_t peer,
                                      PLOVER_BULK_RDMA_RING, timeout_ms, err);
     }
 #endif
-    l = plv_link_connect(p->host, p->port + 1, cfg->id, peer,
-                         PLV_LINK_CHANNEL_SYNCVM, secret, secret_len, timeout_ms,
-                         err);
+    l = plv_link_connect_tls(p->host, p->port + 1, cfg->id, peer,
+                             PLV_LINK_CHANNEL_SYNCVM, secret, secret_len, tls,
+                             timeout_ms, err);
     if (l) {
         plv_link_set_send_timeout(l, plover_bulk_send_timeout(cfg));
     }

@@ -29,7 +29,7 @@ typedef struct PloverBulkListener PloverBulkListener;
 /* Listens on the bulk port of replica @cfg->id: its consensus port + 1. */
 PloverBulkListener *plover_bulk_listen(const PlvConfig *cfg,
                                        const uint8_t *secret, size_t secret_len,
-                                       GError **err);
+                                       PlvTls *tls, GError **err);
 /*
  * The newest authenticated link that @peer dialed and nobody took yet,
  * waiting up to @timeout_ms for one (0: do not wait); NULL if none.
@@ -41,9 +41,10 @@ bool plover_bulk_ready(PloverBulkListener *l, uint32_t peer);
 void plover_bulk_listener_stats(PloverBulkListener *l, PlvLinkAcceptorStats *st);
 
 /* Dial replica @peer's bulk port; fails unless @peer itself answers
- * (the handshake checks the id before it proves anything). */
+ * (the handshake checks the id before it proves anything). @tls: the
+ * TCP link runs inside TLS (NULL: plaintext). */
 PlvBulkLink *plover_bulk_connect(const PlvConfig *cfg, uint32_t peer,
                                  const uint8_t *secret, size_t secret_len,
-                                 int timeout_ms, GError **err);
+                                 PlvTls *tls, int timeout_ms, GError **err);
 
 #endif

@@ -209,6 +209,7 @@ static PloverListenerInfo *plover_listener_info(const PlvLinkAcceptorStats *st)
     i->accepted = st->accepted;
     i->strangers = st->strangers;
     i->failed = st->failed;
+    i->tls_refused = st->tls_refused;
     i->timed_out = st->timed_out;
     i->evicted = st->evicted;
     i->replaced = st->replaced;
@@ -231,6 +232,7 @@ static PloverLinksInfo *plover_links_info(PloverState *s)
         i->consensus_strangers = ds.transport.rejected_strangers;
         i->consensus_evicted = ds.transport.pending_evicted;
         i->consensus_auth_failures = ds.transport.auth_failures;
+        i->consensus_tls_refused = ds.transport.tls_refused;
     }
     return i;
 }
@@ -261,6 +263,7 @@ PloverInfo *qmp_query_plover(Error **errp)
     info->transport = s->cfg.transport == PLV_TRANSPORT_RDMA ?
         PLOVER_TRANSPORT_RDMA : PLOVER_TRANSPORT_TCP;
     info->secret = g_strdup(s->cfg.secret);
+    info->tls_creds = g_strdup(s->cfg.tls_creds);
     info->state = g_strdup(s->cfg.state);
     info->has_incarnation = true;
     info->incarnation = s->incarnation;

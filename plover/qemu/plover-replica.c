@@ -543,6 +543,7 @@ bool plover_replica_start(PloverState *s, Error **errp)
             .secret = s->secret,
             .secret_len = s->secret_len,
             .listen_fd = -1,
+            .tls = s->tls,
         };
         t = plv_transport_tcp_new(&tcfg, &gerr);
     }

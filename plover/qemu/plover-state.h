@@ -219,6 +219,7 @@ typedef struct PloverState {
     PlvConfig cfg;
     uint8_t *secret;          /* contents of the -object secret */
     size_t secret_len;
+    PlvTls *tls;              /* from tls-creds; NULL: the links run plaintext */
     uint64_t incarnation;     /* of this start, from the state file */
 
     /* Consensus: the driver thread. */

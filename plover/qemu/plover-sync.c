@@ -138,6 +138,7 @@ bool plover_sync_setup(PloverState *s, Error **errp)
     s->syncvm.pool = plv_hash_pool_new(0);
     /* The bulk link of a replica listens one port above its consensus port. */
     s->syncvm.bulk_listener = plover_bulk_listen(&s->cfg, s->secret, s->secret_len,
+                                                 s->tls,
                                           &gerr);
     if (!s->syncvm.bulk_listener) {
         error_setg(errp, "plover: syncvm link on %s:%u: %s", self->host,
@@ -467,7 +468,7 @@ static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
         }
         plover_sync_drop_link(s);
         s->syncvm.bulk = plover_bulk_connect(&s->cfg, s->exec.secondary, s->secret,
-                                      s->secret_len, timeout, &gerr);
+                                      s->secret_len, s->tls, timeout, &gerr);
         if (!s->syncvm.bulk) {
             error_setg(errp, "plover: syncvm link to replica %u: %s",
                        s->exec.secondary, gerr->message);

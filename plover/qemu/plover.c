@@ -3,7 +3,8 @@
  *
  * The option string itself is parsed by plover/core (plv_config_*), where
  * every error message is unit-tested; this file adds what needs QEMU: the
- * netdev and the secret object must exist, and the secret must be readable.
+ * netdev and the secret object must exist, and the secret must be readable;
+ * tls-creds must name a tls-creds-x509 object made for a server endpoint.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -15,6 +16,10 @@
 #include "net/net.h"
 #include "net/tap.h"
 #include "crypto/secret_common.h"
+#include "crypto/tlscredsx509.h"
+/* The certificate credentials the object loaded (QCryptoTLSCredsX509.data):
+ * the replica links are sockets of plover/core, not QIOChannels. */
+#include "crypto/tlscredspriv.h"
 #include "system/plover.h"
 #include "plover/incarnation.h"
 #include "plover/link.h"
@@ -158,6 +163,52 @@ static bool plover_load_secret(PloverState *s, Error **errp)
     return true;
 }
 
+/*
+ * tls-creds: the object's certificate and key (endpoint=server, since a
+ * replica accepts links; it dials with the same certificate), its CA, its
+ * priority string. Each replica's certificate must name its host in peers.
+ */
+static bool plover_load_tls(PloverState *s, Error **errp)
+{
+    g_autoptr(GError) gerr = NULL;
+    const char *id = s->cfg.tls_creds;
+    Object *obj;
+    QCryptoTLSCreds *creds;
+
+    if (!id) {
+        return true;
+    }
+    obj = object_resolve_path_component(object_get_objects_root(), id);
+    if (!obj || !object_dynamic_cast(obj, TYPE_QCRYPTO_TLS_CREDS_X509)) {
+        error_setg(errp, "-plover: tls-creds: no -object tls-creds-x509 with id '%s'",
+                   id);
+        return false;
+    }
+    creds = QCRYPTO_TLS_CREDS(obj);
+    if (creds->endpoint != QCRYPTO_TLS_CREDS_ENDPOINT_SERVER) {
+        error_setg(errp, "-plover: tls-creds: '%s' must have endpoint=server "
+                   "(a replica accepts links, and dials with the same certificate)",
+                   id);
+        return false;
+    }
+    if (!creds->verifyPeer) {
+        error_setg(errp, "-plover: tls-creds: '%s' has verify-peer=off; the "
+                   "replicas must verify each other's certificates", id);
+        return false;
+    }
+    s->tls = plv_tls_new(QCRYPTO_TLS_CREDS_X509(obj)->data,
+                         creds->priority ? creds->priority : CONFIG_TLS_PRIORITY,
+                         &gerr);
+    if (!s->tls) {
+        error_setg(errp, "-plover: tls-creds: %s", gerr->message);
+        return false;
+    }
+    for (unsigned i = 0; i < s->cfg.n_peers; i++) {
+        plv_tls_set_peer_name(s->tls, i, s->cfg.peers[i].host);
+    }
+    return true;
+}
+
 bool plover_init(Error **errp)
 {
     PloverState *s = plover_state();
@@ -166,7 +217,8 @@ bool plover_init(Error **errp)
     if (!s->configured) {
         return true;
     }
-    if (!plover_check_netdev(&s->cfg, errp) || !plover_load_secret(s, errp)) {
+    if (!plover_check_netdev(&s->cfg, errp) || !plover_load_secret(s, errp) ||
+        !plover_load_tls(s, errp)) {
         return false;
     }
     /* Before any link opens: a restart must never reuse an incarnation. */

@@ -93,6 +93,25 @@ START_TEST(test_rdma_depends_on_build)
 }
 END_TEST
 
+START_TEST(test_tls_creds)
+{
+    PlvConfig cfg;
+    char *msg = try(GOOD ",tls-creds=tls0", false, &cfg);
+
+    ck_assert_msg(msg == NULL, "%s", msg);
+    ck_assert_str_eq(cfg.tls_creds, "tls0");
+    plv_config_clear(&cfg);
+    ck_assert_ptr_null(cfg.tls_creds);
+
+    g_autofree char *rdma = try(GOOD ",tls-creds=tls0,transport=rdma", true, NULL);
+    ck_assert_str_eq(rdma, "tls-creds: not available with transport=rdma yet "
+                     "(TLS runs on the tcp transport)");
+    g_autofree char *bad = try(GOOD ",tls-creds=", false, NULL);
+    ck_assert_ptr_nonnull(bad);
+    ck_assert_msg(g_str_has_prefix(bad, "tls-creds: "), "%s", bad);
+}
+END_TEST
+
 START_TEST(test_field_errors)
 {
     expect_error("role=boss," GOOD,
@@ -270,6 +289,7 @@ int main(void)
     tcase_add_test(tc, test_accepts_full_line);
     tcase_add_test(tc, test_accepts_names_ipv6_and_timeouts);
     tcase_add_test(tc, test_rdma_depends_on_build);
+    tcase_add_test(tc, test_tls_creds);
     tcase_add_test(tc, test_field_errors);
     tcase_add_test(tc, test_peer_port_refusals);
     tcase_add_test(tc, test_other_refusals);

@@ -73,6 +73,7 @@ void plv_config_clear(PlvConfig *cfg)
     }
     g_free(cfg->netdev);
     g_free(cfg->secret);
+    g_free(cfg->tls_creds);
     g_free(cfg->state);
     plv_config_init(cfg);
 }
@@ -264,6 +265,9 @@ bool plv_config_set(PlvConfig *cfg, const char *key, const char *value,
     if (!strcmp(key, "secret")) {
         return parse_id_string(key, value, &cfg->secret, errp);
     }
+    if (!strcmp(key, "tls-creds")) {
+        return parse_id_string(key, value, &cfg->tls_creds, errp);
+    }
     if (!strcmp(key, "state")) {
         g_free(cfg->state);
         cfg->state = g_strdup(value);
@@ -398,6 +402,10 @@ bool plv_config_validate(const PlvConfig *cfg, bool have_rdma, GError **errp)
         return fail(errp, "state: required (file where this replica keeps its "
                     "incarnation across restarts)");
     }
+    if (cfg->tls_creds && cfg->transport == PLV_TRANSPORT_RDMA) {
+        return fail(errp, "tls-creds: not available with transport=rdma yet "
+                    "(TLS runs on the tcp transport)");
+    }
     if (cfg->transport == PLV_TRANSPORT_RDMA && !have_rdma) {
         return fail(errp, "transport: rdma is not available in this build "
                     "(built with --disable-rdma)");
@@ -434,6 +442,9 @@ char *plv_config_help(void)
         "                       a device id or a node name)\n"
         "  transport=tcp|rdma   replica links (default tcp)\n"
         "  secret=ID            a -object secret shared by the replicas (authenticates peers)\n"
+        "  tls-creds=ID         a -object tls-creds-x509 (endpoint=server): every replica\n"
+        "                       link runs TLS 1.3, each replica's certificate naming its\n"
+        "                       host in peers (default: no TLS)\n"
         "  state=FILE           this replica's incarnation, kept across restarts; created\n"
         "                       when missing (a new group); never delete it while the\n"
         "                       other replicas run\n");

@@ -45,6 +45,9 @@ typedef struct PlvConfig {
     char *netdev;                         /* id of the -netdev to replicate */
     PlvTransportKind transport;
     char *secret;                         /* id of a -object secret */
+    /* id of a -object tls-creds-x509: the TCP links run TLS 1.3 (NULL:
+     * plaintext, authenticated by the secret alone) */
+    char *tls_creds;
     char *state;                          /* file keeping the incarnation */
     /* Drives replicated by syncvm: every writable drive of the VM (the
      * default, disks=all), none (disks=none), or those named. */
