@@ -261,6 +261,59 @@ disk_args() {
     esac
 }
 
+# ---- TLS ----
+
+# pki_ca DIR: a CA (certtool) in DIR: ca-key.pem, ca-cert.pem.
+pki_ca() {
+    local dir=$1
+    mkdir -p "$dir"
+    certtool --generate-privkey --key-type=ecdsa --outfile "$dir/ca-key.pem" 2>/dev/null
+    printf 'cn = %s\nca\ncert_signing_key\nexpiration_days = 2\n' "plover test CA $dir" > "$dir/ca.info"
+    certtool --generate-self-signed --load-privkey "$dir/ca-key.pem" \
+        --template "$dir/ca.info" --outfile "$dir/ca-cert.pem" 2>/dev/null ||
+        fail "certtool: cannot make the CA in $dir"
+}
+
+# pki_replica DIR CA IP TRUST: the files a tls-creds-x509 object reads
+# (ca-cert.pem, server-cert.pem, server-key.pem) in DIR, for a replica at
+# address IP, signed by the CA in directory CA, trusting TRUST's CA. A
+# replica dials and accepts with the one certificate: it is for TLS
+# servers and clients both.
+pki_replica() {
+    local dir=$1 ca=$2 ip=$3 trust=$4
+    mkdir -p "$dir"
+    certtool --generate-privkey --key-type=ecdsa --outfile "$dir/server-key.pem" 2>/dev/null
+    printf 'cn = replica %s\nip_address = %s\ntls_www_server\ntls_www_client\nsigning_key\nexpiration_days = 2\n' \
+        "$ip" "$ip" > "$dir/cert.info"
+    certtool --generate-certificate --load-privkey "$dir/server-key.pem" \
+        --load-ca-certificate "$ca/ca-cert.pem" --load-ca-privkey "$ca/ca-key.pem" \
+        --template "$dir/cert.info" --outfile "$dir/server-cert.pem" 2>/dev/null ||
+        fail "certtool: cannot make the certificate in $dir"
+    cp "$trust/ca-cert.pem" "$dir/ca-cert.pem"
+}
+
+# pki_make DIR: a CA in DIR/ca and credentials DIR/rN for the three
+# replicas, each certificate naming its host's address (as peers= does).
+pki_make() {
+    local n
+    pki_ca "$1/ca"
+    for n in 0 1 2; do
+        pki_replica "$1/r$n" "$1/ca" "$(host_ip "$n")" "$1/ca"
+    done
+}
+
+# tls_args N: with REPLICA_TLS (a pki_make directory) set, TLS_ARGS gets
+# replica N's tls-creds-x509 object (its credentials directory:
+# $REPLICA_TLS/rN, or $TLS_DIR_RN if set) and TLS_FIELD the -plover
+# field naming it.
+tls_args() {
+    local n=$1 override="TLS_DIR_R$1"
+    TLS_ARGS=() TLS_FIELD=
+    [ -n "${REPLICA_TLS:-}" ] || return 0
+    TLS_ARGS=(-object "tls-creds-x509,id=plvtls,dir=${!override:-$REPLICA_TLS/r$n},endpoint=server,verify-peer=on")
+    TLS_FIELD=",tls-creds=plvtls"
+}
+
 # replica_start N: start (or restart, after kill_replica) replica N with
 # the command line replicas_start gave it; its state file lives in $WORK.
 # A restart keeps the former life's logs as rN.*.K.
@@ -269,6 +322,7 @@ replica_start() {
     peers="$(host_ip 0):7100,$(host_ip 1):7100,$(host_ip 2):7100"
     guest_args "$REPLICA_APPEND"
     disk_args "$n"
+    tls_args "$n"
     if [ -e "$WORK/r$n.serial" ]; then
         while [ -e "$WORK/r$n.serial.$k" ]; do k=$((k + 1)); done
         for f in serial err out; do
@@ -276,7 +330,8 @@ replica_start() {
         done
     fi
     qemu_start "r$n" "$n" "${GUEST_ARGS[@]}" "${DISK_ARGS[@]}" "${SECRET_ARGS[@]}" \
-        -plover "role=auto,id=$n,peers=$peers,netdev=net0,secret=plvsec,state=$WORK/r$n.state$REPLICA_EXTRA"
+        "${TLS_ARGS[@]}" \
+        -plover "role=auto,id=$n,peers=$peers,netdev=net0,secret=plvsec,state=$WORK/r$n.state$TLS_FIELD$REPLICA_EXTRA"
 }
 
 # pinfo NAME EXPR: a Python expression over query-plover's reply "i".
