@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# One half of bench-e2e: MODE=plain (one QEMU, no -plover) or vsmr (three
-# replicas). Prints "result KEY VALUE" lines for bench/e2e.sh.
+# One part of bench-e2e: MODE=plain (one QEMU, no -plover), vsmr (three
+# replicas) or vsmr-tls (three replicas whose links run TLS, certificates
+# made by certtool). Prints "result KEY VALUE" lines for bench/e2e.sh.
 . "$SRCDIR/tests/integration/lib.sh"
 
 mode=$1
+if [ "$mode" = vsmr-tls ]; then
+    pki_make "$WORK/pki"
+    REPLICA_TLS="$WORK/pki"
+    mode=vsmr
+fi
 clients=${BENCH_CLIENTS:-8}
 seconds=${BENCH_SECONDS:-15}
 

@@ -8,7 +8,9 @@
 # syncvms cost: the leader's VM pause and stopped share of wall time, the
 # secondary's pause and lag, how long outputs wait for release, and the
 # bytes between the replicas (per syncvm, per second, by kind) beside the
-# same-page rate and what the divergent pages were.
+# same-page rate and what the divergent pages were. With BENCH_TLS=yes (the
+# default), the in-memory 1-vCPU runs are also made with the replica
+# links inside TLS (tls-creds), and the TLS/plaintext ratio printed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 seconds=${BENCH_SECONDS:-15}
@@ -24,6 +26,7 @@ mbs() { echo "scale=2; $1 / $seconds / 1000000" | bc -l; }
 # BENCH_KVD: kvd in memory, and durable (each write fsync'ed to a log on
 # the guest's drive, which syncvm replicates with RAM).
 summary=()
+tls_summary=()
 for kvd in ${BENCH_KVD:-memory durable}; do
 for smp in ${BENCH_SMP:-1 2}; do
 if [ "$smp" = 1 ]; then counts=${BENCH_CLIENTS:-8 64}; else counts=${BENCH_SMP_CLIENTS:-64}; fi
@@ -39,6 +42,18 @@ for clients in $counts; do
     printf '%-22s %14s %14s %10s\n' "throughput (req/s)" "${plain[throughput]}" "${vsmr[throughput]}" "$(ratio "${vsmr[throughput]}" "${plain[throughput]}")"
     printf '%-22s %14s %14s %10s\n' "latency p50 (us)" "${plain[p50_us]}" "${vsmr[p50_us]}" "$(ratio "${vsmr[p50_us]}" "${plain[p50_us]}")"
     printf '%-22s %14s %14s %10s\n' "latency p99 (us)" "${plain[p99_us]}" "${vsmr[p99_us]}" "$(ratio "${vsmr[p99_us]}" "${plain[p99_us]}")"
+    if [ "${BENCH_TLS:-yes}" = yes ] && [ "$kvd" = memory ] && [ "$smp" = 1 ]; then
+        declare -A tls=()
+        while read -r k v; do tls[$k]=$v; done < <(run vsmr-tls "$clients")
+        rm -f /tmp/plover-bench-vsmr-tls.err
+        [ -n "${tls[throughput]:-}" ] || { echo "bench-e2e: the TLS run failed" >&2; exit 1; }
+        printf '%-22s %14s %14s %10s\n' "" vsmr "vsmr+tls" "tls/plain"
+        printf '%-22s %14s %14s %10s\n' "throughput (req/s)" "${vsmr[throughput]}" "${tls[throughput]}" "$(ratio "${tls[throughput]}" "${vsmr[throughput]}")"
+        printf '%-22s %14s %14s %10s\n' "latency p50 (us)" "${vsmr[p50_us]}" "${tls[p50_us]}" "$(ratio "${tls[p50_us]}" "${vsmr[p50_us]}")"
+        printf '%-22s %14s %14s %10s\n' "latency p99 (us)" "${vsmr[p99_us]}" "${tls[p99_us]}" "$(ratio "${tls[p99_us]}" "${vsmr[p99_us]}")"
+        printf '%-22s %14s %14s\n' "syncvm pause p50 (us)" "${vsmr[pause_p50_us]}" "${tls[pause_p50_us]}"
+        tls_summary+=("$(printf '%8s %14s %14s %10s' "$clients" "${vsmr[throughput]}" "${tls[throughput]}" "$(ratio "${tls[throughput]}" "${vsmr[throughput]}")")")
+    fi
     summary+=("$(printf '%-8s %5s %8s %14s %14s %10s' "$kvd" "$smp" "$clients" "${plain[throughput]}" "${vsmr[throughput]}" "$(ratio "${vsmr[throughput]}" "${plain[throughput]}")")")
     echo
     echo "syncvm during the measured load: ${vsmr[syncvms]} syncvms (${vsmr[snapshots]} run on by the leader's VM in all), same-page rate ${vsmr[same_rate]},"
@@ -63,3 +78,8 @@ done
 echo "bench-e2e: throughput (req/s), VSMR against the unreplicated guest of as many vCPUs"
 printf '%-8s %5s %8s %14s %14s %10s\n' kvd vCPUs clients unreplicated vsmr ratio
 printf '%s\n' "${summary[@]}"
+if [ ${#tls_summary[@]} -gt 0 ]; then
+    echo "bench-e2e: throughput (req/s) with the replica links in TLS, kvd in memory, 1 vCPU"
+    printf '%8s %14s %14s %10s\n' clients vsmr "vsmr+tls" ratio
+    printf '%s\n' "${tls_summary[@]}"
+fi

@@ -29,8 +29,10 @@
 #include <emmintrin.h>
 #endif
 
+#include "helper-tls.h"
 #include "plover/link.h"
 #include "plover/syncvm.h"
+#include "plover/tls.h"
 
 #define PAGE 4096u
 #define MSG_READY 0x53f0        /* bench only: secondary ready for a run */
@@ -567,6 +569,115 @@ static void bench_table3(void)
     munmap(mem, (size_t)REGION_PAGES * PAGE);
 }
 
+/*
+ * (d) The link's share: syncvms of table (b) over a plaintext link and
+ * then over TLS (tls.h, a throwaway CA), each pair of runs back to back.
+ */
+static const Case tls_cases[] = {
+    { .dirty = 13500, .same = 0.93 },
+    { .dirty = 37800, .same = 0.74 },
+    { .dirty = 37800, .same = 0.74, .full = true },
+};
+
+static PlvTls *bench_tls_from(PlvTestPki *pki, const char *name)
+{
+    GError *err = NULL;
+    PlvTls *t = plv_tls_new_from_dir(plv_test_pki_replica(pki, name, 0), NULL,
+                                     &err);
+    if (!t) {
+        fprintf(stderr, "tls: %s\n", err->message);
+        exit(1);
+    }
+    plv_tls_set_peer_name(t, 1, "replica-1");
+    plv_tls_set_peer_name(t, 2, "replica-2");
+    return t;
+}
+
+/* Every case of tls_cases over one link, plaintext or TLS. */
+static void tls_cases_over(PlvMemView *mv, uint8_t *mem, PlvHashPool *pool,
+                           PlvTls *lead, PlvTls *sec, uint64_t *epoch,
+                           Result *res)
+{
+    GError *err = NULL;
+    int lfd = plv_link_listen("127.0.0.1", 0, &err);
+    uint16_t port = plv_link_local_port(lfd);
+    int status;
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        PlvHashPool *p = plv_hash_pool_new(0);
+        uint64_t e = *epoch;
+        close(lfd);
+        PlvLink *l = plv_link_connect_tls("127.0.0.1", port, 2, 1,
+                                          PLV_LINK_CHANNEL_SYNCVM, SECRET,
+                                          sizeof(SECRET), sec, 5000, NULL);
+        for (size_t i = 0; l && i < G_N_ELEMENTS(tls_cases); i++) {
+            if (secondary_case(l, mem, mv, p, &tls_cases[i], &e) < 0) {
+                _exit(1);
+            }
+        }
+        _exit(l ? 0 : 2);
+    }
+    PlvLink *link = plv_link_accept_tls(lfd, 1, PLV_LINK_CHANNEL_SYNCVM, SECRET,
+                                        sizeof(SECRET), lead, 5000, &err);
+    close(lfd);
+    if (!link) {
+        fprintf(stderr, "accept: %s\n", err->message);
+        exit(1);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(tls_cases); i++) {
+        if (leader_case(link, mv, pool, &tls_cases[i], epoch, &res[i]) < 0) {
+            exit(1);
+        }
+    }
+    plv_link_close(link);
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "secondary process failed\n");
+        exit(1);
+    }
+}
+
+static void bench_tls(void)
+{
+    uint8_t *mem = map_mem((size_t)REGION_PAGES * PAGE);
+    PlvMemView *mv = plv_memview_new();
+    PlvHashPool *pool = plv_hash_pool_new(0);
+    PlvTestPki *pki = plv_test_pki_new();
+    PlvTls *lead = bench_tls_from(pki, "replica-1");
+    PlvTls *sec = bench_tls_from(pki, "replica-2");
+    Result plain[G_N_ELEMENTS(tls_cases)], tls[G_N_ELEMENTS(tls_cases)];
+    uint64_t epoch = 0;
+
+    fill_random(mem, (size_t)REGION_PAGES * PAGE, 11);
+    plv_memview_add_region(mv, 1, PAGE, REGION_PAGES, mem, NULL);
+    tls_cases_over(mv, mem, pool, NULL, NULL, &epoch, plain);
+    tls_cases_over(mv, mem, pool, lead, sec, &epoch, tls);
+
+    printf("\n== (d) the same syncvms over a TLS 1.3 link (GnuTLS, %s), "
+           "median of %d runs\n", "loopback TCP", REPS);
+    printf("%-7s %-5s %-6s | %9s | %10s %10s %7s | %10s %10s %7s\n", "dirty",
+           "same", "kind", "bytes", "plain ms", "TLS ms", "ratio",
+           "plain MB/s", "TLS MB/s", "ratio");
+    for (size_t i = 0; i < G_N_ELEMENTS(tls_cases); i++) {
+        const Case *c = &tls_cases[i];
+        double pm = plain[i].st.t_total_us / 1e3, tm = tls[i].st.t_total_us / 1e3;
+        double pr = plain[i].bytes_both / (pm * 1e3), tr = tls[i].bytes_both / (tm * 1e3);
+
+        printf("%-7u %4.0f%% %-6s | %9" PRIu64 " | %10.2f %10.2f %7.2f | "
+               "%10.1f %10.1f %7.2f\n", c->dirty, c->same * 100,
+               c->full ? "all" : "syncvm", tls[i].bytes_both, pm, tm, tm / pm,
+               pr, tr, tr / pr);
+    }
+    printf("ratios: TLS / plaintext (time > 1 and MB/s < 1: what TLS costs)\n");
+    plv_tls_unref(lead);
+    plv_tls_unref(sec);
+    plv_test_pki_free(pki);
+    plv_hash_pool_free(pool);
+    plv_memview_free(mv);
+    munmap(mem, (size_t)REGION_PAGES * PAGE);
+}
+
 /* The machine may be shared: say how busy it was. */
 static void print_load(const char *when)
 {
@@ -588,6 +699,7 @@ int main(int argc, char **argv)
     }
     if (argc < 2 || strcmp(argv[1], "--hash-only") != 0) {
         bench_table3();
+        bench_tls();
     }
     print_load("after");
     return 0;
