@@ -694,11 +694,17 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
     print_load("before");
-    if (argc < 2 || strcmp(argv[1], "--table-only") != 0) {
+    /* --hash-only: (a); --table-only: (b) to (d); --tls-only: (d). */
+    const char *only = argc >= 2 ? argv[1] : "";
+    bool all = !*only;
+
+    if (all || !strcmp(only, "--hash-only")) {
         bench_hashing();
     }
-    if (argc < 2 || strcmp(argv[1], "--hash-only") != 0) {
+    if (all || !strcmp(only, "--table-only")) {
         bench_table3();
+    }
+    if (all || !strcmp(only, "--table-only") || !strcmp(only, "--tls-only")) {
         bench_tls();
     }
     print_load("after");

@@ -127,6 +127,11 @@ START_TEST(tls_link_frames)
     ck_assert_uint_eq(plv_link_peer_id(s), 10);
     ck_assert_mem_eq(plv_link_session_key(c), plv_link_session_key(s),
                      PLV_LINK_KEY_LEN);
+    for (int i = 0; i < 2; i++) {
+        char *d = plv_tls_conn_describe(plv_link_tls(i ? s : c));
+        ck_assert_msg(g_str_has_prefix(d, "(TLS1.3)"), "%s", d);
+        g_free(d);
+    }
     check_frames(c, s);
     plv_link_close(c);
     plv_link_close(s);

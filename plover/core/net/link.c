@@ -79,8 +79,9 @@ static int write_all(int fd, PlvTlsConn *tls, struct iovec *iov, int iovcnt,
                 continue;
             }
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (wait_ready(fd, tls ? plv_tls_conn_events(tls) : POLLOUT,
-                               deadline, err) < 0) {
+                /* POLLOUT with TLS too: its records leave through a
+                 * buffer of its own, which only the socket holds up. */
+                if (wait_ready(fd, POLLOUT, deadline, err) < 0) {
                     return -1;
                 }
                 continue;
@@ -143,9 +144,10 @@ static ssize_t read_some(int fd, PlvTlsConn *tls, void *buf, size_t len,
             }
             return link_io_error(err, "read", errno);
         }
-        /* EAGAIN from TLS: nothing left decrypted in the session either. */
-        if (wait_ready(fd, tls ? plv_tls_conn_events(tls) : POLLIN, deadline,
-                       err) < 0) {
+        /* EAGAIN from TLS: nothing left decrypted in the session either.
+         * POLLIN, not the session's last wait: a sender on another thread
+         * may have set that to POLLOUT. */
+        if (wait_ready(fd, POLLIN, deadline, err) < 0) {
             return -1;
         }
     }
@@ -459,6 +461,11 @@ const uint8_t *plv_link_session_key(const PlvLink *l)
 int plv_link_fd(const PlvLink *l)
 {
     return l->fd;
+}
+
+const PlvTlsConn *plv_link_tls(const PlvLink *l)
+{
+    return l->tls;
 }
 
 uint64_t plv_link_rejected_frames(const PlvLink *l)

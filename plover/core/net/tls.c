@@ -13,8 +13,15 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
-/* Largest TLS 1.3 record payload: one send, one record. */
+/* Largest TLS 1.3 record payload. */
 #define TLS_RECORD_MAX  16384u
+/* Records sealed per send call, and leaving in one send() (with their
+ * headers and tags, well under TX_BUF): a syscall per record would cost
+ * more than the cipher does. */
+#define TX_RECORDS      4u
+#define TX_BUF          (TX_RECORDS * (TLS_RECORD_MAX + 512u))
+/* What one recv() asks the socket for: several records at once. */
+#define RX_BUF          (64u * 1024u)
 /* How long the same refusal stays out of the log. */
 #define REFUSAL_QUIET_US (60 * G_USEC_PER_SEC)
 
@@ -35,7 +42,20 @@ struct PlvTlsConn {
     int fd;
     bool dialer;
     short events;
-    size_t tx_pending;          /* bytes of a record an EAGAIN left queued */
+    bool handshaken;            /* gnutls_handshake() done (tx may wait) */
+    /*
+     * Sealed records go to tx (the push function) and leave in one send()
+     * per call; tx_pending is what the caller handed over in records that
+     * an EAGAIN left there. tx_lock: a bulk link's receiving thread may
+     * push too (an alert).
+     */
+    GMutex tx_lock;
+    uint8_t *tx;
+    size_t tx_off, tx_len;
+    size_t tx_pending;
+    /* Bytes read from the socket that GnuTLS has not taken yet. */
+    uint8_t *rx;
+    size_t rx_off, rx_len;
     uint8_t first[4];           /* the peer's first bytes: plaintext? */
     size_t first_len;
     char *error;
@@ -174,30 +194,77 @@ void plv_tls_log_refusal(PlvTls *t, const char *what)
 
 /* ---- one connection ---- */
 
+/* GnuTLS reads a record header, then its body: serve both from one
+ * recv() of up to RX_BUF. */
 static ssize_t conn_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
     PlvTlsConn *c = p;
-    ssize_t n = recv(c->fd, buf, len, 0);
-    if (n < 0) {
-        gnutls_transport_set_errno(c->s, errno);
-        return -1;
+    if (c->rx_off == c->rx_len) {
+        ssize_t n = recv(c->fd, c->rx, RX_BUF, 0);
+        if (n <= 0) {
+            if (n < 0) {
+                gnutls_transport_set_errno(c->s, errno);
+            }
+            return n;
+        }
+        if (c->first_len < sizeof(c->first)) {
+            size_t k = MIN((size_t)n, sizeof(c->first) - c->first_len);
+            memcpy(c->first + c->first_len, c->rx, k);
+            c->first_len += k;
+        }
+        c->rx_off = 0;
+        c->rx_len = n;
     }
-    if (c->first_len < sizeof(c->first)) {
-        size_t k = MIN((size_t)n, sizeof(c->first) - c->first_len);
-        memcpy(c->first + c->first_len, buf, k);
-        c->first_len += k;
-    }
-    return n;
+    size_t k = MIN(len, c->rx_len - c->rx_off);
+    memcpy(buf, c->rx + c->rx_off, k);
+    c->rx_off += k;
+    return k;
 }
 
+/* Send what tx holds: 0 when it is empty, -1 with errno (EAGAIN: the
+ * rest waits for POLLOUT). */
+static int tx_flush(PlvTlsConn *c)
+{
+    int r = 0;
+    g_mutex_lock(&c->tx_lock);
+    while (c->tx_off < c->tx_len) {
+        ssize_t n = send(c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off,
+                         MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->events = POLLOUT;
+            }
+            r = -1;
+            break;
+        }
+        c->tx_off += n;
+    }
+    if (c->tx_off == c->tx_len) {
+        c->tx_off = c->tx_len = 0;
+    }
+    g_mutex_unlock(&c->tx_lock);
+    return r;
+}
+
+/* A sealed record (or an alert, a handshake message) goes to tx; it is
+ * sent by tx_flush. Only if tx is full (a batch never fills it) does the
+ * push wait for the socket. */
 static ssize_t conn_push(gnutls_transport_ptr_t p, const void *buf, size_t len)
 {
     PlvTlsConn *c = p;
-    ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
-    if (n < 0) {
+    if (len > TX_BUF - c->tx_len && tx_flush(c) < 0 && len > TX_BUF - c->tx_len) {
         gnutls_transport_set_errno(c->s, errno);
+        return -1;
     }
-    return n;
+    g_mutex_lock(&c->tx_lock);
+    len = MIN(len, TX_BUF - c->tx_len);
+    memcpy(c->tx + c->tx_len, buf, len);
+    c->tx_len += len;
+    g_mutex_unlock(&c->tx_lock);
+    return len;
 }
 
 PlvTlsConn *plv_tls_conn_new(PlvTls *t, int fd, bool dialer, GError **err)
@@ -216,6 +283,9 @@ PlvTlsConn *plv_tls_conn_new(PlvTls *t, int fd, bool dialer, GError **err)
     c->fd = fd;
     c->dialer = dialer;
     c->events = POLLIN;
+    g_mutex_init(&c->tx_lock);
+    c->tx = g_malloc(TX_BUF);
+    c->rx = g_malloc(RX_BUF);
     if ((r = gnutls_priority_set(c->s, t->prio)) < 0 ||
         (r = gnutls_credentials_set(c->s, GNUTLS_CRD_CERTIFICATE, t->creds)) < 0) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_IO, "TLS: %s",
@@ -245,8 +315,12 @@ void plv_tls_conn_free(PlvTlsConn *c)
     if (!c) {
         return;
     }
+    tx_flush(c);                /* an alert saying why, if the socket takes it */
     gnutls_deinit(c->s);
     plv_tls_unref(c->t);
+    g_mutex_clear(&c->tx_lock);
+    g_free(c->tx);
+    g_free(c->rx);
     g_free(c->error);
     g_free(c);
 }
@@ -295,18 +369,38 @@ static char *handshake_failure(PlvTlsConn *c, int r)
     }
 }
 
+/* After a handshake step: 0 if tx went out, else 0 to wait for POLLOUT,
+ * or -1 if the socket failed. */
+static int handshake_flush(PlvTlsConn *c, GError **err)
+{
+    if (tx_flush(c) < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
+                    "the peer closed the connection in the TLS handshake "
+                    "(it has no tls-creds, or refused our certificate)");
+        return -1;
+    }
+    return 0;
+}
+
 int plv_tls_conn_handshake(PlvTlsConn *c, GError **err)
 {
     for (;;) {
-        int r = gnutls_handshake(c->s);
+        int r = c->handshaken ? 0 : gnutls_handshake(c->s);
         if (r == 0) {
-            return 1;
+            c->handshaken = true;
+            if (handshake_flush(c, err) < 0) {
+                return -1;
+            }
+            return c->tx_len ? 0 : 1;
         }
         if (r == GNUTLS_E_INTERRUPTED) {
             continue;
         }
         if (r == GNUTLS_E_AGAIN) {
             set_wait(c);
+            if (handshake_flush(c, err) < 0) {
+                return -1;
+            }
             return 0;
         }
         if (!gnutls_error_is_fatal(r)) {
@@ -373,71 +467,78 @@ static ssize_t record_failed(PlvTlsConn *c, ssize_t r)
     return -1;
 }
 
-/* Send @len bytes (at most one record) of @buf, or finish the record an
- * EAGAIN left queued, which began with the same bytes. */
-static ssize_t send_record(PlvTlsConn *c, const void *buf, size_t len)
+/* @len bytes of @iov from byte @off on, contiguous: in place if they lie
+ * in one iovec, else gathered into stage. */
+static const uint8_t *gather(PlvTlsConn *c, const struct iovec *iov, int iovcnt,
+                             size_t off, size_t len)
 {
-    for (;;) {
-        ssize_t r;
-        if (c->tx_pending) {
-            /* GnuTLS keeps the sealed record: "call again with the same
-             * parameters" sends it and says how much it held. */
-            r = gnutls_record_send(c->s, buf, c->tx_pending);
-        } else {
-            len = MIN(len, TLS_RECORD_MAX);
-            r = gnutls_record_send(c->s, buf, len);
-        }
-        if (r >= 0) {
-            c->tx_pending = 0;
-            return r;
-        }
-        if (r == GNUTLS_E_INTERRUPTED) {
-            continue;
-        }
-        if (r == GNUTLS_E_AGAIN && !c->tx_pending) {
-            c->tx_pending = len;
-        }
-        return record_failed(c, r);
+    int i = 0;
+    while (i < iovcnt && off >= iov[i].iov_len) {
+        off -= iov[i].iov_len;
+        i++;
     }
-}
-
-ssize_t plv_tls_conn_send(PlvTlsConn *c, const void *buf, size_t len)
-{
-    if (c->tx_pending > len) {
-        errno = EINVAL;         /* not the bytes of the queued record */
-        return -1;
+    if (iov[i].iov_len - off >= len) {
+        return (const uint8_t *)iov[i].iov_base + off;
     }
-    return send_record(c, buf, len);
+    for (size_t n = 0; n < len; i++, off = 0) {
+        size_t k = MIN(iov[i].iov_len - off, len - n);
+        memcpy(c->stage + n, (const uint8_t *)iov[i].iov_base + off, k);
+        n += k;
+    }
+    return c->stage;
 }
 
 ssize_t plv_tls_conn_sendv(PlvTlsConn *c, const struct iovec *iov, int iovcnt)
 {
+    size_t avail = 0, done = 0;
+
     if (c->tx_pending) {
-        /* The queued record was gathered into stage, or sent from iov[0]:
-         * its bytes are the same either way. */
-        return send_record(c, c->stage, c->tx_pending);
-    }
-    while (iovcnt > 0 && iov->iov_len == 0) {
-        iov++;
-        iovcnt--;
-    }
-    if (iovcnt == 0) {
-        return 0;
-    }
-    if (iovcnt == 1 || iov->iov_len >= TLS_RECORD_MAX) {
-        ssize_t r = send_record(c, iov->iov_base, iov->iov_len);
-        if (r < 0 && c->tx_pending) {
-            memcpy(c->stage, iov->iov_base, c->tx_pending);
+        /* Records holding the first tx_pending bytes wait in tx: the
+         * caller's data begins with those bytes again. */
+        if (tx_flush(c) < 0) {
+            return -1;
         }
-        return r;
+        done = c->tx_pending;
+        c->tx_pending = 0;
+        return done;
     }
-    size_t n = 0;
-    for (int i = 0; i < iovcnt && n < TLS_RECORD_MAX; i++) {
-        size_t k = MIN(iov[i].iov_len, TLS_RECORD_MAX - n);
-        memcpy(c->stage + n, iov[i].iov_base, k);
-        n += k;
+    if (tx_flush(c) < 0) {
+        return -1;              /* an alert still waiting: nothing taken */
     }
-    return send_record(c, c->stage, n);
+    for (int i = 0; i < iovcnt; i++) {
+        avail += iov[i].iov_len;
+    }
+    for (unsigned k = 0; k < TX_RECORDS && done < avail; k++) {
+        size_t len = MIN(avail - done, TLS_RECORD_MAX);
+        ssize_t r;
+        do {
+            r = gnutls_record_send(c->s, gather(c, iov, iovcnt, done, len), len);
+        } while (r == GNUTLS_E_INTERRUPTED);
+        if (r < 0) {
+            if (done) {
+                break;          /* send what was sealed; the error comes next */
+            }
+            return record_failed(c, r);
+        }
+        done += r;
+    }
+    if (tx_flush(c) < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->tx_pending = done;
+        }
+        return -1;
+    }
+    return done;
+}
+
+ssize_t plv_tls_conn_send(PlvTlsConn *c, const void *buf, size_t len)
+{
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    if (c->tx_pending > len) {
+        errno = EINVAL;         /* not the bytes of the queued records */
+        return -1;
+    }
+    return plv_tls_conn_sendv(c, &iov, 1);
 }
 
 ssize_t plv_tls_conn_recv(PlvTlsConn *c, void *buf, size_t len)
@@ -451,18 +552,29 @@ ssize_t plv_tls_conn_recv(PlvTlsConn *c, void *buf, size_t len)
             (r == GNUTLS_E_INTERRUPTED || !gnutls_error_is_fatal(r))) {
             continue;           /* a warning alert */
         }
+        if (r == GNUTLS_E_AGAIN) {
+            tx_flush(c);        /* what the read made GnuTLS send, if any */
+        }
         return record_failed(c, r);
     }
 }
 
 bool plv_tls_conn_pending(const PlvTlsConn *c)
 {
-    return gnutls_record_check_pending(c->s) > 0;
+    return gnutls_record_check_pending(c->s) > 0 || c->rx_off < c->rx_len;
 }
 
 const char *plv_tls_conn_error(const PlvTlsConn *c)
 {
     return c->error ? c->error : "TLS error";
+}
+
+char *plv_tls_conn_describe(const PlvTlsConn *c)
+{
+    char *d = gnutls_session_get_desc(c->s);
+    char *out = g_strdup(d ? d : "?");
+    gnutls_free(d);
+    return out;
 }
 
 /* ---- with or without TLS ---- */

@@ -155,6 +155,8 @@ uint32_t plv_link_peer_id(const PlvLink *l);
 const uint8_t *plv_link_session_key(const PlvLink *l);
 
 int plv_link_fd(const PlvLink *l);
+/* The TLS session the link runs in; NULL: plaintext. */
+const PlvTlsConn *plv_link_tls(const PlvLink *l);
 
 /* Frames rejected on this link so far (checksum, header) — for diagnostics. */
 uint64_t plv_link_rejected_frames(const PlvLink *l);

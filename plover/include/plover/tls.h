@@ -86,7 +86,8 @@ void plv_tls_conn_free(PlvTlsConn *c);
  * e.g. "certificate issuer unknown", "peer sent plaintext").
  */
 int plv_tls_conn_handshake(PlvTlsConn *c, GError **err);
-/* POLLIN or POLLOUT: what the last call that returned EAGAIN waits for. */
+/* POLLIN or POLLOUT: what the handshake's last EAGAIN waits for. (After
+ * it, a send's EAGAIN waits for POLLOUT and a read's for POLLIN.) */
 short plv_tls_conn_events(const PlvTlsConn *c);
 
 /* True if the peer's certificate names replica @id (see set_peer_name);
@@ -105,6 +106,9 @@ ssize_t plv_tls_conn_recv(PlvTlsConn *c, void *buf, size_t len);
 /* Decrypted bytes waiting in the session: read before polling. */
 bool plv_tls_conn_pending(const PlvTlsConn *c);
 const char *plv_tls_conn_error(const PlvTlsConn *c);
+/* "(TLS1.3)-(ECDHE-...)-(...)-(AES-256-GCM)" once the handshake is done;
+ * g_free() it. */
+char *plv_tls_conn_describe(const PlvTlsConn *c);
 
 /*
  * A stream's I/O, with or without TLS: send(MSG_NOSIGNAL), sendmsg and
