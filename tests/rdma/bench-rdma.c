@@ -47,6 +47,7 @@ static PlvTransport *make_transport(int kind, uint32_t self, PlvPeerAddr *a,
         PlvRdmaTransportConfig c = { .self_id = self, .peers = a, .n_peers = n,
                                      .secret = SECRET, .secret_len = sizeof(SECRET),
                                      .peer_timeout_ms = 5000,
+                                     .sealed = plv_rdma_test_sealed(),
                                      .spin_us = kind == K_RDMA_SPIN ? SPIN_US : 0 };
         t = plv_transport_rdma_new(&c, &err);
     } else {
@@ -231,7 +232,7 @@ static gpointer sink_thread(gpointer opaque)
     s->ok = true;
     if (s->rdma) {
         PlvBulkLink *l = plv_rdma_link_accept(s->rls, 1, PLV_LINK_CHANNEL_SYNCVM,
-                                              SECRET, sizeof(SECRET), 0, 30000,
+                                              SECRET, sizeof(SECRET), plv_rdma_test_sealed(), 0, 30000,
                                               &err);
         for (int i = 0; l && i < BULK_N; i++) {
             s->ok &= plv_bulk_recv(l, &type, b, 60000, NULL) == 0;
@@ -281,7 +282,7 @@ static double bulk_mib_s(bool rdma, uint16_t port)
     if (rdma) {
         PlvBulkLink *l = plv_rdma_link_connect(plv_rdma_test_addr(), port, 0, 1,
                                                PLV_LINK_CHANNEL_SYNCVM, SECRET,
-                                               sizeof(SECRET), 0, 30000, &err);
+                                               sizeof(SECRET), plv_rdma_test_sealed(), 0, 30000, &err);
         CHECKF(l, "%s", err ? err->message : "?");
         t0 = g_get_monotonic_time();
         for (int i = 0; i < BULK_N; i++) {

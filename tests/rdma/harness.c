@@ -28,6 +28,12 @@ const char *plv_rdma_test_addr(void)
     return a && *a ? a : "10.0.2.15";
 }
 
+bool plv_rdma_test_sealed(void)
+{
+    const char *s = getenv("PLOVER_RDMA_SEALED");
+    return s && !strcmp(s, "1");
+}
+
 static bool run_one(const PlvRdmaTest *t)
 {
     fflush(stdout);

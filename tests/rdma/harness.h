@@ -43,5 +43,8 @@ void plv_rdma_fail(const char *file, int line, const char *fmt, ...)
 
 /* The guest's address on the rxe netdev (PLOVER_RDMA_ADDR, 10.0.2.15). */
 const char *plv_rdma_test_addr(void);
+/* PLOVER_RDMA_SEALED=1: transports and links seal their ring records
+ * (AES-256-GCM): init.sh runs the suite both ways. */
+bool plv_rdma_test_sealed(void);
 
 #endif

@@ -52,5 +52,15 @@ ulimit -l unlimited
 say "rxe0 up on 10.0.2.15"
 
 export PLOVER_RDMA_ADDR=10.0.2.15
+# The suite runs twice: plain records, then sealed (AES-256-GCM, as with
+# tls-creds). Another program (the benchmark) runs as asked.
+if [ "$prog" = /rdma/test-rdma ]; then
+    say "records checksummed"
+    PLOVER_RDMA_SEALED=0 $prog $args
+    rc=$?
+    say "records sealed (AES-256-GCM)"
+    PLOVER_RDMA_SEALED=1 $prog $args || rc=1
+    finish $rc
+fi
 $prog $args
 finish $?

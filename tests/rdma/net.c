@@ -34,7 +34,7 @@ PlvTransport *net_endpoint(Net *net, int i, const uint8_t *secret, size_t len)
         .backoff_min_ms = 20, .backoff_max_ms = 200,
         /* rxe under TCG retransmits: generous, never asserted on */
         .handshake_timeout_ms = 5000, .heartbeat_ms = 100,
-        .peer_timeout_ms = 4000,
+        .peer_timeout_ms = 4000, .sealed = plv_rdma_test_sealed(),
     };
     GError *err = NULL;
     PlvTransport *t = plv_transport_rdma_new(&cfg, &err);

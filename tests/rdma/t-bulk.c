@@ -34,7 +34,7 @@ static PlvBulkLink *accept_one(PlvRdmaListener *ls)
 {
     GError *err = NULL;
     PlvBulkLink *l = plv_rdma_link_accept(ls, 1, PLV_LINK_CHANNEL_SYNCVM, SECRET,
-                                          sizeof(SECRET), RING, 30000, &err);
+                                          sizeof(SECRET), plv_rdma_test_sealed(), RING, 30000, &err);
     CHECKF(l, "accept: %s", err ? err->message : "?");
     return l;
 }
@@ -44,7 +44,7 @@ static PlvBulkLink *connect_to(uint16_t port)
     GError *err = NULL;
     PlvBulkLink *l = plv_rdma_link_connect(plv_rdma_test_addr(), port, 0, 1,
                                            PLV_LINK_CHANNEL_SYNCVM, SECRET,
-                                           sizeof(SECRET), RING, 30000, &err);
+                                           sizeof(SECRET), plv_rdma_test_sealed(), RING, 30000, &err);
     CHECKF(l, "connect: %s", err ? err->message : "?");
     return l;
 }
@@ -437,15 +437,39 @@ static void t_close_after_send(void)
 
 typedef struct Accept {
     PlvRdmaListener *ls;
+    bool sealed;
     PlvBulkLink *l;
+    GError *err;
 } Accept;
 
 static gpointer accept_quietly(gpointer opaque)
 {
     Accept *a = opaque;
     a->l = plv_rdma_link_accept(a->ls, 1, PLV_LINK_CHANNEL_SYNCVM, SECRET,
-                                sizeof(SECRET), RING, 3000, NULL);
+                                sizeof(SECRET), a->sealed, RING, 3000, &a->err);
     return NULL;
+}
+
+/* An end that seals its records and one that does not never connect (a
+ * record's size depends on it), and both say why. */
+static void t_sealing_must_match(void)
+{
+    PlvRdmaListener *ls = listen_on(18350);
+    Accept a = { .ls = ls, .sealed = !plv_rdma_test_sealed() };
+    GError *err = NULL;
+    GThread *th = g_thread_new("acceptor", accept_quietly, &a);
+    PlvBulkLink *c = plv_rdma_link_connect(plv_rdma_test_addr(), 18350, 0, 1,
+                                           PLV_LINK_CHANNEL_SYNCVM, SECRET,
+                                           sizeof(SECRET), plv_rdma_test_sealed(),
+                                           RING, 3000, &err);
+    g_thread_join(th);
+    CHECK(!c && !a.l);
+    CHECKF(a.err && strstr(a.err->message, "seal"), "acceptor: %s",
+           a.err ? a.err->message : "no error");
+    printf("  acceptor: %s\n", a.err->message);
+    g_clear_error(&err);
+    g_clear_error(&a.err);
+    plv_rdma_listener_free(ls);
 }
 
 /* A listener that allows only another address refuses our request before
@@ -454,7 +478,7 @@ static void t_stranger_refused(void)
 {
     PlvRdmaListener *ls = listen_on(18340);
     PlvAddrSet *only = plv_addr_set_new();
-    Accept a = { .ls = ls };
+    Accept a = { .ls = ls, .sealed = plv_rdma_test_sealed() };
     GError *err = NULL;
 
     plv_addr_set_add_host(only, "192.0.2.1");   /* TEST-NET-1: never ours */
@@ -463,10 +487,11 @@ static void t_stranger_refused(void)
     GThread *th = g_thread_new("acceptor", accept_quietly, &a);
     PlvBulkLink *c = plv_rdma_link_connect(plv_rdma_test_addr(), 18340, 0, 1,
                                            PLV_LINK_CHANNEL_SYNCVM, SECRET,
-                                           sizeof(SECRET), RING, 3000, &err);
+                                           sizeof(SECRET), plv_rdma_test_sealed(), RING, 3000, &err);
     g_thread_join(th);
     CHECK(!c && !a.l);
     g_clear_error(&err);
+    g_clear_error(&a.err);
     CHECKF(plv_rdma_listener_strangers(ls) == 1, "strangers %" G_GUINT64_FORMAT,
            plv_rdma_listener_strangers(ls));
 
@@ -486,6 +511,7 @@ static void t_stranger_refused(void)
 
 const PlvRdmaTest plv_rdma_bulk_tests[] = {
     { "bulk_stranger_refused_before_allocation", t_stranger_refused, 60 },
+    { "bulk_sealing_must_match", t_sealing_must_match, 60 },
     { "bulk_integrity", t_integrity, 180 },
     { "bulk_syncvm", t_syncvm, 180 },
     { "bulk_syncvm_overlapped_send", t_syncvm_overlap, 180 },

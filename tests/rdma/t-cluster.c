@@ -151,7 +151,7 @@ static void t_three_replicas(void)
             .self_id = i, .peers = cl.addr, .n_peers = N,
             .secret = SECRET, .secret_len = sizeof(SECRET),
             .ring_bytes = 1u << 20, .backoff_min_ms = 20, .backoff_max_ms = 200,
-            .peer_timeout_ms = 4000,
+            .peer_timeout_ms = 4000, .sealed = plv_rdma_test_sealed(),
         };
         GError *err = NULL;
         PlvTransport *t = plv_transport_rdma_new(&tc, &err);

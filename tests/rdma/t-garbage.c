@@ -102,6 +102,7 @@ static void valid_pdata(uint8_t *pd)
     memset(pd, 0, 32);
     plv_put_u32(pd, PD_MAGIC);
     pd[4] = 2;                  /* version */
+    pd[6] = plv_rdma_test_sealed();   /* flags: seals its records */
     plv_put_u32(pd + 8, 0);           /* claims to be replica 0 */
 }
 
@@ -139,21 +140,25 @@ static void raw_connect_valid(Raw *r, uint16_t port, int fail_code)
 
 /*
  * Write a record that looks complete (sequence 1, canary 1) but carries a
- * checksum that is not the keyed one, then a doorbell announcing it.
+ * checksum that is not the keyed one (sealed: a tag that is not the
+ * AEAD's, after 16 bytes that are not its ciphertext), then a doorbell
+ * announcing it.
  */
 static int write_bad_record(Raw *r, const char text[16])
 {
     uint64_t raddr = r->peer_ring;
     uint32_t rkey = r->peer_rkey;
     uint8_t *b = r->buf;
-    memset(b, 0, 48);
+    size_t size = plv_rdma_test_sealed() ? 64 : 48;
+    memset(b, 0, size);
     plv_put_u32(b, 16);
     b[6] = 1;                   /* the transport's message type */
     plv_put_u64(b + 8, 1);
     plv_put_u64(b + 16, 0x1234);
     memcpy(b + 24, text, 16);
-    plv_put_u64(b + 40, 1);
-    return post_write(r, raddr, rkey, 48, false) ||
+    memset(b + 40, 0x5a, size - 48);
+    plv_put_u64(b + size - 8, 1);
+    return post_write(r, raddr, rkey, size, false) ||
            post_write(r, raddr, rkey, 0, true);
 }
 

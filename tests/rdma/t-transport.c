@@ -310,6 +310,7 @@ static void t_wakeup(void)
     PlvRdmaTransportConfig cfg = {
         .self_id = 0, .peers = a, .n_peers = 1,
         .secret = NET_SECRET, .secret_len = sizeof(NET_SECRET),
+        .sealed = plv_rdma_test_sealed(),
     };
     GError *err = NULL;
     PlvTransport *t = plv_transport_rdma_new(&cfg, &err);

@@ -48,6 +48,9 @@ typedef struct PlvRdmaTransportConfig {
      * kernel tick late, which a short spin hides.
      */
     unsigned spin_us;
+    /* Seal every ring record with AES-256-GCM keyed from the handshake
+     * (docs/rdma.md, "Sealed records"); every replica must. */
+    bool sealed;
 } PlvRdmaTransportConfig;
 
 /*
@@ -86,19 +89,20 @@ void plv_rdma_listener_free(PlvRdmaListener *l);
  *
  * @ring_bytes: the staging buffer the peer writes into (0: 8 MiB); it is
  * allocated only once the peer passed the handshake. @channel and
- * @expect_peer as for plv_link_accept() / plv_link_connect().
+ * @expect_peer as for plv_link_accept() / plv_link_connect(). @sealed:
+ * records sealed with AES-256-GCM, as the transport's.
  */
 PlvBulkLink *plv_rdma_link_accept(PlvRdmaListener *l, uint32_t self_id,
                                   PlvLinkChannel channel,
                                   const uint8_t *secret, size_t secret_len,
-                                  size_t ring_bytes, int timeout_ms,
-                                  GError **err);
+                                  bool sealed, size_t ring_bytes,
+                                  int timeout_ms, GError **err);
 PlvBulkLink *plv_rdma_link_connect(const char *host, uint16_t port,
                                    uint32_t self_id, uint32_t expect_peer,
                                    PlvLinkChannel channel,
                                    const uint8_t *secret, size_t secret_len,
-                                   size_t ring_bytes, int timeout_ms,
-                                   GError **err);
+                                   bool sealed, size_t ring_bytes,
+                                   int timeout_ms, GError **err);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@
  */
 #include "net/rdma/rdma-conn.h"
 #include "plover/bytes.h"
+#include "plover/record-seal.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -26,12 +27,13 @@
 
 #define REC_HDR     24u
 #define REC_TAIL    8u
-#define REC_MIN     (REC_HDR + REC_TAIL)
 #define REC_MORE    1u          /* another fragment of this message follows */
 #define REC_PAD     2u          /* filler: the next record is at offset 0 */
 
 #define PDATA_MAGIC 0x52564c50u /* "PLVR" */
 #define PDATA_VER   2u          /* 2: no ring in it; CTRL_RING after auth */
+#define PDATA_SEALED 1u         /* flags: this end seals its records (AEAD) */
+#define REC_AAD     16u         /* a sealed record's header, up to csum */
 #define RING_MSG    16u         /* CTRL_RING: addr u64, rkey u32, size u32 */
 
 enum { CTRL_HS = 1, CTRL_CREDIT, CTRL_HB, CTRL_CREDIT_REQ, CTRL_RING };
@@ -79,6 +81,12 @@ struct PlvRdmaConn {
 
     PlvHandshake *hs;
     PlvLinkSession *s;
+    /* With p.sealed: each direction's AEAD, a record's tag length, and a
+     * buffer per side for the plaintext (writer) and the sealed bytes
+     * copied out of the ring (reader), each half a ring. */
+    PlvRecordSeal *tx_seal, *rx_seal;
+    size_t tag;
+    uint8_t *tx_plain, *rx_sealed;
     XXH3_state_t *xs;
     uint8_t tx_secret[XXH3_SECRET_DEFAULT_SIZE];
     uint8_t rx_secret[XXH3_SECRET_DEFAULT_SIZE];
@@ -91,9 +99,18 @@ static size_t align8(size_t n)
     return (n + 7) & ~(size_t)7;
 }
 
-static size_t rec_size(size_t len)
+/* A record of @len payload bytes: header, payload (and, sealed, its tag),
+ * padding to 8, canary. */
+static size_t rec_size(const PlvRdmaConn *c, size_t len)
 {
-    return REC_HDR + align8(len) + REC_TAIL;
+    return REC_HDR + align8(len + c->tag) + REC_TAIL;
+}
+
+/* The smallest record, a filler: a ring tail shorter than that is skipped
+ * by both ends (they agree on sealing, so on this). */
+static size_t rec_min(const PlvRdmaConn *c)
+{
+    return rec_size(c, 0);
 }
 
 /* The NIC writes the ring behind the compiler's back: aligned acquire loads
@@ -273,6 +290,15 @@ static void finish_handshake(PlvRdmaConn *c)
     const uint8_t *key = plv_link_session_key_bytes(c->s);
     derive_secret(key, c->dialer ? 'D' : 'A', c->tx_secret);
     derive_secret(key, c->dialer ? 'A' : 'D', c->rx_secret);
+    if (c->p.sealed) {
+        c->tx_seal = plv_record_seal_new(key, c->dialer ? 'D' : 'A');
+        c->rx_seal = plv_record_seal_new(key, c->dialer ? 'A' : 'D');
+        if (!c->tx_seal || !c->rx_seal) {
+            conn_fail(c, PLV_LINK_ERROR_IO, "AES-256-GCM is not available");
+            return;
+        }
+        c->rx_sealed = g_malloc(c->rx_size / 2);
+    }
     open_rx_ring(c);
 }
 
@@ -306,6 +332,9 @@ static void on_ring(PlvRdmaConn *c, const uint8_t *m, size_t len)
     c->rkey = plv_get_u32(m + 8);
     c->tx_size = size;
     c->tx = alloc_ring(c->tx_size);
+    if (c->tx_seal) {
+        c->tx_plain = g_malloc(c->tx_size / 2);
+    }
     if (!c->tx || !(c->tx_mr = ibv_reg_mr(c->pd, c->tx, c->tx_size,
                                           IBV_ACCESS_LOCAL_WRITE))) {
         conn_fail(c, PLV_LINK_ERROR_IO, "ibv_reg_mr (staging, %zu bytes): %s",
@@ -476,7 +505,7 @@ static bool ring_take(PlvRdmaConn *c)
 {
     size_t R = c->rx_size;
     size_t off = c->rx_head % R;
-    if (R - off < REC_MIN) {
+    if (R - off < rec_min(c)) {
         c->rx_head += R - off;  /* too small for a record: both sides skip */
         off = 0;
     }
@@ -490,7 +519,7 @@ static bool ring_take(PlvRdmaConn *c)
     memcpy(h, r, REC_HDR);
     uint32_t len = plv_get_u32(h);
     uint16_t flags = plv_get_u16(h + 4);
-    size_t total = rec_size(len);
+    size_t total = rec_size(c, len);
     if (plv_get_u64(h + 8) != c->rx_seq || total > R - off || total > R / 2 ||
         ((flags & REC_PAD) && len)) {
         return not_yet(c, "length");
@@ -508,11 +537,22 @@ static bool ring_take(PlvRdmaConn *c)
                   PLV_RDMA_MAX_MSG);
         return false;
     }
-    g_byte_array_append(c->msg, r + REC_HDR, len);
-    if (rec_checksum(c, c->rx_secret, h, c->msg->data + had, len) !=
-        plv_get_u64(h + 16)) {
-        g_byte_array_set_size(c->msg, had);
-        return not_yet(c, "checksum");
+    if (c->rx_seal) {
+        /* Open a copy: the peer could rewrite the ring under the cipher. */
+        memcpy(c->rx_sealed, r + REC_HDR, len + c->tag);
+        g_byte_array_set_size(c->msg, had + len);
+        if (!plv_record_open(c->rx_seal, c->rx_seq, h, REC_AAD, c->rx_sealed,
+                             len, c->msg->data + had)) {
+            g_byte_array_set_size(c->msg, had);
+            return not_yet(c, "authentication tag");
+        }
+    } else {
+        g_byte_array_append(c->msg, r + REC_HDR, len);
+        if (rec_checksum(c, c->rx_secret, h, c->msg->data + had, len) !=
+            plv_get_u64(h + 16)) {
+            g_byte_array_set_size(c->msg, had);
+            return not_yet(c, "checksum");
+        }
     }
     c->st.records_in++;
     c->last_rx = g_get_monotonic_time();
@@ -596,14 +636,36 @@ bool plv_rdma_conn_arm(PlvRdmaConn *c)
     return c->failed;
 }
 
+/*
+ * The record at @r has its header and @len payload bytes in place (in
+ * tx_plain if sealed): seal them into the record, or checksum them.
+ */
+static bool seal_payload(PlvRdmaConn *c, uint8_t *r, size_t len)
+{
+    size_t body = align8(len + c->tag);
+    if (c->tx_seal) {
+        if (!plv_record_seal(c->tx_seal, plv_get_u64(r + 8), r, REC_AAD,
+                             c->tx_plain, len, r + REC_HDR)) {
+            conn_fail(c, PLV_LINK_ERROR_IO, "sealing record %" G_GUINT64_FORMAT
+                      " failed", plv_get_u64(r + 8));
+            return false;
+        }
+    }
+    memset(r + REC_HDR + len + c->tag, 0, body - len - c->tag);
+    if (!c->tx_seal) {
+        plv_put_u64(r + 16, rec_checksum(c, c->tx_secret, r, r + REC_HDR, len));
+    }
+    return true;
+}
+
 /* Reserve room for a record of @total bytes at the tail; false if the
  * peer has not freed enough of its ring yet. */
 static bool ring_room(PlvRdmaConn *c, size_t total, size_t *off)
 {
     size_t R = c->tx_size;
     size_t o = c->tx_head % R;
-    size_t lead = 0;
-    if (R - o < REC_MIN || R - o < total) {
+    size_t lead = 0, min = rec_min(c);
+    if (R - o < min || R - o < total) {
         lead = R - o;           /* skip (tiny tail) or pad record */
     }
     if (c->tx_head + lead + total - c->peer_consumed > R) {
@@ -612,7 +674,7 @@ static bool ring_room(PlvRdmaConn *c, size_t total, size_t *off)
         }
         return false;
     }
-    if (lead >= REC_MIN) {
+    if (lead >= min) {
         /* Filler so the reader knows to go back to the start. */
         uint8_t *r = c->tx + o;
         plv_put_u32(r, 0);
@@ -620,10 +682,12 @@ static bool ring_room(PlvRdmaConn *c, size_t total, size_t *off)
         plv_put_u16(r + 6, 0);
         plv_put_u64(r + 8, c->tx_seq);
         plv_put_u64(r + 16, 0);
-        plv_put_u64(r + 16, rec_checksum(c, c->tx_secret, r, NULL, 0));
-        plv_put_u64(r + REC_HDR, c->tx_seq);
+        if (!seal_payload(c, r, 0)) {
+            return false;
+        }
+        plv_put_u64(r + min - REC_TAIL, c->tx_seq);
         struct ibv_sge sge = {
-            .addr = (uintptr_t)r, .length = REC_MIN, .lkey = c->tx_mr->lkey,
+            .addr = (uintptr_t)r, .length = min, .lkey = c->tx_mr->lkey,
         };
         struct ibv_send_wr wr = {
             .sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_RDMA_WRITE,
@@ -660,7 +724,7 @@ static void gather(uint8_t *dst, const struct iovec *iov, int iovcnt,
 int plv_rdma_conn_write(PlvRdmaConn *c, uint16_t type, const struct iovec *iov,
                         int iovcnt, size_t len, size_t *done)
 {
-    size_t max_frag = (c->tx_size / 2 - REC_MIN) & ~(size_t)7;
+    size_t max_frag = (c->tx_size / 2 - rec_min(c)) & ~(size_t)7;
     if (c->failed) {
         return -1;
     }
@@ -669,7 +733,7 @@ int plv_rdma_conn_write(PlvRdmaConn *c, uint16_t type, const struct iovec *iov,
     }
     do {
         size_t frag = MIN(len - *done, max_frag);
-        size_t total = rec_size(frag), off;
+        size_t total = rec_size(c, frag), off;
         /* sq_full() keeps two WRs free: a filler and this record. */
         if (sq_full(c) || !ring_room(c, total, &off)) {
             return c->failed ? -1 : 0;
@@ -680,9 +744,11 @@ int plv_rdma_conn_write(PlvRdmaConn *c, uint16_t type, const struct iovec *iov,
         plv_put_u16(r + 4, more ? REC_MORE : 0);
         plv_put_u16(r + 6, type);
         plv_put_u64(r + 8, c->tx_seq);
-        gather(r + REC_HDR, iov, iovcnt, *done, frag);
-        memset(r + REC_HDR + frag, 0, align8(frag) - frag);
-        plv_put_u64(r + 16, rec_checksum(c, c->tx_secret, r, r + REC_HDR, frag));
+        plv_put_u64(r + 16, 0);
+        gather(c->tx_seal ? c->tx_plain : r + REC_HDR, iov, iovcnt, *done, frag);
+        if (!seal_payload(c, r, frag)) {
+            return -1;
+        }
         /* The canary is the record's last bytes: with in-order placement it
          * marks the record complete; the checksum and the doorbell make
          * that hold without it (docs/rdma.md). */
@@ -764,6 +830,7 @@ PlvRdmaConn *plv_rdma_conn_new(struct rdma_cm_id *id, bool dialer,
                       PLV_RDMA_MAX_RING);
     c->rx_seq = 1;
     c->tx_seq = 1;
+    c->tag = p->sealed ? PLV_SEAL_TAG_LEN : 0;
     c->msg = g_byte_array_new();
     c->xs = XXH3_createState();
     c->last_rx = g_get_monotonic_time();
@@ -823,6 +890,7 @@ PlvRdmaConn *plv_rdma_conn_new(struct rdma_cm_id *id, bool dialer,
     memset(pdata, 0, PLV_RDMA_PDATA_LEN);
     plv_put_u32(pdata, PDATA_MAGIC);
     plv_put_u16(pdata + 4, PDATA_VER);
+    plv_put_u16(pdata + 6, p->sealed ? PDATA_SEALED : 0);
     plv_put_u32(pdata + 8, p->self_id);
     return c;
 }
@@ -838,6 +906,15 @@ int plv_rdma_conn_set_remote(PlvRdmaConn *c, const void *pdata, size_t len,
         plv_get_u16(d + 4) != PDATA_VER) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
                     "bad rdma_cm private data (%zu bytes)", len);
+        return -1;
+    }
+    if (!!(plv_get_u16(d + 6) & PDATA_SEALED) != c->p.sealed) {
+        /* Both seal or neither: a record's size depends on it. */
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH, "%s",
+                    c->p.sealed ? "the peer does not seal its ring records "
+                                  "(it has no tls-creds)"
+                                : "the peer seals its ring records (it has "
+                                  "tls-creds, this end has none)");
         return -1;
     }
     c->claimed_id = plv_get_u32(d + 8);
@@ -936,6 +1013,10 @@ void plv_rdma_conn_free(PlvRdmaConn *c)
     free(c->ctrl);
     plv_handshake_free(c->hs);
     plv_link_session_free(c->s);
+    plv_record_seal_free(c->tx_seal);
+    plv_record_seal_free(c->rx_seal);
+    g_free(c->tx_plain);
+    g_free(c->rx_sealed);
     XXH3_freeState(c->xs);
     g_byte_array_unref(c->msg);
     if (c->error) {

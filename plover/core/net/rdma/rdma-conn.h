@@ -49,6 +49,9 @@ typedef struct PlvRdmaConnParams {
     size_t secret_len;
     size_t ring_bytes;          /* our receive ring; rounded to 4 KiB */
     unsigned signal_every;      /* request a send completion every k WRs */
+    /* Seal every ring record with AES-256-GCM (plover/record-seal.h),
+     * keyed from the handshake; both ends must (rdma_cm private data). */
+    bool sealed;
     /* A complete message of @type (data valid during the call). */
     void (*on_msg)(void *opaque, PlvRdmaConn *c, uint16_t type,
                    const uint8_t *data, size_t len);

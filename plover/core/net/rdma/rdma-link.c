@@ -242,11 +242,11 @@ static PlvRdmaLink *link_new(struct rdma_event_channel *ec)
 static PlvRdmaConnParams params(PlvRdmaLink *l, uint32_t self_id,
                                 uint32_t expect_peer, PlvLinkChannel channel,
                                 const uint8_t *secret, size_t secret_len,
-                                size_t ring_bytes)
+                                bool sealed, size_t ring_bytes)
 {
     return (PlvRdmaConnParams){
         .self_id = self_id, .channel = channel, .expect_peer = expect_peer,
-        .secret = secret, .secret_len = secret_len,
+        .secret = secret, .secret_len = secret_len, .sealed = sealed,
         .ring_bytes = ring_bytes ? ring_bytes : (8u << 20),
         .on_msg = on_msg, .opaque = l,
     };
@@ -256,8 +256,8 @@ PlvBulkLink *plv_rdma_link_connect(const char *host, uint16_t port,
                                    uint32_t self_id, uint32_t expect_peer,
                                    PlvLinkChannel channel,
                                    const uint8_t *secret, size_t secret_len,
-                                   size_t ring_bytes, int timeout_ms,
-                                   GError **err)
+                                   bool sealed, size_t ring_bytes,
+                                   int timeout_ms, GError **err)
 {
     if (!plv_link_check_secret(secret, secret_len, err)) {
         return NULL;
@@ -304,7 +304,7 @@ PlvBulkLink *plv_rdma_link_connect(const char *host, uint16_t port,
     }
     uint8_t pdata[PLV_RDMA_PDATA_LEN];
     PlvRdmaConnParams p = params(l, self_id, expect_peer, channel, secret,
-                                 secret_len, ring_bytes);
+                                 secret_len, sealed, ring_bytes);
     l->rc = plv_rdma_conn_new(l->id, true, &p, pdata, err);
     if (!l->rc) {
         link_close(l);
@@ -378,8 +378,8 @@ void plv_rdma_listener_free(PlvRdmaListener *l)
 PlvBulkLink *plv_rdma_link_accept(PlvRdmaListener *ls, uint32_t self_id,
                                   PlvLinkChannel channel,
                                   const uint8_t *secret, size_t secret_len,
-                                  size_t ring_bytes, int timeout_ms,
-                                  GError **err)
+                                  bool sealed, size_t ring_bytes,
+                                  int timeout_ms, GError **err)
 {
     if (!plv_link_check_secret(secret, secret_len, err)) {
         return NULL;
@@ -409,7 +409,7 @@ PlvBulkLink *plv_rdma_link_accept(PlvRdmaListener *ls, uint32_t self_id,
     }
     uint8_t pdata[PLV_RDMA_PDATA_LEN];
     PlvRdmaConnParams p = params(l, self_id, PLV_LINK_ANY_PEER, channel,
-                                 secret, secret_len, ring_bytes);
+                                 secret, secret_len, sealed, ring_bytes);
     l->rc = plv_rdma_conn_new(ev.id, false, &p, pdata, err);
     if (!l->rc) {
         rdma_reject(ev.id, NULL, 0);

@@ -44,6 +44,7 @@ struct RdmaTransport {
     PlvPeerTable tab;           /* first: it begins with the PlvTransport */
     size_t ring_bytes, max_queue;
     unsigned signal_every, spin_us;
+    bool sealed;                /* records sealed (AES-256-GCM) */
     int hb_ms, dead_ms;
     uint16_t bound_port;
     struct rdma_event_channel *ec;
@@ -113,7 +114,7 @@ static PlvRdmaConn *make_rc(Conn *c, uint8_t *pdata)
         .expect_peer = c->pc.dialer ? c->pc.peer->id : PLV_LINK_ANY_PEER,
         .secret = t->tab.secret, .secret_len = t->tab.secret_len,
         .ring_bytes = t->ring_bytes, .signal_every = t->signal_every,
-        .on_msg = on_msg, .opaque = c,
+        .sealed = t->sealed, .on_msg = on_msg, .opaque = c,
     };
     GError *err = NULL;
     PlvRdmaConn *rc = plv_rdma_conn_new(c->id, c->pc.dialer, &p, pdata, &err);
@@ -599,6 +600,7 @@ PlvTransport *plv_transport_rdma_new(const PlvRdmaTransportConfig *cfg,
     }
     t->ring_bytes = cfg->ring_bytes ? cfg->ring_bytes : (4u << 20);
     t->signal_every = cfg->signal_every ? cfg->signal_every : 16;
+    t->sealed = cfg->sealed;
     t->spin_us = cfg->spin_us;
     t->hb_ms = or_default(cfg->heartbeat_ms, 100);
     t->dead_ms = MAX(or_default(cfg->peer_timeout_ms, 3000), 2 * t->hb_ms);
