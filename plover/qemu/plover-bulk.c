@@ -30,6 +30,7 @@ typedef struct PloverRdmaAcceptor {
     PlvRdmaListener *listener;
     uint32_t self, n_peers;
     uint8_t *secret;
+    bool sealed;                /* tls-creds: records sealed (AES-256-GCM) */
     size_t secret_len;
     QemuThread thread;
     PlvPeerMailbox *mailbox;    /* PlvBulkLink*, newest per peer */
@@ -87,7 +88,8 @@ static void *plover_rdma_accept_thread(void *opaque)
         g_autoptr(GError) err = NULL;
         PlvBulkLink *rl = plv_rdma_link_accept(a->listener, a->self,
                                                PLV_LINK_CHANNEL_SYNCVM, a->secret,
-                                               a->secret_len, PLOVER_BULK_RDMA_RING,
+                                               a->secret_len, a->sealed,
+                                               PLOVER_BULK_RDMA_RING,
                                                PLV_HANDSHAKE_TIMEOUT_MS, &err);
         uint32_t peer;
 
@@ -115,6 +117,7 @@ static void *plover_rdma_accept_thread(void *opaque)
 static PloverRdmaAcceptor *plover_rdma_acceptor_new(const PlvConfig *cfg,
                                                     const uint8_t *secret,
                                                     size_t secret_len,
+                                                    bool sealed,
                                                     GError **err)
 {
     const PlvConfigPeer *self = &cfg->peers[cfg->id];
@@ -131,6 +134,7 @@ static PloverRdmaAcceptor *plover_rdma_acceptor_new(const PlvConfig *cfg,
     a->n_peers = cfg->n_peers;
     a->secret = g_memdup2(secret, secret_len);
     a->secret_len = secret_len;
+    a->sealed = sealed;
     a->mailbox = plv_peer_mailbox_new(cfg->n_peers, (GDestroyNotify)plv_bulk_close);
     qemu_mutex_init(&a->lock);
     /* Lives as long as the process, like the replica. */
@@ -161,7 +165,8 @@ PloverBulkListener *plover_bulk_listen(const PlvConfig *cfg,
     l->kind = cfg->transport;
 #ifdef PLOVER_HAVE_RDMA
     if (cfg->transport == PLV_TRANSPORT_RDMA) {
-        l->rdma = plover_rdma_acceptor_new(cfg, secret, secret_len, err);
+        l->rdma = plover_rdma_acceptor_new(cfg, secret, secret_len, tls != NULL,
+                                           err);
         if (!l->rdma) {
             g_free(l);
             return NULL;
@@ -229,7 +234,8 @@ PlvBulkLink *plover_bulk_connect(const PlvConfig *cfg, uint32_t peer,
     if (cfg->transport == PLV_TRANSPORT_RDMA) {
         return plv_rdma_link_connect(p->host, p->port + 1, cfg->id, peer,
                                      PLV_LINK_CHANNEL_SYNCVM, secret, secret_len,
-                                     PLOVER_BULK_RDMA_RING, timeout_ms, err);
+                                     tls != NULL, PLOVER_BULK_RDMA_RING,
+                                     timeout_ms, err);
     }
 #endif
     l = plv_link_connect_tls(p->host, p->port + 1, cfg->id, peer,

@@ -42,7 +42,8 @@ void plover_bulk_listener_stats(PloverBulkListener *l, PlvLinkAcceptorStats *st)
 
 /* Dial replica @peer's bulk port; fails unless @peer itself answers
  * (the handshake checks the id before it proves anything). @tls: the
- * TCP link runs inside TLS (NULL: plaintext). */
+ * TCP link runs inside TLS, an RDMA link seals its records (NULL:
+ * neither). */
 PlvBulkLink *plover_bulk_connect(const PlvConfig *cfg, uint32_t peer,
                                  const uint8_t *secret, size_t secret_len,
                                  PlvTls *tls, int timeout_ms, GError **err);

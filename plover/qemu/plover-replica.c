@@ -531,6 +531,7 @@ bool plover_replica_start(PloverState *s, Error **errp)
             .secret_len = s->secret_len,
             .heartbeat_ms = s->cfg.heartbeat_ms,
             .peer_timeout_ms = s->cfg.suspect_ms * 3,
+            .sealed = s->tls != NULL,
         };
         t = plv_transport_rdma_new(&rcfg, &gerr);
     } else

@@ -206,6 +206,11 @@ static bool plover_load_tls(PloverState *s, Error **errp)
     for (unsigned i = 0; i < s->cfg.n_peers; i++) {
         plv_tls_set_peer_name(s->tls, i, s->cfg.peers[i].host);
     }
+    if (s->cfg.transport == PLV_TRANSPORT_RDMA) {
+        info_report("-plover: tls-creds with transport=rdma: ring records are "
+                    "sealed with AES-256-GCM keyed from the secret's handshake; "
+                    "certificates are not exchanged over RDMA");
+    }
     return true;
 }
 

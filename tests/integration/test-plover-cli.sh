@@ -89,6 +89,22 @@ expect_reject "-plover: secret: no -object secret with id 's0'" \
     "${NET[@]}" -plover "$OK"
 expect_reject "-plover: secret: 's0' is 3 bytes; at least 16 are required" \
     "${NET[@]}" -object secret,id=s0,data=abc -plover "$OK"
+# tls-creds: an object that exists, of the x509 kind, for a server
+# endpoint, verifying its peers.
+pki_ca "$WORK/pki/ca"
+pki_replica "$WORK/pki/r0" "$WORK/pki/ca" 10.1.0.1 "$WORK/pki/ca"
+TLSDIR="dir=$WORK/pki/r0"
+expect_reject "-plover: tls-creds: no -object tls-creds-x509 with id 't0'" \
+    "${NET[@]}" "${SECRET[@]}" -plover "$OK,tls-creds=t0"
+expect_reject "-plover: tls-creds: no -object tls-creds-x509 with id 't0'" \
+    "${NET[@]}" "${SECRET[@]}" -object tls-creds-anon,id=t0,endpoint=server \
+    -plover "$OK,tls-creds=t0"
+expect_reject "-plover: tls-creds: 't0' must have endpoint=server (a replica accepts links, and dials with the same certificate)" \
+    "${NET[@]}" "${SECRET[@]}" -object "tls-creds-x509,id=t0,$TLSDIR,endpoint=client" \
+    -plover "$OK,tls-creds=t0"
+expect_reject "-plover: tls-creds: 't0' has verify-peer=off; the replicas must verify each other's certificates" \
+    "${NET[@]}" "${SECRET[@]}" -object "tls-creds-x509,id=t0,$TLSDIR,endpoint=server,verify-peer=off" \
+    -plover "$OK,tls-creds=t0"
 if grep -q '^ENABLE_RDMA := no' "$SRCDIR/build/config.mk"; then
     expect_reject "transport: rdma is not available in this build (built with --disable-rdma)" \
         "${NET[@]}" "${SECRET[@]}" -plover "$OK,transport=rdma"

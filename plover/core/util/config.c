@@ -402,10 +402,6 @@ bool plv_config_validate(const PlvConfig *cfg, bool have_rdma, GError **errp)
         return fail(errp, "state: required (file where this replica keeps its "
                     "incarnation across restarts)");
     }
-    if (cfg->tls_creds && cfg->transport == PLV_TRANSPORT_RDMA) {
-        return fail(errp, "tls-creds: not available with transport=rdma yet "
-                    "(TLS runs on the tcp transport)");
-    }
     if (cfg->transport == PLV_TRANSPORT_RDMA && !have_rdma) {
         return fail(errp, "transport: rdma is not available in this build "
                     "(built with --disable-rdma)");
@@ -444,7 +440,8 @@ char *plv_config_help(void)
         "  secret=ID            a -object secret shared by the replicas (authenticates peers)\n"
         "  tls-creds=ID         a -object tls-creds-x509 (endpoint=server): every replica\n"
         "                       link runs TLS 1.3, each replica's certificate naming its\n"
-        "                       host in peers (default: no TLS)\n"
+        "                       host in peers; with transport=rdma, ring records are\n"
+        "                       sealed with AES-256-GCM instead (default: neither)\n"
         "  state=FILE           this replica's incarnation, kept across restarts; created\n"
         "                       when missing (a new group); never delete it while the\n"
         "                       other replicas run\n");
