@@ -54,11 +54,11 @@ static void count(PlvLinkAcceptor *a, uint64_t *field)
 
 static void pending_close(Pending *p)
 {
+    plv_tls_conn_free(p->tls);  /* before the close: it may still send */
     if (p->fd >= 0) {
         close(p->fd);
     }
     plv_handshake_free(p->hs);
-    plv_tls_conn_free(p->tls);
     p->fd = -1;
     p->hs = NULL;
     p->tls = NULL;

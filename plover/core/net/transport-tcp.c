@@ -81,6 +81,8 @@ static void conn_release(PlvPeerTable *tab, PlvPeerConn *pc)
     TcpTransport *t = (TcpTransport *)tab;
     Conn *c = (Conn *)pc;
     epoll_ctl(t->tab.epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    plv_tls_conn_free(c->tls);  /* before the close: it may still send */
+    c->tls = NULL;
     close(c->fd);
     c->fd = -1;
     if (c->dirty) {

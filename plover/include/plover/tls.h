@@ -75,7 +75,8 @@ void plv_tls_unref(PlvTls *t);
 void plv_tls_log_refusal(PlvTls *t, const char *what);
 
 /* A session on connected non-blocking socket @fd (not owned: the caller
- * closes it after plv_tls_conn_free). */
+ * closes it after plv_tls_conn_free, which sends what is still queued,
+ * an alert saying why for one, if the socket takes it at once). */
 PlvTlsConn *plv_tls_conn_new(PlvTls *t, int fd, bool dialer, GError **err);
 void plv_tls_conn_free(PlvTlsConn *c);
 
