@@ -366,12 +366,14 @@ static void conn_readable(Conn *c)
 {
     TcpTransport *t = c->t;
     /* TLS reads a record at a time and may hold bytes the socket no longer
-     * shows: it reads on until EAGAIN, or epoll would not come back. */
+     * shows: it reads on while the session holds any, or epoll would not
+     * come back for them; what is still in the socket, epoll reports. */
     for (int i = 0; (c->tls || i < READS_PER_EVENT) &&
                     c->pc.state == PLV_PEER_CONN_UP; i++) {
         ssize_t n = plv_stream_read(c->fd, c->tls, t->rbuf, READ_CHUNK);
         if (n > 0) {
-            if (conn_feed(c, t->rbuf, n) < 0 || (n < READ_CHUNK && !c->tls)) {
+            if (conn_feed(c, t->rbuf, n) < 0 ||
+                (c->tls ? !plv_tls_conn_pending(c->tls) : n < READ_CHUNK)) {
                 return;
             }
             continue;
