@@ -9,9 +9,18 @@ SECONDS_LOAD=${DEMO_SECONDS:-20}
 
 echo "== plover-qemu demo: $("$QEMU" --version | head -n1), accel ${PLOVER_ACCEL:-tcg}"
 net_setup
+# The replica links run TLS (DEMO_TLS=no: plaintext): a CA and one
+# certificate per replica's address, made here with certtool.
+links="plaintext, authenticated by the shared secret"
+if [ "${DEMO_TLS:-yes}" = yes ]; then
+    pki_make "$WORK/pki"
+    REPLICA_TLS="$WORK/pki"
+    links="TLS 1.3 (tls-creds-x509; certificates from a CA made in $WORK/pki)"
+fi
 t0=$(date +%s.%N)
 replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none"
 echo "== three replicas: $(host_ip 0), $(host_ip 1), $(host_ip 2) (port 7100), role=auto"
+echo "== replica links: $links"
 wait_protected 120
 echo "== elected: leader r$LEADER, secondary r$SECONDARY (in sync), witness r$(( 3 - LEADER - SECONDARY ))"
 kv_wait 90 || fail "kvd does not answer"
