@@ -25,7 +25,6 @@ typedef struct Pending {
     PlvPendingSlot slot;        /* first: what plv_pending_victim() weighs */
     int fd;                     /* -1: free slot */
     PlvTlsConn *tls;            /* with cfg.tls: its session */
-    bool tls_up;                /* ...whose handshake is done */
     PlvHandshake *hs;
     int64_t deadline;
 } Pending;
@@ -62,7 +61,6 @@ static void pending_close(Pending *p)
     p->fd = -1;
     p->hs = NULL;
     p->tls = NULL;
-    p->tls_up = false;
 }
 
 /* A free slot for a connection from @src, made by pushing one out if
@@ -136,14 +134,13 @@ static void accept_new(PlvLinkAcceptor *a)
 /* A TLS refusal: counted, and said (once a minute for the same text). */
 static void tls_refused(PlvLinkAcceptor *a, Pending *p, GError *err)
 {
-    char addr[64];
+    char addr[48], who[64];
     plv_ip_addr_format(&p->slot.src, addr, sizeof(addr));
-    char *what = g_strdup_printf("%s link from %s refused: %s",
-                                 a->cfg.channel == PLV_LINK_CHANNEL_SYNCVM
-                                     ? "syncvm" : "consensus",
-                                 addr, err ? err->message : "TLS failed");
-    plv_tls_log_refusal(a->cfg.tls, what);
-    g_free(what);
+    g_snprintf(who, sizeof(who), "from %s", addr);
+    plv_tls_log_refusal(a->cfg.tls,
+                        a->cfg.channel == PLV_LINK_CHANNEL_SYNCVM
+                            ? "syncvm" : "consensus",
+                        who, err ? err->message : "TLS failed");
     g_clear_error(&err);
     count(a, &a->st.tls_refused);
     count(a, &a->st.failed);
@@ -177,7 +174,7 @@ static void deliver(PlvLinkAcceptor *a, Pending *p)
 /* Move one pending handshake on as far as the socket allows. */
 static void step(PlvLinkAcceptor *a, Pending *p)
 {
-    if (p->tls && !p->tls_up) {
+    if (p->tls && !plv_tls_conn_established(p->tls)) {
         GError *err = NULL;
         int r = plv_tls_conn_handshake(p->tls, &err);
         if (r == 0) {
@@ -187,7 +184,6 @@ static void step(PlvLinkAcceptor *a, Pending *p)
             tls_refused(a, p, err);
             return;
         }
-        p->tls_up = true;
     }
     for (;;) {
         const uint8_t *out;
@@ -272,7 +268,7 @@ static void *acceptor_thread(void *opaque)
             deadline = MIN(deadline, p->deadline);
             of[n] = p;
             short events = POLLIN;
-            if (p->tls && !p->tls_up) {
+            if (p->tls && !plv_tls_conn_established(p->tls)) {
                 events = plv_tls_conn_events(p->tls);
             } else if (plv_handshake_output(p->hs, &(const uint8_t *){ NULL })) {
                 events |= POLLOUT;

@@ -42,6 +42,17 @@ static int link_io_error(GError **err, const char *what, int e)
     return -1;
 }
 
+/* A failed send or read: TLS says why itself (EPROTO). */
+static int stream_error(GError **err, PlvTlsConn *tls, const char *what, int e)
+{
+    if (e == EPROTO && tls) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_PROTOCOL, "TLS: %s",
+                    plv_tls_conn_error(tls));
+        return -1;
+    }
+    return link_io_error(err, what, e);
+}
+
 /* Wait until @fd is ready for @events or the deadline passes. */
 static int wait_ready(int fd, short events, int64_t deadline, GError **err)
 {
@@ -91,12 +102,7 @@ static int write_all(int fd, PlvTlsConn *tls, struct iovec *iov, int iovcnt,
                             "peer closed the link");
                 return -1;
             }
-            if (errno == EPROTO && tls) {
-                g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_PROTOCOL,
-                            "TLS: %s", plv_tls_conn_error(tls));
-                return -1;
-            }
-            return link_io_error(err, "send", errno);
+            return stream_error(err, tls, "send", errno);
         }
         if (progress_ms >= 0) {
             deadline = plv_deadline_from_timeout(progress_ms);
@@ -137,12 +143,7 @@ static ssize_t read_some(int fd, PlvTlsConn *tls, void *buf, size_t len,
                             "peer reset the link");
                 return -1;
             }
-            if (errno == EPROTO && tls) {
-                g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_PROTOCOL,
-                            "TLS: %s", plv_tls_conn_error(tls));
-                return -1;
-            }
-            return link_io_error(err, "read", errno);
+            return stream_error(err, tls, "read", errno);
         }
         /* EAGAIN from TLS: nothing left decrypted in the session either.
          * POLLIN, not the session's last wait: a sender on another thread

@@ -2,6 +2,7 @@
  * TLS 1.3 sessions for the TCP replica links (see plover/tls.h).
  */
 #include "plover/tls.h"
+#include "plover/iov.h"
 #include "plover/link.h"
 
 #include <errno.h>
@@ -22,6 +23,10 @@
 #define TX_BUF          (TX_RECORDS * (TLS_RECORD_MAX + 512u))
 /* What one recv() asks the socket for: several records at once. */
 #define RX_BUF          (64u * 1024u)
+/* A peer that hung up in the handshake: it may say why in its own log. */
+static const char PEER_HUNG_UP[] =
+    "the peer closed the connection in the TLS handshake "
+    "(it has no tls-creds, or refused our certificate)";
 /* How long the same refusal stays out of the log. */
 #define REFUSAL_QUIET_US (60 * G_USEC_PER_SEC)
 
@@ -40,7 +45,6 @@ struct PlvTlsConn {
     PlvTls *t;
     gnutls_session_t s;
     int fd;
-    bool dialer;
     short events;
     bool handshaken;            /* gnutls_handshake() done (tx may wait) */
     /*
@@ -173,9 +177,11 @@ void plv_tls_unref(PlvTls *t)
     g_free(t);
 }
 
-void plv_tls_log_refusal(PlvTls *t, const char *what)
+void plv_tls_log_refusal(PlvTls *t, const char *link, const char *who,
+                         const char *why)
 {
     int64_t now = g_get_monotonic_time();
+    char *what = g_strdup_printf("%s link %s refused: %s", link, who, why);
     bool say;
 
     g_mutex_lock(&t->log_lock);
@@ -190,6 +196,7 @@ void plv_tls_log_refusal(PlvTls *t, const char *what)
     if (say) {
         g_warning("plover: %s", what);
     }
+    g_free(what);
 }
 
 /* ---- one connection ---- */
@@ -281,7 +288,6 @@ PlvTlsConn *plv_tls_conn_new(PlvTls *t, int fd, bool dialer, GError **err)
     }
     c->t = plv_tls_ref(t);
     c->fd = fd;
-    c->dialer = dialer;
     c->events = POLLIN;
     g_mutex_init(&c->tx_lock);
     c->tx = g_malloc(TX_BUF);
@@ -335,6 +341,11 @@ short plv_tls_conn_events(const PlvTlsConn *c)
     return c->events;
 }
 
+bool plv_tls_conn_established(const PlvTlsConn *c)
+{
+    return c->handshaken && !c->tx_len;
+}
+
 /* Why a handshake failed, in words an operator can act on. */
 static char *handshake_failure(PlvTlsConn *c, int r)
 {
@@ -359,8 +370,7 @@ static char *handshake_failure(PlvTlsConn *c, int r)
     case GNUTLS_E_PREMATURE_TERMINATION:
     case GNUTLS_E_PULL_ERROR:
     case GNUTLS_E_PUSH_ERROR:
-        return g_strdup("the peer closed the connection in the TLS handshake "
-                        "(it has no tls-creds, or refused our certificate)");
+        return g_strdup(PEER_HUNG_UP);
     case GNUTLS_E_NO_CERTIFICATE_FOUND:
     case GNUTLS_E_CERTIFICATE_REQUIRED:
         return g_strdup("the peer sent no certificate");
@@ -374,9 +384,8 @@ static char *handshake_failure(PlvTlsConn *c, int r)
 static int handshake_flush(PlvTlsConn *c, GError **err)
 {
     if (tx_flush(c) < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
-                    "the peer closed the connection in the TLS handshake "
-                    "(it has no tls-creds, or refused our certificate)");
+        g_set_error_literal(err, PLV_LINK_ERROR, PLV_LINK_ERROR_AUTH,
+                            PEER_HUNG_UP);
         return -1;
     }
     return 0;
@@ -467,27 +476,6 @@ static ssize_t record_failed(PlvTlsConn *c, ssize_t r)
     return -1;
 }
 
-/* @len bytes of @iov from byte @off on, contiguous: in place if they lie
- * in one iovec, else gathered into stage. */
-static const uint8_t *gather(PlvTlsConn *c, const struct iovec *iov, int iovcnt,
-                             size_t off, size_t len)
-{
-    int i = 0;
-    while (i < iovcnt && off >= iov[i].iov_len) {
-        off -= iov[i].iov_len;
-        i++;
-    }
-    if (iov[i].iov_len - off >= len) {
-        return (const uint8_t *)iov[i].iov_base + off;
-    }
-    for (size_t n = 0; n < len; i++, off = 0) {
-        size_t k = MIN(iov[i].iov_len - off, len - n);
-        memcpy(c->stage + n, (const uint8_t *)iov[i].iov_base + off, k);
-        n += k;
-    }
-    return c->stage;
-}
-
 ssize_t plv_tls_conn_sendv(PlvTlsConn *c, const struct iovec *iov, int iovcnt)
 {
     size_t avail = 0, done = 0;
@@ -512,7 +500,8 @@ ssize_t plv_tls_conn_sendv(PlvTlsConn *c, const struct iovec *iov, int iovcnt)
         size_t len = MIN(avail - done, TLS_RECORD_MAX);
         ssize_t r;
         do {
-            r = gnutls_record_send(c->s, gather(c, iov, iovcnt, done, len), len);
+            r = gnutls_record_send(c->s, plv_iov_span(iov, iovcnt, done, len,
+                                                      c->stage), len);
         } while (r == GNUTLS_E_INTERRUPTED);
         if (r < 0) {
             if (done) {
@@ -548,12 +537,10 @@ ssize_t plv_tls_conn_recv(PlvTlsConn *c, void *buf, size_t len)
         if (r >= 0) {
             return r;
         }
-        if (r != GNUTLS_E_AGAIN &&
-            (r == GNUTLS_E_INTERRUPTED || !gnutls_error_is_fatal(r))) {
-            continue;           /* a warning alert */
-        }
         if (r == GNUTLS_E_AGAIN) {
             tx_flush(c);        /* what the read made GnuTLS send, if any */
+        } else if (!gnutls_error_is_fatal(r)) {
+            continue;           /* interrupted, or a warning alert */
         }
         return record_failed(c, r);
     }

@@ -32,7 +32,6 @@ typedef struct Conn {
     TcpTransport *t;
     int fd;
     PlvTlsConn *tls;            /* with the transport's tls: the session */
-    bool tls_up;                /* ...whose handshake is done */
     PlvHandshake *hs;
     GByteArray *early;          /* frame bytes that came with the handshake */
     PlvLinkSession *s;
@@ -213,12 +212,10 @@ static void tls_fail(Conn *c, GError *err)
         plv_ip_addr_format(&c->pc.slot.src, addr, sizeof(addr));
         g_snprintf(who, sizeof(who), "from %s", addr);
     }
-    char *what = g_strdup_printf("consensus link %s refused: %s", who,
-                                 err ? err->message : "TLS failed");
-    plv_tls_log_refusal(t->tls, what);
+    const char *why = err ? err->message : "TLS failed";
+    plv_tls_log_refusal(t->tls, "consensus", who, why);
     PLV_PEER_STAT_ADD(&t->tab, tls_refused, 1);
-    plv_peer_table_auth_failed(&t->tab, &c->pc, what);
-    g_free(what);
+    plv_peer_table_auth_failed(&t->tab, &c->pc, why);
     g_clear_error(&err);
 }
 
@@ -254,7 +251,7 @@ static void hs_fail(Conn *c, GError *err)
 static void conn_handshake(Conn *c)
 {
     TcpTransport *t = c->t;
-    if (c->tls && !c->tls_up) {
+    if (c->tls && !plv_tls_conn_established(c->tls)) {
         GError *err = NULL;
         int r = plv_tls_conn_handshake(c->tls, &err);
         if (r < 0) {
@@ -265,7 +262,6 @@ static void conn_handshake(Conn *c)
         if (r == 0) {
             return;
         }
-        c->tls_up = true;
     }
     for (;;) {
         const uint8_t *out;

@@ -69,10 +69,13 @@ PlvTls *plv_tls_ref(PlvTls *t);
 void plv_tls_unref(PlvTls *t);
 
 /*
- * Log a refused connection, at most once a minute for the same text (a
- * peer with a wrong certificate redials every second or so).
+ * Log "@link link @who refused: @why" (e.g. "consensus", "from 10.1.0.3",
+ * "the peer's certificate is refused: ..."), at most once a minute for
+ * the same text (a peer with a wrong certificate redials every second or
+ * so).
  */
-void plv_tls_log_refusal(PlvTls *t, const char *what);
+void plv_tls_log_refusal(PlvTls *t, const char *link, const char *who,
+                         const char *why);
 
 /* A session on connected non-blocking socket @fd (not owned: the caller
  * closes it after plv_tls_conn_free, which sends what is still queued,
@@ -90,6 +93,9 @@ int plv_tls_conn_handshake(PlvTlsConn *c, GError **err);
 /* POLLIN or POLLOUT: what the handshake's last EAGAIN waits for. (After
  * it, a send's EAGAIN waits for POLLOUT and a read's for POLLIN.) */
 short plv_tls_conn_events(const PlvTlsConn *c);
+/* The handshake is done and all it had to send is sent:
+ * plv_tls_conn_handshake() would return 1. */
+bool plv_tls_conn_established(const PlvTlsConn *c);
 
 /* True if the peer's certificate names replica @id (see set_peer_name);
  * else false with @err (PLV_LINK_ERROR_AUTH) saying whose it is. */

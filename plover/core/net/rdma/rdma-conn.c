@@ -5,6 +5,7 @@
  */
 #include "net/rdma/rdma-conn.h"
 #include "plover/bytes.h"
+#include "plover/iov.h"
 #include "plover/record-seal.h"
 
 #include <endian.h>
@@ -704,23 +705,6 @@ static bool ring_room(PlvRdmaConn *c, size_t total, size_t *off)
     return true;
 }
 
-/* Gather @n bytes of the iov, starting at byte @from, into @dst. */
-static void gather(uint8_t *dst, const struct iovec *iov, int iovcnt,
-                   size_t from, size_t n)
-{
-    for (int i = 0; i < iovcnt && n; i++) {
-        if (from >= iov[i].iov_len) {
-            from -= iov[i].iov_len;
-            continue;
-        }
-        size_t k = MIN(iov[i].iov_len - from, n);
-        memcpy(dst, (const uint8_t *)iov[i].iov_base + from, k);
-        dst += k;
-        n -= k;
-        from = 0;
-    }
-}
-
 int plv_rdma_conn_write(PlvRdmaConn *c, uint16_t type, const struct iovec *iov,
                         int iovcnt, size_t len, size_t *done)
 {
@@ -745,7 +729,8 @@ int plv_rdma_conn_write(PlvRdmaConn *c, uint16_t type, const struct iovec *iov,
         plv_put_u16(r + 6, type);
         plv_put_u64(r + 8, c->tx_seq);
         plv_put_u64(r + 16, 0);
-        gather(c->tx_seal ? c->tx_plain : r + REC_HDR, iov, iovcnt, *done, frag);
+        plv_iov_copy(c->tx_seal ? c->tx_plain : r + REC_HDR, iov, iovcnt, *done,
+                     frag);
         if (!seal_payload(c, r, frag)) {
             return -1;
         }
