@@ -550,18 +550,9 @@ START_TEST(link_handshake_and_frames)
                      PLV_LINK_KEY_LEN);
     ck_assert_int_ge(plv_link_fd(c), 0);
 
+    plv_test_link_exchange(c, s, 100, 1000);
     GByteArray *pl = g_byte_array_new();
     uint16_t type;
-    for (int i = 0; i < 100; i++) {
-        char msg[32];
-        int n = snprintf(msg, sizeof(msg), "message %d", i);
-        struct iovec iov[2] = { { msg, 4 }, { msg + 4, n - 4 } };
-        ck_assert_int_eq(plv_link_send(i % 2 ? c : s, i, iov, 2, NULL), 0);
-        ck_assert_int_eq(plv_link_recv(i % 2 ? s : c, &type, pl, 1000, NULL), 0);
-        ck_assert_uint_eq(type, i);
-        ck_assert_uint_eq(pl->len, n);
-        ck_assert_mem_eq(pl->data, msg, n);
-    }
     /* Empty payload. */
     ck_assert_int_eq(plv_link_send(c, 3, NULL, 0, NULL), 0);
     ck_assert_int_eq(plv_link_recv(s, &type, pl, 1000, NULL), 0);

@@ -4,10 +4,10 @@
  * start of each test. Loopback only.
  */
 #include <check.h>
-#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "helper-net.h"
 #include "helper-run.h"
 #include "helper-tls.h"
 #include "plover/link-acceptor.h"
@@ -79,18 +79,9 @@ static gpointer send_thread(gpointer opaque)
 /* Small frames both ways, then a 4 MiB one of page iovecs. */
 static void check_frames(PlvLink *a, PlvLink *b)
 {
+    plv_test_link_exchange(a, b, 50, 2000);
     GByteArray *pl = g_byte_array_new();
     uint16_t type;
-    for (int i = 0; i < 50; i++) {
-        char msg[32];
-        int n = snprintf(msg, sizeof(msg), "message %d", i);
-        struct iovec iov[2] = { { msg, 4 }, { msg + 4, n - 4 } };
-        ck_assert_int_eq(plv_link_send(i % 2 ? a : b, i, iov, 2, NULL), 0);
-        ck_assert_int_eq(plv_link_recv(i % 2 ? b : a, &type, pl, 2000, NULL), 0);
-        ck_assert_uint_eq(type, i);
-        ck_assert_uint_eq(pl->len, n);
-        ck_assert_mem_eq(pl->data, msg, n);
-    }
     /* A syncvm-sized frame of page iovecs (more than a socket buffer, so
      * sends meet EAGAIN): sent from a thread, read here. */
     enum { PAGES = 1024 };
