@@ -443,36 +443,63 @@ static double hash_floor_ms(PlvMemView *mv, PlvHashPool *pool,
     return best;
 }
 
-static void bench_table3(void)
+typedef int (*SecondaryMain)(PlvLink *link, uint8_t *mem, PlvMemView *mv);
+
+/*
+ * @body, the secondary, in a child process at the other end of a loopback
+ * link (in TLS with @lead and @sec, plaintext if NULL): the leader's end.
+ */
+static PlvLink *secondary_start(SecondaryMain body, uint8_t *mem, PlvMemView *mv,
+                                PlvTls *lead, PlvTls *sec, pid_t *pid)
 {
-    uint8_t *mem = map_mem((size_t)REGION_PAGES * PAGE);
-    PlvMemView *mv = plv_memview_new();
     GError *err = NULL;
     int lfd = plv_link_listen("127.0.0.1", 0, &err);
     uint16_t port = plv_link_local_port(lfd);
-    PlvLink *link;
-    PlvHashPool *pool;
-    uint64_t epoch = 0;
-    pid_t pid;
-    int status;
-    double t_13k_93 = -1, best_13k_93 = -1;
 
-    fill_random(mem, (size_t)REGION_PAGES * PAGE, 11);
-    plv_memview_add_region(mv, 1, PAGE, REGION_PAGES, mem, NULL);
-    pid = fork();
-    if (pid == 0) {
+    *pid = fork();
+    if (*pid == 0) {
         close(lfd);
-        link = plv_link_connect("127.0.0.1", port, 2, 1, PLV_LINK_CHANNEL_SYNCVM,
-                                SECRET, sizeof(SECRET), 5000, NULL);
-        _exit(link ? secondary_main(link, mem, mv) : 2);
+        PlvLink *l = plv_link_connect_tls("127.0.0.1", port, 2, 1,
+                                          PLV_LINK_CHANNEL_SYNCVM, SECRET,
+                                          sizeof(SECRET), sec, 5000, NULL);
+        _exit(l ? body(l, mem, mv) : 2);
     }
-    link = plv_link_accept(lfd, 1, PLV_LINK_CHANNEL_SYNCVM, SECRET,
-                           sizeof(SECRET), 5000, &err);
+    PlvLink *link = plv_link_accept_tls(lfd, 1, PLV_LINK_CHANNEL_SYNCVM, SECRET,
+                                        sizeof(SECRET), lead, 5000, &err);
     close(lfd);
     if (!link) {
         fprintf(stderr, "accept: %s\n", err->message);
         exit(1);
     }
+    return link;
+}
+
+/* Close the leader's end; the secondary must have exited cleanly. */
+static void secondary_end(PlvLink *link, pid_t pid)
+{
+    int status;
+
+    plv_link_close(link);
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "secondary process failed\n");
+        exit(1);
+    }
+}
+
+static void bench_table3(void)
+{
+    uint8_t *mem = map_mem((size_t)REGION_PAGES * PAGE);
+    PlvMemView *mv = plv_memview_new();
+    PlvLink *link;
+    PlvHashPool *pool;
+    uint64_t epoch = 0;
+    pid_t pid;
+    double t_13k_93 = -1, best_13k_93 = -1;
+
+    fill_random(mem, (size_t)REGION_PAGES * PAGE, 11);
+    plv_memview_add_region(mv, 1, PAGE, REGION_PAGES, mem, NULL);
+    link = secondary_start(secondary_main, mem, mv, NULL, NULL, &pid);
     pool = plv_hash_pool_new(0);
 
     printf("== (b) syncvm breakdown, leader and secondary in two processes "
@@ -558,13 +585,8 @@ static void bench_table3(void)
     }
     printf("ratios: against whole pages, raw (bytes both ways, total time)\n");
 
-    plv_link_close(link);
+    secondary_end(link, pid);
     plv_hash_pool_free(pool);
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-        WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "secondary process failed\n");
-        exit(1);
-    }
     plv_memview_free(mv);
     munmap(mem, (size_t)REGION_PAGES * PAGE);
 }
@@ -593,49 +615,35 @@ static PlvTls *bench_tls_from(PlvTestPki *pki, const char *name)
     return t;
 }
 
+/* The secondary of table (d): every case of tls_cases. */
+static int secondary_tls_cases(PlvLink *link, uint8_t *mem, PlvMemView *mv)
+{
+    PlvHashPool *pool = plv_hash_pool_new(0);
+    uint64_t epoch = 0;
+
+    for (size_t i = 0; i < G_N_ELEMENTS(tls_cases); i++) {
+        if (secondary_case(link, mem, mv, pool, &tls_cases[i], &epoch) < 0) {
+            return 1;
+        }
+    }
+    plv_hash_pool_free(pool);
+    return 0;
+}
+
 /* Every case of tls_cases over one link, plaintext or TLS. */
 static void tls_cases_over(PlvMemView *mv, uint8_t *mem, PlvHashPool *pool,
-                           PlvTls *lead, PlvTls *sec, uint64_t *epoch,
-                           Result *res)
+                           PlvTls *lead, PlvTls *sec, Result *res)
 {
-    GError *err = NULL;
-    int lfd = plv_link_listen("127.0.0.1", 0, &err);
-    uint16_t port = plv_link_local_port(lfd);
-    int status;
-    pid_t pid = fork();
+    uint64_t epoch = 0;
+    pid_t pid;
+    PlvLink *link = secondary_start(secondary_tls_cases, mem, mv, lead, sec, &pid);
 
-    if (pid == 0) {
-        PlvHashPool *p = plv_hash_pool_new(0);
-        uint64_t e = *epoch;
-        close(lfd);
-        PlvLink *l = plv_link_connect_tls("127.0.0.1", port, 2, 1,
-                                          PLV_LINK_CHANNEL_SYNCVM, SECRET,
-                                          sizeof(SECRET), sec, 5000, NULL);
-        for (size_t i = 0; l && i < G_N_ELEMENTS(tls_cases); i++) {
-            if (secondary_case(l, mem, mv, p, &tls_cases[i], &e) < 0) {
-                _exit(1);
-            }
-        }
-        _exit(l ? 0 : 2);
-    }
-    PlvLink *link = plv_link_accept_tls(lfd, 1, PLV_LINK_CHANNEL_SYNCVM, SECRET,
-                                        sizeof(SECRET), lead, 5000, &err);
-    close(lfd);
-    if (!link) {
-        fprintf(stderr, "accept: %s\n", err->message);
-        exit(1);
-    }
     for (size_t i = 0; i < G_N_ELEMENTS(tls_cases); i++) {
-        if (leader_case(link, mv, pool, &tls_cases[i], epoch, &res[i]) < 0) {
+        if (leader_case(link, mv, pool, &tls_cases[i], &epoch, &res[i]) < 0) {
             exit(1);
         }
     }
-    plv_link_close(link);
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-        WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "secondary process failed\n");
-        exit(1);
-    }
+    secondary_end(link, pid);
 }
 
 static void bench_tls(void)
@@ -647,12 +655,11 @@ static void bench_tls(void)
     PlvTls *lead = bench_tls_from(pki, "replica-1");
     PlvTls *sec = bench_tls_from(pki, "replica-2");
     Result plain[G_N_ELEMENTS(tls_cases)], tls[G_N_ELEMENTS(tls_cases)];
-    uint64_t epoch = 0;
 
     fill_random(mem, (size_t)REGION_PAGES * PAGE, 11);
     plv_memview_add_region(mv, 1, PAGE, REGION_PAGES, mem, NULL);
-    tls_cases_over(mv, mem, pool, NULL, NULL, &epoch, plain);
-    tls_cases_over(mv, mem, pool, lead, sec, &epoch, tls);
+    tls_cases_over(mv, mem, pool, NULL, NULL, plain);
+    tls_cases_over(mv, mem, pool, lead, sec, tls);
 
     printf("\n== (d) the same syncvms over a TLS 1.3 link (GnuTLS, %s), "
            "median of %d runs\n", "loopback TCP", REPS);
