@@ -52,6 +52,9 @@ tls_refused() {
     done
     echo "$sum"
 }
+# refused_since N BEFORE: more refusals counted than BEFORE (read anew at
+# each call: wait_for's arguments are expanded once).
+refused_since() { [ "$(tls_refused "$1")" -gt "$2" ]; }
 
 refused_logged() { grep -q -- "plover: .* refused: .*\($1\)" "$WORK/r$LEADER.err" "$WORK/r$SECONDARY.err"; }
 
@@ -79,7 +82,7 @@ for bad in rogue impostor; do
     kill_replica "$WITNESS"
     eval "TLS_DIR_R$WITNESS=\$WORK/pki/\$bad"
     replica_start "$WITNESS"
-    wait_for 20 test "$(tls_refused "$WITNESS")" -gt "$before" ||
+    wait_for 20 refused_since "$WITNESS" "$before" ||
         fail "no TLS refusal counted for the $bad replica"
     before=$(tls_refused "$WITNESS")
     sleep 2
