@@ -324,9 +324,14 @@ static void plover_drop_translations(PloverState *s, const PlvPageRef *written,
         return;
     }
     for (uint32_t i = 0; i < n; i++) {
-        RAMBlock *rb = g_ptr_array_index(s->syncvm.ram_blocks, written[i].region);
-        ram_addr_t start = rb->offset + (ram_addr_t)written[i].page * page;
+        RAMBlock *rb;
+        ram_addr_t start;
 
+        if (written[i].region >= s->syncvm.ram_blocks->len) {
+            continue;           /* a drive's block: no code there */
+        }
+        rb = g_ptr_array_index(s->syncvm.ram_blocks, written[i].region);
+        start = rb->offset + (ram_addr_t)written[i].page * page;
         tb_invalidate_phys_range(start, start + page - 1);
     }
 }
