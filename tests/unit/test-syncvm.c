@@ -1677,6 +1677,98 @@ START_TEST(snapshot_union_gives_the_cut)
 }
 END_TEST
 
+/* ---- pre-copy rounds: a source whose memory changes during the run ---- */
+
+typedef struct Mutator {
+    World *w;
+    uint64_t n_hot;             /* pages 0..n_hot-1 of region 0 */
+    gint stop;
+    uint64_t writes;
+} Mutator;
+
+/* A vCPU that keeps writing its hot pages while the round reads them. */
+static gpointer mutator_main(gpointer opaque)
+{
+    Mutator *m = opaque;
+    uint64_t x = 0x9e3779b97f4a7c15;
+
+    while (!g_atomic_int_get(&m->stop)) {
+        uint64_t *word = (uint64_t *)(m->w->lmem[0] +
+                                      (rng(&x) % m->n_hot) * PAGE) +
+                         rng(&x) % (PAGE / 8);
+
+        __atomic_store_n(word, rng(&x), __ATOMIC_RELAXED);
+        m->writes++;
+    }
+    return NULL;
+}
+
+static void mark_all(PlvMemView *mv, const Spec *s)
+{
+    for (unsigned r = 0; r < s->n_regions; r++) {
+        plv_memview_mark_dirty(mv, r, 0, s->pages * PAGE);
+    }
+}
+
+/*
+ * Re-protection by rounds: the first run sends all of memory while a
+ * thread keeps rewriting some pages of it (live_source: each page goes
+ * with the fingerprint of the copy sent, so none is refused). Every page
+ * the thread left alone is then the leader's; a second run over just the
+ * pages it wrote (its dirty log) makes the copy exact.
+ */
+START_TEST(live_rounds_converge)
+{
+    Spec s = { .n_regions = 2, .pages = 2048, .dirty = 0, .seed = 35 };
+    GError *err = NULL;
+    Mutator mut = { .n_hot = 64 };
+    GThread *th;
+    MemRun m;
+    World w;
+
+    world_build(&w, &s);
+    for (unsigned r = 0; r < s.n_regions; r++) {
+        for (uint64_t p = 0; p < s.pages; p += 3) {
+            w.smem[r][p * PAGE + 5] ^= 0x77;        /* a stale copy */
+        }
+    }
+    mark_all(w.lmv, &s);
+    mark_all(w.smv, &s);
+    mut.w = &w;
+    th = g_thread_new("vcpu", mutator_main, &mut);
+    mem_run_init(&m, &w);
+    m.lt.p.cfg.live_source = true;
+    m.lt.p.cfg.get_device_state = NULL;
+    m.p.cfg.apply_device_state = NULL;
+    ck_assert_msg(mem_run(&m, &err) == 0, "%s", err ? err->message : "");
+    ck_assert_msg(m.lt.rc == 0, "%s", m.lt.err ? m.lt.err->message : "");
+    g_atomic_int_set(&mut.stop, 1);
+    g_thread_join(th);
+    ck_assert_uint_gt(mut.writes, 0);
+    ck_assert_uint_eq(m.p.dev_applies, 0);
+    for (unsigned r = 0; r < s.n_regions; r++) {
+        uint64_t from = r == 0 ? mut.n_hot : 0;
+
+        ck_assert(memcmp(w.lmem[r] + from * PAGE, w.smem[r] + from * PAGE,
+                         (s.pages - from) * PAGE) == 0);
+    }
+    mem_run_free(&m);
+
+    /* The last round: what was written since the first one began. */
+    plv_memview_clear_dirty(w.lmv);
+    plv_memview_clear_dirty(w.smv);
+    plv_memview_mark_dirty(w.lmv, 0, 0, mut.n_hot * PAGE);
+    mem_run_init(&m, &w);
+    ck_assert_msg(mem_run(&m, &err) == 0, "%s", err ? err->message : "");
+    ck_assert_msg(m.lt.rc == 0, "%s", m.lt.err ? m.lt.err->message : "");
+    ck_assert_uint_le(m.p.st.dirty_union, mut.n_hot);
+    ck_assert_uint_eq(m.p.dev_applies, 1);
+    assert_converged(&w);
+    mem_run_free(&m);
+    world_free(&w);
+}
+END_TEST
+
 static int snapshot_lost(void *opaque, const PlvPageRef *refs, uint32_t n,
                          GError **err)
 {
@@ -2105,6 +2197,7 @@ int main(void)
     tcase_add_test(fail, commit_before_ack);
     tcase_add_test(fail, snapshot_union_gives_the_cut);
     tcase_add_test(fail, snapshot_union_failure_is_fatal);
+    tcase_add_test(fail, live_rounds_converge);
     tcase_add_test(fail, target_reads_its_union_first);
     tcase_add_test(fail, commit_fails_after_pages);
     tcase_add_test(fail, commit_fails_without_pages);

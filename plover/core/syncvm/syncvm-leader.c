@@ -184,7 +184,7 @@ static int leader_attempt(SvmRun *r, GError **err)
     if (!r->cfg->send_all_dirty) {
         plv_svm_run_alloc_hashes(r);    /* before the sender reads them */
     }
-    if (r->cfg->page_deltas && !r->cfg->send_all_dirty) {
+    if (r->cfg->page_deltas && !r->cfg->send_all_dirty && !r->cfg->live_source) {
         reqs = g_array_new(FALSE, FALSE, sizeof(SvmDeltaReq));
         n_div = compare_and_feed(r, NULL, reqs, div, err);
         if (n_div < 0) {

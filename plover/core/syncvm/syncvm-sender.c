@@ -25,6 +25,7 @@ struct SvmSender {
     GError *err;                /* the sender's failure */
     uint32_t n_zero;
     GByteArray *tx, *scratch;
+    GByteArray *copies;         /* live_source: the batch's pages as sent */
     PlvZstd *z;                 /* its own: it may run beside the run's */
 };
 
@@ -34,6 +35,9 @@ static bool div_is_zero(SvmSender *s, uint32_t k)
     const PlvPageRef *ref = &r->u.refs[s->div[k]];
     const PlvMemRegion *reg = plv_memview_region_const(r->mv, ref->region);
 
+    if (r->cfg->live_source) {
+        return false;           /* a zero page then may not be one now */
+    }
     if (r->zero) {
         return r->zero[s->div[k]];
     }
@@ -95,6 +99,23 @@ static int send_batch(SvmSender *s, uint32_t from, uint32_t to, GError **err)
             continue;
         }
         iov[niov].iov_base = plv_memview_page(reg, ref->page);
+        if (r->cfg->live_source) {
+            uint8_t *copy;
+
+            if (s->copies->len < data + reg->page_size) {
+                size_t off = 0;
+
+                g_byte_array_set_size(s->copies, data + reg->page_size);
+                /* moved: the copies made so far follow it */
+                for (int c = 0; c < niov; off += iov[c].iov_len, c++) {
+                    iov[c].iov_base = s->copies->data + off;
+                }
+            }
+            copy = s->copies->data + data;
+            memcpy(copy, iov[niov].iov_base, reg->page_size);
+            rec->hash = plv_page_hash(r->cfg->key, copy, reg->page_size);
+            iov[niov].iov_base = copy;
+        }
         iov[niov].iov_len = reg->page_size;
         niov++;
         data += reg->page_size;
@@ -164,6 +185,10 @@ SvmSender *plv_svm_sender_start(SvmRun *r, const uint32_t *div,
     s->div = div;
     s->tx = g_byte_array_new();
     s->scratch = g_byte_array_new();
+    s->copies = g_byte_array_new();
+    if (r->cfg->live_source) {
+        g_byte_array_set_size(s->copies, SVM_CHUNK_BYTES);
+    }
     s->z = plv_zstd_new(SVM_ZSTD_LEVEL);
     g_mutex_init(&s->lock);
     g_cond_init(&s->cond);
@@ -192,6 +217,7 @@ static void sender_free(SvmSender *s)
     }
     g_byte_array_unref(s->tx);
     g_byte_array_unref(s->scratch);
+    g_byte_array_unref(s->copies);
     plv_zstd_free(s->z);
     g_cond_clear(&s->cond);
     g_mutex_clear(&s->lock);

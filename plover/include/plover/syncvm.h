@@ -89,6 +89,15 @@ typedef struct PlvSyncvmConfig {
      * against the leader's fingerprint.
      */
     bool page_deltas;
+    /*
+     * Leader: its memory changes while the run reads it (a pre-copy
+     * round of a VM that runs on). Fingerprints then only choose the
+     * pages to send: each is copied as it is sent and goes with the
+     * fingerprint of that copy, so the target's check still holds; a
+     * page written after the caller last collected its dirty log is
+     * the next run's to send again. Not with page_deltas.
+     */
+    bool live_source;
     /* Leader: compress PAGES data and the device state with zstd. */
     bool compress;
     /*
