@@ -37,6 +37,23 @@ START_TEST(codec_roundtrip)
     ck_assert(plv_sync_skip_decode(b, PLV_SYNC_SKIP_LEN, &e));
     ck_assert_uint_eq(e, 9);
     ck_assert(!plv_sync_skip_decode(b, 3, &e));
+    {
+        PlvSyncRound rd = { .round = 3 }, rd2;
+
+        plv_sync_round_encode(&rd, b);
+        ck_assert(plv_sync_round_decode(b, PLV_SYNC_ROUND_LEN, 3, &rd2));
+        ck_assert(rd2.round == 3 && !rd2.final);
+        /* out of order, or a final one that skips rounds */
+        ck_assert(!plv_sync_round_decode(b, PLV_SYNC_ROUND_LEN, 2, &rd2));
+        rd.final = true;
+        plv_sync_round_encode(&rd, b);
+        ck_assert(plv_sync_round_decode(b, PLV_SYNC_ROUND_LEN, 4, &rd2));
+        ck_assert(rd2.final);
+        ck_assert(!plv_sync_round_decode(b, PLV_SYNC_ROUND_LEN, 3, &rd2));
+        b[4] = 2;
+        ck_assert(!plv_sync_round_decode(b, PLV_SYNC_ROUND_LEN, 4, &rd2));
+        ck_assert(!plv_sync_round_decode(b, 4, 4, &rd2));
+    }
 
     /* fresh rides in the flags byte, beside has_vm */
     h.has_vm = false;

@@ -56,6 +56,23 @@ bool plv_sync_skip_decode(const uint8_t *p, size_t len, uint64_t *epoch)
     return true;
 }
 
+void plv_sync_round_encode(const PlvSyncRound *r, uint8_t out[PLV_SYNC_ROUND_LEN])
+{
+    plv_put_u32(out, r->round);
+    out[4] = r->final;
+}
+
+bool plv_sync_round_decode(const uint8_t *p, size_t len, uint32_t want,
+                           PlvSyncRound *r)
+{
+    if (len != PLV_SYNC_ROUND_LEN || p[4] > 1) {
+        return false;
+    }
+    r->round = plv_get_u32(p);
+    r->final = p[4];
+    return r->round == (r->final ? want - 1 : want);
+}
+
 PlvSyncHelloAction plv_sync_on_hello(uint64_t ours, uint64_t hello)
 {
     if (hello == ours) {

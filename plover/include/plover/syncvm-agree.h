@@ -15,9 +15,14 @@
  * the other's attempt (seen after a partition healed). Pure code: the
  * glue does the I/O, tests/unit/test-syncvm-agree.c simulates the pair.
  *
+ * A full copy then goes in rounds: before each engine run the source
+ * sends ROUND, which says whether the run is a pre-copy round (the
+ * source's VM runs on; no device state) or the final run, which makes
+ * the copy exact.
+ *
  * Wire format (little endian): HELLO epoch u64, flags u8 (bit 0 has_vm,
  * bit 1 fresh), full u8, last u64 (18 B); REPLY flags u8 (as HELLO's),
- * last u64 (9 B); SKIP epoch u64 (8 B).
+ * last u64 (9 B); SKIP epoch u64 (8 B); ROUND round u32, final u8 (5 B).
  */
 #ifndef PLOVER_SYNCVM_AGREE_H
 #define PLOVER_SYNCVM_AGREE_H
@@ -33,10 +38,12 @@ extern "C" {
 #define PLV_SYNC_MSG_HELLO 0x5350u
 #define PLV_SYNC_MSG_REPLY 0x5351u
 #define PLV_SYNC_MSG_SKIP  0x5352u
+#define PLV_SYNC_MSG_ROUND 0x5353u
 
 #define PLV_SYNC_HELLO_LEN 18u
 #define PLV_SYNC_REPLY_LEN 9u
 #define PLV_SYNC_SKIP_LEN  8u
+#define PLV_SYNC_ROUND_LEN 5u
 
 typedef struct PlvSyncHello {
     uint64_t epoch;             /* of the syncvm entry the leader executes */
@@ -69,6 +76,22 @@ typedef enum PlvSyncHelloAction {
 } PlvSyncHelloAction;
 
 PlvSyncHelloAction plv_sync_on_hello(uint64_t ours, uint64_t hello);
+
+/*
+ * The run that comes next in a full copy: pre-copy round @round (1, 2,
+ * ...; the VM runs on at the source), or with @final the run that makes
+ * the copy exact, after @round rounds (0: a copy made in one run).
+ */
+typedef struct PlvSyncRound {
+    uint32_t round;
+    bool final;
+} PlvSyncRound;
+
+void plv_sync_round_encode(const PlvSyncRound *r, uint8_t out[PLV_SYNC_ROUND_LEN]);
+/* Rounds come in order: @want is the round a non-final ROUND must carry,
+ * and a final one must say that @want - 1 rounds went before. */
+bool plv_sync_round_decode(const uint8_t *p, size_t len, uint32_t want,
+                           PlvSyncRound *r);
 
 /* A leader in syncvm @ours given SKIP(@skip) gives @ours up if the
  * secondary is past it; any other SKIP is malformed. */
