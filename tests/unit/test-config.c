@@ -216,6 +216,8 @@ START_TEST(test_other_refusals)
                  "max-held-output-kib: '2' is not a number in 4..4194304");
     expect_error(GOOD ",max-pending-input-kib=1048577",
                  "max-pending-input-kib: '1048577' is not a number in 4..1048576");
+    expect_error(GOOD ",reprotect-rounds=65",
+                 "reprotect-rounds: '65' is not a number in 0..64");
     /* No timeout may be 0: each would make a loop spin or never fire. */
     const char *zero[] = { "heartbeat-ms", "suspect-ms", "election-ms", "syncvm-timeout-ms",
                            "idle-threshold-us", "idle-window-us", "max-sync-interval-ms" };
@@ -273,7 +275,8 @@ START_TEST(test_help_lists_every_field)
                              "state=", "heartbeat-ms=", "suspect-ms=", "election-ms=", "syncvm-timeout-ms=",
                              "idle-threshold-us=", "idle-window-us=", "max-sync-interval-ms=",
                              "max-held-output-kib=", "max-pending-input-kib=",
-                             "secondary-idle-wait-us=", "disks=", "reprotect-mbps=" };
+                             "secondary-idle-wait-us=", "disks=", "reprotect-mbps=",
+                             "reprotect-rounds=" };
 
     for (size_t i = 0; i < G_N_ELEMENTS(fields); i++) {
         ck_assert_msg(strstr(help, fields[i]), "help lacks %s", fields[i]);

@@ -44,6 +44,8 @@ static const NumField num_fields[] = {
       "committed input the guest NIC has not taken, at most; past it packets are dropped" },
     { "reprotect-mbps", G_STRUCT_OFFSET(PlvConfig, reprotect_mbps), 0, 1000000, 0,
       "what a full syncvm (re-protection) sends at most, in Mbit/s (0: no cap)" },
+    { "reprotect-rounds", G_STRUCT_OFFSET(PlvConfig, reprotect_rounds), 0, 64, 8,
+      "pre-copy rounds of a re-protection while the VM runs, at most (0: the VM stops for the whole copy)" },
 };
 
 static uint32_t *num_field_ptr(PlvConfig *cfg, const NumField *f)

@@ -71,6 +71,7 @@ typedef struct PlvConfig {
     uint32_t max_held_output_kib;         /* leader's held output */
     uint32_t max_pending_input_kib;       /* committed, not taken by the NIC */
     uint32_t reprotect_mbps;              /* a full syncvm's sends, Mbit/s; 0: any */
+    uint32_t reprotect_rounds;            /* live pre-copy rounds, at most */
 } PlvConfig;
 
 /* Defaults for every field; role=auto, transport=tcp. */
