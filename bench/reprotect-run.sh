@@ -22,7 +22,7 @@ with open(path, "r+b") as f:
         f.write(rnd.randbytes(1 << 20))
 PY
 done
-group_up "plover.disk=/dev/vda plover.run=kvd-durable"
+group_up "plover.disk=/dev/vda plover.run=kvd-durable" ",reprotect-rounds=$BENCH_ROUNDS"
 
 # kvd replies per second over a window, from a load of that length.
 tput() {
@@ -43,6 +43,7 @@ b1=$(pauses | wc -l)
 pause_before=$(pauses | sed -n "$((b0 + 1)),${b1}p" | awk '{ if ($2 > m) m = $2 } END { print int(m / 1000) }')
 sent0=$(pinfo "r$LEADER" "i['syncvm']['total-bytes-sent']")
 full0=$(pinfo "r$LEADER" "i['syncvm']['full-count']")
+rounds0=$(pinfo "r$LEADER" "i['syncvm']['precopy-rounds']")
 
 # Clients in 1 s slices from before the kill until 5 s after the VM is
 # protected again: the replies of the slices in that window over its
@@ -79,6 +80,7 @@ echo "result full_mb $(echo "scale=1; ($sent1 - $sent0) / 1048576" | bc)"
 full_us=$(sed -n 's/.*plover_syncvm_pause epoch [0-9]* vm stopped [0-9]* us, cut to end \([0-9]*\) us.*/\1/p' \
           "$WORK/r$LEADER.err" | tail -n +"$((b1 + 1))" | sort -n | tail -n 1)
 echo "result full_ms $(( full_us / 1000 ))"
+echo "result rounds $(( $(pinfo "r$LEADER" "i['syncvm']['precopy-rounds']") - rounds0 ))"
 # The new secondary's drive equals the leader's at the first syncvm after.
 # (Recording hashes all of RAM and the drive at each syncvm: seconds here.)
 qmp "r$LEADER" x-plover-ram-digest '{"record": true}' >/dev/null

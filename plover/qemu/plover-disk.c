@@ -394,13 +394,21 @@ static int plover_disk_runs(PloverState *s, const PlvPageRef *refs,
     return 0;
 }
 
+/*
+ * The syncvm thread holds the BQL for one run at a time: a union may be
+ * a whole drive (a full copy), which the main loop must not wait for.
+ */
 static int plover_disk_read_run(PloverDisk *d, uint64_t first, uint64_t n,
                                 GError **err)
 {
-    int ret = blk_pread(d->blk, first * PLOVER_DISK_BLOCK,
-                        n * PLOVER_DISK_BLOCK,
-                        d->shadow + first * PLOVER_DISK_BLOCK, 0);
+    int ret;
 
+    if (!plover_lock_devices(plover_state(), err)) {
+        return -1;
+    }
+    ret = blk_pread(d->blk, first * PLOVER_DISK_BLOCK, n * PLOVER_DISK_BLOCK,
+                    d->shadow + first * PLOVER_DISK_BLOCK, 0);
+    bql_unlock();
     if (ret < 0) {
         g_set_error(err, PLOVER_DISK_ERROR, 1, "drive '%s': reading blocks "
                     "%" PRIu64 "..%" PRIu64 ": %s", d->name, first,
@@ -410,20 +418,31 @@ static int plover_disk_read_run(PloverDisk *d, uint64_t first, uint64_t n,
     return 0;
 }
 
+/* Under the caller's BQL (a commit), else under its own for this run. */
 static int plover_disk_write_run(PloverDisk *d, uint64_t first, uint64_t n,
                                  GError **err)
 {
     int64_t off = first * PLOVER_DISK_BLOCK, len = n * PLOVER_DISK_BLOCK;
-    int ret = blk_pwrite(d->dev_blk, off, len, d->shadow + off, 0);
+    bool own = !bql_locked();
+    int ret;
 
+    if (own && !plover_lock_devices(plover_state(), err)) {
+        return -1;
+    }
+    ret = blk_pwrite(d->dev_blk, off, len, d->shadow + off, 0);
+    if (ret >= 0) {
+        /* The leader's blocks, not the guest's writes: not dirty here. */
+        bdrv_reset_dirty_bitmap(d->dirty, off, len);
+    }
+    if (own) {
+        bql_unlock();
+    }
     if (ret < 0) {
         g_set_error(err, PLOVER_DISK_ERROR, 2, "drive '%s': writing blocks "
                     "%" PRIu64 "..%" PRIu64 ": %s", d->name, first,
                     first + n - 1, strerror(-ret));
         return -1;
     }
-    /* The leader's blocks, not the guest's writes: not dirty here. */
-    bdrv_reset_dirty_bitmap(d->dirty, off, len);
     return 0;
 }
 
@@ -443,8 +462,9 @@ static void plover_disk_release_shadows(PloverState *s)
 
 /*
  * The engine's union is known (syncvm thread, either end): the union's
- * disk blocks into the shadows, as they were at the cut; then a leader
- * that ran on lets its guest's disk requests go. Takes the BQL.
+ * disk blocks into the shadows, as they were at the cut (the drives stay
+ * drained meanwhile), or during a pre-copy round as they are; then a
+ * leader that ran on lets its guest's disk requests go. Takes the BQL.
  */
 int plover_disk_load_union(PloverState *s, const PlvPageRef *refs, uint32_t n,
                            GError **err)
@@ -455,21 +475,21 @@ int plover_disk_load_union(PloverState *s, const PlvPageRef *refs, uint32_t n,
     if (!s->syncvm.disks || !s->syncvm.disks->len) {
         return 0;
     }
-    if (!plover_lock_devices(s, err)) {
-        return -1;
-    }
     plover_disk_release_shadows(s);
     ret = plover_disk_runs(s, refs, n, plover_disk_read_run, &blocks, err);
-    plover_disk_undrain(s);
-    bql_unlock();
+    if (plover_lock_devices(s, NULL)) {
+        plover_disk_undrain(s);
+        bql_unlock();
+    }
     s->syncvm.disk_shadow_touched += blocks;
     s->syncvm.stats.disk_blocks_union += blocks;
     return ret;
 }
 
 /*
- * Target, in its commit (BQL held, VM stopped): the blocks the run wrote
- * into the shadows go to the images. A failure here leaves a disk half
+ * Target, in its commit (BQL held, VM stopped), or after a pre-copy round
+ * (its VM not running; the BQL taken for each run of blocks): the blocks
+ * the run wrote into the shadows go to the images. A failure here leaves a disk half
  * written: the caller fails the commit, and the VM waits for a full
  * syncvm.
  */

@@ -105,6 +105,7 @@ static PloverFullProgress *plover_full_progress(PloverState *s)
     p = g_new0(PloverFullProgress, 1);
     p->elapsed_ms = (g_get_monotonic_time() -
                      qatomic_read(&s->syncvm.full_start_us)) / 1000;
+    p->round = qatomic_read(&s->syncvm.full_round);
     p->bytes_sent = qatomic_read(&s->syncvm.full_sent);
     p->bytes_bound = bound;
     if (rate) {
@@ -155,6 +156,8 @@ static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
     i->secondary_lag_p99_us = plv_latency_quantile(&a->lag, 0.99);
     i->snapshot_count = a->snapshots;
     i->disk_blocks_union = a->disk_blocks_union;
+    i->precopy_rounds = a->precopy_rounds;
+    i->precopy_final_pages = a->precopy_final_pages;
     i->disk_blocks_written = a->disk_blocks_written;
     i->full_progress = plover_full_progress(s);
     i->in_flight = s->syncvm.job != NULL;
@@ -315,7 +318,7 @@ PloverDigestList *qmp_x_plover_ram_digest(bool has_record, bool record,
         s->record_digests = record;
     }
     now = g_new0(PloverDigest, 1);
-    now->digest = plover_ram_digest();
+    now->digest = plover_ram_digest(&now->ram_parts);
     now->disks = plover_disk_digest(s, &err);
     if (err) {
         error_propagate(errp, err);

@@ -221,9 +221,10 @@ static void plover_record_digest(PloverState *s, uint64_t epoch,
     if (j->digest) {
         /* the leader's, taken at its cut */
         d->digest = g_steal_pointer(&j->digest);
+        d->ram_parts = g_steal_pointer(&j->digest_parts);
         d->disks = g_steal_pointer(&j->disk_digest);
     } else {
-        d->digest = plover_ram_digest();
+        d->digest = plover_ram_digest(&d->ram_parts);
         d->disks = plover_disk_digest(s, &error_warn);
     }
     g_queue_push_tail(&s->digests, d);

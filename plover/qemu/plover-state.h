@@ -81,6 +81,8 @@ typedef struct PloverSyncStats {
     PlvLatencyWindow release;   /* leader: cut to release of its outputs */
     PlvLatencyWindow lag;       /* leader: cut to the secondary's reply */
     uint64_t snapshots;         /* leader: syncvms the VM ran on through */
+    uint64_t precopy_rounds;      /* source: pre-copy rounds run */
+    uint64_t precopy_final_pages; /* ... the union of the last final run after them */
     uint64_t disk_blocks_union;   /* disk blocks read for the unions */
     uint64_t disk_blocks_written; /* target: disk blocks written */
 } PloverSyncStats;
@@ -113,13 +115,16 @@ typedef struct PloverSyncJob {
                                  * only vCPUs and clock stopped at the cut */
     bool cow;                   /* ... and the VM runs on from the cut */
     bool handoff;               /* leader: stays paused (handoff point) */
+    bool precopy;               /* leader: no cut yet; a full copy goes in
+                                 * rounds while the VM runs, then the cut */
     PlvSyncHello hello;         /* what this end tells the other */
     size_t held;                /* leader: outputs held at the cut */
     GByteArray *devstate;       /* leader: device state at the cut; source:
                                  * the blob the engine sent */
     char *digest;               /* leader: RAM digest at the cut (tests) */
+    char *digest_parts;         /* ... that of each part of RAM */
     char *disk_digest;          /* ... and the drives' (NULL: none) */
-    int64_t t_stop_us;          /* QEMU_CLOCK_REALTIME, VM stopped */
+    int64_t t_stop_us;          /* QEMU_CLOCK_REALTIME, VM stopped (0: not yet) */
     int64_t t_resume_us;        /* VM running again (0: still stopped) */
     /* set by the syncvm thread */
     bool ok;
@@ -130,6 +135,8 @@ typedef struct PloverSyncJob {
     bool source;                /* the VM flowed from this end */
     Error *err;
     PlvSyncvmStats st;
+    uint32_t rounds;            /* pre-copy rounds before the final run */
+    PlvSyncvmStats rounds_st;   /* their bytes, summed */
     int64_t t_agreed_us;        /* leader: the secondary replied */
     int64_t t_collect_us, t_engine_us;
 } PloverSyncJob;
@@ -192,6 +199,8 @@ typedef struct PloverSyncvm {
     PloverDivergence *divergence; /* secondary: what its divergent pages were */
     QemuThread sync_thread;
     QemuSemaphore sync_go;        /* a job for the syncvm thread */
+    QemuSemaphore cut_done;       /* a pre-copy's cut, taken on the main loop */
+    uint32_t full_round;          /* atomic: the pre-copy round being sent */
     /*
      * QEMU is exiting (BQL): its cleanup tears the devices down and then
      * drops the BQL before exit(), so the syncvm thread must not take the
@@ -301,7 +310,7 @@ void plover_sync_resume_vm(PloverState *s, PloverSyncJob *j);
 void plover_sync_account_pause(PloverState *s, PloverSyncJob *j);
 void plover_sync_account_alone(PloverState *s);
 void plover_sync_drop_link(PloverState *s);
-char *plover_ram_digest(void);
+char *plover_ram_digest(char **parts);
 
 /* plover-disk.c */
 bool plover_disk_setup(PloverState *s, PlvMemView *mv, Error **errp);

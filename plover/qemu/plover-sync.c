@@ -133,6 +133,7 @@ bool plover_sync_setup(PloverState *s, Error **errp)
     s->syncvm.shutdown_notifier.notify = plover_sync_shutdown;
     qemu_register_shutdown_notifier(&s->syncvm.shutdown_notifier);
     qemu_sem_init(&s->syncvm.sync_go, 0);
+    qemu_sem_init(&s->syncvm.cut_done, 0);
     qemu_thread_create(&s->syncvm.sync_thread, "plover-syncvm", plover_sync_thread,
                        s, QEMU_THREAD_DETACHED);
     s->syncvm.pool = plv_hash_pool_new(0);
@@ -515,6 +516,29 @@ static void plover_account(PloverState *s, const PlvSyncvmStats *st)
     plv_latency_add(&a->exchange, st->bytes_sent + st->bytes_received);
 }
 
+/* What the pre-copy rounds of job @j sent and received, done or not. */
+static void plover_account_rounds(PloverState *s, const PloverSyncJob *j)
+{
+    PloverSyncStats *a = &s->syncvm.stats;
+    const PlvSyncvmStats *st = &j->rounds_st;
+
+    if (!j->rounds && !st->bytes_sent && !st->bytes_received) {
+        return;
+    }
+    a->sum_bytes += st->bytes_sent;
+    a->sum_received += st->bytes_received;
+    a->sum_page_raw += st->page_raw_bytes;
+    for (unsigned k = 0; k < PLV_SVM_BYTES_KINDS; k++) {
+        a->sum_by_kind[k] += st->sent_by[k] + st->received_by[k];
+    }
+    if (j->source) {
+        a->precopy_rounds += j->rounds;
+        if (j->ok && j->rounds) {
+            a->precopy_final_pages = j->st.dirty_union;
+        }
+    }
+}
+
 /*
  * Before the engine runs, the two ends agree on its epoch and direction
  * (plover/syncvm-agree.h). The VM flows from the replica that holds it:
@@ -804,12 +828,197 @@ static int plover_sync_union(void *opaque, const PlvPageRef *refs,
     return ret;
 }
 
+/*
+ * Re-protection by pre-copy rounds (docs/syncvm.md, "Re-protection").
+ * A full copy to a new secondary first goes while the leader's VM runs
+ * on: round 1 compares and sends all of RAM and the drives; each later
+ * round what the guest wrote during the one before (the dirty log and
+ * the drives' bitmaps are collected as a round begins, so every write
+ * after that is the next round's). The rounds stop once what is left is
+ * small, stops shrinking, or after reprotect-rounds; then the cut, and
+ * one ordinary run over what the guest wrote since the last round makes
+ * the copy exact. The pause is that last run's, not the VM's size's.
+ */
+/* What is left to send, in pages and blocks, that ends the rounds. */
+#define PLOVER_PRECOPY_DONE_PAGES 2048
+
+static void plover_sync_deferred_cut_bh(void *opaque);
+
+/* The cut of a pre-copy job, taken on the main loop (syncvm thread). */
+static bool plover_precopy_cut(PloverState *s, PloverSyncJob *j, Error **errp)
+{
+    if (j->t_stop_us) {
+        return true;
+    }
+    aio_bh_schedule_oneshot(qemu_get_aio_context(), plover_sync_deferred_cut_bh, s);
+    qemu_sem_wait(&s->syncvm.cut_done);
+    if (!j->t_stop_us) {
+        error_setg(errp, "plover: syncvm %" PRIu64 ": QEMU is exiting", j->epoch);
+        return false;
+    }
+    return true;
+}
+
+/* A round begins (syncvm thread): what the guest wrote since the last one
+ * into the view, RAM and drives. */
+static bool plover_precopy_collect(PloverState *s, GError **err)
+{
+    if (!plover_lock_devices(s, err)) {
+        return false;
+    }
+    plover_collect_dirty(s);
+    plover_disk_cut(s, s->syncvm.mv, false);
+    bql_unlock();
+    return true;
+}
+
+static void plover_precopy_sum(PlvSyncvmStats *sum, const PlvSyncvmStats *st)
+{
+    sum->bytes_sent += st->bytes_sent;
+    sum->bytes_received += st->bytes_received;
+    sum->page_raw_bytes += st->page_raw_bytes;
+    sum->divergent_pages += st->divergent_pages;
+    sum->dirty_union += st->dirty_union;
+    for (unsigned k = 0; k < PLV_SVM_BYTES_KINDS; k++) {
+        sum->sent_by[k] += st->sent_by[k];
+        sum->received_by[k] += st->received_by[k];
+    }
+}
+
+/* A pre-copy round's engine config: no device state, either way. */
+static void plover_precopy_config(PlvSyncvmConfig *cfg, bool source)
+{
+    cfg->live_source = source;
+    cfg->get_device_state = NULL;
+    cfg->apply_device_state = NULL;
+    cfg->devstate_base = NULL;
+    cfg->devstate_base_len = 0;
+    cfg->page_deltas = false;
+    cfg->compress = false;
+}
+
+/* Target: a round's pages are in RAM; its disk blocks go to the images. */
+static int plover_precopy_commit(void *opaque, const PlvPageRef *written,
+                                 uint32_t n_written, GError **err)
+{
+    PloverState *s = opaque;
+
+    if (!plover_lock_devices(s, err)) {
+        return -1;
+    }
+    plover_drop_translations(s, written, n_written);
+    bql_unlock();
+    /* A whole drive, in the first round: the BQL for one run at a time. */
+    return plover_disk_write(s, written, n_written, err);
+}
+
+/* Source: the rounds, then ROUND final. The number of rounds, or -1. */
+static int plover_precopy_source(PloverState *s, PloverSyncJob *j,
+                                 const PlvSyncvmConfig *base,
+                                 PlvSyncvmChannel *ch, Error **errp)
+{
+    PlvMemView *mv = s->syncvm.mv;
+    uint64_t last = UINT64_MAX;
+    uint32_t round = 0;
+    PlvSyncRound rd;
+    uint8_t msg[PLV_SYNC_ROUND_LEN];
+
+    while (j->precopy && round < s->cfg.reprotect_rounds) {
+        g_autoptr(GError) gerr = NULL;
+        PlvSyncvmConfig cfg = *base;
+        PlvSyncvmStats st;
+        uint64_t left;
+
+        if (!plover_precopy_collect(s, &gerr)) {
+            error_setg(errp, "plover: syncvm %" PRIu64 ": %s", j->epoch,
+                       gerr->message);
+            return -1;
+        }
+        left = plv_memview_dirty_count(mv);
+        if (round && (left <= PLOVER_PRECOPY_DONE_PAGES || left * 4 > last * 3)) {
+            break;              /* small enough, or no longer converging */
+        }
+        if (!round) {
+            plover_mark_all_dirty(mv);
+        }
+        rd = (PlvSyncRound){ .round = ++round };
+        plv_sync_round_encode(&rd, msg);
+        if (!plover_sync_send(s, PLV_SYNC_MSG_ROUND, msg, sizeof(msg), errp)) {
+            return -1;
+        }
+        qatomic_set(&s->syncvm.full_round, round);
+        plover_precopy_config(&cfg, true);
+        if (plv_syncvm_leader_run(&cfg, ch, mv, &st, &gerr) < 0) {
+            plover_precopy_sum(&j->rounds_st, &st);
+            error_setg(errp, "plover: syncvm %" PRIu64 ", pre-copy round %u: %s",
+                       j->epoch, round, gerr->message);
+            return -1;
+        }
+        plover_precopy_sum(&j->rounds_st, &st);
+        plv_memview_clear_dirty(mv);
+        trace_plover_syncvm_precopy_round(j->epoch, round, st.dirty_union,
+                                          st.divergent_pages, st.bytes_sent,
+                                          st.t_total_us);
+        last = round == 1 ? UINT64_MAX : left;
+        j->rounds = round;
+    }
+    rd = (PlvSyncRound){ .round = round, .final = true };
+    plv_sync_round_encode(&rd, msg);
+    return plover_sync_send(s, PLV_SYNC_MSG_ROUND, msg, sizeof(msg), errp)
+           ? (int)round : -1;
+}
+
+/* Target: the source's rounds, up to its ROUND final. Their number, or -1. */
+static int plover_precopy_target(PloverState *s, PloverSyncJob *j,
+                                 const PlvSyncvmConfig *base,
+                                 PlvSyncvmChannel *ch, Error **errp)
+{
+    g_autoptr(GByteArray) in = g_byte_array_new();
+
+    for (uint32_t want = 1;; want++) {
+        g_autoptr(GError) gerr = NULL;
+        PlvSyncvmConfig cfg = *base;
+        PlvSyncvmStats st;
+        PlvSyncRound rd;
+        uint16_t type;
+
+        if (plv_bulk_recv(s->syncvm.bulk, &type, in, base->timeout_ms, &gerr) < 0) {
+            error_setg(errp, "plover: syncvm %" PRIu64 ": waiting for round %u: %s",
+                       j->epoch, want, gerr->message);
+            return -1;
+        }
+        if (type != PLV_SYNC_MSG_ROUND ||
+            !plv_sync_round_decode(in->data, in->len, want, &rd)) {
+            error_setg(errp, "plover: syncvm %" PRIu64 ": bad round message "
+                       "(type 0x%x, %u bytes) where round %u was due",
+                       j->epoch, type, in->len, want);
+            return -1;
+        }
+        if (rd.final) {
+            return rd.round;
+        }
+        plover_precopy_config(&cfg, false);
+        cfg.commit = plover_precopy_commit;
+        if (plv_syncvm_secondary_run(&cfg, ch, s->syncvm.mv, &st, &gerr) < 0) {
+            plover_precopy_sum(&j->rounds_st, &st);
+            j->commit_failed = g_error_matches(gerr, PLV_SVM_ERROR,
+                                               PLV_SVM_ERROR_COMMIT);
+            error_setg(errp, "plover: syncvm %" PRIu64 ", pre-copy round %u: %s",
+                       j->epoch, want, gerr->message);
+            return -1;
+        }
+        plover_precopy_sum(&j->rounds_st, &st);
+        plv_memview_clear_dirty(s->syncvm.mv);
+        j->rounds = want;
+    }
+}
+
 /* The syncvm thread's part: link, agreement, engine. No BQL. */
 static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
 {
     bool leader = j->leader;
     bool push, full, source;
-    PlvSyncvmChannel ch;
+    PlvSyncvmChannel ch, raw;
     PloverPacedChannel paced;
     PlvSyncvmConfig cfg = { 0 };
     PlvHashKey key;
@@ -838,6 +1047,9 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
     source = leader == push;
     j->full = full;
     j->source = source;
+    if (j->precopy && !(full && source) && !plover_precopy_cut(s, j, &j->err)) {
+        return;                 /* no copy to make in rounds: the cut now */
+    }
     if (j->snapshot && !source) {
         error_setg(&j->err, "plover: syncvm %" PRIu64 ": the leader's VM ran "
                    "on from the cut but is to be replaced", j->epoch);
@@ -897,6 +1109,7 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
         cfg.devstate_base_len = s->syncvm.devstate_base->len;
     }
 
+    raw = ch;
     if (full && source) {
         paced.inner = ch;
         paced.s = s;
@@ -905,8 +1118,28 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
         ch.send = plover_paced_send;
         ch.recv = plover_paced_recv;
         qatomic_set(&s->syncvm.full_sent, 0);
+        qatomic_set(&s->syncvm.full_round, 0);
         qatomic_set(&s->syncvm.full_start_us, g_get_monotonic_time());
         qatomic_set(&s->syncvm.full_active, true);
+    }
+    if (full) {
+        int rounds = source ? plover_precopy_source(s, j, &cfg, &ch, &j->err)
+                            : plover_precopy_target(s, j, &cfg, &ch, &j->err);
+
+        if (rounds < 0 || (j->precopy && !plover_precopy_cut(s, j, &j->err))) {
+            qatomic_set(&s->syncvm.full_active, false);
+            plover_sync_drop_link(s);
+            return;
+        }
+        if (rounds) {
+            /*
+             * The last run: the source's VM stopped at the cut, and what
+             * is left is what its guest wrote since the last round, sent
+             * as in any syncvm, without the cap (it is the pause).
+             */
+            cfg.page_deltas = cfg.compress = true;
+            ch = raw;
+        }
     }
     g_byte_array_set_size(s->syncvm.staged_devstate, 0);
     s->syncvm.stats.last_commit_us = 0;
@@ -963,6 +1196,7 @@ static void plover_sync_done_bh(void *opaque)
     s->syncvm.job = NULL;
     /* A run that never reached its union let the guest's disk wait. */
     plover_disk_undrain(s);
+    plover_account_rounds(s, j);
     if (j->ok) {
         plv_memview_clear_dirty(s->syncvm.mv);
         s->syncvm.stats.full += j->full;
@@ -999,19 +1233,22 @@ void plover_sync_account_pause(PloverState *s, PloverSyncJob *j)
 {
     PloverSyncStats *a = &s->syncvm.stats;
     int64_t now = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
-    int64_t paused = (j->t_resume_us ? j->t_resume_us : now) - j->t_stop_us;
+    /* A pre-copy that failed before its cut never stopped the VM. */
+    int64_t stop = j->t_stop_us ? j->t_stop_us : now;
+    int64_t paused = j->t_stop_us ? (j->t_resume_us ? j->t_resume_us : now) - stop
+                                  : 0;
 
     a->last_pause_us = paused;
     a->paused_us += paused;
     plv_latency_add(&a->pause, paused);
-    if (j->leader && j->t_agreed_us && !j->skew) {
+    if (j->leader && j->t_agreed_us && !j->skew && !j->precopy) {
         plv_latency_add(&a->lag, j->t_agreed_us - j->t_stop_us);
     }
     if (j->ok && j->leader) {
         /* released what the VM said up to the cut just now */
-        plv_latency_add(&a->release, now - j->t_stop_us);
+        plv_latency_add(&a->release, now - stop);
     }
-    trace_plover_syncvm_pause(j->epoch, paused, now - j->t_stop_us, j->snapshot);
+    trace_plover_syncvm_pause(j->epoch, paused, now - stop, j->snapshot);
 }
 
 /* A leader alone passed a syncvm entry without stopping. */
@@ -1068,40 +1305,26 @@ void plover_sync_job_free(PloverSyncJob *j)
         g_byte_array_unref(j->devstate);
     }
     g_free(j->digest);
+    g_free(j->digest_parts);
     g_free(j->disk_digest);
     error_free(j->err);
     g_free(j);
 }
 
 /*
- * The cut of syncvm @epoch, on the main loop: stop the VM, collect the
- * dirty log, and on the leader take the device state. A leader whose
- * secondary holds the VM as of their last syncvm runs on at once over a
+ * The cut of job @j, on the main loop: stop the VM, collect the dirty
+ * log, and on the leader take the device state. A leader whose secondary
+ * holds the VM as of their last syncvm runs on at once over a
  * copy-on-write snapshot of RAM (under KVM, once the union is copied);
- * a full syncvm, a pull, a leadership handoff keep the VM stopped to the
- * end. The syncvm thread does the rest; plover_exec_sync_done follows.
+ * otherwise the VM stays stopped to the end of the job.
  */
-void plover_sync_start(PloverState *s, const PlvExecSync *sync)
+static void plover_sync_cut(PloverState *s, PloverSyncJob *j)
 {
-    PloverSyncJob *j = g_new0(PloverSyncJob, 1);
     g_autoptr(GError) gerr = NULL;
-    bool leader = sync->leader;
-    uint64_t epoch = sync->epoch;
+    bool has_vm = j->leader && j->hello.has_vm;
     int64_t t1, t2, t3;
 
-    assert(!s->syncvm.job);
-    j->index = sync->index;
-    j->epoch = epoch;
-    j->leader = leader;
-    j->hello = sync->hello;
     j->t_stop_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
-    if (!s->syncvm.stats.first_cut_us) {
-        s->syncvm.stats.first_cut_us = j->t_stop_us;
-    }
-    /* The VM runs on from this cut if the secondary holds the VM as of
-     * their last syncvm (no full copy) and no handoff waits for it. */
-    j->handoff = sync->handoff;
-    j->snapshot = sync->may_run_on && runstate_is_running();
     if (j->snapshot) {
         plover_cut_stop();
     } else {
@@ -1113,7 +1336,7 @@ void plover_sync_start(PloverState *s, const PlvExecSync *sync)
      * RAM and change devices (a request completing, virtio-net's TX).
      */
     plover_disk_cut(s, s->syncvm.mv, j->snapshot);
-    if (leader && sync->hello.has_vm && s->record_digests) {
+    if (has_vm && s->record_digests) {
         j->disk_digest = plover_disk_digest(s, &error_warn);
     }
     t1 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
@@ -1121,7 +1344,7 @@ void plover_sync_start(PloverState *s, const PlvExecSync *sync)
     t2 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
     /* Everything said so far comes from the state synced now. */
     j->held = g_queue_get_length(&s->net.outputs);
-    if (leader && sync->hello.has_vm) {
+    if (has_vm) {
         j->devstate = g_byte_array_new();
         if (plover_save_device_state(s, j->devstate, &gerr) < 0) {
             /* The engine's get_device_state tries again, and reports. */
@@ -1129,7 +1352,7 @@ void plover_sync_start(PloverState *s, const PlvExecSync *sync)
             j->devstate = NULL;
         }
         if (s->record_digests) {
-            j->digest = plover_ram_digest();
+            j->digest = plover_ram_digest(&j->digest_parts);
         }
     }
     t3 = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
@@ -1148,20 +1371,80 @@ void plover_sync_start(PloverState *s, const PlvExecSync *sync)
     if (j->cow) {
         plover_sync_resume_vm(s, j);
     }
-    trace_plover_syncvm_cut(epoch, t1 - j->t_stop_us, t2 - t1, t3 - t2,
+    trace_plover_syncvm_cut(j->epoch, t1 - j->t_stop_us, t2 - t1, t3 - t2,
                             j->t_resume_us ? j->t_resume_us - t3 : 0);
+}
+
+/*
+ * The cut of a pre-copy job, which the syncvm thread asks for once the
+ * rounds are over (plover_precopy_cut). QEMU exiting: no cut.
+ */
+static void plover_sync_deferred_cut_bh(void *opaque)
+{
+    PloverState *s = opaque;
+
+    if (!s->syncvm.exiting) {
+        plover_sync_cut(s, s->syncvm.job);
+    }
+    qemu_sem_post(&s->syncvm.cut_done);
+}
+
+/*
+ * Syncvm @sync begins (main loop). Its cut comes now, except on a leader
+ * that is to copy its running VM to a new secondary: that copy goes in
+ * rounds while the VM runs on (plover_precopy_rounds), and the cut comes
+ * after them; the entries after this one wait for it all the same. The
+ * syncvm thread does the rest; plover_exec_sync_done follows.
+ */
+void plover_sync_start(PloverState *s, const PlvExecSync *sync)
+{
+    PloverSyncJob *j = g_new0(PloverSyncJob, 1);
+
+    assert(!s->syncvm.job);
+    j->index = sync->index;
+    j->epoch = sync->epoch;
+    j->leader = sync->leader;
+    j->hello = sync->hello;
+    if (!s->syncvm.stats.first_cut_us) {
+        s->syncvm.stats.first_cut_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+    }
+    /* The VM runs on from this cut if the secondary holds the VM as of
+     * their last syncvm (no full copy) and no handoff waits for it. */
+    j->handoff = sync->handoff;
+    j->snapshot = sync->may_run_on && runstate_is_running();
+    /* Not paired with this secondary yet: most likely a full copy (the
+     * agreement says), which may then go in rounds. */
+    j->precopy = sync->leader && sync->hello.has_vm && !sync->may_run_on &&
+                 !sync->handoff && s->cfg.reprotect_rounds &&
+                 runstate_is_running();
+    if (!j->precopy) {
+        plover_sync_cut(s, j);
+    }
     s->syncvm.job = j;
     qemu_sem_post(&s->syncvm.sync_go);
+}
+
+/* A RAM digest names which part of RAM differs, in parts of this size. */
+#define PLOVER_DIGEST_PART (32 * 1024 * 1024)
+
+static char *plover_hash_hex(XXH128_hash_t h)
+{
+    return g_strdup_printf("%016" PRIx64 "%016" PRIx64, (uint64_t)h.high64,
+                           (uint64_t)h.low64);
 }
 
 /*
  * Digest of guest RAM (every region of the view, in order), for tests that
  * compare replicas: keyless XXH3-128 is fine here, nothing is trusted on it.
+ * It is the digest of the digests of each block's parts (of at most 32
+ * MiB), which @parts gets as "block@offset=digest,...": where two replicas
+ * differ, the parts that differ say where to look.
  */
-char *plover_ram_digest(void)
+char *plover_ram_digest(char **parts)
 {
     PloverState *s = plover_state();
     XXH3_state_t *st = XXH3_createState();
+    g_autoptr(GString) list = g_string_new("");
     XXH128_hash_t h;
 
     XXH3_128bits_reset(st);
@@ -1169,12 +1452,24 @@ char *plover_ram_digest(void)
         const PlvMemRegion *r = plv_memview_region_const(s->syncvm.mv, i);
         RAMBlock *rb = g_ptr_array_index(s->syncvm.ram_blocks, i);
         const char *id = qemu_ram_get_idstr(rb);
+        ram_addr_t len = qemu_ram_get_used_length(rb);
 
-        XXH3_128bits_update(st, id, strlen(id) + 1);
-        XXH3_128bits_update(st, r->base, qemu_ram_get_used_length(rb));
+        for (ram_addr_t off = 0; off < len; off += PLOVER_DIGEST_PART) {
+            XXH128_hash_t part = XXH3_128bits(r->base + off,
+                                              MIN(len - off, PLOVER_DIGEST_PART));
+            g_autofree char *hex = plover_hash_hex(part);
+
+            XXH3_128bits_update(st, id, strlen(id) + 1);
+            XXH3_128bits_update(st, &off, sizeof(off));
+            XXH3_128bits_update(st, &part, sizeof(part));
+            g_string_append_printf(list, "%s%s@0x%" PRIx64 "=%s",
+                                   list->len ? "," : "", id, (uint64_t)off, hex);
+        }
     }
     h = XXH3_128bits_digest(st);
     XXH3_freeState(st);
-    return g_strdup_printf("%016" PRIx64 "%016" PRIx64, (uint64_t)h.high64,
-                           (uint64_t)h.low64);
+    if (parts) {
+        *parts = g_string_free(g_steal_pointer(&list), false);
+    }
+    return plover_hash_hex(h);
 }

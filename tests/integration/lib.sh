@@ -522,7 +522,7 @@ wait_executing_secondary() {
 # leader/secondary pair. Sets LEADER, SECONDARY, WITNESS.
 group_up() {
     net_setup
-    replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none${1:+ $1}"
+    replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none${1:+ $1}" "${2:-}"
     wait_protected 120
     WITNESS=$(( 3 - LEADER - SECONDARY ))
     rarp_watch
@@ -553,10 +553,16 @@ assert_ram_equal() {
     python3 - "$(qmp "r$a" x-plover-ram-digest)" "$(qmp "r$b" x-plover-ram-digest)" "$min" "$what" <<'PY' ||
 import json, sys
 def recs(s):
-    return {d["epoch"]: (d["digest"], d.get("disks")) for d in json.loads(s) if d["epoch"]}
+    return {d["epoch"]: (d["digest"], d.get("disks"), d["ram-parts"])
+            for d in json.loads(s) if d["epoch"]}
+def parts_differ(e):
+    pa, pb = (dict(p.split("=") for p in r[e][2].split(",")) for r in (a, b))
+    return [p for p in pa if pa[p] != pb.get(p)]
 a, b = recs(sys.argv[1]), recs(sys.argv[2])
 common = sorted(set(a) & set(b))
 bad = [e for e in common if a[e][0] != b[e][0]]
+for e in bad[:3] + bad[-1:]:
+    print(f"RAM at syncvm {e} differs in: {' '.join(parts_differ(e))}")
 disks = [e for e in common if a[e][1] or b[e][1]]
 bad_disk = [e for e in disks if a[e][1] != b[e][1]]
 print(f"figure: RAM digests compared at {len(common)} syncvms {sys.argv[4]}, {len(bad)} differ")

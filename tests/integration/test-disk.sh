@@ -39,10 +39,18 @@ nsx cl "$KVCTL" restart "$GUEST_IP" "$KVD_PORT" --timeout 30 ||
     fail "kvd did not come back from RESTART on the new leader"
 wait_serial "r$LEADER" "kvd restarted, replayed [1-9]" 10
 grep -a "kvd restarted" "$WORK/r$LEADER.serial" | tail -1 | sed 's/^/figure: new leader: /'
+# The re-protected secondary's guest runs the same inputs: its kvd
+# restarted from its own disk too.
+wait_serial "r$SECONDARY" "kvd restarted, replayed [1-9]" 10
 load_check
 
-# The witness got the VM with a full syncvm: from then on its disk is the
-# leader's at every syncvm.
+# The witness got the VM in pre-copy rounds while the new leader's guest
+# ran on, then one last run with it stopped.
+rounds=$(pinfo "r$LEADER" "i['syncvm']['precopy-rounds']")
+[ "$rounds" -ge 1 ] || fail "the re-protection went in no pre-copy round"
+pinfo "r$LEADER" "'figure: re-protection: %d pre-copy rounds, the last run over %d pages and blocks' % (i['syncvm']['precopy-rounds'], i['syncvm']['precopy-final-pages'])"
+
+# From then on the witness's RAM and disk are the leader's at every syncvm.
 qmp "r$SECONDARY" x-plover-ram-digest '{"record": true}' >/dev/null
 light_load_recording "$LEADER" "$SECONDARY"
 assert_ram_equal "$LEADER" "$SECONDARY" 3 "after re-protection"

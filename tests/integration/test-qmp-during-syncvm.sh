@@ -16,4 +16,4 @@ python3 "$SRCDIR/tests/integration/qmp-latency.py" --max-ms 50 --min-samples 5 \
 cat "$WORK/latency.out"
 wait_protected 60
 full=$(pinfo "r$LEADER" "i['syncvm']['full-count']")
-echo "figure: leader r$LEADER, full syncvms: $full"
+echo "figure: leader r$LEADER, full syncvms: $full, pre-copy rounds: $(pinfo "r$LEADER" "i['syncvm']['precopy-rounds']")"
