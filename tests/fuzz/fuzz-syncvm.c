@@ -8,7 +8,8 @@
  * must give the same bytes back (the codec is its own oracle), and every
  * byte a decoded PAGES record points at is read, so that the sanitizers
  * see any pointer past the data. The device-state path (a zstd frame
- * against a base, into exactly the announced length) is fuzzed too.
+ * against a base, into exactly the announced length) is fuzzed too, and
+ * so are the agreement's HELLO, REPLY, SKIP and ROUND.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -288,6 +289,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (plv_sync_skip_decode(data + 1, size - 1, &u64)) {
             plv_sync_skip_encode(u64, again);
             if (memcmp(again, data + 1, sizeof(again)) != 0) {
+                abort();
+            }
+        }
+        break;
+    }
+    case FUZZ_SVM_ROUND: {
+        /* The round a target waits for: that of the message, or the next. */
+        uint32_t want = size > 4 ? plv_get_u32(data + 1) + (data[size - 1] & 1) : 1;
+        uint8_t again[PLV_SYNC_ROUND_LEN];
+        PlvSyncRound rd;
+
+        if (plv_sync_round_decode(data + 1, size - 1, want, &rd)) {
+            plv_sync_round_encode(&rd, again);
+            if (memcmp(again, data + 1, sizeof(again)) != 0 ||
+                rd.round != (rd.final ? want - 1 : want)) {
                 abort();
             }
         }

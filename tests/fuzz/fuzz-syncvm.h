@@ -22,6 +22,7 @@ enum {
     FUZZ_SVM_HELLO,             /* the agreement (syncvm-agree.h) */
     FUZZ_SVM_REPLY,
     FUZZ_SVM_SKIP,
+    FUZZ_SVM_ROUND,
     FUZZ_SVM_KINDS
 };
 

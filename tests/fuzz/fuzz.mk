@@ -1,5 +1,5 @@
 # Fuzzing the consensus wire decoder and the syncvm message decoders (the
-# agreement's HELLO, REPLY and SKIP among them) with
+# agreement's HELLO, REPLY, SKIP and ROUND among them) with
 # libFuzzer (clang). The codec sources are compiled directly with the
 # fuzzer and sanitizers, not taken from the gcc-built library.
 #

@@ -129,7 +129,8 @@ int main(int argc, char **argv)
                       FUZZ_SVM_BASE_LEN);
     put("devstate-delta", FUZZ_SVM_DEVSTATE_DELTA, m);
 
-    /* The agreement: a leader's HELLO, the secondary's REPLY and SKIP. */
+    /* The agreement: a leader's HELLO, the secondary's REPLY and SKIP, and
+     * a full copy's ROUNDs. */
     {
         PlvSyncHello hello = { .epoch = 42, .has_vm = true, .full = false, .last = 41 };
         PlvSyncReply reply = { .has_vm = true, .last = 41 };
@@ -143,6 +144,12 @@ int main(int argc, char **argv)
         g_byte_array_set_size(m, PLV_SVM_HDR_LEN + PLV_SYNC_SKIP_LEN);
         plv_sync_skip_encode(43, m->data + PLV_SVM_HDR_LEN);
         put("skip", FUZZ_SVM_SKIP, m);
+        g_byte_array_set_size(m, PLV_SVM_HDR_LEN + PLV_SYNC_ROUND_LEN);
+        plv_sync_round_encode(&(PlvSyncRound){ .round = 2 }, m->data + PLV_SVM_HDR_LEN);
+        put("round", FUZZ_SVM_ROUND, m);
+        plv_sync_round_encode(&(PlvSyncRound){ .round = 3, .final = true },
+                              m->data + PLV_SVM_HDR_LEN);
+        put("round-final", FUZZ_SVM_ROUND, m);
     }
 
     plv_zstd_free(z);
