@@ -1133,12 +1133,15 @@ static void plover_sync_job_run(PloverState *s, PloverSyncJob *j)
         }
         if (rounds) {
             /*
-             * The last run: the source's VM stopped at the cut, and what
-             * is left is what its guest wrote since the last round, sent
-             * as in any syncvm, without the cap (it is the pause).
+             * The last run: what the guest wrote since the last round,
+             * sent as in any syncvm (the source's VM runs on from the cut
+             * over its snapshot), without the cap.
              */
             cfg.page_deltas = cfg.compress = true;
             ch = raw;
+            if (j->snapshot) {
+                mv = plover_snapshot_view(s->syncvm.snap);
+            }
         }
     }
     g_byte_array_set_size(s->syncvm.staged_devstate, 0);
@@ -1383,8 +1386,16 @@ static void plover_sync_deferred_cut_bh(void *opaque)
 {
     PloverState *s = opaque;
 
+    PloverSyncJob *j = s->syncvm.job;
+
     if (!s->syncvm.exiting) {
-        plover_sync_cut(s, s->syncvm.job);
+        /*
+         * After the rounds the last run is an ordinary delta: the VM
+         * runs on over the RAM snapshot as in any syncvm with a paired
+         * secondary, and its pause is the cut's.
+         */
+        j->snapshot = j->rounds && runstate_is_running();
+        plover_sync_cut(s, j);
     }
     qemu_sem_post(&s->syncvm.cut_done);
 }
