@@ -365,12 +365,17 @@ typedef int (*PloverDiskIo)(PloverDisk *d, uint64_t first, uint64_t n,
 /*
  * Calls @io on each run of consecutive blocks of one disk in
  * refs[0..n) (in view order), at most PLOVER_DISK_IO_MAX bytes a call.
+ * Under the caller's BQL (a commit), else under the BQL taken for each
+ * call: a union may be a whole drive (a full copy), which the main loop
+ * must not wait for.
  */
 static int plover_disk_runs(PloverState *s, const PlvPageRef *refs,
                             uint32_t n, PloverDiskIo io, uint64_t *blocks,
                             GError **err)
 {
+    bool own = !bql_locked();
     uint32_t i = 0;
+    int ret;
 
     while (i < n) {
         PloverDisk *d = plover_disk_of_region(s, refs[i].region);
@@ -385,7 +390,14 @@ static int plover_disk_runs(PloverState *s, const PlvPageRef *refs,
                (j - i) * PLOVER_DISK_BLOCK < PLOVER_DISK_IO_MAX) {
             j++;
         }
-        if (io(d, refs[i].page, j - i, err) < 0) {
+        if (own && !plover_lock_devices(s, err)) {
+            return -1;
+        }
+        ret = io(d, refs[i].page, j - i, err);
+        if (own) {
+            bql_unlock();
+        }
+        if (ret < 0) {
             return -1;
         }
         *blocks += j - i;
@@ -394,21 +406,13 @@ static int plover_disk_runs(PloverState *s, const PlvPageRef *refs,
     return 0;
 }
 
-/*
- * The syncvm thread holds the BQL for one run at a time: a union may be
- * a whole drive (a full copy), which the main loop must not wait for.
- */
 static int plover_disk_read_run(PloverDisk *d, uint64_t first, uint64_t n,
                                 GError **err)
 {
-    int ret;
+    int ret = blk_pread(d->blk, first * PLOVER_DISK_BLOCK,
+                        n * PLOVER_DISK_BLOCK,
+                        d->shadow + first * PLOVER_DISK_BLOCK, 0);
 
-    if (!plover_lock_devices(plover_state(), err)) {
-        return -1;
-    }
-    ret = blk_pread(d->blk, first * PLOVER_DISK_BLOCK, n * PLOVER_DISK_BLOCK,
-                    d->shadow + first * PLOVER_DISK_BLOCK, 0);
-    bql_unlock();
     if (ret < 0) {
         g_set_error(err, PLOVER_DISK_ERROR, 1, "drive '%s': reading blocks "
                     "%" PRIu64 "..%" PRIu64 ": %s", d->name, first,
@@ -418,31 +422,20 @@ static int plover_disk_read_run(PloverDisk *d, uint64_t first, uint64_t n,
     return 0;
 }
 
-/* Under the caller's BQL (a commit), else under its own for this run. */
 static int plover_disk_write_run(PloverDisk *d, uint64_t first, uint64_t n,
                                  GError **err)
 {
     int64_t off = first * PLOVER_DISK_BLOCK, len = n * PLOVER_DISK_BLOCK;
-    bool own = !bql_locked();
-    int ret;
+    int ret = blk_pwrite(d->dev_blk, off, len, d->shadow + off, 0);
 
-    if (own && !plover_lock_devices(plover_state(), err)) {
-        return -1;
-    }
-    ret = blk_pwrite(d->dev_blk, off, len, d->shadow + off, 0);
-    if (ret >= 0) {
-        /* The leader's blocks, not the guest's writes: not dirty here. */
-        bdrv_reset_dirty_bitmap(d->dirty, off, len);
-    }
-    if (own) {
-        bql_unlock();
-    }
     if (ret < 0) {
         g_set_error(err, PLOVER_DISK_ERROR, 2, "drive '%s': writing blocks "
                     "%" PRIu64 "..%" PRIu64 ": %s", d->name, first,
                     first + n - 1, strerror(-ret));
         return -1;
     }
+    /* The leader's blocks, not the guest's writes: not dirty here. */
+    bdrv_reset_dirty_bitmap(d->dirty, off, len);
     return 0;
 }
 
@@ -489,9 +482,9 @@ int plover_disk_load_union(PloverState *s, const PlvPageRef *refs, uint32_t n,
 /*
  * Target, in its commit (BQL held, VM stopped), or after a pre-copy round
  * (its VM not running; the BQL taken for each run of blocks): the blocks
- * the run wrote into the shadows go to the images. A failure here leaves a disk half
- * written: the caller fails the commit, and the VM waits for a full
- * syncvm.
+ * the run wrote into the shadows go to the images. A failure here leaves
+ * a disk half written: the caller fails the commit, and the VM waits for
+ * a full syncvm.
  */
 int plover_disk_write(PloverState *s, const PlvPageRef *written, uint32_t n,
                       GError **err)
