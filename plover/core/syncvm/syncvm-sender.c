@@ -100,18 +100,8 @@ static int send_batch(SvmSender *s, uint32_t from, uint32_t to, GError **err)
         }
         iov[niov].iov_base = plv_memview_page(reg, ref->page);
         if (r->cfg->live_source) {
-            uint8_t *copy;
+            uint8_t *copy = s->copies->data + data;
 
-            if (s->copies->len < data + reg->page_size) {
-                size_t off = 0;
-
-                g_byte_array_set_size(s->copies, data + reg->page_size);
-                /* moved: the copies made so far follow it */
-                for (int c = 0; c < niov; off += iov[c].iov_len, c++) {
-                    iov[c].iov_base = s->copies->data + off;
-                }
-            }
-            copy = s->copies->data + data;
             memcpy(copy, iov[niov].iov_base, reg->page_size);
             rec->hash = plv_page_hash(r->cfg->key, copy, reg->page_size);
             iov[niov].iov_base = copy;
@@ -187,7 +177,13 @@ SvmSender *plv_svm_sender_start(SvmRun *r, const uint32_t *div,
     s->scratch = g_byte_array_new();
     s->copies = g_byte_array_new();
     if (r->cfg->live_source) {
-        g_byte_array_set_size(s->copies, SVM_CHUNK_BYTES);
+        /* batch_end: a batch's data fits a chunk, or is a single page */
+        size_t room = SVM_CHUNK_BYTES;
+
+        for (unsigned i = 0; i < plv_memview_n_regions(r->mv); i++) {
+            room = MAX(room, plv_memview_region_const(r->mv, i)->page_size);
+        }
+        g_byte_array_set_size(s->copies, room);
     }
     s->z = plv_zstd_new(SVM_ZSTD_LEVEL);
     g_mutex_init(&s->lock);
