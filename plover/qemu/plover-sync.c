@@ -491,6 +491,17 @@ static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
     return true;
 }
 
+/* The bytes of one run, or of a job's pre-copy rounds, into the sums. */
+static void plover_account_bytes(PloverSyncStats *a, const PlvSyncvmStats *st)
+{
+    a->sum_bytes += st->bytes_sent;
+    a->sum_received += st->bytes_received;
+    a->sum_page_raw += st->page_raw_bytes;
+    for (unsigned k = 0; k < PLV_SVM_BYTES_KINDS; k++) {
+        a->sum_by_kind[k] += st->sent_by[k] + st->received_by[k];
+    }
+}
+
 static void plover_account(PloverState *s, const PlvSyncvmStats *st)
 {
     PloverSyncStats *a = &s->syncvm.stats;
@@ -505,13 +516,8 @@ static void plover_account(PloverState *s, const PlvSyncvmStats *st)
     a->sum_dirty += st->dirty_union;
     a->sum_same += st->same_pages;
     a->sum_divergent += st->divergent_pages;
-    a->sum_bytes += st->bytes_sent;
-    a->sum_received += st->bytes_received;
     a->sum_delta_pages += st->delta_pages;
-    a->sum_page_raw += st->page_raw_bytes;
-    for (unsigned k = 0; k < PLV_SVM_BYTES_KINDS; k++) {
-        a->sum_by_kind[k] += st->sent_by[k] + st->received_by[k];
-    }
+    plover_account_bytes(a, st);
     plv_latency_add(&a->bytes, st->bytes_sent);
     plv_latency_add(&a->exchange, st->bytes_sent + st->bytes_received);
 }
@@ -520,17 +526,8 @@ static void plover_account(PloverState *s, const PlvSyncvmStats *st)
 static void plover_account_rounds(PloverState *s, const PloverSyncJob *j)
 {
     PloverSyncStats *a = &s->syncvm.stats;
-    const PlvSyncvmStats *st = &j->rounds_st;
 
-    if (!j->rounds && !st->bytes_sent && !st->bytes_received) {
-        return;
-    }
-    a->sum_bytes += st->bytes_sent;
-    a->sum_received += st->bytes_received;
-    a->sum_page_raw += st->page_raw_bytes;
-    for (unsigned k = 0; k < PLV_SVM_BYTES_KINDS; k++) {
-        a->sum_by_kind[k] += st->sent_by[k] + st->received_by[k];
-    }
+    plover_account_bytes(a, &j->rounds_st);
     if (j->source) {
         a->precopy_rounds += j->rounds;
         if (j->ok && j->rounds) {
@@ -837,7 +834,8 @@ static int plover_sync_union(void *opaque, const PlvPageRef *refs,
  * after that is the next round's). The rounds stop once what is left is
  * small, stops shrinking, or after reprotect-rounds; then the cut, and
  * one ordinary run over what the guest wrote since the last round makes
- * the copy exact. The pause is that last run's, not the VM's size's.
+ * the copy exact. The VM runs on from that cut over its snapshot, as in
+ * any syncvm with a paired secondary: the pause is the cut's.
  */
 /* What is left to send, in pages and blocks, that ends the rounds. */
 #define PLOVER_PRECOPY_DONE_PAGES 2048
@@ -872,13 +870,12 @@ static bool plover_precopy_collect(PloverState *s, GError **err)
     return true;
 }
 
+/* A round's bytes into the job's, for plover_account_rounds. */
 static void plover_precopy_sum(PlvSyncvmStats *sum, const PlvSyncvmStats *st)
 {
     sum->bytes_sent += st->bytes_sent;
     sum->bytes_received += st->bytes_received;
     sum->page_raw_bytes += st->page_raw_bytes;
-    sum->divergent_pages += st->divergent_pages;
-    sum->dirty_union += st->dirty_union;
     for (unsigned k = 0; k < PLV_SVM_BYTES_KINDS; k++) {
         sum->sent_by[k] += st->sent_by[k];
         sum->received_by[k] += st->received_by[k];
@@ -928,6 +925,7 @@ static int plover_precopy_source(PloverState *s, PloverSyncJob *j,
         PlvSyncvmConfig cfg = *base;
         PlvSyncvmStats st;
         uint64_t left;
+        int ret;
 
         if (!plover_precopy_collect(s, &gerr)) {
             error_setg(errp, "plover: syncvm %" PRIu64 ": %s", j->epoch,
@@ -948,13 +946,13 @@ static int plover_precopy_source(PloverState *s, PloverSyncJob *j,
         }
         qatomic_set(&s->syncvm.full_round, round);
         plover_precopy_config(&cfg, true);
-        if (plv_syncvm_leader_run(&cfg, ch, mv, &st, &gerr) < 0) {
-            plover_precopy_sum(&j->rounds_st, &st);
+        ret = plv_syncvm_leader_run(&cfg, ch, mv, &st, &gerr);
+        plover_precopy_sum(&j->rounds_st, &st);
+        if (ret < 0) {
             error_setg(errp, "plover: syncvm %" PRIu64 ", pre-copy round %u: %s",
                        j->epoch, round, gerr->message);
             return -1;
         }
-        plover_precopy_sum(&j->rounds_st, &st);
         plv_memview_clear_dirty(mv);
         trace_plover_syncvm_precopy_round(j->epoch, round, st.dirty_union,
                                           st.divergent_pages, st.bytes_sent,
@@ -981,6 +979,7 @@ static int plover_precopy_target(PloverState *s, PloverSyncJob *j,
         PlvSyncvmStats st;
         PlvSyncRound rd;
         uint16_t type;
+        int ret;
 
         if (plv_bulk_recv(s->syncvm.bulk, &type, in, base->timeout_ms, &gerr) < 0) {
             error_setg(errp, "plover: syncvm %" PRIu64 ": waiting for round %u: %s",
@@ -999,15 +998,15 @@ static int plover_precopy_target(PloverState *s, PloverSyncJob *j,
         }
         plover_precopy_config(&cfg, false);
         cfg.commit = plover_precopy_commit;
-        if (plv_syncvm_secondary_run(&cfg, ch, s->syncvm.mv, &st, &gerr) < 0) {
-            plover_precopy_sum(&j->rounds_st, &st);
+        ret = plv_syncvm_secondary_run(&cfg, ch, s->syncvm.mv, &st, &gerr);
+        plover_precopy_sum(&j->rounds_st, &st);
+        if (ret < 0) {
             j->commit_failed = g_error_matches(gerr, PLV_SVM_ERROR,
                                                PLV_SVM_ERROR_COMMIT);
             error_setg(errp, "plover: syncvm %" PRIu64 ", pre-copy round %u: %s",
                        j->epoch, want, gerr->message);
             return -1;
         }
-        plover_precopy_sum(&j->rounds_st, &st);
         plv_memview_clear_dirty(s->syncvm.mv);
         j->rounds = want;
     }
@@ -1385,7 +1384,6 @@ static void plover_sync_cut(PloverState *s, PloverSyncJob *j)
 static void plover_sync_deferred_cut_bh(void *opaque)
 {
     PloverState *s = opaque;
-
     PloverSyncJob *j = s->syncvm.job;
 
     if (!s->syncvm.exiting) {
@@ -1403,7 +1401,7 @@ static void plover_sync_deferred_cut_bh(void *opaque)
 /*
  * Syncvm @sync begins (main loop). Its cut comes now, except on a leader
  * that is to copy its running VM to a new secondary: that copy goes in
- * rounds while the VM runs on (plover_precopy_rounds), and the cut comes
+ * rounds while the VM runs on (plover_precopy_source), and the cut comes
  * after them; the entries after this one wait for it all the same. The
  * syncvm thread does the rest; plover_exec_sync_done follows.
  */
