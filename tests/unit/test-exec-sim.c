@@ -6,11 +6,14 @@
  * after every step (sim/sim-exec.c), and the group must serve again
  * after the heal.
  *
- *   check:  PLOVER_SIM_SEEDS (default 10000) seeds
- *   soak:   PLOVER_SOAK=1 runs 100000 seeds (or PLOVER_SIM_SEEDS)
+ *   check:  PLOVER_SIM_SEEDS (default 10000) seeds, one fault at a time,
+ *           and 2000 seeds (from 100000) with two faults at once
+ *   soak:   PLOVER_SOAK=1 runs 100000 seeds (or PLOVER_SIM_SEEDS), and
+ *           20000 with two faults
  *   replay: PLOVER_SEED=n runs that seed alone with a trace on stderr
- *           (PLOVER_SIM_BROKEN=k with broken variant k; PLOVER_SIM_ACTIONS=1
- *           traces every executor action)
+ *           (PLOVER_SIM_BROKEN=k with broken variant k; PLOVER_SIM_DOUBLE=1
+ *           with two faults at once; PLOVER_SIM_ACTIONS=1 traces every
+ *           executor action)
  */
 #include <check.h>
 #include <stdlib.h>
@@ -22,19 +25,21 @@
 static uint64_t n_seeds;
 static uint64_t first_seed;
 
+static bool double_faults;
+
 static void exec_params(SimParams *prm, uint64_t seed, int broken)
 {
     sim_params_default(prm, seed);
     prm->exec = true;
     prm->broken = broken;
+    prm->double_faults = double_faults;
     /* elections, a pull or a full syncvm, and a failed attempt or two */
     prm->heal_bound = 400;
 }
 
-START_TEST(test_seeds)
+/* Seeds [lo, hi): no invariant violated, and they exercise the checks. */
+static SimResult run_seeds(uint64_t lo, uint64_t hi)
 {
-    uint64_t lo = first_seed + (uint64_t)_i * CHUNK;
-    uint64_t hi = MIN(lo + CHUNK, first_seed + n_seeds);
     GString *bad = g_string_new(NULL);
     GString *lost = g_string_new(NULL);
     int n_bad = 0, n_lost = 0;
@@ -53,15 +58,23 @@ START_TEST(test_seeds)
         sum.exec_handoffs += res.exec_handoffs;
         sum.crashes += res.crashes;
         sum.boots += res.boots;
+        sum.kept += res.kept;
         if (!res.ok && n_bad++ < 5) {
             g_string_append_printf(bad, "\n  seed %" G_GUINT64_FORMAT ": %s (replay: "
-                                   "PLOVER_SEED=%" G_GUINT64_FORMAT " test-exec-sim)",
-                                   seed, res.why, seed);
+                                   "PLOVER_SEED=%" G_GUINT64_FORMAT "%s test-exec-sim)",
+                                   seed, res.why, seed,
+                                   double_faults ? " PLOVER_SIM_DOUBLE=1" : "");
         }
         if (res.ok && res.vm_lost && n_lost++ < 2) {
             g_string_append_printf(lost, "\n  seed %" G_GUINT64_FORMAT ": %s", seed,
                                    res.vm_lost_why);
         }
+    }
+    /* Rare with one fault at a time (test-exec has the scenario); the
+     * broken variant keep-any shows that only such a copy may be kept. */
+    if (sum.kept) {
+        fprintf(stderr, "seeds %" G_GUINT64_FORMAT "-%" G_GUINT64_FORMAT ": %" G_GUINT64_FORMAT
+                " lone leaders kept the VM\n", lo, hi - 1, sum.kept);
     }
     /* A known limit of the rules, not hidden: counted and shown (docs/exec.md). */
     if (n_lost) {
@@ -84,6 +97,30 @@ START_TEST(test_seeds)
                       G_GUINT64_FORMAT " started)", sum.migrations);
     }
     g_string_free(bad, TRUE);
+    return sum;
+}
+
+START_TEST(test_seeds)
+{
+    uint64_t lo = first_seed + (uint64_t)_i * CHUNK;
+
+    run_seeds(lo, MIN(lo + CHUNK, first_seed + n_seeds));
+}
+END_TEST
+
+/*
+ * Two faults at once: a partition also while a node is down or the VM
+ * unprotected, so that two replicas are out and a leader is left alone.
+ * The VM may then be lost (counted), but no invariant may break, and a
+ * lone leader with the only copy keeps it.
+ */
+START_TEST(test_double_faults)
+{
+    SimResult sum;
+
+    double_faults = true;
+    sum = run_seeds(100000 + (uint64_t)_i * CHUNK, 100000 + (uint64_t)(_i + 1) * CHUNK);
+    ck_assert_msg(sum.kept > 0, "no lone leader kept the VM");
 }
 END_TEST
 
@@ -97,6 +134,7 @@ static const char *const broken_names[SIM_BROKEN__MAX] = {
     [SIM_BROKEN_KEEP_VM] = "keep-vm",
     [SIM_BROKEN_SECOND_KEEPS_VM] = "second-keeps-vm",
     [SIM_BROKEN_BOOT_ANY] = "boot-any",
+    [SIM_BROKEN_KEEP_ANY] = "keep-any",
 };
 
 START_TEST(test_broken_caught)
@@ -133,11 +171,12 @@ static int replay(uint64_t seed)
            G_GUINT64_FORMAT " crashes %" G_GUINT64_FORMAT " released %" G_GUINT64_FORMAT
            " syncvm ends ok %" G_GUINT64_FORMAT " failed %" G_GUINT64_FORMAT
            " migrations %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT
-           " heal latency %" G_GUINT64_FORMAT " (release %" G_GUINT64_FORMAT ")%s%s\n",
+           " heal latency %" G_GUINT64_FORMAT " (release %" G_GUINT64_FORMAT ") kept %"
+           G_GUINT64_FORMAT "%s%s\n",
            seed, res.ok ? "ok" : "VIOLATION: ", res.ok ? "" : res.why, res.ticks,
            res.commits, res.crashes, res.released, res.syncvms, res.sync_failures,
            res.exec_handoffs, res.migrations, res.heal_latency, res.release_latency,
-           res.vm_lost ? "\n  the VM was lost: " : "", res.vm_lost ? res.vm_lost_why : "");
+           res.kept, res.vm_lost ? "\n  the VM was lost: " : "", res.vm_lost ? res.vm_lost_why : "");
     return res.ok ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
@@ -146,18 +185,24 @@ int main(void)
     Suite *s = suite_create("exec-sim");
     TCase *tc = tcase_create("seeds");
     TCase *tb = tcase_create("broken");
+    TCase *td = tcase_create("double");
     bool soak = plv_test_soak();
 
     if (getenv("PLOVER_SEED")) {
+        double_faults = plv_test_env_u64("PLOVER_SIM_DOUBLE", 0);
         return replay(plv_test_env_u64("PLOVER_SEED", 0));
     }
     n_seeds = plv_test_env_u64("PLOVER_SIM_SEEDS", soak ? 100000 : 10000);
     first_seed = plv_test_env_u64("PLOVER_SIM_FIRST", 0);
+    double_faults = plv_test_env_u64("PLOVER_SIM_DOUBLE", 0);
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_seeds, 0, (int)((n_seeds + CHUNK - 1) / CHUNK));
     suite_add_tcase(s, tc);
     tcase_set_timeout(tb, 300);
     tcase_add_loop_test(tb, test_broken_caught, SIM_BROKEN_NONE + 1, SIM_BROKEN__MAX);
     suite_add_tcase(s, tb);
+    tcase_set_timeout(td, 300);
+    tcase_add_loop_test(td, test_double_faults, 0, soak ? 40 : 4);
+    suite_add_tcase(s, td);
     return plv_test_run(s);
 }

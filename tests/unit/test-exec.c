@@ -223,6 +223,114 @@ START_TEST(test_never_protected_vm_boots_again)
 }
 END_TEST
 
+/*
+ * Node 0 leads, protected once with node 1; node 1 is lost and node 2
+ * named; the copy to node 2 fails as @fail says. Then node 0 loses its
+ * majority too (the third replica out as well).
+ */
+static void t_lone_leader(T *t, const PlvExecSyncResult *fail)
+{
+    t_leading(t);
+    t_syncvm(t, 1);
+    plv_exec_ready_clear(&t->rd);
+    t_sync_ok(t, 0);
+    plv_exec_ready_clear(&t->rd);
+    t_second(t, 2);
+    t_syncvm(t, 2);
+    ck_assert(t_find(t, PLV_EXEC_SYNCVM)->sync.hello.has_vm);
+    plv_exec_ready_clear(&t->rd);
+    plv_exec_sync_done(&t->x, fail, &t->rd);
+    plv_exec_ready_clear(&t->rd);
+    plv_exec_role(&t->x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, &t->rd);
+}
+
+/*
+ * The lone leader: its secondary (a witness until named) said it held no
+ * VM, or never answered, and the copy to it failed before the device
+ * state left, so no other replica holds the VM. It keeps its own, stopped, through the others' entries, and runs
+ * it again once named secondary (the leader pulls it) or leading again.
+ */
+START_TEST(test_lone_leader_keeps_the_only_copy)
+{
+    PlvExecSyncResult before_devstate = { .peer_answered = true };
+    PlvExecSyncResult silent = { 0 };
+    T t;
+
+    t_lone_leader(&t, &silent);
+    ck_actions(&t, "drop-link forward keep-vm");
+    t_done(&t);
+    t_lone_leader(&t, &before_devstate);
+    ck_actions(&t, "drop-link forward keep-vm");
+    ck_assert(!t.x.executing && t.x.kept);
+    /* node 2 leads without a VM: its syncvm with node 1 changes nothing here */
+    plv_exec_view(&t.x, 2, 2);
+    t_syncvm(&t, 3);
+    ck_actions(&t, "syncvm-over handoff-cancel");
+    ck_assert(t.x.kept);
+    t_input(&t);
+    ck_actions(&t, "");
+    /* ... then names node 0 its secondary: the copy runs again */
+    t_second(&t, 0);
+    ck_actions(&t, "drop-link start-vm");
+    ck_assert(t.x.executing && !t.x.kept);
+    t_syncvm(&t, 4);
+    ck_assert(t_find(&t, PLV_EXEC_SYNCVM)->sync.hello.has_vm);
+    t_done(&t);
+
+    /* or it leads again, and runs on from its copy */
+    t_lone_leader(&t, &before_devstate);
+    plv_exec_ready_clear(&t.rd);
+    plv_exec_view(&t.x, 3, 0);
+    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, &t.rd);
+    ck_actions(&t, "drop-link handoff-cancel start-vm announce");
+    ck_assert(t.x.executing && !t.x.kept);
+    t_done(&t);
+}
+END_TEST
+
+/* Any chance that another replica holds the VM: the copy is discarded. */
+START_TEST(test_lone_leader_discards_a_copy_another_may_hold)
+{
+    const PlvExecSyncResult may_hold[] = {
+        { .peer_answered = true, .peer_may_apply = true },  /* ACK lost? */
+        { .peer_answered = true, .peer_has_vm = true },     /* holds one */
+    };
+    PlvExecSyncResult silent = { 0 };
+    T t;
+
+    for (size_t k = 0; k < G_N_ELEMENTS(may_hold); k++) {
+        t_lone_leader(&t, &may_hold[k]);
+        ck_actions(&t, "drop-link forward handoff-cancel discard");
+        ck_assert(!t.x.executing && !t.x.kept);
+        t_done(&t);
+    }
+    /* Node 1, secondary of node 0, takes over and names node 0 again: it
+     * may still run its copy, and says nothing before node 1 is alone. */
+    t_init(&t, 1);
+    plv_exec_view(&t.x, 1, 0);
+    t_second(&t, 1);
+    t_syncvm(&t, 1);
+    plv_exec_ready_clear(&t.rd);
+    t_sync_ok(&t, 0);
+    plv_exec_view(&t.x, 2, 1);
+    plv_exec_role(&t.x, PLV_ROLE_SECONDARY, PLV_ROLE_LEADER, &t.rd);
+    t_second(&t, 0);
+    t_syncvm(&t, 2);
+    plv_exec_ready_clear(&t.rd);
+    plv_exec_sync_done(&t.x, &silent, &t.rd);
+    plv_exec_ready_clear(&t.rd);
+    plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, &t.rd);
+    ck_actions(&t, "drop-link forward handoff-cancel discard");
+    t_done(&t);
+    /* nor does a leader that never completed a syncvm keep its VM: a
+     * pair of fresh replicas may boot it again (plv_sync_fresh_boot) */
+    t_leading(&t);
+    plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, &t.rd);
+    ck_actions(&t, "drop-link forward handoff-cancel discard");
+    t_done(&t);
+}
+END_TEST
+
 /* A restarted replica cannot know what its former life completed. */
 START_TEST(test_restarted_is_never_fresh)
 {
@@ -469,6 +577,8 @@ int main(void)
     tcase_add_test(tc, test_end_stops_every_replica);
     tcase_add_test(tc, test_never_protected_vm_boots_again);
     tcase_add_test(tc, test_restarted_is_never_fresh);
+    tcase_add_test(tc, test_lone_leader_keeps_the_only_copy);
+    tcase_add_test(tc, test_lone_leader_discards_a_copy_another_may_hold);
     tcase_add_test(tc, test_failed_syncvm_keeps_outputs);
     tcase_add_test(tc, test_secondary_drops_and_takes_over);
     tcase_add_test(tc, test_elected_without_copy_pulls);

@@ -57,6 +57,7 @@ void plv_exec_init(PlvExec *x, const PlvExecConfig *cfg)
     x->leader = PLV_NODE_NONE;
     x->secondary = PLV_NODE_NONE;
     x->paired = PLV_NODE_NONE;
+    x->pair_leader = PLV_NODE_NONE;
 }
 
 static void handoff_end(PlvExec *x, PlvExecReady *rd)
@@ -67,6 +68,22 @@ static void handoff_end(PlvExec *x, PlvExecReady *rd)
 }
 
 static void handoff_timeout(PlvExec *x, PlvExecReady *rd);
+
+/*
+ * Does this leader's VM hold the only copy of the replicated state? It
+ * completed a syncvm once (so no pair of fresh replicas can boot the VM
+ * again: with three replicas, one of the other two was its peer then),
+ * and its secondary, if any, is known to hold no VM. Every other replica
+ * discarded its VM when the log left it out of the pair (a replaced
+ * secondary, a leader deposed while its secondary held the VM), or never
+ * had one.
+ */
+static bool holds_only_copy(const PlvExec *x)
+{
+    return x->executing && x->syncs > 0 &&
+           (x->secondary == PLV_NODE_NONE || x->secondary == x->cfg.self ||
+            !x->second_may_hold);
+}
 
 /*
  * This replica's VM no longer holds the replicated state (a deposed leader
@@ -101,6 +118,12 @@ void plv_exec_role(PlvExec *x, PlvRole old, PlvRole role, PlvExecReady *rd)
     }
     switch (role) {
     case PLV_ROLE_LEADER:
+        if (x->kept) {
+            /* The lone leader leads again: nobody went on without its
+             * copy, which nobody else can hold (holds_only_copy). */
+            x->kept = false;
+            x->executing = true;
+        }
         if (x->executing) {
             /* A secondary taking over runs on from its own state, which is
              * the replicated one (so does a leader whose handoff did not
@@ -127,6 +150,19 @@ void plv_exec_role(PlvExec *x, PlvRole old, PlvRole role, PlvExecReady *rd)
         if (x->handoff == PLV_EXEC_HANDOFF_TRANSFERRING) {
             /* Handed over: the new leader names us secondary next, and our
              * VM, paused at the handoff's syncvm, is the replicated one. */
+            break;
+        }
+        if ((old == PLV_ROLE_LEADER || old == PLV_ROLE_CANDIDATE) &&
+            holds_only_copy(x)) {
+            /*
+             * A leader that lost its majority with the only copy (its
+             * secondary died, or never got the VM, and the third replica
+             * is gone too): discarding it would lose the VM for good. It
+             * keeps it, stopped; what it said was covered by no syncvm.
+             */
+            x->executing = false;
+            x->kept = true;
+            act(rd, PLV_EXEC_KEEP_VM);
             break;
         }
         discard(x, rd);
@@ -160,6 +196,9 @@ void plv_exec_view(PlvExec *x, uint64_t vid, uint32_t leader)
 void plv_exec_needs_snapshot(PlvExec *x, uint64_t index, uint32_t secondary,
                              PlvExecReady *rd)
 {
+    /* The entries it skips had a VM (a new group's first leader boots
+     * one only if none ever did). A kept copy stays: it is the only one. */
+    x->log_had_vm = true;
     x->full_sync_pending = true;
     if (x->executing) {
         x->executing = false;
@@ -185,6 +224,7 @@ static void exec_second(PlvExec *x, uint32_t id, PlvExecReady *rd)
         return;
     }
     x->secondary = id;
+    x->second_may_hold = id == x->pair_leader && id != x->cfg.self;
     /* A new pair: the bulk link of the old one is of no use. */
     act(rd, PLV_EXEC_DROP_LINK);
     if (id == x->cfg.self && x->executing &&
@@ -193,6 +233,12 @@ static void exec_second(PlvExec *x, uint32_t id, PlvExecReady *rd)
         x->handoffs++;
         act(rd, PLV_EXEC_HANDOFF_DONE)->peer = x->leader;
         handoff_end(x, rd);
+        act(rd, PLV_EXEC_START_VM);
+    } else if (id == x->cfg.self && x->kept) {
+        /* Named secondary with the only copy: it runs it again, and the
+         * leader, which has none, pulls it at the next syncvm. */
+        x->kept = false;
+        x->executing = true;
         act(rd, PLV_EXEC_START_VM);
     } else if (id == x->cfg.self && !x->executing) {
         /* Joining the executing pair: the first syncvm copies every page. */
@@ -311,6 +357,7 @@ void plv_exec_committed(PlvExec *x, const PlvEntry *e, PlvExecReady *rd)
         act(rd, PLV_EXEC_DROP_OUTPUTS);
         act(rd, PLV_EXEC_END);
         x->executing = false;
+        x->kept = false;
         break;
     default:
         break;
@@ -341,11 +388,19 @@ void plv_exec_sync_done(PlvExec *x, const PlvExecSyncResult *r, PlvExecReady *rd
     bool handing_over = r->ok && j->handoff && x->handoff == PLV_EXEC_HANDOFF_SYNCING &&
                         !x->handoff_expired;
 
+    if (j->leader) {
+        if (r->ok) {
+            x->second_may_hold = true;
+        } else if (r->peer_answered) {
+            x->second_may_hold = r->peer_has_vm || r->peer_may_apply;
+        }
+    }
     if (r->ok) {
         if (j->leader) {
             act(rd, PLV_EXEC_RESET_ERR)->peer = x->secondary;
         }
         x->paired = x->secondary;
+        x->pair_leader = x->leader;
         x->full_sync_pending = false;
         x->executing = true;
         x->syncs++;
@@ -519,6 +574,7 @@ const char *plv_exec_action_name(PlvExecActionKind k)
         [PLV_EXEC_HANDOFF_DONE] = "handoff-done",
         [PLV_EXEC_HANDOFF_GIVEN_UP] = "handoff-given-up",
         [PLV_EXEC_END] = "end",
+        [PLV_EXEC_KEEP_VM] = "keep-vm",
         [PLV_EXEC_BOOT_VM] = "boot-vm",
     };
 

@@ -22,7 +22,9 @@
  *   inputs on a leader whose VM runs on from the cut).
  * - The leader releases the outputs held at the cut once the secondary
  *   applied the cut; a secondary drops what its own VM said up to it.
- * - A replica left out of the executing pair discards its VM.
+ * - A replica left out of the executing pair discards its VM, except a
+ *   leader that steps down holding the only copy: it keeps it, stopped,
+ *   for the group to resume from (the lone leader).
  * - Leadership migration: a syncvm with the VM paused, then consensus
  *   hands over; the new leader naming us secondary completes it.
  */
@@ -74,6 +76,8 @@ typedef enum PlvExecActionKind {
     PLV_EXEC_HANDOFF_GIVEN_UP,  /* the deadline passed in state .was */
     PLV_EXEC_END,               /* the group ended (the guest powered off):
                                  * this replica ends too */
+    PLV_EXEC_KEEP_VM,           /* stop, drop held outputs, and keep the VM
+                                 * (the lone leader's, PlvExec.kept) */
     PLV_EXEC_BOOT_VM,           /* reset the VM to power-on and run it: a
                                  * leader booting a never protected VM
                                  * again (plv_sync_fresh_boot) */
@@ -143,6 +147,24 @@ typedef struct PlvExec {
     PlvExecHandoff handoff;     /* leadership migration */
     bool handoff_expired;       /* its deadline passed during a syncvm */
     uint64_t handoffs;          /* completed, as the replica that handed over */
+    /*
+     * The lone leader: a leader that stepped down while its VM was the
+     * only copy keeps it, stopped, not executing. It runs it again if
+     * it leads again or is named secondary (the leader then pulls it).
+     * Nobody else can hold the VM meanwhile except by a syncvm from it.
+     */
+    bool kept;
+    /*
+     * Leader: the log's secondary may hold a VM. A replica named
+     * secondary holds one only if it is the leader this one was last
+     * paired with as secondary (a leader that handed over, or that was
+     * taken over from, may still run its copy); every other replica
+     * discards its VM when the log leaves it out of the pair. Then a
+     * REPLY tells, and a syncvm that may have reached the target's
+     * commit makes it a holder.
+     */
+    bool second_may_hold;
+    uint32_t pair_leader;       /* leader of this secondary's last syncvm */
     bool in_flight;             /* a PLV_EXEC_SYNCVM has not ended yet */
     PlvExecSync sync;           /* ... that one */
 } PlvExec;
@@ -173,6 +195,12 @@ typedef struct PlvExecSyncResult {
     uint64_t held;              /* leader: outputs held at the cut */
     bool boot;                  /* neither end held the VM, and it was
                                  * never protected (plv_sync_fresh_boot) */
+    /* Leader, on a failure: what it learned of its secondary's VM. */
+    bool peer_answered;         /* the secondary's REPLY came */
+    bool peer_has_vm;           /* ... and said it holds a VM */
+    bool peer_may_apply;        /* the copy went far enough (the device
+                                 * state was sent) that the secondary may
+                                 * have applied it without our hearing */
 } PlvExecSyncResult;
 
 void plv_exec_sync_done(PlvExec *x, const PlvExecSyncResult *r, PlvExecReady *rd);

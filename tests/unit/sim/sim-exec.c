@@ -185,7 +185,12 @@ static void job_end(Sim *s, uint32_t i, const PlvExecSyncResult *r);
 
 static void job_fail(Sim *s, uint32_t i, bool skew, const char *why)
 {
-    PlvExecSyncResult r = { .skew = skew, .snapshot = s->node[i].job.sync.may_run_on };
+    const SimJob *j = &s->node[i].job;
+    /* A leader's job that fails on its own ends its exchange too, which
+     * then fails at the target: nothing applied there. */
+    PlvExecSyncResult r = { .skew = skew, .snapshot = j->sync.may_run_on,
+                            .peer_answered = j->sync.leader && j->answered,
+                            .peer_has_vm = j->peer_has_vm };
 
     trace(s, "node %u: syncvm %" G_GUINT64_FORMAT " fails: %s", i,
           s->node[i].job.sync.epoch, why);
@@ -286,6 +291,8 @@ static void leader_on_msg(Sim *s, uint32_t i, const SimBulk *m)
     if (m->type != SIM_BULK_REPLY || m->epoch != j->sync.epoch) {
         return;
     }
+    j->answered = true;
+    j->peer_has_vm = m->reply.has_vm;
     if (!plv_sync_direction(&j->sync.hello, &m->reply, &push, &full) || !m->xid) {
         if (plv_sync_fresh_boot(&j->sync.hello, &m->reply) ||
             (s->prm.broken == SIM_BROKEN_BOOT_ANY && !j->sync.hello.has_vm &&
@@ -377,6 +384,7 @@ static void job_start(Sim *s, uint32_t i, const PlvExecSync *sync)
     j->cut_base = nd->vm_base;
     j->held = nd->outs->len;
     j->xid = 0;
+    j->answered = j->peer_has_vm = false;
     trace(s, "node %u: syncvm %" G_GUINT64_FORMAT " at %" G_GUINT64_FORMAT " as %s "
           "(has_vm %d full %d last %" G_GUINT64_FORMAT " run-on %d, leader %d secondary %d)", i, sync->epoch,
           sync->index, sync->leader ? "leader" : "secondary", sync->hello.has_vm,
@@ -444,6 +452,13 @@ static void exchanges_due(Sim *s)
               l_in ? "" : " (the leader left)", c_in ? "" : " (the secondary left)");
         rl.snapshot = l->job.sync.may_run_on;
         rl.held = l->job.held;
+        rl.peer_answered = true;
+        rl.peer_has_vm = l->job.peer_has_vm;
+        /* The target applied (ACK lost), tore its VM, or failed before or
+         * after the device state left the leader: half of the plain
+         * failures say "may have applied", as the glue would. */
+        rl.peer_may_apply = outcome == SIM_X_ACK_LOST || outcome == SIM_X_COMMIT_FAIL ||
+                            (outcome == SIM_X_FAIL && (x->id & 1));
         switch (outcome) {
         case SIM_X_OK:
         case SIM_X_ACK_LOST: {
@@ -578,6 +593,10 @@ static void exec_ready(Sim *s, uint32_t i, PlvExecReady *rd, const PlvEntry *e)
         case PLV_EXEC_RELEASE:
             release(s, i, a.count, false);
             break;
+        case PLV_EXEC_KEEP_VM:
+            s->res->kept++;
+            g_array_set_size(nd->outs, 0);
+            break;
         case PLV_EXEC_DROP_OUTPUTS:
             if (s->prm.broken == SIM_BROKEN_RELEASE_ON_SECONDARY && nd->outs->len) {
                 release(s, i, nd->outs->len, true);
@@ -675,6 +694,18 @@ static void pump(Sim *s, uint32_t i)
             switch (it.ev.kind) {
             case PLV_EV_ROLE:
                 plv_exec_role(&nd->ex, it.ev.old_role, it.ev.role, &rd);
+                if (s->prm.broken == SIM_BROKEN_KEEP_ANY &&
+                    it.ev.role == PLV_ROLE_WITNESS &&
+                    (it.ev.old_role == PLV_ROLE_LEADER ||
+                     it.ev.old_role == PLV_ROLE_CANDIDATE)) {
+                    for (size_t k = 0; k < rd.n; k++) {
+                        if (rd.a[k].kind == PLV_EXEC_DISCARD) {
+                            /* kept although its secondary may hold the VM */
+                            rd.a[k].kind = PLV_EXEC_KEEP_VM;
+                            nd->ex.kept = true;
+                        }
+                    }
+                }
                 if (it.ev.role == PLV_ROLE_LEADER && nd->ex.executing &&
                     nd->ex.vid >= s->newest_vid) {
                     /* elected in the newest view, and runs on from the VM
@@ -832,7 +863,7 @@ static bool exec_protected(Sim *s)
 static bool exec_vm_held(Sim *s)
 {
     for (uint32_t i = 0; i < s->prm.n; i++) {
-        if (s->node[i].up && s->node[i].ex.executing) {
+        if (s->node[i].up && (s->node[i].ex.executing || s->node[i].ex.kept)) {
             return true;
         }
     }
@@ -848,6 +879,9 @@ static bool exec_may_crash(Sim *s)
 
 static bool exec_may_partition(Sim *s)
 {
+    if (s->prm.double_faults) {
+        return true;
+    }
     for (uint32_t i = 0; i < s->prm.n; i++) {
         if (!s->node[i].up) {
             return false;

@@ -20,6 +20,8 @@ typedef enum {
     SIM_BROKEN_SECOND_KEEPS_VM,         /* a replaced secondary runs on */
     SIM_BROKEN_BOOT_ANY,                /* a leader boots a lost VM even
                                          * if it was protected */
+    SIM_BROKEN_KEEP_ANY,                /* a leader stepping down keeps its
+                                         * VM though another may hold one */
     SIM_BROKEN__MAX,
 } SimBroken;
 
@@ -44,6 +46,8 @@ typedef struct {
     uint64_t cut_base;  /* its base then */
     uint64_t held;      /* leader: outputs held at the cut */
     uint64_t xid;       /* the exchange, in ENGINE */
+    bool answered;      /* leader: the REPLY came ... */
+    bool peer_has_vm;   /* ... saying the secondary holds a VM */
 } SimJob;
 
 enum { SIM_BULK_HELLO, SIM_BULK_REPLY, SIM_BULK_SKIP };

@@ -24,6 +24,9 @@ typedef struct {
     FILE *trace;                /* verbose trace, or NULL */
     bool exec;                  /* nodes run PlvExec on a model VM (sim-exec.c) */
     int broken;                 /* SimBroken: a deliberately broken executor */
+    bool double_faults;         /* exec: a partition may also come while a
+                                 * node is down or the VM unprotected (two
+                                 * replicas out: the lone leader) */
 } SimParams;
 
 typedef struct {
@@ -43,6 +46,7 @@ typedef struct {
     uint64_t late_releases;     /* ... by a leader after a newer one released */
     uint64_t syncvms, sync_failures;    /* ends of syncvms, by outcome */
     uint64_t boots;                     /* VMs booted again, never protected */
+    uint64_t kept;                      /* lone leaders that kept the VM */
     uint64_t migrations;        /* leadership migrations started */
     uint64_t exec_handoffs;     /* ... completed */
     uint64_t release_latency;   /* ticks from heal to the marker's output */
