@@ -285,6 +285,8 @@ PloverInfo *qmp_query_plover(Error **errp)
     }
     info->has_executing = true;
     info->executing = s->exec.executing;
+    info->has_kept = true;
+    info->kept = s->exec.kept;
     if (s->driver) {
         info->has_commit_index = true;
         info->commit_index = plv_driver_commit_index(s->driver);

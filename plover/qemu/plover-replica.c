@@ -366,6 +366,14 @@ static void plover_perform(PloverState *s, PlvExecReady *rd, const PlvEntry *e,
             plover_net_clear_inputs(s);
             trace_plover_discard();
             break;
+        case PLV_EXEC_KEEP_VM:
+            plover_stop_vm();
+            plover_net_drop_outputs(s);
+            warn_report("plover: replica %u lost its majority holding the only "
+                        "copy of the VM: it keeps it, stopped, until a replica "
+                        "returns", s->cfg.id);
+            trace_plover_keep_vm();
+            break;
         case PLV_EXEC_INJECT:
             plover_inject_entry(s, e);
             break;
@@ -457,6 +465,9 @@ void plover_exec_sync_done(PloverState *s, PloverSyncJob *j)
         .commit_failed = j->commit_failed,
         .snapshot = j->snapshot,
         .held = j->held,
+        .peer_answered = j->answered,
+        .peer_has_vm = j->peer_has_vm,
+        .peer_may_apply = j->devstate_sent,
     };
 
     if (j->ok) {

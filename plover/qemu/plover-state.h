@@ -138,6 +138,10 @@ typedef struct PloverSyncJob {
     uint32_t rounds;            /* pre-copy rounds before the final run */
     PlvSyncvmStats rounds_st;   /* their bytes, summed */
     int64_t t_agreed_us;        /* leader: the secondary replied */
+    bool answered;              /* leader: the REPLY came ... */
+    bool peer_has_vm;           /* ... saying the secondary holds a VM */
+    bool devstate_sent;         /* source: the device state went, so the
+                                 * target may have applied the copy */
     int64_t t_collect_us, t_engine_us;
 } PloverSyncJob;
 

@@ -281,6 +281,7 @@ static int plover_get_device_state(void *opaque, GByteArray *out, GError **err)
         s->syncvm.job->devstate = blob;    /* the base, if the syncvm succeeds */
     }
     g_byte_array_append(out, s->syncvm.job->devstate->data, s->syncvm.job->devstate->len);
+    s->syncvm.job->devstate_sent = true;
     return 0;
 }
 
@@ -619,6 +620,8 @@ static PloverAgree plover_sync_agree_leader(PloverState *s, uint64_t epoch,
         error_setg(errp, "plover: syncvm: bad reply to the direction message");
         return PLOVER_AGREE_FAILED;
     }
+    s->syncvm.job->answered = true;
+    s->syncvm.job->peer_has_vm = reply.has_vm;
     if (!plv_sync_direction(&hello, &reply, push, full)) {
         return plover_sync_no_vm(&hello, &reply, errp);
     }
