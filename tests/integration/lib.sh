@@ -164,7 +164,9 @@ host_setup() {
 
 # qemu_start NAME HOSTNS [QEMU ARGS...]: start QEMU in namespace h$HOSTNS
 # (or none: "-"), with a QMP socket $WORK/NAME.qmp and serial log
-# $WORK/NAME.serial. Records the PID for cleanup.
+# $WORK/NAME.serial. Records the PID for cleanup. PLOVER_TRACE=EVENTS
+# traces those events, PLOVER_TIMESTAMPS=1 stamps messages and traces
+# with the time (for study of a kept failure).
 qemu_start() {
     local name=$1 host=$2
     shift 2
@@ -173,7 +175,8 @@ qemu_start() {
     "${pre[@]}" "$QEMU" -accel "${PLOVER_ACCEL:-tcg}" -nodefaults -display none \
         -qmp "unix:$WORK/$name.qmp,server=on,wait=off" \
         -serial "file:$WORK/$name.serial" \
-        ${PLOVER_TRACE:+-trace "$PLOVER_TRACE"} "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" &
+        ${PLOVER_TRACE:+-trace "$PLOVER_TRACE"} ${PLOVER_TIMESTAMPS:+-msg timestamp=on} \
+        "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" &
     PLV_PIDS+=($!)
     PLV_QEMU_PIDS+=($!)
     eval "PID_$name=$!"

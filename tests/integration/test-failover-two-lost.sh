@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Two replicas lost at once, under a checking load: the secondary is
+# killed, and while the leader copies the VM to the witness (capped by
+# reprotect-mbps, so that the copy lasts) the witness freezes (SIGSTOP)
+# for longer than suspect-ms. The leader is left alone with the only
+# copy of the VM:
+#  - no output leaves it while it is alone;
+#  - it loses its majority and steps down, and keeps its VM, stopped,
+#    instead of discarding the only copy (it used to, and the VM was lost
+#    for good: the soak's seed 2);
+#  - when the witness returns, the two are a majority again, the copy
+#    resumes from the kept VM and the witness is protected;
+#  - the killed replica restarts and rejoins;
+#  - no acknowledged write is lost.
+. "$(dirname "$0")/lib.sh"
+
+net_setup
+replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none" ",reprotect-mbps=400"
+wait_protected 120
+WITNESS=$(( 3 - LEADER - SECONDARY ))
+kv_wait 60 || fail "kvd does not answer"
+lone=$LEADER killed=$SECONDARY frozen=$WITNESS
+frozen_pid=$(eval echo "\$PID_r$frozen")
+thaw() { kill -CONT "$frozen_pid" 2>/dev/null; }
+PLV_CLEANUP_HOOKS+=(thaw)
+
+load_start 60
+sleep 4
+t0=$(date +%s.%N)
+kill_replica "$killed"
+copying() {
+    [ "$(pinfo "r$lone" "i['secondary'], i['syncvm'].get('full-progress') is not None")" = "$frozen True" ]
+}
+wait_for 30 copying || fail "r$lone never began to copy the VM to r$frozen: $(qmp "r$lone" query-plover)"
+kill -STOP "$frozen_pid"
+echo "figure: r$frozen frozen $(elapsed "$t0") s after the kill of r$killed, during its copy"
+
+# Alone: it releases nothing, loses its majority, and keeps the VM.
+released=$(pinfo "r$lone" "i['net']['outputs-released']")
+kept() { grep -q "holding the only copy of the VM: it keeps it" "$WORK/r$lone.err"; }
+# Its copy to the frozen witness gives up first (the full syncvm timeout).
+wait_for 30 kept || fail "r$lone did not keep its VM: $(qmp "r$lone" query-plover)"
+assert_eq "$(pinfo "r$lone" "i['role'] != 'leader', i['executing'], i['kept']")" "True False True" \
+    "r$lone alone: stepped down, not executing, its VM kept"
+sleep 3
+assert_eq "$(pinfo "r$lone" "i['net']['outputs-released']")" "$released" \
+    "outputs released by r$lone while alone"
+
+# The witness returns: service resumes from the kept copy, as the lone
+# leader leads again or the returning witness leads and pulls it. (The
+# pair is read from these two only: a query of the killed one's socket
+# would wait 10 s for nothing.)
+paired() {
+    local a b
+    a=$(pinfo "r$lone" "i['role'], i['executing'], i['kept']") &&
+    b=$(pinfo "r$frozen" "i['role'], i['executing']") || return 1
+    case "$a/$b" in
+    "leader True False/secondary True") LEADER=$lone SECONDARY=$frozen ;;
+    "secondary True False/leader True") LEADER=$frozen SECONDARY=$lone ;;
+    *) return 1 ;;
+    esac
+    # protected: the leader has released what the guest said since
+    local before=0
+    [ "$LEADER" != "$lone" ] || before=$released
+    [ "$(pinfo "r$LEADER" "i['net']['outputs-released']")" -gt "$before" ]
+}
+t1=$(date +%s.%N)
+thaw
+wait_for 60 paired || fail "no protected pair after r$frozen returned: $(qmp "r$lone" query-plover)"
+echo "figure: protected again (r$LEADER leads, r$SECONDARY secondary) $(elapsed "$t1") s after r$frozen returned"
+
+# The killed replica restarts and rejoins.
+replica_start "$killed"
+wait_role "$killed" witness 60
+load_check
