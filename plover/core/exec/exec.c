@@ -73,16 +73,21 @@ static void handoff_timeout(PlvExec *x, PlvExecReady *rd);
  * Does this leader's VM hold the only copy of the replicated state? It
  * completed a syncvm once (so no pair of fresh replicas can boot the VM
  * again: with three replicas, one of the other two was its peer then),
- * and its secondary, if any, is known to hold no VM. Every other replica
+ * and its secondary is known to hold no VM. Every other replica
  * discarded its VM when the log left it out of the pair (a replaced
  * secondary, a leader deposed while its secondary held the VM), or never
- * had one.
+ * had one; except the leader this one took over from, while it names no
+ * secondary yet: that one may run its copy until the log tells it.
  */
 static bool holds_only_copy(const PlvExec *x)
 {
-    return x->executing && x->syncs > 0 &&
-           (x->secondary == PLV_NODE_NONE || x->secondary == x->cfg.self ||
-            !x->second_may_hold);
+    if (!x->executing || x->syncs == 0) {
+        return false;
+    }
+    if (x->secondary == x->cfg.self) {
+        return x->pair_leader == PLV_NODE_NONE || x->pair_leader == x->cfg.self;
+    }
+    return x->secondary == PLV_NODE_NONE || !x->second_may_hold;
 }
 
 /*
