@@ -23,19 +23,23 @@
 #  delay      netdelay on the host's replica links, 3-10 s;
 #  migrate    a leadership migration;
 #  reprotect  the secondary stopped until the leader re-protects the
-#             witness, and killed (then restarted) while that copy runs.
+#             witness, and killed (then restarted) while that copy runs;
+#  lone       two replicas out: the secondary killed, and the witness
+#             frozen (SIGSTOP) 1-20 s as soon as the leader copies the VM
+#             to it, then continued; the killed one restarts after. The
+#             leader is alone: past the copy's give-up (15 s) it keeps the
+#             only copy, and the pair serves again from it once the
+#             witness is back.
 # With probability 1/3 a second fault runs beside it: the client's link
 # down, or delay and loss on another replica's links.
 #
-# One replica at most is out at any time (dead, stopped, cut off, or
-# restarted and not yet admitted), and each fault starts only once the
-# group is protected again (leader and secondary paired by a syncvm):
-# a group of three survives one failure at a time. Two at once (a second
-# fault on another replica while a first runs, or before re-protection
-# completed) can lose the VM today: the leader left without a majority
-# discards the only copy (docs/operations.md, "Not yet supported"; seed
-# 2 of an earlier nemesis, which stopped the witness being re-protected
-# while the secondary was dead, showed it).
+# Apart from "lone", one replica at most is out at any time (dead,
+# stopped, cut off, or restarted and not yet admitted), and each fault
+# starts only once the group is protected again (leader and secondary
+# paired by a syncvm): a group of three survives one failure at a time.
+# Two at once without a restart stop the service until one returns
+# ("lone"); other pairs of failures can still lose the VM
+# (docs/operations.md, "Not yet supported").
 #
 # SOAK_SEED (default: the time) seeds the schedule; it is printed first,
 # and each fault is printed as it starts, so a failure replays with the
@@ -129,6 +133,10 @@ restart() {
 
 pid_of() { eval echo "\$PID_r$1"; }
 leader_pairs_with() { [ "$(pinfo "r$1" "i['secondary']" 2>/dev/null)" = "$2" ]; }
+# copying_to L W: leader L sends W the VM in full (re-protection).
+copying_to() {
+    [ "$(pinfo "r$1" "i['secondary'], i['syncvm'].get('full-progress') is not None" 2>/dev/null)" = "$2 True" ]
+}
 
 # fault_run KIND N SECONDS [ARG]: one fault on replica N (the client's
 # uplink for "client"), from start to end.
@@ -183,13 +191,23 @@ fault_run() {
         sleep "$d"
         restart "$n"
         ;;
+    lone)
+        # $arg: leader witness. The secondary N killed, the witness frozen
+        # during its copy, then back; N restarts once they are a majority.
+        kill_replica "$n"
+        wait_for 30 copying_to "${arg% *}" "${arg#* }" || true
+        kill -STOP "$(pid_of "${arg#* }")"
+        sleep "$d"
+        kill -CONT "$(pid_of "${arg#* }")"
+        restart "$n"
+        ;;
     esac
     echo "$t0 $(now) $kind r$n" >> "$FAULTS"
 }
 
 # draw_kind: K, a fault kind.
 draw_kind() {
-    draw 0 15
+    draw 0 16
     case $R in
     0|1|2) K=kill ;;
     3|4|5) K=stop ;;
@@ -199,6 +217,7 @@ draw_kind() {
     11|12) K=delay ;;
     13|14) K=migrate ;;
     15) K=reprotect ;;
+    16) K=lone ;;
     esac
 }
 
@@ -226,6 +245,7 @@ draw_details() {
         draw_s 3000 10000 ;;
     migrate) draw_s 2000 4000 ;;
     reprotect) draw_s 1000 3000 ;;
+    lone) draw_s 1000 20000 ;;
     esac
     D=$R
 }
@@ -255,14 +275,14 @@ while [ $(( $(date +%s) - t_start )) -lt "$run_s" ]; do
     case "$K" in
     stop) draw 0 1; if [ "$R" = 0 ]; then ROLE=leader; else draw_role; fi ;;
     migrate|client) ROLE=leader ;;
-    reprotect) ROLE=secondary ;;
+    reprotect|lone) ROLE=secondary ;;
     *) draw_role ;;
     esac
     target "$ROLE"
     n=$T
     draw_details
     kind=$K d=$D arg=$A
-    if [ "$kind" = reprotect ]; then
+    if [ "$kind" = reprotect ] || [ "$kind" = lone ]; then
         if [ -z "$LEADER" ] || [ -z "$WITNESS" ] || [ "$n" != "$SECONDARY" ]; then
             kind=kill     # no pair to re-protect from now: a plain kill
         else
