@@ -288,6 +288,14 @@ START_TEST(test_lone_leader_keeps_the_only_copy)
 }
 END_TEST
 
+/* Node 1, secondary of node 0 as of syncvm 1, takes over in view 2. */
+static void t_took_over(T *t)
+{
+    t_synced_secondary(t);
+    plv_exec_view(&t->x, 2, 1);
+    plv_exec_role(&t->x, PLV_ROLE_SECONDARY, PLV_ROLE_LEADER, &t->rd);
+}
+
 /* Any chance that another replica holds the VM: the copy is discarded. */
 START_TEST(test_lone_leader_discards_a_copy_another_may_hold)
 {
@@ -306,28 +314,14 @@ START_TEST(test_lone_leader_discards_a_copy_another_may_hold)
     }
     /* Node 1, secondary of node 0, takes over and is alone before it
      * names a secondary: node 0 may still run its copy. */
-    t_init(&t, 1);
-    plv_exec_view(&t.x, 1, 0);
-    t_second(&t, 1);
-    t_syncvm(&t, 1);
-    plv_exec_ready_clear(&t.rd);
-    t_sync_ok(&t, 0);
-    plv_exec_view(&t.x, 2, 1);
-    plv_exec_role(&t.x, PLV_ROLE_SECONDARY, PLV_ROLE_LEADER, &t.rd);
+    t_took_over(&t);
     plv_exec_ready_clear(&t.rd);
     plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, &t.rd);
     ck_actions(&t, "drop-link forward handoff-cancel discard");
     t_done(&t);
     /* ... or names node 0 again, which says nothing before node 1 is
      * alone. */
-    t_init(&t, 1);
-    plv_exec_view(&t.x, 1, 0);
-    t_second(&t, 1);
-    t_syncvm(&t, 1);
-    plv_exec_ready_clear(&t.rd);
-    t_sync_ok(&t, 0);
-    plv_exec_view(&t.x, 2, 1);
-    plv_exec_role(&t.x, PLV_ROLE_SECONDARY, PLV_ROLE_LEADER, &t.rd);
+    t_took_over(&t);
     t_second(&t, 0);
     t_syncvm(&t, 2);
     plv_exec_ready_clear(&t.rd);
