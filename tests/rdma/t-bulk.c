@@ -433,6 +433,96 @@ static void t_close_after_send(void)
     }
 }
 
+/* ---- cancelled from another thread ---- */
+
+typedef struct CancelLater {
+    PlvBulkLink *l;
+    int ms;
+} CancelLater;
+
+static gpointer cancel_later(gpointer opaque)
+{
+    CancelLater *c = opaque;
+
+    g_usleep(c->ms * 1000);
+    plv_bulk_cancel(c->l);
+    return NULL;
+}
+
+static gpointer accept_link(gpointer opaque)
+{
+    return accept_one(opaque);
+}
+
+/* A call that began at @t0 ended, long before its timeout, cancelled. */
+static void check_cancelled(int rc, GError *err, gint64 t0, const char *what)
+{
+    CHECKF(rc < 0, "%s: went through on a cancelled link", what);
+    CHECKF(strstr(err->message, "cancelled"), "%s: %s", what, err->message);
+    CHECKF(g_get_monotonic_time() - t0 < 5 * G_USEC_PER_SEC, "%s: ended after %.1f s",
+           what, (g_get_monotonic_time() - t0) / 1e6);
+    g_error_free(err);
+}
+
+/* A pair on @port: *l dialed, *peer accepted. */
+static PlvRdmaListener *pair_on(uint16_t port, PlvBulkLink **l, PlvBulkLink **peer)
+{
+    PlvRdmaListener *ls = listen_on(port);
+    GThread *th = g_thread_new("accept", accept_link, ls);
+
+    *l = connect_to(port);
+    *peer = g_thread_join(th);
+    return ls;
+}
+
+/*
+ * plv_bulk_cancel from another thread ends a send waiting for ring
+ * credit (its stall bound is 30 s) and a receive waiting for a message,
+ * at once, and refuses every later call.
+ */
+static void t_cancel(void)
+{
+    PlvBulkLink *l, *peer;
+    PlvRdmaListener *ls = pair_on(18340, &l, &peer);
+    size_t len = 4u << 20;
+    uint8_t *data = g_malloc0(len);
+    struct iovec iov = { data, len };
+    GByteArray *b = g_byte_array_new();
+    CancelLater c = { .l = l, .ms = 200 };
+    GError *err = NULL;
+    uint16_t type;
+    gint64 t0 = g_get_monotonic_time();
+    GThread *th = g_thread_new("cancel", cancel_later, &c);
+    int rc = 0;
+
+    /* The sender: the peer reads nothing, so the ring fills. */
+    for (int k = 0; k < 64 && rc == 0; k++) {
+        rc = plv_bulk_send(l, 1, &iov, 1, &err);
+    }
+    g_thread_join(th);
+    check_cancelled(rc, err, t0, "send");
+    err = NULL;
+    check_cancelled(plv_bulk_send(l, 1, &iov, 1, &err), err, t0, "a later send");
+    plv_bulk_close(l);
+    plv_bulk_close(peer);
+    plv_rdma_listener_free(ls);
+
+    /* The receiver, on a pair whose dialer sends nothing. */
+    ls = pair_on(18341, &l, &peer);
+    c.l = peer;
+    err = NULL;
+    t0 = g_get_monotonic_time();
+    th = g_thread_new("cancel", cancel_later, &c);
+    rc = plv_bulk_recv(peer, &type, b, 30000, &err);
+    g_thread_join(th);
+    check_cancelled(rc, err, t0, "receive");
+    g_byte_array_unref(b);
+    g_free(data);
+    plv_bulk_close(l);
+    plv_bulk_close(peer);
+    plv_rdma_listener_free(ls);
+}
+
 /* ---- strangers ---- */
 
 typedef struct Accept {
@@ -519,5 +609,6 @@ const PlvRdmaTest plv_rdma_bulk_tests[] = {
     { "bulk_duplex_threads", t_duplex, 180 },
     { "bulk_receiver_dies", t_receiver_dies, 120 },
     { "bulk_close_after_send_loses_nothing", t_close_after_send, 120 },
+    { "bulk_cancel_from_another_thread", t_cancel, 120 },
 };
 const size_t plv_rdma_bulk_n = G_N_ELEMENTS(plv_rdma_bulk_tests);

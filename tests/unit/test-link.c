@@ -930,6 +930,85 @@ START_TEST(link_send_to_silent_peer_times_out)
 }
 END_TEST
 
+/* Cancels @link from its own thread after @ms. */
+typedef struct CancelJob {
+    PlvLink *link;
+    int ms;
+} CancelJob;
+
+static gpointer cancel_thread(gpointer opaque)
+{
+    CancelJob *j = opaque;
+
+    g_usleep(j->ms * 1000);
+    plv_link_cancel(j->link);
+    return NULL;
+}
+
+/* A call that began at @t0 ended, well before its 10 s timeout, cancelled. */
+static void ck_cancelled(int r, GError **err, gint64 t0)
+{
+    ck_assert_int_eq(r, -1);
+    ck_assert_msg(g_error_matches(*err, PLV_LINK_ERROR, PLV_LINK_ERROR_CLOSED) &&
+                  strstr((*err)->message, "cancelled"), "%s", (*err)->message);
+    ck_assert_int_lt(g_get_monotonic_time() - t0, 5 * G_USEC_PER_SEC);
+    g_clear_error(err);
+}
+
+/*
+ * plv_link_cancel from another thread ends a send blocked on a peer that
+ * reads nothing, and a receive waiting for a frame, at once (their own
+ * timeouts are 10 s), with "link cancelled"; every later call fails so.
+ */
+START_TEST(link_cancel_from_another_thread)
+{
+    PlvLink *c, *s;
+    GByteArray *data = g_byte_array_sized_new(PLV_LINK_MAX_PAYLOAD);
+    GByteArray *in = g_byte_array_new();
+    struct iovec iov;
+    GError *err = NULL;
+    CancelJob j = { .ms = 200 };
+    GThread *t;
+    uint16_t type;
+    gint64 t0;
+    int r = 0;
+
+    link_pair_timeout(&c, &s, 10000);
+    g_byte_array_set_size(data, PLV_LINK_MAX_PAYLOAD);
+    memset(data->data, 0x5a, data->len);
+    iov = (struct iovec){ data->data, data->len };
+
+    /* The sender: s reads nothing, so the socket buffers fill up. */
+    j.link = c;
+    t0 = g_get_monotonic_time();
+    t = g_thread_new("cancel", cancel_thread, &j);
+    for (int i = 0; i < 1000 && r == 0; i++) {
+        r = plv_link_send(c, 7, &iov, 1, &err);
+    }
+    g_thread_join(t);
+    ck_cancelled(r, &err, t0);
+    ck_assert_int_eq(plv_link_send(c, 7, &iov, 1, &err), -1);
+    ck_assert_msg(strstr(err->message, "cancelled"), "%s", err->message);
+    g_clear_error(&err);
+
+    plv_link_close(c);
+    plv_link_close(s);
+
+    /* The receiver, on a new pair whose dialer sends nothing. */
+    link_pair_timeout(&c, &s, 10000);
+    j.link = s;
+    t0 = g_get_monotonic_time();
+    t = g_thread_new("cancel", cancel_thread, &j);
+    r = plv_link_recv(s, &type, in, 10000, &err);
+    g_thread_join(t);
+    ck_cancelled(r, &err, t0);
+    g_byte_array_unref(in);
+    g_byte_array_unref(data);
+    plv_link_close(c);
+    plv_link_close(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("link");
@@ -960,6 +1039,7 @@ int main(void)
     tcase_add_test(ts, link_large_frames_with_timeouts);
     tcase_add_test(ts, link_timeouts);
     tcase_add_test(ts, link_send_to_silent_peer_times_out);
+    tcase_add_test(ts, link_cancel_from_another_thread);
     tcase_add_test(ts, link_short_secret_refused);
     suite_add_tcase(su, ts);
     return plv_test_run(su);

@@ -30,6 +30,11 @@ const char *plv_bulk_kind(const PlvBulkLink *b)
     return b->ops->name;
 }
 
+void plv_bulk_cancel(PlvBulkLink *b)
+{
+    b->ops->cancel(b);
+}
+
 void plv_bulk_close(PlvBulkLink *b)
 {
     if (b) {

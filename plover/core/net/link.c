@@ -28,6 +28,7 @@ struct PlvLink {
     PlvTlsConn *tls;            /* NULL: plaintext */
     int io_timeout_ms;          /* sends: longest silence (connect/accept's timeout) */
     int broken;                 /* atomic: send and recv may run on two threads */
+    int cancelled;              /* atomic: plv_link_cancel, from any thread */
     PlvLinkSession *s;
     PlvFrameParser *p;
     uint8_t *rxbuf;
@@ -337,11 +338,32 @@ PlvLink *plv_link_accept_tls(int listen_fd, uint32_t self_id,
 static int check_usable(PlvLink *l, GError **err)
 {
     if (g_atomic_int_get(&l->broken)) {
-        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_CLOSED,
-                    "link already failed");
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_CLOSED, "%s",
+                    g_atomic_int_get(&l->cancelled) ? "link cancelled"
+                                                    : "link already failed");
         return -1;
     }
     return 0;
+}
+
+/* A send or receive failed: if it was cancelled, that is the reason. */
+static int io_failed(PlvLink *l, GError **err)
+{
+    if (g_atomic_int_get(&l->cancelled) && err && *err) {
+        g_clear_error(err);
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_CLOSED,
+                    "link cancelled");
+    }
+    return -1;
+}
+
+void plv_link_cancel(PlvLink *l)
+{
+    g_atomic_int_set(&l->cancelled, 1);
+    g_atomic_int_set(&l->broken, 1);
+    /* Wakes a poll() on the socket in another thread; unlike close(), it
+     * leaves the descriptor, which the owner's thread may still use. */
+    shutdown(l->fd, SHUT_RDWR);
 }
 
 int plv_link_send(PlvLink *l, uint16_t type, const struct iovec *iov,
@@ -371,6 +393,7 @@ int plv_link_send(PlvLink *l, uint16_t type, const struct iovec *iov,
     if (r < 0) {
         /* A partial frame desynchronises the stream. */
         g_atomic_int_set(&l->broken, 1);
+        return io_failed(l, err);
     }
     return r;
 }
@@ -446,7 +469,7 @@ int plv_link_recv(PlvLink *l, uint16_t *type, GByteArray *payload,
         g_atomic_int_set(&l->broken, 1);
     }
     g_propagate_error(err, local);
-    return -1;
+    return io_failed(l, err);
 }
 
 uint32_t plv_link_peer_id(const PlvLink *l)
@@ -523,12 +546,18 @@ static void bulk_close(PlvBulkLink *b)
     plv_link_close((PlvLink *)b);
 }
 
+static void bulk_cancel(PlvBulkLink *b)
+{
+    plv_link_cancel((PlvLink *)b);
+}
+
 static const PlvBulkLinkOps link_bulk_ops = {
     .name = "tcp",
     .send = bulk_send,
     .recv = bulk_recv,
     .peer_id = bulk_peer_id,
     .session_key = bulk_session_key,
+    .cancel = bulk_cancel,
     .close = bulk_close,
 };
 

@@ -35,6 +35,7 @@ typedef struct PlvBulkLinkOps {
                 int timeout_ms, GError **err);
     uint32_t (*peer_id)(const PlvBulkLink *b);
     const uint8_t *(*session_key)(const PlvBulkLink *b);
+    void (*cancel)(PlvBulkLink *b);
     void (*close)(PlvBulkLink *b);
 } PlvBulkLinkOps;
 
@@ -53,6 +54,12 @@ uint32_t plv_bulk_peer_id(const PlvBulkLink *b);
 /* PLV_LINK_KEY_LEN bytes, unique to this connection. */
 const uint8_t *plv_bulk_session_key(const PlvBulkLink *b);
 const char *plv_bulk_kind(const PlvBulkLink *b);
+/*
+ * Any thread, while another may be sending or receiving: the link fails
+ * now; that I/O and every later call return an error at once ("link
+ * cancelled"). The owner still closes it.
+ */
+void plv_bulk_cancel(PlvBulkLink *b);
 /* Closes and frees the link (NULL: nothing). */
 void plv_bulk_close(PlvBulkLink *b);
 

@@ -162,6 +162,12 @@ const PlvTlsConn *plv_link_tls(const PlvLink *l);
 uint64_t plv_link_rejected_frames(const PlvLink *l);
 
 void plv_link_close(PlvLink *l);
+/*
+ * Any thread: the link fails now. A send or receive waiting in another
+ * thread returns at once, and every later one, with "link cancelled"
+ * (PLV_LINK_ERROR_CLOSED). The owner still closes it.
+ */
+void plv_link_cancel(PlvLink *l);
 /* How long a send may wait while the peer reads nothing (the connect's
  * or accept's timeout until set). */
 void plv_link_set_send_timeout(PlvLink *l, int timeout_ms);

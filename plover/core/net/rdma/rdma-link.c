@@ -42,6 +42,7 @@ struct PlvRdmaLink {
     struct rdma_cm_id *id;      /* until rc owns it */
     PlvRdmaConn *rc;
     bool established, drained;
+    bool cancelled;             /* link_bulk_cancel: no more I/O at all */
     GError *broken;             /* set once the connection is gone */
     GQueue inbox;               /* Msg* that arrived while nobody was receiving */
     GByteArray *target;         /* recv()'s payload while it waits */
@@ -426,6 +427,19 @@ PlvBulkLink *plv_rdma_link_accept(PlvRdmaListener *ls, uint32_t self_id,
     return complete(l, false, pdata, deadline, err);
 }
 
+/* Cancelled links refuse all I/O, even what the ring still holds. */
+static bool is_cancelled(PlvRdmaLink *l, GError **err)
+{
+    g_mutex_lock(&l->lock);
+    bool c = l->cancelled;
+    g_mutex_unlock(&l->lock);
+    if (c) {
+        g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_CLOSED,
+                    "rdma link: cancelled");
+    }
+    return c;
+}
+
 static int link_send(PlvBulkLink *b, uint16_t type, const struct iovec *iov,
                      int iovcnt, GError **err)
 {
@@ -437,6 +451,9 @@ static int link_send(PlvBulkLink *b, uint16_t type, const struct iovec *iov,
     if (len > PLV_RDMA_MAX_MSG) {
         g_set_error(err, PLV_LINK_ERROR, PLV_LINK_ERROR_TOO_BIG,
                     "rdma link: message of %zu bytes", len);
+        return -1;
+    }
+    if (is_cancelled(l, err)) {
         return -1;
     }
     int64_t stall = plv_deadline_from_timeout(STALL_MS);
@@ -497,6 +514,9 @@ static int link_recv(PlvBulkLink *b, uint16_t *type, GByteArray *payload,
 {
     PlvRdmaLink *l = (PlvRdmaLink *)b;
     int64_t deadline = plv_deadline_from_timeout(timeout_ms);
+    if (is_cancelled(l, err)) {
+        return -1;
+    }
     for (;;) {
         g_mutex_lock(&l->lock);
         bool got = take_msg(l, type, payload);
@@ -587,12 +607,24 @@ static void link_bulk_close(PlvBulkLink *b)
     link_close((PlvRdmaLink *)b);
 }
 
+/* A send or receive in another thread sees it within one SLICE_MS. */
+static void link_bulk_cancel(PlvBulkLink *b)
+{
+    PlvRdmaLink *l = (PlvRdmaLink *)b;
+
+    g_mutex_lock(&l->lock);
+    l->cancelled = true;
+    link_broken(l, PLV_LINK_ERROR_CLOSED, "cancelled");
+    g_mutex_unlock(&l->lock);
+}
+
 static const PlvBulkLinkOps rdma_bulk_ops = {
     .name = "rdma",
     .send = link_send,
     .recv = link_recv,
     .peer_id = link_peer_id,
     .session_key = link_session_key,
+    .cancel = link_bulk_cancel,
     .close = link_bulk_close,
 };
 
