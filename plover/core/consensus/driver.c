@@ -403,7 +403,12 @@ static void queue_outputs(PlvDriver *d)
         g_array_append_val(d->out, it);
     }
     pthread_mutex_unlock(&d->out_lock);
-    if (was_empty) {
+    /*
+     * A queue that was not empty was signalled already. Events signal
+     * anyway: a dispatcher that holds its items back
+     * (plv_driver_dispatch_hold) still wakes, and may read the new role.
+     */
+    if (was_empty || rd->events->len) {
         uint64_t one = 1;
         if (write(d->out_fd, &one, sizeof(one)) < 0) {
             /* counter saturated: already readable */

@@ -122,7 +122,9 @@ size_t plv_driver_dispatch(PlvDriver *d, const PlvDriverCallbacks *cb,
  * delivered is not taken. It and everything after it stay queued, in
  * order, and dispatch delivers nothing until plv_driver_dispatch_release()
  * (which signals the event fd). For a caller that cannot act on the next
- * entry yet (QEMU: a syncvm still running in the background).
+ * entry yet (QEMU: a syncvm still running in the background). Meanwhile
+ * the event fd still signals each new event (a role change), so that the
+ * caller may read plv_driver_role() before the event is delivered.
  */
 void plv_driver_dispatch_hold(PlvDriver *d);
 void plv_driver_dispatch_release(PlvDriver *d);
