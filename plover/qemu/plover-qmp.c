@@ -127,6 +127,7 @@ static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
     i->failures = a->failures;
     i->skews = a->skews;
     i->commit_failures = a->commit_failures;
+    i->abandoned = a->abandoned;
     i->full_count = a->full;
     i->dirty_pages = a->last.dirty_union;
     i->same_page_rate = a->count ? a->last.same_rate : 0;

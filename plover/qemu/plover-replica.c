@@ -513,6 +513,15 @@ static void plover_dispatch(void *opaque)
     PloverState *s = opaque;
 
     plv_driver_dispatch(s->driver, &plover_callbacks, s);
+    /*
+     * While a syncvm holds the executor's events back, consensus may have
+     * deposed this leader already: a lone leader would learn it, and keep
+     * its VM, only when the syncvm to its lost secondary times out.
+     */
+    if (plv_exec_sync_moot(&s->exec, plv_driver_role(s->driver))) {
+        plover_sync_abandon(s, "plover: consensus deposed this leader "
+                            "during the syncvm, which was given up");
+    }
 }
 
 static uint32_t plover_ticks(uint32_t ms, uint32_t tick_ms)

@@ -62,6 +62,7 @@ typedef struct PloverSyncStats {
     uint64_t failures;
     uint64_t skews;             /* of which: the two ends were at different syncvms */
     uint64_t commit_failures;   /* of which: loading the device state failed here */
+    uint64_t abandoned;         /* of which: given up as a deposed leader */
     int64_t last_commit_us;     /* loading the device state, last syncvm */
     uint64_t full;              /* completed full syncvms */
     PlvSyncvmStats last;
@@ -143,6 +144,9 @@ typedef struct PloverSyncJob {
     bool devstate_sent;         /* source: the device state went, so the
                                  * target may have applied the copy */
     int64_t t_collect_us, t_engine_us;
+    /* main loop, under syncvm.bulk_lock: why the job was abandoned (a
+     * static string; NULL: it was not). See plover_sync_abandon. */
+    const char *abandoned;
 } PloverSyncJob;
 
 /*
@@ -182,6 +186,9 @@ typedef struct PloverSyncvm {
     struct PloverBulkListener *bulk_listener;
     PlvBulkLink *bulk;
     uint32_t bulk_peer;       /* the other end of bulk, PLV_NODE_NONE if none */
+    /* The syncvm thread changes bulk under it; the main loop cancels the
+     * job's link under it (plover_sync_abandon). I/O needs no lock. */
+    QemuMutex bulk_lock;
     /* secondary: a leader's HELLO for a syncvm this replica has yet to reach */
     PlvSyncHello sync_hello;
     bool sync_hello_kept;
@@ -314,6 +321,7 @@ void plover_sync_resume_vm(PloverState *s, PloverSyncJob *j);
 void plover_sync_account_pause(PloverState *s, PloverSyncJob *j);
 void plover_sync_account_alone(PloverState *s);
 void plover_sync_drop_link(PloverState *s);
+void plover_sync_abandon(PloverState *s, const char *why);
 char *plover_ram_digest(char **parts);
 
 /* plover-disk.c */

@@ -132,6 +132,7 @@ bool plover_sync_setup(PloverState *s, Error **errp)
     s->syncvm.staged_devstate = g_byte_array_new();
     s->syncvm.shutdown_notifier.notify = plover_sync_shutdown;
     qemu_register_shutdown_notifier(&s->syncvm.shutdown_notifier);
+    qemu_mutex_init(&s->syncvm.bulk_lock);
     qemu_sem_init(&s->syncvm.sync_go, 0);
     qemu_sem_init(&s->syncvm.cut_done, 0);
     qemu_thread_create(&s->syncvm.sync_thread, "plover-syncvm", plover_sync_thread,
@@ -442,20 +443,59 @@ static void plover_sync_on_error(void *opaque, uint32_t peer,
     trace_plover_syncvm_error(peer, code, reason);
 }
 
+/*
+ * The link syncvms use from now on (NULL: none). A job abandoned already
+ * gets it cancelled: the main loop may have cancelled the one before.
+ */
+static void plover_sync_set_link(PloverState *s, PlvBulkLink *link,
+                                 uint32_t peer)
+{
+    PlvBulkLink *old;
+
+    qemu_mutex_lock(&s->syncvm.bulk_lock);
+    old = s->syncvm.bulk;
+    s->syncvm.bulk = link;
+    if (link && s->syncvm.job && s->syncvm.job->abandoned) {
+        plv_bulk_cancel(link);
+    }
+    qemu_mutex_unlock(&s->syncvm.bulk_lock);
+    s->syncvm.bulk_peer = link ? peer : PLV_NODE_NONE;
+    plv_bulk_close(old);
+}
+
 void plover_sync_drop_link(PloverState *s)
 {
-    plv_bulk_close(s->syncvm.bulk);
-    s->syncvm.bulk = NULL;
-    s->syncvm.bulk_peer = PLV_NODE_NONE;
+    plover_sync_set_link(s, NULL, PLV_NODE_NONE);
     s->syncvm.sync_hello_kept = false;
 }
 
 /* A link the listener authenticated replaces the one in use. */
 static void plover_sync_take_link(PloverState *s, PlvBulkLink *fresh)
 {
-    plover_sync_drop_link(s);
-    s->syncvm.bulk = fresh;
-    s->syncvm.bulk_peer = s->exec.leader;
+    s->syncvm.sync_hello_kept = false;
+    plover_sync_set_link(s, fresh, s->exec.leader);
+}
+
+/*
+ * Main loop: the job in flight is moot (plv_exec_sync_moot). Its link
+ * fails now, and so the job, as a timeout would have failed it later:
+ * what follows a failed syncvm is the executor's to decide, wherever it
+ * failed.
+ */
+void plover_sync_abandon(PloverState *s, const char *why)
+{
+    PloverSyncJob *j = s->syncvm.job;
+
+    if (!j || j->abandoned) {
+        return;
+    }
+    qemu_mutex_lock(&s->syncvm.bulk_lock);
+    j->abandoned = why;
+    if (s->syncvm.bulk) {
+        plv_bulk_cancel(s->syncvm.bulk);
+    }
+    qemu_mutex_unlock(&s->syncvm.bulk_lock);
+    trace_plover_syncvm_abandon(j->epoch, why);
 }
 
 /*
@@ -473,15 +513,17 @@ static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
         if (s->syncvm.bulk && s->syncvm.bulk_peer == s->exec.secondary) {
             return true;
         }
+        PlvBulkLink *link;
+
         plover_sync_drop_link(s);
-        s->syncvm.bulk = plover_bulk_connect(&s->cfg, s->exec.secondary, s->secret,
-                                      s->secret_len, s->tls, timeout, &gerr);
-        if (!s->syncvm.bulk) {
+        link = plover_bulk_connect(&s->cfg, s->exec.secondary, s->secret,
+                                   s->secret_len, s->tls, timeout, &gerr);
+        if (!link) {
             error_setg(errp, "plover: syncvm link to replica %u: %s",
                        s->exec.secondary, gerr->message);
             return false;
         }
-        s->syncvm.bulk_peer = s->exec.secondary;
+        plover_sync_set_link(s, link, s->exec.secondary);
         return true;
     }
     /* The secondary waits for the leader's link in plover_sync_wait_hello,
@@ -758,6 +800,13 @@ static void plover_sync_failed(PloverState *s, PloverSyncJob *j)
     s->syncvm.stats.failures++;
     s->syncvm.stats.skews += j->skew;
     s->syncvm.stats.commit_failures += j->commit_failed;
+    if (j->abandoned) {
+        s->syncvm.stats.abandoned++;
+        if (j->err) {
+            error_prepend(&j->err, "%s: ", j->abandoned);
+        }
+        plover_sync_drop_link(s);   /* cancelled: of no use to the next */
+    }
 }
 
 static void plover_sync_resume_bh(void *opaque);

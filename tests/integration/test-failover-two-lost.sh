@@ -7,7 +7,8 @@
 #  - no output leaves it while it is alone;
 #  - it loses its majority and steps down, and keeps its VM, stopped,
 #    instead of discarding the only copy (it used to, and the VM was lost
-#    for good: the soak's seed 2);
+#    for good: the soak's seed 2); it gives its copy up as soon as it is
+#    deposed, not at the copy's timeout;
 #  - when the witness returns, the two are a majority again, the copy
 #    resumes from the kept VM and the witness is protected;
 #  - the killed replica restarts and rejoins;
@@ -33,13 +34,20 @@ copying() {
 }
 wait_for 30 copying || fail "r$lone never began to copy the VM to r$frozen: $(qmp "r$lone" query-plover)"
 kill -STOP "$frozen_pid"
+t_frozen=$(date +%s.%N)
 echo "figure: r$frozen frozen $(elapsed "$t0") s after the kill of r$killed, during its copy"
 
 # Alone: it releases nothing, loses its majority, and keeps the VM.
 released=$(pinfo "r$lone" "i['net']['outputs-released']")
 kept() { grep -q "holding the only copy of the VM: it keeps it" "$WORK/r$lone.err"; }
-# Its copy to the frozen witness gives up first (the full syncvm timeout).
+# Consensus deposes it within suspect-ms; the copy to the frozen witness
+# is given up then (it used to wait for the full syncvm's 15 s timeout).
 wait_for 30 kept || fail "r$lone did not keep its VM: $(qmp "r$lone" query-plover)"
+echo "figure: r$lone kept its VM $(elapsed "$t_frozen") s after r$frozen froze"
+assert_eq "$(pinfo "r$lone" "i['syncvm']['abandoned'] >= 1")" True \
+    "r$lone gave its copy up when deposed (syncvm 'abandoned')"
+grep -q "consensus deposed this leader during the syncvm" "$WORK/r$lone.err" ||
+    fail "r$lone did not say why its copy failed: $(grep syncvm "$WORK/r$lone.err" | tail -3)"
 assert_eq "$(pinfo "r$lone" "i['role'] != 'leader', i['executing'], i['kept']")" "True False True" \
     "r$lone alone: stepped down, not executing, its VM kept"
 sleep 3

@@ -288,6 +288,37 @@ START_TEST(test_lone_leader_keeps_the_only_copy)
 }
 END_TEST
 
+/*
+ * A leader's syncvm in flight is moot once consensus deposed it (the glue
+ * then gives it up at once); not while it is a candidate, which may be
+ * the leader re-preparing its view, nor a secondary's, nor once over.
+ */
+START_TEST(test_deposed_leader_syncvm_is_moot)
+{
+    T t;
+
+    t_leading(&t);
+    ck_assert(!plv_exec_sync_moot(&t.x, PLV_ROLE_WITNESS));   /* none yet */
+    t_syncvm(&t, 1);
+    ck_assert(t_find(&t, PLV_EXEC_SYNCVM)->sync.leader);
+    ck_assert(!plv_exec_sync_moot(&t.x, PLV_ROLE_LEADER));
+    ck_assert(!plv_exec_sync_moot(&t.x, PLV_ROLE_CANDIDATE));
+    ck_assert(plv_exec_sync_moot(&t.x, PLV_ROLE_WITNESS));
+    ck_assert(plv_exec_sync_moot(&t.x, PLV_ROLE_SECONDARY));
+    ck_assert(plv_exec_sync_moot(&t.x, PLV_ROLE_RECOVERING));
+    t_sync_ok(&t, 0);
+    ck_assert(!plv_exec_sync_moot(&t.x, PLV_ROLE_WITNESS));
+    t_done(&t);
+
+    t_synced_secondary(&t);
+    t_syncvm(&t, 2);
+    ck_assert(!t_find(&t, PLV_EXEC_SYNCVM)->sync.leader);
+    ck_assert(!plv_exec_sync_moot(&t.x, PLV_ROLE_LEADER));
+    ck_assert(!plv_exec_sync_moot(&t.x, PLV_ROLE_WITNESS));
+    t_done(&t);
+}
+END_TEST
+
 /* Node 1, secondary of node 0 as of syncvm 1, takes over in view 2. */
 static void t_took_over(T *t)
 {
@@ -586,6 +617,7 @@ int main(void)
     tcase_add_test(tc, test_never_protected_vm_boots_again);
     tcase_add_test(tc, test_restarted_is_never_fresh);
     tcase_add_test(tc, test_lone_leader_keeps_the_only_copy);
+    tcase_add_test(tc, test_deposed_leader_syncvm_is_moot);
     tcase_add_test(tc, test_lone_leader_discards_a_copy_another_may_hold);
     tcase_add_test(tc, test_failed_syncvm_keeps_outputs);
     tcase_add_test(tc, test_secondary_drops_and_takes_over);

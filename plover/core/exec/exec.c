@@ -379,6 +379,19 @@ static void handoff_transfer(PlvExec *x, PlvExecReady *rd)
     act(rd, PLV_EXEC_TRANSFER)->peer = x->secondary;
 }
 
+/*
+ * A deposed leader's syncvm completes no pair: the secondary follows the
+ * new leader, and no output of this one may leave. A candidate may still
+ * be the leader that re-prepares its view. Giving the syncvm up changes
+ * when it fails, not what may happen: a syncvm may fail at any point
+ * (its link breaks, or times out), and the rules cover each.
+ */
+bool plv_exec_sync_moot(const PlvExec *x, PlvRole role)
+{
+    return x->in_flight && x->sync.leader &&
+           role != PLV_ROLE_LEADER && role != PLV_ROLE_CANDIDATE;
+}
+
 void plv_exec_transfer_failed(PlvExec *x, PlvExecReady *rd)
 {
     handoff_end(x, rd);

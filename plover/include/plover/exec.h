@@ -186,6 +186,15 @@ void plv_exec_committed(PlvExec *x, const PlvEntry *e, PlvExecReady *rd);
  */
 bool plv_exec_must_wait(const PlvExec *x, PlvOp op, bool vm_runs_on);
 
+/*
+ * Whether the syncvm in flight is moot now that consensus, read ahead of
+ * the events the syncvm holds back, says this replica is @role: a
+ * leader's, once it was deposed. The caller gives it up at once, as if
+ * its link had failed, rather than at its link's timeout (up to a full
+ * syncvm's 15 s) before this executor may learn the new role.
+ */
+bool plv_exec_sync_moot(const PlvExec *x, PlvRole role);
+
 /* The end of the syncvm of the last PLV_EXEC_SYNCVM. */
 typedef struct PlvExecSyncResult {
     bool ok;

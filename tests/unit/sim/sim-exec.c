@@ -519,10 +519,18 @@ static void jobs_due(Sim *s)
 {
     for (uint32_t i = 0; i < s->prm.n && s->res->ok; i++) {
         SimJob *j = &s->node[i].job;
-        if (s->node[i].up && j->st != SIM_JOB_NONE && s->now >= j->deadline) {
+        if (!s->node[i].up || j->st == SIM_JOB_NONE) {
+            continue;
+        }
+        if (s->now >= j->deadline) {
             /* the glue: a secondary with no word from its leader keeps the
              * link (a skew); a leader with no answer drops it */
             job_fail(s, i, j->st == SIM_JOB_WAIT, "timed out");
+        } else if (plv_exec_sync_moot(&s->node[i].ex,
+                                      plv_paxos_role(s->node[i].px))) {
+            /* the glue gives a deposed leader's syncvm up at once */
+            s->res->abandoned++;
+            job_fail(s, i, false, "abandoned: consensus deposed its leader");
         }
     }
 }

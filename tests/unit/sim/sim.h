@@ -47,6 +47,7 @@ typedef struct {
     uint64_t syncvms, sync_failures;    /* ends of syncvms, by outcome */
     uint64_t boots;                     /* VMs booted again, never protected */
     uint64_t kept;                      /* lone leaders that kept the VM */
+    uint64_t abandoned;                 /* syncvms of deposed leaders given up */
     uint64_t migrations;        /* leadership migrations started */
     uint64_t exec_handoffs;     /* ... completed */
     uint64_t release_latency;   /* ticks from heal to the marker's output */
