@@ -1018,6 +1018,30 @@ static int plover_precopy_source(PloverState *s, PloverSyncJob *j,
            ? (int)round : -1;
 }
 
+/*
+ * Target: the source gave the copy up where a round was due, and its NACK
+ * says why (a frozen target's link timed out, its leader was deposed).
+ */
+static void plover_precopy_nacked(PloverSyncJob *j, GByteArray *in,
+                                  uint32_t want, Error **errp)
+{
+    g_autoptr(GError) gerr = NULL;
+    g_autofree char *reason = NULL;
+    const uint8_t *body;
+    size_t len;
+    PlvSvmHdr h;
+    uint32_t code;
+
+    if (plv_svm_get_hdr(in->data, in->len, &h, &body, &len, &gerr) < 0 ||
+        plv_svm_decode_nack(body, len, &code, &reason, &gerr) < 0) {
+        error_setg(errp, "plover: syncvm %" PRIu64 ": bad NACK where round %u "
+                   "was due: %s", j->epoch, want, gerr->message);
+        return;
+    }
+    error_setg(errp, "plover: syncvm %" PRIu64 ": the source gave the copy up "
+               "before round %u: %s", j->epoch, want, reason);
+}
+
 /* Target: the source's rounds, up to its ROUND final. Their number, or -1. */
 static int plover_precopy_target(PloverState *s, PloverSyncJob *j,
                                  const PlvSyncvmConfig *base,
@@ -1036,6 +1060,10 @@ static int plover_precopy_target(PloverState *s, PloverSyncJob *j,
         if (plv_bulk_recv(s->syncvm.bulk, &type, in, base->timeout_ms, &gerr) < 0) {
             error_setg(errp, "plover: syncvm %" PRIu64 ": waiting for round %u: %s",
                        j->epoch, want, gerr->message);
+            return -1;
+        }
+        if (type == PLV_SVM_MSG_NACK) {
+            plover_precopy_nacked(j, in, want, errp);
             return -1;
         }
         if (type != PLV_SYNC_MSG_ROUND ||
