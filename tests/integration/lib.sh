@@ -48,8 +48,11 @@ fail() {
     exit 1
 }
 
-# wait_for TIMEOUT_S CMD [ARG...]: until CMD succeeds (polled every 0.1 s);
-# status 1 if it never did.
+# wait_for TIMEOUT_S CMD [ARG...]: until CMD succeeds, polled TIMEOUT_S x 10
+# times 0.1 s apart; status 1 if it never did. A slow CMD stretches the
+# wait: a QMP query costs a Python start, 0.1-0.2 s here but up to 1.5 s
+# on a loaded host, where wait_for 30 then lasts minutes. wait_until
+# bounds the time itself.
 wait_for() {
     local t=$1
     shift
@@ -58,6 +61,17 @@ wait_for() {
         sleep 0.1
     done
     return 1
+}
+
+# wait_until TIMEOUT_S CMD [ARG...]: until CMD succeeds, for at most
+# TIMEOUT_S seconds of wall time however long each try takes.
+wait_until() {
+    local deadline=$(( ${EPOCHREALTIME/./} + $1 * 1000000 ))
+    shift
+    until "$@"; do
+        [ "${EPOCHREALTIME/./}" -lt "$deadline" ] || return 1
+        sleep 0.1
+    done
 }
 
 plv_cleanup() {

@@ -128,7 +128,7 @@ admitted() {
 # restart N: start the killed replica N again, until it is admitted.
 restart() {
     replica_start "$1"
-    wait_for 90 admitted "$1" || fail "r$1, restarted, was not admitted within 90s"
+    wait_until 90 admitted "$1" || fail "r$1, restarted, was not admitted within 90s"
 }
 
 pid_of() { eval echo "\$PID_r$1"; }
@@ -186,7 +186,7 @@ fault_run() {
         # $arg leads; the secondary N stops, the leader gives up on it and
         # re-protects the witness; N is killed while that copy runs.
         kill -STOP "$(pid_of "$n")"
-        wait_for 10 leader_pairs_with "${arg% *}" "${arg#* }" || true
+        wait_until 10 leader_pairs_with "${arg% *}" "${arg#* }" || true
         kill_replica "$n"
         sleep "$d"
         restart "$n"
@@ -195,7 +195,7 @@ fault_run() {
         # $arg: leader witness. The secondary N killed, the witness frozen
         # during its copy, then back; N restarts once they are a majority.
         kill_replica "$n"
-        wait_for 30 copying_to "${arg% *}" "${arg#* }" || true
+        wait_until 30 copying_to "${arg% *}" "${arg#* }" || true
         kill -STOP "$(pid_of "${arg#* }")"
         sleep "$d"
         kill -CONT "$(pid_of "${arg#* }")"
