@@ -510,11 +510,11 @@ static bool plover_sync_link(PloverState *s, bool leader, Error **errp)
     int timeout = s->cfg.syncvm_timeout_ms;
 
     if (leader) {
+        PlvBulkLink *link;
+
         if (s->syncvm.bulk && s->syncvm.bulk_peer == s->exec.secondary) {
             return true;
         }
-        PlvBulkLink *link;
-
         plover_sync_drop_link(s);
         link = plover_bulk_connect(&s->cfg, s->exec.secondary, s->secret,
                                    s->secret_len, s->tls, timeout, &gerr);
