@@ -805,7 +805,6 @@ static void plover_sync_failed(PloverState *s, PloverSyncJob *j)
         if (j->err) {
             error_prepend(&j->err, "%s: ", j->abandoned);
         }
-        plover_sync_drop_link(s);   /* cancelled: of no use to the next */
     }
 }
 
