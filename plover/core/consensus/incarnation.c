@@ -14,6 +14,7 @@
 
 #include "plover/incarnation.h"
 #include "plover/paxos.h"
+#include "util/durable-file.h"
 #include "util/fail.h"
 
 G_DEFINE_QUARK(plv-incarnation-error-quark, plv_incarnation_error)
@@ -54,60 +55,17 @@ static bool parse_state(const char *path, const char *text, uint32_t id,
     return true;
 }
 
-static bool write_all(int fd, const char *buf, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return false;
-        }
-        buf += n;
-        len -= n;
-    }
-    return true;
-}
-
-/* Replace `path` atomically and durably: a crash leaves the old value or
- * the new one, never a torn file and never a lost update. */
+/* A crash leaves the old value or the new one, never a torn file and
+ * never a lost update. */
 static bool store_state(const char *path, uint32_t id, uint64_t inc, GError **errp)
 {
-    g_autofree char *tmp = g_strdup_printf("%s.tmp", path);
-    g_autofree char *dir = g_path_get_dirname(path);
     g_autofree char *text = g_strdup_printf("plover-state 1\nid %u\nincarnation %"
                                             G_GUINT64_FORMAT "\n", id, (guint64)inc);
-    int fd, dfd;
-    bool ok;
 
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        return fail(errp, "state: cannot create '%s': %s", tmp, g_strerror(errno));
+    if (!plv_file_replace(path, text, strlen(text), errp)) {
+        g_prefix_error(errp, "state: ");
+        return false;
     }
-    ok = write_all(fd, text, strlen(text)) && fsync(fd) == 0;
-    if (!ok) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        return fail(errp, "state: cannot write '%s': %s", tmp, g_strerror(e));
-    }
-    close(fd);
-    if (rename(tmp, path) < 0) {
-        int e = errno;
-        unlink(tmp);
-        return fail(errp, "state: cannot rename '%s' to '%s': %s", tmp, path,
-                    g_strerror(e));
-    }
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) < 0) {
-        int e = errno;
-        if (dfd >= 0) {
-            close(dfd);
-        }
-        return fail(errp, "state: cannot flush directory '%s': %s", dir, g_strerror(e));
-    }
-    close(dfd);
     return true;
 }
 
