@@ -28,10 +28,15 @@ typedef struct {
     GPtrArray *delivered[N];    /* PlvEntry* committed, per node */
     GArray *events[N];          /* PlvEvent, per node */
     uint64_t snap_needed[N];
+    PlvDurable disk[N];         /* what each node kept, as a driver would */
 } Net;
 
 static void net_collect(Net *t, uint32_t i)
 {
+    /* on disk before anything leaves */
+    if (t->rd.stable.dirty) {
+        plv_durable_apply(&t->disk[i], &t->rd.stable);
+    }
     for (guint k = 0; k < t->rd.msgs->len; k++) {
         PlvOutMsg *om = g_ptr_array_index(t->rd.msgs, k);
         QMsg *q = g_new0(QMsg, 1);
@@ -89,6 +94,8 @@ static void net_init(Net *t)
     g_queue_init(&t->q);
     plv_ready_init(&t->rd);
     for (uint32_t i = 0; i < N; i++) {
+        plv_durable_init(&t->disk[i]);
+        t->disk[i].voter = true;        /* a new group's nodes vote */
         t->inc[i] = PLV_INC_INITIAL;
         net_start(t, i);
     }
@@ -105,6 +112,16 @@ static void net_restart(Net *t, uint32_t i)
 {
     t->inc[i]++;
     net_start(t, i);
+    plv_durable_clear(&t->disk[i]);     /* it kept nothing */
+}
+
+/* A restart that kept its consensus state (plv_paxos_restore). */
+static void net_restart_durable(Net *t, uint32_t i)
+{
+    t->inc[i]++;
+    net_start(t, i);
+    ck_assert_int_eq(plv_paxos_restore(t->px[i], &t->disk[i], &t->rd), 0);
+    net_collect(t, i);
 }
 
 /* Fresh nodes built from t->cfg (after a test changed it). */
@@ -127,6 +144,7 @@ static void net_free(Net *t)
         plv_paxos_free(t->px[i]);
         g_ptr_array_unref(t->delivered[i]);
         g_array_free(t->events[i], TRUE);
+        plv_durable_destroy(&t->disk[i]);
     }
     plv_ready_destroy(&t->rd);
 }
@@ -469,6 +487,110 @@ START_TEST(test_restart_learns_before_voting)
     vid = plv_paxos_vid(t.px[l]);
     ck_assert_uint_eq(plv_paxos_vid(t.px[w]), vid);
     ck_assert_int_eq(plv_paxos_role(t.px[w]), PLV_ROLE_WITNESS);
+    net_free(&t);
+}
+END_TEST
+
+/*
+ * Two replicas lost at once and restarted: without their consensus state
+ * they wait for an admission that needs a majority of voters, and the one
+ * left is not one; with it they vote at once, and the group commits
+ * again with nothing committed lost.
+ */
+static void two_restarted(bool durable)
+{
+    Net t;
+    uint32_t l, s, w;
+    int n;
+    g_autofree char *before = NULL, *after = NULL;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    submit(&t, l, "a");
+    net_run(&t, 4);
+    before = delivered_packets(&t, l, &n);
+    ck_assert_str_eq(before, "a");
+    net_crash(&t, s);
+    net_crash(&t, w);
+    net_run(&t, 20);
+    if (durable) {
+        net_restart_durable(&t, s);
+        net_restart_durable(&t, w);
+        /* they vote, but for the executor they are restarted replicas
+         * until the log admits their new incarnations */
+        ck_assert(plv_paxos_voter(t.px[s]) && !plv_paxos_admitted(t.px[s]));
+        ck_assert_int_eq(plv_paxos_role(t.px[s]), PLV_ROLE_RECOVERING);
+    } else {
+        net_restart(&t, s);
+        net_restart(&t, w);
+    }
+    net_run(&t, 80);
+    if (!durable) {
+        /* the limit of memory-only state: nobody can be admitted */
+        ck_assert(!plv_paxos_admitted(t.px[s]) && !plv_paxos_admitted(t.px[w]));
+        ck_assert_int_eq(count_role(&t, PLV_ROLE_LEADER), 0);
+        net_free(&t);
+        return;
+    }
+    ck_assert(plv_paxos_admitted(t.px[s]) && plv_paxos_admitted(t.px[w]));
+    ck_assert_int_eq(count_role(&t, PLV_ROLE_LEADER), 1);
+    l = find_role(&t, PLV_ROLE_LEADER);
+    ck_assert_uint_eq(plv_paxos_member_inc(t.px[l], s), 2);
+    ck_assert_uint_eq(plv_paxos_member_inc(t.px[l], w), 2);
+    submit(&t, l, "b");
+    net_run(&t, 10);
+    for (uint32_t i = 0; i < N; i++) {
+        ck_assert_uint_eq(plv_paxos_commit_index(t.px[i]), plv_paxos_commit_index(t.px[l]));
+    }
+    after = delivered_packets(&t, l, &n);
+    ck_assert_msg(g_str_has_prefix(after, "a") && g_str_has_suffix(after, "b"), "%s", after);
+    net_free(&t);
+}
+
+START_TEST(test_two_restarted_durable)
+{
+    two_restarted(true);
+}
+END_TEST
+
+START_TEST(test_two_restarted_amnesiac)
+{
+    two_restarted(false);
+}
+END_TEST
+
+/* A node restored from its durable state keeps its promise: it refuses a
+ * view it promised not to accept before its restart. */
+START_TEST(test_restored_promise_binds)
+{
+    Net t;
+    uint32_t l, s, w;
+    uint64_t vid;
+    PlvMsg prep;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    vid = plv_paxos_vid(t.px[w]);
+    ck_assert_uint_eq(t.disk[w].promised, vid);
+    net_crash(&t, w);
+    net_restart_durable(&t, w);
+    ck_assert_uint_eq(plv_paxos_vid(t.px[w]), vid);
+    ck_assert_uint_eq(plv_paxos_promised_inc(t.px[w]), plv_paxos_incarnation(t.px[l]));
+    /* the same view again, from its leader's own id: refused */
+    plv_msg_init(&prep, PLV_MSG_PREPARE);
+    prep.hdr = (PlvMsgHdr){ .from = l, .to = w, .inc = 1, .flags = PLV_HDR_ADMITTED };
+    prep.vid = vid;
+    plv_paxos_step(t.px[w], &prep, &t.rd);
+    ck_assert_uint_eq(t.rd.msgs->len, 1);
+    ck_assert(!((PlvOutMsg *)g_ptr_array_index(t.rd.msgs, 0))->msg.ok);
+    ck_assert(((PlvOutMsg *)g_ptr_array_index(t.rd.msgs, 0))->msg.hdr.flags & PLV_HDR_VOTER);
+    plv_ready_clear(&t.rd);
+    /* its log came back too: it reports what it accepted */
+    ck_assert_uint_eq(plv_paxos_last_index(t.px[w]), plv_paxos_last_index(t.px[l]));
+    /* and the log admits its new incarnation */
+    net_run(&t, 30);
+    ck_assert(plv_paxos_admitted(t.px[w]));
+    ck_assert_int_eq(count_role(&t, PLV_ROLE_LEADER), 1);
     net_free(&t);
 }
 END_TEST
@@ -992,6 +1114,9 @@ int main(void)
     tcase_add_test(tc, test_n_err_makes_secondary_suspect);
     tcase_add_test(tc, test_restart_learns_before_voting);
     tcase_add_test(tc, test_restart_of_phase1_voter_needs_new_view);
+    tcase_add_test(tc, test_two_restarted_durable);
+    tcase_add_test(tc, test_two_restarted_amnesiac);
+    tcase_add_test(tc, test_restored_promise_binds);
     tcase_add_test(tc, test_accept_from_other_incarnation_refused);
     tcase_add_test(tc, test_promise_of_replaced_incarnation_dropped);
     tcase_add_test(tc, test_truncation_and_snapshot);

@@ -43,6 +43,7 @@ void plv_ready_init(PlvReady *rd)
     rd->msgs = g_ptr_array_new_with_free_func(free_out);
     rd->committed = g_array_new(FALSE, FALSE, sizeof(PlvEntry));
     rd->events = g_array_new(FALSE, FALSE, sizeof(PlvEvent));
+    plv_durable_init(&rd->stable);
 }
 
 void plv_ready_clear(PlvReady *rd)
@@ -53,6 +54,7 @@ void plv_ready_clear(PlvReady *rd)
     }
     g_array_set_size(rd->committed, 0);
     g_array_set_size(rd->events, 0);
+    plv_durable_clear(&rd->stable);
 }
 
 void plv_ready_destroy(PlvReady *rd)
@@ -64,5 +66,6 @@ void plv_ready_destroy(PlvReady *rd)
     g_ptr_array_unref(rd->msgs);
     g_array_free(rd->committed, TRUE);
     g_array_free(rd->events, TRUE);
+    plv_durable_destroy(&rd->stable);
     rd->msgs = NULL;
 }

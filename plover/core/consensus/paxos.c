@@ -44,6 +44,8 @@ struct PlvPaxos {
 
     /* acceptor */
     bool admitted;
+    bool voter;                 /* restored from durable state: votes
+                                 * before the log admits this incarnation */
     uint64_t promised;          /* highest view promised (or led) */
     uint64_t promised_inc;      /* incarnation of that view's leader, 0: unknown */
     uint64_t max_seen;          /* highest vid seen in refusals */
@@ -82,6 +84,7 @@ struct PlvPaxos {
 
     /* leader */
     uint32_t p1_mask;           /* nodes whose promise formed our phase 1 */
+    uint64_t p1_inc[PLV_MAX_NODES];     /* ... and their incarnations */
     bool established;
     uint64_t prop_last;         /* last index of the proposal in flight, 0: none */
     uint32_t ack_mask;
@@ -160,6 +163,54 @@ static void reset_errs(PlvPaxos *p)
     }
 }
 
+/* ---- what must reach the disk (PlvReady.stable) ---- */
+
+/* Does this node vote (promise, accept)? Admitted, or restored with its
+ * memory intact (docs/consensus.md, "Durable state"). */
+static bool votes(const PlvPaxos *p)
+{
+    return p->admitted || p->voter;
+}
+
+static void stable_promise(PlvPaxos *p, PlvReady *rd)
+{
+    rd->stable.dirty = true;
+    rd->stable.voter = votes(p);
+    rd->stable.promised = p->promised;
+    rd->stable.promised_inc = p->promised_inc;
+}
+
+static void set_promise(PlvPaxos *p, uint64_t vid, uint64_t leader_inc, PlvReady *rd)
+{
+    p->promised = vid;
+    p->promised_inc = leader_inc;
+    stable_promise(p, rd);
+}
+
+/* Record an entry as it is now in the log (written or restamped). */
+static void stable_entry(PlvPaxos *p, const PlvEntry *e, PlvReady *rd)
+{
+    PlvEntry c;
+
+    plv_entry_copy(&c, e);
+    g_array_append_val(rd->stable.ents, c);
+    stable_promise(p, rd);
+}
+
+static void log_put(PlvPaxos *p, const PlvEntry *e, PlvReady *rd)
+{
+    plv_log_put(&p->log, e);
+    stable_entry(p, e, rd);
+}
+
+static void log_truncate(PlvPaxos *p, const PlvSnapMeta *m, PlvReady *rd)
+{
+    plv_log_truncate(&p->log, m);
+    stable_promise(p, rd);
+    rd->stable.has_snap = true;
+    rd->stable.snap = p->log.snap;
+}
+
 static void report(PlvPaxos *p, PlvReady *rd)
 {
     PlvRole r = role_now(p);
@@ -201,6 +252,7 @@ static PlvMsg *out(PlvPaxos *p, PlvReady *rd, uint32_t to, PlvMsgType type)
         .from = p->self, .to = to, .inc = p->inc, .vid = p->promised,
         .commit = p->commit, .last = plv_log_last(&p->log), .applied = p->my_applied,
         .flags = (p->admitted ? PLV_HDR_ADMITTED : 0) |
+                 (!p->admitted && p->voter ? PLV_HDR_VOTER : 0) |
                  (p->snap_pending ? PLV_HDR_SNAP_PENDING : 0) |
                  (p->st == ST_LEADER ? PLV_HDR_LEADER : 0) |
                  (p->st == ST_LEADER && p->xfer_ready && p->xfer_to == to ?
@@ -217,11 +269,13 @@ static PlvMsg *reply(PlvPaxos *p, PlvReady *rd, const PlvMsg *req, PlvMsgType ty
     return m;
 }
 
-/* A vote (promise/accepted) counts only from an admitted incarnation that
- * is not older than the one the log admitted for that node. */
+/* A vote (promise/accepted) counts only from an incarnation that votes
+ * (admitted, or restored from durable state) and is not older than the one
+ * the log admitted for that node. */
 static bool voter_ok(const PlvPaxos *p, const PlvMsgHdr *h)
 {
-    return (h->flags & PLV_HDR_ADMITTED) && h->inc >= p->member_inc[h->from];
+    return (h->flags & (PLV_HDR_ADMITTED | PLV_HDR_VOTER)) &&
+           h->inc >= p->member_inc[h->from];
 }
 
 static bool peer_err_suspect(const PlvPaxos *p, uint32_t i)
@@ -349,14 +403,13 @@ static void become_follower(PlvPaxos *p)
 
 /* Raise the promise to a view led by an established leader: never unsafe,
  * it only makes us refuse more. */
-static void adopt_view(PlvPaxos *p, uint64_t vid, uint64_t leader_inc)
+static void adopt_view(PlvPaxos *p, uint64_t vid, uint64_t leader_inc, PlvReady *rd)
 {
     if (vid > p->promised || (vid == p->promised && p->promised_inc == 0)) {
         if (p->st != ST_FOLLOWER && vid > p->promised) {
             become_follower(p);
         }
-        p->promised = vid;
-        p->promised_inc = leader_inc;
+        set_promise(p, vid, leader_inc, rd);
     }
     if (vid == p->promised && leader_inc == p->promised_inc && p->st == ST_FOLLOWER) {
         p->leader_vid = vid;
@@ -406,9 +459,9 @@ static void admit_self(PlvPaxos *p, uint64_t vid, PlvReady *rd)
          * count us: promise nothing below it (docs/consensus.md). */
         p->admitted = true;
         if (vid > p->promised) {
-            p->promised = vid;
-            p->promised_inc = 0;
+            set_promise(p, vid, 0, rd);
         }
+        stable_promise(p, rd);      /* from now on its memory is a voter's */
         event(rd, (PlvEvent){ .kind = PLV_EV_ADMITTED, .vid = vid });
         reset_election(p);
     }
@@ -446,7 +499,7 @@ static void commit_next(PlvPaxos *p, PlvReady *rd)
 
 /* Drop entries up to the last recorded syncvm point <= t that is already
  * committed and delivered. */
-static void truncate_to(PlvPaxos *p, uint64_t t)
+static void truncate_to(PlvPaxos *p, uint64_t t, PlvReady *rd)
 {
     uint64_t lim = MIN(t, p->commit);
     const PlvSnapMeta *best = NULL;
@@ -459,7 +512,7 @@ static void truncate_to(PlvPaxos *p, uint64_t t)
         }
     }
     if (best) {
-        plv_log_truncate(&p->log, best);
+        log_truncate(p, best, rd);
     }
 }
 
@@ -470,7 +523,7 @@ static void adopt_snapshot(PlvPaxos *p, const PlvSnapMeta *m, uint32_t from, Plv
     if (m->index <= p->commit || m->n != p->n) {
         return;
     }
-    plv_log_truncate(&p->log, m);
+    log_truncate(p, m, rd);
     p->commit = m->index;
     if (p->known_commit < p->commit) {
         p->known_commit = p->commit;
@@ -547,11 +600,11 @@ static void start_proposal(PlvPaxos *p, uint64_t first, uint64_t last, PlvReady 
     check_quorum_ack(p, rd);
 }
 
-static void append_own(PlvPaxos *p, uint8_t op, GBytes *payload)
+static void append_own(PlvPaxos *p, uint8_t op, GBytes *payload, PlvReady *rd)
 {
     PlvEntry e = { .index = plv_log_last(&p->log) + 1, .vid = p->promised, .op = op,
                    .payload = payload };
-    plv_log_put(&p->log, &e);
+    log_put(p, &e, rd);
 }
 
 /* Cut the next input batch from the head of the queue. */
@@ -607,19 +660,19 @@ static void try_propose(PlvPaxos *p, PlvReady *rd)
     used = plv_log_last(&p->log) - p->log.snap.index;
     idx = plv_log_last(&p->log) + 1;
     if ((pd = g_queue_pop_head(&p->ctl))) {
-        append_own(p, pd->op, pd->payload);
+        append_own(p, pd->op, pd->payload, rd);
     } else if (used >= p->cfg.log_capacity) {
         if (!(pd = take_syncvm(p))) {
             return;
         }
-        append_own(p, pd->op, pd->payload);
+        append_own(p, pd->op, pd->payload, rd);
     } else if ((pd = g_queue_peek_head(&p->queue)) && pd->op == PLV_OP_INPUT) {
         GBytes *b = take_batch(p);
-        append_own(p, PLV_OP_INPUT, b);
+        append_own(p, PLV_OP_INPUT, b, rd);
         g_bytes_unref(b);
         pd = NULL;
     } else if ((pd = g_queue_pop_head(&p->queue))) {
-        append_own(p, pd->op, pd->payload);
+        append_own(p, pd->op, pd->payload, rd);
     } else {
         return;
     }
@@ -720,9 +773,11 @@ static void leader_duties(PlvPaxos *p, PlvReady *rd)
             pp->hdr.inc <= p->member_inc[i]) {
             continue;
         }
-        if (p->p1_mask & (1u << i)) {
+        if ((p->p1_mask & (1u << i)) && p->p1_inc[i] < pp->hdr.inc) {
             /* Our phase 1 counted this node's former incarnation: admit it
-             * only from a view whose phase 1 did not (docs/consensus.md). */
+             * only from a view whose phase 1 did not (docs/consensus.md).
+             * A promise of this very incarnation came from a node that kept
+             * its memory (a durable restart): it binds, nothing to redo. */
             p->incumbent = true;
             start_election(p, rd);
             return;
@@ -808,8 +863,7 @@ static void start_election(PlvPaxos *p, PlvReady *rd)
     become_follower(p);
     p->incumbent = inc;
     p->st = ST_CANDIDATE;
-    p->promised = vid;
-    p->promised_inc = p->inc;
+    set_promise(p, vid, p->inc, rd);
     p->cand_at = p->now + p->cfg.election_ticks + jitter(p, p->cfg.election_ticks + 1);
     p->stats.elections++;
     for (uint32_t i = 0; i < p->n; i++) {
@@ -887,7 +941,7 @@ static void become_leader(PlvPaxos *p, uint32_t mask, PlvReady *rd)
     }
     for (guint k = 0; k < keep->len; k++) {
         PlvEntry *c = g_ptr_array_index(keep, k);
-        plv_log_put(&p->log, c);
+        log_put(p, c, rd);
         plv_entry_clear(c);
         g_free(c);
     }
@@ -897,6 +951,9 @@ static void become_leader(PlvPaxos *p, uint32_t mask, PlvReady *rd)
     }
     g_free(ch);
     g_ptr_array_unref(keep);
+    for (uint32_t i = 0; i < p->n; i++) {
+        p->p1_inc[i] = i == p->self ? p->inc : p->peer[i].promise.hdr.inc;
+    }
     clear_promises(p);
 
     p->st = ST_LEADER;
@@ -909,9 +966,10 @@ static void become_leader(PlvPaxos *p, uint32_t mask, PlvReady *rd)
      * contiguous with our commit; harmless, their value is the chosen one. */
     for (uint64_t i = p->commit + 1; i <= plv_log_last(&p->log); i++) {
         plv_log_get(&p->log, i)->vid = p->promised;
+        stable_entry(p, plv_log_get(&p->log, i), rd);
     }
     if (p->commit == plv_log_last(&p->log)) {
-        append_own(p, PLV_OP_NOOP, NULL);
+        append_own(p, PLV_OP_NOOP, NULL, rd);
     }
     deliver(p, rd);
     start_proposal(p, p->commit + 1, plv_log_last(&p->log), rd);
@@ -956,7 +1014,7 @@ static void learn_committed(PlvPaxos *p, uint32_t mask, PlvReady *rd)
             for (guint k = 0; k < pm->entries->len; k++) {
                 const PlvEntry *e = &g_array_index(pm->entries, PlvEntry, k);
                 if (e->index == p->commit + 1) {
-                    plv_log_put(&p->log, e);
+                    log_put(p, e, rd);
                     commit_next(p, rd);
                     more = true;
                     break;
@@ -1062,7 +1120,7 @@ static void on_prepare(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
     bool refuse;
     PlvMsg *r;
 
-    if (!p->admitted || plv_vid_leader(m->vid) != c) {
+    if (!votes(p) || plv_vid_leader(m->vid) != c) {
         return;
     }
     refuse = m->vid <= p->promised;
@@ -1103,8 +1161,7 @@ static void on_prepare(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
     if (p->st != ST_FOLLOWER) {
         become_follower(p);
     }
-    p->promised = m->vid;
-    p->promised_inc = m->hdr.inc;
+    set_promise(p, m->vid, m->hdr.inc, rd);
     reset_election(p);
     r->hdr.vid = p->promised;
     r->ok = true;
@@ -1150,7 +1207,7 @@ static void on_accept(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
         p->stats.msgs_bad++;
         return;
     }
-    if (!p->admitted) {
+    if (!votes(p)) {
         /* A learner: only the commit index matters, entries come by catch-up. */
         return;
     }
@@ -1160,7 +1217,7 @@ static void on_accept(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
         r->vid = v;
         return;
     }
-    adopt_view(p, v, m->hdr.inc);
+    adopt_view(p, v, m->hdr.inc, rd);
     if (p->st != ST_FOLLOWER) {
         return;     /* we lead v ourselves? impossible: vid names its leader */
     }
@@ -1173,7 +1230,7 @@ static void on_accept(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
         if (e->index > p->log.snap.index + 4ull * p->cfg.log_capacity) {
             return;     /* no room: do not vote, catch up first */
         }
-        plv_log_put(&p->log, e);
+        log_put(p, e, rd);
         top = MAX(top, e->index);
     }
     r = reply(p, rd, m, PLV_MSG_ACCEPTED);
@@ -1181,7 +1238,7 @@ static void on_accept(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
     r->ok = true;
     r->index = top;
     follower_commit(p, v, m->index, rd);
-    truncate_to(p, m->trunc);
+    truncate_to(p, m->trunc, rd);
 }
 
 static void on_accepted(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
@@ -1211,17 +1268,17 @@ static void on_heartbeat(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
     if (m->vid > p->max_seen) {
         p->max_seen = m->vid;
     }
-    if (!p->admitted) {
+    if (!votes(p)) {
         if (m->vid >= p->leader_vid) {
             p->leader_vid = m->vid;
             p->leader_heard = p->now;
         }
         return;
     }
-    adopt_view(p, m->vid, m->hdr.inc);
+    adopt_view(p, m->vid, m->hdr.inc, rd);
     if (p->st == ST_FOLLOWER && m->vid == p->promised && m->hdr.inc == p->promised_inc) {
         follower_commit(p, m->vid, m->hdr.commit, rd);
-        truncate_to(p, m->trunc);
+        truncate_to(p, m->trunc, rd);
     }
 }
 
@@ -1260,7 +1317,7 @@ static void on_catchup_resp(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
             continue;
         }
         /* a committed value replaces whatever we accepted there */
-        plv_log_put(&p->log, e);
+        log_put(p, e, rd);
         commit_next(p, rd);
     }
     deliver(p, rd);
@@ -1598,7 +1655,7 @@ void plv_paxos_tick(PlvPaxos *p, PlvReady *rd)
             become_follower(p);
         } else {
             p->trunc = MAX(p->trunc, leader_trunc(p));
-            truncate_to(p, p->trunc);
+            truncate_to(p, p->trunc, rd);
         }
     }
     if (p->now >= p->hb_at) {
@@ -1799,6 +1856,38 @@ PlvPaxos *plv_paxos_new(const PlvPaxosConfig *cfg, GError **err)
     return p;
 }
 
+/*
+ * The node is the acceptor it was: same promise, same accepted entries,
+ * the same truncation point, which it takes as a snapshot to install (its
+ * executor lost the state with the process). Its commit index starts at
+ * that point; what it accepted past it counts as accepted only, and it
+ * learns what was committed as any restarted node does.
+ */
+int plv_paxos_restore(PlvPaxos *p, const PlvDurable *img, PlvReady *rd)
+{
+    if (p->inc == PLV_INC_INITIAL || p->now || p->voter || !img->voter ||
+        plv_log_last(&p->log) || (img->has_snap && img->snap.n != p->n)) {
+        return -EINVAL;
+    }
+    p->voter = true;
+    p->promised = img->promised;
+    p->promised_inc = img->promised_inc;
+    p->max_seen = img->promised;
+    if (img->has_snap && img->snap.index) {
+        adopt_snapshot(p, &img->snap, PLV_NODE_NONE, rd);
+    }
+    for (guint k = 0; k < img->ents->len; k++) {
+        const PlvEntry *e = &g_array_index(img->ents, PlvEntry, k);
+        if (e->index > p->log.snap.index) {
+            plv_log_put(&p->log, e);
+        }
+    }
+    /* What the image holds is on disk already. */
+    plv_durable_clear(&rd->stable);
+    report(p, rd);
+    return 0;
+}
+
 void plv_paxos_free(PlvPaxos *p)
 {
     if (!p) {
@@ -1821,6 +1910,8 @@ uint64_t plv_paxos_snap_index(const PlvPaxos *p) { return p->log.snap.index; }
 uint64_t plv_paxos_epoch(const PlvPaxos *p) { return p->epoch; }
 uint64_t plv_paxos_incarnation(const PlvPaxos *p) { return p->inc; }
 bool plv_paxos_admitted(const PlvPaxos *p) { return p->admitted; }
+bool plv_paxos_voter(const PlvPaxos *p) { return votes(p); }
+uint64_t plv_paxos_promised_inc(const PlvPaxos *p) { return p->promised_inc; }
 bool plv_paxos_snapshot_pending(const PlvPaxos *p) { return p->snap_pending; }
 size_t plv_paxos_queued_bytes(const PlvPaxos *p) { return p->queued_bytes; }
 size_t plv_paxos_log_len(const PlvPaxos *p) { return plv_log_len(&p->log); }

@@ -76,6 +76,37 @@ typedef struct {
     PlvSnapMeta snap;
 } PlvEvent;
 
+/*
+ * What an acceptor must never forget (docs/consensus.md, "Durable
+ * state"): the view it promised, the incarnation of that view's leader,
+ * its truncation point and the entries it holds past it.
+ *
+ * As a record of changes (PlvReady.stable) `ents` holds the entries this
+ * node wrote into its log since the ready was last cleared, in the order
+ * written, and `has_snap` says the log was truncated at `snap`; the
+ * promise fields are always the current ones. The caller keeps the
+ * record on disk before it sends the ready's messages or acts on its
+ * committed entries. As an image (what a restart gives back) `ents` is the
+ * whole log past the truncation point, in index order.
+ */
+typedef struct {
+    bool dirty;                 /* record: something to keep changed */
+    bool voter;                 /* the node votes: its memory is a whole
+                                 * acceptor's, not a learner's */
+    uint64_t promised;          /* highest view promised (or led) */
+    uint64_t promised_inc;      /* incarnation of its leader, 0: unknown */
+    bool has_snap;
+    PlvSnapMeta snap;           /* entries up to snap.index are truncated */
+    GArray *ents;               /* of PlvEntry, owned refs */
+} PlvDurable;
+
+void plv_durable_init(PlvDurable *d);
+void plv_durable_clear(PlvDurable *d);      /* empties, keeps it usable */
+void plv_durable_destroy(PlvDurable *d);
+/* Apply a record of changes to an image: the promise, the truncation,
+ * then each entry past it (replacing what the image held there). */
+void plv_durable_apply(PlvDurable *img, const PlvDurable *chg);
+
 /* One message to send; msg.hdr.to == to. */
 typedef struct {
     uint32_t to;
@@ -90,6 +121,7 @@ typedef struct {
     GPtrArray *msgs;        /* of PlvOutMsg*, owned */
     GArray *committed;      /* of PlvEntry, in log order, owned refs */
     GArray *events;         /* of PlvEvent */
+    PlvDurable stable;      /* to keep on disk before msgs leave */
 } PlvReady;
 
 void plv_ready_init(PlvReady *rd);
@@ -100,6 +132,21 @@ typedef struct PlvPaxos PlvPaxos;
 
 /* Returns NULL (err set) for an invalid config. */
 PlvPaxos *plv_paxos_new(const PlvPaxosConfig *cfg, GError **err);
+/*
+ * A restarted node (incarnation > PLV_INC_INITIAL) that kept its durable
+ * state, and whose state is a voter's (plv_durable_votes): give it back
+ * before the first step or tick. The node then votes
+ * at once, as the acceptor it was (its promises and acceptances are
+ * intact), while it stays RECOVERING for the executor until the log
+ * admits its new incarnation (docs/consensus.md, "Durable state").
+ * Returns 0, or -EINVAL (not a restart, already running, or an image of
+ * another cluster size).
+ */
+int plv_paxos_restore(PlvPaxos *p, const PlvDurable *img, PlvReady *rd);
+/* Does this kept state give a restart its vote back? Only a voter's: an
+ * incarnation that restarted without its state and was not admitted yet
+ * kept a learner's memory, and the promises before it are lost. */
+bool plv_durable_votes(const PlvDurable *img);
 void plv_paxos_free(PlvPaxos *p);
 
 /* Feed one decoded message addressed to this node. Invalid messages
@@ -174,6 +221,10 @@ uint64_t plv_paxos_snap_index(const PlvPaxos *p);    /* truncated up to */
 uint64_t plv_paxos_epoch(const PlvPaxos *p);         /* last committed syncvm */
 uint64_t plv_paxos_incarnation(const PlvPaxos *p);
 bool plv_paxos_admitted(const PlvPaxos *p);
+/* Votes: admitted, or restored from durable state (plv_paxos_restore). */
+bool plv_paxos_voter(const PlvPaxos *p);
+/* Incarnation of the promised view's leader (0: unknown). */
+uint64_t plv_paxos_promised_inc(const PlvPaxos *p);
 bool plv_paxos_snapshot_pending(const PlvPaxos *p);
 uint64_t plv_paxos_member_inc(const PlvPaxos *p, uint32_t node);
 size_t plv_paxos_queued_bytes(const PlvPaxos *p);

@@ -123,7 +123,9 @@ enum {
     PLV_HDR_LEADER       = 1u << 2,  /* it leads view hdr.vid */
     PLV_HDR_HANDOFF      = 1u << 3,  /* leader -> its secondary: take over now */
     PLV_HDR_PROBE        = 1u << 4,  /* PREPARE/PROMISE of a pre-vote: no state changes */
-    PLV_HDR__ALL         = 0x1fu,
+    PLV_HDR_VOTER        = 1u << 5,  /* not admitted yet, but it votes: its
+                                      * promises survived its restart */
+    PLV_HDR__ALL         = 0x3fu,
 };
 
 /* Common header: every message carries the sender's status. */
