@@ -241,6 +241,24 @@ static PloverLinksInfo *plover_links_info(PloverState *s)
     return i;
 }
 
+static PloverConsensusStateInfo *plover_consensus_state_info(PloverState *s)
+{
+    PloverConsensusStateInfo *i = g_new0(PloverConsensusStateInfo, 1);
+    PlvDriverStats ds;
+
+    i->file = g_strdup_printf("%s.paxos", s->cfg.state);
+    i->restored = s->restored_state;
+    plv_driver_stats(s->driver, &ds);
+    i->writes = ds.store.appends;
+    i->bytes = ds.store.bytes;
+    i->compactions = ds.store.compactions;
+    i->sync_max_us = ds.store.sync_us_max;
+    i->sync_mean_us = ds.store.appends ? ds.store.sync_us_total / ds.store.appends : 0;
+    i->slow_syncs = ds.store.slow_syncs;
+    i->failed = ds.store_failed;
+    return i;
+}
+
 PloverInfo *qmp_query_plover(Error **errp)
 {
     PloverState *s = plover_state();
@@ -271,6 +289,9 @@ PloverInfo *qmp_query_plover(Error **errp)
     info->state = g_strdup(s->cfg.state);
     info->has_incarnation = true;
     info->incarnation = s->incarnation;
+    if (s->driver) {
+        info->consensus_state = plover_consensus_state_info(s);
+    }
     info->has_handoffs = true;
     info->handoffs = s->exec.handoffs;
     info->has_peers = true;

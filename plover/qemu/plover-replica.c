@@ -584,11 +584,19 @@ bool plover_replica_start(PloverState *s, Error **errp)
     dcfg.paxos.heartbeat_ticks = plover_ticks(s->cfg.heartbeat_ms, tick_ms);
     dcfg.paxos.suspect_ticks = plover_ticks(s->cfg.suspect_ms, tick_ms);
     dcfg.paxos.election_ticks = plover_ticks(s->cfg.election_ms, tick_ms);
+    dcfg.store = s->paxos_store;
+    s->paxos_store = NULL;      /* the driver's from here on */
     s->driver = plv_driver_new(&dcfg, t, &gerr);
     if (!s->driver) {
         error_setg(errp, "-plover: consensus: %s", gerr->message);
         return false;
     }
+    if (s->restored_state && plv_driver_restore(s->driver, &s->paxos_img) < 0) {
+        error_setg(errp, "-plover: consensus: the restored state does not fit "
+                   "this group");
+        return false;
+    }
+    plv_durable_destroy(&s->paxos_img);
     plv_exec_init(&s->exec, &(PlvExecConfig) {
         .self = s->cfg.id,
         .restarted = s->incarnation != PLV_INC_INITIAL,

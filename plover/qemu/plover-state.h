@@ -241,6 +241,11 @@ typedef struct PloverState {
     size_t secret_len;
     PlvTls *tls;              /* from tls-creds; NULL: the links run plaintext */
     uint64_t incarnation;     /* of this start, from the state file */
+    /* Consensus state on disk (state=FILE.paxos): handed to the driver,
+     * with what a restart restored (restored_state). */
+    PlvPaxosStore *paxos_store;
+    PlvDurable paxos_img;
+    bool restored_state;
 
     /* Consensus: the driver thread. */
     PlvDriver *driver;

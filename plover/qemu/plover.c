@@ -22,6 +22,7 @@
 #include "crypto/tlscredspriv.h"
 #include "system/plover.h"
 #include "plover/incarnation.h"
+#include "plover/paxos-store.h"
 #include "plover/link.h"
 #include "plover-state.h"
 #include "trace.h"
@@ -214,6 +215,42 @@ static bool plover_load_tls(PloverState *s, Error **errp)
     return true;
 }
 
+/*
+ * The consensus state kept beside the state file. With it a restarted
+ * replica votes again at once, as the acceptor it was; without it (the
+ * first start, or a file that cannot be trusted) it waits for the group
+ * to admit it (docs/consensus.md). Opened, and rewritten for this
+ * incarnation, before any link opens.
+ */
+static bool plover_open_paxos_store(PloverState *s, Error **errp)
+{
+    g_autofree char *path = g_strdup_printf("%s.paxos", s->cfg.state);
+    g_autofree char *why_not = NULL;
+    g_autoptr(GError) gerr = NULL;
+
+    plv_durable_init(&s->paxos_img);
+    s->paxos_store = plv_paxos_store_open(path, s->cfg.id, s->cfg.n_peers,
+                                          s->incarnation, &s->paxos_img,
+                                          &s->restored_state, &why_not, &gerr);
+    if (!s->paxos_store) {
+        error_setg(errp, "-plover: consensus state: %s", gerr->message);
+        return false;
+    }
+    if (s->restored_state) {
+        info_report("plover: replica %u restarted as incarnation %" PRIu64
+                    " with its consensus state (promised view %#" PRIx64
+                    ", %u entries past index %" PRIu64 "): it votes at once",
+                    s->cfg.id, s->incarnation, s->paxos_img.promised,
+                    s->paxos_img.ents->len,
+                    s->paxos_img.has_snap ? s->paxos_img.snap.index : 0);
+    } else if (s->incarnation != PLV_INC_INITIAL) {
+        warn_report("plover: replica %u restarted as incarnation %" PRIu64
+                    " without its consensus state (%s): it votes once the "
+                    "group admits it", s->cfg.id, s->incarnation, why_not);
+    }
+    return true;
+}
+
 bool plover_init(Error **errp)
 {
     PloverState *s = plover_state();
@@ -229,6 +266,9 @@ bool plover_init(Error **errp)
     /* Before any link opens: a restart must never reuse an incarnation. */
     if (!plv_incarnation_next(s->cfg.state, s->cfg.id, &s->incarnation, &gerr)) {
         error_setg(errp, "-plover: %s", gerr->message);
+        return false;
+    }
+    if (!plover_open_paxos_store(s, errp)) {
         return false;
     }
     trace_plover_configured(s->cfg.id, plv_start_role_name(s->cfg.role),

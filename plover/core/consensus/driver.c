@@ -76,6 +76,8 @@ struct PlvDriver {
 
     /* driver-thread state */
     PlvReady rd;
+    PlvPaxosStore *store;
+    int store_failed;           /* atomic: the store failed, nothing is sent */
     GByteArray *enc;
     int64_t next_tick;
 
@@ -106,6 +108,7 @@ PlvDriver *plv_driver_new(const PlvDriverConfig *cfg, PlvTransport *t,
     }
     if (!paxos) {
         plv_transport_free(t);
+        plv_paxos_store_free(cfg->store);
         return NULL;
     }
     PlvDriver *d = g_new0(PlvDriver, 1);
@@ -119,6 +122,8 @@ PlvDriver *plv_driver_new(const PlvDriverConfig *cfg, PlvTransport *t,
     }
     d->paxos = paxos;
     d->t = t;
+    d->store = cfg->store;
+    d->cfg.store = NULL;
     pthread_mutex_init(&d->in_lock, NULL);
     pthread_mutex_init(&d->out_lock, NULL);
     pthread_mutex_init(&d->stats_lock, NULL);
@@ -348,11 +353,51 @@ static void out_item_clear(OutItem *it)
     }
 }
 
+/*
+ * Keep what the state machine changed of its durable state on disk before
+ * anything that depends on it leaves (docs/consensus.md, "Durable state").
+ * A replica that cannot write it stops speaking for good: a promise or an
+ * acceptance not on disk could be forgotten by a restart.
+ */
+static bool persist(PlvDriver *d)
+{
+    PlvDurable *chg = &d->rd.stable;
+    g_autoptr(GError) err = NULL;
+
+    if (g_atomic_int_get(&d->store_failed)) {
+        return false;
+    }
+    if (!d->store || !chg->dirty) {
+        return true;
+    }
+    PlvPaxosStoreStats before, after;
+    plv_paxos_store_stats(d->store, &before);
+    if (!plv_paxos_store_append(d->store, chg, &err)) {
+        g_warning("plover driver: consensus state not kept, this replica stops "
+                  "speaking: %s", err->message);
+        g_atomic_int_set(&d->store_failed, true);
+        return false;
+    }
+    plv_paxos_store_stats(d->store, &after);
+    if (after.slow_syncs > before.slow_syncs && after.slow_syncs == 1) {
+        /* once: the counter (query-plover) tells how often */
+        g_warning("plover driver: writing the consensus state took over %u ms: "
+                  "a slow disk holds this replica's messages back (counted in "
+                  "slow-syncs)", PLV_STORE_SLOW_US / 1000);
+    }
+    plv_durable_clear(chg);
+    return true;
+}
+
 /* Encode and send the messages not sent yet (from *sent on), then flush. */
 static void send_msgs(PlvDriver *d, guint *sent)
 {
     PlvReady *rd = &d->rd;
     if (*sent == rd->msgs->len) {
+        return;
+    }
+    if (!persist(d)) {
+        *sent = rd->msgs->len;
         return;
     }
     for (; *sent < rd->msgs->len; (*sent)++) {
@@ -387,6 +432,9 @@ static void queue_outputs(PlvDriver *d)
 {
     PlvReady *rd = &d->rd;
     if (!rd->committed->len && !rd->events->len) {
+        return;
+    }
+    if (!persist(d)) {
         return;
     }
     pthread_mutex_lock(&d->out_lock);
@@ -426,6 +474,9 @@ static void run_inline(PlvDriver *d)
     PlvReady *rd = &d->rd;
     const PlvDriverCallbacks *cb = &d->inline_cb;
     guint ev = 0, com = 0;
+    if (!persist(d)) {
+        return;
+    }
     for (int takes = 0;;) {
         for (; ev < rd->events->len; ev++) {
             if (cb->event) {
@@ -641,6 +692,10 @@ static void publish_stats(PlvDriver *d)
     d->st.msgs_bad = d->n_bad;
     d->st.committed = d->n_committed;
     d->st.ticks = d->n_ticks;
+    d->st.store_failed = g_atomic_int_get(&d->store_failed);
+    if (d->store) {
+        plv_paxos_store_stats(d->store, &d->st.store);
+    }
     plv_paxos_stats(d->paxos, &d->st.paxos);
     pthread_mutex_unlock(&d->stats_lock);
 }
@@ -680,6 +735,14 @@ void plv_driver_set_inline_callbacks(PlvDriver *d, const PlvDriverCallbacks *cb,
         c.cb = *cb;
     }
     push_cmd_full(d, &c);
+}
+
+int plv_driver_restore(PlvDriver *d, const PlvDurable *img)
+{
+    if (g_atomic_pointer_get(&d->loop_thread)) {
+        return -EINVAL;
+    }
+    return plv_paxos_restore(d->paxos, img, &d->rd);
 }
 
 int plv_driver_start(PlvDriver *d, GError **err)
@@ -752,6 +815,7 @@ void plv_driver_free(PlvDriver *d)
     plv_driver_stop(d);
     plv_transport_free(d->t);
     plv_paxos_free(d->paxos);
+    plv_paxos_store_free(d->store);
     plv_ready_destroy(&d->rd);
     g_byte_array_unref(d->enc);
     g_byte_array_unref(d->in_pkts);

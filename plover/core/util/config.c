@@ -446,7 +446,9 @@ char *plv_config_help(void)
         "                       sealed with AES-256-GCM instead (default: neither)\n"
         "  state=FILE           this replica's incarnation, kept across restarts; created\n"
         "                       when missing (a new group); never delete it while the\n"
-        "                       other replicas run\n");
+        "                       other replicas run. FILE.paxos beside it keeps what the\n"
+        "                       replica promised and accepted, so that it votes again\n"
+        "                       at once after a restart\n");
 
     /* Numeric fields come from the parser's own table, so help cannot drift. */
     for (size_t i = 0; i < G_N_ELEMENTS(num_fields); i++) {

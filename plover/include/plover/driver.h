@@ -24,6 +24,7 @@
 #include <glib.h>
 
 #include "plover/paxos.h"
+#include "plover/paxos-store.h"
 #include "plover/transport.h"
 
 #ifdef __cplusplus
@@ -39,6 +40,11 @@ typedef struct PlvDriverConfig {
                                  * or in the state machine); beyond it submit
                                  * fails with -ENOBUFS (0: the state
                                  * machine's max_queue_bytes, or 16 MiB) */
+    PlvPaxosStore *store;       /* NULL: consensus state in memory only.
+                                 * Else the driver keeps it there, each
+                                 * change synced before the messages that
+                                 * depend on it leave; owned by the driver
+                                 * from plv_driver_new() on (also on failure) */
 } PlvDriverConfig;
 
 /* plv_paxos_config_default() plus tick_ms = 5. */
@@ -47,6 +53,9 @@ void plv_driver_config_default(PlvDriverConfig *cfg);
 /* Takes ownership of @t (freed with the driver, also on failure). */
 PlvDriver *plv_driver_new(const PlvDriverConfig *cfg, PlvTransport *t,
                           GError **err);
+/* Before plv_driver_start(): the state the store gave back at a restart
+ * (plv_paxos_restore()). Returns 0 or -EINVAL. */
+int plv_driver_restore(PlvDriver *d, const PlvDurable *img);
 /* Start the transport and the driver thread. */
 int plv_driver_start(PlvDriver *d, GError **err);
 /* Stop and join the thread (idempotent); queued outputs stay drainable. */
@@ -148,6 +157,9 @@ typedef struct PlvDriverStats {
     uint64_t msgs_bad;          /* undecodable messages from peers */
     uint64_t committed;         /* entries delivered to the output queue */
     uint64_t ticks;
+    bool store_failed;          /* the store could not be written: this
+                                 * replica has stopped speaking */
+    PlvPaxosStoreStats store;   /* zero without a store */
     PlvTransportStats transport;
     PlvPaxosStats paxos;        /* as of the last driver loop iteration */
 } PlvDriverStats;
