@@ -20,6 +20,8 @@ typedef struct {
     bool up;
     uint64_t inc;
     uint64_t down_until;        /* restart tick when down */
+    PlvDurable disk;            /* what it kept, synced before it spoke */
+    bool keeps_state;           /* down: restarts with what it kept */
     uint64_t delivered;         /* last index handed to us */
     uint64_t last_syncvm;       /* last syncvm delivered */
     uint64_t max_commit;        /* highest commit index seen */
@@ -61,6 +63,7 @@ typedef struct {
     double drop, dup;
     uint32_t max_delay;
     double p_crash, p_part, p_input, p_err;
+    double p_durable;           /* a crash keeps the consensus state */
     bool chaos;
     GPtrArray *chosen;          /* index -> PlvEntry* (first delivery) */
     GHashTable *view_leader;    /* vid -> inc of its leader */
@@ -174,22 +177,43 @@ static void node_start(Sim *s, uint32_t i)
     }
 }
 
-static void node_crash(Sim *s, uint32_t i)
+static void process_ready(Sim *s, uint32_t i);
+
+static void node_crash(Sim *s, uint32_t i, bool keeps_state)
 {
     SimNode *nd = &s->node[i];
     plv_paxos_free(nd->px);
     nd->px = NULL;
     nd->up = false;
+    nd->keeps_state = keeps_state;
     nd->down_until = s->now + 1 + sbelow(s, 60);
     s->res->crashes++;
-    trace(s, "crash node %u (inc %" G_GUINT64_FORMAT ")", i, nd->inc);
+    trace(s, "crash node %u (inc %" G_GUINT64_FORMAT ")%s", i, nd->inc,
+          keeps_state ? ", its consensus state kept" : "");
 }
 
 static void node_restart(Sim *s, uint32_t i)
 {
-    s->node[i].inc++;
+    SimNode *nd = &s->node[i];
+
+    nd->inc++;
     node_start(s, i);
-    trace(s, "restart node %u as inc %" G_GUINT64_FORMAT, i, s->node[i].inc);
+    trace(s, "restart node %u as inc %" G_GUINT64_FORMAT "%s", i, nd->inc,
+          nd->keeps_state ? " with its consensus state" : "");
+    if (nd->keeps_state && !plv_durable_votes(&nd->disk)) {
+        trace(s, "node %u: what it kept is a learner's: restarts without it", i);
+        nd->keeps_state = false;
+    }
+    if (nd->keeps_state) {
+        if (plv_paxos_restore(nd->px, &nd->disk, &s->rd) != 0) {
+            violate(s, "node %u: its kept state does not restore", i);
+        }
+        s->res->durable_restarts++;
+        process_ready(s, i);
+    } else {
+        plv_durable_clear(&nd->disk);   /* a learner's, until admitted */
+    }
+    nd->keeps_state = false;
 }
 
 /* ---- output processing and invariants ---- */
@@ -314,10 +338,56 @@ static void send_frame(Sim *s, uint32_t from, uint32_t to, GBytes *frame)
     g_array_append_val(s->net, m);
 }
 
+/* What the node kept is what it holds: the promise, the truncation and
+ * every entry, as they are now (the record of a step misses nothing). */
+static void check_disk(Sim *s, uint32_t i)
+{
+    SimNode *nd = &s->node[i];
+    PlvPaxos *x = nd->px;
+    const PlvDurable *d = &nd->disk;
+    guint k = 0;
+
+    if (!nd->up || !s->res->ok) {
+        return;
+    }
+    if (d->promised != plv_paxos_vid(x) || d->promised_inc != plv_paxos_promised_inc(x) ||
+        d->voter != plv_paxos_voter(x) ||
+        (d->has_snap ? d->snap.index : 0) != plv_paxos_snap_index(x)) {
+        violate(s, "node %u: kept promise %#" G_GINT64_MODIFIER "x/%" G_GUINT64_FORMAT
+                " voter %d snap %" G_GUINT64_FORMAT ", holds %#" G_GINT64_MODIFIER "x/%"
+                G_GUINT64_FORMAT " voter %d snap %" G_GUINT64_FORMAT, i, d->promised,
+                d->promised_inc, d->voter, d->has_snap ? d->snap.index : 0, plv_paxos_vid(x),
+                plv_paxos_promised_inc(x), plv_paxos_voter(x), plv_paxos_snap_index(x));
+        return;
+    }
+    for (uint64_t idx = plv_paxos_snap_index(x) + 1; idx <= plv_paxos_last_index(x); idx++) {
+        const PlvEntry *e = plv_paxos_entry(x, idx);
+        const PlvEntry *k_e = k < d->ents->len ? &g_array_index(d->ents, PlvEntry, k) : NULL;
+        if (!e) {
+            continue;
+        }
+        while (k_e && k_e->index < idx) {
+            k++;
+            k_e = k < d->ents->len ? &g_array_index(d->ents, PlvEntry, k) : NULL;
+        }
+        if (!k_e || k_e->index != idx || k_e->vid != e->vid || !plv_entry_same_value(k_e, e)) {
+            violate(s, "node %u: entry %" G_GUINT64_FORMAT " (vid %#" G_GINT64_MODIFIER
+                    "x) is not kept as it is held", i, idx, e->vid);
+            return;
+        }
+    }
+}
+
 static void process_ready(Sim *s, uint32_t i)
 {
     SimNode *nd = &s->node[i];
     PlvReady *rd = &s->rd;
+
+    /* as the driver does: on disk before anything leaves */
+    if (rd->stable.dirty) {
+        plv_durable_apply(&nd->disk, &rd->stable);
+    }
+    check_disk(s, i);
 
     for (guint k = 0; k < rd->events->len; k++) {
         PlvEvent *ev = &g_array_index(rd->events, PlvEvent, k);
@@ -476,6 +546,34 @@ static bool all_up_admitted(Sim *s)
     return true;
 }
 
+/* Another node may go down, keeping its state, while one is down already:
+ * an admitted node stays up to lead and admit the others again (and, with
+ * the executor, it holds the VM and this one does not). */
+static bool may_crash_another(Sim *s, uint32_t v)
+{
+    SimNode *nv = &s->node[v];
+    bool leader_left = false;
+
+    if (s->prm.exec && (!s->prm.double_faults || nv->ex.executing || nv->ex.kept)) {
+        return false;
+    }
+    /* every node down comes back voting (a learner's memory does not) */
+    if (!plv_paxos_voter(nv->px)) {
+        return false;
+    }
+    for (uint32_t j = 0; j < s->prm.n; j++) {
+        SimNode *nd = &s->node[j];
+        if (j != v && !nd->up && !(nd->keeps_state && plv_durable_votes(&nd->disk))) {
+            return false;
+        }
+        if (j != v && nd->up && plv_paxos_admitted(nd->px) &&
+            (!s->prm.exec || nd->ex.executing || nd->ex.kept)) {
+            leader_left = true;
+        }
+    }
+    return leader_left;
+}
+
 static uint32_t sim_leader(Sim *s)
 {
     for (uint32_t i = 0; i < s->prm.n; i++) {
@@ -503,14 +601,21 @@ static void faults(Sim *s)
             node_restart(s, i);
         }
     }
-    /* f = 1 for the crash model: memory is the only storage, so a crash
-     * happens only while every other node is up and holds the log */
-    if (sunit(s) < s->p_crash && all_up_admitted(s)) {
+    /* A crash that loses the consensus state happens only while every
+     * other node is up and holds the log (f = 1). One that keeps it may
+     * also take a second node down, as long as one admitted node stays. */
+    if (sunit(s) < s->p_crash) {
         /* half of the crashes hit a leader: that is where recovery matters */
         uint32_t v = sbelow(s, n), l = sim_leader(s);
+        bool keeps = sunit(s) < s->p_durable;
         v = l != PLV_NODE_NONE && sbelow(s, 2) ? l : v;
-        if (!s->prm.exec || exec_may_crash(s)) {
-            node_crash(s, v);
+        if (all_up_admitted(s)) {
+            if (!s->prm.exec || exec_may_crash(s)) {
+                node_crash(s, v, keeps);
+            }
+        } else if (keeps && s->node[v].up && may_crash_another(s, v)) {
+            s->res->double_crashes++;
+            node_crash(s, v, true);
         }
     }
     if (s->heal_partition_at && s->now >= s->heal_partition_at) {
@@ -767,6 +872,8 @@ void sim_run(const SimParams *prm, SimResult *res)
     s->p_part = sbelow(s, 4) == 0 ? 0.06 : sbelow(s, 2) ? 0.02 : 0.005;
     s->p_input = 0.3 + 0.6 * sunit(s);
     s->p_err = sbelow(s, 3) == 0 ? 0.02 : 0;
+    /* a third of the seeds keep no consensus state, a third always do */
+    s->p_durable = sbelow(s, 3) * 0.5;
     if (prm->exec) {
         s->p_sync_fail = sbelow(s, 3) == 0 ? 0.2 : 0.03;
     }
@@ -782,6 +889,8 @@ void sim_run(const SimParams *prm, SimResult *res)
           s->p_part, s->cfg.log_capacity);
     for (uint32_t i = 0; i < prm->n; i++) {
         s->node[i].inc = PLV_INC_INITIAL;
+        plv_durable_init(&s->node[i].disk);
+        s->node[i].disk.voter = true;   /* a new group's nodes vote */
         node_start(s, i);
     }
     s->chaos = true;
@@ -822,6 +931,7 @@ void sim_run(const SimParams *prm, SimResult *res)
             plv_paxos_free(s->node[i].px);
         }
         exec_node_free(&s->node[i]);
+        plv_durable_destroy(&s->node[i].disk);
     }
     g_array_free(s->bulk, TRUE);
     g_array_free(s->xs, TRUE);

@@ -38,6 +38,8 @@ typedef struct {
     uint64_t handoffs;          /* elections started on a leader's handoff */
     uint64_t forwarded;         /* forwarded inputs a leader submitted */
     uint64_t crashes;
+    uint64_t durable_restarts;  /* restarts with the consensus state kept */
+    uint64_t double_crashes;    /* crashes while another node was down */
     uint64_t snapshots;
     uint64_t witness_leads;     /* leaderships taken by a non-secondary */
     uint64_t heal_latency;      /* ticks from heal to the marker commit */
