@@ -401,6 +401,33 @@ load_check() {
     grep -q '^verify: .* lost=0 wrong=0' "$WORK/load.out" || fail "no clean verify line"
 }
 
+# lone_start: a protected group under a 60 s checking load loses its
+# secondary (killed) and its leader starts copying the VM to the witness,
+# capped by reprotect-mbps so that the copy lasts: the first half of "two
+# replicas lost" (the tests then take the witness out during that copy).
+# Sets LONE (the leader), KILLED (the secondary), TARGET (the witness)
+# and T_KILL (the time of the kill).
+lone_start() {
+    net_setup
+    replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none" ",reprotect-mbps=400"
+    wait_protected 120
+    kv_wait 60 || fail "kvd does not answer"
+    LONE=$LEADER KILLED=$SECONDARY TARGET=$(( 3 - LEADER - SECONDARY ))
+    load_start 60
+    sleep 4
+    T_KILL=$(date +%s.%N)
+    kill_replica "$KILLED"
+    wait_for 30 lone_copying ||
+        fail "r$LONE never began to copy the VM to r$TARGET: $(qmp "r$LONE" query-plover)"
+}
+
+lone_copying() {
+    [ "$(pinfo "r$LONE" "i['secondary'], i['syncvm'].get('full-progress') is not None")" = "$TARGET True" ]
+}
+
+# lone_kept: LONE, alone, said it keeps the only copy of the VM.
+lone_kept() { grep -q "holding the only copy of the VM: it keeps it" "$WORK/r$LONE.err"; }
+
 # forget_qemu PID: this QEMU's end is the test's business (killed or made
 # to fail on purpose), not a shutdown to check.
 forget_qemu() {

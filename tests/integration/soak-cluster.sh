@@ -29,17 +29,21 @@
 #             to it, then continued; the killed one restarts after. The
 #             leader is alone: past the copy's give-up (15 s) it keeps the
 #             only copy, and the pair serves again from it once the
-#             witness is back.
+#             witness is back. Half of the time (lone-kill) the witness
+#             is killed instead, and after 1-20 s both restart at once:
+#             each kept its consensus state, so either of them and the
+#             lone leader are a majority again.
 # With probability 1/3 a second fault runs beside it: the client's link
 # down, or delay and loss on another replica's links.
 #
-# Apart from "lone", one replica at most is out at any time (dead,
-# stopped, cut off, or restarted and not yet admitted), and each fault
-# starts only once the group is protected again (leader and secondary
-# paired by a syncvm): a group of three survives one failure at a time.
-# Two at once without a restart stop the service until one returns
-# ("lone"); other pairs of failures can still lose the VM
-# (docs/operations.md, "Not yet supported").
+# Apart from "lone" and "lone-kill", one replica at most is out at any
+# time (dead, stopped, cut off, or restarted and not yet admitted), and
+# each fault starts only once the group is protected again (leader and
+# secondary paired by a syncvm): a group of three survives one failure at
+# a time.
+# Two at once stop the service until one returns ("lone", "lone-kill");
+# other pairs of failures can still lose the VM (docs/operations.md,
+# "Not yet supported").
 #
 # SOAK_SEED (default: the time) seeds the schedule; it is printed first,
 # and each fault is printed as it starts, so a failure replays with the
@@ -191,6 +195,19 @@ fault_run() {
         sleep "$d"
         restart "$n"
         ;;
+    lone-kill)
+        # $arg: leader witness. The secondary N killed, the witness killed
+        # during its copy; both restart together.
+        kill_replica "$n"
+        wait_until 30 copying_to "${arg% *}" "${arg#* }" || true
+        kill_replica "${arg#* }"
+        sleep "$d"
+        replica_start "$n"
+        replica_start "${arg#* }"
+        wait_until 90 admitted "$n" || fail "r$n, restarted, was not admitted within 90s"
+        wait_until 90 admitted "${arg#* }" ||
+            fail "r${arg#* }, restarted, was not admitted within 90s"
+        ;;
     lone)
         # $arg: leader witness. The secondary N killed, the witness frozen
         # during its copy, then back; N restarts once they are a majority.
@@ -245,7 +262,10 @@ draw_details() {
         draw_s 3000 10000 ;;
     migrate) draw_s 2000 4000 ;;
     reprotect) draw_s 1000 3000 ;;
-    lone) draw_s 1000 20000 ;;
+    lone)
+        draw 0 1
+        [ "$R" = 0 ] || K=lone-kill
+        draw_s 1000 20000 ;;
     esac
     D=$R
 }
@@ -282,7 +302,7 @@ while [ $(( $(date +%s) - t_start )) -lt "$run_s" ]; do
     n=$T
     draw_details
     kind=$K d=$D arg=$A
-    if [ "$kind" = reprotect ] || [ "$kind" = lone ]; then
+    if [ "$kind" = reprotect ] || [ "$kind" = lone ] || [ "$kind" = lone-kill ]; then
         if [ -z "$LEADER" ] || [ -z "$WITNESS" ] || [ "$n" != "$SECONDARY" ]; then
             kind=kill     # no pair to re-protect from now: a plain kill
         else
