@@ -35,6 +35,8 @@ typedef struct {
     PlvDriver *d[N];
     Collector c[N];
     PlvPeerAddr addr[N];
+    char *store_dir;            /* set: each driver keeps its state there */
+    bool restored[N];           /* its last start restored it */
 } Cluster;
 
 static void on_commit(void *opaque, const PlvEntry *e)
@@ -140,8 +142,21 @@ static void driver_start(Cluster *cl, int i, int lfd, uint64_t inc,
     dc.paxos.suspect_ticks = 50;
     dc.paxos.election_ticks = 50;
     dc.max_pending_bytes = max_pending;
+    PlvDurable img;
+    plv_durable_init(&img);
+    cl->restored[i] = false;
+    if (cl->store_dir) {
+        g_autofree char *path = g_strdup_printf("%s/r%d.paxos", cl->store_dir, i);
+        g_autofree char *why = NULL;
+        dc.store = plv_paxos_store_open(path, i, N, inc, &img, &cl->restored[i], &why, &err);
+        ck_assert_msg(dc.store, "%s", err ? err->message : "?");
+    }
     cl->d[i] = plv_driver_new(&dc, t, &err);
     ck_assert_msg(cl->d[i], "%s", err ? err->message : "?");
+    if (cl->restored[i]) {
+        ck_assert_int_eq(plv_driver_restore(cl->d[i], &img), 0);
+    }
+    plv_durable_destroy(&img);
     cl->c[i].d = cl->d[i];
     if (inline_cb) {
         plv_driver_set_inline_callbacks(cl->d[i], &CB, &cl->c[i]);
@@ -151,7 +166,10 @@ static void driver_start(Cluster *cl, int i, int lfd, uint64_t inc,
 
 static void cluster_start_opts(Cluster *cl, size_t max_pending, bool inline_cb)
 {
+    char *store_dir = cl->store_dir;
+
     memset(cl, 0, sizeof(*cl));
+    cl->store_dir = store_dir;
     int lfd[N];
     for (int i = 0; i < N; i++) {
         lfd[i] = plv_sock_listen("127.0.0.1", 0, NULL);
@@ -163,6 +181,24 @@ static void cluster_start_opts(Cluster *cl, size_t max_pending, bool inline_cb)
     for (int i = 0; i < N; i++) {
         driver_start(cl, i, lfd[i], PLV_INC_INITIAL, max_pending, inline_cb);
     }
+}
+
+/* Driver @f dies: its outputs so far are forgotten with it. */
+static void driver_kill(Cluster *cl, int f)
+{
+    plv_driver_free(cl->d[f]);
+    cl->d[f] = NULL;
+    collector_clear(&cl->c[f]);
+    memset(&cl->c[f], 0, sizeof(cl->c[f]));
+    collector_init(&cl->c[f]);
+}
+
+/* ... and comes back on its port as incarnation @inc. */
+static void driver_restart(Cluster *cl, int f, uint64_t inc)
+{
+    int lfd = plv_sock_listen("127.0.0.1", cl->addr[f].port, NULL);
+    ck_assert_int_ge(lfd, 0);
+    driver_start(cl, f, lfd, inc, 0, false);
 }
 
 static void cluster_start(Cluster *cl)
@@ -279,7 +315,7 @@ static void assert_same_logs(Cluster *cl)
 
 START_TEST(driver_elect_commit_and_survive_a_kill)
 {
-    Cluster cl;
+    Cluster cl = { 0 };
     cluster_start(&cl);
     int leader;
     DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 10000);
@@ -362,7 +398,7 @@ END_TEST
  */
 START_TEST(driver_dispatch_hold_keeps_order)
 {
-    Cluster cl;
+    Cluster cl = { 0 };
     cluster_start(&cl);
     int leader;
     DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 10000);
@@ -402,7 +438,7 @@ END_TEST
 
 START_TEST(driver_witness_kill_and_glib_dispatch)
 {
-    Cluster cl;
+    Cluster cl = { 0 };
     cluster_start(&cl);
     int leader;
     DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 10000);
@@ -433,7 +469,7 @@ END_TEST
 
 START_TEST(driver_backpressure_without_majority)
 {
-    Cluster cl;
+    Cluster cl = { 0 };
     cluster_start_opts(&cl, 4096, false);
     int leader;
     DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 10000);
@@ -476,7 +512,7 @@ END_TEST
 
 START_TEST(driver_inline_callbacks_closed_loop)
 {
-    Cluster cl;
+    Cluster cl = { 0 };
     cluster_start_opts(&cl, 0, true);
     int leader;
     DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 10000);
@@ -509,7 +545,7 @@ END_TEST
 
 START_TEST(driver_restarted_follower_rejoins)
 {
-    Cluster cl;
+    Cluster cl = { 0 };
     cluster_start(&cl);
     int leader;
     DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 10000);
@@ -518,16 +554,10 @@ START_TEST(driver_restarted_follower_rejoins)
 
     /* A follower dies and comes back as a new incarnation, memory lost. */
     int f = (leader + 1) % N;
-    plv_driver_free(cl.d[f]);
-    cl.d[f] = NULL;
+    driver_kill(&cl, f);
     submit_range(&cl, leader, "s", 0, 100);
     DRAIN_UNTIL(&cl, have_packets(&cl, 200), 10000);
-    collector_clear(&cl.c[f]);
-    memset(&cl.c[f], 0, sizeof(cl.c[f]));
-    collector_init(&cl.c[f]);
-    int lfd = plv_sock_listen("127.0.0.1", cl.addr[f].port, NULL);
-    ck_assert_int_ge(lfd, 0);
-    driver_start(&cl, f, lfd, PLV_INC_INITIAL + 1, 0, false);
+    driver_restart(&cl, f, PLV_INC_INITIAL + 1);
 
     /* It learns the whole log again (through the reconnected transport)
      * and then follows new commits. */
@@ -546,6 +576,47 @@ START_TEST(driver_restarted_follower_rejoins)
 }
 END_TEST
 
+/*
+ * Each driver keeps its consensus state. Two followers are killed, the
+ * leader alone commits nothing, both come back as new incarnations with
+ * their state: they vote at once, and the three commit again, with every
+ * packet committed before in its place.
+ */
+START_TEST(driver_two_restarted_with_kept_state)
+{
+    Cluster cl = { .store_dir = g_dir_make_tmp("plv-driver-XXXXXX", NULL) };
+    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", cl.store_dir);
+    int leader, a, b;
+    PlvDriverStats st;
+
+    cluster_start(&cl);
+    DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 10000);
+    submit_range(&cl, leader, "r", 0, 100);
+    DRAIN_UNTIL(&cl, have_packets(&cl, 100), 10000);
+    plv_driver_stats(cl.d[leader], &st);
+    ck_assert_uint_gt(st.store.appends, 0);
+    ck_assert(!st.store_failed);
+
+    a = (leader + 1) % N;
+    b = (leader + 2) % N;
+    driver_kill(&cl, a);
+    driver_kill(&cl, b);
+    drain(&cl, 300);
+    driver_restart(&cl, a, PLV_INC_INITIAL + 1);
+    driver_restart(&cl, b, PLV_INC_INITIAL + 1);
+    ck_assert(cl.restored[a] && cl.restored[b]);
+    DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 15000);
+    submit_range(&cl, leader, "s", 0, 100);
+    DRAIN_UNTIL(&cl, have_packets(&cl, 200), 15000);
+    assert_same_logs(&cl);
+    ck_assert_str_eq(cl.c[a].packets->pdata[0], "r0");
+    ck_assert_str_eq(cl.c[b].packets->pdata[199], "s99");
+    cluster_free(&cl);
+    ck_assert_int_eq(system(cmd), 0);
+    g_free(cl.store_dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("driver");
@@ -557,6 +628,7 @@ int main(void)
     tcase_add_test(tc, driver_backpressure_without_majority);
     tcase_add_test(tc, driver_inline_callbacks_closed_loop);
     tcase_add_test(tc, driver_restarted_follower_rejoins);
+    tcase_add_test(tc, driver_two_restarted_with_kept_state);
     suite_add_tcase(su, tc);
     return plv_test_run(su);
 }

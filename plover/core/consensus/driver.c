@@ -509,6 +509,9 @@ static void process_ready(PlvDriver *d)
 {
     PlvReady *rd = &d->rd;
     guint sent = 0;
+    /* A step may change what must be kept without a message to send (a
+     * truncation on a tick): kept all the same, before anything else. */
+    persist(d);
     /* Published before any callback runs, so one may submit at once. */
     publish_state(d);
     bool leader_first = d->inline_mode &&
@@ -523,6 +526,7 @@ static void process_ready(PlvDriver *d)
         queue_outputs(d);
     }
     d->n_committed += rd->committed->len;
+    persist(d);     /* what inline callbacks changed without a message */
     plv_ready_clear(rd);
 }
 
