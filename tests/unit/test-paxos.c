@@ -585,6 +585,15 @@ START_TEST(test_restored_promise_binds)
     ck_assert(!((PlvOutMsg *)g_ptr_array_index(t.rd.msgs, 0))->msg.ok);
     ck_assert(((PlvOutMsg *)g_ptr_array_index(t.rd.msgs, 0))->msg.hdr.flags & PLV_HDR_VOTER);
     plv_ready_clear(&t.rd);
+    /* a newer view from the secondary: refused too, since it has not yet
+     * heard the group for a suspicion period (the leader may be at work) */
+    prep.hdr.from = s;
+    prep.vid = plv_vid_make(plv_vid_round(vid) + 5, s);
+    plv_paxos_step(t.px[w], &prep, &t.rd);
+    ck_assert_uint_eq(t.rd.msgs->len, 1);
+    ck_assert(!((PlvOutMsg *)g_ptr_array_index(t.rd.msgs, 0))->msg.ok);
+    ck_assert_uint_eq(plv_paxos_vid(t.px[w]), vid);
+    plv_ready_clear(&t.rd);
     /* its log came back too: it reports what it accepted */
     ck_assert_uint_eq(plv_paxos_last_index(t.px[w]), plv_paxos_last_index(t.px[l]));
     /* and the log admits its new incarnation */

@@ -46,6 +46,7 @@ struct PlvPaxos {
     bool admitted;
     bool voter;                 /* restored from durable state: votes
                                  * before the log admits this incarnation */
+    uint64_t quiet_until;       /* restored: no promise before this tick */
     uint64_t promised;          /* highest view promised (or led) */
     uint64_t promised_inc;      /* incarnation of that view's leader, 0: unknown */
     uint64_t max_seen;          /* highest vid seen in refusals */
@@ -1142,6 +1143,13 @@ static void on_prepare(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
             refuse = true;
         }
     }
+    if (!p->admitted && p->now < p->quiet_until) {
+        /* Restored: hear the group for a suspicion period first. A leader
+         * at work is heard by then and its view stands (stickiness);
+         * without this a candidate could win with the vote of a node that
+         * had not heard that leader yet. */
+        refuse = true;
+    }
     if (!refuse && !promise_fits(p, MAX(m->hdr.commit, p->log.snap.index) + 1)) {
         /* the candidate lags too far for one message: it catches up
          * first (refusing is always safe) */
@@ -1870,6 +1878,7 @@ int plv_paxos_restore(PlvPaxos *p, const PlvDurable *img, PlvReady *rd)
         return -EINVAL;
     }
     p->voter = true;
+    p->quiet_until = p->now + p->cfg.suspect_ticks;
     p->promised = img->promised;
     p->promised_inc = img->promised_inc;
     p->max_seen = img->promised;
