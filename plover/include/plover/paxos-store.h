@@ -16,9 +16,10 @@
  * the next replica (the codec refuses from == to; it means nothing here).
  * Replaying the frames in order with plv_durable_apply() gives back the
  * state. Each start rewrites the file for its own incarnation before any
- * link opens; every append is written and fdatasync'ed before the
- * messages that depend on it leave; the file is rewritten (compacted)
- * when it grows to twice its last rewritten size plus 8 MiB.
+ * link opens, with room after the state (zeros, at least 4 MiB); every
+ * append overwrites that room in place and is fdatasync'ed before the
+ * messages that depend on it leave; when the room is used up, the state
+ * is rewritten (compacted) into a new file.
  */
 #ifndef PLOVER_PAXOS_STORE_H
 #define PLOVER_PAXOS_STORE_H
@@ -44,7 +45,9 @@ typedef struct PlvPaxosStore PlvPaxosStore;
  * nothing was restored ("none kept", or what is wrong with the file: the
  * replica then starts as an amnesiac restart, which is always safe). The
  * file is rewritten for `inc` before this returns. NULL with errp set if
- * the file cannot be read or written, or belongs to another replica.
+ * the file cannot be read or written, or belongs to another replica. For
+ * a new group (inc == PLV_INC_INITIAL) a file there is not read: it is
+ * another group's, and is replaced.
  */
 PlvPaxosStore *plv_paxos_store_open(const char *path, uint32_t id, uint32_t n,
                                     uint64_t inc, PlvDurable *img, bool *restored,
