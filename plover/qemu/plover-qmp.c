@@ -289,7 +289,7 @@ PloverInfo *qmp_query_plover(Error **errp)
     info->state = g_strdup(s->cfg.state);
     info->has_incarnation = true;
     info->incarnation = s->incarnation;
-    if (s->driver) {
+    if (s->driver && s->cfg.durable) {
         info->consensus_state = plover_consensus_state_info(s);
     }
     info->has_handoffs = true;

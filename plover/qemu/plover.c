@@ -229,6 +229,9 @@ static bool plover_open_paxos_store(PloverState *s, Error **errp)
     g_autoptr(GError) gerr = NULL;
 
     plv_durable_init(&s->paxos_img);
+    if (!s->cfg.durable) {
+        return true;
+    }
     s->paxos_store = plv_paxos_store_open(path, s->cfg.id, s->cfg.n_peers,
                                           s->incarnation, &s->paxos_img,
                                           &s->restored_state, &why_not, &gerr);

@@ -401,15 +401,16 @@ load_check() {
     grep -q '^verify: .* lost=0 wrong=0' "$WORK/load.out" || fail "no clean verify line"
 }
 
-# lone_start: a protected group under a 60 s checking load loses its
-# secondary (killed) and its leader starts copying the VM to the witness,
-# capped by reprotect-mbps so that the copy lasts: the first half of "two
-# replicas lost" (the tests then take the witness out during that copy).
+# lone_start [EXTRA_PLOVER_FIELDS]: a protected group under a 60 s
+# checking load loses its secondary (killed) and its leader starts
+# copying the VM to the witness, capped by reprotect-mbps so that the copy
+# lasts: the first half of "two replicas lost" (the tests then take the
+# witness out during that copy).
 # Sets LONE (the leader), KILLED (the secondary), TARGET (the witness)
 # and T_KILL (the time of the kill).
 lone_start() {
     net_setup
-    replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none" ",reprotect-mbps=400"
+    replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none" ",reprotect-mbps=400${1:-}"
     wait_protected 120
     kv_wait 60 || fail "kvd does not answer"
     LONE=$LEADER KILLED=$SECONDARY TARGET=$(( 3 - LEADER - SECONDARY ))

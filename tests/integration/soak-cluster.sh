@@ -31,8 +31,9 @@
 #             only copy, and the pair serves again from it once the
 #             witness is back. Half of the time (lone-kill) the witness
 #             is killed instead, and after 1-20 s both restart at once:
-#             each kept its consensus state, so either of them and the
-#             lone leader are a majority again.
+#             each kept its consensus state (the soak's replicas run with
+#             durable=on), so either of them and the lone leader are a
+#             majority again.
 # With probability 1/3 a second fault runs beside it: the client's link
 # down, or delay and loss on another replica's links.
 #
@@ -59,7 +60,7 @@ SOAK_HEAL_S=${SOAK_HEAL_S:-60}
 export PLOVER_KEEP_WORK=1
 echo "soak: seed $SOAK_SEED, $SOAK_MINUTES minutes, logs in $WORK"
 
-group_up
+group_up "" ",durable=on"
 FAULTS="$WORK/faults.log"     # one line per fault: start end kind target
 : > "$FAULTS"
 PLV_CLEANUP_HOOKS+=(soak_cleanup)

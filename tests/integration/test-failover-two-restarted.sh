@@ -6,8 +6,8 @@
 # only copy of the VM, and both others come back as new processes:
 #  - no output leaves the lone leader while it is alone, and it keeps its
 #    VM, stopped;
-#  - each restarted replica kept its consensus state (state=FILE.paxos),
-#    so it votes at once: the lone leader and a restarted one are a
+#  - each restarted replica kept its consensus state (durable=on:
+#    state=FILE.paxos), so it votes at once: the lone leader and a restarted one are a
 #    majority again. (Without that state, a restarted replica waits for an
 #    admission that needs two voters besides it: two restarted replicas
 #    never brought the group back.)
@@ -15,7 +15,7 @@
 #    admitted, a pair is protected, and no acknowledged write is lost.
 . "$(dirname "$0")/lib.sh"
 
-lone_start
+lone_start ",durable=on"
 lone=$LONE first=$KILLED second=$TARGET
 kill_replica "$second"
 t_killed=$(date +%s.%N)

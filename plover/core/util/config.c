@@ -275,6 +275,13 @@ bool plv_config_set(PlvConfig *cfg, const char *key, const char *value,
         cfg->state = g_strdup(value);
         return true;
     }
+    if (!strcmp(key, "durable")) {
+        if (strcmp(value, "on") && strcmp(value, "off")) {
+            return fail(errp, "durable: '%s' is not on or off", value);
+        }
+        cfg->durable = !strcmp(value, "on");
+        return true;
+    }
     for (size_t i = 0; i < G_N_ELEMENTS(num_fields); i++) {
         const NumField *f = &num_fields[i];
         guint64 v;
@@ -446,9 +453,11 @@ char *plv_config_help(void)
         "                       sealed with AES-256-GCM instead (default: neither)\n"
         "  state=FILE           this replica's incarnation, kept across restarts; created\n"
         "                       when missing (a new group); never delete it while the\n"
-        "                       other replicas run. FILE.paxos beside it keeps what the\n"
-        "                       replica promised and accepted, so that it votes again\n"
-        "                       at once after a restart\n");
+        "                       other replicas run\n"
+        "  durable=on|off       keep what the replica promised and accepted in FILE.paxos,\n"
+        "                       synced before its messages leave, so that it votes again\n"
+        "                       at once after a restart (default off: two replicas\n"
+        "                       restarted at once then wait for an operator)\n");
 
     /* Numeric fields come from the parser's own table, so help cannot drift. */
     for (size_t i = 0; i < G_N_ELEMENTS(num_fields); i++) {

@@ -49,6 +49,9 @@ typedef struct PlvConfig {
      * plaintext, authenticated by the secret alone) */
     char *tls_creds;
     char *state;                          /* file keeping the incarnation */
+    /* durable=on: the consensus state is kept in state.paxos, so that a
+     * restart does not cost the replica its vote (docs/consensus.md) */
+    bool durable;
     /* Drives replicated by syncvm: every writable drive of the VM (the
      * default, disks=all), none (disks=none), or those named. */
     bool disks_none;
