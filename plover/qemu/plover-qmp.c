@@ -246,7 +246,7 @@ static PloverConsensusStateInfo *plover_consensus_state_info(PloverState *s)
     PloverConsensusStateInfo *i = g_new0(PloverConsensusStateInfo, 1);
     PlvDriverStats ds;
 
-    i->file = g_strdup_printf("%s.paxos", s->cfg.state);
+    i->file = g_strdup(s->paxos_path);
     i->restored = s->restored_state;
     plv_driver_stats(s->driver, &ds);
     i->writes = ds.store.appends;

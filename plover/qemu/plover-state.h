@@ -246,6 +246,7 @@ typedef struct PloverState {
     PlvPaxosStore *paxos_store;
     PlvDurable paxos_img;
     bool restored_state;
+    char *paxos_path;         /* state=FILE.paxos, with durable=on */
 
     /* Consensus: the driver thread. */
     PlvDriver *driver;

@@ -224,7 +224,6 @@ static bool plover_load_tls(PloverState *s, Error **errp)
  */
 static bool plover_open_paxos_store(PloverState *s, Error **errp)
 {
-    g_autofree char *path = g_strdup_printf("%s.paxos", s->cfg.state);
     g_autofree char *why_not = NULL;
     g_autoptr(GError) gerr = NULL;
 
@@ -232,7 +231,8 @@ static bool plover_open_paxos_store(PloverState *s, Error **errp)
     if (!s->cfg.durable) {
         return true;
     }
-    s->paxos_store = plv_paxos_store_open(path, s->cfg.id, s->cfg.n_peers,
+    s->paxos_path = g_strdup_printf("%s.paxos", s->cfg.state);
+    s->paxos_store = plv_paxos_store_open(s->paxos_path, s->cfg.id, s->cfg.n_peers,
                                           s->incarnation, &s->paxos_img,
                                           &s->restored_state, &why_not, &gerr);
     if (!s->paxos_store) {

@@ -78,6 +78,7 @@ struct PlvDriver {
     PlvReady rd;
     PlvPaxosStore *store;
     int store_failed;           /* atomic: the store failed, nothing is sent */
+    bool slow_sync_said;        /* the first slow sync was logged */
     GByteArray *enc;
     int64_t next_tick;
 
@@ -370,17 +371,17 @@ static bool persist(PlvDriver *d)
     if (!d->store || !chg->dirty) {
         return true;
     }
-    PlvPaxosStoreStats before, after;
-    plv_paxos_store_stats(d->store, &before);
     if (!plv_paxos_store_append(d->store, chg, &err)) {
         g_warning("plover driver: consensus state not kept, this replica stops "
                   "speaking: %s", err->message);
         g_atomic_int_set(&d->store_failed, true);
         return false;
     }
-    plv_paxos_store_stats(d->store, &after);
-    if (after.slow_syncs > before.slow_syncs && after.slow_syncs == 1) {
+    PlvPaxosStoreStats st;
+    plv_paxos_store_stats(d->store, &st);
+    if (st.slow_syncs && !d->slow_sync_said) {
         /* once: the counter (query-plover) tells how often */
+        d->slow_sync_said = true;
         g_warning("plover driver: writing the consensus state took over %u ms: "
                   "a slow disk holds this replica's messages back (counted in "
                   "slow-syncs)", PLV_STORE_SLOW_US / 1000);
@@ -474,10 +475,11 @@ static void run_inline(PlvDriver *d)
     PlvReady *rd = &d->rd;
     const PlvDriverCallbacks *cb = &d->inline_cb;
     guint ev = 0, com = 0;
-    if (!persist(d)) {
-        return;
-    }
     for (int takes = 0;;) {
+        /* what the last round's submissions changed, before its outputs */
+        if (!persist(d)) {
+            return;
+        }
         for (; ev < rd->events->len; ev++) {
             if (cb->event) {
                 cb->event(d->inline_opaque, &g_array_index(rd->events, PlvEvent, ev));

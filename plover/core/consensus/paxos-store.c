@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "plover/paxos-store.h"
@@ -119,7 +118,6 @@ static bool rewrite(PlvPaxosStore *st, GError **errp)
     int fd;
 
     g_byte_array_set_size(st->buf, 0);
-    st->img.dirty = true;
     if (!encode(st, &st->img, st->buf, errp)) {
         return false;
     }
