@@ -163,6 +163,8 @@ static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
     i->full_progress = plover_full_progress(s);
     i->in_flight = s->syncvm.job != NULL;
     i->cow_pages = s->syncvm.snap ? plover_snapshot_cow_pages(s->syncvm.snap) : 0;
+    i->bql_hold_p99_us = plv_latency_quantile(&a->bql_hold, 0.99);
+    i->bql_hold_max_us = a->bql_hold.max;
     i->total_bytes_received = a->sum_received;
     i->bytes_p50 = plv_latency_quantile(&a->bytes, 0.5);
     i->bytes_p90 = plv_latency_quantile(&a->bytes, 0.9);

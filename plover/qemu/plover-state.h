@@ -86,6 +86,9 @@ typedef struct PloverSyncStats {
     uint64_t precopy_final_pages; /* ... the union of the last final run after them */
     uint64_t disk_blocks_union;   /* disk blocks read for the unions */
     uint64_t disk_blocks_written; /* target: disk blocks written */
+    /* The syncvm thread's holds of the BQL (us): the main loop, QMP
+     * among it, waits out each one. */
+    PlvLatencyWindow bql_hold;
 } PloverSyncStats;
 
 /*
@@ -219,6 +222,7 @@ typedef struct PloverSyncvm {
      */
     Notifier shutdown_notifier;
     bool exiting;
+    int64_t bql_since_us;         /* the syncvm thread took the BQL (BQL) */
     PloverSyncJob *job;           /* in flight; main loop sets and clears */
 } PloverSyncvm;
 
@@ -320,6 +324,7 @@ void plover_exec_sync_done(PloverState *s, PloverSyncJob *j);
 /* plover-sync.c */
 bool plover_sync_setup(PloverState *s, Error **errp);
 bool plover_lock_devices(PloverState *s, GError **err);
+void plover_unlock_devices(PloverState *s);
 void plover_sync_start_dirty_log(PloverState *s);
 void plover_sync_start(PloverState *s, const PlvExecSync *sync);
 void plover_sync_job_free(PloverSyncJob *j);

@@ -25,6 +25,7 @@ enum {
     PLOVER_STAT_SYNCVM_LAST_PAUSE,
     PLOVER_STAT_SYNCVM_MAX_PAUSE,
     PLOVER_STAT_SYNCVM_PAUSED,
+    PLOVER_STAT_SYNCVM_MAX_BQL_HOLD,
     PLOVER_STAT_SYNCVM_BYTES_SENT,
     PLOVER_STAT_SYNCVM_BYTES_RECEIVED,
     PLOVER_STAT__MAX
@@ -58,6 +59,8 @@ static const PloverStatDesc plover_stats[PLOVER_STAT__MAX] = {
         PLOVER_STAT_UNIT("syncvm-max-pause", PEAK, SECONDS, -6),
     [PLOVER_STAT_SYNCVM_PAUSED] =
         PLOVER_STAT_UNIT("syncvm-paused", CUMULATIVE, SECONDS, -6),
+    [PLOVER_STAT_SYNCVM_MAX_BQL_HOLD] =
+        PLOVER_STAT_UNIT("syncvm-max-bql-hold", PEAK, SECONDS, -6),
     [PLOVER_STAT_SYNCVM_BYTES_SENT] =
         PLOVER_STAT_UNIT("syncvm-bytes-sent", CUMULATIVE, BYTES, 0),
     [PLOVER_STAT_SYNCVM_BYTES_RECEIVED] =
@@ -100,6 +103,7 @@ static void plover_stat_values(const PloverInfo *i, uint64_t v[PLOVER_STAT__MAX]
     v[PLOVER_STAT_SYNCVM_LAST_PAUSE] = MAX(y->last_pause_us, 0);
     v[PLOVER_STAT_SYNCVM_MAX_PAUSE] = MAX(y->pause_max_us, 0);
     v[PLOVER_STAT_SYNCVM_PAUSED] = MAX(y->paused_us, 0);
+    v[PLOVER_STAT_SYNCVM_MAX_BQL_HOLD] = MAX(y->bql_hold_max_us, 0);
     v[PLOVER_STAT_SYNCVM_BYTES_SENT] = y->total_bytes_sent;
     v[PLOVER_STAT_SYNCVM_BYTES_RECEIVED] = y->total_bytes_received;
 }

@@ -99,7 +99,16 @@ bool plover_lock_devices(PloverState *s, GError **err)
                     "QEMU is exiting: its devices are gone");
         return false;
     }
+    s->syncvm.bql_since_us = g_get_monotonic_time();
     return true;
+}
+
+/* Ends a plover_lock_devices(); how long it held the BQL into the stats. */
+void plover_unlock_devices(PloverState *s)
+{
+    plv_latency_add(&s->syncvm.stats.bql_hold,
+                    g_get_monotonic_time() - s->syncvm.bql_since_us);
+    bql_unlock();
 }
 
 /* Main loop, BQL: a shutdown that ends QEMU (not -no-shutdown's pause). */
@@ -166,23 +175,41 @@ void plover_sync_start_dirty_log(PloverState *s)
 }
 
 /*
- * OR the pages dirtied since the last call into the view's bitmaps. The
- * bits are cleared in QEMU as they are read, so the view keeps them until
- * a syncvm succeeds. Clearing re-arms TCG's write tracking
+ * The pages dirtied since the last call, one snapshot per RAM block (BQL).
+ * The bits are cleared in QEMU as they are read, so the view keeps them
+ * until a syncvm succeeds. Clearing re-arms TCG's write tracking
  * (cpu_physical_memory_dirty_bits_cleared), so later writes are seen.
  */
-static void plover_collect_dirty(PloverState *s)
+static DirtyBitmapSnapshot **plover_snapshot_dirty(PloverState *s)
 {
-    size_t page = qemu_target_page_size();
+    DirtyBitmapSnapshot **snaps = g_new(DirtyBitmapSnapshot *,
+                                        s->syncvm.ram_blocks->len);
 
     memory_global_dirty_log_sync(false);
     for (guint i = 0; i < s->syncvm.ram_blocks->len; i++) {
         RAMBlock *rb = g_ptr_array_index(s->syncvm.ram_blocks, i);
-        PlvMemRegion *r = plv_memview_region(s->syncvm.mv, i);
-        DirtyBitmapSnapshot *snap;
 
-        snap = memory_region_snapshot_and_clear_dirty(rb->mr, 0, rb->used_length,
-                                                      DIRTY_MEMORY_MIGRATION);
+        snaps[i] = memory_region_snapshot_and_clear_dirty(rb->mr, 0,
+                                                          rb->used_length,
+                                                          DIRTY_MEMORY_MIGRATION);
+    }
+    return snaps;
+}
+
+/*
+ * OR the snapshots into the view's bitmaps and free them. Needs no BQL:
+ * the snapshots are copies, and the view is the syncvm's. A walk over all
+ * of a large guest's pages (the first round after boot) takes a while.
+ */
+static void plover_merge_dirty(PloverState *s, DirtyBitmapSnapshot **snaps)
+{
+    size_t page = qemu_target_page_size();
+
+    for (guint i = 0; i < s->syncvm.ram_blocks->len; i++) {
+        RAMBlock *rb = g_ptr_array_index(s->syncvm.ram_blocks, i);
+        PlvMemRegion *r = plv_memview_region(s->syncvm.mv, i);
+        DirtyBitmapSnapshot *snap = snaps[i];
+
         /* Word by word: most of RAM is clean at a syncvm. */
         for (hwaddr a = memory_region_snapshot_next_dirty(rb->mr, snap, 0,
                                                           rb->used_length);
@@ -193,6 +220,13 @@ static void plover_collect_dirty(PloverState *s)
         }
         g_free(snap);
     }
+    g_free(snaps);
+}
+
+/* Both, at a cut (BQL held, VM stopped). */
+static void plover_collect_dirty(PloverState *s)
+{
+    plover_merge_dirty(s, plover_snapshot_dirty(s));
 }
 
 /* A full syncvm: every page is in the union. */
@@ -274,7 +308,7 @@ static int plover_get_device_state(void *opaque, GByteArray *out, GError **err)
             return -1;
         }
         ret = plover_save_device_state(s, blob, err);
-        bql_unlock();
+        plover_unlock_devices(s);
         if (ret < 0) {
             g_byte_array_unref(blob);
             return ret;
@@ -414,11 +448,11 @@ static int plover_commit_device_state(void *opaque, const PlvPageRef *written,
     }
     plover_drop_translations(s, written, n_written);
     if (plover_disk_write(s, written, n_written, err) < 0) {
-        bql_unlock();
+        plover_unlock_devices(s);
         return -1;
     }
     ok = plover_load_staged(s, &local);
-    bql_unlock();
+    plover_unlock_devices(s);
     s->syncvm.stats.last_commit_us = g_get_monotonic_time() - t0;
     if (!ok) {
         g_set_error(err, PLOVER_SYNC_ERROR, 3, "%s", error_get_pretty(local));
@@ -910,14 +944,23 @@ static bool plover_precopy_cut(PloverState *s, PloverSyncJob *j, Error **errp)
 
 /* A round begins (syncvm thread): what the guest wrote since the last one
  * into the view, RAM and drives. */
-static bool plover_precopy_collect(PloverState *s, GError **err)
+static bool plover_precopy_collect(PloverState *s, uint32_t round,
+                                   GError **err)
 {
+    int64_t t0 = g_get_monotonic_time(), t1, t2;
+    DirtyBitmapSnapshot **snaps;
+
     if (!plover_lock_devices(s, err)) {
         return false;
     }
-    plover_collect_dirty(s);
+    t1 = g_get_monotonic_time();
+    snaps = plover_snapshot_dirty(s);
     plover_disk_cut(s, s->syncvm.mv, false);
-    bql_unlock();
+    plover_unlock_devices(s);
+    t2 = g_get_monotonic_time();
+    plover_merge_dirty(s, snaps);
+    trace_plover_syncvm_precopy_collect(round, t1 - t0, t2 - t1,
+                                        g_get_monotonic_time() - t2);
     return true;
 }
 
@@ -955,7 +998,7 @@ static int plover_precopy_commit(void *opaque, const PlvPageRef *written,
         return -1;
     }
     plover_drop_translations(s, written, n_written);
-    bql_unlock();
+    plover_unlock_devices(s);
     /* A whole drive, in the first round: the BQL for one run at a time. */
     return plover_disk_write(s, written, n_written, err);
 }
@@ -978,7 +1021,7 @@ static int plover_precopy_source(PloverState *s, PloverSyncJob *j,
         uint64_t left;
         int ret;
 
-        if (!plover_precopy_collect(s, &gerr)) {
+        if (!plover_precopy_collect(s, round + 1, &gerr)) {
             error_setg(errp, "plover: syncvm %" PRIu64 ": %s", j->epoch,
                        gerr->message);
             return -1;

@@ -48,6 +48,7 @@ want = {  # name: (type, unit, exponent), and query-plover's field
     "syncvm-last-pause": ("instant", *US, None),
     "syncvm-max-pause": ("peak", *US, lambda i: i["syncvm"]["pause-max-us"]),
     "syncvm-paused": ("cumulative", *US, lambda i: i["syncvm"]["paused-us"]),
+    "syncvm-max-bql-hold": ("peak", *US, lambda i: i["syncvm"]["bql-hold-max-us"]),
     "syncvm-bytes-sent": ("cumulative", "bytes", 0, lambda i: i["syncvm"]["total-bytes-sent"]),
     "syncvm-bytes-received": ("cumulative", "bytes", 0,
                               lambda i: i["syncvm"]["total-bytes-received"]),
