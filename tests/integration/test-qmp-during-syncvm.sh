@@ -1,19 +1,43 @@
 #!/usr/bin/env bash
 # QMP answers while a syncvm runs: the engine and the syncvm link run on a
 # thread of their own, without the BQL, so QEMU's main loop goes on. Three
-# replicas of a 1 GiB guest; the first syncvm of the pair is a full one
-# (the secondary joins with no copy of the VM). query-plover on each
-# replica, from the first reply that shows a syncvm in flight until the
-# leader reports that full syncvm complete, must answer within 50 ms.
+# replicas of a 1 GiB guest; once the pair is protected, the secondary is
+# killed and the leader re-protects its running VM with the witness: a
+# full syncvm in pre-copy rounds. query-plover on the leader and the new
+# secondary, from the first reply that shows it in flight until the
+# leader reports it complete: 99% of the replies within 50 ms, every one
+# within a second (a pre-copy round takes longer), and no replica's
+# syncvm thread held QEMU's lock for 50 ms or more at a time. Single
+# replies are not held to 50 ms: this host sometimes runs nothing of ours
+# for about 100 ms (qmp-latency.py says how that was seen).
+#
+# The copy is a re-protection rather than the group's first so that it
+# starts after the poller is connected to both ends, and no QEMU is still
+# booting beside it.
 . "$(dirname "$0")/lib.sh"
 
 net_setup
 GUEST_MEM=1024
 replicas_start "plover.ip=$GUEST_IP/24 plover.gw=none"
-python3 "$SRCDIR/tests/integration/qmp-latency.py" --max-ms 50 --min-samples 5 \
-    "$WORK/r0.qmp" "$WORK/r1.qmp" "$WORK/r2.qmp" > "$WORK/latency.out" 2>&1 ||
+wait_protected 60
+WITNESS=$(( 3 - LEADER - SECONDARY ))
+python3 "$SRCDIR/tests/integration/qmp-latency.py" --p99-ms 50 --max-ms 1000 \
+    --min-samples 5 --full-count 2 --ready "$WORK/poller.ready" \
+    "$WORK/r$LEADER.qmp" "$WORK/r$WITNESS.qmp" > "$WORK/latency.out" 2>&1 &
+poller=$!
+PLV_PIDS+=("$poller")
+wait_until 30 test -e "$WORK/poller.ready" ||
+    { cat "$WORK/latency.out" >&2; fail "the poller never connected"; }
+kill_replica "$SECONDARY"
+wait "$poller" ||
     { cat "$WORK/latency.out" >&2; fail "query-plover was slow or never saw the full syncvm"; }
 cat "$WORK/latency.out"
-wait_protected 60
-full=$(pinfo "r$LEADER" "i['syncvm']['full-count']")
-echo "figure: leader r$LEADER, full syncvms: $full, pre-copy rounds: $(pinfo "r$LEADER" "i['syncvm']['precopy-rounds']")"
+for n in "$LEADER" "$WITNESS"; do
+    read -r held p99 < <(pinfo "r$n" "i['syncvm']['bql-hold-max-us'], i['syncvm']['bql-hold-p99-us']")
+    echo "figure: r$n: the syncvm thread held QEMU's lock at most $held us (p99 $p99 us)"
+    [ "$held" -lt 50000 ] || fail "r$n: the syncvm thread held QEMU's lock $held us"
+done
+assert_eq "$(pinfo "r$WITNESS" "i['role'], i['executing']")" "secondary True" \
+    "the witness after the re-protection"
+echo "figure: leader r$LEADER, full syncvms: $(pinfo "r$LEADER" "i['syncvm']['full-count']")," \
+     "pre-copy rounds: $(pinfo "r$LEADER" "i['syncvm']['precopy-rounds']")"
