@@ -1,14 +1,17 @@
 /*
  * Tests for the consensus driver: three drivers in one process over the TCP
  * transport on 127.0.0.1 elect a leader and commit submitted inputs in the
- * same order everywhere; commits go on after one driver is killed.
+ * same order everywhere; commits go on after one driver is killed, or
+ * after one whose disk fails falls silent.
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "helper-run.h"
 #include "plover/driver.h"
@@ -617,6 +620,74 @@ START_TEST(driver_two_restarted_with_kept_state)
 }
 END_TEST
 
+/*
+ * The disk under a driver's consensus state fails: the file it keeps it
+ * in is made /dev/full under it (the same descriptor, so the next write
+ * gets ENOSPC from the kernel). That replica may have promised what it
+ * cannot keep, so it must fall silent: it is the leader here, and the two
+ * others elect one of them and commit on, every earlier packet in place.
+ */
+static void make_disk_full(const char *path)
+{
+    g_autoptr(GDir) dir = g_dir_open("/proc/self/fd", 0, NULL);
+    const char *name;
+    int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+    int done = 0;
+
+    ck_assert_int_ge(full, 0);
+    while (dir && (name = g_dir_read_name(dir))) {
+        g_autofree char *link = g_strdup_printf("/proc/self/fd/%s", name);
+        g_autofree char *target = g_file_read_link(link, NULL);
+
+        if (target && !strcmp(target, path)) {
+            ck_assert_int_ge(dup3(full, atoi(name), O_CLOEXEC), 0);
+            done++;
+        }
+    }
+    close(full);
+    ck_assert_int_eq(done, 1);
+}
+
+START_TEST(driver_store_failure_silences_the_replica)
+{
+    Cluster cl = { .store_dir = g_dir_make_tmp("plv-driver-XXXXXX", NULL) };
+    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", cl.store_dir);
+    g_autofree char *path = NULL;
+    int leader, a, b, next = -1;
+    PlvDriverStats st;
+
+    cluster_start(&cl);
+    DRAIN_UNTIL(&cl, (leader = agreed_leader(&cl)) >= 0, 10000);
+    submit_range(&cl, leader, "r", 0, 100);
+    DRAIN_UNTIL(&cl, have_packets(&cl, 100), 10000);
+
+    path = g_strdup_printf("%s/r%d.paxos", cl.store_dir, leader);
+    make_disk_full(path);
+    a = (leader + 1) % N;
+    b = (leader + 2) % N;
+    /* Its next step writes, fails, and it says nothing from then on. */
+    ck_assert_int_eq(plv_driver_submit(cl.d[leader], "lost", 4), 0);
+    DRAIN_UNTIL(&cl, (plv_driver_stats(cl.d[leader], &st), st.store_failed), 10000);
+    DRAIN_UNTIL(&cl, (next = plv_driver_role(cl.d[a]) == PLV_ROLE_LEADER ? a :
+                      plv_driver_role(cl.d[b]) == PLV_ROLE_LEADER ? b : -1) >= 0 &&
+                     plv_driver_leader(cl.d[a]) == (uint32_t)next &&
+                     plv_driver_leader(cl.d[b]) == (uint32_t)next, 15000);
+    submit_range(&cl, next, "s", 0, 100);
+    DRAIN_UNTIL(&cl, packets_len(&cl.c[a]) >= 200 && packets_len(&cl.c[b]) >= 200, 15000);
+    assert_same_logs(&cl);
+    ck_assert_str_eq(cl.c[a].packets->pdata[0], "r0");
+    ck_assert_str_eq(cl.c[b].packets->pdata[99], "r99");
+    ck_assert_str_eq(cl.c[b].packets->pdata[packets_len(&cl.c[b]) - 1], "s99");
+    /* The silent one learned nothing after its disk failed. */
+    ck_assert_uint_le(packets_len(&cl.c[leader]), 101);
+    plv_driver_stats(cl.d[leader], &st);
+    ck_assert(st.store_failed);
+    cluster_free(&cl);
+    ck_assert_int_eq(system(cmd), 0);
+    g_free(cl.store_dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("driver");
@@ -629,6 +700,7 @@ int main(void)
     tcase_add_test(tc, driver_inline_callbacks_closed_loop);
     tcase_add_test(tc, driver_restarted_follower_rejoins);
     tcase_add_test(tc, driver_two_restarted_with_kept_state);
+    tcase_add_test(tc, driver_store_failure_silences_the_replica);
     suite_add_tcase(su, tc);
     return plv_test_run(su);
 }
