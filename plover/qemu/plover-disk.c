@@ -395,7 +395,7 @@ static int plover_disk_runs(PloverState *s, const PlvPageRef *refs,
         }
         ret = io(d, refs[i].page, j - i, err);
         if (own) {
-            plover_unlock_devices(s);
+            plover_unlock_devices(s, "disk run");
         }
         if (ret < 0) {
             return -1;
@@ -472,7 +472,7 @@ int plover_disk_load_union(PloverState *s, const PlvPageRef *refs, uint32_t n,
     ret = plover_disk_runs(s, refs, n, plover_disk_read_run, &blocks, err);
     if (plover_lock_devices(s, NULL)) {
         plover_disk_undrain(s);
-        plover_unlock_devices(s);
+        plover_unlock_devices(s, "disk undrain");
     }
     s->syncvm.disk_shadow_touched += blocks;
     s->syncvm.stats.disk_blocks_union += blocks;

@@ -165,6 +165,7 @@ static PloverSyncvmInfo *plover_syncvm_info(PloverState *s)
     i->cow_pages = s->syncvm.snap ? plover_snapshot_cow_pages(s->syncvm.snap) : 0;
     i->bql_hold_p99_us = plv_latency_quantile(&a->bql_hold, 0.99);
     i->bql_hold_max_us = a->bql_hold.max;
+    i->bql_hold_cpu_max_us = a->bql_hold_cpu_max_us;
     i->total_bytes_received = a->sum_received;
     i->bytes_p50 = plv_latency_quantile(&a->bytes, 0.5);
     i->bytes_p90 = plv_latency_quantile(&a->bytes, 0.9);

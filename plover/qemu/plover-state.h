@@ -89,6 +89,9 @@ typedef struct PloverSyncStats {
     /* The syncvm thread's holds of the BQL (us): the main loop, QMP
      * among it, waits out each one. */
     PlvLatencyWindow bql_hold;
+    /* ... the most CPU time one of them took: the syncvm's own work in
+     * it, without the time the host ran other threads meanwhile. */
+    int64_t bql_hold_cpu_max_us;
 } PloverSyncStats;
 
 /*
@@ -223,6 +226,7 @@ typedef struct PloverSyncvm {
     Notifier shutdown_notifier;
     bool exiting;
     int64_t bql_since_us;         /* the syncvm thread took the BQL (BQL) */
+    int64_t bql_since_cpu_us;     /* ... its CPU time then */
     PloverSyncJob *job;           /* in flight; main loop sets and clears */
 } PloverSyncvm;
 
@@ -324,7 +328,7 @@ void plover_exec_sync_done(PloverState *s, PloverSyncJob *j);
 /* plover-sync.c */
 bool plover_sync_setup(PloverState *s, Error **errp);
 bool plover_lock_devices(PloverState *s, GError **err);
-void plover_unlock_devices(PloverState *s);
+void plover_unlock_devices(PloverState *s, const char *what);
 void plover_sync_start_dirty_log(PloverState *s);
 void plover_sync_start(PloverState *s, const PlvExecSync *sync);
 void plover_sync_job_free(PloverSyncJob *j);

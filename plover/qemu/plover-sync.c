@@ -86,6 +86,15 @@ static bool plover_build_memview(PloverState *s, Error **errp)
 
 static void *plover_sync_thread(void *opaque);
 
+/* CPU time of the calling thread. */
+static int64_t plover_thread_cpu_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /*
  * The syncvm thread takes the BQL to touch QEMU's devices; false (BQL not
  * held) once QEMU is exiting, whose cleanup tore them down.
@@ -100,15 +109,22 @@ bool plover_lock_devices(PloverState *s, GError **err)
         return false;
     }
     s->syncvm.bql_since_us = g_get_monotonic_time();
+    s->syncvm.bql_since_cpu_us = plover_thread_cpu_us();
     return true;
 }
 
-/* Ends a plover_lock_devices(); how long it held the BQL into the stats. */
-void plover_unlock_devices(PloverState *s)
+/* Ends a plover_lock_devices() for @what; how long it held the BQL, and
+ * the CPU time it used meanwhile, into the stats. */
+void plover_unlock_devices(PloverState *s, const char *what)
 {
-    plv_latency_add(&s->syncvm.stats.bql_hold,
-                    g_get_monotonic_time() - s->syncvm.bql_since_us);
+    PloverSyncStats *a = &s->syncvm.stats;
+    int64_t held = g_get_monotonic_time() - s->syncvm.bql_since_us;
+    int64_t cpu = plover_thread_cpu_us() - s->syncvm.bql_since_cpu_us;
+
+    plv_latency_add(&a->bql_hold, held);
+    a->bql_hold_cpu_max_us = MAX(a->bql_hold_cpu_max_us, cpu);
     bql_unlock();
+    trace_plover_syncvm_bql_hold(what, held, cpu);
 }
 
 /* Main loop, BQL: a shutdown that ends QEMU (not -no-shutdown's pause). */
@@ -308,7 +324,7 @@ static int plover_get_device_state(void *opaque, GByteArray *out, GError **err)
             return -1;
         }
         ret = plover_save_device_state(s, blob, err);
-        plover_unlock_devices(s);
+        plover_unlock_devices(s, "device state save");
         if (ret < 0) {
             g_byte_array_unref(blob);
             return ret;
@@ -448,11 +464,11 @@ static int plover_commit_device_state(void *opaque, const PlvPageRef *written,
     }
     plover_drop_translations(s, written, n_written);
     if (plover_disk_write(s, written, n_written, err) < 0) {
-        plover_unlock_devices(s);
+        plover_unlock_devices(s, "commit");
         return -1;
     }
     ok = plover_load_staged(s, &local);
-    plover_unlock_devices(s);
+    plover_unlock_devices(s, "commit");
     s->syncvm.stats.last_commit_us = g_get_monotonic_time() - t0;
     if (!ok) {
         g_set_error(err, PLOVER_SYNC_ERROR, 3, "%s", error_get_pretty(local));
@@ -956,7 +972,7 @@ static bool plover_precopy_collect(PloverState *s, uint32_t round,
     t1 = g_get_monotonic_time();
     snaps = plover_snapshot_dirty(s);
     plover_disk_cut(s, s->syncvm.mv, false);
-    plover_unlock_devices(s);
+    plover_unlock_devices(s, "dirty bits");
     t2 = g_get_monotonic_time();
     plover_merge_dirty(s, snaps);
     trace_plover_syncvm_precopy_collect(round, t1 - t0, t2 - t1,
@@ -998,7 +1014,7 @@ static int plover_precopy_commit(void *opaque, const PlvPageRef *written,
         return -1;
     }
     plover_drop_translations(s, written, n_written);
-    plover_unlock_devices(s);
+    plover_unlock_devices(s, "pre-copy commit");
     /* A whole drive, in the first round: the BQL for one run at a time. */
     return plover_disk_write(s, written, n_written, err);
 }

@@ -7,9 +7,12 @@
 # secondary, from the first reply that shows it in flight until the
 # leader reports it complete: 99% of the replies within 50 ms, every one
 # within a second (a pre-copy round takes longer), and no replica's
-# syncvm thread held QEMU's lock for 50 ms or more at a time. Single
-# replies are not held to 50 ms: this host sometimes runs nothing of ours
-# for about 100 ms (qmp-latency.py says how that was seen).
+# syncvm thread worked 50 ms or more (of CPU time) holding QEMU's lock at
+# a time. Single replies and single holds are not held to 50 ms of wall
+# time: this host sometimes runs nothing of ours for about 100 ms
+# (qmp-latency.py says how that was seen), and a hold lasts longer than
+# its work when the thread loses its CPU meanwhile (the dirty bits of
+# 1 GiB: 1.7 ms of CPU in a 27 ms hold here; holds of 52 ms were seen).
 #
 # The copy is a re-protection rather than the group's first so that it
 # starts after the poller is connected to both ends, and no QEMU is still
@@ -33,9 +36,11 @@ wait "$poller" ||
     { cat "$WORK/latency.out" >&2; fail "query-plover was slow or never saw the full syncvm"; }
 cat "$WORK/latency.out"
 for n in "$LEADER" "$WITNESS"; do
-    read -r held p99 < <(pinfo "r$n" "i['syncvm']['bql-hold-max-us'], i['syncvm']['bql-hold-p99-us']")
-    echo "figure: r$n: the syncvm thread held QEMU's lock at most $held us (p99 $p99 us)"
-    [ "$held" -lt 50000 ] || fail "r$n: the syncvm thread held QEMU's lock $held us"
+    read -r held p99 cpu < <(pinfo "r$n" "i['syncvm']['bql-hold-max-us'], \
+        i['syncvm']['bql-hold-p99-us'], i['syncvm']['bql-hold-cpu-max-us']")
+    echo "figure: r$n: the syncvm thread held QEMU's lock at most $held us" \
+         "(p99 $p99 us), working at most $cpu us of CPU in one hold"
+    [ "$cpu" -lt 50000 ] || fail "r$n: the syncvm thread worked $cpu us holding QEMU's lock"
 done
 assert_eq "$(pinfo "r$WITNESS" "i['role'], i['executing']")" "secondary True" \
     "the witness after the re-protection"
