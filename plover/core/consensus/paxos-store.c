@@ -287,6 +287,7 @@ bool plv_paxos_store_append(PlvPaxosStore *st, const PlvDurable *chg, GError **e
 {
     int64_t t0;
     uint64_t us;
+    size_t len;
 
     if (!chg->dirty) {
         return true;
@@ -295,31 +296,32 @@ bool plv_paxos_store_append(PlvPaxosStore *st, const PlvDurable *chg, GError **e
     if (!encode(st, chg, st->buf, errp)) {
         return false;
     }
+    len = st->buf->len;
     t0 = g_get_monotonic_time();
-    if (st->size + st->buf->len > st->room) {
-        /* No room left: the state with this change goes into a new file. */
+    if (st->size + len > st->room) {
+        /* No room left: the state with this change goes into a new file
+         * (synced too: its time counts as this write's). */
         plv_durable_apply(&st->img, chg);
         if (!rewrite(st, errp)) {
             return false;
         }
         st->st.compactions++;
-        st->st.appends++;
-        return true;
-    }
-    errno = 0;
-    if (pwrite(st->fd, st->buf->data, st->buf->len, (off_t)st->size) != (ssize_t)st->buf->len ||
-        fdatasync(st->fd) < 0) {
-        return fail(errp, "cannot write '%s': %s", st->path,
-                    errno ? g_strerror(errno) : "short write");
+    } else {
+        errno = 0;
+        if (pwrite(st->fd, st->buf->data, len, (off_t)st->size) != (ssize_t)len ||
+            fdatasync(st->fd) < 0) {
+            return fail(errp, "cannot write '%s': %s", st->path,
+                        errno ? g_strerror(errno) : "short write");
+        }
+        st->size += len;
+        plv_durable_apply(&st->img, chg);
     }
     us = (uint64_t)(g_get_monotonic_time() - t0);
     st->st.appends++;
-    st->st.bytes += st->buf->len;
+    st->st.bytes += len;
     st->st.sync_us_total += us;
     st->st.sync_us_max = MAX(st->st.sync_us_max, us);
     st->st.slow_syncs += us >= PLV_STORE_SLOW_US;
-    st->size += st->buf->len;
-    plv_durable_apply(&st->img, chg);
     return true;
 }
 
