@@ -963,20 +963,19 @@ static bool plover_precopy_cut(PloverState *s, PloverSyncJob *j, Error **errp)
 static bool plover_precopy_collect(PloverState *s, uint32_t round,
                                    GError **err)
 {
-    int64_t t0 = g_get_monotonic_time(), t1, t2;
+    int64_t asked = g_get_monotonic_time(), waited, merge;
     DirtyBitmapSnapshot **snaps;
 
     if (!plover_lock_devices(s, err)) {
         return false;
     }
-    t1 = g_get_monotonic_time();
+    waited = s->syncvm.bql_since_us - asked;
     snaps = plover_snapshot_dirty(s);
     plover_disk_cut(s, s->syncvm.mv, false);
-    plover_unlock_devices(s, "dirty bits");
-    t2 = g_get_monotonic_time();
+    plover_unlock_devices(s, "dirty bits");     /* traces the hold */
+    merge = g_get_monotonic_time();
     plover_merge_dirty(s, snaps);
-    trace_plover_syncvm_precopy_collect(round, t1 - t0, t2 - t1,
-                                        g_get_monotonic_time() - t2);
+    trace_plover_syncvm_precopy_collect(round, waited, g_get_monotonic_time() - merge);
     return true;
 }
 
