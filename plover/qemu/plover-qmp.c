@@ -312,6 +312,10 @@ PloverInfo *qmp_query_plover(Error **errp)
     info->executing = s->exec.executing;
     info->has_kept = true;
     info->kept = s->exec.kept;
+    info->has_kept_provisional = true;
+    info->kept_provisional = s->exec.kept_provisional;
+    info->has_kept_stale = true;
+    info->kept_stale = s->exec.kept_stale;
     if (s->driver) {
         info->has_commit_index = true;
         info->commit_index = plv_driver_commit_index(s->driver);

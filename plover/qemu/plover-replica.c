@@ -105,8 +105,22 @@ static void plover_publish(PloverState *s)
 /* Perform, then clear, what the executor asked for. */
 static void plover_perform_all(PloverState *s, const PlvEntry *e, PloverSyncJob *j)
 {
+    uint64_t kept;
+
     plover_perform(s, &s->exec_rd, e, j);
     plv_exec_ready_clear(&s->exec_rd);
+    kept = s->exec.kept ? s->exec.kept_vid : 0;
+    if (s->exec.kept_stale != s->kept_stale_told) {
+        warn_report("plover: replica %u discarded the VM it kept from view %" PRIu64
+                    ": another replica went on without it", s->cfg.id, s->kept_told);
+        trace_plover_keep_dropped(s->kept_told, s->exec.kept_stale);
+        s->kept_stale_told = s->exec.kept_stale;
+    }
+    if (kept != s->kept_told) {
+        /* consensus prefers this replica as leader while it keeps a VM */
+        plv_driver_set_kept(s->driver, kept);
+        s->kept_told = kept;
+    }
     plover_publish(s);
 }
 
@@ -184,12 +198,12 @@ static void plover_on_event(void *opaque, const PlvEvent *ev)
     case PLV_EV_ROLE:
         trace_plover_role(plv_role_name(ev->old_role), plv_role_name(ev->role),
                           s->exec.vid);
-        plv_exec_role(&s->exec, ev->old_role, ev->role, &s->exec_rd);
+        plv_exec_role(&s->exec, ev->old_role, ev->role, ev->other_vid, &s->exec_rd);
         qapi_event_send_plover_role_change(plover_qapi_role(ev->old_role),
                                            plover_qapi_role(ev->role), s->exec.vid);
         break;
     case PLV_EV_VIEW:
-        plv_exec_view(&s->exec, ev->vid, ev->leader);
+        plv_exec_view(&s->exec, ev->vid, ev->leader, &s->exec_rd);
         break;
     case PLV_EV_NEEDS_SNAPSHOT:
         plv_exec_needs_snapshot(&s->exec, ev->snap.index, ev->snap.secondary,
@@ -369,10 +383,17 @@ static void plover_perform(PloverState *s, PlvExecReady *rd, const PlvEntry *e,
         case PLV_EXEC_KEEP_VM:
             plover_stop_vm();
             plover_net_drop_outputs(s);
-            warn_report("plover: replica %u lost its majority holding the only "
-                        "copy of the VM: it keeps it, stopped, until a replica "
-                        "returns", s->cfg.id);
-            trace_plover_keep_vm();
+            if (s->exec.kept_provisional) {
+                warn_report("plover: replica %u lost its majority while leading: it "
+                            "keeps its VM, stopped, in case the other replicas are "
+                            "gone too; it runs it again only if no other replica "
+                            "went on without it", s->cfg.id);
+            } else {
+                warn_report("plover: replica %u lost its majority holding the only "
+                            "copy of the VM: it keeps it, stopped, until a replica "
+                            "returns", s->cfg.id);
+            }
+            trace_plover_keep_vm(s->exec.kept_provisional, s->exec.kept_vid);
             break;
         case PLV_EXEC_INJECT:
             plover_inject_entry(s, e);

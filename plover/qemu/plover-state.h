@@ -269,6 +269,8 @@ typedef struct PloverState {
      */
     PlvExec exec;
     PlvExecReady exec_rd;
+    uint64_t kept_told;         /* PlvExec.kept_vid consensus was told */
+    uint64_t kept_stale_told;   /* PlvExec.kept_stale already reported */
     bool exec_leads;              /* atomic */
     bool exec_full_sync_pending;  /* atomic */
     QEMUTimer *handoff_timer; /* gives up a handoff that did not happen */

@@ -146,6 +146,7 @@ static const char *const broken_names[SIM_BROKEN__MAX] = {
     [SIM_BROKEN_SECOND_KEEPS_VM] = "second-keeps-vm",
     [SIM_BROKEN_BOOT_ANY] = "boot-any",
     [SIM_BROKEN_KEEP_ANY] = "keep-any",
+    [SIM_BROKEN_KEEP_UNCHECKED] = "keep-unchecked",
 };
 
 START_TEST(test_broken_caught)
@@ -154,7 +155,7 @@ START_TEST(test_broken_caught)
     uint64_t seed;
     SimResult res = { 0 };
 
-    for (seed = 0; seed < 5000; seed++) {
+    for (seed = 0; seed < 10000; seed++) {
         SimParams prm;
 
         exec_params(&prm, seed, broken);

@@ -110,8 +110,8 @@ static void t_sync_ok(T *t, uint64_t held)
 static void t_leading(T *t)
 {
     t_init(t, 0);
-    plv_exec_view(&t->x, 1, 0);
-    plv_exec_role(&t->x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, &t->rd);
+    plv_exec_view(&t->x, 1, 0, &t->rd);
+    plv_exec_role(&t->x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, 0, &t->rd);
     ck_actions(t, "drop-link start-vm");
     ck_assert(t->x.executing);
     t_second(t, 1);
@@ -132,7 +132,7 @@ static void t_paired_leader(T *t, uint64_t held)
 static void t_synced_secondary(T *t)
 {
     t_init(t, 1);
-    plv_exec_view(&t->x, 1, 0);
+    plv_exec_view(&t->x, 1, 0, &t->rd);
     t_second(t, 1);
     ck_assert(t->x.full_sync_pending && !t->x.executing);
     t_syncvm(t, 1);
@@ -192,12 +192,12 @@ START_TEST(test_never_protected_vm_boots_again)
     PlvExecSyncResult boot = { .boot = true };
 
     t_init(&t, 1);
-    plv_exec_view(&t.x, 1, 0);
+    plv_exec_view(&t.x, 1, 0, &t.rd);
     t_second(&t, 1);
     t_input(&t);                /* the first leader's VM took it */
     plv_exec_ready_clear(&t.rd);
-    plv_exec_view(&t.x, 2, 1);
-    plv_exec_role(&t.x, PLV_ROLE_SECONDARY, PLV_ROLE_LEADER, &t.rd);
+    plv_exec_view(&t.x, 2, 1, &t.rd);
+    plv_exec_role(&t.x, PLV_ROLE_SECONDARY, PLV_ROLE_LEADER, 0, &t.rd);
     ck_assert(!t.x.executing);
     ck_actions(&t, "drop-link request-syncvm");     /* a pull */
     t_second(&t, 2);
@@ -241,7 +241,7 @@ static void t_lone_leader(T *t, const PlvExecSyncResult *fail)
     plv_exec_ready_clear(&t->rd);
     plv_exec_sync_done(&t->x, fail, &t->rd);
     plv_exec_ready_clear(&t->rd);
-    plv_exec_role(&t->x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, &t->rd);
+    plv_exec_role(&t->x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, 0, &t->rd);
 }
 
 /*
@@ -263,7 +263,7 @@ START_TEST(test_lone_leader_keeps_the_only_copy)
     ck_actions(&t, "drop-link forward keep-vm");
     ck_assert(!t.x.executing && t.x.kept);
     /* node 2 leads without a VM: its syncvm with node 1 changes nothing here */
-    plv_exec_view(&t.x, 2, 2);
+    plv_exec_view(&t.x, 2, 2, &t.rd);
     t_syncvm(&t, 3);
     ck_actions(&t, "syncvm-over handoff-cancel");
     ck_assert(t.x.kept);
@@ -280,8 +280,8 @@ START_TEST(test_lone_leader_keeps_the_only_copy)
     /* or it leads again, and runs on from its copy */
     t_lone_leader(&t, &before_devstate);
     plv_exec_ready_clear(&t.rd);
-    plv_exec_view(&t.x, 3, 0);
-    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, &t.rd);
+    plv_exec_view(&t.x, 3, 0, &t.rd);
+    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, 0, &t.rd);
     ck_actions(&t, "drop-link handoff-cancel start-vm announce");
     ck_assert(t.x.executing && !t.x.kept);
     t_done(&t);
@@ -323,12 +323,16 @@ END_TEST
 static void t_took_over(T *t)
 {
     t_synced_secondary(t);
-    plv_exec_view(&t->x, 2, 1);
-    plv_exec_role(&t->x, PLV_ROLE_SECONDARY, PLV_ROLE_LEADER, &t->rd);
+    plv_exec_view(&t->x, 2, 1, &t->rd);
+    plv_exec_role(&t->x, PLV_ROLE_SECONDARY, PLV_ROLE_LEADER, 0, &t->rd);
 }
 
-/* Any chance that another replica holds the VM: the copy is discarded. */
-START_TEST(test_lone_leader_discards_a_copy_another_may_hold)
+/*
+ * Its secondary may hold the VM too (and may be gone with the witness):
+ * the copy is kept provisionally, against the view it led, and consensus
+ * is told to prefer this replica (kept_vid).
+ */
+START_TEST(test_lone_leader_keeps_a_copy_another_may_hold_provisionally)
 {
     const PlvExecSyncResult may_hold[] = {
         { .peer_answered = true, .peer_may_apply = true },  /* ACK lost? */
@@ -339,16 +343,19 @@ START_TEST(test_lone_leader_discards_a_copy_another_may_hold)
 
     for (size_t k = 0; k < G_N_ELEMENTS(may_hold); k++) {
         t_lone_leader(&t, &may_hold[k]);
-        ck_actions(&t, "drop-link forward handoff-cancel discard");
-        ck_assert(!t.x.executing && !t.x.kept);
+        ck_actions(&t, "drop-link forward keep-vm");
+        ck_assert(!t.x.executing && t.x.kept && t.x.kept_provisional);
+        ck_assert_uint_eq(t.x.kept_vid, 1);
         t_done(&t);
     }
     /* Node 1, secondary of node 0, takes over and is alone before it
      * names a secondary: node 0 may still run its copy. */
     t_took_over(&t);
     plv_exec_ready_clear(&t.rd);
-    plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, &t.rd);
-    ck_actions(&t, "drop-link forward handoff-cancel discard");
+    plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, 0, &t.rd);
+    ck_actions(&t, "drop-link forward keep-vm");
+    ck_assert(t.x.kept && t.x.kept_provisional);
+    ck_assert_uint_eq(t.x.kept_vid, 2);
     t_done(&t);
     /* ... or names node 0 again, which says nothing before node 1 is
      * alone. */
@@ -358,14 +365,86 @@ START_TEST(test_lone_leader_discards_a_copy_another_may_hold)
     plv_exec_ready_clear(&t.rd);
     plv_exec_sync_done(&t.x, &silent, &t.rd);
     plv_exec_ready_clear(&t.rd);
-    plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, &t.rd);
-    ck_actions(&t, "drop-link forward handoff-cancel discard");
+    plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, 0, &t.rd);
+    ck_actions(&t, "drop-link forward keep-vm");
+    ck_assert(t.x.kept && t.x.kept_provisional);
     t_done(&t);
-    /* nor does a leader that never completed a syncvm keep its VM: a
-     * pair of fresh replicas may boot it again (plv_sync_fresh_boot) */
+    /* A leader that never completed a syncvm keeps nothing: a pair of
+     * fresh replicas may boot the VM again (plv_sync_fresh_boot). */
     t_leading(&t);
-    plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, &t.rd);
+    plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, 0, &t.rd);
     ck_actions(&t, "drop-link forward handoff-cancel discard");
+    ck_assert(!t.x.kept);
+    t_done(&t);
+}
+END_TEST
+
+/*
+ * The provisional copy runs again only if this replica leads again and
+ * its phase 1 saw no view newer than the one it led promised to another
+ * replica. Learning of another's newer view, being named secondary, or a
+ * snapshot drops it: the others went on without it.
+ */
+START_TEST(test_provisional_copy_used_only_if_nothing_newer)
+{
+    const PlvExecSyncResult holds = { .peer_answered = true, .peer_has_vm = true };
+    T t;
+
+    /* leads again; the newest view promised to another is older than its own */
+    t_lone_leader(&t, &holds);
+    plv_exec_ready_clear(&t.rd);
+    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, 1, &t.rd);
+    ck_actions(&t, "drop-link handoff-cancel start-vm announce");
+    ck_assert(t.x.executing && !t.x.kept && !t.x.kept_provisional);
+    ck_assert_uint_eq(t.x.kept_stale, 0);
+    t_done(&t);
+
+    /* leads again, but an acceptor of its phase 1 had promised view 0x202
+     * to another replica: dropped; elected without a copy, it pulls one */
+    t_lone_leader(&t, &holds);
+    plv_exec_ready_clear(&t.rd);
+    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, 0x202, &t.rd);
+    ck_actions(&t, "drop-link discard request-syncvm");
+    ck_assert(!t.x.executing && !t.x.kept && t.x.full_sync_pending);
+    ck_assert_uint_eq(t.x.kept_stale, 1);
+    t_done(&t);
+
+    /* another replica leads a newer view */
+    t_lone_leader(&t, &holds);
+    plv_exec_ready_clear(&t.rd);
+    plv_exec_view(&t.x, 0x201, 1, &t.rd);
+    ck_actions(&t, "discard");
+    ck_assert(!t.x.kept);
+    t_done(&t);
+
+    /* named secondary: by a leader with a VM of its own, or one that went
+     * on without this one; the next syncvm copies every page */
+    t_lone_leader(&t, &holds);
+    plv_exec_ready_clear(&t.rd);
+    t_second(&t, 0);
+    ck_actions(&t, "discard drop-link");
+    ck_assert(!t.x.kept && !t.x.executing && t.x.full_sync_pending);
+    t_done(&t);
+
+    /* a snapshot: the log went on past it */
+    t_lone_leader(&t, &holds);
+    plv_exec_ready_clear(&t.rd);
+    plv_exec_needs_snapshot(&t.x, 40, 1, &t.rd);
+    ck_actions(&t, "discard stop-vm install-snapshot");
+    ck_assert(!t.x.kept);
+    t_done(&t);
+
+    /* the only copy is kept whatever view is learned (a leader without
+     * one may name it secondary and pull it); leading again, it is
+     * checked too: a replaced secondary may have gone on with its own */
+    t_lone_leader(&t, &(PlvExecSyncResult){ 0 });
+    plv_exec_ready_clear(&t.rd);
+    ck_assert(t.x.kept && !t.x.kept_provisional);
+    plv_exec_view(&t.x, 0x201, 1, &t.rd);
+    ck_actions(&t, "");
+    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, 0x202, &t.rd);
+    ck_actions(&t, "drop-link discard request-syncvm");
+    ck_assert(!t.x.kept && !t.x.executing);
     t_done(&t);
 }
 END_TEST
@@ -376,7 +455,7 @@ START_TEST(test_restarted_is_never_fresh)
     T t;
 
     t_init_as(&t, 1, true);
-    plv_exec_view(&t.x, 1, 0);
+    plv_exec_view(&t.x, 1, 0, &t.rd);
     t_second(&t, 1);
     plv_exec_ready_clear(&t.rd);
     t_syncvm(&t, 1);
@@ -414,8 +493,8 @@ START_TEST(test_leader_alone_holds_outputs)
     T t;
 
     t_init(&t, 0);
-    plv_exec_view(&t.x, 1, 0);
-    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, &t.rd);
+    plv_exec_view(&t.x, 1, 0, &t.rd);
+    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, 0, &t.rd);
     ck_actions(&t, "drop-link start-vm");
     t_input(&t);
     t_syncvm(&t, 1);
@@ -453,8 +532,8 @@ START_TEST(test_secondary_drops_and_takes_over)
 
     t_synced_secondary(&t);
     /* the leader dies: this secondary leads from its own state */
-    plv_exec_view(&t.x, 0x201, 1);
-    plv_exec_role(&t.x, PLV_ROLE_SECONDARY, PLV_ROLE_LEADER, &t.rd);
+    plv_exec_view(&t.x, 0x201, 1, &t.rd);
+    plv_exec_role(&t.x, PLV_ROLE_SECONDARY, PLV_ROLE_LEADER, 0, &t.rd);
     ck_actions(&t, "drop-link handoff-cancel start-vm announce");
     t_done(&t);
 }
@@ -465,11 +544,11 @@ START_TEST(test_elected_without_copy_pulls)
     T t;
 
     t_init(&t, 2);
-    plv_exec_view(&t.x, 1, 0);
+    plv_exec_view(&t.x, 1, 0, &t.rd);
     t_input(&t);                        /* a VM exists somewhere */
     ck_actions(&t, "");
-    plv_exec_view(&t.x, 0x202, 2);
-    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, &t.rd);
+    plv_exec_view(&t.x, 0x202, 2, &t.rd);
+    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, 0, &t.rd);
     ck_actions(&t, "drop-link request-syncvm");
     ck_assert(!t.x.executing && t.x.full_sync_pending);
     t_done(&t);
@@ -489,8 +568,8 @@ START_TEST(test_left_out_discards)
 
     /* a deposed leader discards when it learns it is a witness */
     t_leading(&t);
-    plv_exec_view(&t.x, 0x201, 1);
-    plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, &t.rd);
+    plv_exec_view(&t.x, 0x201, 1, &t.rd);
+    plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, 0, &t.rd);
     ck_actions(&t, "drop-link forward handoff-cancel discard");
     t_done(&t);
 }
@@ -507,8 +586,8 @@ START_TEST(test_snapshot_drops_what_the_vm_said)
     ck_actions(&t, "discard install-snapshot");
     ck_assert(!t.x.executing && t.x.full_sync_pending);
     /* elected while the log still names it secondary: alone, no VM */
-    plv_exec_view(&t.x, 0x201, 1);
-    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, &t.rd);
+    plv_exec_view(&t.x, 0x201, 1, &t.rd);
+    plv_exec_role(&t.x, PLV_ROLE_WITNESS, PLV_ROLE_LEADER, 0, &t.rd);
     ck_actions(&t, "drop-link request-syncvm");
     t_syncvm(&t, 5);
     ck_actions(&t, "syncvm-over");
@@ -556,8 +635,8 @@ START_TEST(test_migrate_leader)
     ck_actions(&t, "reset-err applied-syncvm release handoff-timer transfer syncvm-over");
     ck_assert_int_eq(t.x.handoff, PLV_EXEC_HANDOFF_TRANSFERRING);
     /* a witness while transferring keeps the VM; named secondary, done */
-    plv_exec_view(&t.x, 0x201, 1);
-    plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, &t.rd);
+    plv_exec_view(&t.x, 0x201, 1, &t.rd);
+    plv_exec_role(&t.x, PLV_ROLE_LEADER, PLV_ROLE_WITNESS, 0, &t.rd);
     ck_actions(&t, "drop-link forward");
     t_second(&t, 0);
     ck_actions(&t, "drop-link handoff-done handoff-cancel start-vm");
@@ -618,7 +697,8 @@ int main(void)
     tcase_add_test(tc, test_restarted_is_never_fresh);
     tcase_add_test(tc, test_lone_leader_keeps_the_only_copy);
     tcase_add_test(tc, test_deposed_leader_syncvm_is_moot);
-    tcase_add_test(tc, test_lone_leader_discards_a_copy_another_may_hold);
+    tcase_add_test(tc, test_lone_leader_keeps_a_copy_another_may_hold_provisionally);
+    tcase_add_test(tc, test_provisional_copy_used_only_if_nothing_newer);
     tcase_add_test(tc, test_failed_syncvm_keeps_outputs);
     tcase_add_test(tc, test_secondary_drops_and_takes_over);
     tcase_add_test(tc, test_elected_without_copy_pulls);

@@ -96,10 +96,12 @@ static void write_history(PlvPaxosStore *st)
     c.voter = true;
     c.promised = 0x202;
     c.promised_inc = 3;
+    c.promised_other = 0x101;
     ck_assert(plv_paxos_store_append(st, &c, &err));
     plv_durable_clear(&c);
     c.promised = 0x202;
     c.promised_inc = 3;
+    c.promised_other = 0x101;
     c.has_snap = true;
     c.snap = snap_at(1);
     add_entry(&c, 2, 0x202, "B");
@@ -112,6 +114,7 @@ static void check_history(const PlvDurable *img)
 {
     ck_assert_uint_eq(img->promised, 0x202);
     ck_assert_uint_eq(img->promised_inc, 3);
+    ck_assert_uint_eq(img->promised_other, 0x101);
     ck_assert(img->has_snap);
     ck_assert_uint_eq(img->snap.index, 1);
     ck_assert_uint_eq(img->snap.epoch, 7);
@@ -245,6 +248,23 @@ START_TEST(test_damage_restores_nothing)
     ck_assert(!restored);
     ck_assert_msg(strstr(why2, "damaged at byte 0"), "%s", why2);
     ck_assert_uint_eq(img.ents->len, 0);
+    plv_paxos_store_free(st);
+
+    /* a file of the former format (no other_vid): said so, not "empty" */
+    g_clear_pointer(&why, g_free);
+    g_clear_pointer(&why2, g_free);
+    g_clear_pointer(&data, g_free);
+    g_unlink(path);
+    st = open_store(1, 1, &img, &restored, &why);
+    write_history(st);
+    plv_paxos_store_free(st);
+    ck_assert(g_file_get_contents(path, &data, &len, NULL));
+    data[4] = 1;
+    ck_assert(g_file_set_contents(path, data, len, NULL));
+    st = open_store(1, 2, &img, &restored, &why2);
+    ck_assert(!restored);
+    ck_assert_msg(strstr(why2, "consensus frames of format 1; this replica reads format 2"),
+                  "%s", why2);
     plv_paxos_store_free(st);
     plv_durable_destroy(&img);
 }

@@ -860,6 +860,146 @@ START_TEST(test_isolated_leader_steps_down)
 }
 END_TEST
 
+/* other_vid of node i's last ROLE event to leader (the view must be led). */
+static uint64_t led_with_other(Net *t, uint32_t i)
+{
+    for (guint k = t->events[i]->len; k-- > 0;) {
+        PlvEvent *ev = &g_array_index(t->events[i], PlvEvent, k);
+        if (ev->kind == PLV_EV_ROLE && ev->role == PLV_ROLE_LEADER) {
+            return ev->other_vid;
+        }
+    }
+    ck_abort_msg("node %u never led", i);
+    return 0;
+}
+
+/*
+ * The leader left alone by a double crash, back with one restarted
+ * (durable) replica: its phase 1 tells the executor whether another node
+ * was promised a view newer than the one it led (PlvEvent.other_vid), so
+ * a VM it kept from that view is the replicated one, or is not. Before
+ * its promise is replaced, an acceptor's newest promise to another node
+ * survives a later promise to the lone leader (promised_other).
+ */
+START_TEST(test_phase1_sees_views_promised_to_others)
+{
+    Net t;
+    uint32_t l, s, w;
+    uint64_t v1, v2;
+
+    /* the secondary and the witness crash while l leads: nothing newer */
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    v1 = plv_paxos_vid(t.px[l]);
+    net_crash(&t, s);
+    net_crash(&t, w);
+    net_run(&t, 40);
+    ck_assert_int_ne(plv_paxos_role(t.px[l]), PLV_ROLE_LEADER);
+    plv_paxos_set_kept(t.px[l], v1);
+    g_array_set_size(t.events[l], 0);
+    net_restart_durable(&t, w);
+    net_run(&t, 80);
+    ck_assert_int_eq(plv_paxos_role(t.px[l]), PLV_ROLE_LEADER);
+    ck_assert_uint_le(led_with_other(&t, l), v1);
+    net_free(&t);
+
+    /* l cut off: s takes over in v2 with w; then s and w crash, l is back
+     * and w restarts: w's promise to s is reported though w promised l
+     * since */
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    v1 = plv_paxos_vid(t.px[l]);
+    t.cut[l] = true;
+    net_run(&t, 40);
+    ck_assert_int_eq(plv_paxos_role(t.px[s]), PLV_ROLE_LEADER);
+    v2 = plv_paxos_vid(t.px[s]);
+    ck_assert_uint_gt(v2, v1);
+    net_crash(&t, s);
+    net_crash(&t, w);
+    t.cut[l] = false;
+    plv_paxos_set_kept(t.px[l], v1);
+    g_array_set_size(t.events[l], 0);
+    net_restart_durable(&t, w);
+    ck_assert_uint_eq(t.disk[w].promised, v2);
+    net_run(&t, 80);
+    ck_assert_int_eq(plv_paxos_role(t.px[l]), PLV_ROLE_LEADER);
+    ck_assert_uint_eq(led_with_other(&t, l), v2);
+    ck_assert_uint_eq(t.disk[w].promised_other, v2);
+    net_free(&t);
+}
+END_TEST
+
+/* What node i answers a probe from node c standing for a view above
+ * everything, whose PREPARE says it keeps a VM of view kept_vid. */
+static bool probe_answer(Net *t, uint32_t i, uint32_t c, uint64_t kept_vid)
+{
+    PlvMsg m;
+    bool ok = false, answered = false;
+
+    plv_msg_init(&m, PLV_MSG_PREPARE);
+    m.hdr = (PlvMsgHdr){ .from = c, .to = i, .inc = t->inc[c],
+                         .vid = plv_vid_make(50, c), .commit = plv_paxos_commit_index(t->px[i]),
+                         .last = plv_paxos_commit_index(t->px[i]),
+                         .flags = PLV_HDR_ADMITTED | PLV_HDR_PROBE };
+    m.vid = plv_vid_make(60, c);
+    m.kept_vid = kept_vid;
+    plv_paxos_step(t->px[i], &m, &t->rd);
+    for (guint k = 0; k < t->rd.msgs->len; k++) {
+        PlvOutMsg *om = g_ptr_array_index(t->rd.msgs, k);
+        if (om->to == c && om->msg.type == PLV_MSG_PROMISE) {
+            answered = true;
+            ok = om->msg.ok;
+        }
+    }
+    plv_msg_clear(&m);
+    plv_ready_clear(&t->rd);
+    ck_assert(answered);
+    return ok;
+}
+
+/*
+ * A node that keeps a VM (plv_paxos_set_kept) is preferred: it refuses a
+ * candidate that keeps none or an older one, and stands although the
+ * log's secondary is fit; other acceptors waive their preference for the
+ * secondary for a candidate that keeps one.
+ */
+START_TEST(test_kept_vm_preferred)
+{
+    Net t;
+    uint32_t l, s, w;
+    uint64_t v;
+
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    net_crash(&t, s);
+    net_crash(&t, w);
+    net_run(&t, 40);
+    /* l alone, stepped down: it answers a probe as any acceptor would,
+     * until it keeps a VM */
+    ck_assert_int_ne(plv_paxos_role(t.px[l]), PLV_ROLE_LEADER);
+    v = plv_paxos_vid(t.px[l]);
+    ck_assert(probe_answer(&t, l, w, 0));
+    plv_paxos_set_kept(t.px[l], v);
+    ck_assert(!probe_answer(&t, l, w, 0));
+    ck_assert(!probe_answer(&t, l, w, v - 1));
+    ck_assert(probe_answer(&t, l, w, v + 1));
+    plv_paxos_set_kept(t.px[l], 0);
+    ck_assert(probe_answer(&t, l, w, 0));
+    net_free(&t);
+
+    /* The secondary, fit, cut off with no leader heard for longer than
+     * suspect_ticks, refuses the witness, unless the witness keeps a VM. */
+    net_init(&t);
+    net_steady(&t, &l, &s, &w);
+    t.cut[s] = true;
+    net_run(&t, 20);
+    ck_assert_int_eq(plv_paxos_role(t.px[s]), PLV_ROLE_SECONDARY);
+    ck_assert(!probe_answer(&t, s, w, 0));
+    ck_assert(probe_answer(&t, s, w, 1));
+    net_free(&t);
+}
+END_TEST
+
 /* Handoff: the secondary takes over without waiting for a timeout, the
  * former leader becomes its secondary, nothing committed is lost. */
 START_TEST(test_leadership_handoff)
@@ -1130,6 +1270,8 @@ int main(void)
     tcase_add_test(tc, test_promise_of_replaced_incarnation_dropped);
     tcase_add_test(tc, test_truncation_and_snapshot);
     tcase_add_test(tc, test_isolated_leader_steps_down);
+    tcase_add_test(tc, test_phase1_sees_views_promised_to_others);
+    tcase_add_test(tc, test_kept_vm_preferred);
     tcase_add_test(tc, test_promise_rules);
     tcase_add_test(tc, test_leadership_handoff);
     tcase_add_test(tc, test_handoff_given_up);

@@ -44,7 +44,12 @@ static void fill_msg(PlvMsg *m, PlvMsgType t)
                           .flags = PLV_HDR_ADMITTED | PLV_HDR_LEADER };
     m->vid = plv_vid_make(4, 1);
     switch (t) {
+    case PLV_MSG_PREPARE:
+        m->kept_vid = plv_vid_make(2, 1);
+        break;
     case PLV_MSG_PROMISE:
+        m->other_vid = plv_vid_make(3, 2);
+        /* fall through */
     case PLV_MSG_CATCHUP_RESP:
         m->ok = true;
         m->has_snap = true;
@@ -99,6 +104,8 @@ static void assert_same_msg(const PlvMsg *a, const PlvMsg *b)
     ck_assert_int_eq(a->type, b->type);
     ck_assert(memcmp(&a->hdr, &b->hdr, sizeof(a->hdr)) == 0);
     ck_assert_uint_eq(a->vid, b->vid);
+    ck_assert_uint_eq(a->other_vid, b->other_vid);
+    ck_assert_uint_eq(a->kept_vid, b->kept_vid);
     ck_assert_uint_eq(a->index, b->index);
     ck_assert_uint_eq(a->trunc, b->trunc);
     ck_assert_uint_eq(a->count, b->count);
@@ -236,7 +243,8 @@ START_TEST(test_reject_malformed)
     } while (0)
 
     MUTATE(0, 'X', PLV_WIRE_ERR_MAGIC, false);
-    MUTATE(4, 2, PLV_WIRE_ERR_VERSION, false);
+    MUTATE(4, 1, PLV_WIRE_ERR_VERSION, false);             /* version 1: no other_vid */
+    MUTATE(4, 3, PLV_WIRE_ERR_VERSION, false);
     MUTATE(5, 0, PLV_WIRE_ERR_TYPE, true);
     MUTATE(5, PLV_MSG__MAX, PLV_WIRE_ERR_TYPE, true);
     MUTATE(6, 1, PLV_WIRE_ERR_LENGTH, false);
@@ -253,7 +261,7 @@ START_TEST(test_reject_malformed)
     MUTATE(12 + 60 + 28 + 16, PLV_OP__MAX, PLV_WIRE_ERR_FIELD, true);
     MUTATE(12 + 60 + 28 + 20, 0x7f, PLV_WIRE_ERR_SHORT, true); /* payload length lies */
     MUTATE(12 + 60 + 28, 0, PLV_WIRE_ERR_FIELD, true);      /* index 11 -> 0 */
-    ck_assert_uint_eq(st.bad_total, 16);
+    ck_assert_uint_eq(st.bad_total, 17);
     ck_assert_uint_eq(st.bad[PLV_WIRE_ERR_FIELD], 7);
     g_byte_array_unref(b);
 }
@@ -263,8 +271,8 @@ START_TEST(test_reject_bad_snapshot_and_bools)
 {
     PlvMsg m;
     GByteArray *b;
-    /* PROMISE body: vid(8) ok(1) has_snap(1) snap... at 12+52 */
-    size_t body = 12 + 60;
+    /* PROMISE body: vid(8) other_vid(8) ok(1) has_snap(1) snap... at 12+60 */
+    size_t body = 12 + 60 + 8;
     PlvWireStats st = { 0 };
 
     fill_msg(&m, PLV_MSG_PROMISE);

@@ -21,7 +21,7 @@
 #include <glib-unix.h>
 
 enum { CMD_SYNCVM, CMD_END, CMD_APPLIED, CMD_INSTALL, CMD_ADD_ERR, CMD_RESET_ERR,
-       CMD_TRANSFER, CMD_INLINE };
+       CMD_TRANSFER, CMD_SET_KEPT, CMD_INLINE };
 
 typedef struct {
     int kind;
@@ -284,6 +284,11 @@ int plv_driver_transfer_leadership(PlvDriver *d, uint32_t to)
     return 0;
 }
 
+void plv_driver_set_kept(PlvDriver *d, uint64_t vid)
+{
+    push_cmd(d, CMD_SET_KEPT, vid);
+}
+
 /* Driver thread: hand everything queued so far to the state machine. */
 static void take_inputs(PlvDriver *d)
 {
@@ -331,6 +336,9 @@ static void take_inputs(PlvDriver *d)
             /* Refused if the secondary changed meanwhile: the caller sees
              * no role change and gives up at its deadline. */
             plv_paxos_transfer_leadership(d->paxos, c->arg, &d->rd);
+            break;
+        case CMD_SET_KEPT:
+            plv_paxos_set_kept(d->paxos, c->arg);
             break;
         case CMD_INLINE:
             set_inline(d, c->arg ? &c->cb : NULL, c->opaque);

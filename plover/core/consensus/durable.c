@@ -64,6 +64,7 @@ void plv_durable_apply(PlvDurable *img, const PlvDurable *chg)
     img->voter = chg->voter;
     img->promised = chg->promised;
     img->promised_inc = chg->promised_inc;
+    img->promised_other = chg->promised_other;
     if (chg->has_snap && (!img->has_snap || chg->snap.index > img->snap.index)) {
         guint drop = lower_bound(img->ents, chg->snap.index + 1);
         for (guint i = 0; i < drop; i++) {

@@ -49,6 +49,7 @@ static void frame_begin(const PlvPaxosStore *st, const PlvDurable *d, PlvMsg *m)
     m->hdr.to_inc = d->promised_inc;
     m->hdr.flags = d->voter ? PLV_HDR_ADMITTED : 0;
     m->vid = d->promised;
+    m->other_vid = d->promised_other;
     m->ok = true;
 }
 
@@ -172,6 +173,13 @@ static bool replay(PlvPaxosStore *st, const uint8_t *data, size_t len, PlvDurabl
         PlvMsg m;
         PlvDurable chg = { 0 };
 
+        if (fl < 0 && g_error_matches(err, PLV_WIRE_ERROR, PLV_WIRE_ERR_VERSION)) {
+            /* not a torn append: every frame of a file has one format */
+            *why = g_strdup_printf("'%s' holds consensus frames of format %u; this "
+                                   "replica reads format %u", st->path, data[off + 4],
+                                   PLV_WIRE_VERSION);
+            return true;
+        }
         if (fl <= 0 || (size_t)fl > len - off ||
             plv_wire_decode(data + off, (size_t)fl, st->n, &m, &err) < 0) {
             size_t rest = fl > 0 ? (size_t)fl : TORN_PAGE;
@@ -200,6 +208,7 @@ static bool replay(PlvPaxosStore *st, const uint8_t *data, size_t len, PlvDurabl
         chg.voter = m.hdr.flags & PLV_HDR_ADMITTED;
         chg.promised = m.vid;
         chg.promised_inc = m.hdr.to_inc;
+        chg.promised_other = m.other_vid;
         chg.has_snap = m.has_snap;
         chg.snap = m.snap;
         chg.ents = m.entries ? m.entries : g_array_new(FALSE, FALSE, sizeof(PlvEntry));

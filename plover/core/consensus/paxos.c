@@ -49,7 +49,11 @@ struct PlvPaxos {
     uint64_t quiet_until;       /* restored: no promise before this tick */
     uint64_t promised;          /* highest view promised (or led) */
     uint64_t promised_inc;      /* incarnation of that view's leader, 0: unknown */
+    uint64_t promised_other;    /* highest view promised to a node other than
+                                 * the promised view's leader */
     uint64_t max_seen;          /* highest vid seen in refusals */
+    uint64_t kept_vid;          /* the executor keeps a VM of this view
+                                 * (plv_paxos_set_kept), 0: none */
 
     /* log and its replicated state (applied at commit) */
     PlvLog log;
@@ -85,6 +89,8 @@ struct PlvPaxos {
 
     /* leader */
     uint32_t p1_mask;           /* nodes whose promise formed our phase 1 */
+    uint64_t p1_other;          /* ... the newest view they had promised to
+                                 * another node (PlvEvent.other_vid) */
     uint64_t p1_inc[PLV_MAX_NODES];     /* ... and their incarnations */
     bool established;
     uint64_t prop_last;         /* last index of the proposal in flight, 0: none */
@@ -179,10 +185,19 @@ static void stable_promise(PlvPaxos *p, PlvReady *rd)
     rd->stable.voter = votes(p);
     rd->stable.promised = p->promised;
     rd->stable.promised_inc = p->promised_inc;
+    rd->stable.promised_other = p->promised_other;
 }
 
 static void set_promise(PlvPaxos *p, uint64_t vid, uint64_t leader_inc, PlvReady *rd)
 {
+    /* Promises only rise: the one replaced is the highest so far, and it
+     * stays the highest to a node other than vid's leader unless that
+     * node led it too. Kept per view's leader so that a later promise to
+     * a lone leader cannot hide one to another node (docs/exec.md). */
+    if (vid > p->promised && p->promised &&
+        plv_vid_leader(p->promised) != plv_vid_leader(vid)) {
+        p->promised_other = p->promised;
+    }
     p->promised = vid;
     p->promised_inc = leader_inc;
     stable_promise(p, rd);
@@ -217,7 +232,8 @@ static void report(PlvPaxos *p, PlvReady *rd)
     PlvRole r = role_now(p);
     if (r != p->rep_role) {
         event(rd, (PlvEvent){ .kind = PLV_EV_ROLE, .role = r, .old_role = p->rep_role,
-                              .vid = p->promised, .leader = plv_vid_leader(p->leader_vid) });
+                              .vid = p->promised, .leader = plv_vid_leader(p->leader_vid),
+                              .other_vid = r == PLV_ROLE_LEADER ? p->p1_other : 0 });
         p->rep_role = r;
     }
     if (p->leader_vid != p->rep_leader_vid) {
@@ -259,6 +275,9 @@ static PlvMsg *out(PlvPaxos *p, PlvReady *rd, uint32_t to, PlvMsgType type)
                  (p->st == ST_LEADER && p->xfer_ready && p->xfer_to == to ?
                   PLV_HDR_HANDOFF : 0),
     };
+    if (type == PLV_MSG_PREPARE) {
+        m->kept_vid = p->kept_vid;
+    }
     g_ptr_array_add(rd->msgs, om);
     return m;
 }
@@ -952,8 +971,12 @@ static void become_leader(PlvPaxos *p, uint32_t mask, PlvReady *rd)
     }
     g_free(ch);
     g_ptr_array_unref(keep);
+    p->p1_other = p->promised_other;
     for (uint32_t i = 0; i < p->n; i++) {
         p->p1_inc[i] = i == p->self ? p->inc : p->peer[i].promise.hdr.inc;
+        if (i != p->self && (mask & (1u << i))) {
+            p->p1_other = MAX(p->p1_other, p->peer[i].promise.other_vid);
+        }
     }
     clear_promises(p);
 
@@ -982,7 +1005,7 @@ static bool may_lead(const PlvPaxos *p, uint64_t need)
     if (!p->admitted) {
         return false;
     }
-    if (p->incumbent) {
+    if (p->incumbent || p->kept_vid) {
         return true;
     }
     /* Preference: a non-secondary never takes over while the secondary is
@@ -1138,10 +1161,18 @@ static void on_prepare(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
              !peer_err_suspect(p, plv_vid_leader(p->leader_vid)))) {
             refuse = true;
         }
-        /* Preference: refuse a non-secondary while the secondary is fit. */
-        if (c != p->secondary && secondary_fit(p, m->hdr.commit)) {
+        /* Preference: refuse a non-secondary while the secondary is fit,
+         * unless the candidate keeps a VM (below). */
+        if (c != p->secondary && !m->kept_vid && secondary_fit(p, m->hdr.commit)) {
             refuse = true;
         }
+    }
+    if (p->kept_vid > m->kept_vid) {
+        /* We keep a VM (the lone leader) and the candidate keeps none, or
+         * an older one: we lead, or the copy is lost for good (a candidate
+         * without one could not pull it). Refusing is always safe, and
+         * ends when the executor uses or drops the copy. */
+        refuse = true;
     }
     if (!p->admitted && p->now < p->quiet_until) {
         /* Restored: hear the group for a suspicion period first. A leader
@@ -1172,6 +1203,7 @@ static void on_prepare(PlvPaxos *p, const PlvMsg *m, PlvReady *rd)
     set_promise(p, m->vid, m->hdr.inc, rd);
     reset_election(p);
     r->hdr.vid = p->promised;
+    r->other_vid = p->promised_other;
     r->ok = true;
     if (p->log.snap.index > m->hdr.commit && p->log.snap.index) {
         r->has_snap = true;
@@ -1557,6 +1589,16 @@ int plv_paxos_transfer_leadership(PlvPaxos *p, uint32_t to, PlvReady *rd)
     return 0;
 }
 
+void plv_paxos_set_kept(PlvPaxos *p, uint64_t vid)
+{
+    p->kept_vid = vid;
+}
+
+uint64_t plv_paxos_kept(const PlvPaxos *p)
+{
+    return p->kept_vid;
+}
+
 bool plv_paxos_transferring(const PlvPaxos *p)
 {
     return p->xfer_to != PLV_NODE_NONE;
@@ -1881,6 +1923,7 @@ int plv_paxos_restore(PlvPaxos *p, const PlvDurable *img, PlvReady *rd)
     p->quiet_until = p->now + p->cfg.suspect_ticks;
     p->promised = img->promised;
     p->promised_inc = img->promised_inc;
+    p->promised_other = img->promised_other;
     p->max_seen = img->promised;
     if (img->has_snap && img->snap.index) {
         adopt_snapshot(p, &img->snap, PLV_NODE_NONE, rd);

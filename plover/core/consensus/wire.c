@@ -158,9 +158,11 @@ bool plv_wire_encode(const PlvMsg *m, GByteArray *out, GError **err)
     switch (m->type) {
     case PLV_MSG_PREPARE:
         plv_append_u64(out, m->vid);
+        plv_append_u64(out, m->kept_vid);
         break;
     case PLV_MSG_PROMISE:
         plv_append_u64(out, m->vid);
+        plv_append_u64(out, m->other_vid);
         plv_append_u8(out, m->ok);
         plv_append_u8(out, m->has_snap);
         if (m->has_snap) {
@@ -400,9 +402,11 @@ static bool decode_body(Rd *r, PlvMsg *m)
     switch (m->type) {
     case PLV_MSG_PREPARE:
         m->vid = get64(r);
+        m->kept_vid = get64(r);
         break;
     case PLV_MSG_PROMISE:
         m->vid = get64(r);
+        m->other_vid = get64(r);
         get_bool(r, &m->ok);
         get_bool(r, &m->has_snap);
         if (m->has_snap) {

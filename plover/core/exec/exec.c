@@ -90,6 +90,34 @@ static bool holds_only_copy(const PlvExec *x)
     return x->secondary == PLV_NODE_NONE || !x->second_may_hold;
 }
 
+/* The kept VM is used, or no longer the replicated state: either way it
+ * is not kept any more. */
+static void forget_kept(PlvExec *x)
+{
+    x->kept = false;
+    x->kept_provisional = false;
+    x->kept_vid = 0;
+}
+
+/* A kept copy that is not the replicated state: what the VM held
+ * (queued inputs) goes with it. */
+static void drop_kept(PlvExec *x, PlvExecReady *rd)
+{
+    if (x->kept) {
+        forget_kept(x);
+        x->kept_stale++;
+        act(rd, PLV_EXEC_DISCARD);
+    }
+}
+
+/* A provisional copy that may be stale now (PlvExec.kept_provisional). */
+static void drop_provisional(PlvExec *x, PlvExecReady *rd)
+{
+    if (x->kept_provisional) {
+        drop_kept(x, rd);
+    }
+}
+
 /*
  * This replica's VM no longer holds the replicated state (a deposed leader
  * that the others went on without, a replaced secondary): discard it.
@@ -105,7 +133,8 @@ static void discard(PlvExec *x, PlvExecReady *rd)
     act(rd, PLV_EXEC_DISCARD);
 }
 
-void plv_exec_role(PlvExec *x, PlvRole old, PlvRole role, PlvExecReady *rd)
+void plv_exec_role(PlvExec *x, PlvRole old, PlvRole role, uint64_t other_vid,
+                   PlvExecReady *rd)
 {
     x->role = role;
     if ((old == PLV_ROLE_LEADER) != (role == PLV_ROLE_LEADER)) {
@@ -123,10 +152,20 @@ void plv_exec_role(PlvExec *x, PlvRole old, PlvRole role, PlvExecReady *rd)
     }
     switch (role) {
     case PLV_ROLE_LEADER:
+        if (x->kept && other_vid > x->kept_vid) {
+            /* A majority promised another replica a view newer than the
+             * one its copy last ran in: the others may have gone on
+             * without it, their VM is the replicated one. Even "the only
+             * copy" is checked: a secondary the log replaced may not know
+             * it yet, be elected and run on from its own VM (the
+             * simulation found it once the lone leader was preferred). */
+            drop_kept(x, rd);
+        }
         if (x->kept) {
             /* The lone leader leads again: nobody went on without its
-             * copy, which nobody else can hold (holds_only_copy). */
-            x->kept = false;
+             * copy (the only one, holds_only_copy, or one that no newer
+             * view can have replaced). */
+            forget_kept(x);
             x->executing = true;
         }
         if (x->executing) {
@@ -167,6 +206,22 @@ void plv_exec_role(PlvExec *x, PlvRole old, PlvRole role, PlvExecReady *rd)
              */
             x->executing = false;
             x->kept = true;
+            x->kept_vid = MAX(x->vid, 1);
+            act(rd, PLV_EXEC_KEEP_VM);
+            break;
+        }
+        if ((old == PLV_ROLE_LEADER || old == PLV_ROLE_CANDIDATE) && x->executing &&
+            x->syncs > 0 && x->leader == x->cfg.self && x->vid) {
+            /*
+             * Its secondary may hold the VM too, and may also be gone: the
+             * secondary and the witness killed together would leave no
+             * copy but this one. Kept provisionally, against the view it
+             * last led (PlvExec.kept_provisional).
+             */
+            x->executing = false;
+            x->kept = true;
+            x->kept_provisional = true;
+            x->kept_vid = x->vid;
             act(rd, PLV_EXEC_KEEP_VM);
             break;
         }
@@ -185,8 +240,12 @@ void plv_exec_role(PlvExec *x, PlvRole old, PlvRole role, PlvExecReady *rd)
     }
 }
 
-void plv_exec_view(PlvExec *x, uint64_t vid, uint32_t leader)
+void plv_exec_view(PlvExec *x, uint64_t vid, uint32_t leader, PlvExecReady *rd)
 {
+    if (vid > x->kept_vid && leader != x->cfg.self) {
+        /* another replica leads a newer view: it went on without us */
+        drop_provisional(x, rd);
+    }
     x->vid = vid;
     x->leader = leader;
 }
@@ -202,7 +261,9 @@ void plv_exec_needs_snapshot(PlvExec *x, uint64_t index, uint32_t secondary,
                              PlvExecReady *rd)
 {
     /* The entries it skips had a VM (a new group's first leader boots
-     * one only if none ever did). A kept copy stays: it is the only one. */
+     * one only if none ever did). The only copy stays; a provisional one
+     * is older than what the snapshot skips to. */
+    drop_provisional(x, rd);
     x->log_had_vm = true;
     x->full_sync_pending = true;
     if (x->executing) {
@@ -228,6 +289,11 @@ static void exec_second(PlvExec *x, uint32_t id, PlvExecReady *rd)
     if (id == x->secondary) {
         return;
     }
+    if (id == x->cfg.self) {
+        /* named by a leader: one that went on without this copy, or that
+         * holds one of its own */
+        drop_provisional(x, rd);
+    }
     x->secondary = id;
     x->second_may_hold = id == x->pair_leader && id != x->cfg.self;
     /* A new pair: the bulk link of the old one is of no use. */
@@ -242,7 +308,7 @@ static void exec_second(PlvExec *x, uint32_t id, PlvExecReady *rd)
     } else if (id == x->cfg.self && x->kept) {
         /* Named secondary with the only copy: it runs it again, and the
          * leader, which has none, pulls it at the next syncvm. */
-        x->kept = false;
+        forget_kept(x);
         x->executing = true;
         act(rd, PLV_EXEC_START_VM);
     } else if (id == x->cfg.self && !x->executing) {
@@ -362,7 +428,7 @@ void plv_exec_committed(PlvExec *x, const PlvEntry *e, PlvExecReady *rd)
         act(rd, PLV_EXEC_DROP_OUTPUTS);
         act(rd, PLV_EXEC_END);
         x->executing = false;
-        x->kept = false;
+        forget_kept(x);
         break;
     default:
         break;

@@ -89,6 +89,8 @@ void plv_driver_reset_err(PlvDriver *d, uint32_t peer);
 /* plv_paxos_transfer_leadership() on the driver thread; -EPERM if this
  * node is not the leader as far as the driver last knew. */
 int plv_driver_transfer_leadership(PlvDriver *d, uint32_t to);
+/* The executor keeps a VM of view `vid` (0: none); plv_paxos_set_kept. */
+void plv_driver_set_kept(PlvDriver *d, uint64_t vid);
 
 /* Last role / leader / commit index the driver thread published. */
 PlvRole plv_driver_role(const PlvDriver *d);

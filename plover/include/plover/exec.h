@@ -23,8 +23,12 @@
  * - The leader releases the outputs held at the cut once the secondary
  *   applied the cut; a secondary drops what its own VM said up to it.
  * - A replica left out of the executing pair discards its VM, except a
- *   leader that steps down holding the only copy: it keeps it, stopped,
- *   for the group to resume from (the lone leader).
+ *   leader that steps down: it keeps it, stopped, for the group to
+ *   resume from (the lone leader). It runs it again if it leads again
+ *   and its phase 1 saw no newer view promised to another replica. The
+ *   only copy also runs again when named secondary; a copy its
+ *   secondary may hold too is provisional, and any sign that the others
+ *   went on without it drops it.
  * - Leadership migration: a syncvm with the VM paused, then consensus
  *   hands over; the new leader naming us secondary completes it.
  */
@@ -150,10 +154,26 @@ typedef struct PlvExec {
     /*
      * The lone leader: a leader that stepped down while its VM was the
      * only copy keeps it, stopped, not executing. It runs it again if
-     * it leads again or is named secondary (the leader then pulls it).
-     * Nobody else can hold the VM meanwhile except by a syncvm from it.
+     * it leads again (checked as below: a secondary the log replaced may
+     * not have learned it, and taken over with its own) or is named
+     * secondary (the leader then pulls it).
+     *
+     * A leader that steps down while its secondary may hold the VM keeps
+     * it too, provisionally (kept_provisional): the other two replicas
+     * may both be gone (killed together), and then it is the last copy.
+     * But they may also have gone on without it, in a view newer than
+     * kept_vid, the view it last led. It runs it again only if it leads
+     * again and no acceptor of its phase 1 had promised such a view to
+     * another replica (every view that went on without it had a majority's
+     * promise, and every phase 1 majority meets that one). A view led by
+     * another replica, being named secondary, or a snapshot discards it.
+     * While it keeps one, consensus prefers it as leader (kept_vid,
+     * plv_paxos_set_kept).
      */
     bool kept;
+    bool kept_provisional;
+    uint64_t kept_vid;
+    uint64_t kept_stale;        /* provisional copies dropped as stale */
     /*
      * Leader: the log's secondary may hold a VM. A replica named
      * secondary holds one only if it is the leader this one was last
@@ -172,8 +192,11 @@ typedef struct PlvExec {
 void plv_exec_init(PlvExec *x, const PlvExecConfig *cfg);
 
 /* From consensus, in log order. */
-void plv_exec_role(PlvExec *x, PlvRole old, PlvRole role, PlvExecReady *rd);
-void plv_exec_view(PlvExec *x, uint64_t vid, uint32_t leader);
+/* @other_vid: to leader, the newest view its phase 1 saw promised to
+ * another replica (PlvEvent.other_vid); 0 otherwise. */
+void plv_exec_role(PlvExec *x, PlvRole old, PlvRole role, uint64_t other_vid,
+                   PlvExecReady *rd);
+void plv_exec_view(PlvExec *x, uint64_t vid, uint32_t leader, PlvExecReady *rd);
 void plv_exec_needs_snapshot(PlvExec *x, uint64_t index, uint32_t secondary,
                              PlvExecReady *rd);
 void plv_exec_committed(PlvExec *x, const PlvEntry *e, PlvExecReady *rd);

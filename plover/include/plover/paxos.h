@@ -74,6 +74,9 @@ typedef struct {
     uint32_t leader;
     uint32_t peer;
     PlvSnapMeta snap;
+    /* ROLE, to leader: the newest view that an acceptor of its phase 1
+     * (itself included) had promised to another node */
+    uint64_t other_vid;
 } PlvEvent;
 
 /*
@@ -95,6 +98,8 @@ typedef struct {
                                  * acceptor's, not a learner's */
     uint64_t promised;          /* highest view promised (or led) */
     uint64_t promised_inc;      /* incarnation of its leader, 0: unknown */
+    uint64_t promised_other;    /* highest view promised to a node other
+                                 * than the promised view's leader */
     bool has_snap;
     PlvSnapMeta snap;           /* entries up to snap.index are truncated */
     GArray *ents;               /* of PlvEntry, owned refs */
@@ -189,6 +194,17 @@ int plv_paxos_propose_end(PlvPaxos *p, PlvReady *rd);
  */
 int plv_paxos_transfer_leadership(PlvPaxos *p, uint32_t to, PlvReady *rd);
 bool plv_paxos_transferring(const PlvPaxos *p);
+
+/*
+ * The executor keeps a VM that last ran in view `vid` (PlvExec.kept_vid;
+ * 0 once it no longer does). Until then this node prefers itself as
+ * leader: it refuses candidates that keep no VM or an older one, and may
+ * lead although the secondary is fit; acceptors, told by its PREPARE,
+ * waive their preference for the secondary. Otherwise the copy would be
+ * lost to a leader elected without one (docs/exec.md, "Both others lost").
+ */
+void plv_paxos_set_kept(PlvPaxos *p, uint64_t vid);
+uint64_t plv_paxos_kept(const PlvPaxos *p);
 
 /*
  * Executors (leader and secondary) report the index of a syncvm entry whose

@@ -32,7 +32,7 @@
 G_BEGIN_DECLS
 
 #define PLV_WIRE_MAGIC        0x52564c50u   /* "PLVR" on the wire */
-#define PLV_WIRE_VERSION      1
+#define PLV_WIRE_VERSION      2   /* 2: PROMISE other_vid, PREPARE kept_vid */
 #define PLV_WIRE_HDR_LEN      12            /* magic..length */
 #define PLV_WIRE_TRAILER_LEN  8             /* checksum */
 #define PLV_WIRE_MAX_PAYLOAD  (64u << 20)   /* one frame, 64 MiB */
@@ -148,9 +148,10 @@ typedef struct {
     PlvMsgHdr hdr;
     /*
      * Body fields; which ones a type uses:
-     *   PREPARE       vid (the new view)
-     *   PROMISE       vid, ok, entries (index > candidate's commit),
-     *                 has_snap/snap (when the promiser truncated past it)
+     *   PREPARE       vid (the new view), kept_vid
+     *   PROMISE       vid, ok, other_vid, entries (index > candidate's
+     *                 commit), has_snap/snap (when the promiser truncated
+     *                 past it)
      *   ACCEPT        vid, index (commit), trunc, entries
      *   ACCEPTED      vid, ok, index (last index acked)
      *   HEARTBEAT     vid, trunc
@@ -159,6 +160,13 @@ typedef struct {
      * Unused fields are zero/NULL and are neither encoded nor decoded.
      */
     uint64_t vid;
+    /* PROMISE: the highest view the promiser ever promised to a node other
+     * than vid's leader (0: none). A kept VM is stale if a phase 1 saw one
+     * newer than the view it ran in (docs/exec.md, "Both others lost"). */
+    uint64_t other_vid;
+    /* PREPARE: the view in which the VM the candidate keeps last ran (0:
+     * it keeps none); acceptors prefer the candidate with the newest. */
+    uint64_t kept_vid;
     uint64_t index;
     uint64_t trunc;
     uint32_t count;

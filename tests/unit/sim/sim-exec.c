@@ -701,11 +701,15 @@ static void pump(Sim *s, uint32_t i)
         if (it.is_event) {
             switch (it.ev.kind) {
             case PLV_EV_ROLE:
-                plv_exec_role(&nd->ex, it.ev.old_role, it.ev.role, &rd);
+                plv_exec_role(&nd->ex, it.ev.old_role, it.ev.role,
+                              s->prm.broken == SIM_BROKEN_KEEP_UNCHECKED ? 0 : it.ev.other_vid,
+                              &rd);
                 if (s->prm.broken == SIM_BROKEN_KEEP_ANY &&
                     it.ev.role == PLV_ROLE_WITNESS &&
                     (it.ev.old_role == PLV_ROLE_LEADER ||
                      it.ev.old_role == PLV_ROLE_CANDIDATE)) {
+                    /* kept as if it were the only copy */
+                    nd->ex.kept_provisional = false;
                     for (size_t k = 0; k < rd.n; k++) {
                         if (rd.a[k].kind == PLV_EXEC_DISCARD) {
                             /* kept although its secondary may hold the VM */
@@ -723,7 +727,7 @@ static void pump(Sim *s, uint32_t i)
                 }
                 break;
             case PLV_EV_VIEW:
-                plv_exec_view(&nd->ex, it.ev.vid, it.ev.leader);
+                plv_exec_view(&nd->ex, it.ev.vid, it.ev.leader, &rd);
                 break;
             case PLV_EV_NEEDS_SNAPSHOT:
                 plv_exec_needs_snapshot(&nd->ex, it.ev.snap.index, it.ev.snap.secondary, &rd);
@@ -744,6 +748,10 @@ static void pump(Sim *s, uint32_t i)
             }
             exec_ready(s, i, &rd, &it.e);
             plv_entry_clear(&it.e);
+        }
+        if (nd->up && nd->px) {
+            /* as the glue does (plover_perform_all) */
+            plv_paxos_set_kept(nd->px, nd->ex.kept ? nd->ex.kept_vid : 0);
         }
     }
     plv_exec_ready_destroy(&rd);

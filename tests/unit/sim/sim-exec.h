@@ -21,7 +21,9 @@ typedef enum {
     SIM_BROKEN_BOOT_ANY,                /* a leader boots a lost VM even
                                          * if it was protected */
     SIM_BROKEN_KEEP_ANY,                /* a leader stepping down keeps its
-                                         * VM though another may hold one */
+                                         * VM as if it were the only copy */
+    SIM_BROKEN_KEEP_UNCHECKED,          /* ... provisionally, but runs it
+                                         * again without phase 1's check */
     SIM_BROKEN__MAX,
 } SimBroken;
 

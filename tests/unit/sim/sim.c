@@ -284,7 +284,8 @@ static void check_entry(Sim *s, uint32_t i, const PlvEntry *e)
 /* The witness rule as the simulator sees it: a node that was not the
  * secondary took leadership although the secondary is up, admitted,
  * holds its state, is connected, spoke to it less than suspect_ticks ago
- * and reported a log reaching its commit. */
+ * and reported a log reaching its commit. A node that keeps a VM (the
+ * lone leader, plv_paxos_set_kept) is exempt: it is preferred. */
 static void check_new_leader(Sim *s, uint32_t x, uint64_t vid)
 {
     SimNode *nd = &s->node[x];
@@ -313,7 +314,7 @@ static void check_new_leader(Sim *s, uint32_t x, uint64_t vid)
         }
     }
     sec = plv_paxos_secondary(nd->px);
-    if (nd->incumbent || sec == PLV_NODE_NONE || sec == x) {
+    if (nd->incumbent || plv_paxos_kept(nd->px) || sec == PLV_NODE_NONE || sec == x) {
         return;
     }
     s->res->witness_leads++;
