@@ -358,9 +358,25 @@ pinfo() {
 
 # wait_protected TIMEOUT_S: until a leader and an executing secondary
 # exist and the first syncvm between them completed. Sets LEADER, SECONDARY.
+# qemus_alive: every QEMU the test started and did not stop on purpose
+# still runs; otherwise fail at once with its last words (a bad option, a
+# crash) rather than wait for a group that cannot form.
+qemus_alive() {
+    local pid n
+    for pid in ${PLV_QEMU_PIDS[@]+"${PLV_QEMU_PIDS[@]}"}; do
+        kill -0 "$pid" 2>/dev/null && continue
+        for n in 0 1 2; do
+            [ "$(eval echo "\${PID_r$n:-}")" = "$pid" ] &&
+                fail "r$n exited: $(tail -n 3 "$WORK/r$n.err")"
+        done
+        fail "QEMU $pid exited"
+    done
+}
+
 wait_protected() {
     local t=$1 n r
     for _ in $(seq 1 $(( t * 2 ))); do
+        qemus_alive
         LEADER= SECONDARY=
         for n in 0 1 2; do
             r=$(pinfo "r$n" "i['role'], i['executing'], i['syncvm']['count']" 2>/dev/null) || continue
