@@ -191,9 +191,10 @@ static void stable_promise(PlvPaxos *p, PlvReady *rd)
 static void set_promise(PlvPaxos *p, uint64_t vid, uint64_t leader_inc, PlvReady *rd)
 {
     /* Promises only rise: the one replaced is the highest so far, and it
-     * stays the highest to a node other than vid's leader unless that
-     * node led it too. Kept per view's leader so that a later promise to
-     * a lone leader cannot hide one to another node (docs/exec.md). */
+     * becomes the highest to a node other than vid's leader unless that
+     * node led it too. Kept apart from the promise so that a later
+     * promise to a lone leader cannot hide one to another node
+     * (docs/exec.md, "Both others lost"). */
     if (vid > p->promised && p->promised &&
         plv_vid_leader(p->promised) != plv_vid_leader(vid)) {
         p->promised_other = p->promised;

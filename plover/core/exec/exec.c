@@ -90,6 +90,17 @@ static bool holds_only_copy(const PlvExec *x)
     return x->secondary == PLV_NODE_NONE || !x->second_may_hold;
 }
 
+/* A leader stepping down keeps its VM, stopped, against the view it last
+ * led (PlvExec.kept). */
+static void keep_vm(PlvExec *x, bool provisional, PlvExecReady *rd)
+{
+    x->executing = false;
+    x->kept = true;
+    x->kept_provisional = provisional;
+    x->kept_vid = MAX(x->vid, 1);
+    act(rd, PLV_EXEC_KEEP_VM);
+}
+
 /* The kept VM is used, or no longer the replicated state: either way it
  * is not kept any more. */
 static void forget_kept(PlvExec *x)
@@ -196,34 +207,28 @@ void plv_exec_role(PlvExec *x, PlvRole old, PlvRole role, uint64_t other_vid,
              * VM, paused at the handoff's syncvm, is the replicated one. */
             break;
         }
-        if ((old == PLV_ROLE_LEADER || old == PLV_ROLE_CANDIDATE) &&
-            holds_only_copy(x)) {
-            /*
-             * A leader that lost its majority with the only copy (its
-             * secondary died, or never got the VM, and the third replica
-             * is gone too): discarding it would lose the VM for good. It
-             * keeps it, stopped; what it said was covered by no syncvm.
-             */
-            x->executing = false;
-            x->kept = true;
-            x->kept_vid = MAX(x->vid, 1);
-            act(rd, PLV_EXEC_KEEP_VM);
-            break;
-        }
-        if ((old == PLV_ROLE_LEADER || old == PLV_ROLE_CANDIDATE) && x->executing &&
-            x->syncs > 0 && x->leader == x->cfg.self && x->vid) {
-            /*
-             * Its secondary may hold the VM too, and may also be gone: the
-             * secondary and the witness killed together would leave no
-             * copy but this one. Kept provisionally, against the view it
-             * last led (PlvExec.kept_provisional).
-             */
-            x->executing = false;
-            x->kept = true;
-            x->kept_provisional = true;
-            x->kept_vid = x->vid;
-            act(rd, PLV_EXEC_KEEP_VM);
-            break;
+        if (old == PLV_ROLE_LEADER || old == PLV_ROLE_CANDIDATE) {
+            if (holds_only_copy(x)) {
+                /*
+                 * A leader that lost its majority with the only copy (its
+                 * secondary died, or never got the VM, and the third
+                 * replica is gone too): discarding it would lose the VM
+                 * for good. It keeps it, stopped; what it said was
+                 * covered by no syncvm.
+                 */
+                keep_vm(x, false, rd);
+                break;
+            }
+            if (x->executing && x->syncs > 0 && x->leader == x->cfg.self && x->vid) {
+                /*
+                 * Its secondary may hold the VM too, and may also be gone:
+                 * the secondary and the witness killed together would
+                 * leave no copy but this one. Kept provisionally, against
+                 * the view it last led (PlvExec.kept_provisional).
+                 */
+                keep_vm(x, true, rd);
+                break;
+            }
         }
         discard(x, rd);
         break;
